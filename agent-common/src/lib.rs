@@ -1,0 +1,303 @@
+//! The event ABI between Osprey's kernel programs (`agent-ebpf`) and the agent (`agent`).
+//!
+//! Every record in the ring buffer starts with an [`EventHeader`]; `header.kind` says which
+//! struct follows and `header.size` how many bytes of it were written (records carry a
+//! variable-length `data` tail, so a record is usually shorter than its struct). All integers
+//! are native-endian with explicit widths; the layout is fixed by `#[repr(C)]` and checked by
+//! the size assertions at the bottom of this file. Change a struct here and both sides change
+//! together: this crate is the contract.
+#![no_std]
+
+/// Length of `task->comm`, as the kernel defines `TASK_COMM_LEN`.
+pub const COMM_LEN: usize = 16;
+
+/// Syscall numbers below this bound can be described in [`SyscallSpec`]s; x86_64 numbers stop
+/// below 470 today.
+pub const MAX_SYSCALL_NR: u32 = 512;
+
+/// Bytes of user memory a syscall event may carry (paths, socket addresses, argv).
+pub const DATA_MAX: usize = 4096;
+
+/// Size of the `data` tail. Twice [`DATA_MAX`] so that a read of up to `DATA_MAX` bytes at any
+/// offset below `DATA_MAX` stays inside the buffer: the verifier can prove that from a masked
+/// offset, and could not from a computed remaining length.
+pub const DATA_BUF: usize = DATA_MAX * 2;
+
+/// How many pieces of user memory one syscall may capture (mount: source, target, fstype).
+pub const MAX_CAPTURES: usize = 3;
+
+/// The kinds of record in the ring buffer. The value is `EventHeader::kind`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `sched:sched_process_exec`: a successful exec, with the new image's path and argv.
+    Exec = 1,
+    /// `sched_process_fork` (raw tracepoint): a new process or thread.
+    Fork = 2,
+    /// `sched:sched_process_exit`: a thread exits; `group_dead` when it was the last one.
+    Exit = 3,
+    /// A completed syscall from the `raw_syscalls` pair, arguments joined with the result.
+    Syscall = 4,
+}
+
+impl EventKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Exec),
+            2 => Some(Self::Fork),
+            3 => Some(Self::Exit),
+            4 => Some(Self::Syscall),
+            _ => None,
+        }
+    }
+}
+
+/// Indices into the per-CPU `COUNTERS` map. The first entries count records lost because the
+/// ring buffer was full, one per [`EventKind`] (index = kind value).
+pub mod counter {
+    pub const DROP_EXEC: u32 = 1;
+    pub const DROP_FORK: u32 = 2;
+    pub const DROP_EXIT: u32 = 3;
+    pub const DROP_SYSCALL: u32 = 4;
+    /// A syscall of interest started but the table of in-flight syscalls was full, so its
+    /// event was lost.
+    pub const PENDING_FULL: u32 = 5;
+    /// Syscall events emitted (after the interest filter), for rate reporting.
+    pub const SYSCALLS_EMITTED: u32 = 6;
+    pub const COUNT: u32 = 8;
+}
+
+/// First bytes of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    /// An [`EventKind`] value.
+    pub kind: u32,
+    /// Bytes of this record that are meaningful, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns()` when the record was written: nanoseconds since boot,
+    /// suspend included, so userspace converts it to wall time with one boot-time offset.
+    pub ktime_ns: u64,
+    /// Process id (thread group id) as seen from the initial pid namespace.
+    pub tgid: u32,
+    /// Thread id as seen from the initial pid namespace.
+    pub tid: u32,
+    /// Real user and group id (`bpf_get_current_uid_gid`).
+    pub uid: u32,
+    pub gid: u32,
+    /// Effective user and group id, from `task->cred`.
+    pub euid: u32,
+    pub egid: u32,
+    /// Id of the task's cgroup on the v2 hierarchy: the inode number of its directory.
+    pub cgroup_id: u64,
+    /// Inode numbers of the task's pid and mount namespaces (what `/proc/PID/ns/*` show).
+    pub pid_ns: u32,
+    pub mnt_ns: u32,
+    /// The process id inside the task's own pid namespace (the container's view).
+    pub vpid: u32,
+    pub _pad: u32,
+    /// `task->comm`, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `EventKind::Exec`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Length of the path in `data[..filename_len]` (no NUL).
+    pub filename_len: u32,
+    /// Length of argv that follows the path: NUL-separated, as in `/proc/PID/cmdline`.
+    pub args_len: u32,
+    /// [`trunc`] bits.
+    pub flags: u32,
+    pub _pad: u32,
+    pub data: [u8; DATA_BUF],
+}
+
+/// `EventKind::Fork`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    /// The parent's identity: the fork tracepoint runs in the parent's context.
+    pub header: EventHeader,
+    /// The new task's thread id and thread group id.
+    pub child_tid: u32,
+    pub child_tgid: u32,
+    /// [`fork_flags`] bits.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+pub mod fork_flags {
+    /// The child shares its parent's thread group: a new thread, not a new process.
+    pub const THREAD: u32 = 1;
+}
+
+/// `EventKind::Exit`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task->exit_code`: the wait status, exit status in bits 8..16, signal in bits 0..7.
+    pub exit_code: u32,
+    /// 1 when this was the last thread of the process (the process is gone).
+    pub group_dead: u32,
+}
+
+/// Truncation bits in `ExecEvent::flags` and `SyscallEvent::flags`.
+pub mod trunc {
+    /// The path (or capture 0) filled its space.
+    pub const CAPTURE0: u32 = 1 << 0;
+    pub const CAPTURE1: u32 = 1 << 1;
+    pub const CAPTURE2: u32 = 1 << 2;
+    /// argv was longer than what was captured.
+    pub const ARGS: u32 = 1 << 3;
+    /// A user pointer could not be read (unmapped or paged out); its capture is empty.
+    pub const FAULT: u32 = 1 << 4;
+}
+
+/// `EventKind::Syscall`: one completed syscall.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallEvent {
+    /// Identity at syscall exit (after a setuid the new ids, after an execve the new comm).
+    pub header: EventHeader,
+    /// The syscall number on the running architecture.
+    pub nr: u32,
+    /// [`trunc`] bits.
+    pub flags: u32,
+    /// The return value: a result, or `-errno`.
+    pub ret: i64,
+    /// `bpf_ktime_get_boot_ns()` at syscall entry.
+    pub enter_ns: u64,
+    /// The six raw argument registers at entry.
+    pub args: [u64; 6],
+    /// Bytes of `data` used by each capture of the syscall's [`SyscallSpec`], in order.
+    pub cap_len: [u16; 4],
+    pub data: [u8; DATA_BUF],
+}
+
+/// Byte offset of `data` in a [`SyscallEvent`]; a record is `SYSCALL_DATA_OFFSET + sum(cap_len)`.
+pub const SYSCALL_DATA_OFFSET: usize = core::mem::offset_of!(SyscallEvent, data);
+/// Byte offset of `data` in an [`ExecEvent`].
+pub const EXEC_DATA_OFFSET: usize = core::mem::offset_of!(ExecEvent, data);
+
+/// What the kernel copies from user memory for one argument of a syscall.
+pub mod capture {
+    pub const NONE: u8 = 0;
+    /// A NUL-terminated string (a path) at the pointer in `arg`.
+    pub const STR: u8 = 1;
+    /// `size` bytes of a struct at the pointer in `arg` (open_how, clone_args, cap data).
+    pub const BYTES: u8 = 2;
+    /// A socket address at the pointer in `arg`, whose length is the value of `len_arg`.
+    pub const SOCKADDR: u8 = 3;
+    /// A socket address the kernel writes (accept's peer): read at exit from the pointer in
+    /// `arg`, with its length in the user `int` that `len_arg` points to.
+    pub const SOCKADDR_OUT: u8 = 4;
+    /// An argv array at the pointer in `arg`: strings copied NUL-separated.
+    pub const ARGV: u8 = 5;
+}
+
+/// How the kernel captures one argument.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// A [`capture`] kind.
+    pub kind: u8,
+    /// Which of the six arguments holds the pointer.
+    pub arg: u8,
+    /// For `SOCKADDR`/`SOCKADDR_OUT`: the argument that holds the length (or points to it).
+    pub len_arg: u8,
+    pub _pad: u8,
+    /// For `BYTES`: the struct size. Otherwise an upper bound (0 = up to `DATA_MAX`).
+    pub size: u32,
+}
+
+/// Per-syscall entry in the `SYSCALL_SPECS` map, written by userspace. A syscall whose entry has
+/// no `INTERESTED` bit costs one array lookup and emits nothing: this is the interest filter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallSpec {
+    /// [`spec_flags`] bits.
+    pub flags: u32,
+    pub _pad: u32,
+    pub captures: [Capture; MAX_CAPTURES],
+}
+
+pub mod spec_flags {
+    /// Some consumer wants this syscall: capture it and emit an event at exit.
+    pub const INTERESTED: u32 = 1;
+}
+
+/// Kernel facts the programs need that differ between kernels: struct member offsets from the
+/// running kernel's BTF and record offsets from tracefs `format` files. Userspace fills this in
+/// before load (`EbpfLoader::override_global("CONFIG", ..)`); nothing here is known at build
+/// time, because Rust eBPF has no CO-RE relocations.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelConfig {
+    /// Set to 1 by userspace; a program seeing 0 was loaded without offsets and does nothing.
+    pub ready: u32,
+    /// The agent's own process id: its syscalls are not reported, so reading /proc to enrich an
+    /// event does not produce more events.
+    pub agent_tgid: u32,
+
+    pub task_cred: u32,
+    pub task_nsproxy: u32,
+    pub task_thread_pid: u32,
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_mm: u32,
+    pub task_exit_code: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub nsproxy_mnt_ns: u32,
+    /// Offset of `ns.inum` inside `struct mnt_namespace`.
+    pub mnt_ns_inum: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_nr: u32,
+    pub upid_ns: u32,
+    /// Offset of `ns.inum` inside `struct pid_namespace`.
+    pub pid_ns_inum: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    /// Offsets in `struct pt_regs` of the six syscall argument registers, in ABI order.
+    pub regs_args: [u32; 6],
+    /// Offset in `struct pt_regs` of the syscall number (`orig_ax` on x86_64).
+    pub regs_nr: u32,
+    /// `sched_process_exec` record: offset of the `__data_loc char[] filename` field.
+    pub exec_filename_loc: u32,
+    /// `sched_process_exit` record: offset of `bool group_dead`, or `u32::MAX` on kernels
+    /// whose record lacks it (before 6.x the field did not exist).
+    pub exit_group_dead: u32,
+    pub task_group_leader: u32,
+    pub _pad: u32,
+}
+
+impl KernelConfig {
+    /// All zeroes: what the kernel programs see until userspace overrides it (`ready == 0`).
+    pub const ZERO: Self = {
+        // SAFETY: a struct of integers; all-zero is a valid value.
+        unsafe { core::mem::zeroed() }
+    };
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are `#[repr(C)]`, made only of integers and integer arrays, with
+    // explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for super::KernelConfig {}
+    unsafe impl aya::Pod for super::SyscallSpec {}
+}
+
+// The layout is a contract: these sizes change only together with both sides.
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 80);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 88);
+const _: () = assert!(EXEC_DATA_OFFSET == 96);
+const _: () = assert!(SYSCALL_DATA_OFFSET == 80 + 8 + 8 + 8 + 48 + 8);
+const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8 + 8 * MAX_CAPTURES);
+const _: () = assert!(DATA_BUF.is_power_of_two() && DATA_MAX.is_power_of_two());

@@ -1,0 +1,26 @@
+//! Osprey's kernel programs. One file per hook family:
+//! - `process.rs`: process lifecycle (`sched_process_exec`, `sched_process_fork`,
+//!   `sched_process_exit`);
+//! - `syscall.rs`: the `raw_syscalls` pair that captures arguments at entry and joins them with
+//!   the result at exit.
+//!
+//! Shared maps live in `maps.rs`, the event header (identity of the current task) in `task.rs`.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod process;
+mod syscall;
+mod task;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible: `bpf_probe_read_kernel`, `bpf_probe_read_user` and `bpf_send_signal` are
+/// GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,51 @@
+//! Maps shared by all programs, and the kernel configuration userspace writes before load.
+
+use agent_common::{KernelConfig, MAX_SYSCALL_NR, SyscallEvent, SyscallSpec, counter};
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+
+/// Every record for userspace. Userspace may resize it before load (`--ring-buffer-size`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// The interest filter and capture plan, indexed by syscall number; written by userspace.
+#[map]
+pub static SYSCALL_SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+/// Syscalls of interest between entry and exit, keyed by pid_tgid. Not preallocated: a value
+/// is 8 KiB and only the syscalls in flight need one.
+#[map]
+pub static PENDING: HashMap<u64, SyscallEvent> =
+    HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
+
+/// Where a syscall event is built at entry before it is copied into `PENDING` (the BPF stack
+/// is 512 bytes).
+#[map]
+pub static SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Drop and activity counters, indexed by `agent_common::counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Kernel offsets and settings; see `KernelConfig`. Read with `config()`.
+#[unsafe(no_mangle)]
+static CONFIG: KernelConfig = KernelConfig::ZERO;
+
+/// The configuration userspace wrote. A volatile read keeps the compiler from folding the
+/// all-zero initializer into the code: the loader rewrites `.rodata` before load.
+#[inline(always)]
+pub fn config() -> &'static KernelConfig {
+    // SAFETY: CONFIG is a static that lives for the program's lifetime.
+    unsafe { &*core::ptr::read_volatile(&&raw const CONFIG) }
+}
+
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *slot += 1 };
+    }
+}

@@ -1,0 +1,196 @@
+//! Process lifecycle: exec, fork, exit.
+
+use agent_common::{
+    DATA_MAX, EXEC_DATA_OFFSET, EventKind, ExecEvent, ExitEvent, ForkEvent, counter, fork_flags,
+    trunc,
+};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::PerCpuArray,
+    programs::{RawTracePointContext, TracePointContext},
+};
+
+use crate::{
+    maps::{EVENTS, PENDING, config, count},
+    task::{fill_header, read_kernel},
+};
+
+#[map]
+static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// `sched:sched_process_exec` (all kernels with tracefs): runs in the new image after a
+/// successful exec. Reads the `__data_loc char[] filename` of the record (offset from the
+/// tracefs format file) and the new argv from `mm->arg_start..arg_end` in user memory, which
+/// exec has just written, so it is resident. Emitting argv here, in the exec'ing task itself,
+/// means a process that exits a microsecond later still has its args on record.
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    match try_sched_process_exec(&ctx) {
+        Ok(()) => 0,
+        Err(()) => 1,
+    }
+}
+
+fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
+    let cfg = config();
+    if cfg.ready == 0 {
+        return Err(());
+    }
+    let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: a per-CPU slot owned by this program invocation.
+    let ev = unsafe { &mut *ev };
+    fill_header(&mut ev.header, EventKind::Exec as u32, cfg);
+    ev.flags = 0;
+
+    let loc: u32 = read_kernel(ctx.as_ptr() as u64, cfg.exec_filename_loc);
+    let src = ctx.as_ptr() as u64 + (loc & 0xffff) as u64;
+    // SAFETY: the destination is inside `data`; the helper bounds the copy by its size.
+    let n = unsafe {
+        bpf_probe_read_kernel_str(
+            ev.data.as_mut_ptr().cast(),
+            DATA_MAX as u32,
+            src as *const _,
+        )
+    };
+    let name_len = if n > 0 { (n - 1) as usize } else { 0 };
+    if name_len >= DATA_MAX - 1 {
+        ev.flags |= trunc::CAPTURE0;
+    }
+    ev.filename_len = name_len as u32;
+
+    let task = unsafe { bpf_get_current_task() };
+    let mm: u64 = read_kernel(task, cfg.task_mm);
+    let start: u64 = read_kernel(mm, cfg.mm_arg_start);
+    let end: u64 = read_kernel(mm, cfg.mm_arg_end);
+    let mut args_len = end.saturating_sub(start) as usize;
+    let room = DATA_MAX - (name_len & (DATA_MAX - 1));
+    if args_len > room {
+        args_len = room;
+        ev.flags |= trunc::ARGS;
+    }
+    let args_len = args_len & (DATA_MAX - 1);
+    let off = name_len & (DATA_MAX - 1);
+    if args_len > 0 {
+        // SAFETY: off < DATA_MAX and args_len < DATA_MAX, inside the 2*DATA_MAX buffer.
+        let r = unsafe {
+            bpf_probe_read_user(
+                ev.data.as_mut_ptr().add(off).cast(),
+                args_len as u32,
+                start as *const _,
+            )
+        };
+        if r < 0 {
+            ev.flags |= trunc::FAULT;
+            ev.args_len = 0;
+        } else {
+            ev.args_len = args_len as u32;
+        }
+    } else {
+        ev.args_len = 0;
+    }
+
+    let size = EXEC_DATA_OFFSET + off + (ev.args_len as usize & (DATA_MAX - 1));
+    ev.header.size = size as u32;
+    emit(ev, size, counter::DROP_EXEC);
+    Ok(())
+}
+
+/// `sched_process_fork` as a raw tracepoint: `TP_PROTO(struct task_struct *parent,
+/// struct task_struct *child)` (stable since 2.6.32). The raw form gives the child task, whose
+/// tgid tells a new thread from a new process, which the tracefs record does not carry.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
+    match try_sched_process_fork(&ctx) {
+        Ok(()) => 0,
+        Err(()) => 1,
+    }
+}
+
+fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
+    let cfg = config();
+    if cfg.ready == 0 {
+        return Err(());
+    }
+    let child: u64 = ctx.arg(1);
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count(counter::DROP_FORK);
+        return Err(());
+    };
+    // SAFETY: the reservation is sizeof(ForkEvent) bytes; we write every field.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, EventKind::Fork as u32, cfg);
+    ev.header.size = size_of::<ForkEvent>() as u32;
+    ev.child_tid = read_kernel(child, cfg.task_pid);
+    ev.child_tgid = read_kernel(child, cfg.task_tgid);
+    ev.flags = if ev.child_tgid == ev.header.tgid {
+        fork_flags::THREAD
+    } else {
+        0
+    };
+    ev._pad = 0;
+    entry.submit(0);
+    Ok(())
+}
+
+/// `sched:sched_process_exit`: a thread is exiting. Emits only when the whole process is gone
+/// (`group_dead`, a record field since Linux 6.13; on older kernels the leader's exit stands
+/// for it), and always clears the thread's in-flight syscall, which will never complete.
+/// `task->exit_code` is set by do_exit() before this tracepoint fires.
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    match try_sched_process_exit(&ctx) {
+        Ok(()) => 0,
+        Err(()) => 1,
+    }
+}
+
+fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), ()> {
+    let cfg = config();
+    if cfg.ready == 0 {
+        return Err(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let _ = PENDING.remove(&pid_tgid);
+    let group_dead = if cfg.exit_group_dead != u32::MAX {
+        read_kernel::<u8>(ctx.as_ptr() as u64, cfg.exit_group_dead) != 0
+    } else {
+        pid_tgid >> 32 == pid_tgid & 0xffff_ffff
+    };
+    if !group_dead {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        count(counter::DROP_EXIT);
+        return Err(());
+    };
+    // SAFETY: the reservation is sizeof(ExitEvent) bytes; we write every field.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, EventKind::Exit as u32, cfg);
+    ev.header.size = size_of::<ExitEvent>() as u32;
+    let task = unsafe { bpf_get_current_task() };
+    ev.exit_code = read_kernel(task, cfg.task_exit_code);
+    ev.group_dead = 1;
+    entry.submit(0);
+    Ok(())
+}
+
+/// Copies the first `size` bytes of `ev` into the ring buffer, counting a drop when it is full.
+/// The clamp to `size_of::<T>()` is what lets the verifier accept a variable length.
+#[inline(always)]
+pub fn emit<T>(ev: &T, size: usize, drop_counter: u32) {
+    let size = if size > size_of::<T>() {
+        size_of::<T>()
+    } else {
+        size
+    };
+    // SAFETY: size <= size_of::<T>(), inside `ev`.
+    let bytes = unsafe { core::slice::from_raw_parts((ev as *const T).cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count(drop_counter);
+    }
+}

@@ -1,0 +1,66 @@
+//! The identity of the current task, for every event's header.
+//!
+//! What helpers give directly (pid/tgid, real uid/gid, comm, cgroup id) comes from helpers.
+//! Effective ids and namespace inode numbers need a walk of `task_struct`; its member offsets
+//! come from the running kernel's BTF through `CONFIG` (Rust eBPF has no CO-RE), and every read
+//! goes through `bpf_probe_read_kernel`, so a wrong offset yields a wrong value, never a fault.
+
+use agent_common::{EventHeader, KernelConfig};
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+    generated::bpf_probe_read_kernel,
+};
+
+/// Reads a `T` at `base + off` in kernel memory; zero when the read fails.
+#[inline(always)]
+pub fn read_kernel<T: Copy + Default>(base: u64, off: u32) -> T {
+    let mut v = T::default();
+    if base != 0 {
+        // SAFETY: bpf_probe_read_kernel validates the source address.
+        unsafe {
+            bpf_probe_read_kernel(
+                (&raw mut v).cast(),
+                size_of::<T>() as u32,
+                (base + off as u64) as *const _,
+            )
+        };
+    }
+    v
+}
+
+/// Fills `h` for the current task; `size` is left for the emitter.
+#[inline(always)]
+pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    h.kind = kind;
+    h._pad = 0;
+    // SAFETY: helpers without arguments.
+    h.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
+    h.tgid = (pid_tgid >> 32) as u32;
+    h.tid = pid_tgid as u32;
+    h.uid = uid_gid as u32;
+    h.gid = (uid_gid >> 32) as u32;
+    h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+
+    let task = unsafe { bpf_get_current_task() };
+    let cred: u64 = read_kernel(task, cfg.task_cred);
+    h.euid = read_kernel(cred, cfg.cred_euid);
+    h.egid = read_kernel(cred, cfg.cred_egid);
+
+    let nsproxy: u64 = read_kernel(task, cfg.task_nsproxy);
+    let mnt_ns: u64 = read_kernel(nsproxy, cfg.nsproxy_mnt_ns);
+    h.mnt_ns = read_kernel(mnt_ns, cfg.mnt_ns_inum);
+
+    // The process's pid as its own pid namespace sees it: the group leader's `struct pid`,
+    // entry `numbers[level]` (see task_active_pid_ns() and pid_vnr() in kernel/pid.c).
+    let leader: u64 = read_kernel(task, cfg.task_group_leader);
+    let pid: u64 = read_kernel(leader, cfg.task_thread_pid);
+    let level: u32 = read_kernel(pid, cfg.pid_level);
+    let upid = pid + cfg.pid_numbers as u64 + (level & 0x3f) as u64 * cfg.upid_size as u64;
+    h.vpid = read_kernel(upid, cfg.upid_nr);
+    let pid_ns: u64 = read_kernel(upid, cfg.upid_ns);
+    h.pid_ns = read_kernel(pid_ns, cfg.pid_ns_inum);
+}

@@ -1,0 +1,60 @@
+//! Builds the kernel programs (`agent-ebpf`) for bpfel-unknown-none with the nightly toolchain
+//! and bpf-linker, through aya-build, so that `include_bytes_aligned!` finds the object in
+//! OUT_DIR. `cargo xtask run|test` installs both first; a plain `cargo build` without them
+//! stops here with the command that fixes it.
+
+use std::{env, fs, path::PathBuf};
+
+use anyhow::{Context as _, anyhow};
+use aya_build::Toolchain;
+
+fn main() -> anyhow::Result<()> {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    let object = out_dir.join("agent-ebpf");
+
+    // Metadata-only builds (an IDE's check, or AYA_BUILD_SKIP=1 for a quick `cargo check`) get
+    // an empty object; the agent then refuses to start with a message saying so.
+    println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
+    if env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        if !object.exists() {
+            fs::write(&object, []).with_context(|| format!("writing {}", object.display()))?;
+        }
+        return Ok(());
+    }
+
+    println!("cargo:rerun-if-env-changed=PATH");
+    if which("bpf-linker").is_none() {
+        return Err(anyhow!(
+            "bpf-linker is not on PATH; it links the kernel programs. Run `cargo xtask run` or \
+             `cargo xtask test`, which install it (and rust-src for nightly) and put it on PATH"
+        ));
+    }
+
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = metadata
+        .packages
+        .into_iter()
+        .find(|p| p.name.as_str() == "agent-ebpf")
+        .ok_or_else(|| anyhow!("agent-ebpf package not found in the workspace"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: ebpf.name.as_str(),
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
+        Toolchain::default(),
+    )
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,219 @@
+//! Typed events: what the sensor decodes from ring-buffer records, and what the process table,
+//! the rule engine, `osprey trace` and recordings work with.
+//!
+//! These types are plain data with serde derives; nothing here knows about aya. A recording is
+//! a JSON-lines file of [`Enriched`] values, and replaying one reproduces what the engine saw.
+
+use std::{borrow::Cow, net::IpAddr, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::Process;
+
+/// One thing that happened in the kernel, with the identity of the task that did it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Nanoseconds since boot (CLOCK_BOOTTIME) when the event was recorded; for a syscall,
+    /// when it returned.
+    pub ts: u64,
+    /// Wall-clock time of `ts`, nanoseconds since the Unix epoch.
+    pub time: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// The task's cgroup v2 id (inode number of its cgroup directory).
+    pub cgroup_id: u64,
+    /// Inode numbers of the pid and mount namespaces.
+    pub pid_ns: u32,
+    pub mnt_ns: u32,
+    /// The process id inside its own pid namespace (equals `tgid` on the host).
+    pub vpid: u32,
+    /// `task->comm` at the time of the event.
+    pub comm: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A successful exec: the process now runs `filename` with `args`.
+    Exec(Exec),
+    /// The task forked a new process or created a thread.
+    Fork(Fork),
+    /// The process exited (its last thread).
+    Exit(Exit),
+    /// A completed syscall.
+    Syscall(Syscall),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exec {
+    /// The path given to exec, as the kernel resolved it (`bprm->filename`).
+    pub filename: String,
+    /// argv, as in `/proc/PID/cmdline`.
+    pub args: Vec<String>,
+    /// argv was longer than what the kernel captured (4 KiB with the path).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub args_truncated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fork {
+    pub child_tid: u32,
+    pub child_tgid: u32,
+    /// A new thread in the same process rather than a new process.
+    pub is_thread: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exit {
+    /// The wait status: exit status in bits 8..16, terminating signal in bits 0..7.
+    pub status: u32,
+}
+
+impl Exit {
+    /// The exit code a shell would show (`$?`): the status, or 128 + the signal.
+    pub fn code(&self) -> i32 {
+        let sig = self.status & 0x7f;
+        if sig == 0 {
+            ((self.status >> 8) & 0xff) as i32
+        } else {
+            128 + sig as i32
+        }
+    }
+
+    pub fn signal(&self) -> Option<u32> {
+        let sig = self.status & 0x7f;
+        (sig != 0).then_some(sig)
+    }
+}
+
+/// One completed syscall: its decoded arguments and its result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Syscall {
+    /// The syscall's name, as in `syscalls:sys_enter_<name>` and Falco's `evt.type`.
+    pub name: Cow<'static, str>,
+    /// The syscall number on the architecture the event was recorded on.
+    pub nr: u32,
+    /// The return value: a result (a new fd, a byte count, 0) or `-errno`.
+    pub ret: i64,
+    /// Arguments in the syscall's declaration order, decoded by type.
+    pub args: Vec<Arg>,
+    /// Some captured user memory (a path, argv) was cut short.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Nanoseconds the syscall took, entry to exit.
+    pub latency_ns: u64,
+}
+
+impl Syscall {
+    /// The argument called `name`, as Falco's `evt.arg.<name>` finds it.
+    pub fn arg(&self, name: &str) -> Option<&ArgValue> {
+        self.args.iter().find(|a| a.name == name).map(|a| &a.value)
+    }
+
+    /// The error number when the syscall failed.
+    pub fn errno(&self) -> Option<i32> {
+        (-4095..0).contains(&self.ret).then_some(-self.ret as i32)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Arg {
+    pub name: Cow<'static, str>,
+    pub value: ArgValue,
+}
+
+/// A decoded syscall argument.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum ArgValue {
+    /// A signed number (counts, pids, signals, modes given as numbers).
+    Int(i64),
+    /// A file descriptor; `AT_FDCWD` is -100.
+    Fd(i64),
+    /// A uid or gid; `u32::MAX` means "unchanged" for the set*id family.
+    Id(u32),
+    /// A permission mode, shown in octal.
+    Mode(u32),
+    /// A bit set with the symbolic names of its set bits (for example `O_RDWR|O_CREAT`).
+    Flags { raw: u64, names: Vec<Cow<'static, str>> },
+    /// A value from an enumeration (a ptrace request, a socket domain) and its name.
+    Enum { raw: i64, name: Option<Cow<'static, str>> },
+    /// A path as the process gave it; `resolved` is absolute when it could be resolved
+    /// against the process's working directory.
+    Path { raw: String, resolved: Option<String> },
+    /// Other text read from user memory.
+    Str(String),
+    /// A socket address.
+    SockAddr(SockAddr),
+    /// An argv array.
+    Argv(Vec<String>),
+    /// A pointer whose contents were not captured.
+    Ptr(u64),
+}
+
+impl ArgValue {
+    /// The number behind the value, for numeric comparisons (`evt.rawarg.*`).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            ArgValue::Int(v) | ArgValue::Fd(v) => Some(*v),
+            ArgValue::Id(v) | ArgValue::Mode(v) => Some(i64::from(*v)),
+            ArgValue::Flags { raw, .. } => Some(*raw as i64),
+            ArgValue::Enum { raw, .. } => Some(*raw),
+            ArgValue::Ptr(p) => Some(*p as i64),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded `struct sockaddr`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum SockAddr {
+    Inet { ip: IpAddr, port: u16 },
+    Unix { path: String },
+    /// AF_NETLINK, AF_PACKET and others: the family number only.
+    Other { number: u16 },
+}
+
+impl std::fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SockAddr::Inet { ip: IpAddr::V4(ip), port } => write!(f, "{ip}:{port}"),
+            SockAddr::Inet { ip: IpAddr::V6(ip), port } => write!(f, "[{ip}]:{port}"),
+            SockAddr::Unix { path } => write!(f, "{path}"),
+            SockAddr::Other { number } => write!(f, "family {number}"),
+        }
+    }
+}
+
+/// An event with the context the process table knows: the process that did it and its
+/// ancestors. This is the unit the rule engine judges and a recording stores.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Enriched {
+    pub event: Event,
+    /// The process, when the table knows it (always, except for a pid it never saw).
+    pub process: Option<Arc<Process>>,
+    /// Parent first, then its parent, up to init or the table's ancestor limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Arc<Process>>,
+}
+
+impl Enriched {
+    /// The parent process, if known.
+    pub fn parent(&self) -> Option<&Process> {
+        self.ancestors.first().map(|p| p.as_ref())
+    }
+
+    /// The Nth ancestor, 1 being the parent (Falco's `proc.aname[N]`).
+    pub fn ancestor(&self, n: usize) -> Option<&Process> {
+        n.checked_sub(1)
+            .and_then(|i| self.ancestors.get(i))
+            .map(|p| p.as_ref())
+    }
+}

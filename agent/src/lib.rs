@@ -1,0 +1,8 @@
+//! Osprey, the node agent: a library so that its parts are testable, and the `osprey` binary
+//! (`main.rs`) that wires them.
+//!
+//! Data flows in one direction: `sensor` (kernel programs, ring buffer, decoding) → `process`
+//! (the process table, enrichment) → `engine` (rules) → `output` (alerts). See ARCHITECTURE.md.
+
+pub mod event;
+pub mod process;

@@ -1,0 +1,342 @@
+//! The process table: what the agent knows about every live process on the node.
+//!
+//! Bootstrapped from `/proc` at start (so processes older than the agent have their exe, args,
+//! cwd, user, parent and start time), then kept current by the sensor's fork, exec and exit
+//! events. It is bounded: when full, exited processes go first, then the least recently seen;
+//! every eviction is counted. A process that exits stays for a short grace period, so events
+//! still queued behind its exit find it.
+
+mod proc_fs;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    path::Path,
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{ArgValue, Enriched, Event, EventKind};
+
+pub use proc_fs::{boot_clock_ns, boot_time_ns, read_process};
+
+/// What is known about one process (thread group).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    /// `task->comm`: the name the kernel shows, at most 15 bytes.
+    pub comm: String,
+    /// The executable's path, as exec resolved it.
+    pub exe: String,
+    /// argv; `args[0]` is what the process was called as.
+    pub args: Vec<String>,
+    /// Working directory, when known (from /proc at start, inherited at fork, updated by chdir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    /// Boot-time nanoseconds of the process's start (fork), or of the agent's start-up scan
+    /// when it was already running and /proc did not tell.
+    pub start_ts: u64,
+    /// Boot-time nanoseconds of the last exec.
+    #[serde(default)]
+    pub exec_ts: u64,
+    pub cgroup_id: u64,
+    pub pid_ns: u32,
+    pub mnt_ns: u32,
+    /// Pid inside its own pid namespace.
+    pub vpid: u32,
+    /// The controlling terminal's device number, 0 for none (Falco's `proc.tty`).
+    #[serde(default)]
+    pub tty: u32,
+    /// The audit login uid, `u32::MAX` when unset (Falco's `user.loginuid`, -1).
+    #[serde(default = "unset_id")]
+    pub loginuid: u32,
+    /// Learned from /proc at start-up rather than from an exec event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_procfs: bool,
+    /// Boot-time nanoseconds of the exit, once it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_ts: Option<u64>,
+}
+
+fn unset_id() -> u32 {
+    u32::MAX
+}
+
+impl Process {
+    /// `comm` followed by the arguments after argv[0], as Falco's `proc.cmdline` shows it.
+    pub fn cmdline(&self) -> String {
+        let mut s = self.comm.clone();
+        for a in self.args.iter().skip(1) {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+
+    /// The executable's file name (Falco's `proc.exe` is argv[0]; this is the path's base).
+    pub fn exe_name(&self) -> &str {
+        self.exe.rsplit('/').next().unwrap_or(&self.exe)
+    }
+}
+
+/// Limits and counters of the table.
+#[derive(Clone, Debug)]
+pub struct TableConfig {
+    /// Most processes kept. A node rarely runs more than a few tens of thousands.
+    pub capacity: usize,
+    /// Ancestors attached to each event (Falco's `proc.aname[N]` goes to 6 or so).
+    pub max_ancestors: usize,
+    /// How long an exited process stays, in nanoseconds, for events still queued behind its exit.
+    pub exit_grace_ns: u64,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 65_536,
+            max_ancestors: 8,
+            exit_grace_ns: 2_000_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    pub size: usize,
+    /// Processes dropped because the table was full.
+    pub evictions: u64,
+    /// Events whose process the table did not know (and so created from the event header).
+    pub misses: u64,
+}
+
+/// The table itself. Not thread-safe: the pipeline owns it in one task.
+pub struct ProcessTable {
+    cfg: TableConfig,
+    procs: HashMap<u32, Arc<Process>>,
+    /// Exited processes in exit order, removed after the grace period.
+    exited: VecDeque<(u64, u32)>,
+    /// Order of insertion for eviction under pressure (pid, start_ts); stale entries skipped.
+    order: VecDeque<(u32, u64)>,
+    stats: TableStats,
+}
+
+impl ProcessTable {
+    pub fn new(cfg: TableConfig) -> Self {
+        Self {
+            cfg,
+            procs: HashMap::new(),
+            exited: VecDeque::new(),
+            order: VecDeque::new(),
+            stats: TableStats::default(),
+        }
+    }
+
+    /// Fills the table from `/proc` (or another procfs root, for tests).
+    pub fn bootstrap(&mut self, proc_root: &Path) -> std::io::Result<usize> {
+        let boot_ns = boot_time_ns();
+        let mut n = 0;
+        for entry in std::fs::read_dir(proc_root)? {
+            let Ok(entry) = entry else { continue };
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            // A process can exit between readdir and the reads: skip it.
+            if let Some(p) = read_process(proc_root, pid, boot_ns) {
+                self.insert(p);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&Arc<Process>> {
+        self.procs.get(&pid)
+    }
+
+    pub fn stats(&self) -> TableStats {
+        TableStats {
+            size: self.procs.len(),
+            ..self.stats
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    fn insert(&mut self, p: Process) {
+        self.order.push_back((p.pid, p.start_ts));
+        self.procs.insert(p.pid, Arc::new(p));
+        while self.procs.len() > self.cfg.capacity {
+            self.evict_one();
+        }
+    }
+
+    fn evict_one(&mut self) {
+        // Exited processes first, oldest exit first.
+        while let Some((_, pid)) = self.exited.pop_front() {
+            if self
+                .procs
+                .get(&pid)
+                .is_some_and(|p| p.exited_ts.is_some())
+            {
+                self.procs.remove(&pid);
+                self.stats.evictions += 1;
+                return;
+            }
+        }
+        // Then the oldest inserted that is still the same process.
+        while let Some((pid, start)) = self.order.pop_front() {
+            if self.procs.get(&pid).is_some_and(|p| p.start_ts == start) {
+                self.procs.remove(&pid);
+                self.stats.evictions += 1;
+                return;
+            }
+        }
+    }
+
+    /// Drops processes whose exit is older than the grace period, as of boot time `now`.
+    fn expire(&mut self, now: u64) {
+        while let Some(&(ts, pid)) = self.exited.front() {
+            if now.saturating_sub(ts) < self.cfg.exit_grace_ns {
+                break;
+            }
+            self.exited.pop_front();
+            if self.procs.get(&pid).is_some_and(|p| p.exited_ts == Some(ts)) {
+                self.procs.remove(&pid);
+            }
+        }
+        // Keep the eviction order from growing without bound through pid reuse.
+        if self.order.len() > 2 * self.cfg.capacity + 1024 {
+            let procs = &self.procs;
+            self.order
+                .retain(|(pid, st)| procs.get(pid).is_some_and(|p| p.start_ts == *st));
+        }
+    }
+
+    /// The process for an event's tgid, created from the event header when unknown (a process
+    /// that started before the agent and was missed, or one evicted).
+    fn ensure(&mut self, ev: &Event) -> Arc<Process> {
+        if let Some(p) = self.procs.get(&ev.tgid) {
+            return p.clone();
+        }
+        self.stats.misses += 1;
+        let p = Process {
+            pid: ev.tgid,
+            comm: ev.comm.clone(),
+            uid: ev.uid,
+            gid: ev.gid,
+            euid: ev.euid,
+            start_ts: ev.ts,
+            cgroup_id: ev.cgroup_id,
+            pid_ns: ev.pid_ns,
+            mnt_ns: ev.mnt_ns,
+            vpid: ev.vpid,
+            loginuid: u32::MAX,
+            ..Default::default()
+        };
+        self.insert(p);
+        self.procs[&ev.tgid].clone()
+    }
+
+    fn ancestors(&self, mut ppid: u32) -> Vec<Arc<Process>> {
+        let mut out = Vec::new();
+        while ppid != 0 && out.len() < self.cfg.max_ancestors {
+            let Some(p) = self.procs.get(&ppid) else { break };
+            out.push(p.clone());
+            if p.ppid == ppid {
+                break;
+            }
+            ppid = p.ppid;
+        }
+        out
+    }
+
+    /// Applies the event to the table and returns it with its process context.
+    ///
+    /// Exec replaces the image, fork creates the child (inheriting the parent's image, cwd and
+    /// tty), exit marks the process gone (removed after the grace period), and a successful
+    /// chdir updates the working directory. The process attached to the event is the state
+    /// after the event: an exec event carries the new image.
+    pub fn observe(&mut self, ev: Event) -> Enriched {
+        self.expire(ev.ts);
+        let mut process = self.ensure(&ev);
+        match &ev.kind {
+            EventKind::Exec(exec) => {
+                let p = Arc::make_mut(&mut process);
+                p.exe = exec.filename.clone();
+                p.args = exec.args.clone();
+                p.comm = ev.comm.clone();
+                p.exec_ts = ev.ts;
+                p.uid = ev.uid;
+                p.gid = ev.gid;
+                p.euid = ev.euid;
+                p.cgroup_id = ev.cgroup_id;
+                p.pid_ns = ev.pid_ns;
+                p.mnt_ns = ev.mnt_ns;
+                p.vpid = ev.vpid;
+                p.from_procfs = false;
+                self.procs.insert(ev.tgid, process.clone());
+            }
+            EventKind::Fork(fork) if !fork.is_thread => {
+                let parent = &process;
+                let child = Process {
+                    pid: fork.child_tgid,
+                    ppid: ev.tgid,
+                    comm: parent.comm.clone(),
+                    exe: parent.exe.clone(),
+                    args: parent.args.clone(),
+                    cwd: parent.cwd.clone(),
+                    uid: ev.uid,
+                    gid: ev.gid,
+                    euid: ev.euid,
+                    start_ts: ev.ts,
+                    exec_ts: parent.exec_ts,
+                    cgroup_id: ev.cgroup_id,
+                    pid_ns: ev.pid_ns,
+                    mnt_ns: ev.mnt_ns,
+                    vpid: 0,
+                    tty: parent.tty,
+                    loginuid: parent.loginuid,
+                    from_procfs: false,
+                    exited_ts: None,
+                };
+                self.insert(child);
+            }
+            EventKind::Exit(_) => {
+                let p = Arc::make_mut(&mut process);
+                p.exited_ts = Some(ev.ts);
+                self.exited.push_back((ev.ts, ev.tgid));
+                self.procs.insert(ev.tgid, process.clone());
+            }
+            EventKind::Syscall(sc) if sc.ret == 0 && (sc.name == "chdir") => {
+                if let Some(ArgValue::Path {
+                    resolved: Some(dir),
+                    ..
+                }) = sc.arg("path")
+                {
+                    Arc::make_mut(&mut process).cwd = Some(dir.clone());
+                    self.procs.insert(ev.tgid, process.clone());
+                }
+            }
+            _ => {}
+        }
+        let ancestors = self.ancestors(process.ppid);
+        Enriched {
+            event: ev,
+            process: Some(process),
+            ancestors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! Reading a process's state from procfs, for the start-up bootstrap.
+
+use std::{fs, os::unix::fs::MetadataExt, path::Path};
+
+use super::Process;
+
+/// Wall-clock nanoseconds since the epoch at which CLOCK_BOOTTIME was zero. Adding it to a
+/// kernel `bpf_ktime_get_boot_ns()` timestamp gives wall time.
+pub fn boot_time_ns() -> u64 {
+    fn now(clock: libc::clockid_t) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock id and a valid out pointer.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+    now(libc::CLOCK_REALTIME).saturating_sub(now(libc::CLOCK_BOOTTIME))
+}
+
+/// Nanoseconds since boot now (CLOCK_BOOTTIME), the clock of event timestamps.
+pub fn boot_clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn ns_inode(proc_root: &Path, pid: u32, ns: &str) -> u32 {
+    // The link reads "pid:[4026531836]".
+    fs::read_link(proc_root.join(format!("{pid}/ns/{ns}")))
+        .ok()
+        .and_then(|l| {
+            let s = l.to_string_lossy().into_owned();
+            let start = s.find('[')? + 1;
+            let end = s.find(']')?;
+            s[start..end].parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The inode of the process's cgroup v2 directory, which is what `bpf_get_current_cgroup_id`
+/// returns. Hybrid hosts mount v2 at /sys/fs/cgroup/unified, pure v2 hosts at /sys/fs/cgroup.
+fn cgroup_id(proc_root: &Path, pid: u32) -> u64 {
+    let Ok(text) = fs::read_to_string(proc_root.join(format!("{pid}/cgroup"))) else {
+        return 0;
+    };
+    let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return 0;
+    };
+    for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let dir = format!("{mount}{path}");
+        if let Ok(md) = fs::metadata(&dir) {
+            // On a v1 host /sys/fs/cgroup is a tmpfs of controllers; only accept cgroup2.
+            if is_cgroup2(mount) {
+                return md.ino();
+            }
+        }
+    }
+    0
+}
+
+fn is_cgroup2(mount: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(mount) else {
+        return false;
+    };
+    // SAFETY: a valid C string and an out struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    // CGROUP2_SUPER_MAGIC
+    r == 0 && st.f_type as u64 == 0x6367_7270
+}
+
+/// Reads one process; `None` when it vanished meanwhile or is a kernel thread we can't read.
+pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Process> {
+    let dir = proc_root.join(pid.to_string());
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    // comm is in parentheses and may contain spaces or parentheses: split at the last ')'.
+    let close = stat.rfind(')')?;
+    let comm = stat[stat.find('(')? + 1..close].to_string();
+    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // rest[0] is field 3 (state).
+    let ppid: u32 = rest.get(1)?.parse().ok()?;
+    let tty: u32 = rest.get(4)?.parse::<i64>().ok()? as u32;
+    let start_ticks: u64 = rest.get(19)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let start_ts = start_ticks * (1_000_000_000 / hz);
+
+    let args: Vec<String> = fs::read(dir.join("cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let exe = fs::read_link(dir.join("exe"))
+        .map(|p| {
+            let s = p.to_string_lossy().into_owned();
+            s.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(s)
+        })
+        .unwrap_or_default();
+    let cwd = fs::read_link(dir.join("cwd"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
+
+    let status = fs::read_to_string(dir.join("status")).unwrap_or_default();
+    let ids = |key: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    let uids = ids("Uid:");
+    let gids = ids("Gid:");
+    let nspid = ids("NSpid:");
+    let loginuid = fs::read_to_string(dir.join("loginuid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u32::MAX);
+
+    Some(Process {
+        pid,
+        ppid,
+        comm,
+        exe,
+        args,
+        cwd,
+        uid: uids.first().copied().unwrap_or(0),
+        gid: gids.first().copied().unwrap_or(0),
+        euid: uids.get(1).copied().unwrap_or(0),
+        start_ts,
+        exec_ts: start_ts,
+        cgroup_id: cgroup_id(proc_root, pid),
+        pid_ns: ns_inode(proc_root, pid, "pid"),
+        mnt_ns: ns_inode(proc_root, pid, "mnt"),
+        vpid: nspid.last().copied().unwrap_or(pid),
+        tty,
+        loginuid,
+        from_procfs: true,
+        exited_ts: None,
+    })
+}
