@@ -18,8 +18,7 @@ pub static SYSCALL_SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCA
 /// Syscalls of interest between entry and exit, keyed by pid_tgid. Not preallocated: a value
 /// is 8 KiB and only the syscalls in flight need one.
 #[map]
-pub static PENDING: HashMap<u64, SyscallEvent> =
-    HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
+pub static PENDING: HashMap<u64, SyscallEvent> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
 
 /// Where a syscall event is built at entry before it is copied into `PENDING` (the BPF stack
 /// is 512 bytes).

@@ -124,14 +124,19 @@ fn capture_at_entry(ev: &mut SyscallEvent, spec: &SyscallSpec, i: usize, off: us
     let ptr = arg(ev, c.arg);
     let len: i64 = match c.kind {
         capture::STR => {
-            let n = unsafe { bpf_probe_read_user_str(dst.cast(), DATA_MAX as u32, ptr as *const _) };
+            let n =
+                unsafe { bpf_probe_read_user_str(dst.cast(), DATA_MAX as u32, ptr as *const _) };
             if n as usize >= DATA_MAX {
                 ev.flags |= trunc::CAPTURE0 << i;
             }
             n - 1 // without the NUL
         }
         capture::BYTES => {
-            let size = if c.size > BYTES_MAX { BYTES_MAX } else { c.size };
+            let size = if c.size > BYTES_MAX {
+                BYTES_MAX
+            } else {
+                c.size
+            };
             let r = unsafe { bpf_probe_read_user(dst.cast(), size, ptr as *const _) };
             if r < 0 { r } else { size as i64 }
         }
@@ -181,7 +186,11 @@ fn capture_argv(ev: &mut SyscallEvent, argi: u8, start: usize) -> usize {
         let o = off & (DATA_MAX - 1);
         // SAFETY: o < DATA_MAX, copy bounded by DATA_MAX: inside the buffer.
         let n = unsafe {
-            bpf_probe_read_user_str(ev.data.as_mut_ptr().add(o).cast(), DATA_MAX as u32, p as *const _)
+            bpf_probe_read_user_str(
+                ev.data.as_mut_ptr().add(o).cast(),
+                DATA_MAX as u32,
+                p as *const _,
+            )
         };
         if n <= 0 {
             ev.flags |= trunc::FAULT;

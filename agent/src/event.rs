@@ -141,12 +141,21 @@ pub enum ArgValue {
     /// A permission mode, shown in octal.
     Mode(u32),
     /// A bit set with the symbolic names of its set bits (for example `O_RDWR|O_CREAT`).
-    Flags { raw: u64, names: Vec<Cow<'static, str>> },
+    Flags {
+        raw: u64,
+        names: Vec<Cow<'static, str>>,
+    },
     /// A value from an enumeration (a ptrace request, a socket domain) and its name.
-    Enum { raw: i64, name: Option<Cow<'static, str>> },
+    Enum {
+        raw: i64,
+        name: Option<Cow<'static, str>>,
+    },
     /// A path as the process gave it; `resolved` is absolute when it could be resolved
     /// against the process's working directory.
-    Path { raw: String, resolved: Option<String> },
+    Path {
+        raw: String,
+        resolved: Option<String>,
+    },
     /// Other text read from user memory.
     Str(String),
     /// A socket address.
@@ -175,17 +184,30 @@ impl ArgValue {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum SockAddr {
-    Inet { ip: IpAddr, port: u16 },
-    Unix { path: String },
+    Inet {
+        ip: IpAddr,
+        port: u16,
+    },
+    Unix {
+        path: String,
+    },
     /// AF_NETLINK, AF_PACKET and others: the family number only.
-    Other { number: u16 },
+    Other {
+        number: u16,
+    },
 }
 
 impl std::fmt::Display for SockAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SockAddr::Inet { ip: IpAddr::V4(ip), port } => write!(f, "{ip}:{port}"),
-            SockAddr::Inet { ip: IpAddr::V6(ip), port } => write!(f, "[{ip}]:{port}"),
+            SockAddr::Inet {
+                ip: IpAddr::V4(ip),
+                port,
+            } => write!(f, "{ip}:{port}"),
+            SockAddr::Inet {
+                ip: IpAddr::V6(ip),
+                port,
+            } => write!(f, "[{ip}]:{port}"),
             SockAddr::Unix { path } => write!(f, "{path}"),
             SockAddr::Other { number } => write!(f, "family {number}"),
         }

@@ -4,5 +4,7 @@
 //! Data flows in one direction: `sensor` (kernel programs, ring buffer, decoding) → `process`
 //! (the process table, enrichment) → `engine` (rules) → `output` (alerts). See ARCHITECTURE.md.
 
+pub mod commands;
 pub mod event;
 pub mod process;
+pub mod sensor;

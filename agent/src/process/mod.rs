@@ -141,7 +141,11 @@ impl ProcessTable {
         let mut n = 0;
         for entry in std::fs::read_dir(proc_root)? {
             let Ok(entry) = entry else { continue };
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             // A process can exit between readdir and the reads: skip it.
@@ -183,11 +187,7 @@ impl ProcessTable {
     fn evict_one(&mut self) {
         // Exited processes first, oldest exit first.
         while let Some((_, pid)) = self.exited.pop_front() {
-            if self
-                .procs
-                .get(&pid)
-                .is_some_and(|p| p.exited_ts.is_some())
-            {
+            if self.procs.get(&pid).is_some_and(|p| p.exited_ts.is_some()) {
                 self.procs.remove(&pid);
                 self.stats.evictions += 1;
                 return;
@@ -210,7 +210,11 @@ impl ProcessTable {
                 break;
             }
             self.exited.pop_front();
-            if self.procs.get(&pid).is_some_and(|p| p.exited_ts == Some(ts)) {
+            if self
+                .procs
+                .get(&pid)
+                .is_some_and(|p| p.exited_ts == Some(ts))
+            {
                 self.procs.remove(&pid);
             }
         }
@@ -250,7 +254,9 @@ impl ProcessTable {
     fn ancestors(&self, mut ppid: u32) -> Vec<Arc<Process>> {
         let mut out = Vec::new();
         while ppid != 0 && out.len() < self.cfg.max_ancestors {
-            let Some(p) = self.procs.get(&ppid) else { break };
+            let Some(p) = self.procs.get(&ppid) else {
+                break;
+            };
             out.push(p.clone());
             if p.ppid == ppid {
                 break;
@@ -266,9 +272,15 @@ impl ProcessTable {
     /// tty), exit marks the process gone (removed after the grace period), and a successful
     /// chdir updates the working directory. The process attached to the event is the state
     /// after the event: an exec event carries the new image.
-    pub fn observe(&mut self, ev: Event) -> Enriched {
+    pub fn observe(&mut self, mut ev: Event) -> Enriched {
         self.expire(ev.ts);
         let mut process = self.ensure(&ev);
+        resolve_paths(&mut ev, process.cwd.as_deref());
+        if process.vpid == 0 && ev.vpid != 0 {
+            // A forked child learns its pid-namespace view from its first own event.
+            Arc::make_mut(&mut process).vpid = ev.vpid;
+            self.procs.insert(ev.tgid, process.clone());
+        }
         match &ev.kind {
             EventKind::Exec(exec) => {
                 let p = Arc::make_mut(&mut process);
@@ -317,11 +329,11 @@ impl ProcessTable {
                 self.exited.push_back((ev.ts, ev.tgid));
                 self.procs.insert(ev.tgid, process.clone());
             }
-            EventKind::Syscall(sc) if sc.ret == 0 && (sc.name == "chdir") => {
+            EventKind::Syscall(sc) if sc.ret == 0 && sc.name == "chdir" => {
                 if let Some(ArgValue::Path {
                     resolved: Some(dir),
                     ..
-                }) = sc.arg("path")
+                }) = sc.arg("filename")
                 {
                     Arc::make_mut(&mut process).cwd = Some(dir.clone());
                     self.procs.insert(ev.tgid, process.clone());
@@ -335,6 +347,39 @@ impl ProcessTable {
             process: Some(process),
             ancestors,
         }
+    }
+}
+
+/// Resolves relative paths against the working directory: an exec's filename, and syscall path
+/// arguments whose directory fd is `AT_FDCWD` (or that have none). Paths relative to another
+/// directory fd stay unresolved: there is no fd table yet.
+fn resolve_paths(ev: &mut Event, cwd: Option<&str>) {
+    const AT_FDCWD: i64 = -100;
+    let Some(cwd) = cwd else { return };
+    let join = |raw: &str| crate::sensor::decode::normalize(&format!("{cwd}/{raw}"));
+    match &mut ev.kind {
+        EventKind::Exec(exec) if !exec.filename.starts_with('/') => {
+            exec.filename = join(&exec.filename);
+        }
+        EventKind::Syscall(sc) => {
+            let mut dirfd = None;
+            for a in &mut sc.args {
+                match &mut a.value {
+                    ArgValue::Fd(fd) if a.name.ends_with("dfd") => dirfd = Some(*fd),
+                    ArgValue::Path { raw, resolved } => {
+                        if resolved.is_none()
+                            && !raw.is_empty()
+                            && dirfd.is_none_or(|fd| fd == AT_FDCWD)
+                        {
+                            *resolved = Some(join(raw));
+                        }
+                        dirfd = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -102,7 +102,9 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
     let exe = fs::read_link(dir.join("exe"))
         .map(|p| {
             let s = p.to_string_lossy().into_owned();
-            s.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(s)
+            s.strip_suffix(" (deleted)")
+                .map(str::to_string)
+                .unwrap_or(s)
         })
         .unwrap_or_default();
     let cwd = fs::read_link(dir.join("cwd"))
@@ -114,7 +116,11 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         status
             .lines()
             .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let uids = ids("Uid:");

@@ -1,0 +1,182 @@
+use std::borrow::Cow;
+
+use super::*;
+use crate::event::{Arg, Exec, Exit, Fork, Syscall};
+
+fn ev(tgid: u32, ts: u64, kind: EventKind) -> Event {
+    Event {
+        ts,
+        time: ts,
+        tgid,
+        tid: tgid,
+        uid: 1000,
+        gid: 1000,
+        euid: 1000,
+        egid: 1000,
+        cgroup_id: 1,
+        pid_ns: 1,
+        mnt_ns: 1,
+        vpid: tgid,
+        comm: "sh".into(),
+        kind,
+    }
+}
+
+fn fork(child: u32) -> EventKind {
+    EventKind::Fork(Fork {
+        child_tid: child,
+        child_tgid: child,
+        is_thread: false,
+    })
+}
+
+fn exec(path: &str, args: &[&str]) -> EventKind {
+    EventKind::Exec(Exec {
+        filename: path.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        args_truncated: false,
+    })
+}
+
+fn table() -> ProcessTable {
+    ProcessTable::new(TableConfig {
+        capacity: 4,
+        max_ancestors: 8,
+        exit_grace_ns: 100,
+    })
+}
+
+#[test]
+fn fork_exec_exit_lifecycle() {
+    let mut t = table();
+    t.observe(ev(10, 1, exec("/bin/sh", &["sh"])));
+    t.observe(ev(10, 2, fork(11)));
+    let child = t.get(11).unwrap();
+    assert_eq!(child.ppid, 10);
+    assert_eq!(
+        child.exe, "/bin/sh",
+        "a forked child runs its parent's image"
+    );
+
+    let mut e = ev(11, 3, exec("/usr/bin/cat", &["cat", "/etc/shadow"]));
+    e.comm = "cat".into();
+    let en = t.observe(e);
+    let p = en.process.unwrap();
+    assert_eq!(p.exe, "/usr/bin/cat");
+    assert_eq!(p.cmdline(), "cat /etc/shadow");
+    assert_eq!(en.ancestors[0].pid, 10);
+
+    // An event queued behind the exit still finds the process during the grace period.
+    t.observe(ev(11, 4, EventKind::Exit(Exit { status: 0 })));
+    assert!(t.get(11).unwrap().exited_ts.is_some());
+    t.observe(ev(10, 50, fork(12)));
+    assert!(t.get(11).is_some());
+    t.observe(ev(10, 200, fork(13)));
+    assert!(t.get(11).is_none(), "gone after the grace period");
+}
+
+#[test]
+fn short_lived_process_keeps_exe_and_args() {
+    let mut t = table();
+    t.observe(ev(20, 1, fork(21)));
+    t.observe(ev(21, 2, exec("/bin/true", &["true", "--x"])));
+    let en = t.observe(ev(21, 3, EventKind::Exit(Exit { status: 0 })));
+    let p = en.process.unwrap();
+    assert_eq!(p.exe, "/bin/true");
+    assert_eq!(p.args, vec!["true", "--x"]);
+}
+
+#[test]
+fn bounded_with_eviction_count() {
+    let mut t = table();
+    for pid in 100..110 {
+        t.observe(ev(pid, pid as u64, exec("/bin/x", &["x"])));
+    }
+    let s = t.stats();
+    assert_eq!(s.size, 4);
+    assert_eq!(s.evictions, 6);
+    assert_eq!(s.misses, 10);
+}
+
+#[test]
+fn threads_are_not_processes() {
+    let mut t = table();
+    t.observe(ev(
+        30,
+        1,
+        EventKind::Fork(Fork {
+            child_tid: 31,
+            child_tgid: 30,
+            is_thread: true,
+        }),
+    ));
+    assert!(t.get(31).is_none());
+}
+
+#[test]
+fn relative_paths_resolve_against_cwd() {
+    let mut t = table();
+    t.observe(ev(40, 1, exec("/bin/sh", &["sh"])));
+    let chdir = EventKind::Syscall(Syscall {
+        name: Cow::Borrowed("chdir"),
+        nr: 80,
+        ret: 0,
+        args: vec![Arg {
+            name: "filename".into(),
+            value: ArgValue::Path {
+                raw: "/tmp".into(),
+                resolved: Some("/tmp".into()),
+            },
+        }],
+        truncated: false,
+        latency_ns: 0,
+    });
+    // chdir's path is named "filename" in the kernel; the table looks at the first path.
+    t.observe(ev(40, 2, chdir));
+    assert_eq!(t.get(40).unwrap().cwd.as_deref(), Some("/tmp"));
+    let open = EventKind::Syscall(Syscall {
+        name: Cow::Borrowed("openat"),
+        nr: 257,
+        ret: 3,
+        args: vec![
+            Arg {
+                name: "dfd".into(),
+                value: ArgValue::Fd(-100),
+            },
+            Arg {
+                name: "filename".into(),
+                value: ArgValue::Path {
+                    raw: "../etc/shadow".into(),
+                    resolved: None,
+                },
+            },
+        ],
+        truncated: false,
+        latency_ns: 0,
+    });
+    let en = t.observe(ev(40, 3, open));
+    let EventKind::Syscall(sc) = &en.event.kind else {
+        panic!()
+    };
+    assert_eq!(
+        sc.arg("filename"),
+        Some(&ArgValue::Path {
+            raw: "../etc/shadow".into(),
+            resolved: Some("/etc/shadow".into())
+        })
+    );
+}
+
+#[test]
+fn bootstraps_from_proc() {
+    let mut t = ProcessTable::new(TableConfig::default());
+    let n = t.bootstrap(Path::new("/proc")).unwrap();
+    assert!(n > 0);
+    let me = t.get(std::process::id()).expect("the test process itself");
+    assert!(me.from_procfs);
+    assert!(!me.exe.is_empty());
+    assert!(!me.args.is_empty());
+    assert!(me.cwd.is_some());
+    assert!(me.pid_ns != 0 && me.mnt_ns != 0);
+    assert!(t.get(me.ppid).is_some(), "the parent is known too");
+}

@@ -1,0 +1,227 @@
+//! `osprey trace`: the live events as JSON lines, each with its process context. What rule
+//! authors use to see what the sensor sees, and how recordings for `osprey replay` are made.
+
+use std::{
+    collections::BTreeSet,
+    fs::File,
+    io::{BufWriter, Write},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    event::{Enriched, EventKind},
+    process::{ProcessTable, TableConfig},
+    sensor::{Sensor, SensorConfig, syscalls},
+};
+
+/// Arguments of `osprey trace`.
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
+    /// Only these events: syscall names (openat, connect, ...) or exec, fork, exit.
+    /// Syscalls not named are not captured at all (the kernel filter). Repeatable or comma-separated.
+    #[arg(long = "event", short = 'e', value_delimiter = ',')]
+    pub events: Vec<String>,
+    /// Only events of processes with this name (comm) or executable base name. Repeatable.
+    #[arg(long = "comm", short = 'c', value_delimiter = ',')]
+    pub comms: Vec<String>,
+    /// Only events of this process id (thread group id). Repeatable.
+    #[arg(long = "pid", short = 'p', value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Also write every printed event to FILE (JSON lines), for `osprey replay`.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Do not print events on stdout (with --record).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Stop after this many printed events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Ring buffer size in bytes (a power of two, at least 4096).
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub ring_buffer_size: u32,
+    /// Print counters (events, drops, process table) on stderr every N seconds and at the end.
+    #[arg(long)]
+    pub stats: Option<f64>,
+    /// Read events from the ring buffer only every N milliseconds (to show drop counting
+    /// with a small ring buffer; 0 = as soon as they arrive).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub read_delay_ms: u64,
+}
+
+const LIFECYCLE: &[&str] = &["exec", "fork", "exit"];
+
+struct Filter {
+    events: BTreeSet<String>,
+    comms: BTreeSet<String>,
+    pids: BTreeSet<u32>,
+}
+
+impl Filter {
+    fn matches(&self, e: &Enriched) -> bool {
+        let name = match &e.event.kind {
+            EventKind::Exec(_) => "exec",
+            EventKind::Fork(_) => "fork",
+            EventKind::Exit(_) => "exit",
+            EventKind::Syscall(s) => &s.name,
+        };
+        if !self.events.is_empty() && !self.events.contains(name) {
+            return false;
+        }
+        if !self.pids.is_empty() && !self.pids.contains(&e.event.tgid) {
+            return false;
+        }
+        if !self.comms.is_empty() {
+            let exe = e.process.as_ref().map(|p| p.exe_name()).unwrap_or("");
+            if !self.comms.contains(&e.event.comm) && !self.comms.contains(exe) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The syscalls to capture for a set of `--event` names; empty = all. `chdir` is always
+/// captured when anything is, since the process table tracks working directories with it.
+fn kernel_interest(events: &BTreeSet<String>) -> anyhow::Result<BTreeSet<String>> {
+    let mut wanted = BTreeSet::new();
+    for e in events {
+        if LIFECYCLE.contains(&e.as_str()) {
+            continue;
+        }
+        if syscalls::by_name(e).is_none() {
+            let known: Vec<&str> = syscalls::SYSCALLS.iter().map(|s| s.name).collect();
+            anyhow::bail!(
+                "unknown event `{e}`: expected exec, fork, exit or one of the syscalls {}",
+                known.join(", ")
+            );
+        }
+        wanted.insert(e.clone());
+    }
+    if events.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    wanted.insert("chdir".to_string());
+    Ok(wanted)
+}
+
+pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
+    let filter = Filter {
+        events: args.events.iter().cloned().collect(),
+        comms: args.comms.iter().cloned().collect(),
+        pids: args.pids.iter().copied().collect(),
+    };
+    let mut interest = kernel_interest(&filter.events)?;
+    if !filter.events.is_empty() && interest.len() == 1 {
+        // Only lifecycle events asked for: capture no syscall at all.
+        interest.clear();
+        interest.insert("chdir".into());
+    }
+    let cfg = SensorConfig {
+        ring_buffer_bytes: args.ring_buffer_size,
+        syscalls: interest,
+        ..Default::default()
+    };
+    let mut sensor = Sensor::start(&cfg).context("starting the sensor")?;
+    let mut reader = sensor.reader()?;
+    // Attached first, then the /proc scan: a process started in between is in both, and the
+    // events (applied after the scan) are the newer truth.
+    let mut table = ProcessTable::new(TableConfig::default());
+    let n = table.bootstrap(std::path::Path::new("/proc"))?;
+    tracing::info!(
+        processes = n,
+        kernel = sensor.kernel(),
+        "tracing; Ctrl-C to stop"
+    );
+
+    let stdout = std::io::stdout();
+    let mut out = (!args.quiet).then(|| BufWriter::new(stdout.lock()));
+    let mut record = match &args.record {
+        Some(p) => Some(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let stats_every = args.stats.map(Duration::from_secs_f64);
+    let mut next_stats = stats_every.map(|d| Instant::now() + d);
+    let mut printed = 0u64;
+    let mut batch = Vec::with_capacity(1024);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+
+    'outer: loop {
+        let tick = tokio::time::sleep(Duration::from_millis(200));
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = sigterm.recv() => break,
+            _ = tick => {}
+            r = reader.read_batch(&mut batch, 4096) => r?,
+        }
+        for ev in batch.drain(..) {
+            let e = table.observe(ev);
+            if !filter.matches(&e) {
+                continue;
+            }
+            let line = serde_json::to_string(&e)?;
+            if let Some(o) = out.as_mut() {
+                writeln!(o, "{line}")?;
+            }
+            if let Some(r) = record.as_mut() {
+                writeln!(r, "{line}")?;
+            }
+            printed += 1;
+            if args.count.is_some_and(|c| printed >= c) {
+                break 'outer;
+            }
+        }
+        if let Some(o) = out.as_mut() {
+            o.flush()?;
+        }
+        if let Some(r) = record.as_mut() {
+            r.flush()?;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if let (Some(every), Some(next)) = (stats_every, next_stats)
+            && Instant::now() >= next
+        {
+            print_stats(&sensor, &reader, &table);
+            next_stats = Some(next + every);
+        }
+        if args.read_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.read_delay_ms)).await;
+        }
+    }
+    if let Some(o) = out.as_mut() {
+        o.flush()?;
+    }
+    if let Some(r) = record.as_mut() {
+        r.flush()?;
+    }
+    if args.stats.is_some() {
+        print_stats(&sensor, &reader, &table);
+    }
+    Ok(())
+}
+
+fn print_stats(sensor: &Sensor, reader: &crate::sensor::EventReader, table: &ProcessTable) {
+    let stats = serde_json::json!({
+        "stats": {
+            "kernel": sensor.counters(),
+            "decode": reader.decode_stats(),
+            "process_table": table.stats(),
+        }
+    });
+    eprintln!("{stats}");
+}

@@ -1,0 +1,651 @@
+//! Ring-buffer records → typed [`Event`]s.
+//!
+//! Every length the kernel wrote is checked against the record; a record that is too short or of
+//! an unknown kind is counted and skipped, never a panic.
+
+use std::{
+    borrow::Cow,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use agent_common::{
+    DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExitEvent, ForkEvent,
+    SYSCALL_DATA_OFFSET, fork_flags, trunc,
+};
+
+use super::syscalls::{self, ArgType, OPEN_BITS, SOCK_FLAGS, SOCKET_TYPES};
+use crate::event::{Arg, ArgValue, Event, EventKind, Exec, Exit, Fork, SockAddr, Syscall};
+
+/// Why a record was not decoded.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than its {what} ({need} bytes)")]
+    Short {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("syscall number {0} is not in the syscall table")]
+    UnknownSyscall(u32),
+}
+
+/// Decoding counters, visible in `osprey trace --stats` and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DecodeStats {
+    pub decoded: u64,
+    pub short: u64,
+    pub unknown: u64,
+}
+
+/// Turns records into events; holds the boot-time offset for wall-clock times.
+#[derive(Debug)]
+pub struct Decoder {
+    boot_wall_ns: u64,
+    pub stats: DecodeStats,
+}
+
+fn read<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    if buf.len() < size_of::<T>() {
+        return Err(DecodeError::Short {
+            what,
+            len: buf.len(),
+            need: size_of::<T>(),
+        });
+    }
+    // SAFETY: length checked above; T is a plain-old-data ABI struct; the read is unaligned.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
+fn u32_at(buf: &[u8], off: usize) -> u32 {
+    buf.get(off..off + 4)
+        .map(|b| u32::from_ne_bytes(b.try_into().unwrap_or_default()))
+        .unwrap_or(0)
+}
+
+fn u64_at(buf: &[u8], off: usize) -> u64 {
+    buf.get(off..off + 8)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+        .unwrap_or(0)
+}
+
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn split_nul(bytes: &[u8]) -> Vec<String> {
+    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    bytes
+        .split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// Normalizes an absolute path lexically: `.` and `..` components and repeated slashes go.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for p in &parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// Decodes a `struct sockaddr` of the given bytes.
+pub fn sockaddr(b: &[u8]) -> Option<SockAddr> {
+    let family = u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?);
+    Some(match family {
+        2 if b.len() >= 8 => SockAddr::Inet {
+            port: u16::from_be_bytes([b[2], b[3]]),
+            ip: IpAddr::V4(Ipv4Addr::new(b[4], b[5], b[6], b[7])),
+        },
+        10 if b.len() >= 24 => {
+            let octets: [u8; 16] = b[8..24].try_into().ok()?;
+            SockAddr::Inet {
+                port: u16::from_be_bytes([b[2], b[3]]),
+                ip: IpAddr::V6(Ipv6Addr::from(octets)),
+            }
+        }
+        1 => {
+            let path = &b[2..];
+            // An abstract socket starts with a NUL; show it as '@name' like ss(8) does.
+            let path = if path.first() == Some(&0) && path.len() > 1 {
+                format!("@{}", cstr(&path[1..]))
+            } else {
+                cstr(path)
+            };
+            SockAddr::Unix { path }
+        }
+        family => SockAddr::Other { number: family },
+    })
+}
+
+fn flag_names(raw: u64, table: &'static [(u64, &'static str)]) -> Vec<Cow<'static, str>> {
+    let mut names = Vec::new();
+    let mut seen = 0u64;
+    for (bit, name) in table {
+        // Multi-bit values (O_SYNC includes O_DSYNC) match only when complete, and a bit
+        // already named by an earlier multi-bit entry is not named again.
+        if raw & bit == *bit && bit & !seen != 0 {
+            names.push(Cow::Borrowed(*name));
+            seen |= bit;
+        }
+    }
+    names
+}
+
+fn open_flags(raw: u64) -> ArgValue {
+    let mut names = vec![Cow::Borrowed(match raw & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        _ => "O_RDWR",
+    })];
+    names.extend(flag_names(raw & !3, OPEN_BITS));
+    ArgValue::Flags { raw, names }
+}
+
+fn enum_value(raw: i64, table: &'static [(i64, &'static str)]) -> ArgValue {
+    ArgValue::Enum {
+        raw,
+        name: table
+            .iter()
+            .find(|(v, _)| *v == raw)
+            .map(|(_, n)| Cow::Borrowed(*n)),
+    }
+}
+
+impl Decoder {
+    pub fn new(boot_wall_ns: u64) -> Self {
+        Self {
+            boot_wall_ns,
+            stats: DecodeStats::default(),
+        }
+    }
+
+    /// Decodes one record, counting what fails.
+    pub fn decode(&mut self, rec: &[u8]) -> Option<Event> {
+        match self.try_decode(rec) {
+            Ok(ev) => {
+                self.stats.decoded += 1;
+                Some(ev)
+            }
+            Err(DecodeError::Short { .. }) => {
+                self.stats.short += 1;
+                None
+            }
+            Err(_) => {
+                self.stats.unknown += 1;
+                None
+            }
+        }
+    }
+
+    pub fn try_decode(&self, rec: &[u8]) -> Result<Event, DecodeError> {
+        let h: EventHeader = read(rec, "event header")?;
+        // The kernel says how much it wrote; never trust it beyond the record.
+        let rec = &rec[..(h.size as usize).clamp(size_of::<EventHeader>(), rec.len())];
+        let kind = match RawKind::from_u32(h.kind) {
+            Some(RawKind::Exec) => EventKind::Exec(self.exec(rec)?),
+            Some(RawKind::Fork) => {
+                let f: ForkEvent = read(rec, "fork event")?;
+                EventKind::Fork(Fork {
+                    child_tid: f.child_tid,
+                    child_tgid: f.child_tgid,
+                    is_thread: f.flags & fork_flags::THREAD != 0,
+                })
+            }
+            Some(RawKind::Exit) => {
+                let e: ExitEvent = read(rec, "exit event")?;
+                EventKind::Exit(Exit {
+                    status: e.exit_code,
+                })
+            }
+            Some(RawKind::Syscall) => EventKind::Syscall(self.syscall(rec)?),
+            None => return Err(DecodeError::UnknownKind(h.kind)),
+        };
+        Ok(Event {
+            ts: h.ktime_ns,
+            time: self.boot_wall_ns + h.ktime_ns,
+            tgid: h.tgid,
+            tid: h.tid,
+            uid: h.uid,
+            gid: h.gid,
+            euid: h.euid,
+            egid: h.egid,
+            cgroup_id: h.cgroup_id,
+            pid_ns: h.pid_ns,
+            mnt_ns: h.mnt_ns,
+            vpid: h.vpid,
+            comm: cstr(&h.comm),
+            kind,
+        })
+    }
+
+    fn exec(&self, rec: &[u8]) -> Result<Exec, DecodeError> {
+        if rec.len() < EXEC_DATA_OFFSET {
+            return Err(DecodeError::Short {
+                what: "exec event",
+                len: rec.len(),
+                need: EXEC_DATA_OFFSET,
+            });
+        }
+        let hs = size_of::<EventHeader>();
+        let name_len = (u32_at(rec, hs) as usize).min(DATA_MAX);
+        let args_len = (u32_at(rec, hs + 4) as usize).min(DATA_MAX);
+        let flags = u32_at(rec, hs + 8);
+        let data = &rec[EXEC_DATA_OFFSET..];
+        let need = name_len + args_len;
+        if data.len() < need {
+            return Err(DecodeError::Short {
+                what: "exec path and argv",
+                len: rec.len(),
+                need: EXEC_DATA_OFFSET + need,
+            });
+        }
+        Ok(Exec {
+            filename: String::from_utf8_lossy(&data[..name_len]).into_owned(),
+            args: split_nul(&data[name_len..need]),
+            args_truncated: flags & (trunc::ARGS | trunc::CAPTURE0) != 0,
+        })
+    }
+
+    fn syscall(&self, rec: &[u8]) -> Result<Syscall, DecodeError> {
+        if rec.len() < SYSCALL_DATA_OFFSET {
+            return Err(DecodeError::Short {
+                what: "syscall event",
+                len: rec.len(),
+                need: SYSCALL_DATA_OFFSET,
+            });
+        }
+        let hs = size_of::<EventHeader>();
+        let nr = u32_at(rec, hs);
+        let flags = u32_at(rec, hs + 4);
+        let ret = u64_at(rec, hs + 8) as i64;
+        let enter_ns = u64_at(rec, hs + 16);
+        let raw: Vec<u64> = (0..6).map(|i| u64_at(rec, hs + 24 + 8 * i)).collect();
+        let cap_off = hs + 24 + 48;
+        let cap_len: Vec<usize> = (0..3)
+            .map(|i| {
+                let b = &rec[cap_off + 2 * i..cap_off + 2 * i + 2];
+                u16::from_ne_bytes([b[0], b[1]]) as usize
+            })
+            .collect();
+        let data = &rec[SYSCALL_DATA_OFFSET..];
+        let total: usize = cap_len.iter().sum();
+        if data.len() < total {
+            return Err(DecodeError::Short {
+                what: "syscall captures",
+                len: rec.len(),
+                need: SYSCALL_DATA_OFFSET + total,
+            });
+        }
+        let mut chunks = Vec::with_capacity(3);
+        let mut off = 0;
+        for len in &cap_len {
+            chunks.push(&data[off..off + len]);
+            off += len;
+        }
+
+        let def = syscalls::by_nr(nr).ok_or(DecodeError::UnknownSyscall(nr))?;
+        let slots = def.capture_slots();
+        let ts_exit = u64_at(rec, 8);
+        let args = def
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Arg {
+                name: Cow::Borrowed(a.name),
+                value: decode_arg(a.ty, raw[i], slots[i].map(|s| chunks[s])),
+            })
+            .collect();
+        Ok(Syscall {
+            name: Cow::Borrowed(def.name),
+            nr,
+            ret,
+            args,
+            truncated: flags & (trunc::CAPTURE0 | trunc::CAPTURE1 | trunc::CAPTURE2 | trunc::ARGS)
+                != 0,
+            latency_ns: ts_exit.saturating_sub(enter_ns),
+        })
+    }
+}
+
+fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
+    let data = data.unwrap_or(&[]);
+    match ty {
+        ArgType::Int => ArgValue::Int(raw as i64),
+        // Fds are C ints: sign-extend the low 32 bits so AT_FDCWD reads -100.
+        ArgType::Fd => ArgValue::Fd(raw as u32 as i32 as i64),
+        ArgType::Id => ArgValue::Id(raw as u32),
+        ArgType::Mode => ArgValue::Mode(raw as u32),
+        ArgType::Ptr => ArgValue::Ptr(raw),
+        ArgType::Path => {
+            let raw_path = String::from_utf8_lossy(data).into_owned();
+            let resolved = raw_path.starts_with('/').then(|| normalize(&raw_path));
+            ArgValue::Path {
+                raw: raw_path,
+                resolved,
+            }
+        }
+        ArgType::Str => ArgValue::Str(String::from_utf8_lossy(data).into_owned()),
+        ArgType::SockAddr { .. } | ArgType::SockAddrOut { .. } => match sockaddr(data) {
+            Some(sa) => ArgValue::SockAddr(sa),
+            None => ArgValue::Ptr(raw),
+        },
+        ArgType::Argv => ArgValue::Argv(split_nul(data)),
+        ArgType::Flags(table) => ArgValue::Flags {
+            raw,
+            names: flag_names(raw, table),
+        },
+        ArgType::OpenFlags => open_flags(raw),
+        ArgType::Enum(table) => enum_value(raw as i64, table),
+        ArgType::SockType => {
+            let ty = (raw & 0xf) as i64;
+            let mut names: Vec<Cow<'static, str>> = SOCKET_TYPES
+                .iter()
+                .find(|(v, _)| *v == ty)
+                .map(|(_, n)| Cow::Borrowed(*n))
+                .into_iter()
+                .collect();
+            names.extend(flag_names(raw & !0xf, SOCK_FLAGS));
+            ArgValue::Flags { raw, names }
+        }
+        // struct open_how { u64 flags; u64 mode; u64 resolve; }: shown as its flags.
+        ArgType::OpenHow => match data.get(0..8) {
+            Some(b) => open_flags(u64::from_ne_bytes(b.try_into().unwrap_or_default())),
+            None => ArgValue::Ptr(raw),
+        },
+        // struct clone_args starts with u64 flags.
+        ArgType::CloneArgs => match data.get(0..8) {
+            Some(b) => {
+                let flags = u64::from_ne_bytes(b.try_into().unwrap_or_default());
+                ArgValue::Flags {
+                    raw: flags,
+                    names: flag_names(flags, syscalls::CLONE_FLAGS),
+                }
+            }
+            None => ArgValue::Ptr(raw),
+        },
+        // Two struct __user_cap_data_struct { u32 effective, permitted, inheritable }: the low
+        // and high 32 capability bits. Shown as the effective set, a 64-bit mask.
+        ArgType::CapData => {
+            if data.len() >= 24 {
+                let w = |i: usize| u32_at(data, 4 * i) as u64;
+                let effective = w(0) | (w(3) << 32);
+                ArgValue::Flags {
+                    raw: effective,
+                    names: cap_names(effective),
+                }
+            } else {
+                ArgValue::Ptr(raw)
+            }
+        }
+    }
+}
+
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Names of the capabilities set in a 64-bit mask.
+pub fn cap_names(mask: u64) -> Vec<Cow<'static, str>> {
+    CAPS.iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| Cow::Borrowed(*n))
+        .collect()
+}
+
+/// The name of capability number `n`.
+pub fn cap_name(n: usize) -> &'static str {
+    CAPS.get(n).copied().unwrap_or("CAP_UNKNOWN")
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_common::{EventHeader, SyscallEvent};
+
+    use super::*;
+
+    fn header(kind: RawKind, size: usize) -> EventHeader {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"test");
+        EventHeader {
+            kind: kind as u32,
+            size: size as u32,
+            ktime_ns: 5_000,
+            tgid: 42,
+            tid: 43,
+            uid: 1000,
+            comm,
+            ..Default::default()
+        }
+    }
+
+    fn as_bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a POD value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn syscall_record(nr: u32, ret: i64, args: [u64; 6], caps: &[&[u8]]) -> Vec<u8> {
+        let mut ev: SyscallEvent = unsafe { std::mem::zeroed() };
+        ev.nr = nr;
+        ev.ret = ret;
+        ev.args = args;
+        ev.enter_ns = 1_000;
+        let mut off = 0;
+        for (i, c) in caps.iter().enumerate() {
+            ev.data[off..off + c.len()].copy_from_slice(c);
+            ev.cap_len[i] = c.len() as u16;
+            off += c.len();
+        }
+        ev.header = header(RawKind::Syscall, SYSCALL_DATA_OFFSET + off);
+        let mut b = as_bytes(&ev);
+        b.truncate(SYSCALL_DATA_OFFSET + off);
+        b
+    }
+
+    #[test]
+    fn decodes_openat_with_flags_and_path() {
+        let rec = syscall_record(
+            257,
+            3,
+            [(-100i64) as u64, 0x7fff, 0o1101, 0o644, 0, 0],
+            &[b"/tmp/../tmp/x"],
+        );
+        let ev = Decoder::new(0).try_decode(&rec).unwrap();
+        assert_eq!(ev.tgid, 42);
+        assert_eq!(ev.comm, "test");
+        let EventKind::Syscall(sc) = ev.kind else {
+            panic!("not a syscall")
+        };
+        assert_eq!(sc.name, "openat");
+        assert_eq!(sc.ret, 3);
+        assert_eq!(sc.latency_ns, 4_000);
+        assert_eq!(sc.arg("dfd"), Some(&ArgValue::Fd(-100)));
+        assert_eq!(
+            sc.arg("filename"),
+            Some(&ArgValue::Path {
+                raw: "/tmp/../tmp/x".into(),
+                resolved: Some("/tmp/x".into())
+            })
+        );
+        let Some(ArgValue::Flags { names, .. }) = sc.arg("flags") else {
+            panic!("flags")
+        };
+        assert_eq!(names, &["O_WRONLY", "O_CREAT", "O_TRUNC"]);
+        assert_eq!(sc.arg("mode"), Some(&ArgValue::Mode(0o644)));
+    }
+
+    #[test]
+    fn decodes_connect_addresses() {
+        let mut v4 = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
+        v4.extend([0; 8]);
+        let rec = syscall_record(42, 0, [3, 1, 16, 0, 0, 0], &[&v4]);
+        let EventKind::Syscall(sc) = Decoder::new(0).try_decode(&rec).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(
+            sc.arg("uservaddr"),
+            Some(&ArgValue::SockAddr(SockAddr::Inet {
+                ip: "127.0.0.1".parse().unwrap(),
+                port: 8080
+            }))
+        );
+        let mut v6 = vec![10u8, 0, 0, 80, 0, 0, 0, 0];
+        v6.extend(Ipv6Addr::LOCALHOST.octets());
+        v6.extend([0; 4]);
+        assert_eq!(
+            sockaddr(&v6),
+            Some(SockAddr::Inet {
+                ip: "::1".parse().unwrap(),
+                port: 80
+            })
+        );
+        let unix = b"\x01\x00/run/x.sock\0\0\0";
+        assert_eq!(
+            sockaddr(unix),
+            Some(SockAddr::Unix {
+                path: "/run/x.sock".into()
+            })
+        );
+        assert_eq!(
+            sockaddr(b"\x01\x00\0abstract"),
+            Some(SockAddr::Unix {
+                path: "@abstract".into()
+            })
+        );
+    }
+
+    #[test]
+    fn decodes_execve_argv_and_failure() {
+        let rec = syscall_record(59, -2, [1, 2, 3, 0, 0, 0], &[b"/nope", b"nope\0-x\0"]);
+        let EventKind::Syscall(sc) = Decoder::new(0).try_decode(&rec).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(sc.errno(), Some(2));
+        assert_eq!(
+            sc.arg("argv"),
+            Some(&ArgValue::Argv(vec!["nope".into(), "-x".into()]))
+        );
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_counted_not_fatal() {
+        let mut d = Decoder::new(0);
+        assert!(d.decode(&[1, 2, 3]).is_none());
+        let mut rec = syscall_record(257, 0, [0; 6], &[b"/x"]);
+        assert!(d.decode(&rec[..rec.len() - 1]).is_none());
+        rec[0] = 99;
+        assert!(d.decode(&rec).is_none());
+        let unknown_nr = syscall_record(499, 0, [0; 6], &[]);
+        assert!(d.decode(&unknown_nr).is_none());
+        assert_eq!(
+            d.stats,
+            DecodeStats {
+                decoded: 0,
+                short: 2,
+                unknown: 2
+            }
+        );
+        // Every prefix of a valid record decodes or is rejected, never panics.
+        let rec = syscall_record(59, 0, [0; 6], &[b"/bin/true", b"true\0"]);
+        for n in 0..rec.len() {
+            let _ = d.decode(&rec[..n]);
+        }
+    }
+
+    #[test]
+    fn decodes_exec_and_exit() {
+        let mut ev: agent_common::ExecEvent = unsafe { std::mem::zeroed() };
+        let path = b"/usr/bin/env";
+        let args = b"env\0-i\0true\0";
+        ev.data[..path.len()].copy_from_slice(path);
+        ev.data[path.len()..path.len() + args.len()].copy_from_slice(args);
+        ev.filename_len = path.len() as u32;
+        ev.args_len = args.len() as u32;
+        let size = EXEC_DATA_OFFSET + path.len() + args.len();
+        ev.header = header(RawKind::Exec, size);
+        let mut rec = as_bytes(&ev);
+        rec.truncate(size);
+        let EventKind::Exec(exec) = Decoder::new(0).try_decode(&rec).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(exec.filename, "/usr/bin/env");
+        assert_eq!(exec.args, vec!["env", "-i", "true"]);
+
+        let exit = ExitEvent {
+            header: header(RawKind::Exit, size_of::<ExitEvent>()),
+            exit_code: 3 << 8,
+            group_dead: 1,
+        };
+        let EventKind::Exit(e) = Decoder::new(0).try_decode(&as_bytes(&exit)).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(e.code(), 3);
+    }
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize("/a/./b//c/../d"), "/a/b/d");
+        assert_eq!(normalize("/.."), "/");
+    }
+}

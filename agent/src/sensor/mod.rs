@@ -1,0 +1,443 @@
+//! The sensor: loads Osprey's kernel programs, tells them what to capture, and turns the ring
+//! buffer into typed [`Event`]s.
+//!
+//! Start-up order: check the host (capabilities, BTF, kernel version, tracefs), resolve every
+//! kernel-specific offset (struct members from BTF, record fields from tracefs formats), load
+//! the object with those offsets as globals, fill the syscall interest map, attach.
+
+pub mod btf;
+pub mod decode;
+pub mod syscalls;
+pub mod tracefs;
+
+use std::{collections::BTreeSet, path::Path};
+
+use agent_common::{KernelConfig, MAX_SYSCALL_NR, SyscallSpec, counter};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{RawTracePoint, TracePoint},
+};
+use tokio::io::unix::AsyncFd;
+
+pub use decode::{DecodeStats, Decoder};
+
+use crate::event::Event;
+
+/// The kernel programs, built by build.rs (empty when built with AYA_BUILD_SKIP=1).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
+
+/// Why the sensor could not start. Each message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error(
+        "missing capabilities {missing}: Osprey loads eBPF programs and reads other processes' \
+         /proc entries. Run it as root, or grant {missing} (in Kubernetes: securityContext.capabilities.add)"
+    )]
+    Capabilities { missing: String },
+    #[error("kernel {release} is too old: Osprey needs Linux 5.8 or newer (BPF ring buffer)")]
+    KernelTooOld { release: String },
+    #[error(
+        "cannot read the kernel's BTF ({0}). Osprey finds kernel struct offsets in \
+         /sys/kernel/btf/vmlinux; the kernel must be built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    Btf(#[from] btf::BtfError),
+    #[error("{0}")]
+    Tracefs(String),
+    #[error(
+        "this osprey binary was built without its kernel programs (AYA_BUILD_SKIP was set); \
+         rebuild with `cargo xtask run`"
+    )]
+    NoObject,
+    #[error("loading the kernel programs failed: {0}{hint}", hint = load_hint(.0))]
+    Load(#[source] aya::EbpfError),
+    #[error("loading or attaching program {program} failed: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("ring buffer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn load_hint(e: &aya::EbpfError) -> &'static str {
+    let s = e.to_string();
+    if s.contains("Operation not permitted") || s.contains("EPERM") {
+        " (EPERM: the agent needs CAP_BPF and CAP_PERFMON, or root; kernel lockdown in \
+         confidentiality mode also forbids it)"
+    } else {
+        ""
+    }
+}
+
+/// Sensor settings.
+#[derive(Clone, Debug)]
+pub struct SensorConfig {
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+    /// Syscalls to capture, by name. Empty means every syscall the sensor knows.
+    pub syscalls: BTreeSet<String>,
+    /// Where kernel BTF is read from.
+    pub btf_path: std::path::PathBuf,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            syscalls: BTreeSet::new(),
+            btf_path: "/sys/kernel/btf/vmlinux".into(),
+        }
+    }
+}
+
+/// Kernel-side counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCounters {
+    /// Records lost because the ring buffer was full, per kind.
+    pub dropped_exec: u64,
+    pub dropped_fork: u64,
+    pub dropped_exit: u64,
+    pub dropped_syscall: u64,
+    /// Syscalls lost because too many were in flight at once.
+    pub pending_full: u64,
+    /// Syscall records emitted.
+    pub syscalls_emitted: u64,
+}
+
+impl KernelCounters {
+    pub fn dropped(&self) -> u64 {
+        self.dropped_exec
+            + self.dropped_fork
+            + self.dropped_exit
+            + self.dropped_syscall
+            + self.pending_full
+    }
+}
+
+/// Loaded and attached kernel programs.
+pub struct Sensor {
+    // Owns the programs and their links: dropping the sensor detaches everything.
+    _ebpf: Ebpf,
+    specs: Array<MapData, SyscallSpec>,
+    counters: PerCpuArray<MapData, u64>,
+    ring: Option<RingBuf<MapData>>,
+    current: Vec<SyscallSpec>,
+    kernel: String,
+}
+
+/// Checks the effective capabilities the sensor needs and names the missing ones.
+fn check_capabilities() -> Result<(), SensorError> {
+    const NEEDED: &[(u32, &str)] = &[(39, "CAP_BPF"), (38, "CAP_PERFMON")];
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    // CAP_SYS_ADMIN implies both on kernels before 5.8 and still works for them after.
+    if eff & (1 << 21) != 0 {
+        return Ok(());
+    }
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(bit, _)| eff & (1 << bit) == 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(SensorError::Capabilities {
+            missing: missing.join(" and "),
+        })
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn check_kernel(release: &str) -> Result<(), SensorError> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    if (major, minor) < (5, 8) {
+        return Err(SensorError::KernelTooOld {
+            release: release.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Kernels since 5.11 charge BPF memory to the cgroup and ignore RLIMIT_MEMLOCK; older ones need
+/// it raised. Failing to raise it (no CAP_SYS_RESOURCE) is not fatal.
+fn raise_memlock() {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        tracing::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Reads every offset the kernel programs need from BTF and tracefs.
+pub fn kernel_config(btf_path: &Path, tracefs: &Path) -> Result<KernelConfig, SensorError> {
+    let btf = btf::Btf::from_file(btf_path)?;
+    let m = |s: &str, p: &str| btf.member_offset(s, p);
+    let exec = tracefs::Format::read(tracefs, "sched", "sched_process_exec")?;
+    let exit = tracefs::Format::read(tracefs, "sched", "sched_process_exit")?;
+    let exec_filename_loc = exec.offset("filename").ok_or_else(|| {
+        SensorError::Tracefs(
+            "sched_process_exec's format has no `filename` field; unsupported kernel".into(),
+        )
+    })?;
+    #[cfg(target_arch = "x86_64")]
+    let (regs, nr) = (["di", "si", "dx", "r10", "r8", "r9"], "orig_ax");
+    let mut regs_args = [0u32; 6];
+    for (i, r) in regs.iter().enumerate() {
+        regs_args[i] = m("pt_regs", r)?;
+    }
+    Ok(KernelConfig {
+        ready: 1,
+        agent_tgid: std::process::id(),
+        task_cred: m("task_struct", "cred")?,
+        task_nsproxy: m("task_struct", "nsproxy")?,
+        task_thread_pid: m("task_struct", "thread_pid")?,
+        task_pid: m("task_struct", "pid")?,
+        task_tgid: m("task_struct", "tgid")?,
+        task_mm: m("task_struct", "mm")?,
+        task_exit_code: m("task_struct", "exit_code")?,
+        task_group_leader: m("task_struct", "group_leader")?,
+        cred_euid: m("cred", "euid")?,
+        cred_egid: m("cred", "egid")?,
+        nsproxy_mnt_ns: m("nsproxy", "mnt_ns")?,
+        mnt_ns_inum: m("mnt_namespace", "ns.inum")?,
+        pid_level: m("pid", "level")?,
+        pid_numbers: m("pid", "numbers")?,
+        upid_size: btf.type_size("upid")?,
+        upid_nr: m("upid", "nr")?,
+        upid_ns: m("upid", "ns")?,
+        pid_ns_inum: m("pid_namespace", "ns.inum")?,
+        mm_arg_start: m("mm_struct", "arg_start")?,
+        mm_arg_end: m("mm_struct", "arg_end")?,
+        regs_args,
+        regs_nr: m("pt_regs", nr)?,
+        exec_filename_loc,
+        exit_group_dead: exit.offset("group_dead").unwrap_or(u32::MAX),
+        _pad: 0,
+    })
+}
+
+impl Sensor {
+    /// Checks the host, loads and attaches the programs, and sets the syscall interest.
+    pub fn start(cfg: &SensorConfig) -> Result<Self, SensorError> {
+        if OBJECT.is_empty() {
+            return Err(SensorError::NoObject);
+        }
+        check_capabilities()?;
+        let kernel = kernel_release();
+        check_kernel(&kernel)?;
+        if !cfg.btf_path.exists() {
+            return Err(SensorError::Btf(btf::BtfError::Io {
+                path: cfg.btf_path.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }));
+        }
+        let tracefs = tracefs::ensure_mounted()?;
+        let kcfg = kernel_config(&cfg.btf_path, &tracefs)?;
+        raise_memlock();
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &kcfg, true)
+            .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
+            .load(OBJECT)
+            .map_err(SensorError::Load)?;
+
+        let specs: Array<MapData, SyscallSpec> = take_map(&mut ebpf, "SYSCALL_SPECS")?;
+        let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
+        let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
+
+        let mut sensor = Sensor {
+            _ebpf: ebpf,
+            specs,
+            counters,
+            ring: Some(ring),
+            current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
+            kernel,
+        };
+        sensor.set_interest(&cfg.syscalls)?;
+        sensor.attach()?;
+        Ok(sensor)
+    }
+
+    fn attach(&mut self) -> Result<(), SensorError> {
+        let ebpf = &mut self._ebpf;
+        for (program, category) in [
+            ("sched_process_exec", "sched"),
+            ("sched_process_exit", "sched"),
+        ] {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(program)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(SensorError::NoObject)?;
+            let wrap = |source| SensorError::Program { program, source };
+            prog.load().map_err(wrap)?;
+            prog.attach(category, program).map_err(wrap)?;
+        }
+        // Exits before entries: a syscall seen at entry always finds its exit program.
+        for program in ["sched_process_fork", "sys_exit", "sys_enter"] {
+            let prog: &mut RawTracePoint = ebpf
+                .program_mut(program)
+                .and_then(|p| p.try_into().ok())
+                .ok_or(SensorError::NoObject)?;
+            let wrap = |source| SensorError::Program { program, source };
+            prog.load().map_err(wrap)?;
+            prog.attach(program).map_err(wrap)?;
+        }
+        Ok(())
+    }
+
+    /// The running kernel's release string.
+    pub fn kernel(&self) -> &str {
+        &self.kernel
+    }
+
+    /// Sets which syscalls the kernel captures: those named (all known ones when empty).
+    /// Entries are changed in place, added ones first, so no syscall wanted before and after
+    /// is ever missed. Returns the names that are not in the syscall table.
+    pub fn set_interest(&mut self, names: &BTreeSet<String>) -> Result<Vec<String>, SensorError> {
+        let mut want = vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize];
+        let mut unknown = Vec::new();
+        if names.is_empty() {
+            for def in syscalls::SYSCALLS {
+                want[def.nr as usize] = def.spec();
+            }
+        } else {
+            for n in names {
+                match syscalls::by_name(n) {
+                    Some(def) => want[def.nr as usize] = def.spec(),
+                    None => unknown.push(n.clone()),
+                }
+            }
+        }
+        let order = (0..want.len())
+            .filter(|&i| want[i].flags != 0)
+            .chain((0..want.len()).filter(|&i| want[i].flags == 0));
+        for i in order {
+            if want[i] != self.current[i] {
+                self.specs
+                    .set(i as u32, want[i], 0)
+                    .map_err(|source| SensorError::Map {
+                        map: "SYSCALL_SPECS",
+                        source,
+                    })?;
+                self.current[i] = want[i];
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// Kernel drop and activity counters, summed over CPUs.
+    pub fn counters(&self) -> KernelCounters {
+        let get = |i: u32| -> u64 {
+            self.counters
+                .get(&i, 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or(0)
+        };
+        KernelCounters {
+            dropped_exec: get(counter::DROP_EXEC),
+            dropped_fork: get(counter::DROP_FORK),
+            dropped_exit: get(counter::DROP_EXIT),
+            dropped_syscall: get(counter::DROP_SYSCALL),
+            pending_full: get(counter::PENDING_FULL),
+            syscalls_emitted: get(counter::SYSCALLS_EMITTED),
+        }
+    }
+
+    /// The ring-buffer reader; can be taken once.
+    pub fn reader(&mut self) -> Result<EventReader, SensorError> {
+        let ring = self.ring.take().ok_or_else(|| {
+            SensorError::Io(std::io::Error::other(
+                "the ring buffer reader was already taken",
+            ))
+        })?;
+        // SAFETY: the RingBuf owns its map fd, never replaces it, and closes it only on drop,
+        // which happens when this AsyncFd is dropped.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| SensorError::Io(e.into()))?;
+        Ok(EventReader {
+            ring,
+            decoder: Decoder::new(crate::process::boot_time_ns()),
+        })
+    }
+}
+
+fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, SensorError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(SensorError::NoObject)?;
+    T::try_from(map).map_err(|source| SensorError::Map { map: name, source })
+}
+
+/// Reads records from the ring buffer and decodes them.
+pub struct EventReader {
+    ring: AsyncFd<RingBuf<MapData>>,
+    decoder: Decoder,
+}
+
+impl EventReader {
+    /// Waits until records are available, then decodes up to `max` of them into `out`.
+    pub async fn read_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        let mut n = 0;
+        while n < max {
+            let Some(item) = ring.next() else { break };
+            if let Some(ev) = self.decoder.decode(&item) {
+                out.push(ev);
+            }
+            n += 1;
+        }
+        if n < max {
+            // Drained: wait for the next wake-up. Otherwise stay ready and come back at once.
+            guard.clear_ready();
+        }
+        Ok(())
+    }
+
+    pub fn decode_stats(&self) -> DecodeStats {
+        self.decoder.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_version_gate() {
+        assert!(check_kernel("6.18.44-fc-v657").is_ok());
+        assert!(check_kernel("5.8.0").is_ok());
+        let err = check_kernel("5.4.0-100-generic").unwrap_err().to_string();
+        assert!(
+            err.contains("5.4.0-100-generic") && err.contains("5.8"),
+            "{err}"
+        );
+    }
+}

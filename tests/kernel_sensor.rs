@@ -1,0 +1,284 @@
+//! The sensor on the real kernel: runs `osprey trace` (root), does real things from real
+//! processes, and asserts the exact events that come out.
+
+mod support;
+
+use std::{
+    ffi::CString,
+    net::{TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    process::Command,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn trace(events: &str) -> Agent {
+    Agent::start(&["trace", "--event", events], "tracing; Ctrl-C to stop")
+}
+
+fn me() -> u64 {
+    std::process::id() as u64
+}
+
+#[test]
+fn kernel_exec_of_short_process_carries_exe_args_and_parent() {
+    let mut agent = trace("exec,exit,execve");
+    let child = Command::new("/bin/true")
+        .args(["--osprey-marker", "x y"])
+        .spawn()
+        .unwrap();
+    let pid = child.id() as u64;
+    let status = child.wait_with_output().unwrap().status;
+    assert!(status.success());
+
+    let exec = agent.expect("exec event of /bin/true", WAIT, |v| {
+        kind(v) == "exec" && tgid(v) == pid
+    });
+    let true_path = std::fs::canonicalize("/bin/true").unwrap();
+    let filename = exec["event"]["filename"].as_str().unwrap();
+    assert!(
+        filename == "/bin/true" || filename == true_path.to_str().unwrap(),
+        "{filename}"
+    );
+    assert_eq!(
+        exec["event"]["args"],
+        json!(["/bin/true", "--osprey-marker", "x y"])
+    );
+    assert_eq!(exec["process"]["ppid"].as_u64(), Some(me()));
+    assert_eq!(exec["ancestors"][0]["pid"].as_u64(), Some(me()));
+
+    let execve = agent.expect("execve syscall", WAIT, |v| {
+        syscall_name(v) == "execve" && tgid(v) == pid
+    });
+    assert_eq!(execve["event"]["ret"], 0);
+    assert_eq!(
+        arg(&execve, "argv")["value"],
+        json!(["/bin/true", "--osprey-marker", "x y"])
+    );
+
+    // It exited microseconds later; its exit still names the program and its args.
+    let exit = agent.expect("exit event", WAIT, |v| kind(v) == "exit" && tgid(v) == pid);
+    assert_eq!(exit["event"]["status"], 0);
+    assert_eq!(exit["process"]["args"][1], "--osprey-marker");
+    assert!(exit["process"]["exe"].as_str().unwrap().ends_with("/true"));
+}
+
+#[test]
+fn kernel_open_with_creat_trunc_and_failed_open() {
+    let mut agent = trace("openat");
+    let dir = std::env::temp_dir().join(format!("osprey-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("created.txt");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let fd = f.as_raw_fd() as i64;
+    drop(f);
+    let missing = dir.join("missing/nothing");
+    assert!(std::fs::File::open(&missing).is_err());
+
+    let path_s = path.to_str().unwrap().to_string();
+    let open = agent.expect("openat of the created file", WAIT, |v| {
+        syscall_name(v) == "openat"
+            && tgid(v) == me()
+            && arg(v, "filename")["value"]["raw"] == path_s
+    });
+    assert_eq!(open["event"]["ret"].as_i64(), Some(fd));
+    assert_eq!(arg(&open, "filename")["value"]["resolved"], path_s);
+    assert_eq!(arg(&open, "dfd")["value"], -100);
+    let flags: Vec<&str> = arg(&open, "flags")["value"]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for f in ["O_WRONLY", "O_CREAT", "O_TRUNC"] {
+        assert!(flags.contains(&f), "{f} in {flags:?}");
+    }
+    assert_eq!(arg(&open, "mode")["value"], 0o666);
+    assert_eq!(open["process"]["pid"].as_u64(), Some(me()));
+
+    let missing_s = missing.to_str().unwrap().to_string();
+    let failed = agent.expect("failed openat", WAIT, |v| {
+        syscall_name(v) == "openat" && arg(v, "filename")["value"]["raw"] == missing_s
+    });
+    assert_eq!(failed["event"]["ret"], -libc::ENOENT as i64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn kernel_tcp_connect_and_accept_on_loopback() {
+    let mut agent = trace("connect,accept,accept4,bind,listen,socket");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let client_fd = client.as_raw_fd() as i64;
+    let client_port = client.local_addr().unwrap().port();
+    let (_server, peer) = listener.accept().unwrap();
+    assert_eq!(peer.port(), client_port);
+
+    let connect = agent.expect("connect to the listener", WAIT, |v| {
+        syscall_name(v) == "connect"
+            && tgid(v) == me()
+            && arg(v, "uservaddr")["value"]["port"] == port
+    });
+    assert_eq!(connect["event"]["ret"], 0);
+    assert_eq!(arg(&connect, "fd")["value"].as_i64(), Some(client_fd));
+    assert_eq!(
+        arg(&connect, "uservaddr")["value"],
+        json!({"family": "inet", "ip": "127.0.0.1", "port": port})
+    );
+    let accept = agent.expect("accept with the peer address", WAIT, |v| {
+        (syscall_name(v) == "accept4" || syscall_name(v) == "accept") && tgid(v) == me()
+    });
+    assert_eq!(
+        arg(&accept, "upeer_sockaddr")["value"],
+        json!({"family": "inet", "ip": "127.0.0.1", "port": client_port})
+    );
+    let bind = agent.expect("bind", WAIT, |v| {
+        syscall_name(v) == "bind" && tgid(v) == me()
+    });
+    assert_eq!(arg(&bind, "umyaddr")["value"]["ip"], "127.0.0.1");
+    let socket = agent.expect("socket", WAIT, |v| {
+        syscall_name(v) == "socket" && tgid(v) == me()
+    });
+    assert_eq!(arg(&socket, "family")["value"]["name"], "AF_INET");
+
+    // IPv6 and unix addresses decode too.
+    let l6 = TcpListener::bind("[::1]:0").unwrap();
+    let p6 = l6.local_addr().unwrap().port();
+    let _c6 = TcpStream::connect(("::1", p6)).unwrap();
+    agent.expect("connect to [::1]", WAIT, |v| {
+        syscall_name(v) == "connect"
+            && arg(v, "uservaddr")["value"] == json!({"family": "inet", "ip": "::1", "port": p6})
+    });
+    let sock = std::env::temp_dir().join(format!("osprey-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let _ul = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let _uc = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let sock_s = sock.to_str().unwrap().to_string();
+    agent.expect("connect to a unix socket", WAIT, |v| {
+        syscall_name(v) == "connect" && arg(v, "uservaddr")["value"]["path"] == sock_s
+    });
+    let _ = std::fs::remove_file(&sock);
+}
+
+#[test]
+fn kernel_unshare_mount_namespace() {
+    let mut agent = trace("unshare,exec");
+    let out = Command::new("unshare")
+        .args(["--mount", "/bin/true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ev = agent.expect("unshare(CLONE_NEWNS)", WAIT, |v| {
+        syscall_name(v) == "unshare"
+    });
+    assert_eq!(ev["event"]["ret"], 0);
+    let names = &arg(&ev, "unshare_flags")["value"]["names"];
+    assert!(
+        names.as_array().unwrap().contains(&json!("CLONE_NEWNS")),
+        "{names}"
+    );
+    assert!(ev["process"]["exe"].as_str().unwrap().ends_with("unshare"));
+    // The header is taken at syscall exit, so it already shows the new namespace; the
+    // program exec'd afterwards runs there too, and neither is ours.
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let ours: u64 = ours.to_str().unwrap()[5..]
+        .trim_end_matches(']')
+        .parse()
+        .unwrap();
+    let after = ev["event"]["mnt_ns"].as_u64().unwrap();
+    assert_ne!(after, ours);
+    let exec = agent.expect("exec of /bin/true in the new namespace", WAIT, |v| {
+        kind(v) == "exec" && v["event"]["filename"] == "/bin/true" && tgid(v) == ev["event"]["tgid"]
+    });
+    assert_eq!(exec["event"]["mnt_ns"].as_u64().unwrap(), after);
+}
+
+#[test]
+fn kernel_ptrace_attach_to_child() {
+    let mut agent = trace("ptrace");
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id() as i32;
+    // SAFETY: attaching to and detaching from our own child.
+    let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ev = agent.expect("ptrace attach", WAIT, |v| {
+        syscall_name(v) == "ptrace" && arg(v, "request")["value"]["name"] == "PTRACE_ATTACH"
+    });
+    assert_eq!(tgid(&ev), me());
+    assert_eq!(arg(&ev, "pid")["value"], pid as i64);
+    assert_eq!(ev["event"]["ret"], 0);
+}
+
+#[test]
+fn kernel_setuid_in_child() {
+    use std::os::unix::process::CommandExt;
+    let mut agent = trace("setuid,exec");
+    let child = Command::new("/bin/true")
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    let pid = child.id() as u64;
+    child.wait_with_output().unwrap();
+    let ev = agent.expect("setuid(65534)", WAIT, |v| {
+        syscall_name(v) == "setuid" && tgid(v) == pid
+    });
+    assert_eq!(arg(&ev, "uid")["value"], 65534);
+    assert_eq!(ev["event"]["ret"], 0);
+    // The header is taken at syscall exit: the ids are the new ones.
+    assert_eq!(ev["event"]["uid"], 65534);
+    assert_eq!(ev["event"]["euid"], 65534);
+    let exec = agent.expect("exec as nobody", WAIT, |v| {
+        kind(v) == "exec" && tgid(v) == pid
+    });
+    assert_eq!(exec["process"]["uid"], 65534);
+}
+
+#[test]
+fn kernel_memfd_create() {
+    let mut agent = trace("memfd_create");
+    let name = CString::new("osprey-fileless").unwrap();
+    // SAFETY: a valid C string.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0);
+    let ev = agent.expect("memfd_create", WAIT, |v| {
+        syscall_name(v) == "memfd_create" && tgid(v) == me()
+    });
+    assert_eq!(arg(&ev, "uname")["value"], "osprey-fileless");
+    assert_eq!(arg(&ev, "flags")["value"]["names"], json!(["MFD_CLOEXEC"]));
+    assert_eq!(ev["event"]["ret"].as_i64(), Some(fd as i64));
+    unsafe { libc::close(fd) };
+}
+
+#[test]
+fn kernel_trace_filters_by_process_name() {
+    let mut agent = Agent::start(
+        &["trace", "--event", "exec", "--comm", "env"],
+        "tracing; Ctrl-C to stop",
+    );
+    Command::new("/bin/true").status().unwrap();
+    Command::new("/usr/bin/env").arg("true").status().unwrap();
+    let ev = agent.expect("exec of env", WAIT, |v| kind(v) == "exec");
+    assert!(ev["event"]["filename"].as_str().unwrap().ends_with("/env"));
+    let seen = agent.collect_for(Duration::from_millis(500));
+    assert!(
+        seen.iter().all(|v: &Value| v["event"]["comm"] == "env"
+            || v["process"]["exe"].as_str().unwrap_or("").ends_with("/env")),
+        "only env's events: {seen:?}"
+    );
+}

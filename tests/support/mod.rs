@@ -1,0 +1,180 @@
+//! Helpers for integration tests that run the real `osprey` binary as root.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const OSPREY: &str = env!("CARGO_BIN_EXE_osprey");
+
+/// Fails the test with a clear message unless it runs as root (loading eBPF needs it).
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test loads eBPF programs and must run as root (cargo xtask test does, in CI)"
+    );
+}
+
+/// A running `osprey` whose stdout lines are collected as JSON values.
+pub struct Agent {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Agent {
+    /// Starts `osprey ARGS` and waits until its log says `ready_marker` (on stderr).
+    pub fn start(args: &[&str], ready_marker: &str) -> Agent {
+        require_root();
+        let mut child = Command::new(OSPREY)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning osprey");
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("osprey printed a line that is not JSON ({e}): {line}"),
+                }
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let marker = ready_marker.to_string();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(&marker) {
+                    let _ = ready_tx.send(());
+                }
+                log2.lock().unwrap().push_str(&line);
+                log2.lock().unwrap().push('\n');
+            }
+        });
+        let mut agent = Agent {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr: log,
+        };
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let status = agent.child.try_wait();
+            panic!(
+                "osprey did not become ready ({status:?}); stderr:\n{}",
+                agent.stderr()
+            );
+        }
+        agent
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for a line matching `pred`; panics with what was seen otherwise.
+    pub fn expect(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    let hit = pred(&v);
+                    self.seen.push(v.clone());
+                    if hit {
+                        return v;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let tail: Vec<String> = self
+            .seen
+            .iter()
+            .rev()
+            .take(15)
+            .map(|v| v.to_string())
+            .collect();
+        panic!(
+            "no {what} within {timeout:?}; last lines seen:\n{}\nstderr:\n{}",
+            tail.join("\n"),
+            self.stderr()
+        );
+    }
+
+    /// Collects lines for `d` and returns all seen so far.
+    pub fn collect_for(&mut self, d: Duration) -> &[Value] {
+        let deadline = Instant::now() + d;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => break,
+            }
+        }
+        &self.seen
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: sending SIGINT to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ev["event"][field]` shortcuts for trace output.
+pub fn kind(v: &Value) -> &str {
+    v["event"]["kind"].as_str().unwrap_or("")
+}
+
+pub fn syscall_name(v: &Value) -> &str {
+    v["event"]["name"].as_str().unwrap_or("")
+}
+
+pub fn tgid(v: &Value) -> u64 {
+    v["event"]["tgid"].as_u64().unwrap_or(0)
+}
+
+/// The value of syscall argument `name` in trace output.
+pub fn arg<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["event"]["args"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == name))
+        .map(|x| &x["value"])
+        .unwrap_or(&Value::Null)
+}
