@@ -1,86 +1,146 @@
 //! A small reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`): enough to find struct member
-//! offsets and type sizes at start-up.
+//! offsets, type sizes and raw tracepoint arities at start-up.
 //!
 //! Rust eBPF programs get no CO-RE relocations (rustc emits none), so a program that reads
 //! `task_struct` must be told where the members are on the running kernel. The format is the
-//! one in the kernel's Documentation/bpf/btf.rst: a header, a type section of `btf_type`
-//! records (each followed by kind-specific data), and a string section.
+//! one in the kernel's `Documentation/bpf/btf.rst` and `include/uapi/linux/btf.h`: a header, a
+//! type section of `btf_type` records (each followed by kind-specific data), and a string
+//! section. Only little-endian BTF is read, which is what the kernel exposes on x86_64 and arm64.
 
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, io, ops::Range, path::Path};
 
-/// Why a BTF lookup failed.
+/// Why reading BTF or looking something up in it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read {path}: {source}")]
+    #[error("{}", io_message(path, source))]
     Io {
         path: std::path::PathBuf,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
-    #[error("malformed BTF: {0}")]
+    #[error(
+        "malformed BTF: {0}. Osprey reads the little-endian BTF the kernel exposes at \
+         /sys/kernel/btf/vmlinux; point it at that file"
+    )]
     Format(String),
-    #[error("the kernel's BTF has no type `{0}`")]
+    #[error(
+        "the kernel's BTF has no struct, union or typedef `{0}`: this kernel lays out its data \
+         differently from the kernels Osprey supports; please report it with `uname -r`"
+    )]
     NoType(String),
-    #[error("the kernel's BTF has no member `{member}` in `{ty}`")]
+    #[error(
+        "`{ty}` has no member `{member}` in the kernel's BTF: the field was renamed or moved in \
+         this kernel version; please report it with `uname -r`"
+    )]
     NoMember { ty: String, member: String },
-    #[error("`{ty}.{member}` is a bitfield; its byte offset cannot be read directly")]
+    #[error(
+        "`{ty}.{member}` is not an embedded struct or union (a pointer or scalar, say), so the \
+         member path cannot continue into it"
+    )]
+    NotComposite { ty: String, member: String },
+    #[error(
+        "`{ty}.{member}` is a bitfield on this kernel and has no byte offset; Osprey cannot read \
+         it with a plain load. Please report it with `uname -r`"
+    )]
     Bitfield { ty: String, member: String },
 }
 
-const KIND_INT: u32 = 1;
-const KIND_PTR: u32 = 2;
-const KIND_ARRAY: u32 = 3;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
-const KIND_FWD: u32 = 7;
-const KIND_TYPEDEF: u32 = 8;
-const KIND_VOLATILE: u32 = 9;
-const KIND_CONST: u32 = 10;
-const KIND_RESTRICT: u32 = 11;
-const KIND_FUNC: u32 = 12;
-const KIND_FUNC_PROTO: u32 = 13;
-const KIND_VAR: u32 = 14;
-const KIND_DATASEC: u32 = 15;
-const KIND_FLOAT: u32 = 16;
-const KIND_DECL_TAG: u32 = 17;
-const KIND_TYPE_TAG: u32 = 18;
-const KIND_ENUM64: u32 = 19;
+fn io_message(path: &Path, e: &io::Error) -> String {
+    let p = path.display();
+    match e.kind() {
+        io::ErrorKind::NotFound => format!(
+            "kernel BTF not found at {p}: the kernel was built without CONFIG_DEBUG_INFO_BTF; \
+             Osprey needs it to find struct offsets"
+        ),
+        io::ErrorKind::PermissionDenied => {
+            format!("cannot read kernel BTF at {p}: permission denied; run Osprey as root")
+        }
+        _ => format!("cannot read kernel BTF at {p}: {e}"),
+    }
+}
 
-#[derive(Clone, Debug)]
+// Type kinds, from include/uapi/linux/btf.h.
+const KIND_INT: u8 = 1;
+const KIND_PTR: u8 = 2;
+const KIND_ARRAY: u8 = 3;
+const KIND_STRUCT: u8 = 4;
+const KIND_UNION: u8 = 5;
+const KIND_ENUM: u8 = 6;
+const KIND_FWD: u8 = 7;
+const KIND_TYPEDEF: u8 = 8;
+const KIND_VOLATILE: u8 = 9;
+const KIND_CONST: u8 = 10;
+const KIND_RESTRICT: u8 = 11;
+const KIND_FUNC: u8 = 12;
+const KIND_FUNC_PROTO: u8 = 13;
+const KIND_VAR: u8 = 14;
+const KIND_DATASEC: u8 = 15;
+const KIND_FLOAT: u8 = 16;
+const KIND_DECL_TAG: u8 = 17;
+const KIND_TYPE_TAG: u8 = 18;
+const KIND_ENUM64: u8 = 19;
+
+const HEADER_LEN: usize = 24;
+/// Chains of typedefs and qualifiers longer than this are treated as a cycle.
+const MAX_CHAIN: usize = 64;
+/// How deep anonymous struct/union members may nest (the kernel uses two or three levels).
+const MAX_ANON_DEPTH: u32 = 32;
+/// How many members one look-up may visit; bounds the work a hostile blob can cause.
+const MAX_VISITS: u32 = 1 << 20;
+
+/// A struct/union member, or a function prototype parameter (`bit_offset` and `bitfield_size`
+/// are 0 for those).
+#[derive(Clone, Copy, Debug)]
 struct Member {
     name: u32,
     ty: u32,
-    /// Bit offset, and the bitfield size when the struct's kind_flag is set (0 otherwise).
     bit_offset: u32,
-    bitfield_size: u32,
+    /// Non-zero only for bitfields declared through the struct's kind_flag encoding.
+    bitfield_size: u8,
 }
 
 #[derive(Clone, Debug)]
 struct Type {
     name: u32,
-    kind: u32,
-    /// `size` for INT/STRUCT/UNION/ENUM/FLOAT/DATASEC, the referenced type otherwise.
+    kind: u8,
+    /// `size` for INT/ENUM/ENUM64/STRUCT/UNION/FLOAT/DATASEC, the referenced type id otherwise.
     size_or_type: u32,
-    /// STRUCT/UNION members, or FUNC_PROTO parameter types (name, type).
-    members: Vec<Member>,
+    /// For INT: the (bits, bit offset) of its encoding word, which old-style bitfields use.
+    int_bits: (u8, u8),
+    /// STRUCT/UNION members or FUNC_PROTO parameters, as a range of `Btf::members`.
+    members: Range<usize>,
 }
 
-/// Parsed BTF types with a name index.
+/// The kernel's types, parsed once, with an index from name to type ids.
 pub struct Btf {
     /// Index = type id; id 0 is `void`.
     types: Vec<Type>,
+    members: Vec<Member>,
     strings: Vec<u8>,
+    /// Names of structs, unions and typedefs (the kinds look-ups start from) to their ids.
     by_name: HashMap<String, Vec<u32>>,
 }
 
-fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
-    b.get(off..off + 4)
+impl std::fmt::Debug for Btf {
+    // The tables are megabytes; a summary is what a log line needs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Btf")
+            .field("types", &self.types.len())
+            .field("string_bytes", &self.strings.len())
+            .finish()
+    }
+}
+
+/// A little-endian u32 at `off`, or a format error naming `what` was being read.
+fn u32_at(b: &[u8], off: usize, what: &str) -> Result<u32, BtfError> {
+    off.checked_add(4)
+        .and_then(|end| b.get(off..end))
         .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| BtfError::Format(format!("truncated at byte {off}")))
+        .ok_or_else(|| BtfError::Format(format!("truncated {what} at byte {off}")))
 }
 
 impl Btf {
+    /// Reads and parses a BTF file, normally `/sys/kernel/btf/vmlinux`.
     pub fn from_file(path: &Path) -> Result<Btf, BtfError> {
         let bytes = std::fs::read(path).map_err(|source| BtfError::Io {
             path: path.to_path_buf(),
@@ -89,123 +149,160 @@ impl Btf {
         Self::parse(&bytes)
     }
 
-    /// Parses a little-endian BTF blob. Never panics; garbage is a `Format` error.
+    /// Parses a little-endian BTF blob. Never panics: anything malformed is a `Format` error.
     pub fn parse(bytes: &[u8]) -> Result<Btf, BtfError> {
-        let magic = bytes
-            .get(0..2)
-            .map(|m| u16::from_le_bytes([m[0], m[1]]))
-            .ok_or_else(|| BtfError::Format("shorter than its header".into()))?;
-        if magic != 0xEB9F {
+        if bytes.len() < HEADER_LEN {
             return Err(BtfError::Format(format!(
-                "bad magic {magic:#x} (big-endian BTF is not supported)"
+                "{} bytes is shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
             )));
         }
-        let hdr_len = u32_at(bytes, 4)? as usize;
-        let type_off = u32_at(bytes, 8)? as usize;
-        let type_len = u32_at(bytes, 12)? as usize;
-        let str_off = u32_at(bytes, 16)? as usize;
-        let str_len = u32_at(bytes, 20)? as usize;
+        match u16::from_le_bytes([bytes[0], bytes[1]]) {
+            0xEB9F => {}
+            0x9FEB => return Err(BtfError::Format("big-endian BTF is not supported".into())),
+            m => return Err(BtfError::Format(format!("bad magic {m:#06x}, want 0xeb9f"))),
+        }
+        if bytes[2] != 1 {
+            return Err(BtfError::Format(format!(
+                "unsupported BTF version {}",
+                bytes[2]
+            )));
+        }
+        let word = |off| u32_at(bytes, off, "header").map(|v| v as usize);
+        let hdr_len = word(4)?;
+        if hdr_len < HEADER_LEN || hdr_len > bytes.len() {
+            return Err(BtfError::Format(format!(
+                "header length {hdr_len} is outside {HEADER_LEN}..={}",
+                bytes.len()
+            )));
+        }
         let section = |off: usize, len: usize, what: &str| {
             hdr_len
                 .checked_add(off)
-                .and_then(|s| Some((s, s.checked_add(len)?)))
-                .and_then(|(s, e)| bytes.get(s..e))
-                .ok_or_else(|| BtfError::Format(format!("{what} section out of bounds")))
+                .and_then(|start| Some(start..start.checked_add(len)?))
+                .and_then(|r| bytes.get(r))
+                .ok_or_else(|| {
+                    BtfError::Format(format!(
+                        "{what} section ({len} bytes at {off} after the header) runs past the \
+                         end of the {}-byte blob",
+                        bytes.len()
+                    ))
+                })
         };
-        let tsec = section(type_off, type_len, "type")?;
-        let strings = section(str_off, str_len, "string")?.to_vec();
+        let type_sec = section(word(8)?, word(12)?, "type")?;
+        let strings = section(word(16)?, word(20)?, "string")?;
+        if strings.first() != Some(&0) {
+            return Err(BtfError::Format(
+                "the string section does not start with the empty string".into(),
+            ));
+        }
 
         let mut types = vec![Type {
             name: 0,
             kind: 0,
             size_or_type: 0,
-            members: Vec::new(),
+            int_bits: (0, 0),
+            members: 0..0,
         }];
+        let mut members = Vec::new();
         let mut off = 0;
-        while off < tsec.len() {
-            let name = u32_at(tsec, off)?;
-            let info = u32_at(tsec, off + 4)?;
-            let size_or_type = u32_at(tsec, off + 8)?;
+        while off < type_sec.len() {
+            let id = types.len();
+            let what = format!("type {id}");
+            let name = u32_at(type_sec, off, &what)?;
+            let info = u32_at(type_sec, off + 4, &what)?;
+            let size_or_type = u32_at(type_sec, off + 8, &what)?;
             off += 12;
             let vlen = (info & 0xffff) as usize;
-            let kind = (info >> 24) & 0x1f;
+            let kind = ((info >> 24) & 0x1f) as u8;
             let kind_flag = info >> 31 == 1;
-            let mut members = Vec::new();
+            let first = members.len();
+            let mut int_bits = (0, 0);
+            // Bytes of kind-specific data that follow the record.
             let extra = match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                KIND_INT => {
+                    let enc = u32_at(type_sec, off, &what)?;
+                    int_bits = (enc as u8, (enc >> 16) as u8);
+                    4
+                }
+                KIND_VAR | KIND_DECL_TAG => 4,
                 KIND_ARRAY => 12,
                 KIND_STRUCT | KIND_UNION => {
                     for i in 0..vlen {
                         let m = off + 12 * i;
-                        let raw = u32_at(tsec, m + 8)?;
-                        members.push(if kind_flag {
-                            Member {
-                                name: u32_at(tsec, m)?,
-                                ty: u32_at(tsec, m + 4)?,
-                                bit_offset: raw & 0xff_ffff,
-                                bitfield_size: raw >> 24,
-                            }
+                        let raw = u32_at(type_sec, m + 8, &what)?;
+                        // With kind_flag: bitfield size in the top 8 bits, bit offset below.
+                        let (bit_offset, bitfield_size) = if kind_flag {
+                            (raw & 0x00ff_ffff, (raw >> 24) as u8)
                         } else {
-                            Member {
-                                name: u32_at(tsec, m)?,
-                                ty: u32_at(tsec, m + 4)?,
-                                bit_offset: raw,
-                                bitfield_size: 0,
-                            }
+                            (raw, 0)
+                        };
+                        members.push(Member {
+                            name: u32_at(type_sec, m, &what)?,
+                            ty: u32_at(type_sec, m + 4, &what)?,
+                            bit_offset,
+                            bitfield_size,
                         });
                     }
                     12 * vlen
                 }
-                KIND_ENUM => 8 * vlen,
                 KIND_FUNC_PROTO => {
                     for i in 0..vlen {
-                        let m = off + 8 * i;
+                        let p = off + 8 * i;
                         members.push(Member {
-                            name: u32_at(tsec, m)?,
-                            ty: u32_at(tsec, m + 4)?,
+                            name: u32_at(type_sec, p, &what)?,
+                            ty: u32_at(type_sec, p + 4, &what)?,
                             bit_offset: 0,
                             bitfield_size: 0,
                         });
                     }
                     8 * vlen
                 }
-                KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
+                KIND_ENUM => 8 * vlen,
+                KIND_ENUM64 | KIND_DATASEC => 12 * vlen,
                 KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
                 | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
                 k => {
                     return Err(BtfError::Format(format!(
-                        "unknown type kind {k} at type id {}",
-                        types.len()
+                        "type {id} has unknown kind {k} (a BTF kind newer than this reader?)"
                     )));
                 }
             };
             off = off
                 .checked_add(extra)
-                .filter(|o| *o <= tsec.len())
-                .ok_or_else(|| BtfError::Format("type record runs past the section".into()))?;
+                .filter(|end| *end <= type_sec.len())
+                .ok_or_else(|| {
+                    BtfError::Format(format!("type {id} runs past the end of the type section"))
+                })?;
             types.push(Type {
                 name,
                 kind,
                 size_or_type,
-                members,
+                int_bits,
+                members: first..members.len(),
             });
         }
 
         let mut btf = Btf {
             types,
-            strings,
+            members,
+            strings: strings.to_vec(),
             by_name: HashMap::new(),
         };
-        for id in 1..btf.types.len() {
-            let n = btf.str(btf.types[id].name);
-            if !n.is_empty() {
-                let n = n.to_string();
-                btf.by_name.entry(n).or_default().push(id as u32);
+        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
+        for (id, t) in btf.types.iter().enumerate().skip(1) {
+            if matches!(t.kind, KIND_STRUCT | KIND_UNION | KIND_TYPEDEF) {
+                let name = btf.str(t.name);
+                if !name.is_empty() {
+                    by_name.entry(name.to_string()).or_default().push(id as u32);
+                }
             }
         }
+        btf.by_name = by_name;
         Ok(btf)
     }
 
+    /// The string at `off`; empty when the offset or the bytes are invalid.
     fn str(&self, off: u32) -> &str {
         let Some(rest) = self.strings.get(off as usize..) else {
             return "";
@@ -218,9 +315,18 @@ impl Btf {
         self.types.get(id as usize)
     }
 
-    /// Follows typedef/const/volatile/restrict/type_tag to the underlying type id.
+    fn members_of(&self, t: &Type) -> &[Member] {
+        self.members.get(t.members.clone()).unwrap_or(&[])
+    }
+
+    fn is_composite(&self, id: u32) -> bool {
+        self.ty(id)
+            .is_some_and(|t| matches!(t.kind, KIND_STRUCT | KIND_UNION))
+    }
+
+    /// Follows typedef, const, volatile, restrict and type_tag to the type they stand for.
     fn resolve(&self, mut id: u32) -> u32 {
-        for _ in 0..32 {
+        for _ in 0..MAX_CHAIN {
             match self.ty(id) {
                 Some(t)
                     if matches!(
@@ -236,114 +342,157 @@ impl Btf {
         id
     }
 
-    /// The struct or union called `name` (a complete one, not a forward declaration), or the
-    /// type a typedef of that name stands for.
+    /// The struct or union called `name`, or the one a typedef of that name stands for. A
+    /// forward declaration is never returned: it has no members.
     fn composite(&self, name: &str) -> Result<u32, BtfError> {
-        let ids = self
-            .by_name
-            .get(name)
-            .ok_or_else(|| BtfError::NoType(name.to_string()))?;
-        for &id in ids {
-            let r = self.resolve(id);
-            if let Some(t) = self.ty(r)
-                && matches!(t.kind, KIND_STRUCT | KIND_UNION)
-            {
-                return Ok(r);
-            }
-        }
-        Err(BtfError::NoType(name.to_string()))
+        let ids = self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        // A struct's own name wins over a typedef that happens to share it.
+        let direct = ids.iter().copied().find(|&id| self.is_composite(id));
+        direct
+            .or_else(|| {
+                ids.iter()
+                    .map(|&id| self.resolve(id))
+                    .find(|&id| self.is_composite(id))
+            })
+            .ok_or_else(|| BtfError::NoType(name.to_string()))
     }
 
-    /// Finds `member` in the composite `id`, looking through anonymous struct/union members;
-    /// returns (bit offset, member type id).
-    fn find_member(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32, u32)> {
-        if depth > 16 {
+    /// Finds the member called `name` in composite `id`, looking into anonymous struct and
+    /// union members as C does. Returns the member with its bit offset made relative to `id`.
+    fn find_member(&self, id: u32, name: &str, depth: u32, visits: &mut u32) -> Option<Member> {
+        let t = self.ty(id)?;
+        let members = self.members_of(t);
+        *visits = visits.saturating_add(members.len() as u32);
+        if depth > MAX_ANON_DEPTH || *visits > MAX_VISITS {
             return None;
         }
-        let t = self.ty(id)?;
-        for m in &t.members {
-            if self.str(m.name) == member {
-                return Some((m.bit_offset, m.ty, m.bitfield_size));
-            }
+        if let Some(m) = members.iter().find(|m| self.str(m.name) == name) {
+            return Some(*m);
         }
-        for m in &t.members {
-            if m.name == 0 {
-                let inner = self.resolve(m.ty);
-                if self
-                    .ty(inner)
-                    .is_some_and(|t| matches!(t.kind, KIND_STRUCT | KIND_UNION))
-                    && let Some((off, ty, bits)) = self.find_member(inner, member, depth + 1)
-                {
-                    return Some((m.bit_offset + off, ty, bits));
+        members
+            .iter()
+            .filter(|m| self.str(m.name).is_empty())
+            .find_map(|anon| {
+                let inner = self.resolve(anon.ty);
+                if !self.is_composite(inner) {
+                    return None;
                 }
-            }
-        }
-        None
+                let mut found = self.find_member(inner, name, depth + 1, visits)?;
+                found.bit_offset = found.bit_offset.checked_add(anon.bit_offset)?;
+                Some(found)
+            })
     }
 
-    /// Byte offset of a member path inside a struct or union: `("task_struct", "nsproxy")`,
-    /// `("mnt_namespace", "ns.inum")`. Dotted paths descend through named members; members of
-    /// anonymous structs and unions are found as if they were direct members.
+    /// Whether `m` is a bitfield, in either of BTF's two encodings: the struct's kind_flag
+    /// (bitfield size in the member) or an INT type whose encoding is narrower than its size.
+    fn is_bitfield(&self, m: &Member) -> bool {
+        if m.bitfield_size != 0 || !m.bit_offset.is_multiple_of(8) {
+            return true;
+        }
+        match self.ty(self.resolve(m.ty)) {
+            Some(t) if t.kind == KIND_INT => {
+                let (bits, bit_off) = t.int_bits;
+                bit_off != 0 || u64::from(bits) != u64::from(t.size_or_type) * 8
+            }
+            _ => false,
+        }
+    }
+
+    /// Byte offset of a member path inside a struct or union, e.g. `("task_struct", "nsproxy")`
+    /// or `("mnt_namespace", "ns.inum")`. Dotted paths descend through named, embedded (not
+    /// pointed-to) members; members of anonymous struct and union members are found as if they
+    /// were direct members. Typedefs and qualifiers are followed on the way. A bitfield member
+    /// is an error.
     pub fn member_offset(&self, struct_name: &str, path: &str) -> Result<u32, BtfError> {
         let mut id = self.composite(struct_name)?;
         let mut ty_name = struct_name.to_string();
-        let mut bits = 0u32;
-        let parts: Vec<&str> = path.split('.').collect();
-        for (i, part) in parts.iter().enumerate() {
-            let (off, mty, bitfield) =
-                self.find_member(id, part, 0)
-                    .ok_or_else(|| BtfError::NoMember {
-                        ty: ty_name.clone(),
-                        member: part.to_string(),
-                    })?;
-            if bitfield != 0 || off % 8 != 0 {
+        let mut bits: u64 = 0;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let no_member = || BtfError::NoMember {
+                ty: ty_name.clone(),
+                member: part.to_string(),
+            };
+            if part.is_empty() {
+                return Err(no_member());
+            }
+            let m = self
+                .find_member(id, part, 0, &mut 0)
+                .ok_or_else(no_member)?;
+            if self.is_bitfield(&m) {
                 return Err(BtfError::Bitfield {
                     ty: ty_name,
                     member: part.to_string(),
                 });
             }
-            bits += off;
-            if i + 1 < parts.len() {
-                id = self.resolve(mty);
-                if !self
-                    .ty(id)
-                    .is_some_and(|t| matches!(t.kind, KIND_STRUCT | KIND_UNION))
-                {
-                    return Err(BtfError::NoMember {
-                        ty: format!("{ty_name}.{part}"),
-                        member: parts[i + 1].to_string(),
+            bits += u64::from(m.bit_offset);
+            if parts.peek().is_some() {
+                id = self.resolve(m.ty);
+                if !self.is_composite(id) {
+                    return Err(BtfError::NotComposite {
+                        ty: ty_name,
+                        member: part.to_string(),
                     });
                 }
                 ty_name = format!("{ty_name}.{part}");
             }
         }
-        Ok(bits / 8)
+        u32::try_from(bits / 8).map_err(|_| {
+            BtfError::Format(format!("{struct_name}.{path} has an offset beyond 4 GiB"))
+        })
     }
 
-    /// `sizeof` a struct, union or typedef'd composite.
+    /// `sizeof` a struct or union, or of the type a typedef of that name stands for.
     pub fn type_size(&self, name: &str) -> Result<u32, BtfError> {
-        let id = self.composite(name)?;
-        Ok(self.ty(id).map(|t| t.size_or_type).unwrap_or(0))
+        if let Ok(id) = self.composite(name) {
+            return Ok(self.ty(id).map_or(0, |t| t.size_or_type));
+        }
+        // A typedef of a scalar (`pid_t`, say).
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|&id| self.ty(self.resolve(id)))
+            .find(|t| matches!(t.kind, KIND_INT | KIND_ENUM | KIND_ENUM64 | KIND_FLOAT))
+            .map(|t| t.size_or_type)
+            .ok_or_else(|| BtfError::NoType(name.to_string()))
     }
 
-    /// Number of `TP_PROTO` arguments of a raw tracepoint, from the `btf_trace_<name>` typedef
-    /// (a pointer to a function prototype whose first parameter is the `void *__data` cookie).
+    /// Number of `TP_PROTO` arguments of a raw tracepoint, from its `btf_trace_<name>` typedef:
+    /// a pointer to a function prototype whose first parameter is the `void *__data` cookie,
+    /// which is not counted.
     pub fn tracepoint_arg_count(&self, tracepoint: &str) -> Result<usize, BtfError> {
         let name = format!("btf_trace_{tracepoint}");
-        let id = *self
+        let typedef = self
             .by_name
             .get(&name)
-            .and_then(|v| v.first())
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|&id| self.ty(id).is_some_and(|t| t.kind == KIND_TYPEDEF))
             .ok_or_else(|| BtfError::NoType(name.clone()))?;
-        let ptr = self.resolve(id);
-        let proto = self
-            .ty(ptr)
+        let not_proto = || {
+            BtfError::Format(format!(
+                "{name} is not a pointer to a function taking `void *__data` first"
+            ))
+        };
+        let ptr = self
+            .ty(self.resolve(typedef))
             .filter(|t| t.kind == KIND_PTR)
-            .map(|t| self.resolve(t.size_or_type))
-            .and_then(|p| self.ty(p))
+            .ok_or_else(not_proto)?;
+        let proto = self
+            .ty(self.resolve(ptr.size_or_type))
             .filter(|t| t.kind == KIND_FUNC_PROTO)
-            .ok_or_else(|| BtfError::Format(format!("{name} is not a function pointer")))?;
-        Ok(proto.members.len().saturating_sub(1))
+            .ok_or_else(not_proto)?;
+        let params = self.members_of(proto);
+        let data_is_ptr = params
+            .first()
+            .and_then(|p| self.ty(self.resolve(p.ty)))
+            .is_some_and(|t| t.kind == KIND_PTR);
+        if !data_is_ptr {
+            return Err(not_proto());
+        }
+        Ok(params.len() - 1)
     }
 }
 
@@ -351,206 +500,354 @@ impl Btf {
 mod tests {
     use super::*;
 
-    /// Builds small BTF blobs for tests.
-    #[derive(Default)]
+    /// Emits small BTF blobs: header, type section, string section.
     struct Builder {
         types: Vec<u8>,
         strings: Vec<u8>,
         next_id: u32,
     }
 
+    /// A struct/union member for the builder: name, type, bit offset, bitfield size.
+    type M<'a> = (&'a str, u32, u32, u8);
+
     impl Builder {
         fn new() -> Self {
-            Self {
+            Builder {
+                types: Vec::new(),
                 strings: vec![0],
                 next_id: 1,
-                ..Default::default()
             }
         }
-        fn s(&mut self, name: &str) -> u32 {
-            if name.is_empty() {
+
+        fn name(&mut self, s: &str) -> u32 {
+            if s.is_empty() {
                 return 0;
             }
             let off = self.strings.len() as u32;
-            self.strings.extend(name.as_bytes());
+            self.strings.extend(s.as_bytes());
             self.strings.push(0);
             off
         }
-        fn push(&mut self, words: &[u32]) -> u32 {
+
+        fn record(&mut self, words: &[u32]) -> u32 {
             for w in words {
                 self.types.extend(w.to_le_bytes());
             }
-            let id = self.next_id;
             self.next_id += 1;
-            id
+            self.next_id - 1
         }
+
+        fn info(kind: u8, vlen: usize, kind_flag: bool) -> u32 {
+            (u32::from(kind_flag) << 31) | (u32::from(kind) << 24) | vlen as u32
+        }
+
+        /// An int of `size` bytes whose encoding holds `bits` bits at `bit_off`.
+        fn int_enc(&mut self, name: &str, size: u32, bits: u32, bit_off: u32) -> u32 {
+            let n = self.name(name);
+            let info = Self::info(KIND_INT, 0, false);
+            self.record(&[n, info, size, (bit_off << 16) | bits])
+        }
+
         fn int(&mut self, name: &str, size: u32) -> u32 {
-            let n = self.s(name);
-            self.push(&[n, KIND_INT << 24, size, size * 8])
+            self.int_enc(name, size, size * 8, 0)
         }
-        fn ptr(&mut self, to: u32) -> u32 {
-            self.push(&[0, KIND_PTR << 24, to])
+
+        fn refer(&mut self, kind: u8, name: &str, to: u32) -> u32 {
+            let n = self.name(name);
+            self.record(&[n, Self::info(kind, 0, false), to])
         }
-        fn typedef(&mut self, name: &str, to: u32) -> u32 {
-            let n = self.s(name);
-            self.push(&[n, KIND_TYPEDEF << 24, to])
-        }
-        fn fwd(&mut self, name: &str) -> u32 {
-            let n = self.s(name);
-            self.push(&[n, KIND_FWD << 24, 0])
-        }
-        /// members: (name, type, bit offset, bitfield size)
-        fn composite(
-            &mut self,
-            kind: u32,
-            name: &str,
-            size: u32,
-            members: &[(&str, u32, u32, u32)],
-        ) -> u32 {
-            let n = self.s(name);
-            let kind_flag = members.iter().any(|m| m.3 != 0) as u32;
-            let mut words = vec![
-                n,
-                (kind_flag << 31) | (kind << 24) | members.len() as u32,
-                size,
-            ];
-            for (mname, ty, off, bits) in members {
-                let mn = self.s(mname);
-                words.extend([
-                    mn,
-                    *ty,
-                    if kind_flag == 1 {
-                        (bits << 24) | off
-                    } else {
-                        *off
-                    },
-                ]);
+
+        fn composite(&mut self, kind: u8, name: &str, size: u32, members: &[M]) -> u32 {
+            let n = self.name(name);
+            let kind_flag = members.iter().any(|m| m.3 != 0);
+            let mut words = vec![n, Self::info(kind, members.len(), kind_flag), size];
+            for &(mname, ty, bit_off, bitfield) in members {
+                let mn = self.name(mname);
+                let off = if kind_flag {
+                    (u32::from(bitfield) << 24) | bit_off
+                } else {
+                    bit_off
+                };
+                words.extend([mn, ty, off]);
             }
-            self.push(&words)
+            self.record(&words)
         }
-        fn proto(&mut self, params: &[u32]) -> u32 {
-            let mut words = vec![0, (KIND_FUNC_PROTO << 24) | params.len() as u32, 0];
-            for p in params {
-                words.extend([0, *p]);
+
+        fn strukt(&mut self, name: &str, size: u32, members: &[M]) -> u32 {
+            self.composite(KIND_STRUCT, name, size, members)
+        }
+
+        fn proto(&mut self, ret: u32, params: &[u32]) -> u32 {
+            let mut words = vec![0, Self::info(KIND_FUNC_PROTO, params.len(), false), ret];
+            for &p in params {
+                words.extend([0, p]);
             }
-            self.push(&words)
+            self.record(&words)
         }
+
         fn build(&self) -> Vec<u8> {
             let mut b = Vec::new();
             b.extend(0xEB9Fu16.to_le_bytes());
-            b.extend([1u8, 0]);
-            b.extend(24u32.to_le_bytes());
-            b.extend(0u32.to_le_bytes());
-            b.extend((self.types.len() as u32).to_le_bytes());
-            b.extend((self.types.len() as u32).to_le_bytes());
-            b.extend((self.strings.len() as u32).to_le_bytes());
+            b.extend([1, 0]);
+            for w in [
+                HEADER_LEN as u32,
+                0,
+                self.types.len() as u32,
+                self.types.len() as u32,
+                self.strings.len() as u32,
+            ] {
+                b.extend(w.to_le_bytes());
+            }
             b.extend(&self.types);
             b.extend(&self.strings);
             b
         }
     }
 
+    /// A miniature kernel: a forward declaration before the real `task_struct`, anonymous
+    /// members, a typedef'd embedded struct, both bitfield encodings and a raw tracepoint.
     fn sample() -> Vec<u8> {
         let mut b = Builder::new();
         let int = b.int("int", 4);
         let uint = b.int("unsigned int", 4);
-        b.fwd("task_struct");
-        let ns_common = b.composite(
-            KIND_STRUCT,
+        let three_bits = b.int_enc("unsigned int", 4, 3, 0);
+        b.refer(KIND_FWD, "task_struct", 0);
+        let ns_common = b.strukt(
             "ns_common",
             16,
             &[("stashed", int, 0, 0), ("inum", uint, 64, 0)],
         );
-        let anon = b.composite(
+        let ns_t = b.refer(KIND_TYPEDEF, "ns_common_t", ns_common);
+        let const_ns = b.refer(KIND_CONST, "", ns_t);
+        let pid_union = b.composite(
             KIND_UNION,
             "",
-            8,
-            &[("pid", int, 0, 0), ("alias", int, 0, 0)],
+            4,
+            &[("pid", int, 0, 0), ("pid_alias", int, 0, 0)],
         );
-        let anon_struct = b.composite(KIND_STRUCT, "", 8, &[("tgid", int, 32, 0)]);
-        let ns_t = b.typedef("ns_common_t", ns_common);
-        let task = b.composite(
-            KIND_STRUCT,
+        let inner = b.strukt("", 8, &[("tgid", int, 32, 0)]);
+        let outer = b.strukt("", 8, &[("", inner, 0, 0)]);
+        let task = b.strukt(
             "task_struct",
-            64,
+            96,
             &[
                 ("state", int, 0, 0),
-                ("", anon, 64, 0),
-                ("", anon_struct, 128, 0),
-                ("ns", ns_t, 256, 0),
-                ("flags", uint, 384, 3),
+                ("", pid_union, 32, 0),
+                ("", outer, 64, 0),
+                ("ns", const_ns, 128, 0),
+                ("flags", uint, 256, 3),
+                ("prio", uint, 288, 0),
             ],
         );
-        b.typedef("task_t", task);
-        let void_ptr = b.ptr(0);
-        let tptr = b.ptr(task);
-        let proto = b.proto(&[void_ptr, tptr, int]);
-        let fptr = b.ptr(proto);
-        b.typedef("btf_trace_sched_process_exit", fptr);
+        let task_ptr = b.refer(KIND_PTR, "", task);
+        b.strukt(
+            "old_bits",
+            8,
+            &[("mode", three_bits, 0, 0), ("parent", task_ptr, 64, 0)],
+        );
+        b.refer(KIND_TYPEDEF, "task_t", task);
+        b.refer(KIND_TYPEDEF, "pid_t", int);
+        let void_ptr = b.refer(KIND_PTR, "", 0);
+        let proto = b.proto(0, &[void_ptr, task_ptr, int]);
+        let fn_ptr = b.refer(KIND_PTR, "", proto);
+        b.refer(KIND_TYPEDEF, "btf_trace_sched_process_exit", fn_ptr);
         b.build()
     }
 
+    fn btf() -> Btf {
+        Btf::parse(&sample()).expect("the sample parses")
+    }
+
     #[test]
-    fn member_offsets_through_anonymous_and_nested_members() {
-        let btf = Btf::parse(&sample()).unwrap();
+    fn plain_member() {
+        let btf = btf();
         assert_eq!(btf.member_offset("task_struct", "state").unwrap(), 0);
-        assert_eq!(btf.member_offset("task_struct", "pid").unwrap(), 8);
-        assert_eq!(btf.member_offset("task_struct", "alias").unwrap(), 8);
-        assert_eq!(btf.member_offset("task_struct", "tgid").unwrap(), 20);
-        assert_eq!(btf.member_offset("task_struct", "ns.inum").unwrap(), 40);
+        assert_eq!(btf.member_offset("task_struct", "prio").unwrap(), 36);
+        assert_eq!(btf.member_offset("ns_common", "inum").unwrap(), 8);
+    }
+
+    #[test]
+    fn members_of_anonymous_members_are_direct_members() {
+        let btf = btf();
+        assert_eq!(btf.member_offset("task_struct", "pid").unwrap(), 4);
+        assert_eq!(btf.member_offset("task_struct", "pid_alias").unwrap(), 4);
+        // Two anonymous levels: 64 bits to the outer struct, then 32 inside the inner one.
+        assert_eq!(btf.member_offset("task_struct", "tgid").unwrap(), 12);
+    }
+
+    #[test]
+    fn dotted_path_through_a_typedefd_const_member() {
+        let btf = btf();
+        assert_eq!(btf.member_offset("task_struct", "ns.inum").unwrap(), 24);
+        assert_eq!(btf.member_offset("task_struct", "ns.stashed").unwrap(), 16);
+    }
+
+    #[test]
+    fn typedef_names_and_forward_declarations() {
+        let btf = btf();
+        assert_eq!(btf.member_offset("task_t", "ns.inum").unwrap(), 24);
         assert_eq!(
-            btf.member_offset("task_t", "ns.inum").unwrap(),
-            40,
-            "via typedef"
+            btf.type_size("task_struct").unwrap(),
+            96,
+            "the STRUCT, not the FWD"
         );
-        assert_eq!(btf.type_size("task_struct").unwrap(), 64, "not the FWD");
-        assert_eq!(btf.tracepoint_arg_count("sched_process_exit").unwrap(), 2);
+        assert_eq!(btf.type_size("task_t").unwrap(), 96);
+        assert_eq!(btf.type_size("ns_common_t").unwrap(), 16);
+        assert_eq!(btf.type_size("pid_t").unwrap(), 4);
     }
 
     #[test]
-    fn errors_name_what_is_missing() {
-        let btf = Btf::parse(&sample()).unwrap();
-        let e = btf
-            .member_offset("task_struct", "nope")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nope") && e.contains("task_struct"), "{e}");
+    fn bitfields_are_errors_in_both_encodings() {
+        let btf = btf();
         let e = btf.member_offset("task_struct", "flags").unwrap_err();
+        assert!(
+            matches!(&e, BtfError::Bitfield { ty, member } if ty == "task_struct" && member == "flags"),
+            "{e}"
+        );
+        let e = btf.member_offset("old_bits", "mode").unwrap_err();
         assert!(matches!(e, BtfError::Bitfield { .. }), "{e}");
-        let e = btf.member_offset("nothing", "x").unwrap_err();
-        assert!(matches!(e, BtfError::NoType(_)), "{e}");
-        let e = btf.member_offset("task_struct", "state.x").unwrap_err();
-        assert!(matches!(e, BtfError::NoMember { .. }), "{e}");
+        // A plain member of a struct with bitfields still resolves.
+        assert_eq!(btf.member_offset("old_bits", "parent").unwrap(), 8);
     }
 
     #[test]
-    fn garbage_is_an_error_not_a_panic() {
+    fn missing_things_are_named() {
+        let btf = btf();
+        let e = btf.member_offset("task_struct", "nope").unwrap_err();
+        assert!(
+            matches!(&e, BtfError::NoMember { ty, member } if ty == "task_struct" && member == "nope"),
+            "{e}"
+        );
+        let e = btf.member_offset("task_struct", "ns.nope").unwrap_err();
+        assert!(
+            matches!(&e, BtfError::NoMember { ty, member } if ty == "task_struct.ns" && member == "nope"),
+            "{e}"
+        );
+        let e = btf.member_offset("nothing", "x").unwrap_err();
+        assert!(matches!(&e, BtfError::NoType(n) if n == "nothing"), "{e}");
+        assert!(e.to_string().contains("uname -r"), "{e}");
+        // An empty component must not match an anonymous member.
+        for path in ["", "ns.", ".state", "ns..inum"] {
+            let e = btf.member_offset("task_struct", path).unwrap_err();
+            assert!(matches!(e, BtfError::NoMember { .. }), "{path:?}: {e}");
+        }
+        // Pointers are not followed: the programs must read through them themselves.
+        let e = btf.member_offset("old_bits", "parent.state").unwrap_err();
+        assert!(matches!(e, BtfError::NotComposite { .. }), "{e}");
+        let e = btf.member_offset("task_struct", "state.x").unwrap_err();
+        assert!(matches!(e, BtfError::NotComposite { .. }), "{e}");
+    }
+
+    #[test]
+    fn tracepoint_arity_excludes_the_data_cookie() {
+        let btf = btf();
+        assert_eq!(btf.tracepoint_arg_count("sched_process_exit").unwrap(), 2);
+        let e = btf.tracepoint_arg_count("nope").unwrap_err();
+        assert!(
+            matches!(&e, BtfError::NoType(n) if n == "btf_trace_nope"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_file_says_what_to_do() {
+        let e = Btf::from_file(Path::new("/nonexistent/vmlinux")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/nonexistent/vmlinux") && msg.contains("CONFIG_DEBUG_INFO_BTF"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
         let blob = sample();
         for n in 0..blob.len() {
-            let _ = Btf::parse(&blob[..n]);
+            assert!(
+                matches!(Btf::parse(&blob[..n]), Err(BtfError::Format(_))),
+                "truncated to {n} of {} bytes",
+                blob.len()
+            );
         }
-        let mut bad = blob.clone();
-        bad[0] = 0;
-        assert!(Btf::parse(&bad).is_err());
-        for i in 24..blob.len() {
+    }
+
+    #[test]
+    fn bad_headers_are_errors() {
+        let blob = sample();
+        let patched = |at: usize, bytes: &[u8]| {
             let mut b = blob.clone();
-            b[i] ^= 0xff;
-            if let Ok(btf) = Btf::parse(&b) {
-                let _ = btf.member_offset("task_struct", "ns.inum");
-                let _ = btf.tracepoint_arg_count("sched_process_exit");
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            Btf::parse(&b)
+        };
+        let e = patched(0, &[0xEB, 0x9F]).unwrap_err().to_string();
+        assert!(e.contains("big-endian"), "{e}");
+        assert!(patched(0, &[0, 0]).is_err(), "bad magic");
+        assert!(patched(2, &[2]).is_err(), "version 2");
+        assert!(patched(4, &8u32.to_le_bytes()).is_err(), "short header");
+        assert!(patched(4, &u32::MAX.to_le_bytes()).is_err(), "huge header");
+        assert!(patched(8, &u32::MAX.to_le_bytes()).is_err(), "type offset");
+        assert!(patched(12, &u32::MAX.to_le_bytes()).is_err(), "type length");
+        assert!(
+            patched(16, &u32::MAX.to_le_bytes()).is_err(),
+            "string offset"
+        );
+        assert!(
+            patched(20, &u32::MAX.to_le_bytes()).is_err(),
+            "string length"
+        );
+        assert!(Btf::parse(&[]).is_err());
+        assert!(Btf::parse(&[0xff; 4096]).is_err());
+    }
+
+    #[test]
+    fn corrupted_blobs_never_panic() {
+        let blob = sample();
+        let lookups = |btf: &Btf| {
+            let _ = btf.member_offset("task_struct", "ns.inum");
+            let _ = btf.member_offset("task_struct", "tgid");
+            let _ = btf.type_size("task_t");
+            let _ = btf.tracepoint_arg_count("sched_process_exit");
+        };
+        for i in 0..blob.len() {
+            for x in [0x01, 0x80, 0xff] {
+                let mut b = blob.clone();
+                b[i] ^= x;
+                if let Ok(btf) = Btf::parse(&b) {
+                    lookups(&btf);
+                }
             }
         }
+    }
+
+    #[test]
+    fn self_referencing_anonymous_members_terminate() {
+        let mut b = Builder::new();
+        // Type 1 is an anonymous struct containing itself, twice; type 2 names it.
+        b.strukt("", 8, &[("", 1, 0, 0), ("", 1, 0, 0)]);
+        b.refer(KIND_TYPEDEF, "loop_t", 1);
+        b.refer(KIND_TYPEDEF, "cycle_t", 4);
+        b.refer(KIND_TYPEDEF, "cycle2_t", 3);
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert!(btf.member_offset("loop_t", "x").is_err());
+        assert!(btf.member_offset("cycle_t", "x").is_err());
     }
 
     #[test]
     fn real_kernel_offsets() {
         let path = Path::new("/sys/kernel/btf/vmlinux");
         if !path.exists() {
-            eprintln!("skipping: {} absent on this machine", path.display());
+            eprintln!("skipping: {} is absent on this machine", path.display());
             return;
         }
         let btf = Btf::from_file(path).unwrap();
-        for m in [
+        let off = |s: &str, p: &str| {
+            let o = btf
+                .member_offset(s, p)
+                .unwrap_or_else(|e| panic!("{s}.{p}: {e}"));
+            eprintln!("{s}.{p} = {o}");
+            o
+        };
+        let task: Vec<u32> = [
             "cred",
             "real_cred",
             "nsproxy",
@@ -560,29 +857,58 @@ mod tests {
             "mm",
             "exit_code",
             "group_leader",
-        ] {
-            btf.member_offset("task_struct", m).unwrap();
-        }
-        btf.member_offset("cred", "euid").unwrap();
-        btf.member_offset("mnt_namespace", "ns.inum").unwrap();
-        btf.member_offset("pid_namespace", "ns.inum").unwrap();
-        btf.member_offset("mm_struct", "arg_start").unwrap();
-        assert_eq!(
-            btf.member_offset("upid", "ns").unwrap(),
-            8,
-            "struct upid {{ int nr; struct pid_namespace *ns; }}"
+        ]
+        .iter()
+        .map(|m| off("task_struct", m))
+        .collect();
+        let task_size = btf.type_size("task_struct").unwrap();
+        eprintln!("sizeof(task_struct) = {task_size}");
+        assert!(task.iter().all(|o| *o < task_size), "{task:?}");
+        // Adjacent in include/linux/sched.h since long before 5.8.
+        assert_eq!(task[5], task[4] + 4, "pid_t pid; pid_t tgid;");
+        assert_eq!(task[0], task[1] + 8, "real_cred then cred");
+
+        // kuid_t uid, gid, suid, sgid, euid, egid in include/linux/cred.h.
+        let (euid, egid) = (off("cred", "euid"), off("cred", "egid"));
+        assert_eq!(egid, euid + 4);
+        assert_eq!(off("cred", "uid") + 16, euid);
+        assert_eq!(off("nsproxy", "mnt_ns") % 8, 0, "a pointer");
+        off("mnt_namespace", "ns.inum");
+        off("pid_namespace", "ns.inum");
+        off("pid", "level");
+        let numbers = off("pid", "numbers");
+        let (pid_size, upid_size) = (
+            btf.type_size("pid").unwrap(),
+            btf.type_size("upid").unwrap(),
         );
-        // x86_64 pt_regs is fixed by the entry code's register save order.
+        // `numbers` is the last member: `numbers[1]` in older kernels, `numbers[]` in newer ones.
+        assert!(
+            numbers <= pid_size && pid_size - numbers <= upid_size,
+            "numbers at {numbers}, sizeof(pid) {pid_size}"
+        );
+        // struct upid { int nr; struct pid_namespace *ns; }
+        assert_eq!(off("upid", "nr"), 0);
+        assert_eq!(off("upid", "ns"), 8);
+        assert_eq!(btf.type_size("upid").unwrap(), 16);
+        let arg_start = off("mm_struct", "arg_start");
+        assert_eq!(off("mm_struct", "arg_end"), arg_start + 8);
+
+        // x86_64 pt_regs is ABI, fixed by the entry code's save order (asm/ptrace.h).
         #[cfg(target_arch = "x86_64")]
         {
             let regs: Vec<u32> = ["di", "si", "dx", "r10", "r8", "r9", "orig_ax"]
                 .iter()
-                .map(|r| btf.member_offset("pt_regs", r).unwrap())
+                .map(|r| off("pt_regs", r))
                 .collect();
-            assert_eq!(regs, vec![112, 104, 96, 56, 72, 64, 120]);
+            assert_eq!(regs, [112, 104, 96, 56, 72, 64, 120]);
             assert_eq!(btf.type_size("pt_regs").unwrap(), 168);
         }
+
+        // TP_PROTO(struct pt_regs *regs, long id) and (struct task_struct *parent, *child).
         assert_eq!(btf.tracepoint_arg_count("sys_enter").unwrap(), 2);
         assert_eq!(btf.tracepoint_arg_count("sched_process_fork").unwrap(), 2);
+        let exit = btf.tracepoint_arg_count("sched_process_exit").unwrap();
+        eprintln!("sched_process_exit takes {exit} args");
+        assert!((1..=2).contains(&exit), "{exit}");
     }
 }
