@@ -172,12 +172,14 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             if !filter.matches(&e) {
                 continue;
             }
-            let line = serde_json::to_string(&e)?;
-            if let Some(o) = out.as_mut() {
-                writeln!(o, "{line}")?;
-            }
-            if let Some(r) = record.as_mut() {
-                writeln!(r, "{line}")?;
+            if out.is_some() || record.is_some() {
+                let line = serde_json::to_string(&e)?;
+                if let Some(o) = out.as_mut() {
+                    writeln!(o, "{line}")?;
+                }
+                if let Some(r) = record.as_mut() {
+                    writeln!(r, "{line}")?;
+                }
             }
             printed += 1;
             if args.count.is_some_and(|c| printed >= c) {

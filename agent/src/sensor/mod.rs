@@ -37,10 +37,7 @@ pub enum SensorError {
     Capabilities { missing: String },
     #[error("kernel {release} is too old: Osprey needs Linux 5.8 or newer (BPF ring buffer)")]
     KernelTooOld { release: String },
-    #[error(
-        "cannot read the kernel's BTF ({0}). Osprey finds kernel struct offsets in \
-         /sys/kernel/btf/vmlinux; the kernel must be built with CONFIG_DEBUG_INFO_BTF=y"
-    )]
+    #[error(transparent)]
     Btf(#[from] btf::BtfError),
     #[error("{0}")]
     Tracefs(String),
