@@ -22,7 +22,6 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    println!("cargo:rerun-if-env-changed=PATH");
     if which("bpf-linker").is_none() {
         return Err(anyhow!(
             "bpf-linker is not on PATH; it links the kernel programs. Run `cargo xtask run` or \

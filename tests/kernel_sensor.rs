@@ -282,3 +282,39 @@ fn kernel_trace_filters_by_process_name() {
         "only env's events: {seen:?}"
     );
 }
+
+#[test]
+fn kernel_without_capabilities_names_the_missing_ones() {
+    require_root();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            OSPREY,
+            "trace",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("missing capabilities CAP_BPF and CAP_PERFMON"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn kernel_trace_rejects_unknown_event_names() {
+    let out = Command::new(OSPREY)
+        .args(["trace", "--event", "opneat"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("unknown event `opneat`") && stderr.contains("openat"),
+        "{stderr}"
+    );
+}
