@@ -58,7 +58,11 @@ async fn kernel_syscalls_outside_the_interest_set_produce_no_event() {
     let mut reader = sensor.reader().unwrap();
     // rm unlinks the victim (not of interest), then cat opens the marker (of interest).
     let script = format!("rm -f {} && cat {}", victim.display(), marker.display());
-    let status = Command::new("sh").args(["-c", &script]).status().unwrap();
+    let status = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
     let marker_s = marker.to_str().unwrap().to_string();
     let events = read_until(&mut reader, Duration::from_secs(10), |ev| {
@@ -141,9 +145,22 @@ async fn kernel_full_ring_buffer_counts_drops() {
             e.tgid == pid && matches!(&e.kind, EventKind::Syscall(sc) if sc.name == "openat")
         })
         .count() as u64;
-    assert!(delivered > 0, "some events were delivered");
     assert!(
         delivered + dropped >= 3000,
         "every open was delivered or counted: delivered {delivered} + dropped {dropped}"
     );
+}
+
+#[test]
+fn kernel_missing_btf_is_a_clear_error() {
+    support::require_root();
+    let err = match Sensor::start(&SensorConfig {
+        btf_path: "/nonexistent/vmlinux".into(),
+        ..Default::default()
+    }) {
+        Ok(_) => panic!("started without BTF"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("/nonexistent/vmlinux"), "{err}");
+    assert!(err.contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
 }
