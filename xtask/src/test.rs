@@ -1,0 +1,66 @@
+//! `cargo xtask test`: lints, every test, manifest checks, in that order; the first failure stops.
+
+use std::{ffi::OsString, path::Path, process::Command};
+
+use anyhow::{Result, bail};
+
+use crate::{
+    proc,
+    setup::{self, Scope},
+    system,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Skip `cargo fmt --check` and `cargo clippy`.
+    #[arg(long)]
+    pub(crate) no_lint: bool,
+    /// Arguments for `cargo test`, e.g. a test name filter: `cargo xtask test -- kernel_sensor`.
+    #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+    pub(crate) cargo_test_args: Vec<OsString>,
+}
+
+pub fn run(root: &Path, args: Args) -> Result<()> {
+    let root_user = system::is_root();
+    if !root_user && !system::has_sudo() {
+        bail!(
+            "the integration tests load eBPF programs and need root, and sudo is not installed: run `cargo xtask test` as root"
+        );
+    }
+    let env = setup::setup(root, Scope::Full)?;
+
+    if !args.no_lint {
+        step(env.cargo().args(["fmt", "--all", "--", "--check"]))?;
+        step(
+            env.cargo()
+                .args(["clippy", "--all-targets", "--", "-D", "warnings"]),
+        )?;
+    }
+
+    let mut test = env.cargo();
+    test.args(["test", "--release"]).args(&args.cargo_test_args);
+    if !root_user {
+        // Build as the user (target/ stays theirs), run the test binaries as root.
+        let triple = env.host.to_uppercase().replace('-', "_");
+        test.env(format!("CARGO_TARGET_{triple}_RUNNER"), "sudo -E");
+    }
+    step(&mut test)?;
+
+    let manifest = "daemonset.yaml";
+    if env.root().join(manifest).is_file() {
+        step(
+            Command::new("kubernetes-validate")
+                .args(["--strict", manifest])
+                .current_dir(env.root()),
+        )?;
+    }
+    proc::step("all checks passed");
+    Ok(())
+}
+
+/// One step: its command line is its name, in the progress line and in the error.
+fn step(cmd: &mut Command) -> Result<()> {
+    let line = proc::display(cmd);
+    proc::step(&line);
+    proc::run(cmd, &format!("step `{line}`"))
+}
