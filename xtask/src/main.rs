@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Set up, build, run, test and bench Osprey"
 )]
 struct Cli {
