@@ -8,3 +8,6 @@ pub mod commands;
 pub mod event;
 pub mod process;
 pub mod sensor;
+pub mod engine;
+pub mod output;
+pub mod rules;

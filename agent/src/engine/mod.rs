@@ -1,0 +1,277 @@
+//! The rule engine: judges [`Enriched`] events against a loaded [`Ruleset`].
+//!
+//! Pure code: it sees events and, through [`env`] traits, user names and container identity;
+//! never aya, tonic or tokio. Rules are indexed by event type, so an event is only matched
+//! against the rules that can fire on it.
+
+pub mod compile;
+pub mod env;
+pub mod fields;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    io::BufRead,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use self::{
+    env::{ContainerLookup, EtcPasswd, NoContainers, NoUsers, UserResolver},
+    fields::{Ctx, Services},
+};
+use crate::{
+    event::{Enriched, EventKind},
+    output::{Alert, AlertEvent},
+    rules::{Compiled, Priority, Rule, Ruleset},
+};
+
+/// Falco's `rule_matching`: stop at the first matching rule (Falco's default) or report all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuleMatching {
+    #[default]
+    First,
+    All,
+}
+
+/// How the engine runs.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// `hostname` of alerts and `evt.hostname`.
+    pub hostname: Arc<str>,
+    /// Rules less severe than this are not evaluated (Falco's `priority`).
+    pub min_priority: Priority,
+    pub rule_matching: RuleMatching,
+    pub users: Arc<dyn UserResolver>,
+    pub containers: Arc<dyn ContainerLookup>,
+}
+
+impl Default for EngineOptions {
+    /// No host lookups at all: empty hostname, no user names, no containers.
+    fn default() -> Self {
+        Self {
+            hostname: Arc::from(""),
+            min_priority: Priority::Debug,
+            rule_matching: RuleMatching::First,
+            users: Arc::new(NoUsers),
+            containers: Arc::new(NoContainers),
+        }
+    }
+}
+
+impl EngineOptions {
+    /// For a node: the hostname from `FALCO_HOSTNAME`/`OSPREY_HOSTNAME` or the kernel, and
+    /// user names from `<root>/etc/passwd`.
+    pub fn for_host(root: &std::path::Path) -> Self {
+        let hostname = std::env::var("OSPREY_HOSTNAME")
+            .or_else(|_| std::env::var("FALCO_HOSTNAME"))
+            .ok()
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_default();
+        Self {
+            hostname: hostname.into(),
+            users: Arc::new(EtcPasswd::new(root)),
+            ..Self::default()
+        }
+    }
+}
+
+/// Which syscalls the enabled rules need: what the kernel interest filter lets through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyscallInterest {
+    /// Some rule has no event-type restriction: every syscall.
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl SyscallInterest {
+    pub fn contains(&self, syscall: &str) -> bool {
+        match self {
+            SyscallInterest::All => true,
+            SyscallInterest::Only(s) => s.contains(syscall),
+        }
+    }
+}
+
+struct Active {
+    rule: usize,
+    compiled: Arc<Compiled>,
+}
+
+pub struct Engine {
+    ruleset: Ruleset,
+    active: Vec<Active>,
+    /// Event type → indexes into `active`, in rule order (rules without types included).
+    by_type: HashMap<Box<str>, Box<[u32]>>,
+    /// Rules without an event-type restriction.
+    any_type: Box<[u32]>,
+    opts: EngineOptions,
+    evt_num: AtomicU64,
+}
+
+/// A replay input line that is not an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("reading the recording: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: not a recorded event: {source}")]
+    Parse {
+        line: usize,
+        source: serde_json::Error,
+    },
+}
+
+impl Engine {
+    pub fn new(ruleset: Ruleset, opts: EngineOptions) -> Self {
+        let mut active = Vec::new();
+        for (i, r) in ruleset.rules.iter().enumerate() {
+            if let Some(c) = &r.compiled
+                && r.enabled
+                && r.priority <= opts.min_priority
+            {
+                active.push(Active {
+                    rule: i,
+                    compiled: c.clone(),
+                });
+            }
+        }
+        let mut by_type: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut any_type = Vec::new();
+        for (ai, a) in active.iter().enumerate() {
+            match &ruleset.rules[a.rule].evttypes {
+                Some(types) => {
+                    for t in types {
+                        by_type
+                            .entry(t.as_str().into())
+                            .or_default()
+                            .push(ai as u32);
+                    }
+                }
+                None => any_type.push(ai as u32),
+            }
+        }
+        let by_type = by_type
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.extend(&any_type);
+                v.sort_unstable();
+                v.dedup();
+                (k, v.into_boxed_slice())
+            })
+            .collect();
+        Self {
+            ruleset,
+            active,
+            by_type,
+            any_type: any_type.into_boxed_slice(),
+            opts,
+            evt_num: AtomicU64::new(0),
+        }
+    }
+
+    /// Every loaded rule, enabled or not, in definition order (`osprey rules list`).
+    pub fn rules(&self) -> &[Rule] {
+        &self.ruleset.rules
+    }
+
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.ruleset
+    }
+
+    /// The syscall names the active rules can match.
+    pub fn syscall_interest(&self) -> SyscallInterest {
+        if !self.any_type.is_empty() {
+            return SyscallInterest::All;
+        }
+        SyscallInterest::Only(
+            self.by_type
+                .keys()
+                .filter(|k| &***k != "procexit")
+                .map(|k| k.to_string())
+                .collect(),
+        )
+    }
+
+    /// Judges one event. Exec and fork events only feed the process table: a successful
+    /// execve arrives as its own syscall event.
+    pub fn evaluate(&self, en: &Enriched) -> Vec<Alert> {
+        let ty: &str = match &en.event.kind {
+            EventKind::Syscall(sc) => &sc.name,
+            EventKind::Exit(_) => "procexit",
+            EventKind::Exec(_) | EventKind::Fork(_) => return Vec::new(),
+        };
+        let candidates = self.by_type.get(ty).map_or(&*self.any_type, |v| &**v);
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let num = self.evt_num.fetch_add(1, Ordering::Relaxed) + 1;
+        let svc = Services {
+            users: &*self.opts.users,
+            containers: &*self.opts.containers,
+            hostname: &self.opts.hostname,
+        };
+        let ctx = Ctx::new(en, num, &svc);
+        let mut out = Vec::new();
+        for &i in candidates {
+            let a = &self.active[i as usize];
+            if a.compiled.matcher.eval(&ctx) {
+                out.push(self.alert(&self.ruleset.rules[a.rule], &a.compiled, &ctx, ty));
+                if self.opts.rule_matching == RuleMatching::First {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn alert(&self, rule: &Rule, c: &Compiled, ctx: &Ctx<'_>, ty: &str) -> Alert {
+        let values = c.output.values(ctx);
+        let ev = &ctx.en.event;
+        let mut output_fields = c.output.json_fields(&values);
+        output_fields.insert("evt.time".into(), ev.time.into());
+        Alert {
+            time: ev.time,
+            rule: rule.name.clone(),
+            priority: rule.priority,
+            source: rule.source.clone(),
+            tags: rule.tags.clone(),
+            output: c.output.render(&values),
+            output_fields,
+            hostname: self.opts.hostname.to_string(),
+            event: AlertEvent {
+                evt_type: ty.to_string(),
+                evt_num: ctx.evt_num,
+                ts: ev.ts,
+                pid: ev.tgid,
+                tid: ev.tid,
+                comm: ev.comm.clone(),
+            },
+        }
+    }
+
+    /// Runs a recording (JSON lines of [`Enriched`]) through the engine.
+    pub fn replay<R: BufRead>(&self, reader: R) -> Result<Vec<Alert>, ReplayError> {
+        let mut out = Vec::new();
+        for (i, line) in reader.lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let en: Enriched =
+                serde_json::from_str(&line).map_err(|source| ReplayError::Parse {
+                    line: i + 1,
+                    source,
+                })?;
+            out.extend(self.evaluate(&en));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! Output strings: `%field` interpolation (`libs:userspace/libsinsp/eventformatter.cpp`).
+
+use crate::{
+    engine::{
+        compile::{self, Lhs},
+        fields::{Ctx, Val},
+    },
+    rules::condition,
+};
+
+/// A compiled output string.
+#[derive(Debug, Clone)]
+pub struct Format {
+    parts: Vec<Part>,
+    /// The fields it shows, by the name written in the rule (`proc.aname[2]`,
+    /// `toupper(user.name)`), each once, in order: JSON `output_fields` keys.
+    fields: Vec<(String, Lhs)>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Lit(String),
+    Field { field: usize, width: usize },
+}
+
+/// An output that does not compile: byte offset in the output and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError {
+    pub at: usize,
+    pub message: String,
+}
+
+impl Format {
+    pub fn compile(text: &str) -> Result<Self, FormatError> {
+        // Falco's leading `*` ("print even if values are missing") is what Osprey always does.
+        let (text, base) = match text.strip_prefix('*') {
+            Some(t) => (t, 1),
+            None => (text, 0),
+        };
+        let mut parts = Vec::new();
+        let mut fields: Vec<(String, Lhs)> = Vec::new();
+        let mut lit = String::new();
+        let mut i = 0;
+        let b = text.as_bytes();
+        while i < b.len() {
+            let Some(rel) = text[i..].find('%') else {
+                lit.push_str(&text[i..]);
+                break;
+            };
+            lit.push_str(&text[i..i + rel]);
+            let pct = i + rel;
+            i = pct + 1;
+            if b.get(i) == Some(&b'%') {
+                lit.push('%');
+                i += 1;
+                continue;
+            }
+            let digits = text[i..].bytes().take_while(u8::is_ascii_digit).count();
+            let width = text[i..i + digits].parse().unwrap_or(0);
+            let Some((fe, used)) = condition::parse_output_field(&text[i + digits..]) else {
+                // A lone `%` (as in "100%") stays as text.
+                lit.push('%');
+                continue;
+            };
+            let lhs = compile::compile_lhs(&fe).map_err(|e| FormatError {
+                at: base + pct,
+                message: e.message,
+            })?;
+            let key = fe.to_string();
+            let idx = match fields.iter().position(|(k, _)| *k == key) {
+                Some(ix) => ix,
+                None => {
+                    fields.push((key, lhs));
+                    fields.len() - 1
+                }
+            };
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            parts.push(Part::Field { field: idx, width });
+            i += digits + used;
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Self { parts, fields })
+    }
+
+    /// Extracts every field once.
+    pub fn values<'a>(&self, ctx: &Ctx<'a>) -> Vec<Option<Val<'a>>> {
+        self.fields.iter().map(|(_, l)| l.extract(ctx)).collect()
+    }
+
+    /// The output text, with `<NA>` for unset fields.
+    pub fn render(&self, values: &[Option<Val<'_>>]) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::Field { field, width } => {
+                    let v = values.get(*field).and_then(Option::as_ref);
+                    let text = v.map_or(std::borrow::Cow::Borrowed("<NA>"), Val::text);
+                    out.push_str(&text);
+                    let n = text.chars().count();
+                    for _ in n..*width {
+                        out.push(' ');
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `output_fields`: field name → typed value, null when unset.
+    pub fn json_fields(
+        &self,
+        values: &[Option<Val<'_>>],
+    ) -> serde_json::Map<String, serde_json::Value> {
+        self.fields
+            .iter()
+            .zip(values)
+            .map(|((k, _), v)| {
+                (
+                    k.clone(),
+                    v.as_ref().map_or(serde_json::Value::Null, Val::to_json),
+                )
+            })
+            .collect()
+    }
+
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fields_widths_and_literals() {
+        let f =
+            Format::compile("*a=%proc.name b=%5proc.pid c=%toupper(user.name) 100%% %proc.name. %")
+                .unwrap();
+        let names: Vec<_> = f.field_names().collect();
+        assert_eq!(names, ["proc.name", "proc.pid", "toupper(user.name)"]);
+        let vals = vec![Some(Val::Str("sh".into())), Some(Val::Num(42)), None];
+        assert_eq!(f.render(&vals), "a=sh b=42    c=<NA> 100% sh. %");
+        let json = f.json_fields(&vals);
+        assert_eq!(json["proc.pid"], 42);
+        assert!(json["toupper(user.name)"].is_null());
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_offset() {
+        let e = Format::compile("x %proc.nobody").unwrap_err();
+        assert_eq!(e.at, 2);
+        assert!(e.message.contains("proc.nobody"));
+    }
+}

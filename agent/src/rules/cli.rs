@@ -1,0 +1,91 @@
+//! What `osprey rules validate`, `osprey rules list` and `osprey fields` print, so that the
+//! binary only parses arguments.
+
+use std::{fmt::Write as _, path::Path};
+
+use super::{LoadResult, Ruleset, diag, load_files};
+use crate::engine::fields::CATALOG;
+
+/// `osprey rules validate FILE... [--json]`: (all files valid, what to print). Warnings do not
+/// make a file invalid.
+pub fn validate<P: AsRef<Path>>(paths: &[P], json: bool) -> (bool, String) {
+    let res = load_files(paths);
+    (res.is_ok(), render_results(&res, json))
+}
+
+/// The per-file results as Falco's `-V` text or `falco_load_results` JSON.
+pub fn render_results(res: &LoadResult, json: bool) -> String {
+    if json {
+        let mut s = diag::render_json(&res.files);
+        s.push('\n');
+        s
+    } else {
+        res.files
+            .iter()
+            .map(diag::FileResult::render_text)
+            .collect()
+    }
+}
+
+/// `osprey rules list [--json]`.
+pub fn list(ruleset: &Ruleset, json: bool) -> String {
+    if json {
+        let v = serde_json::json!({
+            "required_engine_version": ruleset.required_engine_version,
+            "rules": ruleset.rules,
+            "macros": ruleset.macros.iter().map(|(n, c)| serde_json::json!({"name": n, "condition": c})).collect::<Vec<_>>(),
+            "lists": ruleset.lists.iter().map(|(n, i)| serde_json::json!({"name": n, "items": i})).collect::<Vec<_>>(),
+        });
+        return format!("{v}\n");
+    }
+    let width = ruleset
+        .rules
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<13}  {:<8}  EVENT TYPES",
+        "RULE", "PRIORITY", "ENABLED"
+    );
+    for r in &ruleset.rules {
+        let types = match &r.evttypes {
+            Some(t) => t.iter().cloned().collect::<Vec<_>>().join(","),
+            None => "(all)".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<13}  {:<8}  {types}",
+            r.name,
+            r.priority.as_str(),
+            if r.enabled { "yes" } else { "no" }
+        );
+    }
+    out
+}
+
+/// `osprey fields [--json]`: every supported field with its type and meaning.
+pub fn fields_listing(json: bool) -> String {
+    if json {
+        return format!("{}\n", serde_json::to_string(CATALOG).unwrap_or_default());
+    }
+    let width = CATALOG.iter().map(|f| f.name.len()).max().unwrap_or(0) + 6;
+    let mut out = String::new();
+    for f in CATALOG {
+        let name = match f.arg {
+            crate::engine::fields::ArgSpec::Index => format!("{}[N]", f.name),
+            crate::engine::fields::ArgSpec::Name => format!("{}.NAME", f.name),
+            crate::engine::fields::ArgSpec::Key => format!("{}[KEY]", f.name),
+            crate::engine::fields::ArgSpec::None => f.name.to_string(),
+        };
+        let mut desc = f.desc.to_string();
+        if let Some(why) = f.unavailable {
+            let _ = write!(desc, " [always unset: {why}]");
+        }
+        let _ = writeln!(out, "{name:<width$} {:<8} {desc}", f.ty.as_str());
+    }
+    out
+}
