@@ -10,9 +10,12 @@ use crate::{
     system,
 };
 
+/// What `cargo xtask run` runs when given no arguments.
+const DEFAULT_COMMAND: &str = "trace";
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// Arguments for `osprey` instead of the default `run`, e.g. `cargo xtask run -- trace -e openat`.
+    /// Arguments for `osprey` instead of the default `trace`, e.g. `cargo xtask run -- trace -e openat`.
     #[arg(last = true, value_name = "OSPREY_ARGS")]
     pub(crate) args: Vec<OsString>,
 }
@@ -43,7 +46,9 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         sudo
     };
     if args.args.is_empty() {
-        cmd.arg("run");
+        // `osprey run` (rules, alerts) arrives with the rule engine; until then the default is
+        // the sensor's live event stream.
+        cmd.arg(DEFAULT_COMMAND);
     } else {
         cmd.args(&args.args);
     }
