@@ -155,7 +155,7 @@ fn eval(cond: &str, en: &Enriched) -> bool {
         .is_empty()
 }
 
-fn cat_shadow() -> Enriched {
+pub(crate) fn cat_shadow() -> Enriched {
     let cat = proc_(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
     openat(cat, "/etc/shadow", flags(0, &["O_RDONLY", "O_CLOEXEC"]), 3)
 }

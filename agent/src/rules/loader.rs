@@ -853,7 +853,7 @@ impl Loader {
             let mut values = Vec::new();
             if let Some(vals) = e.get("values").and_then(Node::as_seq) {
                 for tuple in vals {
-                    if single {
+                    if single || (fields.is_empty() && tuple.as_str().is_some()) {
                         match &tuple.kind {
                             Kind::Scalar(s, _) => values.push(vec![ExcValue::One(s.clone())]),
                             Kind::Seq(_) => values.push(vec![ExcValue::Many(

@@ -10,6 +10,9 @@ pub mod diag;
 mod loader;
 pub mod yaml;
 
+#[cfg(test)]
+mod tests;
+
 use std::{collections::BTreeSet, fmt, sync::Arc};
 
 use serde::Serialize;
