@@ -5,9 +5,9 @@
 //! (the process table, enrichment) → `engine` (rules) → `output` (alerts). See ARCHITECTURE.md.
 
 pub mod commands;
-pub mod event;
-pub mod process;
-pub mod sensor;
 pub mod engine;
+pub mod event;
 pub mod output;
+pub mod process;
 pub mod rules;
+pub mod sensor;
