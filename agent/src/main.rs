@@ -19,8 +19,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: judge live events against rules, print alerts.
+    Run(commands::run::RunArgs),
     /// Print live kernel events as JSON lines, with their process context.
     Trace(commands::trace::TraceArgs),
+    /// Check and list rule files.
+    #[command(subcommand)]
+    Rules(commands::rules::RulesCommand),
+    /// List the fields rules and outputs can use.
+    Fields {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a recording (`osprey trace --record`) through the rules offline.
+    Replay(commands::rules::ReplayArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,11 +51,19 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Trace(args) => commands::trace::run(args).await,
+            Command::Run(args) => commands::run::run(args).await.map(|()| true),
+            Command::Trace(args) => commands::trace::run(args).await.map(|()| true),
+            Command::Rules(cmd) => commands::rules::run(cmd),
+            Command::Fields { json } => {
+                commands::rules::fields(json);
+                Ok(true)
+            }
+            Command::Replay(args) => commands::rules::replay(args).map(|()| true),
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("osprey: {e:#}");
             std::process::ExitCode::FAILURE

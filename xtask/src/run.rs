@@ -11,11 +11,11 @@ use crate::{
 };
 
 /// What `cargo xtask run` runs when given no arguments.
-const DEFAULT_COMMAND: &str = "trace";
+const DEFAULT_COMMAND: &str = "run";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Arguments for `osprey` instead of the default `trace`, e.g. `cargo xtask run -- trace -e openat`.
+    /// Arguments for `osprey` instead of the default `run`, e.g. `cargo xtask run -- trace -e openat`.
     #[arg(last = true, value_name = "OSPREY_ARGS")]
     pub(crate) args: Vec<OsString>,
 }
@@ -46,8 +46,6 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         sudo
     };
     if args.args.is_empty() {
-        // `osprey run` (rules, alerts) arrives with the rule engine; until then the default is
-        // the sensor's live event stream.
         cmd.arg(DEFAULT_COMMAND);
     } else {
         cmd.args(&args.args);

@@ -1,6 +1,8 @@
 //! The `osprey` subcommands. Each takes its parsed arguments and runs to completion; `main.rs`
 //! only parses the command line and picks one.
 
+pub mod rules;
+pub mod run;
 pub mod trace;
 
 use std::io::IsTerminal;
