@@ -13,6 +13,32 @@ use regex::Regex;
 use super::fields::{self, Ctx, FieldRef, FieldType, Val};
 use crate::rules::condition::{Check, Expr, FieldExpr, Modifier, Op, Rhs, Transformer, Value};
 
+/// FNV-1a: the sets and maps the engine probes per event hold short strings and small
+/// numbers, where SipHash's setup dominates.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+
 /// A compiled condition.
 #[derive(Debug)]
 pub enum Node {
@@ -197,8 +223,8 @@ enum Test {
     Num(NumOp, i64),
     Bool(bool, bool),
     Net(bool, IpNet),
-    StrIn(HashSet<Box<str>>),
-    NumIn(HashSet<i64>),
+    StrIn(HashSet<Box<str>, FnvBuild>),
+    NumIn(HashSet<i64, FnvBuild>),
     NetIn(Vec<IpNet>),
     PMatch(PathTrie),
     Any(Box<[Test]>),
@@ -343,7 +369,7 @@ fn parse_net(v: &Value) -> Result<IpNet, CompileError> {
 fn parse_hex(v: &Value) -> Result<Vec<u8>, CompileError> {
     let t = v.text.trim();
     let bad = || CompileError::new(v.at, format!("'{}' is not a valid hex byte string", v.text));
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return Err(bad());
     }
     (0..t.len())
@@ -533,12 +559,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
                         continue;
                     }
                 }
-                '\\' if pi + 1 < p.len() => {
-                    if p[pi + 1] == t[ti] {
-                        pi += 2;
-                        ti += 1;
-                        continue;
-                    }
+                '\\' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
+                    pi += 2;
+                    ti += 1;
+                    continue;
                 }
                 c if c == t[ti] => {
                     pi += 1;

@@ -107,7 +107,7 @@ pub struct Engine {
     ruleset: Ruleset,
     active: Vec<Active>,
     /// Event type → indexes into `active`, in rule order (rules without types included).
-    by_type: HashMap<Box<str>, Box<[u32]>>,
+    by_type: HashMap<Box<str>, Box<[u32]>, compile::FnvBuild>,
     /// Rules without an event-type restriction.
     any_type: Box<[u32]>,
     opts: EngineOptions,

@@ -667,7 +667,7 @@ impl Loader {
         item.name = name.clone();
         self.unknown_keys(file, n, &item, &["list", "items", "append", "override"]);
         if !condition::is_identifier(&name) {
-            self.report(Code::InvalidListName, format!("List has an invalid name. List names should match a regular expression: ^[a-zA-Z_][a-zA-Z0-9_]*$"), Some(&item), None, None);
+            self.report(Code::InvalidListName, "List has an invalid name. List names should match a regular expression: ^[a-zA-Z_][a-zA-Z0-9_]*$", Some(&item), None, None);
         }
         let Some(items_node) = n.get("items") else {
             self.report(
@@ -1229,6 +1229,9 @@ fn globalize(e: &mut Expr, t: &Text) {
     }
 }
 
+/// A diagnostic found while compiling, reported once compilation is done.
+type Report = (Code, String, Item, Option<GPos>, Option<String>);
+
 /// Expansion state: lists already flattened, macros parsed, what was used.
 struct Expander<'a> {
     lists: &'a HashMap<&'a str, Vec<String>>,
@@ -1625,7 +1628,7 @@ impl Loader {
             used_lists,
         };
         let mut rules_out = Vec::new();
-        let mut reports: Vec<(Code, String, Item, Option<GPos>, Option<String>)> = Vec::new();
+        let mut reports: Vec<Report> = Vec::new();
         let rules = std::mem::take(&mut self.rules);
         for r in &rules {
             let item = Item {

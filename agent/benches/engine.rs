@@ -1,0 +1,328 @@
+//! Engine throughput with Falco's upstream stable rules on a realistic mix of events:
+//! mostly ordinary opens, some execs (a shell and tools spawned by a shell), connects, and a
+//! few events that raise alerts. `cargo bench -p osprey --bench engine`; events/s is
+//! reported as "thrpt" (elements per second) on one core.
+
+use std::{borrow::Cow, hint::black_box, net::IpAddr, sync::Arc};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use osprey::{
+    engine::{
+        Engine, EngineOptions,
+        env::{ContainerInfo, StaticContainers, StaticUsers},
+    },
+    event::{Arg, ArgValue, Enriched, Event, EventKind, SockAddr, Syscall},
+    process::Process,
+    rules::load_files,
+};
+
+fn process(pid: u32, ppid: u32, comm: &str, exe: &str, args: &[&str]) -> Arc<Process> {
+    Arc::new(Process {
+        pid,
+        ppid,
+        comm: comm.into(),
+        exe: exe.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        cwd: Some("/srv/app".into()),
+        euid: 1000,
+        uid: 1000,
+        gid: 1000,
+        start_ts: 1,
+        cgroup_id: 1,
+        vpid: pid,
+        loginuid: 1000,
+        ..Default::default()
+    })
+}
+
+fn arg(name: &'static str, value: ArgValue) -> Arg {
+    Arg {
+        name: Cow::Borrowed(name),
+        value,
+    }
+}
+
+fn event(
+    p: &Arc<Process>,
+    ancestors: &[Arc<Process>],
+    name: &'static str,
+    ret: i64,
+    args: Vec<Arg>,
+) -> Enriched {
+    Enriched {
+        event: Event {
+            ts: 10_000_000_000,
+            time: 1_700_000_000_000_000_000,
+            tgid: p.pid,
+            tid: p.pid,
+            uid: p.uid,
+            gid: p.gid,
+            euid: p.euid,
+            egid: p.gid,
+            cgroup_id: p.cgroup_id,
+            pid_ns: 1,
+            mnt_ns: 1,
+            vpid: p.vpid,
+            comm: p.comm.clone(),
+            kind: EventKind::Syscall(Syscall {
+                name: Cow::Borrowed(name),
+                nr: 0,
+                ret,
+                args,
+                truncated: false,
+                latency_ns: 500,
+            }),
+        },
+        process: Some(p.clone()),
+        ancestors: ancestors.to_vec(),
+    }
+}
+
+fn open(
+    p: &Arc<Process>,
+    anc: &[Arc<Process>],
+    file: &str,
+    flags: (u64, &[&'static str]),
+    ret: i64,
+) -> Enriched {
+    event(
+        p,
+        anc,
+        "openat",
+        ret,
+        vec![
+            arg("dfd", ArgValue::Fd(-100)),
+            arg(
+                "filename",
+                ArgValue::Path {
+                    raw: file.into(),
+                    resolved: Some(file.into()),
+                },
+            ),
+            arg(
+                "flags",
+                ArgValue::Flags {
+                    raw: flags.0,
+                    names: flags.1.iter().map(|n| Cow::Borrowed(*n)).collect(),
+                },
+            ),
+            arg("mode", ArgValue::Mode(0o644)),
+        ],
+    )
+}
+
+fn exec(p: &Arc<Process>, anc: &[Arc<Process>]) -> Enriched {
+    event(
+        p,
+        anc,
+        "execve",
+        0,
+        vec![
+            arg(
+                "filename",
+                ArgValue::Path {
+                    raw: p.exe.clone(),
+                    resolved: Some(p.exe.clone()),
+                },
+            ),
+            arg("argv", ArgValue::Argv(p.args.clone())),
+            arg("envp", ArgValue::Ptr(0)),
+        ],
+    )
+}
+
+fn connect(p: &Arc<Process>, anc: &[Arc<Process>], ip: &str, port: u16) -> Enriched {
+    event(
+        p,
+        anc,
+        "connect",
+        0,
+        vec![
+            arg("fd", ArgValue::Fd(5)),
+            arg(
+                "uservaddr",
+                ArgValue::SockAddr(SockAddr::Inet {
+                    ip: ip.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                    port,
+                }),
+            ),
+            arg("addrlen", ArgValue::Int(16)),
+        ],
+    )
+}
+
+/// 100 events: 60 opens, 20 execs, 15 connects, 5 others; 3 of them raise alerts.
+fn mix() -> Vec<Enriched> {
+    let init = process(1, 0, "systemd", "/sbin/init", &["/sbin/init"]);
+    let containerd = process(
+        50,
+        1,
+        "containerd-shim",
+        "/usr/bin/containerd-shim",
+        &["containerd-shim", "-namespace", "k8s.io"],
+    );
+    let java = process(
+        100,
+        50,
+        "java",
+        "/usr/bin/java",
+        &["java", "-jar", "/srv/app/app.jar"],
+    );
+    let bash = process(200, 50, "bash", "/bin/bash", &["bash"]);
+    let python = process(
+        300,
+        200,
+        "python3",
+        "/usr/bin/python3",
+        &["python3", "worker.py", "--queue", "default"],
+    );
+    let nginx = process(
+        400,
+        1,
+        "nginx",
+        "/usr/sbin/nginx",
+        &["nginx", "-g", "daemon off;"],
+    );
+    let chains: [(&Arc<Process>, Vec<Arc<Process>>); 4] = [
+        (&java, vec![containerd.clone(), init.clone()]),
+        (
+            &python,
+            vec![bash.clone(), containerd.clone(), init.clone()],
+        ),
+        (&nginx, vec![init.clone()]),
+        (&bash, vec![containerd.clone(), init.clone()]),
+    ];
+    let files = [
+        "/srv/app/config/application.yaml",
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/proc/self/status",
+        "/var/lib/app/data/segment-000123.log",
+        "/etc/ld.so.cache",
+        "/tmp/upload-4711.part",
+        "/usr/share/zoneinfo/UTC",
+        "/sys/fs/cgroup/cpu.max",
+        "/etc/hosts",
+        "/var/cache/app/index.bin",
+    ];
+    let mut out = Vec::with_capacity(100);
+    for i in 0..60 {
+        let (p, anc) = &chains[i % chains.len()];
+        let f = files[i % files.len()];
+        let write = i % 4 == 0;
+        let flags: (u64, &[&'static str]) = if write {
+            (0o1101, &["O_WRONLY", "O_CREAT", "O_TRUNC"])
+        } else {
+            (0o2000000, &["O_RDONLY", "O_CLOEXEC"])
+        };
+        let ret = if i % 9 == 0 { -2 } else { 3 + (i as i64 % 20) };
+        out.push(open(p, anc, f, flags, ret));
+    }
+    let tools: [(&str, &str, &[&str]); 5] = [
+        ("ls", "/bin/ls", &["ls", "-la", "/srv/app"]),
+        ("grep", "/bin/grep", &["grep", "-r", "TODO", "src"]),
+        (
+            "curl",
+            "/usr/bin/curl",
+            &["curl", "-s", "http://localhost:8080/health"],
+        ),
+        ("sh", "/bin/sh", &["sh", "-c", "date +%s"]),
+        ("git", "/usr/bin/git", &["git", "status", "--short"]),
+    ];
+    for i in 0..20 {
+        let (comm, exe, args) = tools[i % tools.len()];
+        let child = process(1000 + i as u32, 200, comm, exe, args);
+        let anc = [bash.clone(), containerd.clone(), init.clone()];
+        out.push(exec(&child, &anc));
+    }
+    for i in 0..15 {
+        let (p, anc) = &chains[i % chains.len()];
+        let ip = ["10.96.0.1", "172.17.0.3", "93.184.216.34"][i % 3];
+        out.push(connect(p, anc, ip, [443, 5432, 80][i % 3]));
+    }
+    for (p, anc) in chains.iter().take(2) {
+        out.push(event(
+            p,
+            anc,
+            "dup2",
+            1,
+            vec![arg("oldfd", ArgValue::Fd(5)), arg("newfd", ArgValue::Fd(1))],
+        ));
+    }
+    // Alerts: a shell under nginx, cat /etc/shadow, a ptrace attach.
+    let sh = process(500, 400, "sh", "/bin/sh", &["sh", "-c", "id"]);
+    out.push(exec(&sh, &[nginx.clone(), init.clone()]));
+    let cat = process(501, 200, "cat", "/bin/cat", &["cat", "/etc/shadow"]);
+    out.push(open(
+        &cat,
+        &[bash.clone(), init.clone()],
+        "/etc/shadow",
+        (0, &["O_RDONLY"]),
+        3,
+    ));
+    let gdb = process(502, 200, "gdb", "/usr/bin/gdb", &["gdb", "-p", "100"]);
+    out.push(event(
+        &gdb,
+        &[bash, init],
+        "ptrace",
+        0,
+        vec![
+            arg(
+                "request",
+                ArgValue::Enum {
+                    raw: 16,
+                    name: Some(Cow::Borrowed("PTRACE_ATTACH")),
+                },
+            ),
+            arg("pid", ArgValue::Int(100)),
+            arg("addr", ArgValue::Ptr(0)),
+            arg("data", ArgValue::Ptr(0)),
+        ],
+    ));
+    out
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/compat/falco_rules.yaml");
+    let res = load_files(&[&path]);
+    assert!(
+        res.is_ok(),
+        "upstream rules at {} must load",
+        path.display()
+    );
+    let opts = EngineOptions {
+        hostname: Arc::from("bench"),
+        users: Arc::new(StaticUsers::new(
+            &[(0, "root"), (1000, "app")],
+            &[(1000, "app")],
+        )),
+        containers: Arc::new(StaticContainers {
+            default: Some(Arc::new(ContainerInfo {
+                id: "0123456789ab".into(),
+                image_repository: Some("docker.io/acme/app".into()),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(res.ruleset, opts);
+    let events = mix();
+    let alerts: usize = events.iter().map(|e| engine.evaluate(e).len()).sum();
+    assert_eq!(alerts, 3, "the mix raises exactly three alerts");
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("upstream_stable_mix", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for e in &events {
+                n += engine.evaluate(black_box(e)).len();
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_engine);
+criterion_main!(benches);
