@@ -111,8 +111,33 @@ pub struct ExecEvent {
     pub args_len: u32,
     /// [`trunc`] bits.
     pub flags: u32,
-    pub _pad: u32,
+    /// [`exe_flags`] bits: what the kernel knows about the executable's file.
+    pub exe_flags: u32,
+    /// The executable file's own name (its dentry): `memfd:NAME` for a memfd, which the
+    /// path given to exec (`/dev/fd/3`) does not show.
+    pub exe_name: [u8; NAME_LEN],
+    /// Names of the task's cgroup v2 directory and of its parent, as kernfs holds them:
+    /// container runtimes put the container id there (`libpod-<id>`, `cri-containerd-<id>.scope`,
+    /// `docker-<id>.scope`, `<id>` under `kubepods...`). Read in the exec'ing task itself, so
+    /// the first exec of a container carries its id even if the container is gone a moment later.
+    pub cgroup_name: [u8; CGROUP_NAME_LEN],
+    pub cgroup_parent: [u8; CGROUP_NAME_LEN],
     pub data: [u8; DATA_BUF],
+}
+
+/// Length of `ExecEvent::exe_name` (a dentry name; NAME_MAX is 255, memfd names are short).
+pub const NAME_LEN: usize = 64;
+/// Length of each cgroup directory name in an exec event.
+pub const CGROUP_NAME_LEN: usize = 128;
+
+/// `ExecEvent::exe_flags` bits.
+pub mod exe_flags {
+    /// The executable lives on overlayfs (a container's root file system).
+    pub const OVERLAY: u32 = 1;
+    /// It has an upper-layer copy: written or copied up after the container started.
+    pub const UPPER: u32 = 2;
+    /// It has lower-layer copies: it came with the image.
+    pub const LOWER: u32 = 4;
 }
 
 /// `EventKind::Fork`.
@@ -274,7 +299,28 @@ pub struct KernelConfig {
     /// whose record lacks it (before 6.x the field did not exist).
     pub exit_group_dead: u32,
     pub task_group_leader: u32,
-    pub _pad: u32,
+    /// `task_struct.cgroups` → `css_set.dfl_cgrp` → `cgroup.kn` → `kernfs_node.name` and
+    /// `kernfs_node.__parent` (`parent` before 6.15).
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_name: u32,
+    pub kernfs_parent: u32,
+    /// `mm_struct.exe_file` → `file.f_inode`, and `file.f_path.dentry` → `dentry.d_name.name`.
+    pub mm_exe_file: u32,
+    pub file_inode: u32,
+    pub file_dentry: u32,
+    pub dentry_name: u32,
+    /// `inode.i_sb` → `super_block.s_magic`.
+    pub inode_sb: u32,
+    pub sb_magic: u32,
+    /// 1 when overlayfs is built in and its `ovl_inode` offsets below are valid.
+    pub ovl_ok: u32,
+    /// Offset of `vfs_inode` in `struct ovl_inode` (the overlay inode embeds the VFS one).
+    pub ovl_vfs_inode: u32,
+    pub ovl_upperdentry: u32,
+    pub ovl_oe: u32,
+    pub ovl_entry_numlower: u32,
 }
 
 impl KernelConfig {
@@ -297,7 +343,7 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 80);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 88);
-const _: () = assert!(EXEC_DATA_OFFSET == 96);
+const _: () = assert!(EXEC_DATA_OFFSET == 96 + NAME_LEN + 2 * CGROUP_NAME_LEN);
 const _: () = assert!(SYSCALL_DATA_OFFSET == 80 + 8 + 8 + 8 + 48 + 8);
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8 + 8 * MAX_CAPTURES);
 const _: () = assert!(DATA_BUF.is_power_of_two() && DATA_MAX.is_power_of_two());

@@ -1,8 +1,8 @@
 //! Process lifecycle: exec, fork, exit.
 
 use agent_common::{
-    DATA_MAX, EXEC_DATA_OFFSET, EventKind, ExecEvent, ExitEvent, ForkEvent, counter, fork_flags,
-    trunc,
+    DATA_MAX, EXEC_DATA_OFFSET, EventKind, ExecEvent, ExitEvent, ForkEvent, counter, exe_flags,
+    fork_flags, trunc,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -94,10 +94,62 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
         ev.args_len = 0;
     }
 
+    exe_and_cgroup(ev, cfg, mm, task);
+
     let size = EXEC_DATA_OFFSET + off + (ev.args_len as usize & (DATA_MAX - 1));
     ev.header.size = size as u32;
     emit(ev, size, counter::DROP_EXEC);
     Ok(())
+}
+
+/// `statfs` magic of overlayfs (include/uapi/linux/magic.h).
+const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+
+/// Reads a kernel C string into `dst`; empty when the pointer is unreadable.
+#[inline(always)]
+fn read_str(dst: &mut [u8], src: u64) {
+    dst[0] = 0;
+    if src != 0 {
+        // SAFETY: the helper bounds the copy by dst's length and validates the source.
+        unsafe {
+            bpf_probe_read_kernel_str(dst.as_mut_ptr().cast(), dst.len() as u32, src as *const _)
+        };
+    }
+}
+
+/// The executable's own name and overlay layer, and the task's cgroup directory names.
+///
+/// Overlay: the exec'd file is an overlay inode embedded in `struct ovl_inode`; it has an
+/// upper dentry when it was written (or copied up) in the container, and lower layers when it
+/// came with the image (fs/overlayfs/ovl_entry.h).
+#[inline(always)]
+fn exe_and_cgroup(ev: &mut ExecEvent, cfg: &agent_common::KernelConfig, mm: u64, task: u64) {
+    let file: u64 = read_kernel(mm, cfg.mm_exe_file);
+    let dentry: u64 = read_kernel(file, cfg.file_dentry);
+    read_str(&mut ev.exe_name, read_kernel(dentry, cfg.dentry_name));
+    let inode: u64 = read_kernel(file, cfg.file_inode);
+    let sb: u64 = read_kernel(inode, cfg.inode_sb);
+    let magic: u64 = read_kernel(sb, cfg.sb_magic);
+    ev.exe_flags = 0;
+    if magic & 0xffff_ffff == OVERLAYFS_SUPER_MAGIC {
+        ev.exe_flags |= exe_flags::OVERLAY;
+        if cfg.ovl_ok != 0 {
+            let ovl = inode.wrapping_sub(cfg.ovl_vfs_inode as u64);
+            if read_kernel::<u64>(ovl, cfg.ovl_upperdentry) != 0 {
+                ev.exe_flags |= exe_flags::UPPER;
+            }
+            let oe: u64 = read_kernel(ovl, cfg.ovl_oe);
+            if read_kernel::<u32>(oe, cfg.ovl_entry_numlower) != 0 {
+                ev.exe_flags |= exe_flags::LOWER;
+            }
+        }
+    }
+    let css: u64 = read_kernel(task, cfg.task_cgroups);
+    let cgrp: u64 = read_kernel(css, cfg.css_set_dfl_cgrp);
+    let kn: u64 = read_kernel(cgrp, cfg.cgroup_kn);
+    read_str(&mut ev.cgroup_name, read_kernel(kn, cfg.kernfs_name));
+    let parent: u64 = read_kernel(kn, cfg.kernfs_parent);
+    read_str(&mut ev.cgroup_parent, read_kernel(parent, cfg.kernfs_name));
 }
 
 /// `sched_process_fork` as a raw tracepoint: `TP_PROTO(struct task_struct *parent,

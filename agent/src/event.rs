@@ -50,7 +50,7 @@ pub enum EventKind {
     Syscall(Syscall),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Exec {
     /// The path given to exec, as the kernel resolved it (`bprm->filename`).
     pub filename: String,
@@ -59,6 +59,26 @@ pub struct Exec {
     /// argv was longer than what the kernel captured (4 KiB with the path).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub args_truncated: bool,
+    /// The executable file's own name: `memfd:NAME` when it is a memfd, whatever path
+    /// (`/dev/fd/3`) exec was given.
+    #[serde(default)]
+    pub exe_name: String,
+    /// Where the executable sits when it is on overlayfs (a container's root file system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_layer: Option<ExeLayer>,
+    /// The task's cgroup v2 directory as `parent/name` (kernfs names), where container
+    /// runtimes put the container id.
+    #[serde(default)]
+    pub cgroup: String,
+}
+
+/// The overlayfs layers an executable has copies in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExeLayer {
+    /// Written or copied up after the container started (Falco's `proc.is_exe_upper_layer`).
+    pub upper: bool,
+    /// Came with the image.
+    pub lower: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1416,9 +1416,7 @@ impl<'a> Ctx<'a> {
                 }
             }),
             I::ProcDuration => p.map(|p| Val::Num(ev.ts.saturating_sub(p.start_ts) as i64)),
-            I::ProcIsExeFromMemfd => {
-                p.map(|p| Val::Bool(p.exe.starts_with("/memfd:") || p.exe.starts_with("memfd:")))
-            }
+            I::ProcIsExeFromMemfd => p.map(|p| Val::Bool(p.exe_from_memfd())),
             I::ThreadTid => Some(Val::Num(i64::from(ev.tid))),
             I::UserUid => Some(Val::Num(i64::from(ev.euid))),
             I::UserName => self

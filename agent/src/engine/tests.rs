@@ -331,6 +331,7 @@ fn procexit_and_exec_events() {
             filename: "/x".into(),
             args: vec!["x".into()],
             args_truncated: false,
+            ..Default::default()
         }),
         p,
         vec![],

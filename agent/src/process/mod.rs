@@ -54,6 +54,15 @@ pub struct Process {
     /// The audit login uid, `u32::MAX` when unset (Falco's `user.loginuid`, -1).
     #[serde(default = "unset_id")]
     pub loginuid: u32,
+    /// The executable file's own name (`memfd:NAME` for fileless execution).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exe_name: String,
+    /// Overlay layers of the executable, when it is on overlayfs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_layer: Option<crate::event::ExeLayer>,
+    /// The cgroup v2 directory as `parent/name`, from the last exec (empty when unknown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cgroup: String,
     /// Learned from /proc at start-up rather than from an exec event.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_procfs: bool,
@@ -75,6 +84,11 @@ impl Process {
             s.push_str(a);
         }
         s
+    }
+
+    /// The executable is a memfd: fileless execution.
+    pub fn exe_from_memfd(&self) -> bool {
+        self.exe_name.starts_with("memfd:") || self.exe.starts_with("/memfd:")
     }
 
     /// The executable's file name (Falco's `proc.exe` is argv[0]; this is the path's base).
@@ -286,6 +300,9 @@ impl ProcessTable {
                 let p = Arc::make_mut(&mut process);
                 p.exe = exec.filename.clone();
                 p.args = exec.args.clone();
+                p.exe_name = exec.exe_name.clone();
+                p.exe_layer = exec.exe_layer;
+                p.cgroup = exec.cgroup.clone();
                 p.comm = ev.comm.clone();
                 p.exec_ts = ev.ts;
                 p.uid = ev.uid;
@@ -318,6 +335,9 @@ impl ProcessTable {
                     vpid: 0,
                     tty: parent.tty,
                     loginuid: parent.loginuid,
+                    exe_name: parent.exe_name.clone(),
+                    exe_layer: parent.exe_layer,
+                    cgroup: parent.cgroup.clone(),
                     from_procfs: false,
                     exited_ts: None,
                 };

@@ -131,7 +131,9 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(u32::MAX);
 
+    let exe_name = exe.rsplit('/').next().unwrap_or_default().to_string();
     Some(Process {
+        exe_name,
         pid,
         ppid,
         comm,
@@ -149,6 +151,8 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         vpid: nspid.last().copied().unwrap_or(pid),
         tty,
         loginuid,
+        exe_layer: None,
+        cgroup: String::new(),
         from_procfs: true,
         exited_ts: None,
     })

@@ -35,6 +35,7 @@ fn exec(path: &str, args: &[&str]) -> EventKind {
         filename: path.into(),
         args: args.iter().map(|s| s.to_string()).collect(),
         args_truncated: false,
+        ..Default::default()
     })
 }
 

@@ -9,12 +9,14 @@ use std::{
 };
 
 use agent_common::{
-    DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExitEvent, ForkEvent,
-    SYSCALL_DATA_OFFSET, fork_flags, trunc,
+    CGROUP_NAME_LEN, DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExitEvent,
+    ForkEvent, NAME_LEN, SYSCALL_DATA_OFFSET, exe_flags, fork_flags, trunc,
 };
 
 use super::syscalls::{self, ArgType, OPEN_BITS, SOCK_FLAGS, SOCKET_TYPES};
-use crate::event::{Arg, ArgValue, Event, EventKind, Exec, Exit, Fork, SockAddr, Syscall};
+use crate::event::{
+    Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, SockAddr, Syscall,
+};
 
 /// Why a record was not decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -251,6 +253,12 @@ impl Decoder {
         let name_len = (u32_at(rec, hs) as usize).min(DATA_MAX);
         let args_len = (u32_at(rec, hs + 4) as usize).min(DATA_MAX);
         let flags = u32_at(rec, hs + 8);
+        let exe_flags = u32_at(rec, hs + 12);
+        let names = hs + 16;
+        let exe_name = cstr(&rec[names..names + NAME_LEN]);
+        let cg = names + NAME_LEN;
+        let cgroup_name = cstr(&rec[cg..cg + CGROUP_NAME_LEN]);
+        let cgroup_parent = cstr(&rec[cg + CGROUP_NAME_LEN..cg + 2 * CGROUP_NAME_LEN]);
         let data = &rec[EXEC_DATA_OFFSET..];
         let need = name_len + args_len;
         if data.len() < need {
@@ -264,6 +272,16 @@ impl Decoder {
             filename: String::from_utf8_lossy(&data[..name_len]).into_owned(),
             args: split_nul(&data[name_len..need]),
             args_truncated: flags & (trunc::ARGS | trunc::CAPTURE0) != 0,
+            exe_name,
+            exe_layer: (exe_flags & exe_flags::OVERLAY != 0).then_some(ExeLayer {
+                upper: exe_flags & exe_flags::UPPER != 0,
+                lower: exe_flags & exe_flags::LOWER != 0,
+            }),
+            cgroup: if cgroup_parent.is_empty() {
+                cgroup_name
+            } else {
+                format!("{cgroup_parent}/{cgroup_name}")
+            },
         })
     }
 
@@ -622,6 +640,10 @@ mod tests {
         ev.data[path.len()..path.len() + args.len()].copy_from_slice(args);
         ev.filename_len = path.len() as u32;
         ev.args_len = args.len() as u32;
+        ev.exe_flags = exe_flags::OVERLAY | exe_flags::UPPER;
+        ev.exe_name[..4].copy_from_slice(b"env\0");
+        ev.cgroup_name[..8].copy_from_slice(b"libpod-x");
+        ev.cgroup_parent[..6].copy_from_slice(b"parent");
         let size = EXEC_DATA_OFFSET + path.len() + args.len();
         ev.header = header(RawKind::Exec, size);
         let mut rec = as_bytes(&ev);
@@ -631,6 +653,15 @@ mod tests {
         };
         assert_eq!(exec.filename, "/usr/bin/env");
         assert_eq!(exec.args, vec!["env", "-i", "true"]);
+        assert_eq!(exec.exe_name, "env");
+        assert_eq!(exec.cgroup, "parent/libpod-x");
+        assert_eq!(
+            exec.exe_layer,
+            Some(ExeLayer {
+                upper: true,
+                lower: false
+            })
+        );
 
         let exit = ExitEvent {
             header: header(RawKind::Exit, size_of::<ExitEvent>()),

@@ -204,6 +204,16 @@ pub fn kernel_config(btf_path: &Path, tracefs: &Path) -> Result<KernelConfig, Se
     })?;
     #[cfg(target_arch = "x86_64")]
     let (regs, nr) = (["di", "si", "dx", "r10", "r8", "r9"], "orig_ax");
+    // overlayfs may be a module without vmlinux BTF: then layers are simply not reported.
+    let ovl = (|| -> Result<(u32, u32, u32, u32), btf::BtfError> {
+        Ok((
+            m("ovl_inode", "vfs_inode")?,
+            m("ovl_inode", "__upperdentry")?,
+            m("ovl_inode", "oe")?,
+            m("ovl_entry", "__numlower")?,
+        ))
+    })()
+    .ok();
     let mut regs_args = [0u32; 6];
     for (i, r) in regs.iter().enumerate() {
         regs_args[i] = m("pt_regs", r)?;
@@ -235,7 +245,23 @@ pub fn kernel_config(btf_path: &Path, tracefs: &Path) -> Result<KernelConfig, Se
         regs_nr: m("pt_regs", nr)?,
         exec_filename_loc,
         exit_group_dead: exit.offset("group_dead").unwrap_or(u32::MAX),
-        _pad: 0,
+        task_cgroups: m("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: m("css_set", "dfl_cgrp")?,
+        cgroup_kn: m("cgroup", "kn")?,
+        kernfs_name: m("kernfs_node", "name")?,
+        // Renamed to __parent in Linux 6.15 (kernfs: RCU-protect the parent pointer).
+        kernfs_parent: m("kernfs_node", "__parent").or_else(|_| m("kernfs_node", "parent"))?,
+        mm_exe_file: m("mm_struct", "exe_file")?,
+        file_inode: m("file", "f_inode")?,
+        file_dentry: m("file", "f_path.dentry")?,
+        dentry_name: m("dentry", "d_name.name")?,
+        inode_sb: m("inode", "i_sb")?,
+        sb_magic: m("super_block", "s_magic")?,
+        ovl_ok: ovl.is_some() as u32,
+        ovl_vfs_inode: ovl.map_or(0, |o| o.0),
+        ovl_upperdentry: ovl.map_or(0, |o| o.1),
+        ovl_oe: ovl.map_or(0, |o| o.2),
+        ovl_entry_numlower: ovl.map_or(0, |o| o.3),
     })
 }
 
