@@ -32,6 +32,8 @@ pub struct FormatError {
 
 impl Format {
     pub fn compile(text: &str) -> Result<Self, FormatError> {
+        // A folded YAML block (`output: >`) ends with a newline that is no part of the alert.
+        let text = text.trim_end();
         // Falco's leading `*` ("print even if values are missing") is what Osprey always does.
         let (text, base) = match text.strip_prefix('*') {
             Some(t) => (t, 1),
@@ -149,6 +151,12 @@ mod tests {
         let json = f.json_fields(&vals);
         assert_eq!(json["proc.pid"], 42);
         assert!(json["toupper(user.name)"].is_null());
+    }
+
+    #[test]
+    fn folded_yaml_newline_is_not_part_of_the_output() {
+        let f = Format::compile("file=%fd.name\n").unwrap();
+        assert_eq!(f.render(&[Some(Val::Str("/x".into()))]), "file=/x");
     }
 
     #[test]
