@@ -262,6 +262,12 @@ fn kernel_memfd_create() {
     assert_eq!(arg(&ev, "uname")["value"], "osprey-fileless");
     assert_eq!(arg(&ev, "flags")["value"]["names"], json!(["MFD_CLOEXEC"]));
     assert_eq!(ev["event"]["ret"].as_i64(), Some(fd as i64));
+    // The test runs as root: its events carry CAP_SYS_ADMIN in the effective set.
+    let sys_admin = 1u64 << 21;
+    assert_ne!(
+        ev["event"]["cap_effective"].as_u64().unwrap() & sys_admin,
+        0
+    );
     unsafe { libc::close(fd) };
 }
 

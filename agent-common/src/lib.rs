@@ -98,6 +98,9 @@ pub struct EventHeader {
     pub _pad: u32,
     /// `task->comm`, NUL-padded.
     pub comm: [u8; COMM_LEN],
+    /// Effective and permitted capability sets, from `task->cred` (bit N = capability N).
+    pub cap_effective: u64,
+    pub cap_permitted: u64,
 }
 
 /// `EventKind::Exec`.
@@ -277,6 +280,10 @@ pub struct KernelConfig {
     pub task_exit_code: u32,
     pub cred_euid: u32,
     pub cred_egid: u32,
+    /// `cred.cap_effective` and `cred.cap_permitted` (`kernel_cap_t`: a u64 since 6.3, two
+    /// u32 words before, the same bytes either way on little-endian).
+    pub cred_cap_effective: u32,
+    pub cred_cap_permitted: u32,
     pub nsproxy_mnt_ns: u32,
     /// Offset of `ns.inum` inside `struct mnt_namespace`.
     pub mnt_ns_inum: u32,
@@ -340,10 +347,10 @@ mod pod {
 }
 
 // The layout is a contract: these sizes change only together with both sides.
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 80);
-const _: () = assert!(core::mem::size_of::<ForkEvent>() == 96);
-const _: () = assert!(core::mem::size_of::<ExitEvent>() == 88);
-const _: () = assert!(EXEC_DATA_OFFSET == 96 + NAME_LEN + 2 * CGROUP_NAME_LEN);
-const _: () = assert!(SYSCALL_DATA_OFFSET == 80 + 8 + 8 + 8 + 48 + 8);
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 96);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 112);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 104);
+const _: () = assert!(EXEC_DATA_OFFSET == 112 + NAME_LEN + 2 * CGROUP_NAME_LEN);
+const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8);
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8 + 8 * MAX_CAPTURES);
 const _: () = assert!(DATA_BUF.is_power_of_two() && DATA_MAX.is_power_of_two());

@@ -49,6 +49,8 @@ pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) {
     let cred: u64 = read_kernel(task, cfg.task_cred);
     h.euid = read_kernel(cred, cfg.cred_euid);
     h.egid = read_kernel(cred, cfg.cred_egid);
+    h.cap_effective = read_kernel(cred, cfg.cred_cap_effective);
+    h.cap_permitted = read_kernel(cred, cfg.cred_cap_permitted);
 
     let nsproxy: u64 = read_kernel(task, cfg.task_nsproxy);
     let mnt_ns: u64 = read_kernel(nsproxy, cfg.nsproxy_mnt_ns);

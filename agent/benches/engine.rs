@@ -64,6 +64,8 @@ fn event(
             mnt_ns: 1,
             vpid: p.vpid,
             comm: p.comm.clone(),
+            cap_effective: 0,
+            cap_permitted: 0,
             kind: EventKind::Syscall(Syscall {
                 name: Cow::Borrowed(name),
                 nr: 0,

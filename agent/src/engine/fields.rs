@@ -99,6 +99,8 @@ pub enum FieldId {
     ProcDuration,
     ProcIsExeFromMemfd,
     ThreadTid,
+    ThreadCapEffective,
+    ThreadCapPermitted,
     UserUid,
     UserName,
     UserLoginuid,
@@ -227,7 +229,7 @@ const fn na(name: &'static str, ty: FieldType, desc: &'static str, why: &'static
 }
 
 const FD_TABLE: &str = "needs a file-descriptor table";
-const CAPS: &str = "capabilities are not captured yet";
+const CAPS: &str = "only the effective and permitted sets are captured";
 const OVERLAY: &str = "needs overlayfs layer information";
 const CONTAINER: &str = "set by the container lookup (unset until container identity is wired)";
 const NOT_CAPTURED: &str = "not captured by the sensor yet";
@@ -602,17 +604,17 @@ pub static CATALOG: &[FieldDef] = &[
         "Thread id inside the pid namespace.",
         NOT_CAPTURED,
     ),
-    na(
+    f(
         "thread.cap_effective",
+        I::ThreadCapEffective,
         T::Charbuf,
-        "Effective capabilities.",
-        CAPS,
+        "Effective capabilities, space-separated names (CAP_CHOWN CAP_SYS_ADMIN ...).",
     ),
-    na(
+    f(
         "thread.cap_permitted",
+        I::ThreadCapPermitted,
         T::Charbuf,
-        "Permitted capabilities.",
-        CAPS,
+        "Permitted capabilities, space-separated names.",
     ),
     na(
         "thread.cap_inheritable",
@@ -1418,6 +1420,8 @@ impl<'a> Ctx<'a> {
             I::ProcDuration => p.map(|p| Val::Num(ev.ts.saturating_sub(p.start_ts) as i64)),
             I::ProcIsExeFromMemfd => p.map(|p| Val::Bool(p.exe_from_memfd())),
             I::ThreadTid => Some(Val::Num(i64::from(ev.tid))),
+            I::ThreadCapEffective => o(crate::event::cap_names(ev.cap_effective).join(" ")),
+            I::ThreadCapPermitted => o(crate::event::cap_names(ev.cap_permitted).join(" ")),
             I::UserUid => Some(Val::Num(i64::from(ev.euid))),
             I::UserName => self
                 .svc

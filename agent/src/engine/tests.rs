@@ -92,6 +92,8 @@ pub(crate) fn enriched(kind: EventKind, p: Arc<Process>, ancestors: Vec<Arc<Proc
             mnt_ns: 1,
             vpid: p.vpid,
             comm: p.comm.clone(),
+            cap_effective: 0,
+            cap_permitted: 0,
             kind,
         },
         process: Some(p),
@@ -818,4 +820,18 @@ fn replay_reads_json_lines() {
     assert_eq!(alerts.len(), 2);
     let err = engine.replay("{not json}\n".as_bytes()).unwrap_err();
     assert!(err.to_string().starts_with("line 1:"), "{err}");
+}
+
+#[test]
+fn thread_capabilities_are_names() {
+    let p = proc_(50, 1, "x", "/x", &["x"]);
+    let mut en = openat(p, "/etc/hosts", flags(0, &["O_RDONLY"]), 3);
+    en.event.cap_effective = (1 << 21) | 1;
+    assert!(eval("thread.cap_effective contains CAP_SYS_ADMIN", &en));
+    assert!(eval("thread.cap_effective icontains sys_admin", &en));
+    assert!(!eval("thread.cap_permitted contains CAP_SYS_ADMIN", &en));
+    assert!(eval(
+        "thread.cap_effective = 'CAP_CHOWN CAP_SYS_ADMIN'",
+        &en
+    ));
 }

@@ -18,6 +18,8 @@ fn ev(tgid: u32, ts: u64, kind: EventKind) -> Event {
         mnt_ns: 1,
         vpid: tgid,
         comm: "sh".into(),
+        cap_effective: 0,
+        cap_permitted: 0,
         kind,
     }
 }

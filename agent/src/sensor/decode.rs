@@ -237,6 +237,8 @@ impl Decoder {
             mnt_ns: h.mnt_ns,
             vpid: h.vpid,
             comm: cstr(&h.comm),
+            cap_effective: h.cap_effective,
+            cap_permitted: h.cap_permitted,
             kind,
         })
     }
@@ -410,71 +412,16 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
                 let effective = w(0) | (w(3) << 32);
                 ArgValue::Flags {
                     raw: effective,
-                    names: cap_names(effective),
+                    names: crate::event::cap_names(effective)
+                        .into_iter()
+                        .map(Cow::Borrowed)
+                        .collect(),
                 }
             } else {
                 ArgValue::Ptr(raw)
             }
         }
     }
-}
-
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// Names of the capabilities set in a 64-bit mask.
-pub fn cap_names(mask: u64) -> Vec<Cow<'static, str>> {
-    CAPS.iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1 << i) != 0)
-        .map(|(_, n)| Cow::Borrowed(*n))
-        .collect()
-}
-
-/// The name of capability number `n`.
-pub fn cap_name(n: usize) -> &'static str {
-    CAPS.get(n).copied().unwrap_or("CAP_UNKNOWN")
 }
 
 #[cfg(test)]

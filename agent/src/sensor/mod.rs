@@ -231,6 +231,8 @@ pub fn kernel_config(btf_path: &Path, tracefs: &Path) -> Result<KernelConfig, Se
         task_group_leader: m("task_struct", "group_leader")?,
         cred_euid: m("cred", "euid")?,
         cred_egid: m("cred", "egid")?,
+        cred_cap_effective: m("cred", "cap_effective")?,
+        cred_cap_permitted: m("cred", "cap_permitted")?,
         nsproxy_mnt_ns: m("nsproxy", "mnt_ns")?,
         mnt_ns_inum: m("mnt_namespace", "ns.inum")?,
         pid_level: m("pid", "level")?,
