@@ -18,7 +18,8 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Rule files or directories, loaded in order (default: the rules embedded in the binary).
+    /// Rule files or directories, loaded in order (default: the rules embedded in the binary;
+    /// `default` names them, e.g. `--rules default --rules local.yaml`).
     #[arg(long = "rules", short = 'r')]
     pub rules: Vec<PathBuf>,
     /// Alerts as Falco's JSON (one object per line) instead of Falco's text line.
