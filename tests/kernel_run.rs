@@ -139,3 +139,48 @@ fn kernel_recorded_activity_replays_into_alerts() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn kernel_run_serves_health_readiness_and_moving_metrics() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut agent = Agent::start(&["run", "--json", "--metrics", &addr], "serving /healthz");
+    // Ready only once the programs are attached (logged before "osprey is running") and the
+    // ring buffer delivered: every poll that says ready comes after that line.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (code, _) = http_get(port, "/readyz").expect("metrics server up");
+        if code == 200 {
+            assert!(
+                agent.stderr().contains("osprey is running"),
+                "ready before the sensor was attached"
+            );
+            break;
+        }
+        assert_eq!(code, 503);
+        assert!(std::time::Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+
+    let (_, before) = http_get(port, "/metrics").unwrap();
+    Command::new("cat").arg("/etc/shadow").output().unwrap();
+    agent.expect("the alert", WAIT, |v| v["rule"] == "Read sensitive file");
+    std::thread::sleep(Duration::from_millis(1200)); // one sync period
+    let (code, after) = http_get(port, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    let rule = "osprey_rule_matches_total{rule=\"Read sensitive file\"}";
+    assert!(metric(&after, rule).unwrap_or(0.0) >= 1.0, "{after}");
+    assert!(metric(&after, "osprey_alerts_total{priority=\"Warning\"}").unwrap_or(0.0) >= 1.0);
+    let opens = "osprey_events_total{kind=\"openat\"}";
+    assert!(
+        metric(&after, opens).unwrap_or(0.0) > metric(&before, opens).unwrap_or(0.0),
+        "event counters move"
+    );
+    assert!(metric(&after, "osprey_process_table_size").unwrap_or(0.0) > 10.0);
+    assert_eq!(
+        metric(&after, "osprey_kernel_dropped_total{kind=\"syscall\"}"),
+        Some(0.0),
+        "drops are exported, and none happened"
+    );
+}

@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod engine;
 pub mod event;
+pub mod metrics;
 pub mod output;
 pub mod process;
 pub mod rules;

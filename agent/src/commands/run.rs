@@ -4,6 +4,7 @@ use std::{
     collections::BTreeSet,
     io::{BufWriter, Write},
     path::PathBuf,
+    sync::Arc,
     time::Duration,
 };
 
@@ -11,6 +12,7 @@ use anyhow::Context as _;
 
 use crate::{
     engine::{Engine, EngineOptions, SyscallInterest},
+    metrics::Metrics,
     output::{self, Alert},
     process::{ProcessTable, TableConfig},
     sensor::{KernelCounters, Sensor, SensorConfig, syscalls},
@@ -28,6 +30,9 @@ pub struct RunArgs {
     /// Ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub ring_buffer_size: u32,
+    /// Serve /healthz, /readyz and Prometheus /metrics on this address (e.g. 0.0.0.0:9090).
+    #[arg(long, env = "OSPREY_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Print a line on stderr when this marker is reached (tests wait for it).
     #[arg(long, hide = true, default_value = "osprey is running")]
     pub ready_message: String,
@@ -51,7 +56,17 @@ pub fn interest_for(engine: &Engine) -> BTreeSet<String> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let ruleset = super::rules::load_for_run(&args.rules)?;
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = args.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
+    let ruleset = super::rules::load_for_run(&args.rules).inspect_err(|_| {
+        metrics.rule_load_errors.inc();
+    })?;
     let engine = Engine::new(ruleset, EngineOptions::for_host("/".as_ref()));
     let interest = interest_for(&engine);
     tracing::info!(
@@ -76,6 +91,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(4096);
     let mut last = sensor.counters();
     let mut check = tokio::time::interval(Duration::from_secs(10));
+    let mut sync = tokio::time::interval(Duration::from_secs(1));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -87,11 +103,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 last = report_drops(&sensor, last);
                 continue;
             }
+            _ = sync.tick() => {
+                metrics.sync(sensor.counters(), reader.decode_stats(), table.stats());
+                continue;
+            }
             r = reader.read_batch(&mut batch, 4096) => r?,
         }
+        // Programs attached, rules loaded, and the ring buffer delivers: ready.
+        metrics.set_ready(true);
         for ev in batch.drain(..) {
+            metrics.event(event_kind(&ev));
             let e = table.observe(ev);
             for alert in engine.evaluate(&e) {
+                metrics.alert(&alert.rule, alert.priority.as_str());
                 write_alert(&mut out, &alert, args.json)?;
             }
         }
@@ -104,6 +128,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+fn event_kind(ev: &crate::event::Event) -> &str {
+    match &ev.kind {
+        crate::event::EventKind::Exec(_) => "exec",
+        crate::event::EventKind::Fork(_) => "fork",
+        crate::event::EventKind::Exit(_) => "exit",
+        crate::event::EventKind::Syscall(sc) => &sc.name,
+    }
 }
 
 fn write_alert(out: &mut impl Write, a: &Alert, json: bool) -> std::io::Result<()> {

@@ -1,0 +1,366 @@
+//! Health and Prometheus metrics over HTTP: `/healthz` (the process is alive), `/readyz`
+//! (programs attached, the ring buffer read, rules loaded) and `/metrics`.
+//!
+//! Every place that can lose something has a counter here: the kernel ring buffer (per event
+//! kind), the in-flight syscall table, decoding, and every userspace queue by name.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+use crate::{
+    process::TableStats,
+    sensor::{DecodeStats, KernelCounters},
+};
+
+type Labels = Vec<(&'static str, String)>;
+
+/// All of the agent's metrics. Cheap to update from the pipeline (atomic increments).
+pub struct Metrics {
+    registry: Registry,
+    /// Events decoded from the ring buffer, by kind (exec, fork, exit, syscall name).
+    pub events: Family<Labels, Counter>,
+    /// Kernel records lost, by kind; `in_flight_table` for syscalls lost to a full table.
+    kernel_dropped: Family<Labels, Counter>,
+    /// Ring-buffer records that could not be decoded (`short`, `unknown`).
+    decode_errors: Family<Labels, Counter>,
+    /// Items dropped by a bounded userspace queue, by queue name.
+    pub queue_dropped: Family<Labels, Counter>,
+    /// Rule matches by rule name.
+    pub rule_matches: Family<Labels, Counter>,
+    /// Alerts emitted by priority.
+    pub alerts: Family<Labels, Counter>,
+    process_table_size: Gauge,
+    process_table_evictions: Counter,
+    /// Rule files rejected at start-up or reload.
+    pub rule_load_errors: Counter,
+    /// Reloads by result (`ok`, `error`).
+    pub reloads: Family<Labels, Counter>,
+    /// Connected alert subscribers.
+    pub subscribers: Gauge,
+    /// Alerts waiting to be acknowledged by the collector.
+    pub push_backlog: Gauge,
+    /// Alerts suppressed by flood control.
+    pub suppressed: Family<Labels, Counter>,
+    ready: AtomicBool,
+    last: Mutex<(KernelCounters, DecodeStats, TableStats)>,
+}
+
+fn labels(k: &'static str, v: impl Into<String>) -> Labels {
+    vec![(k, v.into())]
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("osprey");
+        let m = Metrics {
+            events: Family::default(),
+            kernel_dropped: Family::default(),
+            decode_errors: Family::default(),
+            queue_dropped: Family::default(),
+            rule_matches: Family::default(),
+            alerts: Family::default(),
+            process_table_size: Gauge::default(),
+            process_table_evictions: Counter::default(),
+            rule_load_errors: Counter::default(),
+            reloads: Family::default(),
+            subscribers: Gauge::default(),
+            push_backlog: Gauge::default(),
+            suppressed: Family::default(),
+            ready: AtomicBool::new(false),
+            last: Mutex::new(Default::default()),
+            registry: Registry::default(),
+        };
+        r.register(
+            "events",
+            "Events decoded from the kernel, by kind",
+            m.events.clone(),
+        );
+        r.register(
+            "kernel_dropped",
+            "Kernel records lost (ring buffer full, or in-flight syscall table full), by kind",
+            m.kernel_dropped.clone(),
+        );
+        r.register(
+            "decode_errors",
+            "Ring-buffer records that could not be decoded, by reason",
+            m.decode_errors.clone(),
+        );
+        r.register(
+            "queue_dropped",
+            "Items dropped by a bounded userspace queue, by queue",
+            m.queue_dropped.clone(),
+        );
+        r.register(
+            "rule_matches",
+            "Rule matches, by rule",
+            m.rule_matches.clone(),
+        );
+        r.register("alerts", "Alerts emitted, by priority", m.alerts.clone());
+        r.register(
+            "process_table_size",
+            "Processes in the process table",
+            m.process_table_size.clone(),
+        );
+        r.register(
+            "process_table_evictions",
+            "Processes evicted from the full process table",
+            m.process_table_evictions.clone(),
+        );
+        r.register(
+            "rule_load_errors",
+            "Rule files rejected at start-up or reload",
+            m.rule_load_errors.clone(),
+        );
+        r.register("reloads", "Rule reloads, by result", m.reloads.clone());
+        r.register(
+            "subscribers",
+            "Connected alert subscribers",
+            m.subscribers.clone(),
+        );
+        r.register(
+            "push_backlog",
+            "Alerts not yet acknowledged by the collector",
+            m.push_backlog.clone(),
+        );
+        r.register(
+            "alerts_suppressed",
+            "Alerts collapsed by flood control, by rule",
+            m.suppressed.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Brings the counters kept elsewhere (kernel maps, decoder, process table) up to date.
+    pub fn sync(&self, kernel: KernelCounters, decode: DecodeStats, table: TableStats) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        let (k0, d0, t0) = *last;
+        let add = |f: &Family<Labels, Counter>, k: &'static str, v: &str, now: u64, then: u64| {
+            if now > then {
+                f.get_or_create(&labels(k, v)).inc_by(now - then);
+            }
+        };
+        add(
+            &self.kernel_dropped,
+            "kind",
+            "exec",
+            kernel.dropped_exec,
+            k0.dropped_exec,
+        );
+        add(
+            &self.kernel_dropped,
+            "kind",
+            "fork",
+            kernel.dropped_fork,
+            k0.dropped_fork,
+        );
+        add(
+            &self.kernel_dropped,
+            "kind",
+            "exit",
+            kernel.dropped_exit,
+            k0.dropped_exit,
+        );
+        add(
+            &self.kernel_dropped,
+            "kind",
+            "syscall",
+            kernel.dropped_syscall,
+            k0.dropped_syscall,
+        );
+        add(
+            &self.kernel_dropped,
+            "kind",
+            "in_flight_table",
+            kernel.pending_full,
+            k0.pending_full,
+        );
+        add(
+            &self.decode_errors,
+            "reason",
+            "short",
+            decode.short,
+            d0.short,
+        );
+        add(
+            &self.decode_errors,
+            "reason",
+            "unknown",
+            decode.unknown,
+            d0.unknown,
+        );
+        self.process_table_size.set(table.size as i64);
+        if table.evictions > t0.evictions {
+            self.process_table_evictions
+                .inc_by(table.evictions - t0.evictions);
+        }
+        // Make sure every drop series exists from the start, at zero, so dashboards see it.
+        for kind in ["exec", "fork", "exit", "syscall", "in_flight_table"] {
+            let _ = self.kernel_dropped.get_or_create(&labels("kind", kind));
+        }
+        *last = (kernel, decode, table);
+    }
+
+    pub fn event(&self, kind: &str) {
+        self.events.get_or_create(&labels("kind", kind)).inc();
+    }
+
+    pub fn alert(&self, rule: &str, priority: &str) {
+        self.rule_matches.get_or_create(&labels("rule", rule)).inc();
+        self.alerts
+            .get_or_create(&labels("priority", priority))
+            .inc();
+    }
+
+    pub fn queue_drop(&self, queue: &str, n: u64) {
+        self.queue_dropped
+            .get_or_create(&labels("queue", queue))
+            .inc_by(n);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        if encode(&mut s, &self.registry).is_err() {
+            s.clear();
+        }
+        s
+    }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` until the process ends.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            // Read the request head; bounded, and with a timeout so an idle client can't
+            // hold the task.
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while n < buf.len() {
+                    match stream.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or("");
+            let (status, ctype, body) = route(path, &metrics);
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(resp.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+fn route(path: &str, m: &Metrics) -> (&'static str, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    match path {
+        "/healthz" => ("200 OK", TEXT, "ok\n".into()),
+        "/readyz" if m.is_ready() => ("200 OK", TEXT, "ready\n".into()),
+        "/readyz" => ("503 Service Unavailable", TEXT, "not ready\n".into()),
+        "/metrics" => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            m.encode(),
+        ),
+        _ => ("404 Not Found", TEXT, "not found\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_kernel_drops_as_deltas() {
+        let m = Metrics::new();
+        let mut k = KernelCounters {
+            dropped_syscall: 5,
+            ..Default::default()
+        };
+        m.sync(k, DecodeStats::default(), TableStats::default());
+        k.dropped_syscall = 7;
+        k.pending_full = 1;
+        m.sync(
+            k,
+            DecodeStats {
+                short: 2,
+                ..Default::default()
+            },
+            TableStats {
+                size: 10,
+                evictions: 3,
+                misses: 0,
+            },
+        );
+        let text = m.encode();
+        assert!(
+            text.contains("osprey_kernel_dropped_total{kind=\"syscall\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("osprey_kernel_dropped_total{kind=\"in_flight_table\"} 1"));
+        assert!(text.contains("osprey_kernel_dropped_total{kind=\"exec\"} 0"));
+        assert!(text.contains("osprey_decode_errors_total{reason=\"short\"} 2"));
+        assert!(text.contains("osprey_process_table_size 10"));
+        assert!(text.contains("osprey_process_table_evictions_total 3"));
+    }
+
+    #[test]
+    fn routes() {
+        let m = Metrics::new();
+        assert_eq!(route("/healthz", &m).0, "200 OK");
+        assert_eq!(route("/readyz", &m).0, "503 Service Unavailable");
+        m.set_ready(true);
+        assert_eq!(route("/readyz", &m).0, "200 OK");
+        m.alert("Read sensitive file", "Warning");
+        assert!(
+            route("/metrics", &m)
+                .2
+                .contains("osprey_rule_matches_total{rule=\"Read sensitive file\"} 1")
+        );
+        assert_eq!(route("/nope", &m).0, "404 Not Found");
+    }
+}
