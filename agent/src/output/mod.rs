@@ -1,7 +1,10 @@
 //! Alerts and their rendering: Falco's text line and Falco's JSON (falco.md §3), so that
 //! Falcosidekick and other tools built for Falco read Osprey's output unchanged.
 
+pub mod file;
+pub mod flood;
 mod format;
+pub mod webhook;
 
 pub use format::{Format, FormatError};
 use serde::Serialize;
