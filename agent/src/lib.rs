@@ -5,6 +5,7 @@
 //! (the process table, enrichment) → `engine` (rules) → `output` (alerts). See ARCHITECTURE.md.
 
 pub mod commands;
+pub mod config;
 pub mod engine;
 pub mod event;
 pub mod metrics;

@@ -33,6 +33,15 @@ enum Command {
     },
     /// Run a recording (`osprey trace --record`) through the rules offline.
     Replay(commands::rules::ReplayArgs),
+    /// Configuration: `osprey config default` prints every setting, documented.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the default configuration file, every setting documented.
+    Default,
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +68,10 @@ fn main() -> std::process::ExitCode {
                 Ok(true)
             }
             Command::Replay(args) => commands::rules::replay(args).map(|()| true),
+            Command::Config(ConfigCommand::Default) => {
+                print!("{}", osprey::config::DEFAULT_YAML);
+                Ok(true)
+            }
         }
     });
     match result {

@@ -1,25 +1,31 @@
-//! `osprey run`: the agent. Sensor → process table → rule engine → alerts on stdout.
+//! `osprey run`: the agent. Sensor → process table → rule engine → flood control → outputs
+//! (stdout, file, webhook), with metrics, internal alerts and hot reload of the rules.
 
 use std::{
     collections::BTreeSet,
     io::{BufWriter, Write},
     path::PathBuf,
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use anyhow::Context as _;
 
 use crate::{
+    config::{Config, Format},
     engine::{Engine, EngineOptions, SyscallInterest},
     metrics::Metrics,
-    output::{self, Alert},
-    process::{ProcessTable, TableConfig},
+    output::{self, Alert, AlertEvent, file::RotatingFile, flood::FloodControl, webhook::Webhook},
+    process::{ProcessTable, TableConfig, TableStats, boot_clock_ns, boot_time_ns},
+    rules::Priority,
     sensor::{KernelCounters, Sensor, SensorConfig, syscalls},
 };
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    /// Configuration file (YAML); `osprey config default` prints every setting documented.
+    #[arg(long, env = "OSPREY_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Rule files or directories, loaded in order (default: the rules embedded in the binary;
     /// `default` names them, e.g. `--rules default --rules local.yaml`).
     #[arg(long = "rules", short = 'r')]
@@ -28,14 +34,61 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Ring buffer size in bytes (a power of two, at least 4096).
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    pub ring_buffer_size: u32,
+    #[arg(long, env = "OSPREY_RING_BUFFER_SIZE")]
+    pub ring_buffer_size: Option<u32>,
     /// Serve /healthz, /readyz and Prometheus /metrics on this address (e.g. 0.0.0.0:9090).
     #[arg(long, env = "OSPREY_METRICS")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Also write alerts as JSON lines to this file (rotated by size).
+    #[arg(long, env = "OSPREY_OUTPUT_FILE")]
+    pub output_file: Option<PathBuf>,
+    /// Also POST every alert in Falco's JSON shape to this http:// URL (e.g. Falcosidekick).
+    #[arg(long, env = "OSPREY_WEBHOOK")]
+    pub webhook: Option<String>,
+    /// Let every alert through, however often the same rule fires.
+    #[arg(long)]
+    pub no_flood_control: bool,
+    /// Do not reload the rules when their files change (SIGHUP still reloads).
+    #[arg(long)]
+    pub no_watch_rules: bool,
     /// Print a line on stderr when this marker is reached (tests wait for it).
     #[arg(long, hide = true, default_value = "osprey is running")]
     pub ready_message: String,
+}
+
+impl RunArgs {
+    /// The configuration file (or defaults) with flags and environment applied on top.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if !self.rules.is_empty() {
+            c.rules = self.rules.clone();
+        }
+        if self.json {
+            c.stdout.format = Format::Json;
+        }
+        if let Some(n) = self.ring_buffer_size {
+            c.ring_buffer_bytes = n;
+        }
+        if self.metrics.is_some() {
+            c.metrics = self.metrics;
+        }
+        if self.output_file.is_some() {
+            c.file.path = self.output_file.clone();
+        }
+        if let Some(url) = &self.webhook {
+            c.webhook.url = url.clone();
+        }
+        if self.no_flood_control {
+            c.flood.enabled = false;
+        }
+        if self.no_watch_rules {
+            c.watch_rules = false;
+        }
+        Ok(c)
+    }
 }
 
 /// The kernel interest set for what the rules need; `chdir` too, which keeps working
@@ -55,19 +108,127 @@ pub fn interest_for(engine: &Engine) -> BTreeSet<String> {
     }
 }
 
+/// Where alerts go: every output, with metrics.
+struct Outputs {
+    stdout: Option<(BufWriter<std::io::Stdout>, Format)>,
+    file: Option<RotatingFile>,
+    webhook: Option<Webhook>,
+    metrics: Arc<Metrics>,
+    webhook_reported: u64,
+}
+
+impl Outputs {
+    fn deliver(&mut self, a: Alert) -> anyhow::Result<()> {
+        self.metrics.alert(&a.rule, a.priority.as_str());
+        if let Some(n) = a
+            .output_fields
+            .get(output::flood::SUPPRESSED_FIELD)
+            .and_then(|v| v.as_u64())
+        {
+            self.metrics
+                .suppressed
+                .get_or_create(&vec![("rule", a.rule.clone())])
+                .inc_by(n);
+        }
+        if let Some((out, format)) = self.stdout.as_mut() {
+            match format {
+                Format::Json => writeln!(out, "{}", output::format_json(&a))?,
+                Format::Text => writeln!(out, "{}", output::format_text(&a))?,
+            }
+        }
+        if let Some(f) = self.file.as_mut()
+            && let Err(e) = f.write_line(&output::format_json(&a))
+        {
+            self.metrics.queue_drop("file", 1);
+            tracing::warn!("alert file: {e}");
+        }
+        if let Some(w) = &self.webhook {
+            w.send(Arc::new(a));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some((out, _)) = self.stdout.as_mut() {
+            out.flush()?;
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.flush()?;
+        }
+        if let Some(w) = &self.webhook {
+            let dropped = w.dropped();
+            if dropped > self.webhook_reported {
+                self.metrics
+                    .queue_drop("webhook", dropped - self.webhook_reported);
+                self.webhook_reported = dropped;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An alert about Osprey itself (source `internal`), through the same outputs as rule alerts.
+fn internal_alert(hostname: &str, rule: &str, priority: Priority, output: String) -> Alert {
+    let time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    Alert {
+        time,
+        rule: rule.into(),
+        priority,
+        source: "internal".into(),
+        tags: vec!["osprey".into(), "internal".into()],
+        output,
+        output_fields: Default::default(),
+        hostname: hostname.into(),
+        event: AlertEvent {
+            evt_type: "internal".into(),
+            evt_num: 0,
+            ts: boot_clock_ns(),
+            pid: std::process::id(),
+            tid: std::process::id(),
+            comm: "osprey".into(),
+        },
+    }
+}
+
+/// Rule files' paths, sizes and modification times: what the watcher compares.
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    for p in paths {
+        let mut files = vec![p.clone()];
+        if p.is_dir()
+            && let Ok(rd) = std::fs::read_dir(p)
+        {
+            files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+        for f in files {
+            if let Ok(md) = std::fs::metadata(&f) {
+                out.push((f, md.len(), md.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = args.resolve()?;
     let metrics = Arc::new(Metrics::new());
-    if let Some(addr) = args.metrics {
+    if let Some(addr) = cfg.metrics {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the metrics address {addr}"))?;
         tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     }
-    let ruleset = super::rules::load_for_run(&args.rules).inspect_err(|_| {
+    let ruleset = super::rules::load_for_run(&cfg.rules).inspect_err(|_| {
         metrics.rule_load_errors.inc();
     })?;
-    let engine = Engine::new(ruleset, EngineOptions::for_host("/".as_ref()));
+    let opts = EngineOptions::for_host("/".as_ref());
+    let hostname = opts.hostname.to_string();
+    let mut engine = Engine::new(ruleset, opts.clone());
     let interest = interest_for(&engine);
     tracing::info!(
         rules = engine.rules().len(),
@@ -76,38 +237,132 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let mut sensor = Sensor::start(&SensorConfig {
-        ring_buffer_bytes: args.ring_buffer_size,
+        ring_buffer_bytes: cfg.ring_buffer_bytes,
         syscalls: interest,
         ..Default::default()
     })
     .context("starting the sensor")?;
     let mut reader = sensor.reader()?;
-    let mut table = ProcessTable::new(TableConfig::default());
+    let mut table = ProcessTable::new(TableConfig {
+        capacity: cfg.process_table_capacity,
+        ..Default::default()
+    });
     table.bootstrap("/proc".as_ref())?;
+
+    let mut outputs = Outputs {
+        stdout: cfg
+            .stdout
+            .enabled
+            .then(|| (BufWriter::new(std::io::stdout()), cfg.stdout.format)),
+        file: match &cfg.file.path {
+            Some(p) => Some(
+                RotatingFile::open(p, cfg.file.max_bytes, cfg.file.keep)
+                    .with_context(|| format!("opening the alert file {}", p.display()))?,
+            ),
+            None => None,
+        },
+        webhook: if cfg.webhook.url.is_empty() {
+            None
+        } else {
+            Some(Webhook::start(cfg.webhook.clone())?)
+        },
+        metrics: metrics.clone(),
+        webhook_reported: 0,
+    };
+    let mut flood = FloodControl::new(cfg.flood.clone());
     tracing::info!(kernel = sensor.kernel(), "{}", args.ready_message);
 
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
     let mut batch = Vec::with_capacity(4096);
-    let mut last = sensor.counters();
+    let mut last_counters = sensor.counters();
+    let mut last_table = table.stats();
     let mut check = tokio::time::interval(Duration::from_secs(10));
-    let mut sync = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut watch = tokio::time::interval(Duration::from_secs(2));
+    let mut rules_seen = fingerprint(&cfg.rules);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     loop {
+        let mut reload = false;
         tokio::select! {
             _ = &mut ctrl_c => break,
             _ = sigterm.recv() => break,
+            _ = sighup.recv() => reload = true,
+            _ = watch.tick(), if cfg.watch_rules => {
+                let now = fingerprint(&cfg.rules);
+                if now != rules_seen {
+                    rules_seen = now;
+                    reload = true;
+                }
+            }
             _ = check.tick() => {
-                last = report_drops(&sensor, last);
+                let (counters, lost) = report_drops(&sensor, last_counters);
+                last_counters = counters;
+                if lost >= cfg.internal_alerts.drop_threshold && lost > 0 {
+                    outputs.deliver(internal_alert(&hostname, "Osprey dropped kernel events", Priority::Critical, format!(
+                        "Osprey lost {lost} kernel events in the last 10 s (ring buffer or in-flight table full); detection had gaps (ring_buffer_bytes={})",
+                        cfg.ring_buffer_bytes
+                    )))?;
+                }
+                let t = table.stats();
+                if t.evictions > last_table.evictions {
+                    outputs.deliver(internal_alert(&hostname, "Osprey process table under pressure", Priority::Warning, format!(
+                        "The process table evicted {} live processes in the last 10 s (capacity {}); their events lose their process context",
+                        t.evictions - last_table.evictions, cfg.process_table_capacity
+                    )))?;
+                }
+                last_table = t;
+                outputs.flush()?;
                 continue;
             }
-            _ = sync.tick() => {
+            _ = tick.tick() => {
                 metrics.sync(sensor.counters(), reader.decode_stats(), table.stats());
+                let now = boot_time_ns() + boot_clock_ns();
+                for a in flood.flush(now) {
+                    outputs.deliver(a)?;
+                }
+                outputs.flush()?;
                 continue;
             }
             r = reader.read_batch(&mut batch, 4096) => r?,
+        }
+        if reload {
+            // Validate first; the running rules stay until the new ones are whole. The swap
+            // happens between two batches: no event is judged by neither.
+            match super::rules::load_for_run(&cfg.rules) {
+                Ok(ruleset) => {
+                    engine = Engine::new(ruleset, opts.clone());
+                    let interest = interest_for(&engine);
+                    sensor.set_interest(&interest)?;
+                    metrics
+                        .reloads
+                        .get_or_create(&vec![("result", "ok".to_string())])
+                        .inc();
+                    tracing::info!(
+                        rules = engine.rules().len(),
+                        syscalls = interest.len(),
+                        "rules reloaded"
+                    );
+                }
+                Err(e) => {
+                    metrics.rule_load_errors.inc();
+                    metrics
+                        .reloads
+                        .get_or_create(&vec![("result", "error".to_string())])
+                        .inc();
+                    tracing::error!("rule reload failed; the running rules stay: {e:#}");
+                    outputs.deliver(internal_alert(
+                        &hostname,
+                        "Osprey rule reload failed",
+                        Priority::Error,
+                        format!("Rule reload failed; the running rules stay in force: {e:#}"),
+                    ))?;
+                }
+            }
+            outputs.flush()?;
+            continue;
         }
         // Programs attached, rules loaded, and the ring buffer delivers: ready.
         metrics.set_ready(true);
@@ -115,16 +370,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics.event(event_kind(&ev));
             let e = table.observe(ev);
             for alert in engine.evaluate(&e) {
-                metrics.alert(&alert.rule, alert.priority.as_str());
-                write_alert(&mut out, &alert, args.json)?;
+                for a in flood.admit(alert) {
+                    outputs.deliver(a)?;
+                }
             }
         }
-        out.flush()?;
+        outputs.flush()?;
     }
-    report_drops(&sensor, last);
+    report_drops(&sensor, last_counters);
+    outputs.flush()?;
+    let TableStats {
+        size, evictions, ..
+    } = table.stats();
     tracing::info!(
         decode = ?reader.decode_stats(),
-        process_table = ?table.stats(),
+        process_table_size = size,
+        process_table_evictions = evictions,
+        suppressed = flood.suppressed_total,
         "stopped"
     );
     Ok(())
@@ -139,16 +401,8 @@ fn event_kind(ev: &crate::event::Event) -> &str {
     }
 }
 
-fn write_alert(out: &mut impl Write, a: &Alert, json: bool) -> std::io::Result<()> {
-    if json {
-        writeln!(out, "{}", output::format_json(a))
-    } else {
-        writeln!(out, "{}", output::format_text(a))
-    }
-}
-
 /// Logs what the kernel dropped since the last report: nothing is lost without a word.
-fn report_drops(sensor: &Sensor, last: KernelCounters) -> KernelCounters {
+fn report_drops(sensor: &Sensor, last: KernelCounters) -> (KernelCounters, u64) {
     let now = sensor.counters();
     let lost = now.dropped() - last.dropped();
     if lost > 0 {
@@ -164,5 +418,5 @@ fn report_drops(sensor: &Sensor, last: KernelCounters) -> KernelCounters {
             "kernel events lost; a larger --ring-buffer-size or fewer rules reduce it"
         );
     }
-    now
+    (now, lost)
 }

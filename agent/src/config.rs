@@ -1,0 +1,262 @@
+//! The agent's configuration: one YAML file (`osprey run --config FILE`), every setting
+//! documented in [`DEFAULT_YAML`] (what `osprey config default` prints), each overridable by a
+//! flag or an `OSPREY_*` environment variable. With no file, `osprey run` uses the defaults
+//! below: the embedded rules, alerts on stdout, no metrics port, flood control on.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::output::{flood::FloodConfig, webhook::WebhookConfig};
+
+/// The documented default configuration. A test checks that it parses to `Config::default()`.
+pub const DEFAULT_YAML: &str = r#"# Osprey agent configuration. Every key is optional; these are the defaults.
+# Flags and OSPREY_* environment variables override the file (see `osprey run --help`).
+
+# Rule files or directories (their *.yaml/*.yml in name order), loaded in order; later items
+# override earlier ones as in Falco. `default` is the rule set embedded in the binary.
+rules: [default]
+
+# Reload the rules when a rule file or directory changes (checked every 2 s) and on SIGHUP.
+# New rules are validated first; on error the running rules stay and the error is reported.
+watch_rules: true
+
+# Alerts on standard output: `text` (Falco's text line) or `json` (Falco's JSON shape).
+stdout:
+  enabled: true
+  format: text
+
+# Alerts as JSON lines in a file, rotated by size; `path: null` turns it off.
+file:
+  path: null
+  max_bytes: 104857600
+  keep: 5
+
+# POST every alert in Falco's JSON shape (Falcosidekick reads it as is); `url: ""` is off.
+webhook:
+  url: ""
+  queue: 10000
+  max_attempts: 8
+  backoff_ms: 200
+  timeout_ms: 5000
+
+# Serve /healthz, /readyz and Prometheus /metrics on this address; null is off.
+metrics: null
+
+# Kernel ring buffer size in bytes: a power of two, at least 4096.
+ring_buffer_bytes: 16777216
+
+# Most processes kept in the process table (oldest exited ones go first).
+process_table_capacity: 65536
+
+# The same rule firing for the same process or container: the first `burst` alerts of each
+# window go out, then one summary per window with the exact number suppressed.
+flood:
+  enabled: true
+  default: {burst: 5, window_ms: 10000}
+  per_priority: {}
+  per_rule: {}
+
+# Internal alerts (source `internal`): kernel events lost in a 10 s period above this many.
+internal_alerts:
+  drop_threshold: 1
+"#;
+
+/// See [`DEFAULT_YAML`] for what each field means.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub rules: Vec<PathBuf>,
+    pub watch_rules: bool,
+    pub stdout: StdoutConfig,
+    pub file: FileConfig,
+    pub webhook: WebhookConfig,
+    pub metrics: Option<SocketAddr>,
+    pub ring_buffer_bytes: u32,
+    pub process_table_capacity: usize,
+    pub flood: FloodConfig,
+    pub internal_alerts: InternalAlerts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StdoutConfig {
+    pub enabled: bool,
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub path: Option<PathBuf>,
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalAlerts {
+    pub drop_threshold: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rules: vec![PathBuf::from("default")],
+            watch_rules: true,
+            stdout: StdoutConfig::default(),
+            file: FileConfig::default(),
+            webhook: WebhookConfig::default(),
+            metrics: None,
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            process_table_capacity: 65_536,
+            flood: FloodConfig::default(),
+            internal_alerts: InternalAlerts::default(),
+        }
+    }
+}
+
+impl Default for StdoutConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            format: Format::Text,
+        }
+    }
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+impl Default for InternalAlerts {
+    fn default() -> Self {
+        Self { drop_threshold: 1 }
+    }
+}
+
+/// A configuration file that can't be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: not YAML: {message}")]
+    Yaml {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message} (see `osprey config default` for every key)")]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn to_json(y: &yaml_rust2::Yaml) -> serde_json::Value {
+    use yaml_rust2::Yaml;
+    match y {
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Yaml::Integer(i) => (*i).into(),
+        Yaml::String(s) => s.clone().into(),
+        Yaml::Boolean(b) => (*b).into(),
+        Yaml::Array(a) => a.iter().map(to_json).collect(),
+        Yaml::Hash(h) => h
+            .iter()
+            .map(|(k, v)| {
+                let key = match k {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (key, to_json(v))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        Yaml::Null | Yaml::BadValue | Yaml::Alias(_) => serde_json::Value::Null,
+    }
+}
+
+impl Config {
+    /// Parses a configuration file's text; `path` is for messages.
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Self, ConfigError> {
+        let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| ConfigError::Yaml {
+            path: path.into(),
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+            message: e.info().to_string(),
+        })?;
+        let Some(doc) = docs.first() else {
+            return Ok(Self::default());
+        };
+        serde_json::from_value(to_json(doc)).map_err(|e| ConfigError::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_default_is_the_default() {
+        let parsed = Config::parse(DEFAULT_YAML, "default.yaml".as_ref()).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn partial_files_and_errors() {
+        let c = Config::parse(
+            "metrics: 127.0.0.1:9999\nstdout: {format: json}\nflood: {per_rule: {X: {burst: 1, window_ms: 5}}}\n",
+            "c.yaml".as_ref(),
+        )
+        .unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(c.stdout.format, Format::Json);
+        assert!(c.stdout.enabled);
+        assert_eq!(c.flood.per_rule["X"].burst, 1);
+        assert_eq!(c.rules, vec![PathBuf::from("default")]);
+
+        let e = Config::parse("metricz: 1\n", "c.yaml".as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.yaml") && e.contains("metricz"), "{e}");
+        let e = Config::parse("a: [\n", "c.yaml".as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.yaml:"), "{e}");
+        assert_eq!(
+            Config::parse("", "c.yaml".as_ref()).unwrap(),
+            Config::default()
+        );
+    }
+}
