@@ -1,0 +1,173 @@
+//! Shared by the tests of the default rules (tests/rules_*.rs): run a real action while the
+//! agent runs with the embedded rules, and check the alert it raised.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::support::Agent;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The agent with the default (embedded) rules, alerts as JSON.
+pub fn agent() -> Agent {
+    Agent::start(&["run", "--json"], "osprey is running")
+}
+
+/// Waits for an alert of `rule` that also satisfies `pred`.
+pub fn alert(agent: &mut Agent, rule: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    agent.expect(&format!("a '{rule}' alert"), WAIT, |v| {
+        v["rule"] == rule && pred(v)
+    })
+}
+
+/// `output_fields[name]` as text (numbers and booleans as their JSON text, unset as "").
+pub fn field(v: &Value, name: &str) -> String {
+    match &v["output_fields"][name] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Asserts the alert's priority, that its tags include every one of `tags`, and the exact
+/// value of each `(field, value)`.
+pub fn check(v: &Value, priority: &str, tags: &[&str], fields: &[(&str, &str)]) {
+    assert_eq!(v["priority"], priority, "priority of {v}");
+    assert_eq!(v["source"], "syscall");
+    let have: Vec<&str> = v["tags"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for t in tags {
+        assert!(have.contains(t), "tag {t} missing in {v}");
+    }
+    for (name, want) in fields {
+        assert_eq!(field(v, name), *want, "{name} in {v}");
+    }
+}
+
+/// Runs `bash -c script`; returns its output whatever the exit status.
+pub fn bash(script: &str) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("running bash")
+}
+
+/// Like [`bash`], but the script must succeed.
+pub fn bash_ok(script: &str) -> String {
+    let out = bash(script);
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A directory of its own for one test, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        Self::under(Path::new("/tmp"), name)
+    }
+
+    pub fn under(parent: &Path, name: &str) -> TempDir {
+        let p = parent.join(format!("osprey-rules-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
+    pub fn s(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Creates `path` with `content` for the length of a test, and its missing parent
+/// directories; removes what it created on drop (the topmost directory it had to create, or
+/// just the file).
+pub struct Planted {
+    remove: PathBuf,
+    is_dir: bool,
+}
+
+impl Planted {
+    pub fn new(path: &str, content: &str) -> Planted {
+        let path = Path::new(path);
+        let mut top = None;
+        let mut cur = path.parent();
+        while let Some(d) = cur {
+            if d.exists() {
+                break;
+            }
+            top = Some(d.to_path_buf());
+            cur = d.parent();
+        }
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+        match top {
+            Some(d) => Planted {
+                remove: d,
+                is_dir: true,
+            },
+            None => Planted {
+                remove: path.to_path_buf(),
+                is_dir: false,
+            },
+        }
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = if self.is_dir {
+            std::fs::remove_dir_all(&self.remove)
+        } else {
+            std::fs::remove_file(&self.remove)
+        };
+    }
+}
+
+/// A TCP listener on loopback that accepts and reads in the background; its port.
+pub fn loopback_listener() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let Ok(mut s) = s else { break };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+                let _ = s.write_all(b"exit\n");
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf);
+            });
+        }
+    });
+    port
+}
