@@ -6,6 +6,7 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
+    sync::Once,
     time::Duration,
 };
 
@@ -170,4 +171,71 @@ pub fn loopback_listener() -> u16 {
         }
     });
     port
+}
+
+// Containers: podman with runc, an image built here from the host's busybox.
+
+pub const IMAGE: &str = "localhost/osprey-rules:busybox";
+pub const REPO: &str = "localhost/osprey-rules";
+
+/// Builds the image once: busybox with every applet linked under /bin, so that processes have
+/// their own names (busybox's shell would otherwise run applets as /proc/self/exe, "exe").
+pub fn image() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        if Command::new("podman")
+            .args(["image", "exists", IMAGE])
+            .status()
+            .unwrap()
+            .success()
+        {
+            return;
+        }
+        let d = TempDir::new("image");
+        bash_ok(&format!(
+            "cd {0} && mkdir -p r/bin r/etc r/tmp r/mnt r/var/tmp && chmod 1777 r/tmp r/var/tmp \
+             && cp /bin/busybox r/bin/ && for a in $(/bin/busybox --list); do \
+             [ -e r/bin/$a ] || ln -s busybox r/bin/$a; done \
+             && echo 'root:x:0:0:root:/:/bin/sh' > r/etc/passwd && echo 'root:x:0:' > r/etc/group \
+             && tar -C r -cf r.tar . && podman import r.tar {IMAGE} >/dev/null",
+            d.s()
+        ));
+    });
+}
+
+/// A container run to completion: its short id (what `container.id` shows) and its output.
+pub struct Ran {
+    pub id: String,
+    pub out: String,
+}
+
+/// `podman run --rm` with `args` before the image, then `/bin/sh -c script`.
+pub fn run(args: &[&str], script: &str) -> Ran {
+    image();
+    let cidfile = std::env::temp_dir().join(format!(
+        "osprey-rules-cid-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&cidfile);
+    let out = Command::new("podman")
+        .args(["run", "--rm", "--runtime", "runc", "--cidfile"])
+        .arg(&cidfile)
+        .args(args)
+        .args([IMAGE, "/bin/sh", "-c", script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let id = std::fs::read_to_string(&cidfile).unwrap_or_default();
+    let _ = std::fs::remove_file(&cidfile);
+    assert!(
+        id.len() >= 12,
+        "podman run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ran {
+        id: id.trim()[..12].to_string(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr),
+    }
 }
