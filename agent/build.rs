@@ -9,6 +9,8 @@ use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 
 fn main() -> anyhow::Result<()> {
+    // First, because the kernel-program part below returns early when it skips.
+    compile_proto()?;
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
     let object = out_dir.join("agent-ebpf");
 
@@ -50,6 +52,20 @@ fn main() -> anyhow::Result<()> {
         }],
         Toolchain::default(),
     )
+}
+
+/// The gRPC API (proto/osprey/v1/*.proto) with protox, a pure-Rust protoc, so a fresh machine
+/// needs no system protoc.
+fn compile_proto() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-changed=../proto");
+    let fds = protox::compile(["osprey/v1/alerts.proto"], ["../proto"])
+        .map_err(|e| anyhow!("compiling proto/osprey/v1/alerts.proto: {e}"))?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+        .context("generating the gRPC code")?;
+    Ok(())
 }
 
 fn which(bin: &str) -> Option<PathBuf> {

@@ -4,6 +4,7 @@
 //! Data flows in one direction: `sensor` (kernel programs, ring buffer, decoding) → `process`
 //! (the process table, enrichment) → `engine` (rules) → `output` (alerts). See ARCHITECTURE.md.
 
+pub mod alert;
 pub mod commands;
 pub mod config;
 pub mod engine;
@@ -13,3 +14,4 @@ pub mod output;
 pub mod process;
 pub mod rules;
 pub mod sensor;
+pub mod server;

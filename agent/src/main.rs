@@ -21,6 +21,10 @@ struct Cli {
 enum Command {
     /// Run the agent: judge live events against rules, print alerts.
     Run(commands::run::RunArgs),
+    /// Follow the alert stream of an agent or the collector (or NATS JetStream).
+    Tail(commands::tail::TailArgs),
+    /// Collect alerts pushed by agents and serve them to tail clients (and NATS).
+    Collector(commands::collector::CollectorArgs),
     /// Print live kernel events as JSON lines, with their process context.
     Trace(commands::trace::TraceArgs),
     /// Check and list rule files.
@@ -61,6 +65,8 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Run(args) => commands::run::run(args).await.map(|()| true),
+            Command::Tail(args) => commands::tail::run(args).await.map(|()| true),
+            Command::Collector(args) => commands::collector::run(args).await.map(|()| true),
             Command::Trace(args) => commands::trace::run(args).await.map(|()| true),
             Command::Rules(cmd) => commands::rules::run(cmd),
             Command::Fields { json } => {

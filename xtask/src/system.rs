@@ -27,6 +27,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "iproute2",
     // Cross-checking what the sensor reports against what a process really did.
     "strace",
+    // A real NATS JetStream server for the alert-stream round trip (nats-server -js).
+    "nats-server",
 ];
 
 /// Python modules the checks use, as (import name, PyPI package). Later work appends here.

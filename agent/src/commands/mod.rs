@@ -1,8 +1,10 @@
 //! The `osprey` subcommands. Each takes its parsed arguments and runs to completion; `main.rs`
 //! only parses the command line and picks one.
 
+pub mod collector;
 pub mod rules;
 pub mod run;
+pub mod tail;
 pub mod trace;
 
 use std::io::IsTerminal;

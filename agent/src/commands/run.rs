@@ -54,6 +54,8 @@ pub struct RunArgs {
     /// Print a line on stderr when this marker is reached (tests wait for it).
     #[arg(long, hide = true, default_value = "osprey is running")]
     pub ready_message: String,
+    #[command(flatten)]
+    pub stream: crate::server::agent::GrpcArgs,
 }
 
 impl RunArgs {
@@ -115,6 +117,8 @@ struct Outputs {
     webhook: Option<Webhook>,
     metrics: Arc<Metrics>,
     webhook_reported: u64,
+    /// The alert bus: gRPC subscribers and the push to the collector.
+    stream: crate::server::agent::AgentStream,
 }
 
 impl Outputs {
@@ -130,6 +134,7 @@ impl Outputs {
                 .get_or_create(&vec![("rule", a.rule.clone())])
                 .inc_by(n);
         }
+        self.stream.publish(&a);
         if let Some((out, format)) = self.stdout.as_mut() {
             match format {
                 Format::Json => writeln!(out, "{}", output::format_json(&a))?,
@@ -268,7 +273,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         metrics: metrics.clone(),
         webhook_reported: 0,
+        stream: crate::server::agent::start(&args.stream, &hostname, metrics.clone()).await?,
     };
+    outputs.stream.set_rules_loaded(engine.rules().len());
     let mut flood = FloodControl::new(cfg.flood.clone());
     tracing::info!(kernel = sensor.kernel(), "{}", args.ready_message);
 
@@ -334,6 +341,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             match super::rules::load_for_run(&cfg.rules) {
                 Ok(ruleset) => {
                     engine = Engine::new(ruleset, opts.clone());
+                    outputs.stream.set_rules_loaded(engine.rules().len());
                     let interest = interest_for(&engine);
                     sensor.set_interest(&interest)?;
                     metrics

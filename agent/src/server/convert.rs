@@ -1,0 +1,311 @@
+//! Proto ⇄ domain conversions, at the gRPC edge only.
+
+use serde_json::{Map, Value, json};
+
+use super::pb::{self, field_value::Kind};
+use crate::{
+    alert::{Gap, GapReason},
+    output::{Alert, AlertEvent},
+    rules::Priority,
+};
+
+pub fn priority_to_pb(p: Priority) -> pb::Priority {
+    match p {
+        Priority::Emergency => pb::Priority::Emergency,
+        Priority::Alert => pb::Priority::Alert,
+        Priority::Critical => pb::Priority::Critical,
+        Priority::Error => pb::Priority::Error,
+        Priority::Warning => pb::Priority::Warning,
+        Priority::Notice => pb::Priority::Notice,
+        Priority::Informational => pb::Priority::Informational,
+        Priority::Debug => pb::Priority::Debug,
+    }
+}
+
+pub fn priority_from_pb(p: pb::Priority) -> Priority {
+    match p {
+        pb::Priority::Emergency => Priority::Emergency,
+        pb::Priority::Alert => Priority::Alert,
+        pb::Priority::Critical => Priority::Critical,
+        pb::Priority::Error => Priority::Error,
+        pb::Priority::Warning => Priority::Warning,
+        pb::Priority::Notice => Priority::Notice,
+        pb::Priority::Informational => Priority::Informational,
+        pb::Priority::Debug | pb::Priority::Unspecified => Priority::Debug,
+    }
+}
+
+pub fn field_to_pb(v: &Value) -> pb::FieldValue {
+    let kind = match v {
+        Value::Null => Kind::NullValue(true),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                Kind::UintValue(u)
+            } else if let Some(i) = n.as_i64() {
+                Kind::IntValue(i)
+            } else {
+                Kind::DoubleValue(n.as_f64().unwrap_or_default())
+            }
+        }
+        Value::Array(_) | Value::Object(_) => Kind::JsonValue(v.to_string()),
+    };
+    pb::FieldValue { kind: Some(kind) }
+}
+
+pub fn field_from_pb(v: &pb::FieldValue) -> Value {
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::UintValue(u)) => json!(u),
+        Some(Kind::IntValue(i)) => json!(i),
+        Some(Kind::DoubleValue(d)) => json!(d),
+        Some(Kind::JsonValue(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+    }
+}
+
+fn text(fields: &Map<String, Value>, key: &str) -> String {
+    match fields.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn number(fields: &Map<String, Value>, key: &str) -> Option<u32> {
+    match fields.get(key)? {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// An engine alert as the API's `Alert`, numbered later by the bus. Process, container and pod
+/// come from the output fields the rule shows (Falco's names), the event where they are absent.
+pub fn alert_to_pb(a: &Alert, node: &str) -> pb::Alert {
+    let f = &a.output_fields;
+    let mut ancestors = Vec::new();
+    if f.contains_key("proc.pname") || f.contains_key("proc.ppid") {
+        ancestors.push(pb::Ancestor {
+            pid: number(f, "proc.ppid").unwrap_or_default(),
+            name: text(f, "proc.pname"),
+            exe_path: text(f, "proc.pexepath"),
+            cmdline: text(f, "proc.pcmdline"),
+        });
+    }
+    for level in 2..=8 {
+        let name = format!("proc.aname[{level}]");
+        if !f.contains_key(&name) {
+            break;
+        }
+        ancestors.push(pb::Ancestor {
+            pid: number(f, &format!("proc.apid[{level}]")).unwrap_or_default(),
+            name: text(f, &name),
+            ..Default::default()
+        });
+    }
+    let process = pb::Process {
+        pid: number(f, "proc.pid").unwrap_or(a.event.pid),
+        tid: number(f, "thread.tid").unwrap_or(a.event.tid),
+        name: Some(text(f, "proc.name"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| a.event.comm.clone()),
+        exe_path: text(f, "proc.exepath"),
+        cmdline: text(f, "proc.cmdline"),
+        user: text(f, "user.name"),
+        ancestors,
+    };
+    let container = pb::Container {
+        id: text(f, "container.id"),
+        name: text(f, "container.name"),
+        image: text(f, "container.image.repository"),
+    };
+    let pod = pb::Pod {
+        namespace: text(f, "k8s.ns.name"),
+        name: text(f, "k8s.pod.name"),
+    };
+    pb::Alert {
+        id: String::new(),
+        node: node.to_string(),
+        seq: 0,
+        time_unix_nano: a.time,
+        rule: a.rule.clone(),
+        priority: priority_to_pb(a.priority) as i32,
+        source: a.source.clone(),
+        tags: a.tags.clone(),
+        output: a.output.clone(),
+        output_fields: f.iter().map(|(k, v)| (k.clone(), field_to_pb(v))).collect(),
+        process: Some(process),
+        container: (!container.id.is_empty()).then_some(container),
+        pod: (!pod.name.is_empty()).then_some(pod),
+        action: pb::Action::Alert as i32,
+        hostname: a.hostname.clone(),
+        evt_type: a.event.evt_type.clone(),
+        evt_num: a.event.evt_num,
+    }
+}
+
+/// Back to the engine's alert, for Falco's JSON shape (`output::to_json`).
+pub fn alert_from_pb(a: &pb::Alert) -> Alert {
+    let p = a.process.clone().unwrap_or_default();
+    Alert {
+        time: a.time_unix_nano,
+        rule: a.rule.clone(),
+        priority: priority_from_pb(a.priority()),
+        source: a.source.clone(),
+        tags: a.tags.clone(),
+        output: a.output.clone(),
+        output_fields: a
+            .output_fields
+            .iter()
+            .map(|(k, v)| (k.clone(), field_from_pb(v)))
+            .collect(),
+        hostname: a.hostname.clone(),
+        event: AlertEvent {
+            evt_type: a.evt_type.clone(),
+            evt_num: a.evt_num,
+            ts: 0,
+            pid: p.pid,
+            tid: p.tid,
+            comm: p.name,
+        },
+    }
+}
+
+pub fn gap_to_pb(g: &Gap) -> pb::Gap {
+    pb::Gap {
+        node: g.node.clone(),
+        from_seq: g.from_seq,
+        to_seq: g.to_seq,
+        missed: g.missed,
+        reason: match g.reason {
+            GapReason::SlowSubscriber => pb::gap::Reason::SlowSubscriber,
+            GapReason::NotRetained => pb::gap::Reason::NotRetained,
+            GapReason::SpoolOverflow => pb::gap::Reason::SpoolOverflow,
+        } as i32,
+    }
+}
+
+pub fn gap_from_pb(g: &pb::Gap) -> Gap {
+    Gap {
+        node: g.node.clone(),
+        from_seq: g.from_seq,
+        to_seq: g.to_seq,
+        missed: g.missed,
+        reason: match g.reason() {
+            pb::gap::Reason::SlowSubscriber => GapReason::SlowSubscriber,
+            pb::gap::Reason::NotRetained => GapReason::NotRetained,
+            pb::gap::Reason::SpoolOverflow | pb::gap::Reason::Unspecified => {
+                GapReason::SpoolOverflow
+            }
+        },
+    }
+}
+
+pub fn gap_reason_str(g: &pb::Gap) -> &'static str {
+    match g.reason() {
+        pb::gap::Reason::SlowSubscriber => "slow_subscriber",
+        pb::gap::Reason::NotRetained => "not_retained",
+        pb::gap::Reason::SpoolOverflow => "spool_overflow",
+        pb::gap::Reason::Unspecified => "unspecified",
+    }
+}
+
+/// The API's alert as one JSON object (`osprey tail -o json`).
+pub fn alert_json(a: &pb::Alert) -> Value {
+    let p = a.process.clone().unwrap_or_default();
+    let fields: Map<String, Value> = a
+        .output_fields
+        .iter()
+        .map(|(k, v)| (k.clone(), field_from_pb(v)))
+        .collect();
+    let mut v = json!({
+        "id": a.id,
+        "node": a.node,
+        "seq": a.seq,
+        "time": crate::engine::fields::format_iso8601(a.time_unix_nano),
+        "rule": a.rule,
+        "priority": priority_from_pb(a.priority()).as_str(),
+        "source": a.source,
+        "tags": a.tags,
+        "output": a.output,
+        "output_fields": fields,
+        "hostname": a.hostname,
+        "action": match a.action() {
+            pb::Action::Kill => "kill",
+            pb::Action::Deny => "deny",
+            _ => "alert",
+        },
+        "process": {
+            "pid": p.pid, "tid": p.tid, "name": p.name, "exe_path": p.exe_path,
+            "cmdline": p.cmdline, "user": p.user,
+            "ancestors": p.ancestors.iter().map(|x| json!({
+                "pid": x.pid, "name": x.name, "exe_path": x.exe_path, "cmdline": x.cmdline,
+            })).collect::<Vec<_>>(),
+        },
+    });
+    if let Some(c) = &a.container {
+        v["container"] = json!({"id": c.id, "name": c.name, "image": c.image});
+    }
+    if let Some(p) = &a.pod {
+        v["pod"] = json!({"namespace": p.namespace, "name": p.name});
+    }
+    v
+}
+
+pub fn gap_json(g: &pb::Gap) -> Value {
+    json!({"gap": {
+        "node": g.node, "from_seq": g.from_seq, "to_seq": g.to_seq,
+        "missed": g.missed, "reason": gap_reason_str(g),
+    }})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn falco_shape_survives_the_round_trip_through_the_api() {
+        let mut fields = Map::new();
+        fields.insert("evt.time".into(), json!(1_685_022_245_478_445_995u64));
+        fields.insert("proc.name".into(), json!("cat"));
+        fields.insert("proc.pname".into(), json!("bash"));
+        fields.insert("proc.ppid".into(), json!(41));
+        fields.insert("user.loginuid".into(), json!(-1));
+        fields.insert("container.id".into(), json!("ee97d9c4186f"));
+        fields.insert("k8s.pod.name".into(), json!("web"));
+        fields.insert("k8s.ns.name".into(), json!("prod"));
+        fields.insert("fd.name".into(), Value::Null);
+        let a = Alert {
+            time: 1_685_022_245_478_445_995,
+            rule: "Read sensitive file".into(),
+            priority: Priority::Warning,
+            source: "syscall".into(),
+            tags: vec!["T1003".into()],
+            output: "Sensitive file opened".into(),
+            output_fields: fields,
+            hostname: "h".into(),
+            event: AlertEvent {
+                evt_type: "openat".into(),
+                evt_num: 9,
+                ts: 1,
+                pid: 42,
+                tid: 42,
+                comm: "cat".into(),
+            },
+        };
+        let p = alert_to_pb(&a, "node-a");
+        assert_eq!(p.priority(), pb::Priority::Warning);
+        assert_eq!(p.pod.as_ref().unwrap().namespace, "prod");
+        assert_eq!(p.container.as_ref().unwrap().id, "ee97d9c4186f");
+        let proc = p.process.as_ref().unwrap();
+        assert_eq!((proc.pid, proc.name.as_str()), (42, "cat"));
+        assert_eq!(proc.ancestors[0].name, "bash");
+        assert_eq!(proc.ancestors[0].pid, 41);
+        // Falco's JSON is the same before and after: numbers stay exact numbers, null stays null.
+        let back = alert_from_pb(&p);
+        assert_eq!(crate::output::to_json(&back), crate::output::to_json(&a));
+    }
+}

@@ -1,0 +1,225 @@
+//! The agent's push to the collector. Every alert of this node goes through the on-disk spool;
+//! the collector's acknowledgements empty it. After a (re)connect the collector says what it
+//! already has (`Welcome`), and the agent sends what follows: from its retained alerts when the
+//! collector starts empty (it restarted, and subscribers resuming from it need them), then
+//! from the spool. The collector drops duplicates by (node, sequence).
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use prost::Message as _;
+use tokio::{sync::mpsc, time::Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Streaming, transport::Endpoint};
+
+use super::{
+    AlertBus, ServerError,
+    convert::gap_to_pb,
+    pb::{self, push_request::Item as In, push_response::Item as Out},
+    service::PushStats,
+};
+use crate::{
+    alert::{
+        Delivery, Subscription,
+        spool::{Entry, Spool},
+    },
+    metrics::Metrics,
+};
+
+pub struct Pusher {
+    pub endpoint: Endpoint,
+    pub addr: String,
+    pub node: String,
+    pub bus: Arc<AlertBus>,
+    /// Subscribed to the bus before the first alert, so the spool sees every one.
+    pub subscription: Subscription<pb::Alert>,
+    pub spool: Spool,
+    pub stats: Arc<PushStats>,
+    pub metrics: Arc<Metrics>,
+}
+
+struct Conn {
+    tx: mpsc::Sender<pb::PushRequest>,
+    rx: Streaming<pb::PushResponse>,
+    /// The highest sequence number sent (or known to the collector) on this connection.
+    sent_upto: u64,
+    /// Retained alerts to send first to a collector that starts empty.
+    replay: VecDeque<Arc<pb::Alert>>,
+}
+
+async fn connect(p: &Pusher) -> Result<Conn, String> {
+    let channel = p.endpoint.connect().await.map_err(|e| {
+        format!(
+            "{e}: {}",
+            std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+        )
+    })?;
+    let mut client = pb::alerts_client::AlertsClient::new(channel);
+    let (tx, rx) = mpsc::channel(256);
+    tx.send(pb::PushRequest {
+        item: Some(In::Hello(pb::push_request::Hello {
+            node: p.node.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        })),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut inbound = client
+        .push(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let have_seq = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+        Ok(Ok(Some(pb::PushResponse {
+            item: Some(Out::Welcome(w)),
+        }))) => w.have_seq,
+        other => return Err(format!("no welcome from the collector: {other:?}")),
+    };
+    let first_spooled = p.spool.first().unwrap_or(u64::MAX);
+    let replay = p
+        .bus
+        .retained_after(&p.node, have_seq)
+        .into_iter()
+        .filter(|a| a.seq < first_spooled)
+        .collect();
+    Ok(Conn {
+        tx,
+        rx: inbound,
+        sent_upto: have_seq,
+        replay,
+    })
+}
+
+/// The next request to send on `c`, if any, advancing its cursor.
+fn next_request(c: &mut Conn, spool: &Spool) -> Option<pb::PushRequest> {
+    while let Some(a) = c.replay.pop_front() {
+        if a.seq > c.sent_upto {
+            c.sent_upto = a.seq;
+            return Some(pb::PushRequest {
+                item: Some(In::Alert((*a).clone())),
+            });
+        }
+    }
+    let (key, entry) = spool.next_after(c.sent_upto)?;
+    c.sent_upto = entry.end(key);
+    let item = match entry {
+        Entry::Alert(data) => match pb::Alert::decode(&data[..]) {
+            Ok(a) => In::Alert(a),
+            Err(e) => {
+                tracing::error!(seq = key, "unreadable spooled alert, skipped: {e}");
+                return None;
+            }
+        },
+        Entry::Gap(g) => In::Gap(gap_to_pb(g)),
+    };
+    Some(pb::PushRequest { item: Some(item) })
+}
+
+fn has_next(c: &Conn, spool: &Spool) -> bool {
+    c.replay.iter().any(|a| a.seq > c.sent_upto) || spool.next_after(c.sent_upto).is_some()
+}
+
+impl Pusher {
+    fn record(&mut self, d: Delivery<pb::Alert>) -> Result<(), ServerError> {
+        match d {
+            Delivery::Alert(a) => self.spool.push_alert(a.seq, a.encode_to_vec().into())?,
+            Delivery::Gap(g) => {
+                tracing::warn!(
+                    missed = g.missed,
+                    "the push queue fell behind; the collector gets a gap"
+                );
+                self.spool.push_gap(&g)?;
+            }
+        }
+        self.update_stats();
+        Ok(())
+    }
+
+    fn update_stats(&self) {
+        let backlog = self.spool.backlog();
+        self.stats.backlog.store(backlog, Ordering::Relaxed);
+        let dropped = self.spool.evicted() + self.subscription.dropped();
+        let before = self.stats.spool_dropped.swap(dropped, Ordering::Relaxed);
+        if dropped > before {
+            self.metrics.queue_drop("spool", dropped - before);
+        }
+        self.metrics
+            .push_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+    }
+
+    /// Runs until the process ends: spools, sends, reconnects with backoff.
+    pub async fn run(mut self) {
+        let mut conn: Option<Conn> = None;
+        let mut backoff = Duration::from_millis(200);
+        let mut retry_at = Instant::now();
+        let mut failures = 0u32;
+        loop {
+            if conn.is_none() && Instant::now() >= retry_at {
+                match connect(&self).await {
+                    Ok(c) => {
+                        tracing::info!(collector = %self.addr, have_seq = c.sent_upto, backlog = self.spool.backlog(), "connected to the collector");
+                        self.stats.connected.store(true, Ordering::Relaxed);
+                        conn = Some(c);
+                        backoff = Duration::from_millis(200);
+                        failures = 0;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        // Say it the first time and then every so often, not on every retry.
+                        if failures == 1 || failures.is_power_of_two() {
+                            tracing::warn!(collector = %self.addr, backlog = self.spool.backlog(), "collector unreachable, spooling: {e}");
+                        }
+                        retry_at = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            let sending = conn.as_ref().is_some_and(|c| has_next(c, &self.spool));
+            let tx = conn.as_ref().map(|c| c.tx.clone());
+            let mut lost = false;
+            tokio::select! {
+                d = self.subscription.recv() => {
+                    if let Err(e) = self.record(d) {
+                        tracing::error!("spool: {e}");
+                    }
+                }
+                r = async { conn.as_mut().expect("guarded").rx.message().await }, if conn.is_some() => {
+                    match r {
+                        Ok(Some(pb::PushResponse { item: Some(Out::Ack(a)) })) => {
+                            if let Err(e) = self.spool.ack(a.seq) {
+                                tracing::error!("spool: {e}");
+                            }
+                            self.update_stats();
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => lost = true,
+                        Err(e) => {
+                            tracing::warn!(collector = %self.addr, "push stream broken: {e}");
+                            lost = true;
+                        }
+                    }
+                }
+                permit = async { tx.as_ref().expect("guarded").reserve().await }, if sending => {
+                    match (permit, conn.as_mut()) {
+                        (Ok(permit), Some(c)) => {
+                            if let Some(req) = next_request(c, &self.spool) {
+                                permit.send(req);
+                            }
+                        }
+                        _ => lost = true,
+                    }
+                }
+                () = tokio::time::sleep_until(retry_at), if conn.is_none() => {}
+            }
+            if lost {
+                conn = None;
+                self.stats.connected.store(false, Ordering::Relaxed);
+                retry_at = Instant::now() + backoff;
+            }
+        }
+    }
+}
