@@ -52,6 +52,10 @@ pub struct TraceArgs {
     /// with a small ring buffer; 0 = as soon as they arrive).
     #[arg(long, default_value_t = 0, hide = true)]
     pub read_delay_ms: u64,
+    /// Attach the programs but leave them inert, returning at their first check: the floor
+    /// that `cargo xtask bench` compares the agent with. Prints no events.
+    #[arg(long, hide = true)]
+    pub floor: bool,
 }
 
 const LIFECYCLE: &[&str] = &["exec", "fork", "exit"];
@@ -125,6 +129,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let cfg = SensorConfig {
         ring_buffer_bytes: args.ring_buffer_size,
         syscalls: interest,
+        inert: args.floor,
         ..Default::default()
     };
     let mut sensor = Sensor::start(&cfg).context("starting the sensor")?;

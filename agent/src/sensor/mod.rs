@@ -83,6 +83,9 @@ pub struct SensorConfig {
     pub syscalls: BTreeSet<String>,
     /// Where kernel BTF is read from.
     pub btf_path: std::path::PathBuf,
+    /// Programs attached, returning at their first check (`ready` stays 0, no syscall of
+    /// interest): the floor `cargo xtask bench` measures the cost of merely being attached by.
+    pub inert: bool,
 }
 
 impl Default for SensorConfig {
@@ -91,6 +94,7 @@ impl Default for SensorConfig {
             ring_buffer_bytes: 16 * 1024 * 1024,
             syscalls: BTreeSet::new(),
             btf_path: "/sys/kernel/btf/vmlinux".into(),
+            inert: false,
         }
     }
 }
@@ -283,7 +287,10 @@ impl Sensor {
             }));
         }
         let tracefs = tracefs::ensure_mounted()?;
-        let kcfg = kernel_config(&cfg.btf_path, &tracefs)?;
+        let mut kcfg = kernel_config(&cfg.btf_path, &tracefs)?;
+        if cfg.inert {
+            kcfg.ready = 0;
+        }
         raise_memlock();
 
         let mut ebpf = EbpfLoader::new()
@@ -304,7 +311,9 @@ impl Sensor {
             current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
             kernel,
         };
-        sensor.set_interest(&cfg.syscalls)?;
+        if !cfg.inert {
+            sensor.set_interest(&cfg.syscalls)?;
+        }
         sensor.attach()?;
         Ok(sensor)
     }
