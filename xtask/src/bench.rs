@@ -1,22 +1,39 @@
-//! `cargo xtask bench`: the criterion benches, then the system-level benchmark.
+//! `cargo xtask bench`: the criterion benches, then the system-level benchmark, written to
+//! docs/benchmarks.md.
 
-use std::{ffi::OsString, path::Path};
+mod host;
+mod measure;
+mod report;
 
-use anyhow::Result;
+use std::{ffi::OsString, path::Path, time::Instant};
+
+use anyhow::{Context as _, Result, bail};
 
 use crate::{
     proc,
     setup::{self, Env, Scope},
+    system,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Only the criterion benches; leave docs/benchmarks.md alone.
+    #[arg(long)]
+    criterion_only: bool,
     /// Arguments for `cargo bench`, e.g. a benchmark name filter.
     #[arg(last = true, value_name = "CARGO_BENCH_ARGS")]
     cargo_bench_args: Vec<OsString>,
 }
 
 pub fn run(root: &Path, args: Args) -> Result<()> {
+    if !args.criterion_only && !system::is_root() {
+        bail!(
+            "the system benchmark loads eBPF programs: run `cargo xtask bench` as root \
+             (or `cargo xtask bench --criterion-only`)"
+        );
+    }
+    let started = Instant::now();
+    let machine = host::machine(root);
     let env = setup::setup(root, Scope::Build)?;
     proc::step("cargo bench -p osprey");
     proc::run(
@@ -25,14 +42,73 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
             .args(&args.cargo_bench_args),
         "cargo bench -p osprey",
     )?;
-    system_benchmark(&env)
+    if args.criterion_only {
+        return Ok(());
+    }
+    system_benchmark(&env, machine, started)
 }
 
-/// The node-level benchmark: the agent under a real workload, its overhead on that workload,
-/// its CPU and memory, written to docs/benchmarks.md with the machine it ran on.
-///
-/// Not written yet: until it is, this measures nothing and leaves docs/benchmarks.md alone.
-fn system_benchmark(_env: &Env) -> Result<()> {
-    proc::step("system-level benchmark: not implemented yet, nothing measured");
+/// The node-level benchmark: the agent under real workloads, its overhead on them against no
+/// agent and against the floor, its throughput, latency, CPU and memory, written to
+/// docs/benchmarks.md with the machine it ran on.
+fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Result<()> {
+    proc::step("building osprey and the workload examples (release)");
+    proc::run(
+        env.cargo()
+            .args(["build", "--release", "-p", "osprey", "--bins", "--examples"]),
+        "cargo build --release -p osprey --bins --examples",
+    )?;
+    let release = env.target_dir().join("release");
+    let falco = env.root().join("../shared/compat/falco_rules.yaml");
+    let bins = host::Bins {
+        osprey: release.join("osprey"),
+        workload: release.join("examples/workload"),
+        process_table: release.join("examples/process_table"),
+        falco_rules: falco
+            .exists()
+            .then(|| std::fs::canonicalize(&falco).unwrap_or(falco.clone())),
+    };
+    if bins.falco_rules.is_none() {
+        proc::step("../shared/compat/falco_rules.yaml is missing: upstream-rules figures left out");
+    }
+    let overhead = measure::overhead(&bins)?;
+    let load = measure::load(&bins)?;
+    let latency = measure::latency(&bins)?;
+    let table = measure::process_table(&bins)?;
+    let tail_exists = std::process::Command::new(&bins.osprey)
+        .args(["tail", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let target = env.target_dir();
+    let results = report::Results {
+        machine,
+        load_end: host::load_average(),
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+        overhead,
+        load,
+        latency,
+        table,
+        engine_default: measure::engine(&target, "default_rules_mix"),
+        engine_upstream: measure::engine(&target, "upstream_stable_mix"),
+        falco_rules: bins
+            .falco_rules
+            .as_ref()
+            .map(|_| "../shared/compat/falco_rules.yaml".to_string()),
+        tail_exists,
+    };
+    let path = env.root().join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let notes = old
+        .split_once(report::NOTES_MARKER)
+        .map_or("", |(_, n)| n)
+        .to_string();
+    std::fs::create_dir_all(path.parent().expect("docs/"))?;
+    std::fs::write(&path, report::render(&results, &notes))
+        .with_context(|| format!("writing {}", path.display()))?;
+    proc::step(format!(
+        "wrote {} ({:.1} minutes)",
+        path.display(),
+        started.elapsed().as_secs_f64() / 60.0
+    ));
     Ok(())
 }

@@ -1,0 +1,198 @@
+//! Workloads for `cargo xtask bench`, each bounded in count and printing one result line.
+//!
+//! ```text
+//! workload open N               open+close of /dev/null, N times         -> ns/iteration
+//! workload exec N               fork+exec of /bin/true, N times          -> ns/iteration
+//! workload connect N            loopback TCP connect to our own listener -> ns/iteration
+//! workload build N              N rounds of a small build: sh, file churn, cc -> ns/iteration
+//! workload rate R SECS THREADS  open+close paced at R per second in total -> achieved opens/s
+//! workload trigger N GAP_US     open /etc/shadow for reading N times, GAP_US apart (an alert
+//!                               under the default rules; for the latency benchmark)
+//! ```
+//!
+//! `cargo run --release --example workload -- exec 500`
+
+use std::{
+    ffi::CString,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A small C file for the build workload's compiler step.
+const C_SOURCE: &str = "#include <stdio.h>\nstatic int sq(int x) { return x * x; }\n\
+int main(void) { int s = 0; for (int i = 0; i < 10; i++) s += sq(i); printf(\"%d\\n\", s); return 0; }\n";
+
+/// One round of the build workload: directories and files created, copied, listed, read and
+/// removed, a few short-lived tools, and one compile (when a C compiler is installed).
+const BUILD_SCRIPT: &str = r#"set -e
+mkdir -p src obj
+for i in 1 2 3 4 5 6 7 8; do echo "int f$i(void) { return $i; }" > src/f$i.c; done
+cp src/f1.c src/copy.c && mv src/copy.c obj/
+ls -la src obj > /dev/null
+cat src/*.c | wc -l > /dev/null
+grep -l return src/*.c > /dev/null
+if command -v cc > /dev/null; then cc -c main.c -o obj/main.o; fi
+rm -rf src obj
+"#;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, default: u64| -> u64 {
+        args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
+    };
+    match args.first().map(String::as_str) {
+        Some("open") => timed("open", num(1, 200_000), open_close_loop),
+        Some("exec") => timed("exec", num(1, 300), exec_loop),
+        Some("connect") => timed("connect", num(1, 2_000), connect_loop),
+        Some("build") => timed("build", num(1, 10), build_loop),
+        Some("rate") => rate(num(1, 100_000), num(2, 3), num(3, 2)),
+        Some("trigger") => trigger(num(1, 300), num(2, 5_000)),
+        _ => {
+            eprintln!(
+                "usage: workload open|exec|connect|build N | rate R SECS THREADS | trigger N GAP_US"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Runs `f(n)` and prints nanoseconds per iteration in the line the bench harness parses.
+fn timed(what: &str, n: u64, f: fn(u64)) {
+    let start = Instant::now();
+    f(n);
+    let ns = start.elapsed().as_nanos() as f64 / n.max(1) as f64;
+    println!("{what} x{n}: {ns:.1} ns/iteration");
+}
+
+fn open_close_loop(n: u64) {
+    let path = CString::new("/dev/null").unwrap();
+    for _ in 0..n {
+        // SAFETY: a valid NUL-terminated path; the fd is closed at once.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+            libc::close(fd);
+        }
+    }
+}
+
+fn exec_loop(n: u64) {
+    for _ in 0..n {
+        let status = Command::new("/bin/true").status().expect("exec /bin/true");
+        assert!(status.success());
+    }
+}
+
+fn connect_loop(n: u64) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    let addr = listener.local_addr().unwrap();
+    let acceptor = std::thread::spawn(move || {
+        for _ in 0..n {
+            // Closed only after the client's reset: a server that closes first leaves a
+            // TIME_WAIT socket per connection, and the kernel's ephemeral-port search slows
+            // to milliseconds per connect as they pile up.
+            if let Ok((mut s, _)) = listener.accept() {
+                let _ = s.read(&mut [0u8; 1]);
+            }
+        }
+    });
+    for _ in 0..n {
+        let s = TcpStream::connect(addr).expect("loopback connect");
+        // Reset instead of FIN: no TIME_WAIT sockets pile up across rounds and exhaust the
+        // ephemeral ports. (`TcpStream::set_linger` is not stable yet.)
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a `linger` struct of the size passed.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+    acceptor.join().unwrap();
+}
+
+fn build_loop(n: u64) {
+    let dir = std::env::temp_dir().join(format!("osprey-bench-build-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the build directory");
+    std::fs::write(dir.join("main.c"), C_SOURCE).unwrap();
+    for _ in 0..n {
+        let status = Command::new("/bin/sh")
+            .args(["-c", BUILD_SCRIPT])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run /bin/sh");
+        assert!(
+            status.success(),
+            "the build round failed in {}",
+            dir.display()
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `total` open+close pairs per second spread over `threads` threads for `secs` seconds, paced
+/// per millisecond; a thread that falls behind catches up at most 10 ms worth at a time.
+fn rate(total: u64, secs: u64, threads: u64) {
+    let threads = threads.max(1);
+    let per_thread = total as f64 / threads as f64;
+    let deadline = Duration::from_secs(secs);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let path = CString::new("/dev/null").unwrap();
+                let mut done = 0u64;
+                loop {
+                    let elapsed = start.elapsed();
+                    if elapsed >= deadline {
+                        break done;
+                    }
+                    let due = (elapsed.as_secs_f64() * per_thread) as u64;
+                    let burst = due
+                        .saturating_sub(done)
+                        .min((per_thread / 100.0) as u64 + 1);
+                    if burst == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                        continue;
+                    }
+                    for _ in 0..burst {
+                        // SAFETY: a valid NUL-terminated path; the fd is closed at once.
+                        unsafe {
+                            let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+                            libc::close(fd);
+                        }
+                    }
+                    done += burst;
+                }
+            })
+        })
+        .collect();
+    let opens: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "rate target {total}/s: {opens} opens in {secs:.2} s = {:.0} opens/s",
+        opens as f64 / secs
+    );
+}
+
+/// Opens /etc/shadow for reading `n` times, `gap_us` apart, so that each open is judged alone.
+fn trigger(n: u64, gap_us: u64) {
+    let shadow = Path::new("/etc/shadow");
+    for _ in 0..n {
+        drop(std::fs::File::open(shadow));
+        std::thread::sleep(Duration::from_micros(gap_us));
+    }
+    let mut out = std::io::stdout();
+    writeln!(out, "trigger: {n} opens of /etc/shadow").ok();
+}

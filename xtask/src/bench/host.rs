@@ -1,0 +1,343 @@
+//! What the benchmark drives and reads: the agent as a child process, the workload examples,
+//! /proc counters of a process, the agent's Prometheus metrics, and the machine itself.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::proc;
+
+/// The built binaries the benchmark runs.
+pub struct Bins {
+    pub osprey: PathBuf,
+    pub workload: PathBuf,
+    pub process_table: PathBuf,
+    /// Falco's upstream stable rules, when `../shared` sits beside the clone.
+    pub falco_rules: Option<PathBuf>,
+}
+
+/// How the agent runs in a measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// No agent at all.
+    None,
+    /// Programs attached and inert (`osprey trace --floor`): the cost of the hooks alone.
+    Floor,
+    /// `osprey run` with its embedded default rules.
+    Default,
+    /// `osprey run` with Falco's upstream stable rules.
+    Falco,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::None => "no agent",
+            Mode::Floor => "floor (programs attached, inert)",
+            Mode::Default => "osprey, default rules",
+            Mode::Falco => "osprey, Falco upstream stable rules",
+        }
+    }
+
+    /// The agent's command line (relative binary path, for the report), or None.
+    pub fn args(self, bins: &Bins) -> Option<Vec<String>> {
+        match self {
+            Mode::None => None,
+            Mode::Floor => Some(vec!["trace".into(), "-q".into(), "--floor".into()]),
+            Mode::Default => Some(vec!["run".into(), "--no-watch-rules".into()]),
+            Mode::Falco => Some(vec![
+                "run".into(),
+                "--no-watch-rules".into(),
+                "--rules".into(),
+                bins.falco_rules.as_ref()?.display().to_string(),
+            ]),
+        }
+    }
+}
+
+/// A running agent. Stopped with SIGINT on drop if not stopped before.
+pub struct Agent {
+    child: Child,
+    pub pid: u32,
+    /// Alert lines on stdout when started with `stdout: true`.
+    pub stdout: Option<ChildStdout>,
+}
+
+impl Agent {
+    /// Starts `osprey ARGS` and waits until it says it is running (programs attached, rules
+    /// loaded). Its stdout (alerts) is discarded unless `stdout` asks for it.
+    pub fn start(osprey: &Path, args: &[String], stdout: bool) -> Result<Agent> {
+        let mut cmd = Command::new(osprey);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(if stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting `{}`", proc::display(&cmd)))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        // Reads stderr to its end, so that the agent never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tail = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("osprey is running") || line.contains("tracing; Ctrl-C") {
+                    let _ = tx.send(Ok(()));
+                }
+                if tail.len() < 20 {
+                    tail.push(line);
+                }
+            }
+            let _ = tx.send(Err(tail.join("\n")));
+        });
+        let pid = child.id();
+        let mut agent = Agent {
+            stdout: child.stdout.take(),
+            child,
+            pid,
+        };
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(Ok(())) => Ok(agent),
+            Ok(Err(log)) => {
+                let _ = agent.child.wait();
+                bail!(
+                    "`{}` exited before it was ready:\n{log}",
+                    proc::display(&cmd)
+                )
+            }
+            Err(_) => bail!("`{}` not ready after 120 s", proc::display(&cmd)),
+        }
+    }
+
+    /// SIGINT, then waits (at most 20 s, then SIGKILL).
+    pub fn stop(mut self) -> Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// Runs a workload example and returns its output line.
+pub fn workload(bin: &Path, args: &[String]) -> Result<String> {
+    let out = proc::output(Command::new(bin).args(args), "benchmark workload")?;
+    Ok(out.trim().to_string())
+}
+
+/// The number before `unit` in `line` (`"open x5: 812.3 ns/iteration"` → 812.3).
+pub fn number_before(line: &str, unit: &str) -> Option<f64> {
+    let head = &line[..line.find(unit)?];
+    head.split_whitespace().last()?.parse().ok()
+}
+
+/// CPU seconds (user + system) a process has used.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').context("malformed /proc/PID/stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A `/proc/PID/status` size in KiB (`VmRSS`, `VmHWM`).
+pub fn status_kib(pid: u32, key: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))
+}
+
+/// A free loopback port for the agent's metrics.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The sums of the agent's event and kernel-drop counters, from its `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub events: f64,
+    pub dropped: f64,
+}
+
+pub fn scrape(port: u16) -> Result<Counters> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).context("connecting to /metrics")?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    let sum = |name: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Ok(Counters {
+        events: sum("osprey_events_total"),
+        dropped: sum("osprey_kernel_dropped_total"),
+    })
+}
+
+/// The machine the numbers were taken on.
+pub struct Machine {
+    pub kernel: String,
+    pub cores: usize,
+    pub memory_mib: u64,
+    pub cpu_model: String,
+    pub load: String,
+    pub commit: String,
+    /// Other `osprey` processes running at the start (other people's agents and tests): their
+    /// programs sit on the same hooks and are in every figure, "no agent" included.
+    pub other_agents: usize,
+}
+
+pub fn machine(root: &Path) -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let meminfo = read("/proc/meminfo");
+    let cpuinfo = read("/proc/cpuinfo");
+    let commit = Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Machine {
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_mib: meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |k| k / 1024),
+        cpu_model: cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        load: load_average(),
+        commit,
+        other_agents: other_agents(),
+    }
+}
+
+/// How many processes named `osprey` are running.
+pub fn other_agents() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "osprey")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Median of a sample (0 when empty).
+pub fn median(xs: &[f64]) -> f64 {
+    percentile(xs, 50.0)
+}
+
+/// Nearest-rank percentile.
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_workload_lines() {
+        assert_eq!(
+            number_before("open x200000: 812.3 ns/iteration", "ns/iteration"),
+            Some(812.3)
+        );
+        assert_eq!(
+            number_before(
+                "rate target 1000/s: 2999 opens in 3.00 s = 999 opens/s",
+                "opens/s"
+            ),
+            Some(999.0)
+        );
+        assert_eq!(number_before("nothing here", "ns/iteration"), None);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let xs: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(median(&xs), 100.0);
+        assert_eq!(percentile(&xs, 99.0), 198.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[]), 0.0);
+    }
+}

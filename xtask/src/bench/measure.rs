@@ -1,0 +1,283 @@
+//! The measurements: each runs real processes, bounded in count and time, and returns plain
+//! numbers with the command lines behind them.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader},
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result};
+
+use super::host::{
+    Agent, Bins, Counters, Mode, cpu_seconds, free_port, median, number_before, percentile, scrape,
+    status_kib, workload,
+};
+use crate::proc;
+
+/// The workloads of the overhead table: name and arguments of the `workload` example.
+pub const WORKLOADS: &[(&str, &[&str])] = &[
+    ("open+close /dev/null", &["open", "200000"]),
+    ("exec /bin/true", &["exec", "300"]),
+    ("loopback TCP connect", &["connect", "1000"]),
+    ("build (sh, coreutils, cc)", &["build", "6"]),
+];
+
+pub const ROUNDS: usize = 5;
+
+/// Nanoseconds per iteration, every round, per mode and workload.
+pub struct Overhead {
+    pub modes: Vec<Mode>,
+    pub samples: BTreeMap<(usize, usize), Vec<f64>>,
+}
+
+impl Overhead {
+    pub fn median(&self, mode: usize, workload: usize) -> f64 {
+        median(self.samples.get(&(mode, workload)).map_or(&[][..], |v| v))
+    }
+}
+
+/// Every workload under every mode, `ROUNDS` times; the order of the modes rotates each round
+/// so that drift in the machine's load spreads over all of them.
+pub fn overhead(bins: &Bins) -> Result<Overhead> {
+    let mut modes = vec![Mode::None, Mode::Floor, Mode::Default];
+    if bins.falco_rules.is_some() {
+        modes.push(Mode::Falco);
+    }
+    let mut samples: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
+    for round in 0..ROUNDS {
+        for k in 0..modes.len() {
+            let m = (round + k) % modes.len();
+            let mode = modes[m];
+            proc::step(format!(
+                "overhead round {}/{ROUNDS}: {}",
+                round + 1,
+                mode.label()
+            ));
+            let agent = match mode.args(bins) {
+                Some(args) => Some(Agent::start(&bins.osprey, &args, false)?),
+                None => None,
+            };
+            // Let the agent's start-up work (the /proc scan) finish before timing.
+            std::thread::sleep(Duration::from_millis(500));
+            for (w, (_, args)) in WORKLOADS.iter().enumerate() {
+                let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+                let line = workload(&bins.workload, &args)?;
+                let ns = number_before(&line, "ns/iteration")
+                    .with_context(|| format!("unexpected workload output: {line}"))?;
+                samples.entry((m, w)).or_default().push(ns);
+            }
+            if let Some(a) = agent {
+                a.stop()?;
+            }
+        }
+    }
+    Ok(Overhead { modes, samples })
+}
+
+/// One step of a paced generator under the agent.
+pub struct Step {
+    pub target: u64,
+    /// What the generator achieved (opens per second; each is one captured openat).
+    pub generated: f64,
+    /// Events the agent received per second (every kind).
+    pub delivered: f64,
+    pub dropped: f64,
+    /// Agent CPU, in cores (1.0 = one core busy).
+    pub cpu: f64,
+}
+
+/// Agent resources and throughput: RSS idle and under load, CPU at fixed rates, and the
+/// highest rate delivered with zero drops.
+pub struct Load {
+    pub command: String,
+    pub rss_idle_kib: u64,
+    pub cpu_idle: f64,
+    pub fixed: Vec<Step>,
+    pub rss_load_kib: u64,
+    pub ramp: Vec<Step>,
+    /// The step at twice the best zero-drop rate.
+    pub double: Option<Step>,
+    pub hwm_kib: u64,
+}
+
+impl Load {
+    /// The step without drops that generated the most.
+    pub fn best_zero_drop(&self) -> Option<&Step> {
+        self.ramp
+            .iter()
+            .chain(&self.fixed)
+            .filter(|s| s.dropped == 0.0)
+            .max_by(|a, b| a.generated.total_cmp(&b.generated))
+    }
+}
+
+/// Rates the generator is asked for, and the agent's CPU measured at them.
+pub const FIXED_RATES: &[u64] = &[10_000, 50_000, 100_000];
+pub const RAMP_RATES: &[u64] = &[150_000, 200_000, 250_000, 300_000, 400_000, 500_000];
+pub const STEP_SECS: u64 = 3;
+
+pub fn load(bins: &Bins) -> Result<Load> {
+    let port = free_port()?;
+    let args: Vec<String> = vec![
+        "run".into(),
+        "--no-watch-rules".into(),
+        "--metrics".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    let command = format!("osprey {}", args.join(" "));
+    proc::step(format!("agent load: {command}"));
+    let agent = Agent::start(&bins.osprey, &args, false)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu0 = cpu_seconds(agent.pid)?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu_idle = (cpu_seconds(agent.pid)? - cpu0) / t0.elapsed().as_secs_f64();
+    let rss_idle_kib = status_kib(agent.pid, "VmRSS")?;
+
+    let mut fixed = Vec::new();
+    for &rate in FIXED_RATES {
+        fixed.push(step(bins, &agent, port, rate, 2)?);
+    }
+    let rss_load_kib = status_kib(agent.pid, "VmRSS")?;
+    let mut ramp = Vec::new();
+    for &rate in RAMP_RATES {
+        let s = step(bins, &agent, port, rate, 2)?;
+        let stop = s.dropped > 0.0 || s.generated < 0.8 * rate as f64;
+        ramp.push(s);
+        if stop {
+            break;
+        }
+    }
+    let mut load = Load {
+        command,
+        rss_idle_kib,
+        cpu_idle,
+        fixed,
+        rss_load_kib,
+        ramp,
+        double: None,
+        hwm_kib: 0,
+    };
+    if let Some(best) = load.best_zero_drop() {
+        let target = (2.0 * best.generated).round() as u64;
+        load.double = Some(step(bins, &agent, port, target, 4)?);
+    }
+    load.hwm_kib = status_kib(agent.pid, "VmHWM")?;
+    agent.stop()?;
+    Ok(load)
+}
+
+fn step(bins: &Bins, agent: &Agent, port: u16, rate: u64, threads: u64) -> Result<Step> {
+    proc::step(format!("  generator at {rate} opens/s ({threads} threads)"));
+    let before: Counters = scrape(port)?;
+    let cpu0 = cpu_seconds(agent.pid)?;
+    let t0 = Instant::now();
+    let line = workload(
+        &bins.workload,
+        &[
+            "rate".into(),
+            rate.to_string(),
+            STEP_SECS.to_string(),
+            threads.to_string(),
+        ],
+    )?;
+    // Time to drain the ring buffer's tail, and for the drop counters (synced into the
+    // metrics once a second) to catch up.
+    std::thread::sleep(Duration::from_millis(1200));
+    let secs = t0.elapsed().as_secs_f64();
+    let after = scrape(port)?;
+    let cpu = (cpu_seconds(agent.pid)? - cpu0) / secs;
+    let generated = number_before(&line, "opens/s").unwrap_or(0.0);
+    Ok(Step {
+        target: rate,
+        generated,
+        delivered: (after.events - before.events) / STEP_SECS as f64,
+        dropped: after.dropped - before.dropped,
+        cpu,
+    })
+}
+
+/// Syscall-to-alert latency on stdout.
+pub struct Latency {
+    pub command: String,
+    pub trigger: String,
+    pub micros: Vec<f64>,
+}
+
+impl Latency {
+    pub fn p(&self, p: f64) -> f64 {
+        percentile(&self.micros, p)
+    }
+}
+
+pub const ALERTS: u64 = 300;
+
+/// Opens /etc/shadow `ALERTS` times, 5 ms apart, under `osprey run --json`, and compares each
+/// alert's `evt.time` (the kernel's timestamp at syscall exit, wall clock) with the wall clock
+/// when the harness read the line.
+pub fn latency(bins: &Bins) -> Result<Latency> {
+    let args: Vec<String> = vec![
+        "run".into(),
+        "--no-watch-rules".into(),
+        "--json".into(),
+        "--no-flood-control".into(),
+    ];
+    let command = format!("osprey {}", args.join(" "));
+    proc::step(format!("latency: {command}"));
+    let mut agent = Agent::start(&bins.osprey, &args, true)?;
+    let stdout = agent.stdout.take().context("agent stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut micros = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            // Only our trigger's alerts: anything else reading /etc/shadow meanwhile is not timed.
+            if !line.contains("\"Read sensitive file\"")
+                || !line.contains("\"proc.name\":\"workload\"")
+            {
+                continue;
+            }
+            let Some(t) = evt_time(&line) else { continue };
+            micros.push(now.saturating_sub(t) as f64 / 1000.0);
+        }
+        micros
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let trigger_args = vec!["trigger".to_string(), ALERTS.to_string(), "5000".into()];
+    workload(&bins.workload, &trigger_args)?;
+    std::thread::sleep(Duration::from_secs(2));
+    agent.stop()?;
+    let micros = reader.join().expect("latency reader");
+    Ok(Latency {
+        command,
+        trigger: format!("workload {}", trigger_args.join(" ")),
+        micros,
+    })
+}
+
+fn evt_time(line: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get("output_fields")?.get("evt.time")?.as_u64()
+}
+
+/// The process table with 100,000 processes (the `process_table` example's line).
+pub fn process_table(bins: &Bins) -> Result<(String, String)> {
+    let args = vec!["100000".to_string()];
+    proc::step("process table with 100,000 processes");
+    let line = workload(&bins.process_table, &args)?;
+    Ok((format!("process_table {}", args.join(" ")), line))
+}
+
+/// The criterion result of one engine benchmark: events per second (median estimate).
+pub fn engine(target: &Path, name: &str) -> Option<f64> {
+    let dir = target.join("criterion/engine").join(name).join("new");
+    let read = |f: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(f)).ok()?).ok()
+    };
+    let ns = read("estimates.json")?["median"]["point_estimate"].as_f64()?;
+    let elements = read("benchmark.json")?["throughput"]["Elements"].as_f64()?;
+    Some(elements / (ns * 1e-9))
+}
