@@ -4,9 +4,12 @@
 //! Every place that can lose something has a counter here: the kernel ring buffer (per event
 //! kind), the in-flight syscall table, decoding, and every userspace queue by name.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use prometheus_client::{
@@ -55,6 +58,10 @@ pub struct Metrics {
     pub suppressed: Family<Labels, Counter>,
     ready: AtomicBool,
     last: Mutex<(KernelCounters, DecodeStats, TableStats)>,
+    /// The `events` counter of each kind seen, so that counting an event (once per event, the
+    /// hottest metric) neither builds a label set nor allocates: `cargo bench --bench
+    /// pipeline` measured 230 ns per event through `Family::get_or_create`.
+    event_counters: RwLock<HashMap<String, Counter>>,
 }
 
 fn labels(k: &'static str, v: impl Into<String>) -> Labels {
@@ -86,6 +93,7 @@ impl Metrics {
             suppressed: Family::default(),
             ready: AtomicBool::new(false),
             last: Mutex::new(Default::default()),
+            event_counters: RwLock::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -229,7 +237,18 @@ impl Metrics {
     }
 
     pub fn event(&self, kind: &str) {
-        self.events.get_or_create(&labels("kind", kind)).inc();
+        if let Ok(known) = self.event_counters.read()
+            && let Some(c) = known.get(kind)
+        {
+            c.inc();
+            return;
+        }
+        // First event of this kind: the family's counter, shared with the cache.
+        let c = self.events.get_or_create(&labels("kind", kind)).clone();
+        c.inc();
+        if let Ok(mut known) = self.event_counters.write() {
+            known.insert(kind.to_string(), c);
+        }
     }
 
     pub fn alert(&self, rule: &str, priority: &str) {
