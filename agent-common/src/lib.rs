@@ -38,6 +38,8 @@ pub enum EventKind {
     Exit = 3,
     /// A completed syscall from the `raw_syscalls` pair, arguments joined with the result.
     Syscall = 4,
+    /// A syscall profile's verdict other than `allow`, decided at syscall entry.
+    Profile = 5,
 }
 
 impl EventKind {
@@ -47,6 +49,7 @@ impl EventKind {
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
             4 => Some(Self::Syscall),
+            5 => Some(Self::Profile),
             _ => None,
         }
     }
@@ -64,7 +67,14 @@ pub mod counter {
     pub const PENDING_FULL: u32 = 5;
     /// Syscall events emitted (after the interest filter), for rate reporting.
     pub const SYSCALLS_EMITTED: u32 = 6;
-    pub const COUNT: u32 = 8;
+    /// Profile records lost because the ring buffer was full (not at index 5, which
+    /// `PENDING_FULL` took before profiles existed).
+    pub const DROP_PROFILE: u32 = 7;
+    /// Profile verdicts other than `allow` (one record each, emitted or dropped).
+    pub const PROFILE_VERDICTS: u32 = 8;
+    /// `kill` verdicts whose `bpf_send_signal(SIGKILL)` succeeded.
+    pub const PROFILE_KILLS: u32 = 9;
+    pub const COUNT: u32 = 16;
 }
 
 /// First bytes of every record.
@@ -258,6 +268,149 @@ pub mod spec_flags {
     pub const INTERESTED: u32 = 1;
 }
 
+/// Profile slots: a profile's verdict table lives in one slot; a live change writes the new
+/// table into a free slot, points the cgroups at it, then frees the old one. Twice the number
+/// of profiles that can be loaded at once.
+pub const MAX_PROFILE_SLOTS: u32 = 64;
+
+/// A slot number that names no profile (a cgroup that is only recorded).
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// What a profile does with a syscall. The values are ordered by severity.
+pub mod action {
+    /// Nothing: no record, no cost beyond the lookups.
+    pub const ALLOW: u32 = 0;
+    /// A record for the log (a `Notice` alert).
+    pub const LOG: u32 = 1;
+    /// A record that becomes an alert.
+    pub const ALERT: u32 = 2;
+    /// `bpf_send_signal(SIGKILL)` at syscall entry, then a record.
+    pub const KILL: u32 = 3;
+}
+
+/// `PROFILE_VERDICTS` entry bits besides the action in the low byte.
+pub mod verdict {
+    pub const ACTION_MASK: u32 = 0xff;
+    /// The syscall has argument rules in `PROFILE_ARGS`; the low byte is the action when none
+    /// of them matches.
+    pub const HAS_ARGS: u32 = 0x100;
+}
+
+/// Index into `PROFILE_VERDICTS`: one row of `MAX_SYSCALL_NR` entries per slot. Syscall
+/// numbers at or above `MAX_SYSCALL_NR` (x32 numbers, `-1`) use the last entry of the row.
+#[inline(always)]
+pub const fn verdict_index(slot: u32, nr: u64) -> u32 {
+    let nr = if nr >= MAX_SYSCALL_NR as u64 {
+        MAX_SYSCALL_NR - 1
+    } else {
+        nr as u32
+    };
+    slot * MAX_SYSCALL_NR + nr
+}
+
+/// Key of a syscall's argument rules in `PROFILE_ARGS`.
+#[inline(always)]
+pub const fn args_key(slot: u32, nr: u32) -> u32 {
+    (slot << 16) | nr
+}
+
+/// `PROFILE_SCOPE` value: which profile a cgroup's tasks are judged by.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileScope {
+    /// The slot of the profile, or [`NO_SLOT`].
+    pub slot: u32,
+    /// [`scope_flags`] bits.
+    pub flags: u32,
+}
+
+pub mod scope_flags {
+    /// Mark every syscall the cgroup's tasks make in `PROFILE_RECORD`.
+    pub const RECORD: u32 = 1;
+}
+
+/// Comparison of one syscall argument register, as seccomp's `SCMP_CMP_*`.
+pub mod arg_op {
+    pub const EQ: u32 = 1;
+    pub const NE: u32 = 2;
+    pub const LT: u32 = 3;
+    pub const LE: u32 = 4;
+    pub const GT: u32 = 5;
+    pub const GE: u32 = 6;
+    /// `arg & mask == value`.
+    pub const MASKED_EQ: u32 = 7;
+    /// `arg & value != 0`: any of the bits is set.
+    pub const MASKED_ANY: u32 = 8;
+}
+
+/// One condition on an argument register (unsigned 64-bit comparison).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgCond {
+    /// An [`arg_op`] value.
+    pub op: u32,
+    /// Argument index, 0..6.
+    pub index: u32,
+    pub value: u64,
+    /// For `MASKED_EQ`: the mask.
+    pub mask: u64,
+}
+
+pub const MAX_ARG_RULES: usize = 8;
+pub const MAX_ARG_CONDS: usize = 3;
+
+/// A rule whose action applies when all its conditions hold.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgRule {
+    pub action: u32,
+    pub nconds: u32,
+    pub conds: [ArgCond; MAX_ARG_CONDS],
+}
+
+/// `PROFILE_ARGS` value: a syscall's argument rules, tried in order; the first that matches
+/// decides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgRules {
+    pub nrules: u32,
+    pub _pad: u32,
+    pub rules: [ArgRule; MAX_ARG_RULES],
+}
+
+/// `PROFILE_RECORD` value: one byte per syscall number, set to 1 when a task of the cgroup made
+/// it. Bytes, not bits, so that two CPUs marking different syscalls never lose an update.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordSeen {
+    pub seen: [u8; MAX_SYSCALL_NR as usize],
+}
+
+/// `EventKind::Profile`: a verdict other than `allow`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProfileEvent {
+    /// Identity at syscall entry.
+    pub header: EventHeader,
+    /// The syscall number as the task gave it.
+    pub nr: u32,
+    /// The profile's slot at the time (userspace maps it back to the profile's name).
+    pub slot: u32,
+    /// The [`action`] decided.
+    pub action: u32,
+    /// [`taken`] bits: what the kernel did.
+    pub taken: u32,
+    /// The six argument registers at entry.
+    pub args: [u64; 6],
+}
+
+pub mod taken {
+    /// `bpf_send_signal(SIGKILL)` succeeded: the task dies before it returns to user space.
+    pub const KILLED: u32 = 1;
+    /// `bpf_send_signal` failed (a kernel thread, or the task is exiting).
+    pub const KILL_FAILED: u32 = 2;
+}
+
 /// Kernel facts the programs need that differ between kernels: struct member offsets from the
 /// running kernel's BTF and record offsets from tracefs `format` files. Userspace fills this in
 /// before load (`EbpfLoader::override_global("CONFIG", ..)`); nothing here is known at build
@@ -344,6 +497,9 @@ mod pod {
     // explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::SyscallSpec {}
+    unsafe impl aya::Pod for super::ProfileScope {}
+    unsafe impl aya::Pod for super::ArgRules {}
+    unsafe impl aya::Pod for super::RecordSeen {}
 }
 
 // The layout is a contract: these sizes change only together with both sides.
@@ -353,4 +509,11 @@ const _: () = assert!(core::mem::size_of::<ExitEvent>() == 104);
 const _: () = assert!(EXEC_DATA_OFFSET == 112 + NAME_LEN + 2 * CGROUP_NAME_LEN);
 const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8);
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8 + 8 * MAX_CAPTURES);
+const _: () = assert!(core::mem::size_of::<ProfileEvent>() == 96 + 16 + 48);
+const _: () = assert!(core::mem::size_of::<ProfileScope>() == 8);
+const _: () = assert!(core::mem::size_of::<ArgCond>() == 24);
+const _: () = assert!(core::mem::size_of::<ArgRule>() == 8 + 24 * MAX_ARG_CONDS);
+const _: () =
+    assert!(core::mem::size_of::<ArgRules>() == 8 + (8 + 24 * MAX_ARG_CONDS) * MAX_ARG_RULES);
+const _: () = assert!(MAX_SYSCALL_NR <= 1 << 16 && MAX_PROFILE_SLOTS < 1 << 15);
 const _: () = assert!(DATA_BUF.is_power_of_two() && DATA_MAX.is_power_of_two());

@@ -2,7 +2,9 @@
 //! - `process.rs`: process lifecycle (`sched_process_exec`, `sched_process_fork`,
 //!   `sched_process_exit`);
 //! - `syscall.rs`: the `raw_syscalls` pair that captures arguments at entry and joins them with
-//!   the result at exit.
+//!   the result at exit;
+//! - `profile.rs`: seccomp-like syscall profiles, decided in `sys_enter` for tasks whose cgroup
+//!   has one (allow, log, alert, kill), and syscall recording per cgroup.
 //!
 //! Shared maps live in `maps.rs`, the event header (identity of the current task) in `task.rs`.
 #![no_std]
@@ -10,6 +12,7 @@
 
 mod maps;
 mod process;
+mod profile;
 mod syscall;
 mod task;
 

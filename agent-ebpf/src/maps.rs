@@ -1,6 +1,9 @@
 //! Maps shared by all programs, and the kernel configuration userspace writes before load.
 
-use agent_common::{KernelConfig, MAX_SYSCALL_NR, SyscallEvent, SyscallSpec, counter};
+use agent_common::{
+    ArgRules, KernelConfig, MAX_PROFILE_SLOTS, MAX_SYSCALL_NR, ProfileScope, RecordSeen,
+    SyscallEvent, SyscallSpec, counter,
+};
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
@@ -24,6 +27,27 @@ pub static PENDING: HashMap<u64, SyscallEvent> = HashMap::with_max_entries(8192,
 /// is 512 bytes).
 #[map]
 pub static SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Which profile judges a cgroup's tasks, by cgroup v2 id; written by userspace as containers
+/// start. A task whose cgroup is absent pays this one lookup per syscall and nothing else.
+#[map]
+pub static PROFILE_SCOPE: HashMap<u64, ProfileScope> = HashMap::with_max_entries(16384, 0);
+
+/// Verdict per (profile slot, syscall number): an `agent_common::action` in the low byte,
+/// `verdict::HAS_ARGS` when `PROFILE_ARGS` holds argument rules. Index `verdict_index`.
+#[map]
+pub static PROFILE_VERDICTS: Array<u32> =
+    Array::with_max_entries(MAX_PROFILE_SLOTS * MAX_SYSCALL_NR, 0);
+
+/// Argument rules per (slot, syscall), key `args_key`.
+#[map]
+pub static PROFILE_ARGS: HashMap<u32, ArgRules> =
+    HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+
+/// Syscalls seen per recorded cgroup (`osprey profile record`); userspace creates the entry.
+#[map]
+pub static PROFILE_RECORD: HashMap<u64, RecordSeen> =
+    HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
 
 /// Drop and activity counters, indexed by `agent_common::counter`.
 #[map]

@@ -31,6 +31,7 @@ use aya_ebpf::{
 use crate::{
     maps::{PENDING, SCRATCH, SYSCALL_SPECS, config, count},
     process::emit,
+    profile,
     task::{fill_header, read_kernel},
 };
 
@@ -64,6 +65,8 @@ pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
 
 fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), ()> {
     let nr: u64 = ctx.arg(1);
+    // Profiles first: they judge every syscall of the tasks in their scope, captured or not.
+    profile::check(ctx, nr);
     let Some(spec) = spec_for(nr) else {
         return Ok(());
     };

@@ -77,6 +77,7 @@ fn event(
         },
         process: Some(p.clone()),
         ancestors: ancestors.to_vec(),
+        container: None,
     }
 }
 

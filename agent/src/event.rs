@@ -53,6 +53,47 @@ pub enum EventKind {
     Exit(Exit),
     /// A completed syscall.
     Syscall(Syscall),
+    /// A syscall profile's verdict other than `allow`, decided in the kernel at syscall entry.
+    Profile(ProfileVerdict),
+}
+
+/// What the kernel did about a profile's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionTaken {
+    /// Reported (`log`, `alert`).
+    Reported,
+    /// SIGKILL was queued at syscall entry: the process dies before it returns to user space.
+    Killed,
+    /// `kill`, but the signal could not be sent (the task was already exiting).
+    KillFailed,
+}
+
+impl ActionTaken {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionTaken::Reported => "reported",
+            ActionTaken::Killed => "killed",
+            ActionTaken::KillFailed => "kill_failed",
+        }
+    }
+}
+
+/// A syscall a profile judged (anything but `allow`), at its entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfileVerdict {
+    /// The profile's name; the agent fills it in from the kernel slot.
+    #[serde(default)]
+    pub profile: String,
+    /// The kernel slot of the profile's verdict table.
+    pub slot: u32,
+    /// The syscall's name (x86_64), or `syscall_<nr>` for a number with no name.
+    pub name: Cow<'static, str>,
+    pub nr: u32,
+    /// The six argument registers at entry.
+    pub args: [u64; 6],
+    pub verdict: crate::profile::Action,
+    pub action_taken: ActionTaken,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -249,6 +290,11 @@ pub struct Enriched {
     /// Parent first, then its parent, up to init or the table's ancestor limit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ancestors: Vec<Arc<Process>>,
+    /// The container the process runs in (`host` outside containers), attached by the live
+    /// pipeline so that `osprey trace` shows it and recordings replay with it. Absent in
+    /// recordings made before container identity existed; the engine then asks its lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Arc<crate::engine::env::ContainerInfo>>,
 }
 
 impl Enriched {

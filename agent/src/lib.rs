@@ -7,11 +7,13 @@
 pub mod alert;
 pub mod commands;
 pub mod config;
+pub mod container;
 pub mod engine;
 pub mod event;
 pub mod metrics;
 pub mod output;
 pub mod process;
+pub mod profile;
 pub mod rules;
 pub mod sensor;
 pub mod server;

@@ -30,6 +30,9 @@ enum Command {
     /// Check and list rule files.
     #[command(subcommand)]
     Rules(commands::rules::RulesCommand),
+    /// Syscall profiles: import an OCI/Docker seccomp profile.
+    #[command(subcommand)]
+    Profile(commands::profile::ProfileCommand),
     /// List the fields rules and outputs can use.
     Fields {
         #[arg(long)]
@@ -69,6 +72,7 @@ fn main() -> std::process::ExitCode {
             Command::Collector(args) => commands::collector::run(args).await.map(|()| true),
             Command::Trace(args) => commands::trace::run(args).await.map(|()| true),
             Command::Rules(cmd) => commands::rules::run(cmd),
+            Command::Profile(cmd) => commands::profile::run(cmd),
             Command::Fields { json } => {
                 commands::rules::fields(json);
                 Ok(true)

@@ -56,6 +56,12 @@ pub struct Metrics {
     pub push_backlog: Gauge,
     /// Alerts suppressed by flood control.
     pub suppressed: Family<Labels, Counter>,
+    containers: Gauge,
+    /// Events held back while their container's runtime metadata was pending.
+    container_events_held: Counter,
+    /// Containers whose metadata did not arrive in time, by reason (`timeout`, `overflow`).
+    container_metadata_missing: Family<Labels, Counter>,
+    last_containers: Mutex<crate::container::ContainerStats>,
     ready: AtomicBool,
     last: Mutex<(KernelCounters, DecodeStats, TableStats)>,
     /// The `events` counter of each kind seen, so that counting an event (once per event, the
@@ -91,6 +97,10 @@ impl Metrics {
             subscribers: Gauge::default(),
             push_backlog: Gauge::default(),
             suppressed: Family::default(),
+            containers: Gauge::default(),
+            container_events_held: Counter::default(),
+            container_metadata_missing: Family::default(),
+            last_containers: Mutex::default(),
             ready: AtomicBool::new(false),
             last: Mutex::new(Default::default()),
             event_counters: RwLock::default(),
@@ -152,6 +162,22 @@ impl Metrics {
             "alerts_suppressed",
             "Alerts collapsed by flood control, by rule",
             m.suppressed.clone(),
+        );
+        r.register(
+            "containers",
+            "Containers in the container table",
+            m.containers.clone(),
+        );
+        r.register(
+            "container_events_held",
+            "Events that waited for their container's runtime metadata",
+            m.container_events_held.clone(),
+        );
+        r.register(
+            "container_metadata_missing",
+            "Events or containers that went on without runtime metadata, by reason \
+             (timeout: the wait bound passed; overflow: too many events were waiting)",
+            m.container_metadata_missing.clone(),
         );
         Metrics { registry: r, ..m }
     }
@@ -234,6 +260,29 @@ impl Metrics {
             let _ = self.kernel_dropped.get_or_create(&labels("kind", kind));
         }
         *last = (kernel, decode, table);
+    }
+
+    /// Brings the container table's counters up to date.
+    pub fn sync_containers(&self, now: crate::container::ContainerStats) {
+        let Ok(mut last) = self.last_containers.lock() else {
+            return;
+        };
+        self.containers.set(now.containers as i64);
+        if now.held > last.held {
+            self.container_events_held.inc_by(now.held - last.held);
+        }
+        for (reason, n, then) in [
+            ("timeout", now.metadata_timeouts, last.metadata_timeouts),
+            ("overflow", now.held_overflow, last.held_overflow),
+        ] {
+            let c = self
+                .container_metadata_missing
+                .get_or_create(&labels("reason", reason));
+            if n > then {
+                c.inc_by(n - then);
+            }
+        }
+        *last = now;
     }
 
     pub fn event(&self, kind: &str) {

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 
 use crate::{
     config::{Config, Format},
+    container::{Attach, ContainerConfig, ContainerTable},
     engine::{Engine, EngineOptions, SyscallInterest},
     metrics::Metrics,
     output::{self, Alert, AlertEvent, file::RotatingFile, flood::FloodControl, webhook::Webhook},
@@ -228,10 +229,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     }
-    let ruleset = super::rules::load_for_run(&cfg.rules).inspect_err(|_| {
+    let mut ruleset = super::rules::load_for_run(&cfg.rules).inspect_err(|_| {
         metrics.rule_load_errors.inc();
     })?;
-    let opts = EngineOptions::for_host("/".as_ref());
+    let profile_defs = std::mem::take(&mut ruleset.profiles);
+    let containers = Arc::new(ContainerTable::new(ContainerConfig::default()));
+    let opts = EngineOptions {
+        containers: containers.clone(),
+        ..EngineOptions::for_host("/".as_ref())
+    };
     let hostname = opts.hostname.to_string();
     let mut engine = Engine::new(ruleset, opts.clone());
     let interest = interest_for(&engine);
@@ -253,6 +259,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..Default::default()
     });
     table.bootstrap("/proc".as_ref())?;
+    let (mut profiles, cgroup_mount) =
+        start_profiles(&mut sensor, containers.clone(), &profile_defs, &hostname)?;
+    let mut attach = Attach::new(containers.clone());
+    let mut ready = Vec::with_capacity(4096);
 
     let mut outputs = Outputs {
         stdout: cfg
@@ -321,13 +331,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     )))?;
                 }
                 last_table = t;
+                if let Some(m) = &cgroup_mount {
+                    let live = crate::container::cgroup::scan_v2(m);
+                    if let Err(e) = profiles.retain(|c| live.contains_key(&c)) {
+                        tracing::warn!("syscall profiles: {e}");
+                    }
+                }
                 outputs.flush()?;
                 continue;
             }
+            // Events of a new container wait here for its runtime metadata, a bounded time.
+            _ = tokio::time::sleep(attach.poll_in()), if attach.is_holding() => {}
             _ = tick.tick() => {
                 metrics.sync(sensor.counters(), reader.decode_stats(), table.stats());
+                metrics.sync_containers(containers.stats());
                 let now = boot_time_ns() + boot_clock_ns();
                 for a in flood.flush(now) {
+                    outputs.deliver(a)?;
+                }
+                for a in profiles.flush(now) {
                     outputs.deliver(a)?;
                 }
                 outputs.flush()?;
@@ -339,7 +361,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             // Validate first; the running rules stay until the new ones are whole. The swap
             // happens between two batches: no event is judged by neither.
             match super::rules::load_for_run(&cfg.rules) {
-                Ok(ruleset) => {
+                Ok(mut ruleset) => {
+                    let defs = std::mem::take(&mut ruleset.profiles);
+                    if let Err(e) = profiles.apply_profiles(&defs) {
+                        tracing::error!("syscall profiles not changed: {e}");
+                    }
                     engine = Engine::new(ruleset, opts.clone());
                     outputs.stream.set_rules_loaded(engine.rules().len());
                     let interest = interest_for(&engine);
@@ -376,14 +402,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.set_ready(true);
         for ev in batch.drain(..) {
             metrics.event(event_kind(&ev));
-            let e = table.observe(ev);
-            for alert in engine.evaluate(&e) {
-                for a in flood.admit(alert) {
-                    outputs.deliver(a)?;
-                }
-            }
+            attach.push(table.observe(ev), &mut ready);
+        }
+        attach.poll(&mut ready);
+        for e in ready.drain(..) {
+            judge(e, &mut profiles, &engine, &mut flood, &mut outputs)?;
         }
         outputs.flush()?;
+    }
+    // Events still waiting for container metadata go on with what is known.
+    attach.flush(&mut ready);
+    for e in ready.drain(..) {
+        judge(e, &mut profiles, &engine, &mut flood, &mut outputs)?;
     }
     report_drops(&sensor, last_counters);
     outputs.flush()?;
@@ -400,12 +430,58 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One event with its process and container: the profile verdict it carries, then the rules.
+fn judge(
+    mut e: crate::event::Enriched,
+    profiles: &mut crate::profile::live::Live<crate::sensor::profile::ProfileMaps>,
+    engine: &Engine,
+    flood: &mut FloodControl,
+    outputs: &mut Outputs,
+) -> anyhow::Result<()> {
+    match profiles.observe(&mut e) {
+        Ok(Some(a)) => outputs.deliver(a)?,
+        Ok(None) => {}
+        Err(err) => tracing::warn!("syscall profiles: {err}"),
+    }
+    for alert in engine.evaluate(&e) {
+        for a in flood.admit(alert) {
+            outputs.deliver(a)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads the syscall profiles into the kernel and decides the cgroups that exist already.
+fn start_profiles(
+    sensor: &mut Sensor,
+    containers: Arc<ContainerTable>,
+    defs: &[crate::profile::Profile],
+    hostname: &str,
+) -> anyhow::Result<(
+    crate::profile::live::Live<crate::sensor::profile::ProfileMaps>,
+    Option<PathBuf>,
+)> {
+    let mut live = crate::profile::live::Live::new(sensor.profile_maps()?, containers, hostname);
+    live.apply_profiles(defs)
+        .context("loading syscall profiles")?;
+    let mount = crate::container::cgroup::v2_mount("/".as_ref());
+    if let Some(m) = &mount {
+        live.bootstrap(crate::container::cgroup::scan_v2(m).into_keys())?;
+    }
+    tracing::info!(
+        profiles = defs.iter().filter(|p| p.enabled).count(),
+        "syscall profiles loaded"
+    );
+    Ok((live, mount))
+}
+
 fn event_kind(ev: &crate::event::Event) -> &str {
     match &ev.kind {
         crate::event::EventKind::Exec(_) => "exec",
         crate::event::EventKind::Fork(_) => "fork",
         crate::event::EventKind::Exit(_) => "exit",
         crate::event::EventKind::Syscall(sc) => &sc.name,
+        crate::event::EventKind::Profile(_) => "profile",
     }
 }
 

@@ -6,12 +6,14 @@ use std::{
     fs::File,
     io::{BufWriter, Write},
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 
 use crate::{
+    container::{Attach, ContainerConfig, ContainerTable},
     event::{Enriched, EventKind},
     process::{ProcessTable, TableConfig},
     sensor::{Sensor, SensorConfig, syscalls},
@@ -58,7 +60,9 @@ pub struct TraceArgs {
     pub floor: bool,
 }
 
-const LIFECYCLE: &[&str] = &["exec", "fork", "exit"];
+/// Events that are not captured syscalls: lifecycle, and verdicts of syscall profiles
+/// (`osprey trace` loads no profile; the name filters what a future one would emit).
+const LIFECYCLE: &[&str] = &["exec", "fork", "exit", "profile"];
 
 struct Filter {
     events: BTreeSet<String>,
@@ -73,6 +77,7 @@ impl Filter {
             EventKind::Fork(_) => "fork",
             EventKind::Exit(_) => "exit",
             EventKind::Syscall(s) => &s.name,
+            EventKind::Profile(_) => "profile",
         };
         if !self.events.is_empty() && !self.events.contains(name) {
             return false;
@@ -101,7 +106,7 @@ fn kernel_interest(events: &BTreeSet<String>) -> anyhow::Result<BTreeSet<String>
         if syscalls::by_name(e).is_none() {
             let known: Vec<&str> = syscalls::SYSCALLS.iter().map(|s| s.name).collect();
             anyhow::bail!(
-                "unknown event `{e}`: expected exec, fork, exit or one of the syscalls {}",
+                "unknown event `{e}`: expected exec, fork, exit, profile or one of the syscalls {}",
                 known.join(", ")
             );
         }
@@ -144,6 +149,11 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         "tracing; Ctrl-C to stop"
     );
 
+    // Every event says its container (`host` outside any); a new container's events wait a
+    // bounded time for the runtime's metadata.
+    let mut attach = Attach::new(Arc::new(ContainerTable::new(ContainerConfig::default())));
+    let mut ready = Vec::with_capacity(1024);
+
     let stdout = std::io::stdout();
     let mut out = (!args.quiet).then(|| BufWriter::new(stdout.lock()));
     let mut record = match &args.record {
@@ -170,22 +180,18 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             _ = &mut ctrl_c => break,
             _ = sigterm.recv() => break,
             _ = tick => {}
+            _ = tokio::time::sleep(attach.poll_in()), if attach.is_holding() => {}
             r = reader.read_batch(&mut batch, 4096) => r?,
         }
         for ev in batch.drain(..) {
-            let e = table.observe(ev);
+            attach.push(table.observe(ev), &mut ready);
+        }
+        attach.poll(&mut ready);
+        for e in ready.drain(..) {
             if !filter.matches(&e) {
                 continue;
             }
-            if out.is_some() || record.is_some() {
-                let line = serde_json::to_string(&e)?;
-                if let Some(o) = out.as_mut() {
-                    writeln!(o, "{line}")?;
-                }
-                if let Some(r) = record.as_mut() {
-                    writeln!(r, "{line}")?;
-                }
-            }
+            emit(&e, out.as_mut(), record.as_mut())?;
             printed += 1;
             if args.count.is_some_and(|c| printed >= c) {
                 break 'outer;
@@ -210,6 +216,17 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(args.read_delay_ms)).await;
         }
     }
+    // What still waited for its container's metadata goes out with what is known.
+    attach.flush(&mut ready);
+    for e in ready.drain(..) {
+        if args.count.is_some_and(|c| printed >= c) {
+            break;
+        }
+        if filter.matches(&e) {
+            emit(&e, out.as_mut(), record.as_mut())?;
+            printed += 1;
+        }
+    }
     if let Some(o) = out.as_mut() {
         o.flush()?;
     }
@@ -218,6 +235,25 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     }
     if args.stats.is_some() {
         print_stats(&sensor, &reader, &table);
+    }
+    Ok(())
+}
+
+/// One event as a JSON line, on stdout and into the recording.
+fn emit(
+    e: &Enriched,
+    out: Option<&mut impl Write>,
+    record: Option<&mut impl Write>,
+) -> anyhow::Result<()> {
+    if out.is_none() && record.is_none() {
+        return Ok(());
+    }
+    let line = serde_json::to_string(e)?;
+    if let Some(o) = out {
+        writeln!(o, "{line}")?;
+    }
+    if let Some(r) = record {
+        writeln!(r, "{line}")?;
     }
     Ok(())
 }

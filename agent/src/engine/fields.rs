@@ -98,6 +98,7 @@ pub enum FieldId {
     ProcCwd,
     ProcDuration,
     ProcIsExeFromMemfd,
+    ProcIsExeUpperLayer,
     ThreadTid,
     ThreadCapEffective,
     ThreadCapPermitted,
@@ -152,6 +153,7 @@ pub enum FieldId {
     FdLnet,
     FdRnet,
     ContainerId,
+    ContainerFullId,
     ContainerName,
     ContainerImage,
     ContainerImageRepository,
@@ -163,6 +165,8 @@ pub enum FieldId {
     K8sNsName,
     K8sPodName,
     K8sPodUid,
+    K8sPodLabels,
+    K8sPodLabel,
     /// Defined so rules load; Osprey cannot derive it yet.
     Unavailable,
 }
@@ -230,8 +234,7 @@ const fn na(name: &'static str, ty: FieldType, desc: &'static str, why: &'static
 
 const FD_TABLE: &str = "needs a file-descriptor table";
 const CAPS: &str = "only the effective and permitted sets are captured";
-const OVERLAY: &str = "needs overlayfs layer information";
-const CONTAINER: &str = "set by the container lookup (unset until container identity is wired)";
+const CONTAINER: &str = "not read from the container runtime yet";
 const NOT_CAPTURED: &str = "not captured by the sensor yet";
 const DNS: &str = "needs DNS name tracking";
 
@@ -496,11 +499,12 @@ pub static CATALOG: &[FieldDef] = &[
         T::Bool,
         "The executable is a memfd (fileless execution).",
     ),
-    na(
+    f(
         "proc.is_exe_upper_layer",
+        I::ProcIsExeUpperLayer,
         T::Bool,
-        "The executable is in the overlayfs upper layer (dropped after the image was built).",
-        OVERLAY,
+        "The executable is in the overlayfs upper layer: written or copied up after the \
+         container started, not part of its image (drift). False off overlayfs.",
     ),
     na(
         "proc.is_exe_writable",
@@ -800,13 +804,19 @@ pub static CATALOG: &[FieldDef] = &[
         "container.id",
         I::ContainerId,
         T::Charbuf,
-        "Container id (12 characters), or host.",
+        "Container id (12 characters) from the process's cgroup, or host.",
+    ),
+    f(
+        "container.full_id",
+        I::ContainerFullId,
+        T::Charbuf,
+        "The whole container id (64 characters), or host.",
     ),
     f(
         "container.name",
         I::ContainerName,
         T::Charbuf,
-        "Container name.",
+        "Container name (the Kubernetes container name in a pod); host outside containers.",
     ),
     f(
         "container.image",
@@ -836,13 +846,14 @@ pub static CATALOG: &[FieldDef] = &[
         "container.type",
         I::ContainerType,
         T::Charbuf,
-        "Container runtime: docker, containerd, cri-o...",
+        "Container runtime: podman, containerd, cri-o, docker; host outside containers.",
     ),
     f(
         "container.privileged",
         I::ContainerPrivileged,
         T::Bool,
-        "The container is privileged.",
+        "The container is privileged (runtime's flag, or all capabilities without seccomp \
+         and masked paths in its OCI spec).",
     ),
     f(
         "container.start_ts",
@@ -895,20 +906,18 @@ pub static CATALOG: &[FieldDef] = &[
         T::Charbuf,
         "Kubernetes pod uid.",
     ),
-    FieldDef {
-        arg: ArgSpec::Key,
-        ..na(
-            "k8s.pod.label",
-            T::Charbuf,
-            "Kubernetes pod label (k8s.pod.label[KEY]).",
-            CONTAINER,
-        )
-    },
-    na(
-        "k8s.pod.labels",
+    fa(
+        "k8s.pod.label",
+        I::K8sPodLabel,
         T::Charbuf,
-        "Kubernetes pod labels.",
-        CONTAINER,
+        ArgSpec::Key,
+        "Kubernetes pod label (k8s.pod.label[KEY]).",
+    ),
+    f(
+        "k8s.pod.labels",
+        I::K8sPodLabels,
+        T::Charbuf,
+        "Kubernetes pod labels as key:value pairs joined by commas, in key order.",
     ),
     na("k8s.pod.ip", T::Ipaddr, "Kubernetes pod IP.", CONTAINER),
     na(
@@ -1345,6 +1354,7 @@ impl<'a> Ctx<'a> {
             EventKind::Exit(_) => "procexit",
             EventKind::Exec(_) => "execve",
             EventKind::Fork(_) => "clone",
+            EventKind::Profile(_) => "profile",
         }
     }
 
@@ -1361,7 +1371,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The event's own container when the pipeline attached one (live and recorded events),
+    /// else what the lookup finds.
     fn container(&self) -> Option<&ContainerInfo> {
+        if let Some(c) = &self.en.container {
+            return Some(c);
+        }
         self.container
             .get_or_init(|| self.svc.containers.lookup(&self.en.event, self.process()))
             .as_deref()
@@ -1419,6 +1434,7 @@ impl<'a> Ctx<'a> {
             }),
             I::ProcDuration => p.map(|p| Val::Num(ev.ts.saturating_sub(p.start_ts) as i64)),
             I::ProcIsExeFromMemfd => p.map(|p| Val::Bool(p.exe_from_memfd())),
+            I::ProcIsExeUpperLayer => p.map(|p| Val::Bool(p.exe_layer.is_some_and(|l| l.upper))),
             I::ThreadTid => Some(Val::Num(i64::from(ev.tid))),
             I::ThreadCapEffective => o(crate::event::cap_names(ev.cap_effective).join(" ")),
             I::ThreadCapPermitted => o(crate::event::cap_names(ev.cap_permitted).join(" ")),
@@ -1566,6 +1582,13 @@ impl<'a> Ctx<'a> {
                 })
             }
             I::ContainerId => self.container().map(|c| Val::Str(Cow::Owned(c.id.clone()))),
+            I::ContainerFullId => self.container().map(|c| {
+                Val::Str(Cow::Owned(if c.full_id.is_empty() {
+                    c.id.clone()
+                } else {
+                    c.full_id.clone()
+                }))
+            }),
             I::ContainerName => self
                 .container()
                 .and_then(|c| c.name.clone())
@@ -1604,6 +1627,17 @@ impl<'a> Ctx<'a> {
                 .container()
                 .and_then(|c| c.k8s_pod_uid.clone())
                 .map(|v| Val::Str(Cow::Owned(v))),
+            I::K8sPodLabels => self
+                .container()
+                .and_then(ContainerInfo::pod_labels_text)
+                .map(|v| Val::Str(Cow::Owned(v))),
+            I::K8sPodLabel => match &f.arg {
+                FieldArg::Key(k) => self
+                    .container()
+                    .and_then(|c| c.k8s_pod_labels.get(&**k).cloned())
+                    .map(|v| Val::Str(Cow::Owned(v))),
+                _ => None,
+            },
             I::Unavailable => None,
         }
     }

@@ -198,12 +198,13 @@ impl Engine {
     }
 
     /// Judges one event. Exec and fork events only feed the process table: a successful
-    /// execve arrives as its own syscall event.
+    /// execve arrives as its own syscall event. Profile verdicts are judged by their profile
+    /// (`crate::profile::alert`), not by rules.
     pub fn evaluate(&self, en: &Enriched) -> Vec<Alert> {
         let ty: &str = match &en.event.kind {
             EventKind::Syscall(sc) => &sc.name,
             EventKind::Exit(_) => "procexit",
-            EventKind::Exec(_) | EventKind::Fork(_) => return Vec::new(),
+            EventKind::Exec(_) | EventKind::Fork(_) | EventKind::Profile(_) => return Vec::new(),
         };
         let candidates = self.by_type.get(ty).map_or(&*self.any_type, |v| &**v);
         if candidates.is_empty() {

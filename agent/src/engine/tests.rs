@@ -98,6 +98,7 @@ pub(crate) fn enriched(kind: EventKind, p: Arc<Process>, ancestors: Vec<Arc<Proc
         },
         process: Some(p),
         ancestors,
+        container: None,
     }
 }
 

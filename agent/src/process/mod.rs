@@ -366,6 +366,7 @@ impl ProcessTable {
             event: ev,
             process: Some(process),
             ancestors,
+            container: None,
         }
     }
 }

@@ -20,6 +20,9 @@ use super::{
 };
 use crate::{engine::compile, output::Format};
 
+#[path = "profile_item.rs"]
+mod profile_item;
+
 /// Falco's engine version whose rules language Osprey implements.
 pub const ENGINE_VERSION: (u64, u64, u64) = (0, 63, 0);
 
@@ -188,6 +191,8 @@ struct Loader {
     lists: Vec<ListDef>,
     macros: Vec<MacroDef>,
     rules: Vec<RuleDef>,
+    /// Syscall profiles (`profile` items), with where each was defined.
+    profiles: Vec<(crate::profile::Profile, GPos)>,
     required_engine_version: Option<String>,
 }
 
@@ -369,6 +374,8 @@ impl Loader {
             self.macro_item(file, text, n);
         } else if n.get("rule").is_some() {
             self.rule(file, text, n);
+        } else if n.get("profile").is_some() {
+            self.profile(file, n);
         } else {
             let keys: Vec<&str> = n
                 .as_map()
@@ -1563,6 +1570,7 @@ fn exception_expr(e: &ExceptionDef) -> Result<Option<Expr>, (GPos, String)> {
 
 impl Loader {
     fn finish(mut self) -> LoadResult {
+        let profiles = self.finish_profiles();
         // Lists: flatten references to other lists, unquote items.
         let mut flat: HashMap<&str, Vec<String>> = HashMap::new();
         let lists = std::mem::take(&mut self.lists);
@@ -1831,6 +1839,7 @@ impl Loader {
                 })
                 .collect(),
             required_engine_version: self.required_engine_version,
+            profiles: if ok { profiles } else { Vec::new() },
         };
         LoadResult {
             ruleset,
@@ -1867,6 +1876,7 @@ fn new_loader() -> Loader {
         lists: Vec::new(),
         macros: Vec::new(),
         rules: Vec::new(),
+        profiles: Vec::new(),
         required_engine_version: None,
     }
 }

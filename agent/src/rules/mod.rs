@@ -123,4 +123,6 @@ pub struct Ruleset {
     /// List name and its items after expansion.
     pub lists: Vec<(String, Vec<String>)>,
     pub required_engine_version: Option<String>,
+    /// Syscall profiles (`profile` items), enabled or not, in definition order.
+    pub profiles: Vec<crate::profile::Profile>,
 }

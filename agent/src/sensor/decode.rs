@@ -10,12 +10,13 @@ use std::{
 
 use agent_common::{
     CGROUP_NAME_LEN, DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExitEvent,
-    ForkEvent, NAME_LEN, SYSCALL_DATA_OFFSET, exe_flags, fork_flags, trunc,
+    ForkEvent, NAME_LEN, ProfileEvent, SYSCALL_DATA_OFFSET, exe_flags, fork_flags, taken, trunc,
 };
 
 use super::syscalls::{self, ArgType, OPEN_BITS, SOCK_FLAGS, SOCKET_TYPES};
 use crate::event::{
-    Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, SockAddr, Syscall,
+    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, ProfileVerdict,
+    SockAddr, Syscall,
 };
 
 /// Why a record was not decoded.
@@ -31,6 +32,8 @@ pub enum DecodeError {
     UnknownKind(u32),
     #[error("syscall number {0} is not in the syscall table")]
     UnknownSyscall(u32),
+    #[error("profile record with unknown action {0}")]
+    UnknownAction(u32),
 }
 
 /// Decoding counters, visible in `osprey trace --stats` and metrics.
@@ -221,6 +224,7 @@ impl Decoder {
                 })
             }
             Some(RawKind::Syscall) => EventKind::Syscall(self.syscall(rec)?),
+            Some(RawKind::Profile) => EventKind::Profile(profile(rec)?),
             None => return Err(DecodeError::UnknownKind(h.kind)),
         };
         Ok(Event {
@@ -346,6 +350,32 @@ impl Decoder {
             latency_ns: ts_exit.saturating_sub(enter_ns),
         })
     }
+}
+
+/// A profile verdict record; the profile's name is filled in by whoever knows the slots.
+fn profile(rec: &[u8]) -> Result<ProfileVerdict, DecodeError> {
+    let p: ProfileEvent = read(rec, "profile event")?;
+    let verdict = crate::profile::Action::from_kernel(p.action)
+        .ok_or(DecodeError::UnknownAction(p.action))?;
+    let action_taken = if p.taken & taken::KILLED != 0 {
+        ActionTaken::Killed
+    } else if p.taken & taken::KILL_FAILED != 0 {
+        ActionTaken::KillFailed
+    } else {
+        ActionTaken::Reported
+    };
+    Ok(ProfileVerdict {
+        profile: String::new(),
+        slot: p.slot,
+        name: match super::syscall_numbers::name(p.nr) {
+            Some(n) => Cow::Borrowed(n),
+            None => Cow::Owned(format!("syscall_{}", p.nr)),
+        },
+        nr: p.nr,
+        args: p.args,
+        verdict,
+        action_taken,
+    })
 }
 
 fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
@@ -619,6 +649,33 @@ mod tests {
             panic!()
         };
         assert_eq!(e.code(), 3);
+    }
+
+    #[test]
+    fn decodes_profile_verdicts() {
+        let mut p = agent_common::ProfileEvent {
+            header: header(RawKind::Profile, size_of::<agent_common::ProfileEvent>()),
+            nr: 272,
+            slot: 3,
+            action: agent_common::action::KILL,
+            taken: taken::KILLED,
+            args: [0x1000_0000, 0, 0, 0, 0, 0],
+        };
+        let EventKind::Profile(v) = Decoder::new(0).try_decode(&as_bytes(&p)).unwrap().kind else {
+            panic!("not a profile verdict");
+        };
+        assert_eq!(v.name, "unshare");
+        assert_eq!(v.slot, 3);
+        assert_eq!(v.verdict, crate::profile::Action::Kill);
+        assert_eq!(v.action_taken, ActionTaken::Killed);
+        assert_eq!(v.args[0], 0x1000_0000);
+        p.action = 77;
+        assert!(Decoder::new(0).try_decode(&as_bytes(&p)).is_err());
+        let short = &as_bytes(&p)[..100];
+        assert!(matches!(
+            Decoder::new(0).try_decode(short),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 pub mod btf;
 pub mod decode;
+pub mod profile;
+pub mod syscall_numbers;
 pub mod syscalls;
 pub mod tracefs;
 
@@ -111,6 +113,12 @@ pub struct KernelCounters {
     pub pending_full: u64,
     /// Syscall records emitted.
     pub syscalls_emitted: u64,
+    /// Profile verdict records lost because the ring buffer was full.
+    pub dropped_profile: u64,
+    /// Profile verdicts other than `allow` (records emitted or dropped).
+    pub profile_verdicts: u64,
+    /// Processes killed by a profile (`bpf_send_signal` succeeded).
+    pub profile_kills: u64,
 }
 
 impl KernelCounters {
@@ -120,6 +128,7 @@ impl KernelCounters {
             + self.dropped_exit
             + self.dropped_syscall
             + self.pending_full
+            + self.dropped_profile
     }
 }
 
@@ -400,7 +409,15 @@ impl Sensor {
             dropped_syscall: get(counter::DROP_SYSCALL),
             pending_full: get(counter::PENDING_FULL),
             syscalls_emitted: get(counter::SYSCALLS_EMITTED),
+            dropped_profile: get(counter::DROP_PROFILE),
+            profile_verdicts: get(counter::PROFILE_VERDICTS),
+            profile_kills: get(counter::PROFILE_KILLS),
         }
+    }
+
+    /// The syscall-profile maps; can be taken once.
+    pub fn profile_maps(&mut self) -> Result<profile::ProfileMaps, SensorError> {
+        profile::ProfileMaps::take(&mut self._ebpf)
     }
 
     /// The ring-buffer reader; can be taken once.

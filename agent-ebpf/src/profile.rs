@@ -1,0 +1,160 @@
+//! Syscall profiles: seccomp-like verdicts decided at syscall entry, in the kernel.
+//!
+//! Runs first in `raw_syscalls:sys_enter` (raw tracepoint, `TP_PROTO(struct pt_regs *regs,
+//! long id)`, Linux 4.17+) for every syscall. A task whose cgroup has no `PROFILE_SCOPE` entry
+//! costs one hash lookup. For one in scope: one array lookup gives the verdict of its profile
+//! for this syscall; argument rules (a second lookup and register reads) only for syscalls that
+//! have them. `allow` returns there. `log` and `alert` emit a `ProfileEvent`; `kill` first calls
+//! `bpf_send_signal(SIGKILL)`, which queues the signal on the current task: it dies when the
+//! syscall returns to user space, before it runs another instruction of its own. The syscall
+//! itself still runs (a tracepoint cannot fail it; `bpf_override_return` and LSM hooks are not
+//! available here), so a kill is too late for the syscall's own effect, and in time for
+//! everything the process would do with its result.
+
+use agent_common::{
+    ArgRules, EventKind, MAX_ARG_CONDS, MAX_ARG_RULES, MAX_PROFILE_SLOTS, MAX_SYSCALL_NR, NO_SLOT,
+    ProfileEvent, action, arg_op, args_key, counter, scope_flags, taken, verdict, verdict_index,
+};
+use aya_ebpf::{
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, generated::bpf_send_signal},
+    programs::RawTracePointContext,
+};
+
+use crate::{
+    maps::{PROFILE_ARGS, PROFILE_RECORD, PROFILE_SCOPE, PROFILE_VERDICTS, config, count},
+    process::emit,
+    task::{fill_header, read_kernel},
+};
+
+const SIGKILL: u32 = 9;
+
+/// Judges the current syscall `nr` by the profile of the current task's cgroup, if any.
+#[inline(always)]
+pub fn check(ctx: &RawTracePointContext, nr: u64) {
+    // SAFETY: helper without arguments.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    let Some(scope) = (unsafe { PROFILE_SCOPE.get(&cgroup) }) else {
+        return;
+    };
+    let (slot, flags) = (scope.slot, scope.flags);
+    if flags & scope_flags::RECORD != 0 && nr < MAX_SYSCALL_NR as u64 {
+        record(cgroup, nr as u32);
+    }
+    if slot == NO_SLOT || slot >= MAX_PROFILE_SLOTS {
+        return;
+    }
+    let Some(v) = PROFILE_VERDICTS.get(verdict_index(slot, nr)) else {
+        return;
+    };
+    let v = *v;
+    let cfg = config();
+    // The agent never judges itself: a host profile must not kill the thing enforcing it.
+    if cfg.ready == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.agent_tgid {
+        return;
+    }
+    let regs: u64 = ctx.arg(0);
+    let mut act = v & verdict::ACTION_MASK;
+    if v & verdict::HAS_ARGS != 0
+        && let Some(rules) = unsafe { PROFILE_ARGS.get(&args_key(slot, nr as u32)) }
+    {
+        let args = read_args(regs, cfg);
+        if let Some(a) = match_rules(rules, &args) {
+            act = a;
+        }
+    }
+    if act == action::ALLOW {
+        return;
+    }
+    let mut ev = ProfileEvent::default();
+    ev.taken = 0;
+    if act == action::KILL {
+        // SAFETY: sends to the current task; no pointers.
+        let r = unsafe { bpf_send_signal(SIGKILL) };
+        if r == 0 {
+            ev.taken = taken::KILLED;
+            count(counter::PROFILE_KILLS);
+        } else {
+            ev.taken = taken::KILL_FAILED;
+        }
+    }
+    fill_header(&mut ev.header, EventKind::Profile as u32, cfg);
+    ev.header.size = size_of::<ProfileEvent>() as u32;
+    ev.nr = nr as u32;
+    ev.slot = slot;
+    ev.action = act;
+    ev.args = read_args(regs, cfg);
+    count(counter::PROFILE_VERDICTS);
+    emit(&ev, size_of::<ProfileEvent>(), counter::DROP_PROFILE);
+}
+
+#[inline(always)]
+fn read_args(regs: u64, cfg: &agent_common::KernelConfig) -> [u64; 6] {
+    [
+        read_kernel(regs, cfg.regs_args[0]),
+        read_kernel(regs, cfg.regs_args[1]),
+        read_kernel(regs, cfg.regs_args[2]),
+        read_kernel(regs, cfg.regs_args[3]),
+        read_kernel(regs, cfg.regs_args[4]),
+        read_kernel(regs, cfg.regs_args[5]),
+    ]
+}
+
+/// The action of the first rule whose conditions all hold.
+#[inline(always)]
+fn match_rules(rules: &ArgRules, args: &[u64; 6]) -> Option<u32> {
+    let n = rules.nrules as usize;
+    for i in 0..MAX_ARG_RULES {
+        if i >= n {
+            break;
+        }
+        let rule = &rules.rules[i];
+        let nc = rule.nconds as usize;
+        let mut all = true;
+        for j in 0..MAX_ARG_CONDS {
+            if j >= nc {
+                break;
+            }
+            let c = &rule.conds[j];
+            // A bounds check the verifier follows (a modulo it cannot bound).
+            let Some(&a) = args.get(c.index as usize) else {
+                all = false;
+                break;
+            };
+            let ok = match c.op {
+                arg_op::EQ => a == c.value,
+                arg_op::NE => a != c.value,
+                arg_op::LT => a < c.value,
+                arg_op::LE => a <= c.value,
+                arg_op::GT => a > c.value,
+                arg_op::GE => a >= c.value,
+                arg_op::MASKED_EQ => a & c.mask == c.value,
+                arg_op::MASKED_ANY => a & c.value != 0,
+                _ => false,
+            };
+            if !ok {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            return Some(rule.action);
+        }
+    }
+    None
+}
+
+/// Marks syscall `nr` as seen by `cgroup`. A plain byte store: no read-modify-write, so
+/// concurrent CPUs cannot lose each other's marks.
+#[inline(always)]
+fn record(cgroup: u64, nr: u32) {
+    if let Some(seen) = PROFILE_RECORD.get_ptr_mut(&cgroup) {
+        let i = (nr & (MAX_SYSCALL_NR - 1)) as usize;
+        // SAFETY: the map value of this cgroup; i < MAX_SYSCALL_NR, the array's length.
+        unsafe {
+            let p = (*seen).seen.as_mut_ptr().add(i);
+            if *p == 0 {
+                *p = 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Syscall profiles with real containers (podman + runc) and the real agent, as root:
+//! `kill` kills from the kernel and what it prevents, `alert` with rate limiting, `allow`
+//! without any record, the Debian seccomp profile imported in audit mode, record → enforce.
+//!
+//! The tests take turns (one agent at a time): each agent's programs judge every task, and
+//! the containers are told apart by name, so nothing leaks between tests, but two agents on
+//! two shared cores would make the timing assertions noisy.
+
+mod support;
+
+use std::{
+    io::Read,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::Value;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+static TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `localhost/busybox:test`, imported from the host's static busybox when missing.
+fn image() -> &'static str {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let have = Command::new("podman")
+            .args(["image", "exists", "localhost/busybox:test"])
+            .status()
+            .expect("podman is installed (cargo xtask test installs it)");
+        if have.success() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("osprey-prof-rootfs-{}", std::process::id()));
+        let script = format!(
+            "set -e; rm -rf {d}; mkdir -p {d}/r/bin {d}/r/etc {d}/r/tmp; cp /bin/busybox {d}/r/bin/; \
+             ln -s busybox {d}/r/bin/sh; tar -C {d}/r -cf {d}/r.tar .; \
+             podman import {d}/r.tar localhost/busybox:test; rm -rf {d}",
+            d = dir.display()
+        );
+        let out = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+    "localhost/busybox:test"
+}
+
+fn name(test: &str) -> String {
+    format!("osprey-prof-{test}-{}", std::process::id())
+}
+
+/// `podman run --rm --runtime runc --name NAME [extra] busybox sh -c SCRIPT`.
+fn podman(name: &str, extra: &[&str], script: &str) -> Output {
+    let mut c = Command::new("podman");
+    c.args(["run", "--rm", "--runtime", "runc", "--name", name]);
+    if !extra.iter().any(|a| a.starts_with("--network")) {
+        c.args(["--network", "none"]);
+    }
+    c.args(extra).args([image(), "/bin/sh", "-c", script]);
+    c.output().expect("podman run")
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(test: &str) -> Dir {
+        let p = std::env::temp_dir().join(name(test));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+    fn join(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn agent_with(rules: &Path) -> Agent {
+    Agent::start(
+        &["run", "--json", "--rules", rules.to_str().unwrap()],
+        "osprey is running",
+    )
+}
+
+fn profile_alerts<'a>(seen: &'a [Value], profile: &str) -> Vec<&'a Value> {
+    seen.iter()
+        .filter(|v| v["rule"] == format!("Syscall profile {profile}").as_str())
+        .collect()
+}
+
+/// Sum over CPUs of the agent's kernel counter `index`, read with bpftool from the COUNTERS
+/// map that the agent process `pid` holds (its map fds name their ids in /proc fdinfo).
+fn kernel_counter(pid: u32, index: u32) -> u64 {
+    let mut id = None;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        let Some(map_id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .map(|v| v.trim().to_string())
+        else {
+            continue;
+        };
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "show", "id", &map_id])
+            .output()
+            .expect("bpftool");
+        let m: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if m["name"] == "COUNTERS" {
+            id = m["id"].as_u64();
+        }
+    }
+    let id = id.expect("the agent's COUNTERS map");
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "lookup", "id", &id.to_string(), "key"])
+        .args(index.to_le_bytes().iter().map(|b| b.to_string()))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let bytes: Vec<u8> = c["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    let s = b.as_str().unwrap();
+                    u8::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
+                })
+                .collect();
+            u64::from_le_bytes(bytes[..8].try_into().unwrap())
+        })
+        .sum()
+}
+
+/// A loopback listener on the host that counts the connections it accepts.
+fn listener() -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            n2.fetch_add(1, Ordering::SeqCst);
+            let mut b = Vec::new();
+            let _ = s.read_to_end(&mut b);
+        }
+    });
+    (port, n)
+}
+
+#[test]
+fn kernel_profile_kill_on_socket_stops_the_connection_before_it_is_made() {
+    let _t = turn();
+    let dir = Dir::new("socket");
+    let (port, accepted) = listener();
+    let cname = name("socket");
+    // The same workload under `alert` first: it connects, so the listener works and the
+    // later absence of a connection is the kill's doing.
+    let rules = dir.join("p.yaml");
+    let write = |action: &str| {
+        std::fs::write(
+            &rules,
+            format!(
+                "- profile: no-sockets\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [socket]\n      action: {action}\n"
+            ),
+        )
+        .unwrap()
+    };
+    write("alert");
+    // nc is the shell's child: its status shows how it ended (128 + 9 for SIGKILL).
+    let script = format!("sleep 1; echo hello | nc 127.0.0.1 {port}; echo nc=$?");
+    {
+        let mut agent = agent_with(&rules);
+        let out = podman(&cname, &["--network", "host"], &script);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("nc=0"),
+            "{out:?}"
+        );
+        let a = agent.expect("an alert verdict on socket", WAIT, |v| {
+            v["rule"] == "Syscall profile no-sockets"
+        });
+        assert_eq!(a["priority"], "Warning");
+        assert_eq!(a["output_fields"]["profile.verdict"], "alert");
+        assert_eq!(a["output_fields"]["evt.type"], "socket");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "control run connected");
+
+    write("kill");
+    let mut agent = agent_with(&rules);
+    let out = podman(&cname, &["--network", "host"], &script);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nc=137"),
+        "nc died by SIGKILL: {out:?}"
+    );
+    let a = agent.expect("a kill verdict on socket", WAIT, |v| {
+        v["rule"] == "Syscall profile no-sockets"
+    });
+    assert_eq!(a["priority"], "Critical");
+    let f = &a["output_fields"];
+    assert_eq!(f["profile.name"], "no-sockets");
+    assert_eq!(f["profile.verdict"], "kill");
+    assert_eq!(f["profile.action_taken"], "killed");
+    assert_eq!(f["evt.type"], "socket");
+    // busybox runs its applets through /proc/self/exe: comm is `exe`, argv says nc.
+    assert!(
+        f["proc.cmdline"]
+            .as_str()
+            .is_some_and(|c| c.contains(&format!("127.0.0.1 {port}"))),
+        "{a}"
+    );
+    assert_eq!(f["container.name"], cname.as_str());
+    assert!(
+        f["container.image"]
+            .as_str()
+            .is_some_and(|i| i.contains("busybox:test")),
+        "{a}"
+    );
+    assert!(
+        a["output"].as_str().unwrap().contains("verdict=kill"),
+        "{a}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the killed process never connected"
+    );
+}
+
+#[test]
+fn kernel_profile_kill_on_open_is_too_late_for_the_file_and_in_time_for_the_data() {
+    let _t = turn();
+    let dir = Dir::new("creat");
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let cname = name("creat");
+    let rules = dir.join("p.yaml");
+    // openat with O_CREAT (0x40) only: the shell's own startup opens nothing with it.
+    std::fs::write(
+        &rules,
+        format!(
+            "- profile: no-new-files\n  scope: {{container: {cname}}}\n  default: allow\n  syscalls:\n    - names: [openat, open, creat]\n      action: kill\n      args:\n        - {{index: 2, op: masked_any, value: 0x40}}\n    - names: [open]\n      action: allow\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = agent_with(&rules);
+    let vol = format!("{}:/out", out_dir.display());
+    // The index of O_CREAT in openat is 2 (dfd, path, flags); `open` has flags at 1 and is
+    // not used by busybox on x86_64.
+    let out = podman(
+        &cname,
+        &["-v", &vol],
+        "sleep 1; echo secret-data > /out/f; echo written",
+    );
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    let a = agent.expect("a kill verdict on openat", WAIT, |v| {
+        v["rule"] == "Syscall profile no-new-files"
+    });
+    assert_eq!(a["output_fields"]["evt.type"], "openat");
+    assert_eq!(a["output_fields"]["profile.action_taken"], "killed");
+    // The syscall ran to completion (a tracepoint cannot fail it): the file exists. The
+    // process died before it returned to user space, so the data never reached the file.
+    let f = out_dir.join("f");
+    assert!(
+        f.exists(),
+        "openat completed before the signal was delivered"
+    );
+    assert_eq!(std::fs::metadata(&f).unwrap().len(), 0, "no data written");
+}
+
+#[test]
+fn kernel_profile_alert_once_per_call_rate_limited_and_allow_costs_nothing() {
+    let _t = turn();
+    let dir = Dir::new("alert");
+    let cname = name("alert");
+    let rules = dir.join("p.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "- profile: watch-creat\n  scope: {{container: {cname}}}\n  default: allow\n  syscalls:\n    - names: [openat]\n      action: alert\n      args: [{{index: 2, op: masked_any, value: O_CREAT_PLACEHOLDER}}]\n"
+        )
+        .replace("O_CREAT_PLACEHOLDER", "0x40"),
+    )
+    .unwrap();
+    let mut agent = agent_with(&rules);
+    // Three redirections in one shell: three openat(O_CREAT) calls by one process.
+    let out = podman(
+        &cname,
+        &[],
+        "sleep 1; for i in 1 2 3; do echo x > /dev/null; done",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let seen = agent.collect_for(Duration::from_millis(2500)).to_vec();
+    let alerts = profile_alerts(&seen, "watch-creat");
+    assert_eq!(alerts.len(), 3, "one alert per call: {alerts:?}");
+    let pid = &alerts[0]["output_fields"]["proc.pid"];
+    for a in &alerts {
+        assert_eq!(a["priority"], "Warning");
+        assert_eq!(&a["output_fields"]["proc.pid"], pid);
+        assert_eq!(a["output_fields"]["evt.type"], "openat");
+        assert_eq!(a["output_fields"]["profile.action_taken"], "reported");
+        assert_eq!(a["output_fields"]["proc.exepath"], "/bin/sh");
+        assert!(a["output_fields"]["osprey.suppressed"].is_null());
+    }
+    assert_eq!(
+        kernel_counter(agent.pid(), 8),
+        3,
+        "three verdicts in the kernel"
+    );
+
+    // Twenty calls in one process: five alerts, then one summary counting the other fifteen.
+    let out = podman(
+        &cname,
+        &[],
+        "sleep 1; i=0; while [ $i -lt 20 ]; do echo x > /dev/null; i=$((i+1)); done",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    agent.seen.clear();
+    let seen = agent.collect_for(Duration::from_millis(3000)).to_vec();
+    let alerts = profile_alerts(&seen, "watch-creat");
+    let (summary, single): (Vec<&Value>, Vec<&Value>) = alerts
+        .iter()
+        .partition(|a| !a["output_fields"]["osprey.suppressed"].is_null());
+    assert_eq!(single.len(), 5, "{alerts:?}");
+    assert_eq!(summary.len(), 1, "{alerts:?}");
+    assert_eq!(summary[0]["output_fields"]["osprey.suppressed"], 15);
+    assert_eq!(
+        kernel_counter(agent.pid(), 8),
+        23,
+        "the kernel saw every call"
+    );
+    drop(agent);
+
+    // `allow` for the same calls: no verdict record at all, not even a dropped one.
+    std::fs::write(
+        &rules,
+        format!(
+            "- profile: watch-creat\n  scope: {{container: {cname}}}\n  default: allow\n  syscalls:\n    - names: [openat]\n      action: allow\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = agent_with(&rules);
+    let out = podman(
+        &cname,
+        &[],
+        "sleep 1; for i in 1 2 3; do echo x > /dev/null; done",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let seen = agent.collect_for(Duration::from_millis(1500)).to_vec();
+    assert!(profile_alerts(&seen, "watch-creat").is_empty());
+    assert_eq!(kernel_counter(agent.pid(), 8), 0, "allow emits nothing");
+    assert_eq!(kernel_counter(agent.pid(), 7), 0, "and drops nothing");
+}
+
+#[test]
+fn kernel_profile_debian_seccomp_profile_imported_in_audit_mode_alerts_on_a_denied_call() {
+    let _t = turn();
+    let dir = Dir::new("import");
+    let cname = name("import");
+    let out = Command::new(OSPREY)
+        .args(["profile", "import", "/usr/share/containers/seccomp.json"])
+        .args(["--mode", "audit", "--name", "containers-default"])
+        .arg("--scope")
+        .arg(format!("container={cname}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains("default: alert"), "{yaml}");
+    let rules = dir.join("imported.yaml");
+    std::fs::write(&rules, &yaml).unwrap();
+    let v = Command::new(OSPREY)
+        .args(["rules", "validate"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{v:?}");
+
+    let mut agent = agent_with(&rules);
+    // Setting the clock needs CAP_SYS_TIME, which the profile only allows with that
+    // capability: denied for a default container. Audit mode: it fails (EPERM, the kernel's
+    // own capability check) and raises an alert; the container goes on. The container runs
+    // without podman's own seccomp filter, which is the point of auditing first: a syscall a
+    // real seccomp filter refuses never reaches the syscall tracepoints at all.
+    let out = podman(
+        &cname,
+        &["--security-opt", "seccomp=unconfined"],
+        "sleep 1; date -s 2001-01-01 >/dev/null 2>&1; echo done",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("done"));
+    let a = agent.expect("an audit alert for setting the clock", WAIT, |v| {
+        v["rule"] == "Syscall profile containers-default"
+    });
+    let sc = a["output_fields"]["evt.type"].as_str().unwrap().to_string();
+    assert!(
+        ["clock_settime", "settimeofday"].contains(&sc.as_str()),
+        "{a}"
+    );
+    assert_eq!(a["output_fields"]["profile.verdict"], "alert");
+    assert_eq!(a["priority"], "Warning");
+    // Everything the shell and date did besides is allowed by the profile: one alert only.
+    let seen = agent.collect_for(Duration::from_millis(1500)).to_vec();
+    let alerts = profile_alerts(&seen, "containers-default");
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["output_fields"]["evt.type"] == sc.as_str()),
+        "only the clock call: {alerts:?}"
+    );
+}
