@@ -21,6 +21,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "podman",
     "runc",
     "busybox-static",
+    // containerd (with ctr and the runc v2 shim) for the Kubernetes-identity tests.
+    "containerd",
     // Debian 12's name for containers-common (registries.conf, policy.json, seccomp.json).
     "golang-github-containers-common",
     // Network namespaces and veth pairs for the network tests.

@@ -99,6 +99,14 @@ struct Entry {
     last_used: Instant,
 }
 
+/// What the sources say about an event's cgroup.
+enum Place {
+    Container(CgroupMatch),
+    Host,
+    /// No source could tell (the process and its cgroup are already gone).
+    Unknown,
+}
+
 /// Where a (cgroup, mount namespace) pair belongs.
 #[derive(Clone, Debug)]
 enum Slot {
@@ -200,11 +208,27 @@ impl ContainerTable {
             self.sweep(&mut inner, now);
         }
         let key = (event.cgroup_id, event.mnt_ns);
-        let slot = match inner.slots.get(&key) {
-            Some(s) => s.clone(),
+        // The cgroup names the kernel gave at exec are the surest source: they overrule a
+        // `host` decided from an earlier event of the pair (runc's own steps, before it moved
+        // itself into the container's cgroup).
+        let exec_in_container = matches!(event.kind, EventKind::Exec(_))
+            && process.is_some_and(|p| {
+                p.cgroup_id == event.cgroup_id && cgroup::container_from_path(&p.cgroup).is_some()
+            });
+        let cached = inner
+            .slots
+            .get(&key)
+            .filter(|s| !(exec_in_container && matches!(s, Slot::Host)))
+            .cloned();
+        let slot = match cached {
+            Some(s) => s,
             None => {
-                let s = self.classify(&mut inner, event, process, now);
-                inner.slots.insert(key, s.clone());
+                let (s, known) = self.classify(&mut inner, event, process, now);
+                // A pair no source could place (a process gone before its first event was
+                // read, a cgroup newer than the last scan) is asked again next time.
+                if known {
+                    inner.slots.insert(key, s.clone());
+                }
                 s
             }
         };
@@ -269,15 +293,21 @@ impl ContainerTable {
         }
     }
 
-    /// Decides where a new (cgroup, mount namespace) pair belongs.
+    /// Decides where a new (cgroup, mount namespace) pair belongs, and whether that is known
+    /// for sure.
     fn classify(
         &self,
         inner: &mut Inner,
         event: &Event,
         process: Option<&Process>,
         now: Instant,
-    ) -> Slot {
-        match self.container_of(inner, event, process, now) {
+    ) -> (Slot, bool) {
+        let (found, known) = match self.container_of(inner, event, process, now) {
+            Place::Container(m) => (Some(m), true),
+            Place::Host => (None, true),
+            Place::Unknown => (None, false),
+        };
+        let slot = match found {
             Some(m) => {
                 let id: Arc<str> = Arc::from(m.id.as_str());
                 if !inner.containers.contains_key(&id) {
@@ -304,10 +334,13 @@ impl ContainerTable {
             None => match inner.by_mnt_ns.get(&event.mnt_ns) {
                 // Same mount namespace as a container, cgroup of the host: entered with
                 // nsenter or setns.
-                Some(id) if inner.containers.contains_key(id) => Slot::Container(id.clone()),
+                Some(id) if inner.containers.contains_key(id) => {
+                    return (Slot::Container(id.clone()), true);
+                }
                 _ => Slot::Host,
             },
-        }
+        };
+        (slot, known)
     }
 
     /// The container in the process's cgroup path, from the best source there is.
@@ -317,32 +350,38 @@ impl ContainerTable {
         event: &Event,
         process: Option<&Process>,
         now: Instant,
-    ) -> Option<CgroupMatch> {
+    ) -> Place {
+        let place = |m: Option<CgroupMatch>| m.map_or(Place::Host, Place::Container);
         // 1. The names the kernel gave at exec, while the process is still in that cgroup.
         if let Some(p) = process
             && p.cgroup_id == event.cgroup_id
             && !p.cgroup.is_empty()
         {
-            return cgroup::container_from_path(&p.cgroup);
+            return place(cgroup::container_from_path(&p.cgroup));
         }
         // 2. /proc, while the process lives (also the only source on pure v1 hosts).
         if let Ok(text) =
             std::fs::read_to_string(self.proc_root.join(format!("{}/cgroup", event.tgid)))
         {
-            return cgroup::container_from_proc_cgroup(&text);
+            return place(cgroup::container_from_proc_cgroup(&text));
         }
-        // 3. The v2 directory with the event's cgroup id as its inode.
-        let mount = self.v2_mount.as_ref()?;
+        // 3. The v2 directory with the event's cgroup id as its inode (rescanned at most
+        //    every 100 ms while ids are missing).
+        let Some(mount) = self.v2_mount.as_ref() else {
+            return Place::Unknown;
+        };
         if !inner.v2_paths.contains_key(&event.cgroup_id)
             && inner
                 .v2_scanned
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100))
         {
             inner.v2_paths = cgroup::scan_v2(mount);
             inner.v2_scanned = Some(now);
         }
-        let path = inner.v2_paths.get(&event.cgroup_id)?;
-        cgroup::container_from_path(path)
+        match inner.v2_paths.get(&event.cgroup_id) {
+            Some(path) => place(cgroup::container_from_path(path)),
+            None => Place::Unknown,
+        }
     }
 
     /// Drops containers whose cgroups are all gone (and that saw no event for a while).

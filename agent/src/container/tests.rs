@@ -299,3 +299,45 @@ fn odd_inputs_do_not_panic() {
     });
     assert_eq!(missing_root.resolve(&ev, None).info.id, "host");
 }
+
+#[test]
+fn a_pair_no_source_could_place_is_asked_again() {
+    let root = Root::new("unknown");
+    root.podman(PODMAN_ID, "web");
+    let t = root.table(Duration::from_millis(100));
+    // runc's first event in the new cgroup, read after the process was gone: no /proc entry,
+    // no v2 directory under this root. It is host for now, but not remembered as host.
+    let early = event(5001, 88, 12, exit());
+    assert!(t.resolve(&early, None).info.is_host());
+    let ev = event(
+        5002,
+        88,
+        12,
+        exec_in(&format!("libpod_parent/libpod-{PODMAN_ID}")),
+    );
+    assert_eq!(t.resolve(&ev, Some(&process(&ev))).info.full_id, PODMAN_ID);
+}
+
+#[test]
+fn an_exec_in_a_container_cgroup_overrules_a_cached_host() {
+    let root = Root::new("overrule");
+    root.podman(PODMAN_ID, "web");
+    let t = root.table(Duration::from_millis(100));
+    // A process whose /proc says host (runc before it moved itself into the container's
+    // cgroup) sets the pair to host...
+    root.write("proc/6001/cgroup", "0::/user.slice\n");
+    let before = event(6001, 99, 13, exit());
+    assert!(t.resolve(&before, None).info.is_host());
+    // ...and the workload's exec, which the kernel names in the container's cgroup, wins.
+    let ev = event(
+        6002,
+        99,
+        13,
+        exec_in(&format!("libpod_parent/libpod-{PODMAN_ID}")),
+    );
+    assert_eq!(t.resolve(&ev, Some(&process(&ev))).info.full_id, PODMAN_ID);
+    assert_eq!(
+        t.resolve(&event(6002, 99, 13, exit()), None).info.full_id,
+        PODMAN_ID
+    );
+}

@@ -84,6 +84,7 @@ pub enum FieldId {
     ProcArgs,
     ProcPid,
     ProcVpid,
+    ProcVpgid,
     ProcPpid,
     ProcPname,
     ProcPexe,
@@ -552,11 +553,12 @@ pub static CATALOG: &[FieldDef] = &[
         "Name of the session leader.",
         NOT_CAPTURED,
     ),
-    na(
+    f(
         "proc.vpgid",
+        I::ProcVpgid,
         T::Int64,
-        "Process group id inside the pid namespace.",
-        NOT_CAPTURED,
+        "Process group id inside the process's pid namespace (read from /proc when a rule or \
+         output asks for it; unset once the process is gone).",
     ),
     na(
         "proc.vpgid.name",
@@ -1412,6 +1414,7 @@ impl<'a> Ctx<'a> {
             I::ProcArgs => p.map(|p| Val::Str(Cow::Owned(proc_args(p)))),
             I::ProcPid => Some(Val::Num(i64::from(ev.tgid))),
             I::ProcVpid => Some(Val::Num(i64::from(ev.vpid))),
+            I::ProcVpgid => ns_pgid(ev.tgid).map(Val::Num),
             I::ProcPpid => p.map(|p| Val::Num(i64::from(p.ppid))),
             I::ProcPname => self.ancestor(1).and_then(|a| s(&a.comm)),
             I::ProcPexe => self.ancestor(1).and_then(|a| s(proc_exe(a))),
@@ -1890,4 +1893,23 @@ mod tests {
         assert_eq!(errno_name(115), "EINPROGRESS");
         assert_eq!(errno_name(999), "E999");
     }
+}
+
+/// The process group id in the innermost pid namespace (`NSpgid` in `/proc/PID/status`).
+fn ns_pgid(pid: u32) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_ns_pgid(&status)
+}
+
+fn parse_ns_pgid(status: &str) -> Option<i64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpgid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+#[cfg(test)]
+#[test]
+fn ns_pgid_is_the_innermost() {
+    assert_eq!(parse_ns_pgid("Name:\tsh\nNSpgid:\t4711\t1\n"), Some(1));
+    assert_eq!(parse_ns_pgid("NSpgid:\t300\n"), Some(300));
+    assert_eq!(parse_ns_pgid("Name:\tsh\n"), None);
 }
