@@ -326,6 +326,88 @@ pub fn to_yaml(p: &Profile) -> String {
     out
 }
 
+/// Syscalls every recorded profile allows besides what was recorded: what a process makes
+/// while it starts (exec, the dynamic loader, libc's and a shell's set-up: glibc, musl and
+/// busybox `sh` under strace) and ends. A container recorded while running made them before
+/// the recording began, and its next start needs them all.
+pub const STARTUP_SYSCALLS: &[&str] = &[
+    "execve",
+    "brk",
+    "arch_prctl",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "access",
+    "openat",
+    "newfstatat",
+    "fstat",
+    "read",
+    "pread64",
+    "close",
+    "readlink",
+    "set_tid_address",
+    "set_robust_list",
+    "rseq",
+    "prlimit64",
+    "getrandom",
+    "getpid",
+    "getppid",
+    "gettid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "uname",
+    "getcwd",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "futex",
+    "exit",
+    "exit_group",
+];
+
+/// Syscalls an OCI seccomp profile must allow for the runtime itself. Without
+/// `no_new_privileges`, runc loads the filter in its own init process before it drops
+/// privileges (see `standard_init_linux.go`), then still closes its file descriptors (`fstatfs`
+/// on /proc, `getdents64`, `fcntl`), sets the user and capabilities, checks the working
+/// directory, looks the entrypoint up (`faccessat2`, Go's `exec.LookPath`), and syncs in Go's
+/// runtime before it execs the entrypoint; an Osprey profile
+/// judges the workload only from that exec on. Found with runc 1.1: each missing one fails
+/// `runc create` with EPERM.
+pub const OCI_RUNTIME_SYSCALLS: &[&str] = &[
+    "fstatfs",
+    "fcntl",
+    "getdents64",
+    "close_range",
+    "capget",
+    "capset",
+    "prctl",
+    "setgroups",
+    "setuid",
+    "setgid",
+    "setresuid",
+    "setresgid",
+    "chdir",
+    "getcwd",
+    "faccessat",
+    "faccessat2",
+    "getppid",
+    "getpid",
+    "gettid",
+    "tgkill",
+    "epoll_ctl",
+    "epoll_pwait",
+    "futex",
+    "nanosleep",
+    "sched_yield",
+    "sigaltstack",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "madvise",
+    "write",
+];
+
 /// An allow-list profile as OCI seccomp JSON: the listed syscalls are allowed, everything else
 /// fails with EPERM. For a pod's `securityContext.seccompProfile` (type `Localhost`).
 pub fn allow_list_json(allowed: &BTreeSet<String>) -> String {
