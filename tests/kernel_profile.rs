@@ -432,3 +432,199 @@ fn kernel_profile_debian_seccomp_profile_imported_in_audit_mode_alerts_on_a_deni
         "only the clock call: {alerts:?}"
     );
 }
+
+/// A detached container, removed (killed if need be) when dropped.
+struct Running(String);
+
+impl Running {
+    /// `podman run -d --runtime runc --network none [extra] busybox sh -c SCRIPT`, kept after
+    /// it exits so that its status and output can be read.
+    fn start(name: &str, extra: &[&str], script: &str) -> Running {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-t", "0", name])
+            .output();
+        let out = Command::new("podman")
+            .args(["run", "-d", "--runtime", "runc", "--network", "none"])
+            .args(["--name", name])
+            .args(extra)
+            .args([image(), "/bin/sh", "-c", script])
+            .output()
+            .expect("podman run");
+        assert!(out.status.success(), "{out:?}");
+        Running(name.to_string())
+    }
+
+    fn running(&self) -> bool {
+        let out = Command::new("podman")
+            .args(["inspect", "-f", "{{.State.Running}}", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "true"
+    }
+
+    /// Waits (bounded) for the container to exit: its status and its output.
+    fn wait(&self) -> (Option<i32>, String) {
+        let out = Command::new("timeout")
+            .args(["20", "podman", "wait", &self.0])
+            .output()
+            .unwrap();
+        let status = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+        let logs = Command::new("podman")
+            .args(["logs", &self.0])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&logs.stdout).into_owned()
+            + &String::from_utf8_lossy(&logs.stderr);
+        (status, text)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-t", "0", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn kernel_profile_record_then_enforce_lets_the_workload_run_and_kills_what_is_new() {
+    let _t = turn();
+    let dir = Dir::new("record");
+    let ctl = dir.join("ctl");
+    std::fs::create_dir_all(&ctl).unwrap();
+    let cname = name("record");
+    let vol = format!("{}:/ctl", ctl.display());
+    let extra = ["--tmpfs", "/tmp", "-v", &vol];
+    // Writes to /tmp, reads a file, sleeps; once the host creates /ctl/new it does something
+    // it never did while recorded (mkdir, which podman's own seccomp profile allows: a call
+    // that profile denies never reaches the tracepoint) and exits with that command's status.
+    let workload = "while true; do echo tick >> /tmp/log; cat /tmp/log > /tmp/copy; \
+                    sleep 0.2; if [ -e /ctl/new ]; then mkdir /tmp/d; st=$?; echo new=$st; \
+                    exit $st; fi; done";
+
+    let c = Running::start(&cname, &extra, workload);
+    std::thread::sleep(Duration::from_millis(500));
+    let (yaml_path, json_path) = (dir.join("p.yaml"), dir.join("p.json"));
+    let out = Command::new(OSPREY)
+        .args([
+            "profile",
+            "record",
+            "--container",
+            &cname,
+            "--duration",
+            "5s",
+        ])
+        .arg("--output")
+        .arg(&yaml_path)
+        .arg("--seccomp")
+        .arg(&json_path)
+        .args(["--name", "recorded-test", "--scope"])
+        .arg(format!("container={cname}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(out.status.success(), "{out:?}");
+    assert!(stderr.contains("syscalls recorded"), "{stderr}");
+    assert!(c.running(), "recording left the workload alone");
+    drop(c);
+
+    let yaml = std::fs::read_to_string(&yaml_path).unwrap();
+    eprintln!("{yaml}");
+    let names = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- names: ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .expect("one allow entry");
+    let names: Vec<&str> = names.split(", ").collect();
+    // cat copies with sendfile; the shell forks, waits and redirects.
+    for want in ["openat", "write", "sendfile", "clone", "wait4", "dup2"] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    assert!(
+        names.contains(&"nanosleep") || names.contains(&"clock_nanosleep"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"mkdir"), "never made: {names:?}");
+    assert!(yaml.contains("default: kill"), "{yaml}");
+    assert!(yaml.contains(&format!("container: \"{cname}\"")), "{yaml}");
+    let v = Command::new(OSPREY)
+        .args(["rules", "validate"])
+        .arg(&yaml_path)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{v:?}");
+
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(json["defaultAction"], "SCMP_ACT_ERRNO");
+    let allowed: Vec<&str> = json["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|e| e["names"].as_array().unwrap())
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    for n in &names {
+        assert!(allowed.contains(n), "{n} allowed by the seccomp profile");
+    }
+    assert!(!allowed.contains(&"mkdir"));
+
+    // The seccomp profile, as runc loads it: the workload starts and runs; the new call
+    // fails with EPERM (and the workload says so and goes on to exit with mkdir's status).
+    let seccomp = format!("seccomp={}", json_path.display());
+    let _ = std::fs::remove_file(ctl.join("new"));
+    let c = Running::start(
+        &cname,
+        &["--tmpfs", "/tmp", "-v", &vol, "--security-opt", &seccomp],
+        workload,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(c.running(), "the workload runs under its seccomp profile");
+    std::fs::write(ctl.join("new"), "").unwrap();
+    let (status, logs) = c.wait();
+    assert_eq!(status, Some(1), "{logs}");
+    assert!(logs.contains("new=1"), "mkdir denied: {logs}");
+    drop(c);
+
+    // The Osprey profile in enforce mode: the same workload runs cleanly, then is killed.
+    let _ = std::fs::remove_file(ctl.join("new"));
+    let mut agent = Agent::start(
+        &[
+            "run",
+            "--json",
+            "--rules",
+            "default",
+            "--rules",
+            yaml_path.to_str().unwrap(),
+        ],
+        "osprey is running",
+    );
+    let c = Running::start(&cname, &extra, workload);
+    let seen = agent.collect_for(Duration::from_secs(3)).to_vec();
+    assert!(
+        profile_alerts(&seen, "recorded-test").is_empty(),
+        "no verdict on what was recorded: {:?}",
+        profile_alerts(&seen, "recorded-test")
+    );
+    assert!(c.running(), "the workload runs under its recorded profile");
+    std::fs::write(ctl.join("new"), "").unwrap();
+    let (status, logs) = c.wait();
+    assert_eq!(status, Some(137), "{logs}");
+    assert!(logs.contains("new=137"), "mkdir died by SIGKILL: {logs}");
+    // The shell says `Killed` for each child that died so: mkdir only.
+    assert_eq!(
+        logs.matches("Killed").count(),
+        1,
+        "nothing else was: {logs}"
+    );
+    let a = agent.expect("a kill verdict on mkdir", WAIT, |v| {
+        v["rule"] == "Syscall profile recorded-test"
+    });
+    let f = &a["output_fields"];
+    assert_eq!(f["evt.type"], "mkdir", "{a}");
+    assert_eq!(f["profile.verdict"], "kill");
+    assert_eq!(f["profile.action_taken"], "killed");
+    assert_eq!(f["container.name"], cname.as_str());
+}
