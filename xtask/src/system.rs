@@ -29,6 +29,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "iproute2",
     // Cross-checking what the sensor reports against what a process really did.
     "strace",
+    // Reading the agent's kernel counters from outside it (the profile tests).
+    "bpftool",
     // A real NATS JetStream server for the alert-stream round trip (nats-server -js).
     "nats-server",
 ];
