@@ -454,3 +454,30 @@ fn rules_crypto_mining() {
         &[("fd.name", &format!("127.0.0.1:{port}"))],
     );
 }
+
+#[test]
+fn rules_fileless_execution_via_memfd() {
+    // The classic fileless loader: copy a program into an anonymous memory file and execute
+    // it from there (busybox, run as its `echo` applet), nothing written to disk.
+    let mut agent = agent();
+    let out = bash_ok(
+        "python3 -c 'import os; fd = os.memfd_create(\"payload\", 0); \
+         os.write(fd, open(\"/bin/busybox\", \"rb\").read()); \
+         os.execv(\"/proc/self/fd/%d\" % fd, [\"echo\", \"osprey-memfd-payload\"])'",
+    );
+    assert!(out.contains("osprey-memfd-payload"), "{out}");
+    let a = alert(&mut agent, "Fileless execution via memfd", |v| {
+        field(v, "proc.cmdline").ends_with(" osprey-memfd-payload")
+    });
+    // The kernel names the program after the fd it was executed from.
+    assert!(
+        field(&a, "proc.exepath").starts_with("/proc/self/fd/"),
+        "{a}"
+    );
+    check(
+        &a,
+        "Critical",
+        &["mitre_defense_evasion", "T1620"],
+        &[("container.id", "host")],
+    );
+}
