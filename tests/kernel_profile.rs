@@ -450,8 +450,10 @@ impl Running {
             .args([image(), "/bin/sh", "-c", script])
             .output()
             .expect("podman run");
+        // Created before it fails to start: removed either way.
+        let c = Running(name.to_string());
         assert!(out.status.success(), "{out:?}");
-        Running(name.to_string())
+        c
     }
 
     fn running(&self) -> bool {
