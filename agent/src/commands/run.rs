@@ -195,6 +195,7 @@ fn internal_alert(hostname: &str, rule: &str, priority: Priority, output: String
             pid: std::process::id(),
             tid: std::process::id(),
             comm: "osprey".into(),
+            container: None,
         },
     }
 }

@@ -263,6 +263,7 @@ impl Printer {
                         pid: 0,
                         tid: 0,
                         comm: "osprey".into(),
+                        container: None,
                     },
                 };
                 writeln!(self.out, "{}", crate::output::to_json(&a))

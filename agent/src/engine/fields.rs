@@ -1375,6 +1375,16 @@ impl<'a> Ctx<'a> {
 
     /// The event's own container when the pipeline attached one (live and recorded events),
     /// else what the lookup finds.
+    /// The event's container, shared (for the alert to carry).
+    pub fn container_arc(&self) -> Option<Arc<ContainerInfo>> {
+        if let Some(c) = &self.en.container {
+            return Some(c.clone());
+        }
+        self.container
+            .get_or_init(|| self.svc.containers.lookup(&self.en.event, self.process()))
+            .clone()
+    }
+
     fn container(&self) -> Option<&ContainerInfo> {
         if let Some(c) = &self.en.container {
             return Some(c);

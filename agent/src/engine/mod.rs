@@ -251,6 +251,7 @@ impl Engine {
                 pid: ev.tgid,
                 tid: ev.tid,
                 comm: ev.comm.clone(),
+                container: ctx.container_arc(),
             },
         }
     }

@@ -199,6 +199,7 @@ mod tests {
                 pid,
                 tid: pid,
                 comm: "c".into(),
+                container: None,
             },
         }
     }

@@ -21,6 +21,10 @@ pub struct AlertEvent {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
+    /// The container of the process (`host` outside containers), whatever the output shows:
+    /// the gRPC stream's `container` and `pod` and its filters read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<std::sync::Arc<crate::engine::env::ContainerInfo>>,
 }
 
 /// One rule match.

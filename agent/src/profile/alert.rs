@@ -221,6 +221,7 @@ pub fn to_alert(
             pid: ev.tgid,
             tid: ev.tid,
             comm: ev.comm.clone(),
+            container: container.map(|c| std::sync::Arc::new(c.clone())),
         },
     }
 }

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 use super::pb::{self, field_value::Kind};
 use crate::{
     alert::{Gap, GapReason},
+    engine::env::ContainerInfo,
     output::{Alert, AlertEvent},
     rules::Priority,
 };
@@ -82,6 +83,56 @@ fn number(fields: &Map<String, Value>, key: &str) -> Option<u32> {
     }
 }
 
+/// The container table's identity as the API's `Container` and `Pod`.
+fn identity_to_pb(c: &ContainerInfo) -> (pb::Container, pb::Pod) {
+    let s = |v: &Option<String>| v.clone().unwrap_or_default();
+    (
+        pb::Container {
+            id: c.id.clone(),
+            name: s(&c.name),
+            image: s(&c.image),
+            full_id: c.full_id.clone(),
+            image_repository: s(&c.image_repository),
+            image_tag: s(&c.image_tag),
+            image_digest: s(&c.image_digest),
+            runtime: s(&c.runtime),
+            privileged: c.privileged.unwrap_or(false),
+        },
+        pb::Pod {
+            namespace: s(&c.k8s_ns_name),
+            name: s(&c.k8s_pod_name),
+            uid: s(&c.k8s_pod_uid),
+            labels: c
+                .k8s_pod_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+    )
+}
+
+/// The API's `Container` and `Pod` back as the container table's identity.
+fn identity_from_pb(c: &pb::Container, p: Option<&pb::Pod>) -> ContainerInfo {
+    let o = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
+    let p = p.cloned().unwrap_or_default();
+    ContainerInfo {
+        id: c.id.clone(),
+        full_id: c.full_id.clone(),
+        name: o(&c.name),
+        image: o(&c.image),
+        image_repository: o(&c.image_repository),
+        image_tag: o(&c.image_tag),
+        image_digest: o(&c.image_digest),
+        runtime: o(&c.runtime),
+        privileged: (!c.runtime.is_empty() && c.runtime != "host").then_some(c.privileged),
+        start_ts: None,
+        k8s_ns_name: o(&p.namespace),
+        k8s_pod_name: o(&p.name),
+        k8s_pod_uid: o(&p.uid),
+        k8s_pod_labels: p.labels.into_iter().collect(),
+    }
+}
+
 /// An engine alert as the API's `Alert`, numbered later by the bus. Process, container and pod
 /// come from the output fields the rule shows (Falco's names), the event where they are absent.
 pub fn alert_to_pb(a: &Alert, node: &str) -> pb::Alert {
@@ -117,14 +168,25 @@ pub fn alert_to_pb(a: &Alert, node: &str) -> pb::Alert {
         user: text(f, "user.name"),
         ancestors,
     };
-    let container = pb::Container {
-        id: text(f, "container.id"),
-        name: text(f, "container.name"),
-        image: text(f, "container.image.repository"),
-    };
-    let pod = pb::Pod {
-        namespace: text(f, "k8s.ns.name"),
-        name: text(f, "k8s.pod.name"),
+    let (container, pod) = match &a.event.container {
+        Some(c) => identity_to_pb(c),
+        None => (
+            pb::Container {
+                id: text(f, "container.id"),
+                name: text(f, "container.name"),
+                image: text(f, "container.image"),
+                full_id: text(f, "container.full_id"),
+                image_repository: text(f, "container.image.repository"),
+                image_tag: text(f, "container.image.tag"),
+                ..Default::default()
+            },
+            pb::Pod {
+                namespace: text(f, "k8s.ns.name"),
+                name: text(f, "k8s.pod.name"),
+                uid: text(f, "k8s.pod.uid"),
+                ..Default::default()
+            },
+        ),
     };
     pb::Alert {
         id: String::new(),
@@ -170,6 +232,10 @@ pub fn alert_from_pb(a: &pb::Alert) -> Alert {
             pid: p.pid,
             tid: p.tid,
             comm: p.name,
+            container: a
+                .container
+                .as_ref()
+                .map(|c| std::sync::Arc::new(identity_from_pb(c, a.pod.as_ref()))),
         },
     }
 }
@@ -294,6 +360,7 @@ mod tests {
                 pid: 42,
                 tid: 42,
                 comm: "cat".into(),
+                container: None,
             },
         };
         let p = alert_to_pb(&a, "node-a");
@@ -307,5 +374,61 @@ mod tests {
         // Falco's JSON is the same before and after: numbers stay exact numbers, null stays null.
         let back = alert_from_pb(&p);
         assert_eq!(crate::output::to_json(&back), crate::output::to_json(&a));
+    }
+
+    #[test]
+    fn every_alert_carries_its_container_and_pod_whatever_the_output_shows() {
+        let info = ContainerInfo {
+            id: "0123456789ab".into(),
+            full_id: format!("0123456789ab{}", "f".repeat(52)),
+            name: Some("nginx".into()),
+            image: Some("registry.example/web:1.2".into()),
+            image_repository: Some("registry.example/web".into()),
+            image_tag: Some("1.2".into()),
+            runtime: Some("containerd".into()),
+            privileged: Some(true),
+            k8s_ns_name: Some("shop".into()),
+            k8s_pod_name: Some("web-0".into()),
+            k8s_pod_uid: Some("7d0c".into()),
+            k8s_pod_labels: [("app".to_string(), "web".to_string())].into(),
+            ..ContainerInfo::default()
+        };
+        let a = Alert {
+            time: 1,
+            rule: "r".into(),
+            priority: Priority::Notice,
+            source: "syscall".into(),
+            tags: vec![],
+            output: "o".into(),
+            // The rule's output shows no container field at all.
+            output_fields: Map::new(),
+            hostname: "h".into(),
+            event: AlertEvent {
+                evt_type: "openat".into(),
+                evt_num: 1,
+                ts: 1,
+                pid: 7,
+                tid: 7,
+                comm: "nginx".into(),
+                container: Some(std::sync::Arc::new(info.clone())),
+            },
+        };
+        let p = alert_to_pb(&a, "node-a");
+        let c = p.container.as_ref().unwrap();
+        assert_eq!(
+            (c.id.as_str(), c.name.as_str(), c.image.as_str()),
+            ("0123456789ab", "nginx", "registry.example/web:1.2")
+        );
+        assert_eq!(c.image_repository, "registry.example/web");
+        assert_eq!(c.runtime, "containerd");
+        assert!(c.privileged);
+        let pod = p.pod.as_ref().unwrap();
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str()),
+            ("shop", "web-0")
+        );
+        assert_eq!(pod.labels.get("app").map(String::as_str), Some("web"));
+        let back = alert_from_pb(&p);
+        assert_eq!(back.event.container.as_deref(), Some(&info));
     }
 }

@@ -76,12 +76,19 @@ impl Part {
             && any(&self.pod, pod.map_or("", |p| &p.name))
             && (self.container.is_empty()
                 || c.is_some_and(|c| {
-                    self.container
-                        .iter()
-                        .any(|x| (!c.id.is_empty() && c.id.starts_with(x.as_str())) || c.name == *x)
+                    self.container.iter().any(|x| {
+                        (!c.id.is_empty() && c.id.starts_with(x.as_str()))
+                            || (!c.full_id.is_empty() && c.full_id.starts_with(x.as_str()))
+                            || c.name == *x
+                    })
                 }))
             && (self.image.is_empty()
-                || c.is_some_and(|c| self.image.iter().any(|r| r.is_match(&c.image))))
+                || c.is_some_and(|c| {
+                    // The reference (`repo:tag`) or the repository alone.
+                    self.image
+                        .iter()
+                        .any(|r| r.is_match(&c.image) || r.is_match(&c.image_repository))
+                }))
     }
 }
 
@@ -121,11 +128,15 @@ mod tests {
             pod: Some(pb::Pod {
                 namespace: ns.into(),
                 name: "web-1".into(),
+                ..Default::default()
             }),
             container: Some(pb::Container {
                 id: "ee97d9c4186f".into(),
+                full_id: format!("ee97d9c4186f{}", "0".repeat(52)),
                 name: "web".into(),
-                image: image.into(),
+                image: format!("{image}:1.27"),
+                image_repository: image.into(),
+                ..Default::default()
             }),
             ..Default::default()
         }
