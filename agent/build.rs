@@ -65,6 +65,17 @@ fn compile_proto() -> anyhow::Result<()> {
         .build_server(true)
         .compile_fds(fds)
         .context("generating the gRPC code")?;
+    // containerd's containers service, client side only (container metadata).
+    let fds = protox::compile(
+        ["containerd/services/containers/v1/containers.proto"],
+        ["../proto"],
+    )
+    .map_err(|e| anyhow!("compiling proto/containerd/services/containers/v1: {e}"))?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_fds(fds)
+        .context("generating the containerd client")?;
     Ok(())
 }
 

@@ -241,6 +241,9 @@ fn containerd_pod_identity_from_kubelet_labels() {
         ("container.full_id", id),
         ("container.name", "nginx"),
         ("container.type", "containerd"),
+        // Not in the bundle: from containerd's API.
+        ("container.image", IMAGE),
+        ("container.image.repository", REPO),
         ("k8s.pod.name", "web-0"),
         ("k8s.ns.name", &ns[..]),
         ("k8s.pod.uid", "7d0c7a1e-0001-4000-8000-000000000001"),

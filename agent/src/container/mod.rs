@@ -15,6 +15,7 @@
 //! no alert leaves with a container id but no name, image or pod.
 
 pub mod cgroup;
+pub mod containerd;
 pub mod runtime;
 
 use std::{
@@ -99,6 +100,9 @@ struct Entry {
     last_used: Instant,
 }
 
+/// The cgroup v2 root's id: every process of a host without a v2 hierarchy of its own.
+const ROOT_CGROUP_ID: u64 = 1;
+
 /// What the sources say about an event's cgroup.
 enum Place {
     Container(CgroupMatch),
@@ -136,6 +140,8 @@ pub struct ContainerTable {
     host_mnt_ns: [u32; 2],
     host: Arc<ContainerInfo>,
     inner: Mutex<Inner>,
+    /// containerd's API client, started with the first containerd container.
+    containerd: std::sync::OnceLock<Option<containerd::ContainerdApi>>,
 }
 
 /// An exec of the workload, not of the container runtime's own init: runc re-executes itself
@@ -179,6 +185,7 @@ impl ContainerTable {
                 last_sweep: Instant::now(),
                 stats: ContainerStats::default(),
             }),
+            containerd: std::sync::OnceLock::new(),
             cfg,
         }
     }
@@ -256,7 +263,6 @@ impl ContainerTable {
                 .slots
                 .retain(|(_, m), s| *m != ns || matches!(s, Slot::Container(_)));
         }
-        let root = &self.cfg.host_root;
         let wait = self.cfg.metadata_wait;
         let retry = self.cfg.retry_every;
         let Inner {
@@ -273,12 +279,15 @@ impl ContainerTable {
         if let Meta::Pending { since, next_try } = entry.meta
             && now >= next_try
         {
-            if let Some(m) = runtime::lookup(root, entry.hint.runtime, &entry.hint.id) {
-                entry.info = Arc::new(info_from(&entry.hint, Some(m)));
-                entry.meta = Meta::Done;
-            } else if now.duration_since(since) >= wait {
-                stats.metadata_timeouts += 1;
-                tracing::debug!(id = %entry.hint.id, "no runtime metadata within {wait:?}");
+            let (meta, complete) = self.read_metadata(&entry.hint);
+            if complete || now.duration_since(since) >= wait {
+                if !complete {
+                    stats.metadata_timeouts += 1;
+                    tracing::debug!(id = %entry.hint.id, "no complete runtime metadata within {wait:?}");
+                }
+                if meta.is_some() {
+                    entry.info = Arc::new(info_from(&entry.hint, meta));
+                }
                 entry.meta = Meta::Done;
             } else {
                 entry.meta = Meta::Pending {
@@ -311,8 +320,8 @@ impl ContainerTable {
             Some(m) => {
                 let id: Arc<str> = Arc::from(m.id.as_str());
                 if !inner.containers.contains_key(&id) {
-                    let meta = runtime::lookup(&self.cfg.host_root, m.runtime, &m.id);
-                    let pending = meta.is_none();
+                    let (meta, complete) = self.read_metadata(&m);
+                    let pending = !complete;
                     let entry = Entry {
                         info: Arc::new(info_from(&m, meta)),
                         meta: if pending {
@@ -341,6 +350,48 @@ impl ContainerTable {
             },
         };
         (slot, known)
+    }
+
+    /// What the runtime's files (and containerd's API) say about a container, and whether
+    /// that is all there will be. An answer still expected from containerd's API makes it
+    /// incomplete; the question is asked here, once.
+    fn read_metadata(&self, hint: &CgroupMatch) -> (Option<runtime::Metadata>, bool) {
+        let root = &self.cfg.host_root;
+        let Some(mut m) = runtime::lookup(root, hint.runtime, &hint.id) else {
+            return (None, false);
+        };
+        if m.runtime != Some(cgroup::Runtime::Containerd) {
+            return (Some(m), true);
+        }
+        let Some(api) = self.containerd_api() else {
+            return (Some(m), true);
+        };
+        match api.answer(&hint.id) {
+            Some(containerd::Answer::Found { image, labels }) => {
+                runtime::merge_containerd_api(&mut m, &image, &labels);
+                (Some(m), true)
+            }
+            Some(containerd::Answer::Missing) => (Some(m), true),
+            None if api.was_asked(&hint.id) => (Some(m), false),
+            None => match runtime::containerd_namespace(root, &hint.id) {
+                Some(ns) => {
+                    api.ask(&ns, &hint.id);
+                    (Some(m), false)
+                }
+                None => (Some(m), true),
+            },
+        }
+    }
+
+    fn containerd_api(&self) -> Option<&containerd::ContainerdApi> {
+        self.containerd
+            .get_or_init(|| {
+                let socket = self.cfg.host_root.join("run/containerd/containerd.sock");
+                containerd::ContainerdApi::start(socket)
+                    .inspect_err(|e| tracing::warn!("containerd API client not started: {e}"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// The container in the process's cgroup path, from the best source there is.
@@ -400,11 +451,21 @@ impl ContainerTable {
         inner.v2_scanned = Some(now);
         let live = &inner.v2_paths;
         let recent = self.cfg.sweep_every;
+        let idle = self.cfg.sweep_every * 30;
         inner.containers.retain(|id, e| {
-            let keep = now.duration_since(e.last_used) < recent
-                || e.cgroups.iter().any(|c| live.contains_key(c));
+            let idle_for = now.duration_since(e.last_used);
+            // On cgroup-hybrid hosts a container may have no v2 cgroup of its own (its events
+            // carry the root's id, 1): the root says nothing, so such a container is kept
+            // until it has been idle for long, as on pure v1 hosts.
+            let own = e.cgroups.iter().filter(|c| **c != ROOT_CGROUP_ID);
+            let keep = idle_for < recent
+                || own.clone().any(|c| live.contains_key(c))
+                || (own.count() == 0 && idle_for < idle);
             if !keep {
                 tracing::debug!(%id, "container gone");
+                if let Some(Some(api)) = self.containerd.get() {
+                    api.forget(id);
+                }
             }
             keep
         });

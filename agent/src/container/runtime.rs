@@ -304,6 +304,38 @@ fn containerd_bundle(root: &Path, id: &str) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
+/// The containerd namespace (`k8s.io`, `default`, ...) of a container with a task bundle.
+pub fn containerd_namespace(root: &Path, id: &str) -> Option<String> {
+    let bundle = containerd_bundle(root, id)?;
+    let ns = bundle.parent()?.parent()?.file_name()?;
+    Some(ns.to_string_lossy().into_owned())
+}
+
+/// Adds what containerd's API said to what the bundle said: the image reference, and the
+/// pod's identity from the labels the CRI plugin sets when the annotations lack it.
+pub fn merge_containerd_api(m: &mut Metadata, image: &str, labels: &BTreeMap<String, String>) {
+    if m.image.is_none() && !image.is_empty() {
+        m.image = Some(image.to_string());
+    }
+    if m.pod_name.is_none() {
+        let spec = OciSpec {
+            annotations: labels.clone(),
+            ..OciSpec::default()
+        };
+        let mut from_labels = Metadata::default();
+        spec.fill_pod(&mut from_labels);
+        if from_labels.pod_name.is_some() {
+            m.pod_name = from_labels.pod_name;
+            m.pod_namespace = from_labels.pod_namespace;
+            m.pod_uid = from_labels.pod_uid;
+            m.pod_labels = from_labels.pod_labels;
+            if let Some(name) = from_labels.name {
+                m.name = Some(name);
+            }
+        }
+    }
+}
+
 fn containerd(root: &Path, id: &str) -> Option<Metadata> {
     let spec: OciSpec = read_json(&containerd_bundle(root, id)?)?;
     let mut m = from_spec(&spec, Runtime::Containerd);
@@ -568,6 +600,38 @@ mod tests {
             "\u{0}\u{1}",
         );
         assert_eq!(lookup(&root, Runtime::Unknown, ID), None);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn containerd_api_fills_image_and_pod_from_cri_labels() {
+        let root = tmp("ctrd-api");
+        // A CRI container on containerd 1.6: a bundle without image or pod annotations.
+        write(
+            &root,
+            &format!("run/containerd/io.containerd.runtime.v2.task/k8s.io/{ID}/config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.container-type":"container"}}"#,
+        );
+        assert_eq!(containerd_namespace(&root, ID).as_deref(), Some("k8s.io"));
+        let mut m = lookup(&root, Runtime::Containerd, ID).unwrap();
+        assert_eq!(m.image, None);
+        let labels: BTreeMap<String, String> = [
+            ("io.kubernetes.pod.name", "web-0"),
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.pod.uid", "u-1"),
+            ("io.kubernetes.container.name", "nginx"),
+            ("app", "web"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        merge_containerd_api(&mut m, "docker.io/library/nginx:1.27", &labels);
+        assert_eq!(m.image.as_deref(), Some("docker.io/library/nginx:1.27"));
+        assert_eq!(m.pod_name.as_deref(), Some("web-0"));
+        assert_eq!(m.pod_namespace.as_deref(), Some("shop"));
+        assert_eq!(m.name.as_deref(), Some("nginx"));
+        assert_eq!(m.pod_labels.get("app").map(String::as_str), Some("web"));
+        assert!(!m.pod_labels.contains_key("io.kubernetes.pod.name"));
         std::fs::remove_dir_all(root).unwrap();
     }
 }
