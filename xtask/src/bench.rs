@@ -75,10 +75,6 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
     let load = measure::load(&bins)?;
     let latency = measure::latency(&bins)?;
     let table = measure::process_table(&bins)?;
-    let tail_exists = std::process::Command::new(&bins.osprey)
-        .args(["tail", "--help"])
-        .output()
-        .is_ok_and(|o| o.status.success());
     let target = env.target_dir();
     let results = report::Results {
         machine,
@@ -94,7 +90,6 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
             .falco_rules
             .as_ref()
             .map(|_| "../shared/compat/falco_rules.yaml".to_string()),
-        tail_exists,
     };
     let path = env.root().join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();

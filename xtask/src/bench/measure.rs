@@ -199,63 +199,95 @@ fn step(bins: &Bins, agent: &Agent, port: u16, rate: u64, threads: u64) -> Resul
     })
 }
 
-/// Syscall-to-alert latency on stdout.
+/// Syscall-to-alert latency on stdout and through the gRPC stream (`osprey tail`).
 pub struct Latency {
     pub command: String,
+    pub tail_command: String,
     pub trigger: String,
     pub micros: Vec<f64>,
+    pub grpc_micros: Vec<f64>,
 }
 
 impl Latency {
     pub fn p(&self, p: f64) -> f64 {
         percentile(&self.micros, p)
     }
+
+    pub fn grpc_p(&self, p: f64) -> f64 {
+        percentile(&self.grpc_micros, p)
+    }
 }
 
 pub const ALERTS: u64 = 300;
 
-/// Opens /etc/shadow `ALERTS` times, 5 ms apart, under `osprey run --json`, and compares each
-/// alert's `evt.time` (the kernel's timestamp at syscall exit, wall clock) with the wall clock
-/// when the harness read the line.
+/// Opens /etc/shadow `ALERTS` times, 5 ms apart, under `osprey run --json --grpc`, and
+/// compares each alert's `evt.time` (the kernel's timestamp at syscall exit, wall clock) with
+/// the wall clock when the harness read the line: from the agent's stdout, and from an
+/// `osprey tail` subscribed to the agent's gRPC stream on loopback.
 pub fn latency(bins: &Bins) -> Result<Latency> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let grpc = format!("127.0.0.1:{port}");
     let args: Vec<String> = vec![
         "run".into(),
         "--no-watch-rules".into(),
         "--json".into(),
         "--no-flood-control".into(),
+        "--grpc".into(),
+        grpc.clone(),
     ];
     let command = format!("osprey {}", args.join(" "));
     proc::step(format!("latency: {command}"));
     let mut agent = Agent::start(&bins.osprey, &args, true)?;
     let stdout = agent.stdout.take().context("agent stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut micros = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            // Only our trigger's alerts: anything else reading /etc/shadow meanwhile is not timed.
-            if !line.contains("\"Read sensitive file\"")
-                || !line.contains("\"proc.name\":\"workload\"")
-            {
-                continue;
-            }
-            let Some(t) = evt_time(&line) else { continue };
-            micros.push(now.saturating_sub(t) as f64 / 1000.0);
-        }
-        micros
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let reader = std::thread::spawn(move || time_alerts(stdout));
+    let tail_args = ["tail", &grpc, "-o", "falco", "--from", "live"];
+    let tail_command = format!("osprey {}", tail_args.join(" "));
+    let mut tail = std::process::Command::new(&bins.osprey)
+        .args(tail_args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting `{tail_command}`"))?;
+    let tail_out = tail.stdout.take().context("tail stdout")?;
+    let tail_reader = std::thread::spawn(move || time_alerts(tail_out));
+    // Time for the tail to connect and subscribe.
+    std::thread::sleep(Duration::from_millis(1500));
     let trigger_args = vec!["trigger".to_string(), ALERTS.to_string(), "5000".into()];
     workload(&bins.workload, &trigger_args)?;
     std::thread::sleep(Duration::from_secs(2));
+    let _ = tail.kill();
+    let _ = tail.wait();
     agent.stop()?;
     let micros = reader.join().expect("latency reader");
+    let grpc_micros = tail_reader.join().expect("tail reader");
     Ok(Latency {
         command,
+        tail_command,
         trigger: format!("workload {}", trigger_args.join(" ")),
         micros,
+        grpc_micros,
     })
+}
+
+/// Microseconds from each trigger alert's `evt.time` to the moment its line was read.
+fn time_alerts(out: impl std::io::Read) -> Vec<f64> {
+    let mut micros = Vec::new();
+    for line in BufReader::new(out).lines().map_while(Result::ok) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        // Only our trigger's alerts: anything else reading /etc/shadow meanwhile is not timed.
+        if !line.contains("\"Read sensitive file\"") || !line.contains("\"proc.name\":\"workload\"")
+        {
+            continue;
+        }
+        let Some(t) = evt_time(&line) else { continue };
+        micros.push(now.saturating_sub(t) as f64 / 1000.0);
+    }
+    micros
 }
 
 fn evt_time(line: &str) -> Option<u64> {

@@ -22,7 +22,6 @@ pub struct Results {
     pub engine_default: Option<f64>,
     pub engine_upstream: Option<f64>,
     pub falco_rules: Option<String>,
-    pub tail_exists: bool,
 }
 
 fn mib(kib: u64) -> String {
@@ -139,11 +138,18 @@ pub fn render(r: &Results, notes: &str) -> String {
         }
     }
     let p99 = r.latency.p(99.0) / 1000.0;
+    let grpc_p99 = r.latency.grpc_p(99.0) / 1000.0;
     let _ = writeln!(
         o,
-        "| p99 syscall→alert < 5 ms | {p99:.2} ms (stdout, {} alerts) | {} |",
+        "| p99 syscall→alert < 5 ms | {p99:.2} ms (stdout, {} alerts); {grpc_p99:.2} ms (gRPC tail, {} alerts) | {} |",
         r.latency.micros.len(),
-        verdict(p99 < 5.0 && r.latency.micros.len() >= 200)
+        r.latency.grpc_micros.len(),
+        verdict(
+            p99 < 5.0
+                && grpc_p99 < 5.0
+                && r.latency.micros.len() >= 200
+                && r.latency.grpc_micros.len() >= 200
+        )
     );
     let rss = r.load.rss_idle_kib.max(r.load.rss_load_kib);
     let _ = writeln!(
@@ -326,12 +332,12 @@ pub fn render(r: &Results, notes: &str) -> String {
     );
     let _ = writeln!(
         o,
-        "| gRPC (`osprey tail`) | {} | | | |\n",
-        if r.tail_exists {
-            "`osprey tail` exists but is not measured by this harness yet"
-        } else {
-            "pending: `osprey tail` does not exist yet (issue 6)"
-        }
+        "| gRPC (`{}`, loopback) | {} of {ALERTS} | {:.0} µs | {:.0} µs | {:.0} µs |\n",
+        lat.tail_command,
+        lat.grpc_micros.len(),
+        lat.grpc_p(50.0),
+        lat.grpc_p(99.0),
+        lat.grpc_p(100.0)
     );
 
     // 5. Memory.
