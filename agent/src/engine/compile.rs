@@ -13,34 +13,75 @@ use regex::Regex;
 use super::fields::{self, Ctx, FieldRef, FieldType, Val};
 use crate::rules::condition::{Check, Expr, FieldExpr, Modifier, Op, Rhs, Transformer, Value};
 
-/// FNV-1a: the sets and maps the engine probes per event hold short strings and small
-/// numbers, where SipHash's setup dominates.
+/// The hash of the sets and maps the engine probes per event. They hold short strings and
+/// small numbers, where SipHash's setup dominates, and are built from rules, never from
+/// event data, so flooding is not a concern. It takes eight bytes per multiply (FNV-1a took
+/// one, and hashing long paths and command lines for `in` lists showed in profiles) and
+/// mixes the high bits down at the end, since the table indexes by the low bits.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Fnv(u64);
+pub struct FastHash(u64);
 
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+const HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
 
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
+impl FastHash {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(HASH_K);
     }
 }
 
-pub type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+impl std::hash::Hasher for FastHash {
+    #[inline]
+    fn finish(&self) -> u64 {
+        let h = self.0 ^ (self.0 >> 32);
+        h.wrapping_mul(HASH_K) ^ (h >> 29)
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            // The length keeps "a" and "a\0" apart.
+            self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+pub type FastBuild = std::hash::BuildHasherDefault<FastHash>;
 
 /// A compiled condition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Node {
     And(Box<[Node]>),
     Or(Box<[Node]>),
@@ -49,7 +90,7 @@ pub enum Node {
     Check(Box<CheckM>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CheckM {
     lhs: Lhs,
     /// `proc.aname` without an index: true when any ancestor passes.
@@ -208,7 +249,7 @@ impl IpNet {
 }
 
 /// What a check does with the extracted value.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Test {
     Exists,
     Str(StrOp, Box<str>),
@@ -223,8 +264,8 @@ enum Test {
     Num(NumOp, i64),
     Bool(bool, bool),
     Net(bool, IpNet),
-    StrIn(HashSet<Box<str>, FnvBuild>),
-    NumIn(HashSet<i64, FnvBuild>),
+    StrIn(StrSet),
+    NumIn(HashSet<i64, FastBuild>),
     NetIn(Vec<IpNet>),
     PMatch(PathTrie),
     Any(Box<[Test]>),
@@ -455,9 +496,7 @@ fn list_test(op: Op, ty: FieldType, items: &[Value], at: usize) -> Result<Test, 
             } else if ty == FieldType::Bool {
                 Err(unsupported(op, ty, at))
             } else {
-                Ok(Test::StrIn(
-                    items.iter().map(|v| v.text.as_str().into()).collect(),
-                ))
+                Ok(Test::StrIn(StrSet::new(items.iter().map(|v| &*v.text))))
             }
         }
         Op::PMatch => {
@@ -480,9 +519,42 @@ fn list_test(op: Op, ty: FieldType, items: &[Value], at: usize) -> Result<Test, 
     }
 }
 
+/// The strings of an `in` list. Most probes miss, and a probe whose length no item has
+/// misses without hashing (paths and command lines are rarely as long as a list's names).
+#[derive(Debug, Clone)]
+pub struct StrSet {
+    /// Bit `n` is set when an item is `n` bytes long; bit 63 stands for 63 bytes or more.
+    lens: u64,
+    set: HashSet<Box<str>, FastBuild>,
+}
+
+impl StrSet {
+    pub fn new<'s>(items: impl IntoIterator<Item = &'s str>) -> Self {
+        let mut out = Self {
+            lens: 0,
+            set: HashSet::default(),
+        };
+        for i in items {
+            out.lens |= Self::len_bit(i);
+            out.set.insert(i.into());
+        }
+        out
+    }
+
+    #[inline]
+    fn len_bit(s: &str) -> u64 {
+        1 << s.len().min(63)
+    }
+
+    #[inline]
+    pub fn contains(&self, s: &str) -> bool {
+        self.lens & Self::len_bit(s) != 0 && self.set.contains(s)
+    }
+}
+
 /// Path-prefix matching for `pmatch`: `/tmp/hello` matches `/tmp/hello/world`, not
 /// `/tmp/hello_world`. Components may be globs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PathTrie {
     terminal: bool,
     children: HashMap<Box<str>, PathTrie>,
@@ -640,6 +712,22 @@ fn str_op(op: StrOp, s: &str, v: &str) -> bool {
 impl Test {
     fn eval(&self, v: &Val<'_>, ctx: &Ctx<'_>) -> bool {
         match self {
+            Test::Any(ts) => ts.iter().any(|t| t.eval(v, ctx)),
+            Test::All(ts) => ts.iter().all(|t| t.eval(v, ctx)),
+            Test::One(ts) => ts.iter().filter(|t| t.eval(v, ctx)).count() == 1,
+            Test::Field(op, rhs) => {
+                let Some(r) = rhs.extract(ctx) else {
+                    return false;
+                };
+                compare_vals(*op, v, &r)
+            }
+            other => other.eval_inner(v),
+        }
+    }
+
+    /// Every test but the ones that need the event (`val(...)`, modifiers over them).
+    fn eval_inner(&self, v: &Val<'_>) -> bool {
+        match self {
             Test::Exists => true,
             Test::Str(op, s) => str_op(*op, &v.text(), s),
             Test::FlagOrStr(op, s) => match v {
@@ -670,7 +758,7 @@ impl Test {
                     .parse::<IpAddr>()
                     .is_ok_and(|ip| net.contains(ip) != *ne),
             },
-            Test::StrIn(set) => set.contains(&*v.text()),
+            Test::StrIn(set) => set.contains(&v.text()),
             Test::NumIn(set) => v.num().is_some_and(|n| set.contains(&n)),
             Test::NetIn(nets) => {
                 let ip = match v {
@@ -680,15 +768,10 @@ impl Test {
                 ip.is_some_and(|ip| nets.iter().any(|n| n.contains(ip)))
             }
             Test::PMatch(trie) => trie.matches(&v.text()),
-            Test::Any(ts) => ts.iter().any(|t| t.eval(v, ctx)),
-            Test::All(ts) => ts.iter().all(|t| t.eval(v, ctx)),
-            Test::One(ts) => ts.iter().filter(|t| t.eval(v, ctx)).count() == 1,
-            Test::Field(op, rhs) => {
-                let Some(r) = rhs.extract(ctx) else {
-                    return false;
-                };
-                compare_vals(*op, v, &r)
-            }
+            Test::Any(ts) => ts.iter().any(|t| t.eval_inner(v)),
+            Test::All(ts) => ts.iter().all(|t| t.eval_inner(v)),
+            Test::One(ts) => ts.iter().filter(|t| t.eval_inner(v)).count() == 1,
+            Test::Field(..) => false,
         }
     }
 }
@@ -729,7 +812,73 @@ fn num_of(v: &Val<'_>) -> Option<i64> {
     }
 }
 
+impl Test {
+    /// The result for a value known before any event, when it needs nothing else.
+    fn eval_const(&self, v: &Val<'_>) -> Option<bool> {
+        match self {
+            Test::Field(..) => None,
+            Test::Any(ts) | Test::All(ts) | Test::One(ts) => {
+                let r: Option<Vec<bool>> = ts.iter().map(|t| t.eval_const(v)).collect();
+                let r = r?;
+                Some(match self {
+                    Test::Any(_) => r.iter().any(|b| *b),
+                    Test::All(_) => r.iter().all(|b| *b),
+                    _ => r.iter().filter(|b| **b).count() == 1,
+                })
+            }
+            other => Some(other.eval_inner(v)),
+        }
+    }
+}
+
 impl Node {
+    /// This condition for events of type `ty` only, if that changes it: `evt.type` checks
+    /// (the rule index already chose the type) become constants, and constants fold away.
+    /// None when nothing changed.
+    pub fn specialize(&self, ty: &str) -> Option<Node> {
+        match self {
+            Node::Check(c) => {
+                let Lhs::Field(f) = &c.lhs else { return None };
+                if f.id() != fields::FieldId::EvtType || c.any_ancestor {
+                    return None;
+                }
+                let v = Val::Str(std::borrow::Cow::Borrowed(ty));
+                c.test.eval_const(&v).map(Node::Const)
+            }
+            Node::Not(inner) => {
+                let n = inner.specialize(ty)?;
+                Some(match n {
+                    Node::Const(b) => Node::Const(!b),
+                    n => Node::Not(Box::new(n)),
+                })
+            }
+            Node::And(v) | Node::Or(v) => {
+                let and = matches!(self, Node::And(_));
+                let specs: Vec<Option<Node>> = v.iter().map(|n| n.specialize(ty)).collect();
+                if specs.iter().all(Option::is_none) {
+                    return None;
+                }
+                let mut kept = Vec::with_capacity(v.len());
+                for (orig, spec) in v.iter().zip(specs) {
+                    match spec.unwrap_or_else(|| orig.clone()) {
+                        // `false` decides an `and`, `true` an `or`.
+                        Node::Const(b) if b != and => return Some(Node::Const(b)),
+                        // `true` in an `and` (`false` in an `or`) changes nothing.
+                        Node::Const(_) => {}
+                        n => kept.push(n),
+                    }
+                }
+                Some(match kept.len() {
+                    0 => Node::Const(and),
+                    1 => kept.pop().unwrap_or(Node::Const(and)),
+                    _ if and => Node::And(kept.into_boxed_slice()),
+                    _ => Node::Or(kept.into_boxed_slice()),
+                })
+            }
+            Node::Const(_) => None,
+        }
+    }
+
     pub fn eval(&self, ctx: &Ctx<'_>) -> bool {
         match self {
             Node::And(v) => v.iter().all(|n| n.eval(ctx)),

@@ -103,13 +103,22 @@ struct Active {
     compiled: Arc<Compiled>,
 }
 
+/// A rule the event-type index offers for one type.
+struct Candidate {
+    /// Index into `active`.
+    active: u32,
+    /// The rule's condition specialized to the type, when that changed it (see
+    /// [`compile::Node::specialize`]); else the rule's own.
+    matcher: Option<Box<compile::Node>>,
+}
+
 pub struct Engine {
     ruleset: Ruleset,
     active: Vec<Active>,
-    /// Event type → indexes into `active`, in rule order (rules without types included).
-    by_type: HashMap<Box<str>, Box<[u32]>, compile::FnvBuild>,
+    /// Event type → rules in rule order (rules without types included).
+    by_type: HashMap<Box<str>, Box<[Candidate]>, compile::FastBuild>,
     /// Rules without an event-type restriction.
-    any_type: Box<[u32]>,
+    any_type: Box<[Candidate]>,
     opts: EngineOptions,
     evt_num: AtomicU64,
 }
@@ -161,14 +170,32 @@ impl Engine {
                 v.extend(&any_type);
                 v.sort_unstable();
                 v.dedup();
-                (k, v.into_boxed_slice())
+                let cands = v
+                    .into_iter()
+                    .map(|ai| Candidate {
+                        active: ai,
+                        matcher: active[ai as usize]
+                            .compiled
+                            .matcher
+                            .specialize(&k)
+                            .map(Box::new),
+                    })
+                    .collect();
+                (k, cands)
+            })
+            .collect();
+        let any_type = any_type
+            .into_iter()
+            .map(|ai| Candidate {
+                active: ai,
+                matcher: None,
             })
             .collect();
         Self {
             ruleset,
             active,
             by_type,
-            any_type: any_type.into_boxed_slice(),
+            any_type,
             opts,
             evt_num: AtomicU64::new(0),
         }
@@ -218,9 +245,10 @@ impl Engine {
         };
         let ctx = Ctx::new(en, num, &svc);
         let mut out = Vec::new();
-        for &i in candidates {
-            let a = &self.active[i as usize];
-            if a.compiled.matcher.eval(&ctx) {
+        for cand in candidates {
+            let a = &self.active[cand.active as usize];
+            let matcher = cand.matcher.as_deref().unwrap_or(&a.compiled.matcher);
+            if matcher.eval(&ctx) {
                 out.push(self.alert(&self.ruleset.rules[a.rule], &a.compiled, &ctx, ty));
                 if self.opts.rule_matching == RuleMatching::First {
                     break;

@@ -836,3 +836,55 @@ fn thread_capabilities_are_names() {
         &en
     ));
 }
+
+#[test]
+fn type_specialized_conditions_agree_with_the_rule() {
+    let conds = [
+        "evt.type = openat",
+        "evt.type != openat and proc.name = cat",
+        "evt.type in (open, openat) and fd.name startswith /etc",
+        "not evt.type in (execve) and (evt.type = connect or proc.name = cat)",
+        "evt.type startswith open or evt.type contains ve",
+        "toupper(evt.type) = OPENAT",
+        "evt.type exists and not evt.type pmatch (/x)",
+        "evt.type glob 'open*' and evt.type icontains AT",
+        "evt.type contains anyof (xx, at) and not (evt.type in (connect) or evt.type = execve)",
+        "evt.type = val(proc.name) or evt.type = openat",
+        "(evt.type = execve and proc.name = cat) or (evt.type = openat and proc.name = cat)",
+    ];
+    let cat = proc_(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
+    let bash = proc_(10, 1, "bash", "/bin/bash", &["bash"]);
+    let events = [
+        cat_shadow(),
+        execve(cat.clone(), vec![bash.clone()]),
+        enriched(syscall("connect", 0, vec![]), cat, vec![bash]),
+    ];
+    let svc = fields::Services {
+        users: &env::NoUsers,
+        containers: &env::NoContainers,
+        hostname: "",
+    };
+    for cond in conds {
+        let res = load_sources(&[("t.yaml", rule_src(cond))]);
+        assert!(res.is_ok(), "{cond}");
+        let matcher = &res.ruleset.rules[0].compiled.as_ref().unwrap().matcher;
+        for en in &events {
+            let ctx = fields::Ctx::new(en, 1, &svc);
+            let ty = ctx.evt_type();
+            let spec = matcher.specialize(ty);
+            let got = spec.as_ref().unwrap_or(matcher).eval(&ctx);
+            assert_eq!(got, matcher.eval(&ctx), "{cond} on {ty}: {spec:?}");
+        }
+    }
+    // The index's guarantee folds away: only the check on proc.name is left.
+    let res = load_sources(&[("t.yaml", rule_src(conds[1]))]);
+    let m = &res.ruleset.rules[0].compiled.as_ref().unwrap().matcher;
+    assert!(matches!(
+        m.specialize("openat"),
+        Some(compile::Node::Const(false))
+    ));
+    assert!(matches!(
+        m.specialize("execve"),
+        Some(compile::Node::Check(_))
+    ));
+}
