@@ -630,3 +630,93 @@ fn kernel_profile_record_then_enforce_lets_the_workload_run_and_kills_what_is_ne
     assert_eq!(f["profile.action_taken"], "killed");
     assert_eq!(f["container.name"], cname.as_str());
 }
+
+/// A profile added, tightened and removed while the agent runs and the container keeps
+/// running: each change takes effect on the live container without a restart of either.
+#[test]
+fn kernel_profile_changes_live_alert_then_kill_then_removed() {
+    let _t = turn();
+    let dir = Dir::new("live");
+    let cname = name("live");
+    let _ = Command::new("podman")
+        .args(["rm", "-f", "-t", "0", &cname])
+        .output();
+    let rules = dir.join("p.yaml");
+    let profile = |action: &str| {
+        format!(
+            "- profile: live\n  scope: {{container: {cname}}}\n  default: allow\n  syscalls:\n    - names: [mkdir, mkdirat]\n      action: {action}\n"
+        )
+    };
+    std::fs::write(&rules, profile("alert")).unwrap();
+    let mut agent = agent_with(&rules);
+    // A workload that makes a new directory every 300 ms, for at most a minute.
+    let started = Command::new("podman")
+        .args([
+            "run",
+            "-d",
+            "--runtime",
+            "runc",
+            "--network",
+            "none",
+            "--name",
+            &cname,
+        ])
+        .args([
+            image(),
+            "/bin/sh",
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do mkdir /tmp/d$i; i=$((i+1)); sleep 0.3; done",
+        ])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    let a = agent.expect("an alert verdict on mkdir", WAIT, |v| {
+        v["rule"] == "Syscall profile live"
+    });
+    assert_eq!(
+        a["output_fields"]["profile.action_taken"], "reported",
+        "{a}"
+    );
+
+    // Tightened in place: the next mkdir of the same, still running container is killed
+    // (busybox's shell runs `mkdir` in a child: the child dies, the loop goes on).
+    std::fs::write(&rules, profile("kill")).unwrap();
+    let k = agent.expect("a kill verdict on mkdir", Duration::from_secs(30), |v| {
+        v["rule"] == "Syscall profile live"
+            && v["output_fields"]["profile.action_taken"] == "killed"
+    });
+    assert_eq!(k["priority"], "Critical", "{k}");
+    assert_eq!(
+        k["output_fields"]["container.id"], a["output_fields"]["container.id"],
+        "the same container, never restarted: {k}"
+    );
+    let _ = Command::new("podman")
+        .args(["rm", "-f", "-t", "0", &cname])
+        .output();
+
+    // Removed: the same workload runs to the end, and raises nothing.
+    std::fs::write(
+        &rules,
+        "- macro: osprey_test_no_profile\n  condition: proc.name = nothing\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let before = profile_alerts(
+        &agent.collect_for(Duration::from_millis(100)).to_vec(),
+        "live",
+    )
+    .len();
+    let out = podman(
+        &cname,
+        &[],
+        "for i in 1 2 3 4 5; do mkdir /tmp/e$i; sleep 0.2; done; echo finished",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("finished"));
+    let seen = agent.collect_for(Duration::from_secs(2)).to_vec();
+    assert_eq!(
+        profile_alerts(&seen, "live").len(),
+        before,
+        "no verdict once the profile is gone"
+    );
+}
