@@ -249,3 +249,52 @@ fn kernel_webhook_posts_falco_json_even_after_the_receiver_was_down() {
     assert_eq!(lines.iter().filter(|v| v["rule"] == "Hooked").count(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn kernel_stdout_closed_by_its_reader_keeps_the_agent_running_and_counts_what_it_missed() {
+    require_root();
+    let dir = temp_dir("stdout-closed");
+    let marker = dir.join("marker");
+    std::fs::write(&marker, "x").unwrap();
+    let rules = dir.join("rules.yaml");
+    std::fs::write(&rules, marker_rule("Stdout closed marker", &marker)).unwrap();
+    let port = free_port();
+    let mut child = Command::new(OSPREY)
+        .args(["run", "--json", "--grpc", "off", "--metrics"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--rules")
+        .arg(&rules)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The reader goes away (`osprey run | head -1` after its line, a log shipper restarting).
+    drop(child.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(port, "/readyz").is_none_or(|(code, _)| code != 200) {
+        assert!(Instant::now() < deadline, "the agent never became ready");
+        let _ = std::fs::read(&marker);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let series = "osprey_queue_dropped_total{queue=\"stdout\"}";
+    let deadline = Instant::now() + WAIT;
+    let dropped = loop {
+        let _ = std::fs::read(&marker);
+        let body = http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let n = metric(&body, series).unwrap_or(0.0);
+        if n >= 3.0 || Instant::now() >= deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive, "the agent exited when its stdout closed");
+    assert!(
+        dropped >= 3.0,
+        "alerts stdout missed are counted: {dropped}"
+    );
+}

@@ -118,6 +118,8 @@ struct Outputs {
     webhook: Option<Webhook>,
     metrics: Arc<Metrics>,
     webhook_reported: u64,
+    /// Stdout was configured but its reader went away.
+    stdout_closed: bool,
     /// The alert bus: gRPC subscribers and the push to the collector.
     stream: crate::server::agent::AgentStream,
 }
@@ -137,10 +139,15 @@ impl Outputs {
         }
         self.stream.publish(&a);
         if let Some((out, format)) = self.stdout.as_mut() {
-            match format {
-                Format::Json => writeln!(out, "{}", output::format_json(&a))?,
-                Format::Text => writeln!(out, "{}", output::format_text(&a))?,
+            let written = match format {
+                Format::Json => writeln!(out, "{}", output::format_json(&a)),
+                Format::Text => writeln!(out, "{}", output::format_text(&a)),
+            };
+            if let Err(e) = written {
+                self.stdout_failed(&e);
             }
+        } else if self.stdout_closed {
+            self.metrics.queue_drop("stdout", 1);
         }
         if let Some(f) = self.file.as_mut()
             && let Err(e) = f.write_line(&output::format_json(&a))
@@ -154,9 +161,23 @@ impl Outputs {
         Ok(())
     }
 
+    /// Stdout went away (its reader closed the pipe): the other outputs go on, and every
+    /// alert stdout can no longer take is counted as dropped.
+    fn stdout_failed(&mut self, e: &std::io::Error) {
+        tracing::error!(
+            "stdout is closed ({e}); alerts keep going to the other outputs, and those meant \
+             for stdout are counted in osprey_queue_dropped_total{{queue=\"stdout\"}}"
+        );
+        self.stdout = None;
+        self.stdout_closed = true;
+        self.metrics.queue_drop("stdout", 1);
+    }
+
     fn flush(&mut self) -> anyhow::Result<()> {
-        if let Some((out, _)) = self.stdout.as_mut() {
-            out.flush()?;
+        if let Some((out, _)) = self.stdout.as_mut()
+            && let Err(e) = out.flush()
+        {
+            self.stdout_failed(&e);
         }
         if let Some(f) = self.file.as_mut() {
             f.flush()?;
@@ -284,6 +305,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         metrics: metrics.clone(),
         webhook_reported: 0,
+        stdout_closed: false,
         stream: crate::server::agent::start(&args.stream, &hostname, metrics.clone()).await?,
     };
     outputs.stream.set_rules_loaded(engine.rules().len());
