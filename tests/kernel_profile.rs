@@ -701,11 +701,7 @@ fn kernel_profile_changes_live_alert_then_kill_then_removed() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_secs(4));
-    let before = profile_alerts(
-        &agent.collect_for(Duration::from_millis(100)).to_vec(),
-        "live",
-    )
-    .len();
+    let before = profile_alerts(agent.collect_for(Duration::from_millis(100)), "live").len();
     let out = podman(
         &cname,
         &[],
