@@ -96,6 +96,34 @@ pub struct CheckM {
     /// `proc.aname` without an index: true when any ancestor passes.
     any_ancestor: bool,
     test: Test,
+    /// The check's slot in the per-event results ([`Ctx::memo`]) when other rules of the
+    /// engine make the same check; [`NO_MEMO`] otherwise.
+    memo: u32,
+}
+
+/// A check whose result is not kept.
+pub const NO_MEMO: u32 = u32::MAX;
+
+impl CheckM {
+    /// What makes two checks the same: field, transformers and test.
+    fn key(&self) -> String {
+        format!("{:?}|{:?}|{}", self.lhs, self.test, self.any_ancestor)
+    }
+
+    fn eval(&self, ctx: &Ctx<'_>) -> bool {
+        if self.any_ancestor {
+            return self
+                .lhs
+                .extract_many(ctx)
+                .iter()
+                .any(|v| self.test.eval(v, ctx));
+        }
+        match self.lhs.extract(ctx) {
+            Some(v) => self.test.eval(&v, ctx),
+            // Falco: a check on an unset field is false, except `exists`' negation.
+            None => false,
+        }
+    }
 }
 
 /// A field with its transformers.
@@ -366,6 +394,7 @@ fn compile_check(c: &Check) -> Result<Node, CompileError> {
         lhs,
         any_ancestor,
         test,
+        memo: NO_MEMO,
     })))
 }
 
@@ -582,23 +611,26 @@ impl PathTrie {
     }
 
     pub fn matches(&self, path: &str) -> bool {
-        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        self.walk(&comps)
+        self.walk(path.split('/').filter(|c| !c.is_empty()))
     }
 
-    fn walk(&self, comps: &[&str]) -> bool {
+    fn walk<'p>(&self, mut comps: impl Iterator<Item = &'p str> + Clone) -> bool {
         if self.terminal {
             return true;
         }
-        let Some((first, rest)) = comps.split_first() else {
+        let Some(first) = comps.next() else {
             return false;
         };
-        if self.children.get(*first).is_some_and(|c| c.walk(rest)) {
+        if self
+            .children
+            .get(first)
+            .is_some_and(|c| c.walk(comps.clone()))
+        {
             return true;
         }
         self.globs
             .iter()
-            .any(|(g, child)| glob_match(g, first) && child.walk(rest))
+            .any(|(g, child)| glob_match(g, first) && child.walk(comps.clone()))
     }
 }
 
@@ -879,22 +911,59 @@ impl Node {
         }
     }
 
+    /// Every check under this node, for [`Node::share_checks`].
+    fn checks_mut<'n>(&'n mut self, out: &mut Vec<&'n mut CheckM>) {
+        match self {
+            Node::And(v) | Node::Or(v) => v.iter_mut().for_each(|n| n.checks_mut(out)),
+            Node::Not(n) => n.checks_mut(out),
+            Node::Const(_) => {}
+            Node::Check(c) => out.push(c),
+        }
+    }
+
+    /// Gives each check that occurs more than once over `nodes` (the same field, transformers
+    /// and test, as macros shared by many rules produce) a slot in the per-event results,
+    /// so it is evaluated once per event. Returns the number of slots.
+    pub fn share_checks<'n>(nodes: impl IntoIterator<Item = &'n mut Node>) -> usize {
+        let mut checks = Vec::new();
+        for n in nodes {
+            n.checks_mut(&mut checks);
+        }
+        let keys: Vec<String> = checks.iter().map(|c| c.key()).collect();
+        let mut count: HashMap<&str, u32> = HashMap::new();
+        for k in &keys {
+            *count.entry(k).or_default() += 1;
+        }
+        let mut slots: HashMap<&str, u32> = HashMap::new();
+        for (c, k) in checks.into_iter().zip(&keys) {
+            c.memo = if count[k.as_str()] > 1 {
+                let next = slots.len() as u32;
+                *slots.entry(k).or_insert(next)
+            } else {
+                NO_MEMO
+            };
+        }
+        slots.len()
+    }
+
     pub fn eval(&self, ctx: &Ctx<'_>) -> bool {
         match self {
             Node::And(v) => v.iter().all(|n| n.eval(ctx)),
             Node::Or(v) => v.iter().any(|n| n.eval(ctx)),
             Node::Not(n) => !n.eval(ctx),
             Node::Const(b) => *b,
-            Node::Check(c) => {
-                if c.any_ancestor {
-                    return c.lhs.extract_many(ctx).iter().any(|v| c.test.eval(v, ctx));
-                }
-                match c.lhs.extract(ctx) {
-                    Some(v) => c.test.eval(&v, ctx),
-                    // Falco: a check on an unset field is false, except `exists`' negation.
-                    None => false,
-                }
-            }
+            Node::Check(c) => match ctx.memo.get(c.memo as usize) {
+                // 0: not evaluated yet for this event, 1: false, 2: true.
+                Some(slot) => match slot.get() {
+                    0 => {
+                        let r = c.eval(ctx);
+                        slot.set(1 + u8::from(r));
+                        r
+                    }
+                    m => m == 2,
+                },
+                None => c.eval(ctx),
+            },
         }
     }
 }

@@ -1323,18 +1323,38 @@ struct FdInfo<'a> {
     local_is_server: bool,
 }
 
+/// What one event's fields derive, computed at most once per event and kept beside the
+/// event, so that every check and the output borrow it instead of deriving and allocating
+/// it again (a rule set checks `proc.cmdline` or `fd.name` many times per event).
+#[derive(Default)]
+pub struct EventCache<'a> {
+    fd: OnceCell<FdInfo<'a>>,
+    container: OnceCell<Option<Arc<ContainerInfo>>>,
+    cmdline: OnceCell<Option<String>>,
+    args: OnceCell<Option<String>>,
+    cwd: OnceCell<Option<String>>,
+    user_name: OnceCell<Option<Arc<str>>>,
+}
+
 /// One event being judged: the event, its process and lazily computed extras.
 pub struct Ctx<'a> {
     pub en: &'a Enriched,
     pub sc: Option<&'a Syscall>,
     pub evt_num: u64,
     svc: &'a Services<'a>,
-    fd: OnceCell<FdInfo<'a>>,
-    container: OnceCell<Option<Arc<ContainerInfo>>>,
+    cache: &'a EventCache<'a>,
+    /// Results of the checks rules share, by slot: 0 not evaluated yet, 1 false, 2 true
+    /// (see `compile::Node::share_checks`). Empty: nothing is kept.
+    pub memo: &'a [std::cell::Cell<u8>],
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(en: &'a Enriched, evt_num: u64, svc: &'a Services<'a>) -> Self {
+    pub fn new(
+        en: &'a Enriched,
+        evt_num: u64,
+        svc: &'a Services<'a>,
+        cache: &'a EventCache<'a>,
+    ) -> Self {
         let sc = match &en.event.kind {
             EventKind::Syscall(sc) => Some(sc),
             _ => None,
@@ -1344,9 +1364,15 @@ impl<'a> Ctx<'a> {
             sc,
             evt_num,
             svc,
-            fd: OnceCell::new(),
-            container: OnceCell::new(),
+            cache,
+            memo: &[],
         }
+    }
+
+    /// With room for the results of `memo.len()` shared checks, all unset.
+    pub fn with_memo(mut self, memo: &'a [std::cell::Cell<u8>]) -> Self {
+        self.memo = memo;
+        self
     }
 
     /// `evt.type`.
@@ -1380,23 +1406,42 @@ impl<'a> Ctx<'a> {
         if let Some(c) = &self.en.container {
             return Some(c.clone());
         }
-        self.container
+        self.cache
+            .container
             .get_or_init(|| self.svc.containers.lookup(&self.en.event, self.process()))
             .clone()
     }
 
-    fn container(&self) -> Option<&ContainerInfo> {
+    fn container(&self) -> Option<&'a ContainerInfo> {
         if let Some(c) = &self.en.container {
             return Some(c);
         }
-        self.container
+        self.cache
+            .container
             .get_or_init(|| self.svc.containers.lookup(&self.en.event, self.process()))
             .as_deref()
     }
 
-    fn fd(&self) -> &FdInfo<'a> {
-        self.fd
+    fn fd(&self) -> &'a FdInfo<'a> {
+        self.cache
+            .fd
             .get_or_init(|| self.sc.map(fd_info).unwrap_or_default())
+    }
+
+    /// `proc.cmdline`, joined once per event.
+    fn cmdline(&self) -> Option<&'a str> {
+        self.cache
+            .cmdline
+            .get_or_init(|| self.process().map(Process::cmdline))
+            .as_deref()
+    }
+
+    /// `proc.args`, joined once per event.
+    fn args(&self) -> Option<&'a str> {
+        self.cache
+            .args
+            .get_or_init(|| self.process().map(proc_args))
+            .as_deref()
     }
 
     fn arg_by_name(&self, name: &str, aliases: &[&str]) -> Option<&'a ArgValue> {
@@ -1420,8 +1465,8 @@ impl<'a> Ctx<'a> {
             I::ProcName => s(p.map_or(ev.comm.as_str(), |p| p.comm.as_str())),
             I::ProcExe => p.and_then(|p| s(proc_exe(p))),
             I::ProcExepath => p.and_then(|p| nonempty(&p.exe)),
-            I::ProcCmdline => p.map(|p| Val::Str(Cow::Owned(p.cmdline()))),
-            I::ProcArgs => p.map(|p| Val::Str(Cow::Owned(proc_args(p)))),
+            I::ProcCmdline => self.cmdline().and_then(s),
+            I::ProcArgs => self.args().and_then(s),
             I::ProcPid => Some(Val::Num(i64::from(ev.tgid))),
             I::ProcVpid => Some(Val::Num(i64::from(ev.vpid))),
             I::ProcVpgid => ns_pgid(ev.tgid).map(Val::Num),
@@ -1438,11 +1483,15 @@ impl<'a> Ctx<'a> {
                 .ancestor(idx)
                 .map(|a| Val::Str(Cow::Owned(a.cmdline()))),
             I::ProcTty => p.map(|p| Val::Num(i64::from(p.tty))),
-            I::ProcCwd => p.and_then(|p| p.cwd.as_deref()).map(|c| {
+            I::ProcCwd => p.and_then(|p| p.cwd.as_deref()).and_then(|c| {
                 if c.ends_with('/') {
-                    Val::Str(Cow::Borrowed(c))
+                    s(c)
                 } else {
-                    Val::Str(Cow::Owned(format!("{c}/")))
+                    self.cache
+                        .cwd
+                        .get_or_init(|| Some(format!("{c}/")))
+                        .as_deref()
+                        .and_then(s)
                 }
             }),
             I::ProcDuration => p.map(|p| Val::Num(ev.ts.saturating_sub(p.start_ts) as i64)),
@@ -1453,10 +1502,11 @@ impl<'a> Ctx<'a> {
             I::ThreadCapPermitted => o(crate::event::cap_names(ev.cap_permitted).join(" ")),
             I::UserUid => Some(Val::Num(i64::from(ev.euid))),
             I::UserName => self
-                .svc
-                .users
-                .user_name(ev.euid)
-                .map(|n| o(n.to_string()))?,
+                .cache
+                .user_name
+                .get_or_init(|| self.svc.users.user_name(ev.euid))
+                .as_deref()
+                .and_then(s),
             I::UserLoginuid => p.map(|p| {
                 Val::Num(if p.loginuid == u32::MAX {
                     -1
@@ -1519,20 +1569,19 @@ impl<'a> Ctx<'a> {
             I::EvtSource => s("syscall"),
             I::EvtLatency => self.sc.map(|sc| Val::Num(sc.latency_ns as i64)),
             I::FdNum => self.fd().num.map(Val::Num),
-            I::FdName => self.fd().name.clone().map(Val::Str),
+            I::FdName => self.fd().name.as_deref().and_then(s),
             I::FdNameraw => self.fd().nameraw.map(|r| Val::Str(Cow::Borrowed(r))),
             I::FdDirectory => {
                 let fd = self.fd();
                 if !matches!(fd.typechar, Some('f' | 'd')) {
                     return None;
                 }
-                fd.name.as_deref().map(|n| {
-                    let dir = match n.rfind('/') {
+                fd.name.as_deref().and_then(|n| {
+                    s(match n.rfind('/') {
                         Some(0) => "/",
                         Some(i) => &n[..i],
                         None => ".",
-                    };
-                    Val::Str(Cow::Owned(dir.to_string()))
+                    })
                 })
             }
             I::FdFilename => {
@@ -1542,12 +1591,20 @@ impl<'a> Ctx<'a> {
                 }
                 fd.name
                     .as_deref()
-                    .map(|n| Val::Str(Cow::Owned(n.rsplit('/').next().unwrap_or(n).to_string())))
+                    .and_then(|n| s(n.rsplit('/').next().unwrap_or(n)))
             }
-            I::FdTypechar => self
-                .fd()
-                .typechar
-                .map(|c| Val::Str(Cow::Owned(c.to_string()))),
+            I::FdTypechar => self.fd().typechar.map(|c| {
+                Val::Str(match c {
+                    'f' => Cow::Borrowed("f"),
+                    'd' => Cow::Borrowed("d"),
+                    '4' => Cow::Borrowed("4"),
+                    '6' => Cow::Borrowed("6"),
+                    'u' => Cow::Borrowed("u"),
+                    'm' => Cow::Borrowed("m"),
+                    'n' => Cow::Borrowed("n"),
+                    c => Cow::Owned(c.to_string()),
+                })
+            }),
             I::FdType => self.fd().typechar.and_then(|c| {
                 s(match c {
                     'f' => "file",
@@ -1594,7 +1651,7 @@ impl<'a> Ctx<'a> {
                     }
                 })
             }
-            I::ContainerId => self.container().map(|c| Val::Str(Cow::Owned(c.id.clone()))),
+            I::ContainerId => self.container().and_then(|c| s(&c.id)),
             I::ContainerFullId => self.container().map(|c| {
                 Val::Str(Cow::Owned(if c.full_id.is_empty() {
                     c.id.clone()

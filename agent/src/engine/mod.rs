@@ -9,6 +9,7 @@ pub mod env;
 pub mod fields;
 
 use std::{
+    cell::{Cell, RefCell},
     collections::{BTreeSet, HashMap},
     io::BufRead,
     sync::{
@@ -19,7 +20,7 @@ use std::{
 
 use self::{
     env::{ContainerLookup, EtcPasswd, NoContainers, NoUsers, UserResolver},
-    fields::{Ctx, Services},
+    fields::{Ctx, EventCache, Services},
 };
 use crate::{
     event::{Enriched, EventKind},
@@ -107,9 +108,14 @@ struct Active {
 struct Candidate {
     /// Index into `active`.
     active: u32,
-    /// The rule's condition specialized to the type, when that changed it (see
-    /// [`compile::Node::specialize`]); else the rule's own.
-    matcher: Option<Box<compile::Node>>,
+    /// The rule's condition specialized to the type (see [`compile::Node::specialize`]),
+    /// its shared checks numbered (see [`compile::Node::share_checks`]).
+    matcher: compile::Node,
+}
+
+thread_local! {
+    /// The per-event results of shared checks, reused from event to event.
+    static MEMO: RefCell<Vec<Cell<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 pub struct Engine {
@@ -119,6 +125,8 @@ pub struct Engine {
     by_type: HashMap<Box<str>, Box<[Candidate]>, compile::FastBuild>,
     /// Rules without an event-type restriction.
     any_type: Box<[Candidate]>,
+    /// How many checks the candidates share (slots of [`Ctx::memo`]).
+    memo_slots: usize,
     opts: EngineOptions,
     evt_num: AtomicU64,
 }
@@ -164,38 +172,45 @@ impl Engine {
                 None => any_type.push(ai as u32),
             }
         }
-        let by_type = by_type
+        let mut by_type = by_type
             .into_iter()
             .map(|(k, mut v)| {
                 v.extend(&any_type);
                 v.sort_unstable();
                 v.dedup();
-                let cands = v
+                let cands: Box<[Candidate]> = v
                     .into_iter()
-                    .map(|ai| Candidate {
-                        active: ai,
-                        matcher: active[ai as usize]
-                            .compiled
-                            .matcher
-                            .specialize(&k)
-                            .map(Box::new),
+                    .map(|ai| {
+                        let own = &active[ai as usize].compiled.matcher;
+                        Candidate {
+                            active: ai,
+                            matcher: own.specialize(&k).unwrap_or_else(|| own.clone()),
+                        }
                     })
                     .collect();
                 (k, cands)
             })
-            .collect();
-        let any_type = any_type
+            .collect::<HashMap<_, _, compile::FastBuild>>();
+        let mut any_type: Box<[Candidate]> = any_type
             .into_iter()
             .map(|ai| Candidate {
                 active: ai,
-                matcher: None,
+                matcher: active[ai as usize].compiled.matcher.clone(),
             })
             .collect();
+        let memo_slots = compile::Node::share_checks(
+            by_type
+                .values_mut()
+                .flat_map(|c| c.iter_mut())
+                .chain(any_type.iter_mut())
+                .map(|c| &mut c.matcher),
+        );
         Self {
             ruleset,
             active,
             by_type,
             any_type,
+            memo_slots,
             opts,
             evt_num: AtomicU64::new(0),
         }
@@ -243,13 +258,29 @@ impl Engine {
             containers: &*self.opts.containers,
             hostname: &self.opts.hostname,
         };
-        let ctx = Ctx::new(en, num, &svc);
+        let judge = |memo: &[Cell<u8>]| {
+            let cache = EventCache::default();
+            let ctx = Ctx::new(en, num, &svc, &cache).with_memo(memo);
+            self.judge(&ctx, candidates, ty)
+        };
+        MEMO.with(|m| match m.try_borrow_mut() {
+            Ok(mut memo) => {
+                memo.clear();
+                memo.resize_with(self.memo_slots, Cell::default);
+                judge(&memo)
+            }
+            // Only if a lookup ever judged an event from within one.
+            Err(_) => judge(&vec![Cell::new(0); self.memo_slots]),
+        })
+    }
+
+    /// The alerts of the candidate rules that match.
+    fn judge(&self, ctx: &Ctx<'_>, candidates: &[Candidate], ty: &str) -> Vec<Alert> {
         let mut out = Vec::new();
         for cand in candidates {
             let a = &self.active[cand.active as usize];
-            let matcher = cand.matcher.as_deref().unwrap_or(&a.compiled.matcher);
-            if matcher.eval(&ctx) {
-                out.push(self.alert(&self.ruleset.rules[a.rule], &a.compiled, &ctx, ty));
+            if cand.matcher.eval(ctx) {
+                out.push(self.alert(&self.ruleset.rules[a.rule], &a.compiled, ctx, ty));
                 if self.opts.rule_matching == RuleMatching::First {
                     break;
                 }

@@ -869,7 +869,8 @@ fn type_specialized_conditions_agree_with_the_rule() {
         assert!(res.is_ok(), "{cond}");
         let matcher = &res.ruleset.rules[0].compiled.as_ref().unwrap().matcher;
         for en in &events {
-            let ctx = fields::Ctx::new(en, 1, &svc);
+            let cache = fields::EventCache::default();
+            let ctx = fields::Ctx::new(en, 1, &svc, &cache);
             let ty = ctx.evt_type();
             let spec = matcher.specialize(ty);
             let got = spec.as_ref().unwrap_or(matcher).eval(&ctx);
@@ -887,4 +888,29 @@ fn type_specialized_conditions_agree_with_the_rule() {
         m.specialize("execve"),
         Some(compile::Node::Check(_))
     ));
+}
+
+#[test]
+fn shared_checks_are_judged_once_per_event() {
+    let src = "- macro: is_cat\n  condition: proc.name = cat\n".to_string()
+        + &rule_src("is_cat and fd.name = /x").replace("rule: t", "rule: a")
+        + &rule_src("is_cat and fd.name = /etc/shadow").replace("rule: t", "rule: b")
+        + &rule_src("not is_cat").replace("rule: t", "rule: c");
+    let res = load_sources(&[("t.yaml", src)]);
+    assert!(res.is_ok());
+    let engine = Engine::new(
+        res.ruleset,
+        EngineOptions {
+            rule_matching: RuleMatching::All,
+            ..EngineOptions::default()
+        },
+    );
+    assert_eq!(engine.memo_slots, 1, "proc.name = cat is shared");
+    let bash = proc_(10, 1, "bash", "/bin/bash", &["bash"]);
+    let bash_open = openat(bash, "/etc/shadow", flags(0, &["O_RDONLY"]), 3);
+    // Results do not leak from one event to the next.
+    for _ in 0..2 {
+        assert_eq!(rules_hit(&engine, &cat_shadow()), ["b"]);
+        assert_eq!(rules_hit(&engine, &bash_open), ["c"]);
+    }
 }
