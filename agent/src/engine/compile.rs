@@ -150,6 +150,7 @@ impl Lhs {
     }
 
     /// The value for this event, or None when unset.
+    #[inline]
     pub fn extract<'a>(&self, ctx: &Ctx<'a>) -> Option<Val<'a>> {
         match self {
             Lhs::Field(f) => ctx.extract(f),

@@ -1052,6 +1052,7 @@ pub enum Val<'a> {
 
 impl Val<'_> {
     /// The text Falco shows for the value.
+    #[inline]
     pub fn text(&self) -> Cow<'_, str> {
         match self {
             Val::Str(s) => Cow::Borrowed(s),
@@ -1319,6 +1320,9 @@ struct FdInfo<'a> {
     l4proto: Option<&'static str>,
     local: Option<(IpAddr, u16)>,
     remote: Option<(IpAddr, u16)>,
+    /// A socket's address, which is its `fd.name` as text (formatted only when asked for:
+    /// rules on connects mostly ask for the IP and port).
+    sock: Option<&'a SockAddr>,
     /// Whether the local end is the server (bind/accept) rather than the client (connect).
     local_is_server: bool,
 }
@@ -1334,6 +1338,7 @@ pub struct EventCache<'a> {
     args: OnceCell<Option<String>>,
     cwd: OnceCell<Option<String>>,
     user_name: OnceCell<Option<Arc<str>>>,
+    sock_name: OnceCell<String>,
 }
 
 /// One event being judged: the event, its process and lazily computed extras.
@@ -1426,6 +1431,16 @@ impl<'a> Ctx<'a> {
         self.cache
             .fd
             .get_or_init(|| self.sc.map(fd_info).unwrap_or_default())
+    }
+
+    /// `fd.name`.
+    fn fd_name(&self) -> Option<&'a str> {
+        let fd = self.fd();
+        match (&fd.name, fd.sock) {
+            (Some(n), _) => Some(&**n),
+            (None, Some(sa)) => Some(self.cache.sock_name.get_or_init(|| sa.to_string())),
+            (None, None) => None,
+        }
     }
 
     /// `proc.cmdline`, joined once per event.
@@ -1569,14 +1584,14 @@ impl<'a> Ctx<'a> {
             I::EvtSource => s("syscall"),
             I::EvtLatency => self.sc.map(|sc| Val::Num(sc.latency_ns as i64)),
             I::FdNum => self.fd().num.map(Val::Num),
-            I::FdName => self.fd().name.as_deref().and_then(s),
+            I::FdName => self.fd_name().and_then(s),
             I::FdNameraw => self.fd().nameraw.map(|r| Val::Str(Cow::Borrowed(r))),
             I::FdDirectory => {
                 let fd = self.fd();
                 if !matches!(fd.typechar, Some('f' | 'd')) {
                     return None;
                 }
-                fd.name.as_deref().and_then(|n| {
+                self.fd_name().and_then(|n| {
                     s(match n.rfind('/') {
                         Some(0) => "/",
                         Some(i) => &n[..i],
@@ -1589,8 +1604,7 @@ impl<'a> Ctx<'a> {
                 if !matches!(fd.typechar, Some('f' | 'd')) {
                     return None;
                 }
-                fd.name
-                    .as_deref()
+                self.fd_name()
                     .and_then(|n| s(n.rsplit('/').next().unwrap_or(n)))
             }
             I::FdTypechar => self.fd().typechar.map(|c| {
@@ -1860,7 +1874,7 @@ fn fd_info(sc: &Syscall) -> FdInfo<'_> {
                 } else {
                     fd.remote = end;
                 }
-                fd.name = Some(Cow::Owned(sa.to_string()));
+                fd.sock = Some(sa);
             }
         }
         "socket" => {
