@@ -14,6 +14,36 @@ use aya_ebpf::{
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
+/// How many bytes may wait in `EVENTS` before a record wakes the reader (a quarter of the
+/// ring when that is less, for the small rings `--ring-buffer-size` allows).
+///
+/// By default every record the reader has not yet caught up with sends a wake-up (irq_work,
+/// then an epoll wake-up of the agent), and a reader that keeps up is always caught up: one
+/// wake-up per event, paid in the traced task's syscall. Records are written without one
+/// instead, the reader polls the ring every millisecond (agent/src/sensor/mod.rs), and only
+/// a backlog of this size wakes it at once, so a burst is read before the ring fills.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+
+/// The flags for one record written to `EVENTS`: wake the reader only for a backlog.
+#[inline(always)]
+pub fn wakeup_flags() -> u64 {
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    const BPF_RB_RING_SIZE: u64 = 1;
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    let quarter = EVENTS.query(BPF_RB_RING_SIZE) / 4;
+    let threshold = if quarter < WAKEUP_BYTES {
+        quarter
+    } else {
+        WAKEUP_BYTES
+    };
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= threshold {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
 /// The interest filter and capture plan, indexed by syscall number; written by userspace.
 #[map]
 pub static SYSCALL_SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALL_NR, 0);

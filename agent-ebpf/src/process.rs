@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{EVENTS, PENDING, config, count},
+    maps::{EVENTS, PENDING, config, count, wakeup_flags},
     task::{fill_header, read_kernel},
 };
 
@@ -185,7 +185,7 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
         0
     };
     ev._pad = 0;
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     Ok(())
 }
 
@@ -227,7 +227,7 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), ()> {
     let task = unsafe { bpf_get_current_task() };
     ev.exit_code = read_kernel(task, cfg.task_exit_code);
     ev.group_dead = 1;
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     Ok(())
 }
 
@@ -242,7 +242,7 @@ pub fn emit<T>(ev: &T, size: usize, drop_counter: u32) {
     };
     // SAFETY: size <= size_of::<T>(), inside `ev`.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const T).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
         count(drop_counter);
     }
 }

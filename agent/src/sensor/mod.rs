@@ -446,6 +446,9 @@ where
     T::try_from(map).map_err(|source| SensorError::Map { map: name, source })
 }
 
+/// How often the reader looks at the ring buffer when no wake-up came.
+const POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Reads records from the ring buffer and decodes them.
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
@@ -454,9 +457,24 @@ pub struct EventReader {
 
 impl EventReader {
     /// Waits until records are available, then decodes up to `max` of them into `out`.
+    ///
+    /// The kernel programs wake the reader only when a backlog builds up (see `WAKEUP_BYTES`
+    /// in agent-ebpf); below it the ring is looked at every [`POLL`], which bounds how long
+    /// a lone event waits. Cancel-safe: events are only added right before it returns.
     pub async fn read_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
+        loop {
+            if self.drain(out, max) > 0 {
+                return Ok(());
+            }
+            tokio::select! {
+                r = self.ring.readable_mut() => r?.clear_ready(),
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
+        let ring = self.ring.get_mut();
         let mut n = 0;
         while n < max {
             let Some(item) = ring.next() else { break };
@@ -465,11 +483,7 @@ impl EventReader {
             }
             n += 1;
         }
-        if n < max {
-            // Drained: wait for the next wake-up. Otherwise stay ready and come back at once.
-            guard.clear_ready();
-        }
-        Ok(())
+        n
     }
 
     pub fn decode_stats(&self) -> DecodeStats {
