@@ -434,6 +434,7 @@ impl Sensor {
         Ok(EventReader {
             ring,
             decoder: Decoder::new(crate::process::boot_time_ns()),
+            poll: POLL_MIN,
         })
     }
 }
@@ -446,29 +447,36 @@ where
     T::try_from(map).map_err(|source| SensorError::Map { map: name, source })
 }
 
-/// How often the reader looks at the ring buffer when no wake-up came.
-const POLL: std::time::Duration = std::time::Duration::from_millis(1);
+/// How often the reader looks at the ring buffer when no wake-up came: every millisecond
+/// while events flow (records written within a millisecond of a wake-up come without one),
+/// backing off to every 8 ms when there are none (a lone event then wakes the reader itself).
+const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(1);
+const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(8);
 
 /// Reads records from the ring buffer and decodes them.
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
     decoder: Decoder,
+    poll: std::time::Duration,
 }
 
 impl EventReader {
     /// Waits until records are available, then decodes up to `max` of them into `out`.
     ///
-    /// The kernel programs wake the reader only when a backlog builds up (see `WAKEUP_BYTES`
-    /// in agent-ebpf); below it the ring is looked at every [`POLL`], which bounds how long
-    /// a lone event waits. Cancel-safe: events are only added right before it returns.
+    /// The kernel programs wake the reader at most once a millisecond, or for a backlog (see
+    /// `wakeup_flags` in agent-ebpf); the rest is read by polling ([`POLL_MIN`]). Cancel-safe: events are only added right before it returns.
     pub async fn read_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
         loop {
             if self.drain(out, max) > 0 {
+                self.poll = POLL_MIN;
                 return Ok(());
             }
             tokio::select! {
                 r = self.ring.readable_mut() => r?.clear_ready(),
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(self.poll) => {
+                    // Nothing came: look less often while the node is quiet.
+                    self.poll = (self.poll * 2).min(POLL_MAX);
+                }
             }
         }
     }
