@@ -127,6 +127,8 @@ struct Inner {
     /// v2 cgroup inode → path, for events whose process left no path.
     v2_paths: HashMap<u64, String>,
     v2_scanned: Option<Instant>,
+    /// The highest cgroup id of the last scan.
+    v2_max: u64,
     last_sweep: Instant,
     stats: ContainerStats,
 }
@@ -182,6 +184,7 @@ impl ContainerTable {
                 by_mnt_ns: HashMap::new(),
                 v2_paths: HashMap::new(),
                 v2_scanned: None,
+                v2_max: 0,
                 last_sweep: Instant::now(),
                 stats: ContainerStats::default(),
             }),
@@ -417,17 +420,25 @@ impl ContainerTable {
             return place(cgroup::container_from_proc_cgroup(&text));
         }
         // 3. The v2 directory with the event's cgroup id as its inode (rescanned at most
-        //    every 100 ms while ids are missing).
+        //    every 100 ms while ids are missing, at once for an id newer than the last scan).
         let Some(mount) = self.v2_mount.as_ref() else {
             return Place::Unknown;
         };
-        if !inner.v2_paths.contains_key(&event.cgroup_id)
-            && inner
-                .v2_scanned
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100))
-        {
-            inner.v2_paths = cgroup::scan_v2(mount);
-            inner.v2_scanned = Some(now);
+        // A cgroup created after the last scan has a higher id than any it found (kernfs
+        // numbers new directories upwards): rescan for it at once, not after 100 ms, or a
+        // new container's first events, read after the runtime's short-lived helpers exited,
+        // would be judged before their cgroup is known.
+        if !inner.v2_paths.contains_key(&event.cgroup_id) {
+            let newer = event.cgroup_id > inner.v2_max;
+            let due = |t: Instant| {
+                let since = now.duration_since(t);
+                since >= Duration::from_millis(100) || (newer && since >= Duration::from_millis(1))
+            };
+            if inner.v2_scanned.is_none_or(due) {
+                inner.v2_paths = cgroup::scan_v2(mount);
+                inner.v2_max = inner.v2_paths.keys().copied().max().unwrap_or(0);
+                inner.v2_scanned = Some(now);
+            }
         }
         match inner.v2_paths.get(&event.cgroup_id) {
             Some(path) => place(cgroup::container_from_path(path)),
@@ -448,6 +459,7 @@ impl ContainerTable {
             return;
         };
         inner.v2_paths = cgroup::scan_v2(mount);
+        inner.v2_max = inner.v2_paths.keys().copied().max().unwrap_or(0);
         inner.v2_scanned = Some(now);
         let live = &inner.v2_paths;
         let recent = self.cfg.sweep_every;

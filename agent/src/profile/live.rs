@@ -31,6 +31,9 @@ pub struct Live<B: Backend> {
     lookup: Arc<dyn ContainerLookup>,
     /// Cgroups decided with complete container metadata: no more look-ups for them.
     settled: HashSet<u64>,
+    /// Those of them decided as host: a workload exec that a container's identity reaches
+    /// later (its cgroup was judged from a runtime helper's event) decides them again.
+    settled_host: HashSet<u64>,
     host: Arc<ContainerInfo>,
 }
 
@@ -41,6 +44,7 @@ impl<B: Backend> Live<B> {
             alerts: ProfileAlerts::new(RateLimit::default(), hostname),
             lookup,
             settled: HashSet::new(),
+            settled_host: HashSet::new(),
             host: Arc::new(ContainerInfo::host()),
         }
     }
@@ -59,7 +63,10 @@ impl<B: Backend> Live<B> {
     pub fn observe(&mut self, e: &mut Enriched) -> Result<Option<Alert>, ApplyError> {
         let cg = e.event.cgroup_id;
         let mut info = e.container.clone();
-        if !self.settled.contains(&cg) {
+        let wrongly_host = self.settled_host.contains(&cg)
+            && is_workload_exec(e)
+            && info.as_ref().is_some_and(|c| !c.is_host());
+        if !self.settled.contains(&cg) || wrongly_host {
             let found = info
                 .clone()
                 .or_else(|| self.lookup.lookup(&e.event, e.process.as_deref()))
@@ -69,6 +76,11 @@ impl<B: Backend> Live<B> {
                 // on its next event.
                 if found.is_host() || found.image.is_some() {
                     self.settled.insert(cg);
+                    if found.is_host() {
+                        self.settled_host.insert(cg);
+                    } else {
+                        self.settled_host.remove(&cg);
+                    }
                 }
                 self.set.observe(cg, found.clone())?;
             }
@@ -117,6 +129,9 @@ impl<B: Backend> Live<B> {
                 .unwrap_or_else(|| self.host.clone());
             if info.is_host() || info.image.is_some() {
                 self.settled.insert(cg);
+                if info.is_host() {
+                    self.settled_host.insert(cg);
+                }
             }
             self.set.observe(cg, info)?;
         }
@@ -131,6 +146,7 @@ impl<B: Backend> Live<B> {
     /// Forgets cgroups that are gone.
     pub fn retain(&mut self, live: impl Fn(u64) -> bool) -> Result<(), ApplyError> {
         self.settled.retain(|c| live(*c));
+        self.settled_host.retain(|c| live(*c));
         self.set.retain(live)
     }
 
