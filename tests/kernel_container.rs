@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use rules_support::{IMAGE, REPO, TempDir, bash, bash_ok, field, image};
+use rules_support::{IMAGE, REPO, Ran, TempDir, bash, bash_ok, field, image, run};
 use serde_json::Value;
 use support::Agent;
 
@@ -47,31 +47,6 @@ fn exec_alert(agent: &mut Agent, cmdline: &str) -> Value {
     )
 }
 
-/// `podman run` with a cidfile: the container's full id, and the command's output.
-fn podman_run(args: &[&str], script: &str) -> (String, String) {
-    image();
-    let cid = std::env::temp_dir().join(format!(
-        "osprey-ctr-cid-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_file(&cid);
-    let out = Command::new("podman")
-        .args(["run", "--runtime", "runc", "--network", "none", "--cidfile"])
-        .arg(&cid)
-        .args(args)
-        .args([IMAGE, "/bin/sh", "-c", script])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let id = std::fs::read_to_string(&cid).unwrap_or_default();
-    let _ = std::fs::remove_file(&cid);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(id.trim().len(), 64, "podman run failed: {text}");
-    (id.trim().to_string(), text)
-}
-
 #[test]
 fn podman_identity_first_exec_drift_and_host() {
     let dir = TempDir::new("ctr-podman");
@@ -80,12 +55,13 @@ fn podman_identity_first_exec_drift_and_host() {
     let mut agent = agent(&dir);
 
     // The entrypoint is the container's very first exec: it already has its identity.
-    let (full, out) = podman_run(
-        &["--name", &name],
+    let Ran {
+        full_id: full, out, ..
+    } = run(
+        &["--network", "none", "--name", &name],
         "/bin/echo osprey-ctr-image; cp /bin/busybox /tmp/echo; \
          /tmp/echo osprey-ctr-dropped; true osprey-ctr-first",
     );
-    let _ = bash(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
     assert!(out.contains("osprey-ctr-dropped"), "{out}");
     let first = agent.expect("the entrypoint's exec", rules_support::WAIT, |v| {
         v["rule"] == "Test exec with identity"
@@ -116,8 +92,11 @@ fn podman_identity_first_exec_drift_and_host() {
     assert_eq!(field(&upper, "proc.is_exe_upper_layer"), "true", "{upper}");
 
     // A privileged container says so.
-    let (priv_full, _) = podman_run(&["--privileged"], "/bin/true osprey-ctr-privileged");
-    let _ = bash(&format!("podman rm -f -t 0 {priv_full} >/dev/null 2>&1"));
+    let priv_full = run(
+        &["--network", "none", "--privileged"],
+        "/bin/true osprey-ctr-privileged",
+    )
+    .full_id;
     let p = exec_alert(&mut agent, "true osprey-ctr-privileged");
     assert_eq!(field(&p, "container.id"), &priv_full[..12], "{p}");
     assert_eq!(field(&p, "container.privileged"), "true", "{p}");

@@ -203,9 +203,11 @@ pub fn image() {
     });
 }
 
-/// A container run to completion: its short id (what `container.id` shows) and its output.
+/// A container run to completion: its short id (what `container.id` shows), its whole id,
+/// and its output.
 pub struct Ran {
     pub id: String,
+    pub full_id: String,
     pub out: String,
 }
 
@@ -235,6 +237,7 @@ pub fn run(args: &[&str], script: &str) -> Ran {
     );
     Ran {
         id: id.trim()[..12].to_string(),
+        full_id: id.trim().to_string(),
         out: String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr),
     }

@@ -8,7 +8,7 @@
 //! Between the exec and the agent writing the scope entry the kernel judges nothing in the
 //! container: that is the start-up window the README describes.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
 use super::{
     ApplyError, Backend, Profile, ProfileSet,
@@ -29,11 +29,10 @@ pub struct Live<B: Backend> {
     set: ProfileSet<B>,
     alerts: ProfileAlerts,
     lookup: Arc<dyn ContainerLookup>,
-    /// Cgroups decided with complete container metadata: no more look-ups for them.
-    settled: HashSet<u64>,
-    /// Those of them decided as host: a workload exec that a container's identity reaches
-    /// later (its cgroup was judged from a runtime helper's event) decides them again.
-    settled_host: HashSet<u64>,
+    /// Cgroups decided with complete container metadata, and whether as host: no more
+    /// look-ups for them, except that a host cgroup whose workload exec later carries a
+    /// container's identity (it was judged from a runtime helper's event) is decided again.
+    settled: HashMap<u64, bool>,
     host: Arc<ContainerInfo>,
 }
 
@@ -43,8 +42,7 @@ impl<B: Backend> Live<B> {
             set: ProfileSet::new(backend),
             alerts: ProfileAlerts::new(RateLimit::default(), hostname),
             lookup,
-            settled: HashSet::new(),
-            settled_host: HashSet::new(),
+            settled: HashMap::new(),
             host: Arc::new(ContainerInfo::host()),
         }
     }
@@ -63,10 +61,13 @@ impl<B: Backend> Live<B> {
     pub fn observe(&mut self, e: &mut Enriched) -> Result<Option<Alert>, ApplyError> {
         let cg = e.event.cgroup_id;
         let mut info = e.container.clone();
-        let wrongly_host = self.settled_host.contains(&cg)
-            && is_workload_exec(e)
-            && info.as_ref().is_some_and(|c| !c.is_host());
-        if !self.settled.contains(&cg) || wrongly_host {
+        let decide = match self.settled.get(&cg) {
+            None => true,
+            Some(&host) => {
+                host && is_workload_exec(e) && info.as_ref().is_some_and(|c| !c.is_host())
+            }
+        };
+        if decide {
             let found = info
                 .clone()
                 .or_else(|| self.lookup.lookup(&e.event, e.process.as_deref()))
@@ -75,12 +76,7 @@ impl<B: Backend> Live<B> {
                 // A container whose runtime has not published its image yet is decided again
                 // on its next event.
                 if found.is_host() || found.image.is_some() {
-                    self.settled.insert(cg);
-                    if found.is_host() {
-                        self.settled_host.insert(cg);
-                    } else {
-                        self.settled_host.remove(&cg);
-                    }
+                    self.settled.insert(cg, found.is_host());
                 }
                 self.set.observe(cg, found.clone())?;
             }
@@ -102,7 +98,7 @@ impl<B: Backend> Live<B> {
     /// by their cgroup id alone.
     pub fn bootstrap(&mut self, cgroups: impl IntoIterator<Item = u64>) -> Result<(), ApplyError> {
         for cg in cgroups {
-            if self.settled.contains(&cg) {
+            if self.settled.contains_key(&cg) {
                 continue;
             }
             let probe = Event {
@@ -128,10 +124,7 @@ impl<B: Backend> Live<B> {
                 .lookup(&probe, None)
                 .unwrap_or_else(|| self.host.clone());
             if info.is_host() || info.image.is_some() {
-                self.settled.insert(cg);
-                if info.is_host() {
-                    self.settled_host.insert(cg);
-                }
+                self.settled.insert(cg, info.is_host());
             }
             self.set.observe(cg, info)?;
         }
@@ -145,8 +138,7 @@ impl<B: Backend> Live<B> {
 
     /// Forgets cgroups that are gone.
     pub fn retain(&mut self, live: impl Fn(u64) -> bool) -> Result<(), ApplyError> {
-        self.settled.retain(|c| live(*c));
-        self.settled_host.retain(|c| live(*c));
+        self.settled.retain(|c, _| live(*c));
         self.set.retain(live)
     }
 
