@@ -7,10 +7,8 @@ mod support;
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
-use osprey::{
-    event::{Event, EventKind},
-    sensor::{Sensor, SensorConfig},
-};
+use osprey::sensor::{Sensor, SensorConfig};
+use osprey_model::event::{Event, EventKind};
 
 fn names(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -68,7 +66,7 @@ async fn kernel_syscalls_outside_the_interest_set_produce_no_event() {
     let events = read_until(&mut reader, Duration::from_secs(10), |ev| {
         match &ev.kind {
         EventKind::Syscall(sc) => sc.name == "openat" && sc.args.iter().any(|a| {
-            matches!(&a.value, osprey::event::ArgValue::Path { raw, .. } if *raw == marker_s)
+            matches!(&a.value, osprey_model::event::ArgValue::Path { raw, .. } if *raw == marker_s)
         }),
         _ => false,
     }
@@ -102,7 +100,7 @@ async fn kernel_syscalls_outside_the_interest_set_produce_no_event() {
     let victim_s = victim.to_str().unwrap().to_string();
     let seen = read_until(&mut reader, Duration::from_secs(10), |ev| {
         matches!(&ev.kind, EventKind::Syscall(sc) if sc.name == "unlinkat" && sc.args.iter().any(|a| {
-            matches!(&a.value, osprey::event::ArgValue::Path { raw, .. } if *raw == victim_s)
+            matches!(&a.value, osprey_model::event::ArgValue::Path { raw, .. } if *raw == victim_s)
         }))
     })
     .await;

@@ -5,10 +5,8 @@
 //!
 //! `cargo run --release --example process_table -- 100000`
 
-use osprey::{
-    event::{Event, EventKind, Exec, Fork},
-    process::{ProcessTable, TableConfig},
-};
+use osprey::process::{ProcessTable, TableConfig};
+use osprey_model::event::{Event, EventKind, Exec, Fork};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

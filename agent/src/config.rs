@@ -7,7 +7,9 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::{flood::FloodConfig, webhook::WebhookConfig};
+use osprey_engine::flood::FloodConfig;
+
+use crate::output::webhook::WebhookConfig;
 
 /// The documented default configuration. A test checks that it parses to `Config::default()`.
 pub const DEFAULT_YAML: &str = r#"# Osprey agent configuration. Every key is optional; these are the defaults.

@@ -35,12 +35,12 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     let started = Instant::now();
     let machine = host::machine(root);
     let env = setup::setup(root, Scope::Build)?;
-    proc::step("cargo bench -p osprey");
+    proc::step("cargo bench -p osprey-engine -p osprey");
     proc::run(
         env.cargo()
-            .args(["bench", "-p", "osprey"])
+            .args(["bench", "-p", "osprey-engine", "-p", "osprey"])
             .args(&args.cargo_bench_args),
-        "cargo bench -p osprey",
+        "cargo bench -p osprey-engine -p osprey",
     )?;
     if args.criterion_only {
         return Ok(());

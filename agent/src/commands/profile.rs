@@ -10,13 +10,15 @@ use std::{
 
 use anyhow::Context as _;
 
+use osprey_model::{Action, syscalls as syscall_numbers};
+
 use crate::{
     container::{cgroup, runtime},
     profile::{
-        Action, ContainerSelector, Scope,
+        ContainerSelector, Scope,
         oci::{self, ImportOptions, Mode},
     },
-    sensor::{Sensor, SensorConfig, syscall_numbers},
+    sensor::{Sensor, SensorConfig},
 };
 
 #[derive(Debug, clap::Subcommand)]

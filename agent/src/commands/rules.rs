@@ -5,9 +5,8 @@ use std::{io::BufReader, path::PathBuf};
 
 use anyhow::Context as _;
 
-use crate::{
-    engine::{Engine, EngineOptions},
-    output,
+use osprey_engine::{
+    Engine, EngineOptions, output,
     rules::{self, LoadResult, Ruleset, cli},
 };
 

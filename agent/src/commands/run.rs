@@ -11,14 +11,19 @@ use std::{
 
 use anyhow::Context as _;
 
+use osprey_engine::{
+    Engine, EngineOptions, SyscallInterest,
+    flood::FloodControl,
+    output::{self, Alert, AlertEvent},
+};
+use osprey_model::Priority;
+
 use crate::{
     config::{Config, Format},
     container::{Attach, ContainerConfig, ContainerTable},
-    engine::{Engine, EngineOptions, SyscallInterest},
     metrics::Metrics,
-    output::{self, Alert, AlertEvent, file::RotatingFile, flood::FloodControl, webhook::Webhook},
+    output::{file::RotatingFile, webhook::Webhook},
     process::{ProcessTable, TableConfig, TableStats, boot_clock_ns, boot_time_ns},
-    rules::Priority,
     sensor::{KernelCounters, Sensor, SensorConfig, syscalls},
 };
 
@@ -129,7 +134,7 @@ impl Outputs {
         self.metrics.alert(&a.rule, a.priority.as_str());
         if let Some(n) = a
             .output_fields
-            .get(output::flood::SUPPRESSED_FIELD)
+            .get(osprey_engine::flood::SUPPRESSED_FIELD)
             .and_then(|v| v.as_u64())
         {
             self.metrics
@@ -455,7 +460,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// One event with its process and container: the profile verdict it carries, then the rules.
 fn judge(
-    mut e: crate::event::Enriched,
+    mut e: osprey_model::event::Enriched,
     profiles: &mut crate::profile::live::Live<crate::sensor::profile::ProfileMaps>,
     engine: &Engine,
     flood: &mut FloodControl,
@@ -498,13 +503,13 @@ fn start_profiles(
     Ok((live, mount))
 }
 
-fn event_kind(ev: &crate::event::Event) -> &str {
+fn event_kind(ev: &osprey_model::event::Event) -> &str {
     match &ev.kind {
-        crate::event::EventKind::Exec(_) => "exec",
-        crate::event::EventKind::Fork(_) => "fork",
-        crate::event::EventKind::Exit(_) => "exit",
-        crate::event::EventKind::Syscall(sc) => &sc.name,
-        crate::event::EventKind::Profile(_) => "profile",
+        osprey_model::event::EventKind::Exec(_) => "exec",
+        osprey_model::event::EventKind::Fork(_) => "fork",
+        osprey_model::event::EventKind::Exit(_) => "exit",
+        osprey_model::event::EventKind::Syscall(sc) => &sc.name,
+        osprey_model::event::EventKind::Profile(_) => "profile",
     }
 }
 

@@ -12,14 +12,13 @@ use anyhow::Context as _;
 use prost::Message as _;
 use tokio_stream::StreamExt as _;
 
-use crate::{
-    rules::Priority,
-    server::{
-        convert::{self, alert_from_pb, alert_json, gap_json},
-        filter::AlertFilter,
-        nats, pb,
-        tls::ClientTlsArgs,
-    },
+use osprey_model::Priority;
+
+use crate::server::{
+    convert::{self, alert_from_pb, alert_json, gap_json},
+    filter::AlertFilter,
+    nats, pb,
+    tls::ClientTlsArgs,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -194,11 +193,13 @@ impl Printer {
         *cursor = a.seq;
         match self.format {
             OutputFormat::Json => writeln!(self.out, "{}", alert_json(a))?,
-            OutputFormat::Falco => {
-                writeln!(self.out, "{}", crate::output::to_json(&alert_from_pb(a)))?
-            }
+            OutputFormat::Falco => writeln!(
+                self.out,
+                "{}",
+                osprey_engine::output::to_json(&alert_from_pb(a))
+            )?,
             OutputFormat::Compact => {
-                let time = crate::engine::fields::format_time(a.time_unix_nano);
+                let time = osprey_model::time::format_time(a.time_unix_nano);
                 let prio = convert::priority_from_pb(a.priority());
                 let p = a.process.clone().unwrap_or_default();
                 let (c, r) = if self.color {
@@ -240,7 +241,7 @@ impl Printer {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or_default();
-                let a = crate::output::Alert {
+                let a = osprey_engine::output::Alert {
                     time: now,
                     rule: "Osprey alerts missed".into(),
                     priority: Priority::Warning,
@@ -256,7 +257,7 @@ impl Printer {
                     ),
                     output_fields: Default::default(),
                     hostname: g.node.clone(),
-                    event: crate::output::AlertEvent {
+                    event: osprey_engine::output::AlertEvent {
                         evt_type: "internal".into(),
                         evt_num: 0,
                         ts: 0,
@@ -266,7 +267,7 @@ impl Printer {
                         container: None,
                     },
                 };
-                writeln!(self.out, "{}", crate::output::to_json(&a))
+                writeln!(self.out, "{}", osprey_engine::output::to_json(&a))
             }
             OutputFormat::Compact => {
                 let (c, r) = if self.color {

@@ -12,9 +12,10 @@ use std::{
 
 use anyhow::Context as _;
 
+use osprey_model::event::{Enriched, EventKind};
+
 use crate::{
     container::{Attach, ContainerConfig, ContainerTable},
-    event::{Enriched, EventKind},
     process::{ProcessTable, TableConfig},
     sensor::{Sensor, SensorConfig, syscalls},
 };

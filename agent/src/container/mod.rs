@@ -26,10 +26,10 @@ use std::{
 };
 
 use self::cgroup::CgroupMatch;
-use crate::{
-    engine::env::{ContainerInfo, ContainerLookup},
+use osprey_engine::env::ContainerLookup;
+use osprey_model::{
+    ContainerInfo, Process,
     event::{Enriched, Event, EventKind},
-    process::Process,
 };
 
 /// How the container table works.

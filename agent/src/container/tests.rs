@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::event::{Exec, Exit};
+use osprey_model::event::{Exec, Exit};
 
 const PODMAN_ID: &str = "06f1bc2493b9c4639f28edfb8d77c141cdb7dcfee49049bc36314768dcb31028";
 const CTR_ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

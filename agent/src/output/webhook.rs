@@ -16,7 +16,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::{Alert, to_json};
+use osprey_engine::output::{Alert, to_json};
 
 /// Where and how to post.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]

@@ -1,7 +1,7 @@
 use std::borrow::Cow;
 
 use super::*;
-use crate::event::{Arg, Exec, Exit, Fork, Syscall};
+use osprey_model::event::{Arg, Exec, Exit, Fork, Syscall};
 
 fn ev(tgid: u32, ts: u64, kind: EventKind) -> Event {
     Event {

@@ -10,12 +10,13 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use super::Action;
-use crate::{
-    engine::env::ContainerInfo,
+use osprey_engine::{
+    flood::SUPPRESSED_FIELD,
+    output::{Alert, AlertEvent},
+};
+use osprey_model::{
+    Action, ContainerInfo, Priority,
     event::{Enriched, EventKind, ProfileVerdict},
-    output::{Alert, AlertEvent, flood::SUPPRESSED_FIELD},
-    rules::Priority,
 };
 
 /// How many alerts per (profile, process, syscall) and window.
@@ -155,9 +156,9 @@ pub fn to_alert(
         .collect::<Vec<_>>()
         .join(",");
     let taken = match v.action_taken {
-        crate::event::ActionTaken::Killed => "killed (SIGKILL)",
-        crate::event::ActionTaken::KillFailed => "kill failed",
-        crate::event::ActionTaken::Reported => "reported",
+        osprey_model::event::ActionTaken::Killed => "killed (SIGKILL)",
+        osprey_model::event::ActionTaken::KillFailed => "kill failed",
+        osprey_model::event::ActionTaken::Reported => "reported",
     };
     let output = format!(
         "Syscall profile {profile} judged {sc}: verdict={verdict} action={taken} (proc.name={name} proc.exepath={exe} proc.cmdline={cmd} proc.pid={pid} container.id={cid} container.image={image} args=[{args}])",

@@ -14,10 +14,10 @@ use super::{
     ApplyError, Backend, Profile, ProfileSet,
     alert::{ProfileAlerts, RateLimit},
 };
-use crate::{
-    engine::env::{ContainerInfo, ContainerLookup},
+use osprey_engine::{env::ContainerLookup, output::Alert};
+use osprey_model::{
+    ContainerInfo,
     event::{Enriched, Event, EventKind},
-    output::Alert,
 };
 
 /// An exec of the workload, not of the container runtime's own init.
@@ -117,7 +117,7 @@ impl<B: Backend> Live<B> {
                 comm: String::new(),
                 cap_effective: 0,
                 cap_permitted: 0,
-                kind: EventKind::Exit(crate::event::Exit { status: 0 }),
+                kind: EventKind::Exit(osprey_model::event::Exit { status: 0 }),
             };
             let info = self
                 .lookup

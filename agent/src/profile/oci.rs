@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, ArgCondition, ArgOp, ContainerSelector, Profile, Scope, SyscallRule};
-use crate::sensor::syscall_numbers;
+use osprey_model::Action;
+
+use super::{ArgCondition, ArgOp, ContainerSelector, Profile, Scope, SyscallRule};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -223,7 +224,7 @@ pub fn import(json: &str, o: &ImportOptions) -> Result<(Profile, ImportReport), 
             .collect::<Result<Vec<_>, _>>()?;
         let mut names = Vec::new();
         for n in entry.names.iter().chain(entry.name.iter()) {
-            if syscall_numbers::number(n).is_some() {
+            if osprey_model::syscalls::number(n).is_some() {
                 names.push(n.clone());
             } else {
                 report.foreign_names.insert(n.clone());

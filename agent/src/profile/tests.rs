@@ -3,6 +3,8 @@ use std::{collections::HashMap, sync::Arc};
 use agent_common::{ProfileScope, action, verdict};
 
 use super::*;
+use osprey_engine::profile::glob;
+use osprey_model::Action;
 
 fn profile(name: &str, scope: Scope, default: Action, rules: Vec<SyscallRule>) -> Profile {
     Profile {
@@ -301,7 +303,7 @@ fn imports_the_containers_seccomp_profile() {
     assert_eq!((clone.mask, clone.value), (2114060288, 0));
     // The YAML loads back as the same profile.
     let yaml = oci::to_yaml(&p);
-    let res = crate::rules::load_sources(&[("imported.yaml", yaml.as_str())]);
+    let res = osprey_engine::rules::load_sources(&[("imported.yaml", yaml.as_str())]);
     assert!(
         res.is_ok(),
         "{yaml}\n{:?}",
@@ -333,7 +335,7 @@ fn the_debian_containers_profile_imports_and_compiles() {
     };
     let (p, _) = oci::import(&json, &o).unwrap();
     let c = compile(&p).unwrap();
-    let nr = |n| crate::sensor::syscall_numbers::number(n).unwrap() as usize;
+    let nr = |n| osprey_model::syscalls::number(n).unwrap() as usize;
     assert_eq!(c.verdicts[nr("read")], action::ALLOW);
     assert_eq!(c.verdicts[nr("keyctl")] & 0xff, action::ALLOW);
     assert_eq!(c.verdicts[nr("kexec_load")], action::ALERT);
@@ -358,7 +360,7 @@ fn the_debian_containers_profile_imports_and_compiles() {
 #[test]
 fn profile_items_load_with_rules_and_errors_have_positions() {
     let ok = "- profile: p\n  scope: {image: \"nginx*\", pod_labels: {app: web}}\n  default: log\n  syscalls:\n    - names: [unshare]\n      action: kill\n      args:\n        - {index: 0, op: masked_any, value: CLONE_NEWUSER}\n";
-    let res = crate::rules::load_sources(&[("p.yaml", ok)]);
+    let res = osprey_engine::rules::load_sources(&[("p.yaml", ok)]);
     assert!(res.is_ok(), "{:?}", res.errors().collect::<Vec<_>>());
     let p = &res.ruleset.profiles[0];
     assert_eq!(p.default, Action::Log);
@@ -408,7 +410,7 @@ fn profile_items_load_with_rules_and_errors_have_positions() {
         let line = text[..off].matches('\n').count() + 1;
         let col = off - text[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
         let at = format!("p.yaml:{line}:{col}");
-        let res = crate::rules::load_sources(&[("p.yaml", *text)]);
+        let res = osprey_engine::rules::load_sources(&[("p.yaml", *text)]);
         let errs: Vec<_> = res.errors().collect();
         assert_eq!(errs.len(), 1, "{text}: {errs:?}");
         assert_eq!(errs[0].at(), at, "{text}: {}", errs[0].message);

@@ -13,8 +13,10 @@ use agent_common::{
     ForkEvent, NAME_LEN, ProfileEvent, SYSCALL_DATA_OFFSET, exe_flags, fork_flags, taken, trunc,
 };
 
-use super::syscalls::{self, ArgType, OPEN_BITS, SOCK_FLAGS, SOCKET_TYPES};
-use crate::event::{
+use osprey_model::syscalls::flags::{OPEN_BITS, SOCK_FLAGS, SOCKET_TYPES};
+
+use super::syscalls::{self, ArgType};
+use osprey_model::event::{
     ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, ProfileVerdict,
     SockAddr, Syscall,
 };
@@ -89,29 +91,6 @@ fn split_nul(bytes: &[u8]) -> Vec<String> {
         .split(|b| *b == 0)
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
-}
-
-/// Normalizes an absolute path lexically: `.` and `..` components and repeated slashes go.
-pub fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    let mut out = String::with_capacity(path.len());
-    for p in &parts {
-        out.push('/');
-        out.push_str(p);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
 }
 
 /// Decodes a `struct sockaddr` of the given bytes.
@@ -355,8 +334,8 @@ impl Decoder {
 /// A profile verdict record; the profile's name is filled in by whoever knows the slots.
 fn profile(rec: &[u8]) -> Result<ProfileVerdict, DecodeError> {
     let p: ProfileEvent = read(rec, "profile event")?;
-    let verdict = crate::profile::Action::from_kernel(p.action)
-        .ok_or(DecodeError::UnknownAction(p.action))?;
+    let verdict =
+        osprey_model::Action::from_kernel(p.action).ok_or(DecodeError::UnknownAction(p.action))?;
     let action_taken = if p.taken & taken::KILLED != 0 {
         ActionTaken::Killed
     } else if p.taken & taken::KILL_FAILED != 0 {
@@ -367,7 +346,7 @@ fn profile(rec: &[u8]) -> Result<ProfileVerdict, DecodeError> {
     Ok(ProfileVerdict {
         profile: String::new(),
         slot: p.slot,
-        name: match super::syscall_numbers::name(p.nr) {
+        name: match osprey_model::syscalls::name(p.nr) {
             Some(n) => Cow::Borrowed(n),
             None => Cow::Owned(format!("syscall_{}", p.nr)),
         },
@@ -389,7 +368,9 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
         ArgType::Ptr => ArgValue::Ptr(raw),
         ArgType::Path => {
             let raw_path = String::from_utf8_lossy(data).into_owned();
-            let resolved = raw_path.starts_with('/').then(|| normalize(&raw_path));
+            let resolved = raw_path
+                .starts_with('/')
+                .then(|| osprey_model::path::normalize(&raw_path));
             ArgValue::Path {
                 raw: raw_path,
                 resolved,
@@ -429,7 +410,7 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
                 let flags = u64::from_ne_bytes(b.try_into().unwrap_or_default());
                 ArgValue::Flags {
                     raw: flags,
-                    names: flag_names(flags, syscalls::CLONE_FLAGS),
+                    names: flag_names(flags, osprey_model::syscalls::flags::CLONE_FLAGS),
                 }
             }
             None => ArgValue::Ptr(raw),
@@ -442,7 +423,7 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
                 let effective = w(0) | (w(3) << 32);
                 ArgValue::Flags {
                     raw: effective,
-                    names: crate::event::cap_names(effective)
+                    names: osprey_model::event::cap_names(effective)
                         .into_iter()
                         .map(Cow::Borrowed)
                         .collect(),
@@ -666,7 +647,7 @@ mod tests {
         };
         assert_eq!(v.name, "unshare");
         assert_eq!(v.slot, 3);
-        assert_eq!(v.verdict, crate::profile::Action::Kill);
+        assert_eq!(v.verdict, osprey_model::Action::Kill);
         assert_eq!(v.action_taken, ActionTaken::Killed);
         assert_eq!(v.args[0], 0x1000_0000);
         p.action = 77;
@@ -680,7 +661,7 @@ mod tests {
 
     #[test]
     fn normalizes_paths() {
-        assert_eq!(normalize("/a/./b//c/../d"), "/a/b/d");
-        assert_eq!(normalize("/.."), "/");
+        assert_eq!(osprey_model::path::normalize("/a/./b//c/../d"), "/a/b/d");
+        assert_eq!(osprey_model::path::normalize("/.."), "/");
     }
 }

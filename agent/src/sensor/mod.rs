@@ -8,7 +8,6 @@
 pub mod btf;
 pub mod decode;
 pub mod profile;
-pub mod syscall_numbers;
 pub mod syscalls;
 pub mod tracefs;
 
@@ -24,7 +23,7 @@ use tokio::io::unix::AsyncFd;
 
 pub use decode::{DecodeStats, Decoder};
 
-use crate::event::Event;
+use osprey_model::event::Event;
 
 /// The kernel programs, built by build.rs (empty when built with AYA_BUILD_SKIP=1).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));

@@ -15,7 +15,9 @@ use super::{
     service::{self, AlertsService, PushStats, Shared},
     tls::{ClientTlsArgs, ServerTlsArgs},
 };
-use crate::{alert::spool::Spool, metrics::Metrics, output::Alert};
+use osprey_engine::output::Alert;
+
+use crate::{alert::spool::Spool, metrics::Metrics};
 
 #[derive(Debug, clap::Args)]
 pub struct GrpcArgs {

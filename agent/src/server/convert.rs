@@ -3,12 +3,10 @@
 use serde_json::{Map, Value, json};
 
 use super::pb::{self, field_value::Kind};
-use crate::{
-    alert::{Gap, GapReason},
-    engine::env::ContainerInfo,
-    output::{Alert, AlertEvent},
-    rules::Priority,
-};
+use osprey_engine::output::{Alert, AlertEvent};
+use osprey_model::{ContainerInfo, Priority};
+
+use crate::alert::{Gap, GapReason};
 
 pub fn priority_to_pb(p: Priority) -> pb::Priority {
     match p {
@@ -291,7 +289,7 @@ pub fn alert_json(a: &pb::Alert) -> Value {
         "id": a.id,
         "node": a.node,
         "seq": a.seq,
-        "time": crate::engine::fields::format_iso8601(a.time_unix_nano),
+        "time": osprey_model::time::format_iso8601(a.time_unix_nano),
         "rule": a.rule,
         "priority": priority_from_pb(a.priority()).as_str(),
         "source": a.source,
@@ -373,7 +371,10 @@ mod tests {
         assert_eq!(proc.ancestors[0].pid, 41);
         // Falco's JSON is the same before and after: numbers stay exact numbers, null stays null.
         let back = alert_from_pb(&p);
-        assert_eq!(crate::output::to_json(&back), crate::output::to_json(&a));
+        assert_eq!(
+            osprey_engine::output::to_json(&back),
+            osprey_engine::output::to_json(&a)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::Alert;
-use crate::rules::Priority;
+use osprey_model::Priority;
 
 /// Limits for one class of alerts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]

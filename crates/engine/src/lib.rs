@@ -7,6 +7,10 @@
 pub mod compile;
 pub mod env;
 pub mod fields;
+pub mod flood;
+pub mod output;
+pub mod profile;
+pub mod rules;
 
 use std::{
     cell::{Cell, RefCell},
@@ -22,10 +26,14 @@ use self::{
     env::{ContainerLookup, EtcPasswd, NoContainers, NoUsers, UserResolver},
     fields::{Ctx, EventCache, Services},
 };
-use crate::{
+use osprey_model::{
+    Priority,
     event::{Enriched, EventKind},
+};
+
+use crate::{
     output::{Alert, AlertEvent},
-    rules::{Compiled, Priority, Rule, Ruleset},
+    rules::{Compiled, Rule, Ruleset},
 };
 
 /// Falco's `rule_matching`: stop at the first matching rule (Falco's default) or report all.

@@ -3,20 +3,23 @@
 
 use std::{borrow::Cow, collections::HashMap, net::IpAddr, sync::Arc};
 
+use osprey_model::{
+    ContainerInfo, Process,
+    event::{Arg, ArgValue, Event, EventKind, Exit, SockAddr, Syscall},
+};
+
 use super::{
-    env::{ContainerInfo, StaticContainers, StaticUsers},
+    env::{StaticContainers, StaticUsers},
     *,
 };
 use crate::{
-    event::{Arg, ArgValue, Event, EventKind, Exit, SockAddr, Syscall},
     output,
-    process::Process,
     rules::{load_files, load_sources},
 };
 
 pub(crate) fn upstream_path() -> std::path::PathBuf {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/compat/falco_rules.yaml");
+        .join("../../../shared/compat/falco_rules.yaml");
     assert!(
         p.exists(),
         "Falco's upstream stable ruleset is missing: expected it at {} (shared/compat/falco_rules.yaml beside the repository)",
@@ -330,7 +333,7 @@ fn procexit_and_exec_events() {
     let exit = enriched(EventKind::Exit(Exit { status: 0 }), p.clone(), vec![]);
     assert!(eval("evt.type = procexit and proc.name = x", &exit));
     let exec = enriched(
-        EventKind::Exec(crate::event::Exec {
+        EventKind::Exec(osprey_model::event::Exec {
             filename: "/x".into(),
             args: vec!["x".into()],
             args_truncated: false,

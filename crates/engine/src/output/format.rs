@@ -1,10 +1,8 @@
 //! Output strings: `%field` interpolation (`libs:userspace/libsinsp/eventformatter.cpp`).
 
 use crate::{
-    engine::{
-        compile::{self, Lhs},
-        fields::{Ctx, Val},
-    },
+    compile::{self, Lhs},
+    fields::{Ctx, Val},
     rules::condition,
 };
 

@@ -4,7 +4,7 @@
 use std::{fmt::Write as _, path::Path};
 
 use super::{LoadResult, Ruleset, diag, load_files};
-use crate::engine::fields::CATALOG;
+use crate::fields::CATALOG;
 
 /// `osprey rules validate FILE... [--json]`: (all files valid, what to print). Warnings do not
 /// make a file invalid.
@@ -76,10 +76,10 @@ pub fn fields_listing(json: bool) -> String {
     let mut out = String::new();
     for f in CATALOG {
         let name = match f.arg {
-            crate::engine::fields::ArgSpec::Index => format!("{}[N]", f.name),
-            crate::engine::fields::ArgSpec::Name => format!("{}.NAME", f.name),
-            crate::engine::fields::ArgSpec::Key => format!("{}[KEY]", f.name),
-            crate::engine::fields::ArgSpec::None => f.name.to_string(),
+            crate::fields::ArgSpec::Index => format!("{}[N]", f.name),
+            crate::fields::ArgSpec::Name => format!("{}.NAME", f.name),
+            crate::fields::ArgSpec::Key => format!("{}[KEY]", f.name),
+            crate::fields::ArgSpec::None => f.name.to_string(),
         };
         let mut desc = f.desc.to_string();
         if let Some(why) = f.unavailable {

@@ -21,13 +21,13 @@
 use std::collections::BTreeMap;
 
 use super::{Code, Item, Loader, gpos};
+use osprey_model::{Action, syscalls};
+
 use crate::{
     profile::{
-        Action, ArgCondition, ArgOp, ContainerSelector, Profile, Scope, SyscallRule, compile,
-        parse_value,
+        ArgCondition, ArgOp, ContainerSelector, Profile, Scope, SyscallRule, compile, parse_value,
     },
     rules::yaml::Node,
-    sensor::syscall_numbers,
 };
 
 const PROFILE_KEYS: &[&str] = &["profile", "desc", "scope", "default", "syscalls", "enabled"];
@@ -292,7 +292,7 @@ impl Loader {
         let mut names = Vec::new();
         for nn in seq {
             match nn.as_str() {
-                Some(s) if syscall_numbers::number(s).is_some() => names.push(s.to_string()),
+                Some(s) if syscalls::number(s).is_some() => names.push(s.to_string()),
                 Some(s) => {
                     self.bad(
                         item,

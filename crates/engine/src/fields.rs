@@ -9,11 +9,12 @@ use std::{borrow::Cow, cell::OnceCell, fmt, net::IpAddr, sync::Arc};
 
 use serde::Serialize;
 
-use super::env::{ContainerInfo, ContainerLookup, UserResolver};
-use crate::{
+use osprey_model::{
+    ContainerInfo, Process,
     event::{ArgValue, Enriched, EventKind, SockAddr, Syscall},
-    process::Process,
 };
+
+use crate::env::{ContainerLookup, UserResolver};
 
 /// The type of a field, as `osprey fields` shows it (Falco's type names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -1513,8 +1514,8 @@ impl<'a> Ctx<'a> {
             I::ProcIsExeFromMemfd => p.map(|p| Val::Bool(p.exe_from_memfd())),
             I::ProcIsExeUpperLayer => p.map(|p| Val::Bool(p.exe_layer.is_some_and(|l| l.upper))),
             I::ThreadTid => Some(Val::Num(i64::from(ev.tid))),
-            I::ThreadCapEffective => o(crate::event::cap_names(ev.cap_effective).join(" ")),
-            I::ThreadCapPermitted => o(crate::event::cap_names(ev.cap_permitted).join(" ")),
+            I::ThreadCapEffective => o(osprey_model::event::cap_names(ev.cap_effective).join(" ")),
+            I::ThreadCapPermitted => o(osprey_model::event::cap_names(ev.cap_permitted).join(" ")),
             I::UserUid => Some(Val::Num(i64::from(ev.euid))),
             I::UserName => self
                 .cache

@@ -92,7 +92,7 @@ pub struct ProfileVerdict {
     pub nr: u32,
     /// The six argument registers at entry.
     pub args: [u64; 6],
-    pub verdict: crate::profile::Action,
+    pub verdict: crate::action::Action,
     pub action_taken: ActionTaken,
 }
 
@@ -294,7 +294,7 @@ pub struct Enriched {
     /// pipeline so that `osprey trace` shows it and recordings replay with it. Absent in
     /// recordings made before container identity existed; the engine then asks its lookup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<Arc<crate::engine::env::ContainerInfo>>,
+    pub container: Option<Arc<crate::container::ContainerInfo>>,
 }
 
 impl Enriched {

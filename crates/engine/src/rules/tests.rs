@@ -2,7 +2,7 @@
 //! list/macro/rule override and exception semantics.
 
 use super::{diag::Code, *};
-use crate::engine::{
+use crate::{
     Engine, EngineOptions,
     tests::{cat_shadow, proc_},
 };
@@ -249,12 +249,12 @@ fn warnings() {
     assert_eq!(one(&res, Code::DeprecatedItem).0, 3);
 }
 
-fn hits(srcs: &[(&str, &str)], e: &crate::event::Enriched) -> Vec<String> {
+fn hits(srcs: &[(&str, &str)], e: &osprey_model::event::Enriched) -> Vec<String> {
     let res = load_sources(srcs);
     let errs: Vec<_> = res.errors().map(|d| d.message.clone()).collect();
     assert!(res.is_ok(), "{errs:?}");
     let opts = EngineOptions {
-        rule_matching: crate::engine::RuleMatching::All,
+        rule_matching: crate::RuleMatching::All,
         ..EngineOptions::default()
     };
     Engine::new(res.ruleset, opts)
@@ -382,7 +382,7 @@ fn list_items_are_unquoted_and_lists_expand_in_conditions() {
     assert!(res.is_ok());
     assert_eq!(res.ruleset.lists[0].1, ["(systemd)", "puma reactor"]);
     let p = proc_(1, 0, "(systemd)", "/lib/systemd/systemd", &["(systemd)"]);
-    let e = crate::engine::tests::execve(p, vec![]);
+    let e = crate::tests::execve(p, vec![]);
     assert_eq!(hits(&[("a", src)], &e), ["r: o"]);
 }
 
@@ -410,7 +410,7 @@ fn cli_listings() {
     assert!(fields.contains("thread.cap_effective") && fields.contains("always unset"));
     let fj: serde_json::Value = serde_json::from_str(&cli::fields_listing(true)).unwrap();
     assert!(fj.as_array().unwrap().len() > 100);
-    let (ok, text) = cli::validate(&[crate::engine::tests::upstream_path()], false);
+    let (ok, text) = cli::validate(&[crate::tests::upstream_path()], false);
     assert!(ok);
     assert!(text.ends_with(": Ok\n"), "{text}");
 }

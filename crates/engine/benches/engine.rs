@@ -1,19 +1,19 @@
 //! Engine throughput with Osprey's default rules and with Falco's upstream stable rules on a
 //! realistic mix of events: mostly ordinary opens, some execs (a shell and tools spawned by a
-//! shell), connects, and a few events that raise alerts. `cargo bench -p osprey --bench
-//! engine`; events/s is reported as "thrpt" (elements per second) on one core.
+//! shell), connects, and a few events that raise alerts. `cargo bench -p osprey-engine
+//! --bench engine`; events/s is reported as "thrpt" (elements per second) on one core.
 
 use std::{borrow::Cow, hint::black_box, net::IpAddr, sync::Arc};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use osprey::{
-    engine::{
-        Engine, EngineOptions,
-        env::{ContainerInfo, StaticContainers, StaticUsers},
-    },
-    event::{Arg, ArgValue, Enriched, Event, EventKind, SockAddr, Syscall},
-    process::Process,
+use osprey_engine::{
+    Engine, EngineOptions,
+    env::{StaticContainers, StaticUsers},
     rules::load_files,
+};
+use osprey_model::{
+    ContainerInfo, Process,
+    event::{Arg, ArgValue, Enriched, Event, EventKind, SockAddr, Syscall},
 };
 
 fn process(pid: u32, ppid: u32, comm: &str, exe: &str, args: &[&str]) -> Arc<Process> {
@@ -334,11 +334,11 @@ fn bench_engine(c: &mut Criterion) {
     bench_rules(
         c,
         "default_rules_mix",
-        &manifest.join("../rules/osprey_rules.yaml"),
+        &manifest.join("../../rules/osprey_rules.yaml"),
         None,
     );
     // Falco's upstream stable rules sit beside the clone (../shared), not in it.
-    let upstream = manifest.join("../../shared/compat/falco_rules.yaml");
+    let upstream = manifest.join("../../../shared/compat/falco_rules.yaml");
     if upstream.exists() {
         bench_rules(c, "upstream_stable_mix", &upstream, Some(3));
     } else {

@@ -13,12 +13,14 @@ use std::{
 };
 
 use super::{
-    Priority, Rule, Ruleset,
+    Rule, Ruleset,
     condition::{self, Check, Expr, FieldExpr, Op, Rhs, Value},
     diag::{Code, Context, Diagnostic, FileResult, Location, Position, snippet},
     yaml::{self, Kind, LineIndex, Mark, Node},
 };
-use crate::{engine::compile, output::Format};
+use osprey_model::Priority;
+
+use crate::{compile, output::Format};
 
 #[path = "profile_item.rs"]
 mod profile_item;

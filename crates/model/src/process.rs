@@ -1,0 +1,80 @@
+//! What a process is, as the process table knows it and the engine reads it.
+
+use serde::{Deserialize, Serialize};
+
+/// What is known about one process (thread group).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    /// `task->comm`: the name the kernel shows, at most 15 bytes.
+    pub comm: String,
+    /// The executable's path, as exec resolved it.
+    pub exe: String,
+    /// argv; `args[0]` is what the process was called as.
+    pub args: Vec<String>,
+    /// Working directory, when known (from /proc at start, inherited at fork, updated by chdir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    /// Boot-time nanoseconds of the process's start (fork), or of the agent's start-up scan
+    /// when it was already running and /proc did not tell.
+    pub start_ts: u64,
+    /// Boot-time nanoseconds of the last exec.
+    #[serde(default)]
+    pub exec_ts: u64,
+    pub cgroup_id: u64,
+    pub pid_ns: u32,
+    pub mnt_ns: u32,
+    /// Pid inside its own pid namespace.
+    pub vpid: u32,
+    /// The controlling terminal's device number, 0 for none (Falco's `proc.tty`).
+    #[serde(default)]
+    pub tty: u32,
+    /// The audit login uid, `u32::MAX` when unset (Falco's `user.loginuid`, -1).
+    #[serde(default = "unset_id")]
+    pub loginuid: u32,
+    /// The executable file's own name (`memfd:NAME` for fileless execution).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exe_name: String,
+    /// Overlay layers of the executable, when it is on overlayfs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_layer: Option<crate::event::ExeLayer>,
+    /// The cgroup v2 directory as `parent/name`, from the last exec (empty when unknown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cgroup: String,
+    /// Learned from /proc at start-up rather than from an exec event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_procfs: bool,
+    /// Boot-time nanoseconds of the exit, once it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_ts: Option<u64>,
+}
+
+fn unset_id() -> u32 {
+    u32::MAX
+}
+
+impl Process {
+    /// `comm` followed by the arguments after argv[0], as Falco's `proc.cmdline` shows it.
+    pub fn cmdline(&self) -> String {
+        let mut s = self.comm.clone();
+        for a in self.args.iter().skip(1) {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+
+    /// The executable is a memfd: fileless execution.
+    pub fn exe_from_memfd(&self) -> bool {
+        self.exe_name.starts_with("memfd:") || self.exe.starts_with("/memfd:")
+    }
+
+    /// The executable's file name (Falco's `proc.exe` is argv[0]; this is the path's base).
+    pub fn exe_name(&self) -> &str {
+        self.exe.rsplit('/').next().unwrap_or(&self.exe)
+    }
+}
