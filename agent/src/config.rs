@@ -23,16 +23,22 @@ rules: [default]
 # New rules are validated first; on error the running rules stay and the error is reported.
 watch_rules: true
 
+# Every output is a sink with its own thread and bounded queue (`queue` alerts): a stalled
+# output never holds up the sensor; what its queue cannot take is dropped and counted in
+# osprey_queue_dropped_total{queue="stdout|file|webhook|grpc"}.
+
 # Alerts on standard output: `text` (Falco's text line) or `json` (Falco's JSON shape).
 stdout:
   enabled: true
   format: text
+  queue: 10000
 
 # Alerts as JSON lines in a file, rotated by size; `path: null` turns it off.
 file:
   path: null
   max_bytes: 104857600
   keep: 5
+  queue: 10000
 
 # POST every alert in Falco's JSON shape (Falcosidekick reads it as is); `url: ""` is off.
 webhook:
@@ -44,6 +50,36 @@ webhook:
 
 # Serve /healthz, /readyz and Prometheus /metrics on this address; null is off.
 metrics: null
+
+# The gRPC alert stream (osprey tail) and the push to a collector.
+grpc:
+  # Serve Subscribe/Status here; `off` turns it off. null: 127.0.0.1:7443, and if that port is
+  # taken the agent runs on without it and says so. Off loopback it needs tls.cert/tls.key.
+  listen: null
+  # Server certificate and key (PEM): the endpoint speaks TLS only. With client_ca, clients
+  # must present a certificate that CA signed (mTLS).
+  tls: {cert: null, key: null, client_ca: null}
+  # Accept plaintext on a non-loopback listen address.
+  insecure_allow_remote: false
+  # This node's name in alerts, sequence numbers and the collector; null is the host name.
+  node_name: null
+  # Alerts kept in memory for subscribers that reconnect.
+  retention: 10000
+  # Live alerts a subscriber may have queued before it is sent a gap instead.
+  subscriber_queue: 4096
+  # Queue between the pipeline and the stream's numbering (the `grpc` sink).
+  queue: 10000
+  # Push every alert to a collector (`osprey collector`) at `host:port`; null is off.
+  collector: null
+  # CA bundle (PEM) that signs the collector's certificate: turns TLS on for the push; the
+  # agent presents tls.cert/tls.key as its client certificate.
+  collector_ca: null
+  # Push to a collector in plaintext on a non-loopback address.
+  collector_insecure_allow_remote: false
+  # Alerts the collector has not acknowledged wait here, across restarts.
+  spool_dir: /var/lib/osprey/spool
+  # The spool's size limit; beyond it the oldest alerts give way to a counted gap.
+  spool_max_bytes: 268435456
 
 # Kernel ring buffer size in bytes: a power of two, at least 4096.
 ring_buffer_bytes: 16777216
@@ -74,6 +110,7 @@ pub struct Config {
     pub file: FileConfig,
     pub webhook: WebhookConfig,
     pub metrics: Option<SocketAddr>,
+    pub grpc: GrpcConfig,
     pub ring_buffer_bytes: u32,
     pub process_table_capacity: usize,
     pub flood: FloodConfig,
@@ -85,6 +122,65 @@ pub struct Config {
 pub struct StdoutConfig {
     pub enabled: bool,
     pub format: Format,
+    /// Alerts waiting to be written; beyond it they are dropped and counted.
+    pub queue: usize,
+}
+
+/// The gRPC alert stream and the push to the collector (the `grpc:` section).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// `host:port`, or `off`; `None` is 127.0.0.1:7443, given up with a warning when taken.
+    pub listen: Option<String>,
+    pub tls: ServerTls,
+    /// Plaintext on a non-loopback `listen` address.
+    pub insecure_allow_remote: bool,
+    /// The node's name; `None` is the host name.
+    pub node_name: Option<String>,
+    /// Alerts kept for subscribers that reconnect.
+    pub retention: usize,
+    /// Live alerts one subscriber may have queued before it gets a gap.
+    pub subscriber_queue: usize,
+    /// The `grpc` sink's queue.
+    pub queue: usize,
+    /// The collector's `host:port`.
+    pub collector: Option<String>,
+    /// CA bundle that signs the collector's certificate (TLS for the push).
+    pub collector_ca: Option<PathBuf>,
+    /// Plaintext push to a non-loopback collector.
+    pub collector_insecure_allow_remote: bool,
+    /// Where unacknowledged alerts wait.
+    pub spool_dir: PathBuf,
+    /// The spool's size limit in bytes.
+    pub spool_max_bytes: u64,
+}
+
+/// A server's certificate, key and (for mTLS) client CA, PEM files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            tls: ServerTls::default(),
+            insecure_allow_remote: false,
+            node_name: None,
+            retention: 10_000,
+            subscriber_queue: 4096,
+            queue: 10_000,
+            collector: None,
+            collector_ca: None,
+            collector_insecure_allow_remote: false,
+            spool_dir: PathBuf::from("/var/lib/osprey/spool"),
+            spool_max_bytes: 256 << 20,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +196,8 @@ pub struct FileConfig {
     pub path: Option<PathBuf>,
     pub max_bytes: u64,
     pub keep: u32,
+    /// Alerts waiting to be written; beyond it they are dropped and counted.
+    pub queue: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +215,7 @@ impl Default for Config {
             file: FileConfig::default(),
             webhook: WebhookConfig::default(),
             metrics: None,
+            grpc: GrpcConfig::default(),
             ring_buffer_bytes: 16 * 1024 * 1024,
             process_table_capacity: 65_536,
             flood: FloodConfig::default(),
@@ -130,6 +229,7 @@ impl Default for StdoutConfig {
         Self {
             enabled: true,
             format: Format::Text,
+            queue: 10_000,
         }
     }
 }
@@ -140,6 +240,7 @@ impl Default for FileConfig {
             path: None,
             max_bytes: 100 * 1024 * 1024,
             keep: 5,
+            queue: 10_000,
         }
     }
 }

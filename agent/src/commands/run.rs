@@ -1,30 +1,11 @@
-//! `osprey run`: the agent. Sensor → process table → rule engine → flood control → outputs
-//! (stdout, file, webhook), with metrics, internal alerts and hot reload of the rules.
+//! `osprey run`: its flags, laid over the configuration file; the agent itself is
+//! [`crate::pipeline::live::run`].
 
-use std::{
-    collections::BTreeSet,
-    io::{BufWriter, Write},
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
-
-use anyhow::Context as _;
-
-use osprey_engine::{
-    Engine, EngineOptions, SyscallInterest,
-    flood::FloodControl,
-    output::{self, Alert, AlertEvent},
-};
-use osprey_model::Priority;
+use std::path::PathBuf;
 
 use crate::{
-    config::{Config, Format},
-    container::{Attach, ContainerConfig, ContainerTable},
-    metrics::Metrics,
-    output::{file::RotatingFile, webhook::Webhook},
-    process::{ProcessTable, TableConfig, TableStats, boot_clock_ns, boot_time_ns},
-    sensor::{KernelCounters, Sensor, SensorConfig, syscalls},
+    config::{Config, Format, GrpcConfig},
+    server::tls::ServerTlsArgs,
 };
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +42,7 @@ pub struct RunArgs {
     #[arg(long, hide = true, default_value = "osprey is running")]
     pub ready_message: String,
     #[command(flatten)]
-    pub stream: crate::server::agent::GrpcArgs,
+    pub stream: GrpcArgs,
 }
 
 impl RunArgs {
@@ -95,440 +76,90 @@ impl RunArgs {
         if self.no_watch_rules {
             c.watch_rules = false;
         }
+        self.stream.apply(&mut c.grpc);
         Ok(c)
     }
 }
 
-/// The kernel interest set for what the rules need; `chdir` too, which keeps working
-/// directories (and so relative paths) right. Event types that are not syscalls the sensor
-/// knows (procexit, or a syscall not captured yet) need nothing from the syscall filter.
-pub fn interest_for(engine: &Engine) -> BTreeSet<String> {
-    match engine.syscall_interest() {
-        SyscallInterest::All => BTreeSet::new(),
-        SyscallInterest::Only(names) => {
-            let mut set: BTreeSet<String> = names
-                .into_iter()
-                .filter(|n| syscalls::by_name(n).is_some())
-                .collect();
-            set.insert("chdir".into());
-            set
-        }
-    }
+#[derive(Debug, clap::Args)]
+pub struct GrpcArgs {
+    /// Serve the gRPC alert stream (Subscribe, Status) here; `off` turns it off. Default
+    /// (`grpc.listen`): 127.0.0.1:7443, and if that port is taken the agent runs on and says so.
+    /// Anything but loopback needs --tls-cert/--tls-key (or --grpc-insecure-allow-remote).
+    #[arg(long, env = "OSPREY_GRPC")]
+    pub grpc: Option<String>,
+    #[command(flatten)]
+    pub tls: ServerTlsArgs,
+    /// Serve plaintext gRPC on a non-loopback address.
+    #[arg(long)]
+    pub grpc_insecure_allow_remote: bool,
+    /// This node's name in alerts, sequence numbers and the collector (default: the host name).
+    #[arg(long, env = "OSPREY_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Alerts kept in memory for subscribers that reconnect.
+    #[arg(long)]
+    pub grpc_retention: Option<usize>,
+    /// Live alerts a subscriber may have queued before it is sent a gap instead.
+    #[arg(long)]
+    pub grpc_subscriber_queue: Option<usize>,
+    /// Push every alert to this collector (`osprey collector`), `host:port`.
+    #[arg(long, env = "OSPREY_COLLECTOR")]
+    pub collector: Option<String>,
+    /// CA bundle (PEM) that signs the collector's certificate; turns TLS on for the push (the
+    /// agent presents --tls-cert/--tls-key as its client certificate).
+    #[arg(long, env = "OSPREY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Push to a collector in plaintext on a non-loopback address.
+    #[arg(long)]
+    pub collector_insecure_allow_remote: bool,
+    /// Alerts the collector has not acknowledged are kept here (and survive restarts).
+    #[arg(long, env = "OSPREY_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// The spool's size limit; beyond it the oldest alerts give way to a counted gap.
+    #[arg(long)]
+    pub spool_max_bytes: Option<u64>,
 }
 
-/// Where alerts go: every output, with metrics.
-struct Outputs {
-    stdout: Option<(BufWriter<std::io::Stdout>, Format)>,
-    file: Option<RotatingFile>,
-    webhook: Option<Webhook>,
-    metrics: Arc<Metrics>,
-    webhook_reported: u64,
-    /// Stdout was configured but its reader went away.
-    stdout_closed: bool,
-    /// The alert bus: gRPC subscribers and the push to the collector.
-    stream: crate::server::agent::AgentStream,
-}
-
-impl Outputs {
-    fn deliver(&mut self, a: Alert) -> anyhow::Result<()> {
-        self.metrics.alert(&a.rule, a.priority.as_str());
-        if let Some(n) = a
-            .output_fields
-            .get(osprey_engine::flood::SUPPRESSED_FIELD)
-            .and_then(|v| v.as_u64())
-        {
-            self.metrics
-                .suppressed
-                .get_or_create(&vec![("rule", a.rule.clone())])
-                .inc_by(n);
-        }
-        self.stream.publish(&a);
-        if let Some((out, format)) = self.stdout.as_mut() {
-            let written = match format {
-                Format::Json => writeln!(out, "{}", output::format_json(&a)),
-                Format::Text => writeln!(out, "{}", output::format_text(&a)),
-            };
-            if let Err(e) = written {
-                self.stdout_failed(&e);
+impl GrpcArgs {
+    /// The flags given, over the configuration file's `grpc:` section.
+    fn apply(&self, g: &mut GrpcConfig) {
+        let set = |dst: &mut Option<PathBuf>, v: &Option<PathBuf>| {
+            if v.is_some() {
+                dst.clone_from(v);
             }
-        } else if self.stdout_closed {
-            self.metrics.queue_drop("stdout", 1);
+        };
+        if self.grpc.is_some() {
+            g.listen.clone_from(&self.grpc);
         }
-        if let Some(f) = self.file.as_mut()
-            && let Err(e) = f.write_line(&output::format_json(&a))
-        {
-            self.metrics.queue_drop("file", 1);
-            tracing::warn!("alert file: {e}");
+        set(&mut g.tls.cert, &self.tls.tls_cert);
+        set(&mut g.tls.key, &self.tls.tls_key);
+        set(&mut g.tls.client_ca, &self.tls.tls_client_ca);
+        g.insecure_allow_remote |= self.grpc_insecure_allow_remote;
+        if self.node_name.is_some() {
+            g.node_name.clone_from(&self.node_name);
         }
-        if let Some(w) = &self.webhook {
-            w.send(Arc::new(a));
+        if let Some(n) = self.grpc_retention {
+            g.retention = n;
         }
-        Ok(())
-    }
-
-    /// Stdout went away (its reader closed the pipe): the other outputs go on, and every
-    /// alert stdout can no longer take is counted as dropped.
-    fn stdout_failed(&mut self, e: &std::io::Error) {
-        tracing::error!(
-            "stdout is closed ({e}); alerts keep going to the other outputs, and those meant \
-             for stdout are counted in osprey_queue_dropped_total{{queue=\"stdout\"}}"
-        );
-        self.stdout = None;
-        self.stdout_closed = true;
-        self.metrics.queue_drop("stdout", 1);
-    }
-
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if let Some((out, _)) = self.stdout.as_mut()
-            && let Err(e) = out.flush()
-        {
-            self.stdout_failed(&e);
+        if let Some(n) = self.grpc_subscriber_queue {
+            g.subscriber_queue = n;
         }
-        if let Some(f) = self.file.as_mut() {
-            f.flush()?;
+        if self.collector.is_some() {
+            g.collector.clone_from(&self.collector);
         }
-        if let Some(w) = &self.webhook {
-            let dropped = w.dropped();
-            if dropped > self.webhook_reported {
-                self.metrics
-                    .queue_drop("webhook", dropped - self.webhook_reported);
-                self.webhook_reported = dropped;
-            }
+        set(&mut g.collector_ca, &self.tls_ca);
+        g.collector_insecure_allow_remote |= self.collector_insecure_allow_remote;
+        if let Some(d) = &self.spool_dir {
+            g.spool_dir.clone_from(d);
         }
-        Ok(())
+        if let Some(n) = self.spool_max_bytes {
+            g.spool_max_bytes = n;
+        }
     }
 }
 
-/// An alert about Osprey itself (source `internal`), through the same outputs as rule alerts.
-fn internal_alert(hostname: &str, rule: &str, priority: Priority, output: String) -> Alert {
-    let time = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or_default();
-    Alert {
-        time,
-        rule: rule.into(),
-        priority,
-        source: "internal".into(),
-        tags: vec!["osprey".into(), "internal".into()],
-        output,
-        output_fields: Default::default(),
-        hostname: hostname.into(),
-        event: AlertEvent {
-            evt_type: "internal".into(),
-            evt_num: 0,
-            ts: boot_clock_ns(),
-            pid: std::process::id(),
-            tid: std::process::id(),
-            comm: "osprey".into(),
-            container: None,
-        },
-    }
-}
-
-/// Rule files' paths, sizes and modification times: what the watcher compares.
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut out = Vec::new();
-    for p in paths {
-        let mut files = vec![p.clone()];
-        if p.is_dir()
-            && let Ok(rd) = std::fs::read_dir(p)
-        {
-            files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
-        }
-        for f in files {
-            if let Ok(md) = std::fs::metadata(&f) {
-                out.push((f, md.len(), md.modified().ok()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
+/// `osprey run`: the configuration resolved, then the live pipeline until a signal.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = args.resolve()?;
-    let metrics = Arc::new(Metrics::new());
-    if let Some(addr) = cfg.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the metrics address {addr}"))?;
-        tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
-        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-    }
-    let mut ruleset = super::rules::load_for_run(&cfg.rules).inspect_err(|_| {
-        metrics.rule_load_errors.inc();
-    })?;
-    let profile_defs = std::mem::take(&mut ruleset.profiles);
-    let containers = Arc::new(ContainerTable::new(ContainerConfig::default()));
-    let opts = EngineOptions {
-        containers: containers.clone(),
-        ..EngineOptions::for_host("/".as_ref())
-    };
-    let hostname = opts.hostname.to_string();
-    let mut engine = Engine::new(ruleset, opts.clone());
-    let interest = interest_for(&engine);
-    tracing::info!(
-        rules = engine.rules().len(),
-        syscalls = interest.len(),
-        "rules loaded"
-    );
-
-    let mut sensor = Sensor::start(&SensorConfig {
-        ring_buffer_bytes: cfg.ring_buffer_bytes,
-        syscalls: interest,
-        ..Default::default()
-    })
-    .context("starting the sensor")?;
-    let mut reader = sensor.reader()?;
-    let mut table = ProcessTable::new(TableConfig {
-        capacity: cfg.process_table_capacity,
-        ..Default::default()
-    });
-    table.bootstrap("/proc".as_ref())?;
-    let (mut profiles, cgroup_mount) =
-        start_profiles(&mut sensor, containers.clone(), &profile_defs, &hostname)?;
-    let mut attach = Attach::new(containers.clone());
-    let mut ready = Vec::with_capacity(4096);
-
-    let mut outputs = Outputs {
-        stdout: cfg
-            .stdout
-            .enabled
-            .then(|| (BufWriter::new(std::io::stdout()), cfg.stdout.format)),
-        file: match &cfg.file.path {
-            Some(p) => Some(
-                RotatingFile::open(p, cfg.file.max_bytes, cfg.file.keep)
-                    .with_context(|| format!("opening the alert file {}", p.display()))?,
-            ),
-            None => None,
-        },
-        webhook: if cfg.webhook.url.is_empty() {
-            None
-        } else {
-            Some(Webhook::start(cfg.webhook.clone())?)
-        },
-        metrics: metrics.clone(),
-        webhook_reported: 0,
-        stdout_closed: false,
-        stream: crate::server::agent::start(&args.stream, &hostname, metrics.clone()).await?,
-    };
-    outputs.stream.set_rules_loaded(engine.rules().len());
-    let mut flood = FloodControl::new(cfg.flood.clone());
-    tracing::info!(kernel = sensor.kernel(), "{}", args.ready_message);
-
-    let mut batch = Vec::with_capacity(4096);
-    let mut last_counters = sensor.counters();
-    let mut last_table = table.stats();
-    let mut check = tokio::time::interval(Duration::from_secs(10));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut watch = tokio::time::interval(Duration::from_secs(2));
-    let mut rules_seen = fingerprint(&cfg.rules);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    loop {
-        let mut reload = false;
-        tokio::select! {
-            _ = &mut ctrl_c => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => reload = true,
-            _ = watch.tick(), if cfg.watch_rules => {
-                let now = fingerprint(&cfg.rules);
-                if now != rules_seen {
-                    rules_seen = now;
-                    reload = true;
-                }
-            }
-            _ = check.tick() => {
-                let (counters, lost) = report_drops(&sensor, last_counters);
-                last_counters = counters;
-                if lost >= cfg.internal_alerts.drop_threshold && lost > 0 {
-                    outputs.deliver(internal_alert(&hostname, "Osprey dropped kernel events", Priority::Critical, format!(
-                        "Osprey lost {lost} kernel events in the last 10 s (ring buffer or in-flight table full); detection had gaps (ring_buffer_bytes={})",
-                        cfg.ring_buffer_bytes
-                    )))?;
-                }
-                let t = table.stats();
-                if t.evictions > last_table.evictions {
-                    outputs.deliver(internal_alert(&hostname, "Osprey process table under pressure", Priority::Warning, format!(
-                        "The process table evicted {} live processes in the last 10 s (capacity {}); their events lose their process context",
-                        t.evictions - last_table.evictions, cfg.process_table_capacity
-                    )))?;
-                }
-                last_table = t;
-                if let Some(m) = &cgroup_mount {
-                    let live = crate::container::cgroup::scan_v2(m);
-                    if let Err(e) = profiles.retain(|c| live.contains_key(&c)) {
-                        tracing::warn!("syscall profiles: {e}");
-                    }
-                }
-                outputs.flush()?;
-                continue;
-            }
-            // Events of a new container wait here for its runtime metadata, a bounded time.
-            _ = tokio::time::sleep(attach.poll_in()), if attach.is_holding() => {}
-            _ = tick.tick() => {
-                metrics.sync(sensor.counters(), reader.decode_stats(), table.stats());
-                metrics.sync_containers(containers.stats());
-                let now = boot_time_ns() + boot_clock_ns();
-                for a in flood.flush(now) {
-                    outputs.deliver(a)?;
-                }
-                for a in profiles.flush(now) {
-                    outputs.deliver(a)?;
-                }
-                outputs.flush()?;
-                continue;
-            }
-            r = reader.read_batch(&mut batch, 4096) => r?,
-        }
-        if reload {
-            // Validate first; the running rules stay until the new ones are whole. The swap
-            // happens between two batches: no event is judged by neither.
-            match super::rules::load_for_run(&cfg.rules) {
-                Ok(mut ruleset) => {
-                    let defs = std::mem::take(&mut ruleset.profiles);
-                    if let Err(e) = profiles.apply_profiles(&defs) {
-                        tracing::error!("syscall profiles not changed: {e}");
-                    }
-                    engine = Engine::new(ruleset, opts.clone());
-                    outputs.stream.set_rules_loaded(engine.rules().len());
-                    let interest = interest_for(&engine);
-                    sensor.set_interest(&interest)?;
-                    metrics
-                        .reloads
-                        .get_or_create(&vec![("result", "ok".to_string())])
-                        .inc();
-                    tracing::info!(
-                        rules = engine.rules().len(),
-                        syscalls = interest.len(),
-                        "rules reloaded"
-                    );
-                }
-                Err(e) => {
-                    metrics.rule_load_errors.inc();
-                    metrics
-                        .reloads
-                        .get_or_create(&vec![("result", "error".to_string())])
-                        .inc();
-                    tracing::error!("rule reload failed; the running rules stay: {e:#}");
-                    outputs.deliver(internal_alert(
-                        &hostname,
-                        "Osprey rule reload failed",
-                        Priority::Error,
-                        format!("Rule reload failed; the running rules stay in force: {e:#}"),
-                    ))?;
-                }
-            }
-            outputs.flush()?;
-            continue;
-        }
-        // Programs attached, rules loaded, and the ring buffer delivers: ready.
-        metrics.set_ready(true);
-        for ev in batch.drain(..) {
-            metrics.event(event_kind(&ev));
-            attach.push(table.observe(ev), &mut ready);
-        }
-        attach.poll(&mut ready);
-        for e in ready.drain(..) {
-            judge(e, &mut profiles, &engine, &mut flood, &mut outputs)?;
-        }
-        outputs.flush()?;
-    }
-    // Events still waiting for container metadata go on with what is known.
-    attach.flush(&mut ready);
-    for e in ready.drain(..) {
-        judge(e, &mut profiles, &engine, &mut flood, &mut outputs)?;
-    }
-    report_drops(&sensor, last_counters);
-    outputs.flush()?;
-    let TableStats {
-        size, evictions, ..
-    } = table.stats();
-    tracing::info!(
-        decode = ?reader.decode_stats(),
-        process_table_size = size,
-        process_table_evictions = evictions,
-        suppressed = flood.suppressed_total,
-        "stopped"
-    );
-    Ok(())
-}
-
-/// One event with its process and container: the profile verdict it carries, then the rules.
-fn judge(
-    mut e: osprey_model::event::Enriched,
-    profiles: &mut crate::profile::live::Live<crate::sensor::profile::ProfileMaps>,
-    engine: &Engine,
-    flood: &mut FloodControl,
-    outputs: &mut Outputs,
-) -> anyhow::Result<()> {
-    match profiles.observe(&mut e) {
-        Ok(Some(a)) => outputs.deliver(a)?,
-        Ok(None) => {}
-        Err(err) => tracing::warn!("syscall profiles: {err}"),
-    }
-    for alert in engine.evaluate(&e) {
-        for a in flood.admit(alert) {
-            outputs.deliver(a)?;
-        }
-    }
-    Ok(())
-}
-
-/// Loads the syscall profiles into the kernel and decides the cgroups that exist already.
-fn start_profiles(
-    sensor: &mut Sensor,
-    containers: Arc<ContainerTable>,
-    defs: &[crate::profile::Profile],
-    hostname: &str,
-) -> anyhow::Result<(
-    crate::profile::live::Live<crate::sensor::profile::ProfileMaps>,
-    Option<PathBuf>,
-)> {
-    let mut live = crate::profile::live::Live::new(sensor.profile_maps()?, containers, hostname);
-    live.apply_profiles(defs)
-        .context("loading syscall profiles")?;
-    let mount = crate::container::cgroup::v2_mount("/".as_ref());
-    if let Some(m) = &mount {
-        live.bootstrap(crate::container::cgroup::scan_v2(m).into_keys())?;
-    }
-    tracing::info!(
-        profiles = defs.iter().filter(|p| p.enabled).count(),
-        "syscall profiles loaded"
-    );
-    Ok((live, mount))
-}
-
-fn event_kind(ev: &osprey_model::event::Event) -> &str {
-    match &ev.kind {
-        osprey_model::event::EventKind::Exec(_) => "exec",
-        osprey_model::event::EventKind::Fork(_) => "fork",
-        osprey_model::event::EventKind::Exit(_) => "exit",
-        osprey_model::event::EventKind::Syscall(sc) => &sc.name,
-        osprey_model::event::EventKind::Profile(_) => "profile",
-    }
-}
-
-/// Logs what the kernel dropped since the last report: nothing is lost without a word.
-fn report_drops(sensor: &Sensor, last: KernelCounters) -> (KernelCounters, u64) {
-    let now = sensor.counters();
-    let lost = now.dropped() - last.dropped();
-    if lost > 0 {
-        tracing::warn!(
-            lost,
-            ring_buffer_full = now.dropped_syscall - last.dropped_syscall + now.dropped_exec
-                - last.dropped_exec
-                + now.dropped_fork
-                - last.dropped_fork
-                + now.dropped_exit
-                - last.dropped_exit,
-            in_flight_table_full = now.pending_full - last.pending_full,
-            "kernel events lost; a larger --ring-buffer-size or fewer rules reduce it"
-        );
-    }
-    (now, lost)
+    Ok(crate::pipeline::live::run(cfg, &args.ready_message).await?)
 }

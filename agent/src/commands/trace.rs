@@ -15,8 +15,9 @@ use anyhow::Context as _;
 use osprey_model::event::{Enriched, EventKind};
 
 use crate::{
-    container::{Attach, ContainerConfig, ContainerTable},
-    process::{ProcessTable, TableConfig},
+    container::{ContainerConfig, ContainerTable},
+    pipeline::Enrich,
+    process::TableConfig,
     sensor::{Sensor, SensorConfig, syscalls},
 };
 
@@ -142,17 +143,19 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let mut reader = sensor.reader()?;
     // Attached first, then the /proc scan: a process started in between is in both, and the
     // events (applied after the scan) are the newer truth.
-    let mut table = ProcessTable::new(TableConfig::default());
-    let n = table.bootstrap(std::path::Path::new("/proc"))?;
+    // Every event says its container (`host` outside any); a new container's events wait a
+    // bounded time for the runtime's metadata.
+    let mut enrich = Enrich::new(
+        TableConfig::default(),
+        Arc::new(ContainerTable::new(ContainerConfig::default())),
+    );
+    let n = enrich.bootstrap(std::path::Path::new("/proc"))?;
     tracing::info!(
         processes = n,
         kernel = sensor.kernel(),
         "tracing; Ctrl-C to stop"
     );
 
-    // Every event says its container (`host` outside any); a new container's events wait a
-    // bounded time for the runtime's metadata.
-    let mut attach = Attach::new(Arc::new(ContainerTable::new(ContainerConfig::default())));
     let mut ready = Vec::with_capacity(1024);
 
     let stdout = std::io::stdout();
@@ -181,13 +184,13 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             _ = &mut ctrl_c => break,
             _ = sigterm.recv() => break,
             _ = tick => {}
-            _ = tokio::time::sleep(attach.poll_in()), if attach.is_holding() => {}
+            _ = tokio::time::sleep(enrich.poll_in()), if enrich.is_holding() => {}
             r = reader.read_batch(&mut batch, 4096) => r?,
         }
         for ev in batch.drain(..) {
-            attach.push(table.observe(ev), &mut ready);
+            enrich.push(ev, &mut ready);
         }
-        attach.poll(&mut ready);
+        enrich.poll(&mut ready);
         for e in ready.drain(..) {
             if !filter.matches(&e) {
                 continue;
@@ -210,7 +213,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         if let (Some(every), Some(next)) = (stats_every, next_stats)
             && Instant::now() >= next
         {
-            print_stats(&sensor, &reader, &table);
+            print_stats(&sensor, &reader, &enrich);
             next_stats = Some(next + every);
         }
         if args.read_delay_ms > 0 {
@@ -218,7 +221,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         }
     }
     // What still waited for its container's metadata goes out with what is known.
-    attach.flush(&mut ready);
+    enrich.flush(&mut ready);
     for e in ready.drain(..) {
         if args.count.is_some_and(|c| printed >= c) {
             break;
@@ -235,7 +238,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         r.flush()?;
     }
     if args.stats.is_some() {
-        print_stats(&sensor, &reader, &table);
+        print_stats(&sensor, &reader, &enrich);
     }
     Ok(())
 }
@@ -259,12 +262,12 @@ fn emit(
     Ok(())
 }
 
-fn print_stats(sensor: &Sensor, reader: &crate::sensor::EventReader, table: &ProcessTable) {
+fn print_stats(sensor: &Sensor, reader: &crate::sensor::EventReader, enrich: &Enrich) {
     let stats = serde_json::json!({
         "stats": {
             "kernel": sensor.counters(),
             "decode": reader.decode_stats(),
-            "process_table": table.stats(),
+            "process_table": enrich.table_stats(),
         }
     });
     eprintln!("{stats}");

@@ -1,5 +1,4 @@
-//! Where alerts go besides the gRPC stream: a JSON-lines file with rotation and a
-//! Falco-shaped webhook. The alert itself and its rendering live in `osprey_engine::output`.
+//! The webhook's HTTP client (retries, backoff, counters). The webhook's place in the alert
+//! fan-out is [`crate::sink::webhook`].
 
-pub mod file;
 pub mod webhook;

@@ -1,12 +1,9 @@
 //! The agent's side of the alert stream: its flags, its bus (the publish point `osprey run`
 //! calls), its gRPC server and its push to the collector.
 
-use std::{
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
 use super::{
@@ -17,52 +14,10 @@ use super::{
 };
 use osprey_engine::output::Alert;
 
-use crate::{alert::spool::Spool, metrics::Metrics};
+use crate::{alert::spool::Spool, config::GrpcConfig, metrics::Metrics};
 
-#[derive(Debug, clap::Args)]
-pub struct GrpcArgs {
-    /// Serve the gRPC alert stream (Subscribe, Status) here; `off` turns it off. Without the
-    /// flag: 127.0.0.1:7443, and if that port is taken the agent runs on and says so.
-    /// Anything but loopback needs --tls-cert/--tls-key (or --grpc-insecure-allow-remote).
-    #[arg(long, env = "OSPREY_GRPC")]
-    pub grpc: Option<String>,
-    #[command(flatten)]
-    pub tls: ServerTlsArgs,
-    /// Serve plaintext gRPC on a non-loopback address.
-    #[arg(long)]
-    pub grpc_insecure_allow_remote: bool,
-    /// This node's name in alerts, sequence numbers and the collector (default: the host name).
-    #[arg(long, env = "OSPREY_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Alerts kept in memory for subscribers that reconnect.
-    #[arg(long, default_value_t = 10_000)]
-    pub grpc_retention: usize,
-    /// Live alerts a subscriber may have queued before it is sent a gap instead.
-    #[arg(long, default_value_t = 4096)]
-    pub grpc_subscriber_queue: usize,
-    /// Push every alert to this collector (`osprey collector`), `host:port`.
-    #[arg(long, env = "OSPREY_COLLECTOR")]
-    pub collector: Option<String>,
-    /// CA bundle (PEM) that signs the collector's certificate; turns TLS on for the push (the
-    /// agent presents --tls-cert/--tls-key as its client certificate).
-    #[arg(long, env = "OSPREY_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Push to a collector in plaintext on a non-loopback address.
-    #[arg(long)]
-    pub collector_insecure_allow_remote: bool,
-    /// Alerts the collector has not acknowledged are kept here (and survive restarts).
-    #[arg(
-        long,
-        env = "OSPREY_SPOOL_DIR",
-        default_value = "/var/lib/osprey/spool"
-    )]
-    pub spool_dir: PathBuf,
-    /// The spool's size limit; beyond it the oldest alerts give way to a counted gap.
-    #[arg(long, default_value_t = 256 << 20)]
-    pub spool_max_bytes: u64,
-}
-
-/// The publish point `osprey run` hands every alert to.
+/// The publish point of the gRPC stream: the `grpc` sink hands it every alert.
+#[derive(Clone)]
 pub struct AgentStream {
     bus: Arc<AlertBus>,
     node: String,
@@ -82,16 +37,21 @@ impl AgentStream {
 
 /// Starts what the flags ask for: the bus always, the gRPC server, the push.
 pub async fn start(
-    args: &GrpcArgs,
+    args: &GrpcConfig,
     hostname: &str,
     metrics: Arc<Metrics>,
 ) -> Result<AgentStream, ServerError> {
+    let server_tls = ServerTlsArgs {
+        tls_cert: args.tls.cert.clone(),
+        tls_key: args.tls.key.clone(),
+        tls_client_ca: args.tls.client_ca.clone(),
+    };
     let node = args
         .node_name
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| hostname.to_string());
-    let bus = AlertBus::new(args.grpc_retention);
+    let bus = AlertBus::new(args.retention);
     let rules_loaded = Arc::new(AtomicU64::new(0));
 
     let push = match &args.collector {
@@ -101,9 +61,9 @@ pub async fn start(
             // de-duplication and subscribers' cursors stay right across agent restarts.
             bus.start_numbering_at(&node, spool.next_seq());
             let client_tls = ClientTlsArgs {
-                tls_ca: args.tls_ca.clone(),
-                tls_cert: args.tls.tls_cert.clone(),
-                tls_key: args.tls.tls_key.clone(),
+                tls_ca: args.collector_ca.clone(),
+                tls_cert: args.tls.cert.clone(),
+                tls_key: args.tls.key.clone(),
                 tls_server_name: None,
             };
             let endpoint = client_tls.endpoint(addr, args.collector_insecure_allow_remote)?;
@@ -130,13 +90,13 @@ pub async fn start(
         None => None,
     };
 
-    let explicit = args.grpc.is_some();
-    let addr = args.grpc.clone().unwrap_or_else(|| DEFAULT_ADDR.into());
+    let explicit = args.listen.is_some();
+    let addr = args.listen.clone().unwrap_or_else(|| DEFAULT_ADDR.into());
     if addr != "off" {
         let listener = match service::bind(
             &addr,
-            &args.tls,
-            args.grpc_insecure_allow_remote,
+            &server_tls,
+            args.insecure_allow_remote,
             "--grpc-insecure-allow-remote",
         )
         .await
@@ -154,12 +114,12 @@ pub async fn start(
                 node: node.clone(),
                 bus: bus.clone(),
                 rules_loaded: rules_loaded.clone(),
-                subscriber_queue: args.grpc_subscriber_queue,
+                subscriber_queue: args.subscriber_queue,
                 push,
                 collector: None,
                 metrics: Some(metrics),
             });
-            let tls = args.tls.clone();
+            let tls = server_tls.clone();
             tracing::info!(%addr, %node, tls = tls.tls_cert.is_some(), mtls = tls.tls_client_ca.is_some(), "serving the gRPC alert stream");
             tokio::spawn(async move {
                 if let Err(e) = service::serve(listener, &tls, svc, std::future::pending()).await {

@@ -1,10 +1,40 @@
-//! A JSON-lines alert file with size-based rotation (`alerts.jsonl`, `alerts.jsonl.1`, ...).
+//! Alerts as JSON lines in a file with size-based rotation (`alerts.jsonl`, `alerts.jsonl.1`,
+//! ...): Falco's JSON shape, one alert per line, for log shippers.
 
 use std::{
     fs::{File, OpenOptions},
     io::Write,
     path::{Path, PathBuf},
 };
+
+use osprey_engine::output::{Alert, format_json};
+
+use super::{Sink, SinkError};
+
+/// The file sink: each alert as one line of Falco's JSON.
+pub struct FileSink {
+    file: RotatingFile,
+}
+
+impl FileSink {
+    pub fn new(file: RotatingFile) -> Self {
+        Self { file }
+    }
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn write(&mut self, a: &Alert) -> Result<(), SinkError> {
+        Ok(self.file.write_line(&format_json(a))?)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(self.file.flush()?)
+    }
+}
 
 /// Appends lines to a file and rotates it when it would exceed `max_bytes`, keeping `keep`
 /// old files.

@@ -1,0 +1,328 @@
+//! The live agent: the sensor's ring buffer feeding a [`Pipeline`], with what a long-running
+//! node agent needs around it: metrics and probes, the gRPC stream, profile maps, rule reloads
+//! (SIGHUP and file changes), internal alerts about lost events, and a clean stop.
+
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use osprey_engine::{Engine, EngineOptions, SyscallInterest};
+use osprey_model::Priority;
+
+use super::{Parts, Pipeline};
+use crate::{
+    config::Config,
+    container::{ContainerConfig, ContainerTable, cgroup},
+    metrics::Metrics,
+    process::{TableStats, boot_clock_ns, boot_time_ns},
+    profile::live::Live,
+    rulefiles::{self, RuleFilesError},
+    sensor::{KernelCounters, Sensor, SensorConfig, SensorError, syscalls},
+    server::{ServerError, agent::AgentStream},
+    sink::{self, BuildError, SinkHandle, stream::StreamSink},
+};
+
+/// What stops the agent from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("binding the metrics address {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Rules(#[from] RuleFilesError),
+    #[error("starting the sensor: {0}")]
+    Sensor(#[from] SensorError),
+    #[error("loading syscall profiles: {0}")]
+    Profiles(#[from] crate::profile::ApplyError),
+    #[error(transparent)]
+    Sinks(#[from] BuildError),
+    #[error("the gRPC alert stream: {0}")]
+    Stream(#[from] ServerError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> LiveError {
+    move |source| LiveError::Io { what, source }
+}
+
+/// The kernel interest set for what the rules need; `chdir` too, which keeps working
+/// directories (and so relative paths) right. Event types that are not syscalls the sensor
+/// knows (procexit, or a syscall not captured yet) need nothing from the syscall filter.
+pub fn interest_for(engine: &Engine) -> BTreeSet<String> {
+    match engine.syscall_interest() {
+        SyscallInterest::All => BTreeSet::new(),
+        SyscallInterest::Only(names) => {
+            let mut set: BTreeSet<String> = names
+                .into_iter()
+                .filter(|n| syscalls::by_name(n).is_some())
+                .collect();
+            set.insert("chdir".into());
+            set
+        }
+    }
+}
+
+/// Runs the agent until SIGINT or SIGTERM. `ready_message` is logged once the programs are
+/// attached and the rules loaded (tests wait for it).
+pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = cfg.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| LiveError::Metrics { addr, source })?;
+        tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    }
+    let mut ruleset = rulefiles::load_for_run(&cfg.rules).inspect_err(|_| {
+        metrics.rule_load_errors.inc();
+    })?;
+    let profile_defs = std::mem::take(&mut ruleset.profiles);
+    let containers = Arc::new(ContainerTable::new(ContainerConfig::default()));
+    let options = EngineOptions {
+        containers: containers.clone(),
+        ..EngineOptions::for_host("/".as_ref())
+    };
+    let hostname = options.hostname.to_string();
+
+    let mut sinks = sink::build(&cfg, Some(metrics.clone()))?;
+    let stream = crate::server::agent::start(&cfg.grpc, &hostname, metrics.clone()).await?;
+    sinks.push(
+        SinkHandle::spawn(
+            StreamSink::new(stream.clone()),
+            cfg.grpc.queue,
+            Some(metrics.clone()),
+        )
+        .map_err(io("starting the gRPC sink's thread"))?,
+    );
+    let mut pipeline = Pipeline::new(
+        &cfg,
+        ruleset,
+        Parts {
+            options,
+            containers: containers.clone(),
+            metrics: metrics.clone(),
+            sinks,
+        },
+    );
+    let interest = interest_for(pipeline.engine());
+    tracing::info!(
+        rules = pipeline.engine().rules().len(),
+        syscalls = interest.len(),
+        "rules loaded"
+    );
+    stream.set_rules_loaded(pipeline.engine().rules().len());
+
+    let mut sensor = Sensor::start(&SensorConfig {
+        ring_buffer_bytes: cfg.ring_buffer_bytes,
+        syscalls: interest,
+        ..Default::default()
+    })?;
+    let mut reader = sensor.reader()?;
+    pipeline
+        .enrich_mut()
+        .bootstrap("/proc".as_ref())
+        .map_err(io("reading /proc"))?;
+    let cgroup_mount = start_profiles(&mut sensor, &mut pipeline, &profile_defs, &hostname)?;
+    tracing::info!(kernel = sensor.kernel(), "{ready_message}");
+
+    let mut batch = Vec::with_capacity(4096);
+    let mut last_counters = sensor.counters();
+    let mut last_table = pipeline.table_stats();
+    let mut check = tokio::time::interval(Duration::from_secs(10));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut watch = tokio::time::interval(Duration::from_secs(2));
+    let mut rules_seen = fingerprint(&cfg.rules);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?;
+    loop {
+        let mut reload = false;
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => reload = true,
+            _ = watch.tick(), if cfg.watch_rules => {
+                let now = fingerprint(&cfg.rules);
+                if now != rules_seen {
+                    rules_seen = now;
+                    reload = true;
+                }
+            }
+            _ = check.tick() => {
+                let (counters, lost) = report_drops(&sensor, last_counters);
+                last_counters = counters;
+                if lost >= cfg.internal_alerts.drop_threshold && lost > 0 {
+                    pipeline.internal_alert("Osprey dropped kernel events", Priority::Critical, format!(
+                        "Osprey lost {lost} kernel events in the last 10 s (ring buffer or in-flight table full); detection had gaps (ring_buffer_bytes={})",
+                        cfg.ring_buffer_bytes
+                    ));
+                }
+                let t = pipeline.table_stats();
+                if t.evictions > last_table.evictions {
+                    pipeline.internal_alert("Osprey process table under pressure", Priority::Warning, format!(
+                        "The process table evicted {} live processes in the last 10 s (capacity {}); their events lose their process context",
+                        t.evictions - last_table.evictions, cfg.process_table_capacity
+                    ));
+                }
+                last_table = t;
+                if let (Some(m), Some(p)) = (&cgroup_mount, pipeline.profiles_mut()) {
+                    let live = cgroup::scan_v2(m);
+                    if let Err(e) = p.retain(|c| live.contains_key(&c)) {
+                        tracing::warn!("syscall profiles: {e}");
+                    }
+                }
+                continue;
+            }
+            // Events of a new container wait here for its runtime metadata, a bounded time.
+            _ = tokio::time::sleep(pipeline.enrich_mut().poll_in()), if pipeline.enrich_mut().is_holding() => {}
+            _ = tick.tick() => {
+                metrics.sync(sensor.counters(), reader.decode_stats(), pipeline.table_stats());
+                metrics.sync_containers(containers.stats());
+                pipeline.tick(boot_time_ns() + boot_clock_ns());
+                continue;
+            }
+            r = reader.read_batch(&mut batch, 4096) => r.map_err(io("reading the ring buffer"))?,
+        }
+        if reload {
+            reload_rules(&cfg, &mut pipeline, &mut sensor, &stream);
+            continue;
+        }
+        // Programs attached, rules loaded, and the ring buffer delivers: ready.
+        metrics.set_ready(true);
+        pipeline.observe(batch.drain(..));
+    }
+    // Events still waiting for container metadata go on with what is known; every sink writes
+    // out what it holds.
+    pipeline.finish();
+    report_drops(&sensor, last_counters);
+    let TableStats {
+        size, evictions, ..
+    } = pipeline.table_stats();
+    tracing::info!(
+        decode = ?reader.decode_stats(),
+        process_table_size = size,
+        process_table_evictions = evictions,
+        suppressed = pipeline.suppressed_total(),
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Validates the rule files first; the running rules stay until the new ones are whole.
+fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensor: &mut Sensor, stream: &AgentStream) {
+    let metrics = pipeline.metrics().clone();
+    match rulefiles::load_for_run(&cfg.rules) {
+        Ok(mut ruleset) => {
+            let defs = std::mem::take(&mut ruleset.profiles);
+            if let Some(p) = pipeline.profiles_mut()
+                && let Err(e) = p.apply_profiles(&defs)
+            {
+                tracing::error!("syscall profiles not changed: {e}");
+            }
+            pipeline.replace_rules(ruleset);
+            let rules = pipeline.engine().rules().len();
+            stream.set_rules_loaded(rules);
+            let interest = interest_for(pipeline.engine());
+            if let Err(e) = sensor.set_interest(&interest) {
+                tracing::error!("the kernel's syscall filter was not updated: {e}");
+            }
+            metrics
+                .reloads
+                .get_or_create(&vec![("result", "ok".to_string())])
+                .inc();
+            tracing::info!(rules, syscalls = interest.len(), "rules reloaded");
+        }
+        Err(e) => {
+            metrics.rule_load_errors.inc();
+            metrics
+                .reloads
+                .get_or_create(&vec![("result", "error".to_string())])
+                .inc();
+            tracing::error!("rule reload failed; the running rules stay: {e}");
+            pipeline.internal_alert(
+                "Osprey rule reload failed",
+                Priority::Error,
+                format!("Rule reload failed; the running rules stay in force: {e}"),
+            );
+        }
+    }
+}
+
+/// Loads the syscall profiles into the kernel and decides the cgroups that exist already;
+/// returns the cgroup v2 mount, which is rescanned to forget removed cgroups.
+fn start_profiles(
+    sensor: &mut Sensor,
+    pipeline: &mut Pipeline,
+    defs: &[crate::profile::Profile],
+    hostname: &str,
+) -> Result<Option<PathBuf>, LiveError> {
+    let mut live = Live::new(
+        sensor.profile_maps()?,
+        pipeline.containers().clone(),
+        hostname,
+    );
+    live.apply_profiles(defs)?;
+    let mount = cgroup::v2_mount("/".as_ref());
+    if let Some(m) = &mount {
+        live.bootstrap(cgroup::scan_v2(m).into_keys())?;
+    }
+    tracing::info!(
+        profiles = defs.iter().filter(|p| p.enabled).count(),
+        "syscall profiles loaded"
+    );
+    pipeline.set_profiles(live);
+    Ok(mount)
+}
+
+/// Rule files' paths, sizes and modification times: what the watcher compares.
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    for p in paths {
+        let mut files = vec![p.clone()];
+        if p.is_dir()
+            && let Ok(rd) = std::fs::read_dir(p)
+        {
+            files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+        for f in files {
+            if let Ok(md) = std::fs::metadata(&f) {
+                out.push((f, md.len(), md.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Logs what the kernel dropped since the last report: nothing is lost without a word.
+fn report_drops(sensor: &Sensor, last: KernelCounters) -> (KernelCounters, u64) {
+    let now = sensor.counters();
+    let lost = now.dropped() - last.dropped();
+    if lost > 0 {
+        tracing::warn!(
+            lost,
+            ring_buffer_full = now.dropped_syscall - last.dropped_syscall + now.dropped_exec
+                - last.dropped_exec
+                + now.dropped_fork
+                - last.dropped_fork
+                + now.dropped_exit
+                - last.dropped_exit,
+            in_flight_table_full = now.pending_full - last.pending_full,
+            "kernel events lost; a larger --ring-buffer-size or fewer rules reduce it"
+        );
+    }
+    (now, lost)
+}
