@@ -8,6 +8,7 @@ use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::process::ExeLayer;
 use crate::process::Process;
 
 /// One thing that happened in the kernel, with the identity of the task that did it.
@@ -116,15 +117,6 @@ pub struct Exec {
     /// runtimes put the container id.
     #[serde(default)]
     pub cgroup: String,
-}
-
-/// The overlayfs layers an executable has copies in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExeLayer {
-    /// Written or copied up after the container started (Falco's `proc.is_exe_upper_layer`).
-    pub upper: bool,
-    /// Came with the image.
-    pub lower: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

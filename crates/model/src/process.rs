@@ -41,7 +41,7 @@ pub struct Process {
     pub exe_name: String,
     /// Overlay layers of the executable, when it is on overlayfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exe_layer: Option<crate::event::ExeLayer>,
+    pub exe_layer: Option<ExeLayer>,
     /// The cgroup v2 directory as `parent/name`, from the last exec (empty when unknown).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cgroup: String,
@@ -77,4 +77,13 @@ impl Process {
     pub fn exe_name(&self) -> &str {
         self.exe.rsplit('/').next().unwrap_or(&self.exe)
     }
+}
+
+/// The overlayfs layers an executable has copies in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExeLayer {
+    /// Written or copied up after the container started (Falco's `proc.is_exe_upper_layer`).
+    pub upper: bool,
+    /// Came with the image.
+    pub lower: bool,
 }
