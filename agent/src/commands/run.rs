@@ -263,7 +263,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let containers = Arc::new(ContainerTable::new(ContainerConfig::default()));
     let opts = EngineOptions {
         containers: containers.clone(),
-        ..EngineOptions::for_host("/".as_ref())
+        process_groups: Arc::new(crate::host::ProcStatus),
+        ..crate::host::engine_options_for_host("/".as_ref())
     };
     let hostname = opts.hostname.to_string();
     let mut engine = Engine::new(ruleset, opts.clone());

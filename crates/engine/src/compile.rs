@@ -872,7 +872,7 @@ impl Node {
         match self {
             Node::Check(c) => {
                 let Lhs::Field(f) = &c.lhs else { return None };
-                if f.id() != fields::FieldId::EvtType || c.any_ancestor {
+                if f.name() != "evt.type" || c.any_ancestor {
                     return None;
                 }
                 let v = Val::Str(std::borrow::Cow::Borrowed(ty));
