@@ -8,6 +8,7 @@ pub mod alert;
 pub mod commands;
 pub mod config;
 pub mod container;
+pub mod host;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

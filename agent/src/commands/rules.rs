@@ -5,7 +5,7 @@ use std::{io::BufReader, path::PathBuf};
 
 use anyhow::Context as _;
 
-use osprey_engine::{Engine, EngineOptions, output, rules::cli};
+use osprey_engine::{Engine, output, rules::cli};
 
 use crate::rulefiles::{load, load_for_run};
 
@@ -65,7 +65,7 @@ pub struct ReplayArgs {
 pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let engine = Engine::new(
         load_for_run(&args.rules)?,
-        EngineOptions::for_host("/".as_ref()),
+        crate::host::engine_options_for_host("/".as_ref()),
     );
     let f = std::fs::File::open(&args.file)
         .with_context(|| format!("opening {}", args.file.display()))?;

@@ -91,7 +91,8 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     let containers = Arc::new(ContainerTable::new(ContainerConfig::default()));
     let options = EngineOptions {
         containers: containers.clone(),
-        ..EngineOptions::for_host("/".as_ref())
+        process_groups: Arc::new(crate::host::ProcStatus),
+        ..crate::host::engine_options_for_host("/".as_ref())
     };
     let hostname = options.hostname.to_string();
 

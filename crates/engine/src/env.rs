@@ -1,13 +1,10 @@
 //! What the engine needs from outside the event: user and group names, container identity.
 //!
-//! These are traits so that the engine stays pure: tests pass fixed tables, `osprey run`
-//! passes the host's `/etc/passwd` and the container table (`crate::container`).
+//! These are traits so that the engine stays pure (no I/O): tests and replays pass fixed tables
+//! or nothing, `osprey run` passes the host's `/etc/passwd`, `/proc` and the container table
+//! (the agent's `host` and `container` modules).
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::{Arc, OnceLock},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use osprey_model::{ContainerInfo, Process, event::Event};
 
@@ -55,35 +52,6 @@ impl UserResolver for StaticUsers {
     }
 }
 
-/// The host's `/etc/passwd` and `/etc/group`, read once on first use.
-///
-/// Processes in containers have their own user databases; until container identity lands, their
-/// uids resolve against the host's, as Falco did before its container plugin.
-#[derive(Debug)]
-pub struct EtcPasswd {
-    root: PathBuf,
-    users: OnceLock<HashMap<u32, Arc<str>>>,
-    groups: OnceLock<HashMap<u32, Arc<str>>>,
-}
-
-impl EtcPasswd {
-    /// `root` is the filesystem root holding `etc/passwd` (`/` on a host, `/host` in a pod).
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self {
-            root: root.into(),
-            users: OnceLock::new(),
-            groups: OnceLock::new(),
-        }
-    }
-
-    fn read(path: &Path) -> HashMap<u32, Arc<str>> {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return HashMap::new();
-        };
-        parse_colon_db(&text)
-    }
-}
-
 /// `name:x:id:...` lines, as in passwd(5) and group(5).
 pub fn parse_colon_db(text: &str) -> HashMap<u32, Arc<str>> {
     text.lines()
@@ -97,18 +65,22 @@ pub fn parse_colon_db(text: &str) -> HashMap<u32, Arc<str>> {
         .collect()
 }
 
-impl UserResolver for EtcPasswd {
-    fn user_name(&self, uid: u32) -> Option<Arc<str>> {
-        self.users
-            .get_or_init(|| Self::read(&self.root.join("etc/passwd")))
-            .get(&uid)
-            .cloned()
-    }
-    fn group_name(&self, gid: u32) -> Option<Arc<str>> {
-        self.groups
-            .get_or_init(|| Self::read(&self.root.join("etc/group")))
-            .get(&gid)
-            .cloned()
+/// Facts about a live process that events do not carry: its process group (`proc.vpgid`).
+///
+/// Asked of the host only while the process may still run; a replay passes [`NoProcessGroups`]
+/// so that it judges the recording, not whichever process has that pid today.
+pub trait ProcessGroups: Send + Sync {
+    /// The process group id of `tgid` in its innermost pid namespace.
+    fn vpgid(&self, tgid: u32) -> Option<i64>;
+}
+
+/// No live processes to ask: `proc.vpgid` is unset.
+#[derive(Debug, Default)]
+pub struct NoProcessGroups;
+
+impl ProcessGroups for NoProcessGroups {
+    fn vpgid(&self, _tgid: u32) -> Option<i64> {
+        None
     }
 }
 

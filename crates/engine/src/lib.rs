@@ -1,7 +1,7 @@
 //! The rule engine: judges [`Enriched`] events against a loaded [`Ruleset`].
 //!
-//! Pure code: it sees events and, through [`env`] traits, user names and container identity;
-//! never aya, tonic or tokio. Rules are indexed by event type, so an event is only matched
+//! Pure code: it sees events and, through [`env`] traits, user names, container identity and
+//! process groups; never aya, tonic or tokio, and no I/O. Rules are indexed by event type, so an event is only matched
 //! against the rules that can fire on it.
 
 pub mod compile;
@@ -23,7 +23,7 @@ use std::{
 };
 
 use self::{
-    env::{ContainerLookup, EtcPasswd, NoContainers, NoUsers, UserResolver},
+    env::{ContainerLookup, NoContainers, NoProcessGroups, NoUsers, ProcessGroups, UserResolver},
     fields::{Ctx, EventCache, Services},
 };
 use osprey_model::{
@@ -54,6 +54,8 @@ pub struct EngineOptions {
     pub rule_matching: RuleMatching,
     pub users: Arc<dyn UserResolver>,
     pub containers: Arc<dyn ContainerLookup>,
+    /// `proc.vpgid` of live processes.
+    pub process_groups: Arc<dyn ProcessGroups>,
 }
 
 impl Default for EngineOptions {
@@ -65,27 +67,7 @@ impl Default for EngineOptions {
             rule_matching: RuleMatching::First,
             users: Arc::new(NoUsers),
             containers: Arc::new(NoContainers),
-        }
-    }
-}
-
-impl EngineOptions {
-    /// For a node: the hostname from `FALCO_HOSTNAME`/`OSPREY_HOSTNAME` or the kernel, and
-    /// user names from `<root>/etc/passwd`.
-    pub fn for_host(root: &std::path::Path) -> Self {
-        let hostname = std::env::var("OSPREY_HOSTNAME")
-            .or_else(|_| std::env::var("FALCO_HOSTNAME"))
-            .ok()
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .ok()
-                    .map(|s| s.trim().to_string())
-            })
-            .unwrap_or_default();
-        Self {
-            hostname: hostname.into(),
-            users: Arc::new(EtcPasswd::new(root)),
-            ..Self::default()
+            process_groups: Arc::new(NoProcessGroups),
         }
     }
 }
@@ -264,6 +246,7 @@ impl Engine {
         let svc = Services {
             users: &*self.opts.users,
             containers: &*self.opts.containers,
+            process_groups: &*self.opts.process_groups,
             hostname: &self.opts.hostname,
         };
         let judge = |memo: &[Cell<u8>]| {

@@ -193,30 +193,8 @@ impl ContainerSelector {
     }
 }
 
-/// `*` matches any run of characters, `?` one character; everything else itself.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
+/// The image selector's glob: the same matcher as the rule language's `glob` operator.
+pub use osprey_model::glob::glob_match as glob;
 
 /// A loaded profile.
 #[derive(Clone, Debug, PartialEq, Serialize)]

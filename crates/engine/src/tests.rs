@@ -865,6 +865,7 @@ fn type_specialized_conditions_agree_with_the_rule() {
     let svc = fields::Services {
         users: &env::NoUsers,
         containers: &env::NoContainers,
+        process_groups: &env::NoProcessGroups,
         hostname: "",
     };
     for cond in conds {

@@ -50,4 +50,14 @@ mod tests {
         assert_eq!(format_iso8601(ns), "2024-02-29T23:59:58.000000042Z");
         assert_eq!(format_iso8601(0), "1970-01-01T00:00:00.000000000Z");
     }
+
+    /// The engine's own calendar code checked these before it moved here.
+    #[test]
+    fn formats_times() {
+        // 2023-05-25T13:44:05.478445995Z
+        let t = 1_685_022_245_478_445_995;
+        assert_eq!(format_iso8601(t), "2023-05-25T13:44:05.478445995Z");
+        assert_eq!(format_time(t), "13:44:05.478445995");
+        assert_eq!(format_datetime(0), "1970-01-01 00:00:00.000000000");
+    }
 }

@@ -10,75 +10,17 @@ use std::{
 use base64::Engine as _;
 use regex::Regex;
 
+mod hash;
+mod sets;
+#[cfg(test)]
+mod tests;
+
+pub use hash::{FastBuild, FastHash};
+pub use osprey_model::glob::glob_match;
+pub use sets::{PathTrie, StrSet};
+
 use super::fields::{self, Ctx, FieldRef, FieldType, Val};
 use crate::rules::condition::{Check, Expr, FieldExpr, Modifier, Op, Rhs, Transformer, Value};
-
-/// The hash of the sets and maps the engine probes per event. They hold short strings and
-/// small numbers, where SipHash's setup dominates, and are built from rules, never from
-/// event data, so flooding is not a concern. It takes eight bytes per multiply (FNV-1a took
-/// one, and hashing long paths and command lines for `in` lists showed in profiles) and
-/// mixes the high bits down at the end, since the table indexes by the low bits.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FastHash(u64);
-
-const HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
-
-impl FastHash {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(HASH_K);
-    }
-}
-
-impl std::hash::Hasher for FastHash {
-    #[inline]
-    fn finish(&self) -> u64 {
-        let h = self.0 ^ (self.0 >> 32);
-        h.wrapping_mul(HASH_K) ^ (h >> 29)
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
-            // The length keeps "a" and "a\0" apart.
-            self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    #[inline]
-    fn write_i64(&mut self, i: i64) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-}
-
-pub type FastBuild = std::hash::BuildHasherDefault<FastHash>;
 
 /// A compiled condition.
 #[derive(Debug, Clone)]
@@ -549,178 +491,6 @@ fn list_test(op: Op, ty: FieldType, items: &[Value], at: usize) -> Result<Test, 
     }
 }
 
-/// The strings of an `in` list. Most probes miss, and a probe whose length no item has
-/// misses without hashing (paths and command lines are rarely as long as a list's names).
-#[derive(Debug, Clone)]
-pub struct StrSet {
-    /// Bit `n` is set when an item is `n` bytes long; bit 63 stands for 63 bytes or more.
-    lens: u64,
-    set: HashSet<Box<str>, FastBuild>,
-}
-
-impl StrSet {
-    pub fn new<'s>(items: impl IntoIterator<Item = &'s str>) -> Self {
-        let mut out = Self {
-            lens: 0,
-            set: HashSet::default(),
-        };
-        for i in items {
-            out.lens |= Self::len_bit(i);
-            out.set.insert(i.into());
-        }
-        out
-    }
-
-    #[inline]
-    fn len_bit(s: &str) -> u64 {
-        1 << s.len().min(63)
-    }
-
-    #[inline]
-    pub fn contains(&self, s: &str) -> bool {
-        self.lens & Self::len_bit(s) != 0 && self.set.contains(s)
-    }
-}
-
-/// Path-prefix matching for `pmatch`: `/tmp/hello` matches `/tmp/hello/world`, not
-/// `/tmp/hello_world`. Components may be globs.
-#[derive(Debug, Default, Clone)]
-pub struct PathTrie {
-    terminal: bool,
-    children: HashMap<Box<str>, PathTrie>,
-    globs: Vec<(Box<str>, PathTrie)>,
-}
-
-impl PathTrie {
-    pub fn insert(&mut self, prefix: &str) {
-        let mut node = self;
-        for comp in prefix.split('/').filter(|c| !c.is_empty()) {
-            node = if comp.contains(['*', '?', '[']) {
-                let i = match node.globs.iter().position(|(g, _)| &**g == comp) {
-                    Some(i) => i,
-                    None => {
-                        node.globs.push((comp.into(), PathTrie::default()));
-                        node.globs.len() - 1
-                    }
-                };
-                &mut node.globs[i].1
-            } else {
-                node.children.entry(comp.into()).or_default()
-            };
-        }
-        node.terminal = true;
-    }
-
-    pub fn matches(&self, path: &str) -> bool {
-        self.walk(path.split('/').filter(|c| !c.is_empty()))
-    }
-
-    fn walk<'p>(&self, mut comps: impl Iterator<Item = &'p str> + Clone) -> bool {
-        if self.terminal {
-            return true;
-        }
-        let Some(first) = comps.next() else {
-            return false;
-        };
-        if self
-            .children
-            .get(first)
-            .is_some_and(|c| c.walk(comps.clone()))
-        {
-            return true;
-        }
-        self.globs
-            .iter()
-            .any(|(g, child)| glob_match(g, first) && child.walk(comps.clone()))
-    }
-}
-
-/// fnmatch(3) without flags: `*` and `?` match any character including `/`, `[...]` classes
-/// with `!`/`^` negation and ranges, `\` escapes.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, ti));
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((ok, next)) = class_match(&p, pi, t[ti])
-                        && ok
-                    {
-                        pi = next;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                '\\' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
-                    pi += 2;
-                    ti += 1;
-                    continue;
-                }
-                c if c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match star {
-            Some((sp, st)) => {
-                pi = sp + 1;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            }
-            None => return false,
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// Matches `c` against the class starting at `p[start] == '['`: (matched, index after `]`).
-fn class_match(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
-    let mut i = start + 1;
-    let negate = matches!(p.get(i), Some('!' | '^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < p.len() {
-        if p[i] == ']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
-            if p[i] <= c && c <= p[i + 2] {
-                matched = true;
-            }
-            i += 3;
-        } else {
-            if p[i] == c {
-                matched = true;
-            }
-            i += 1;
-        }
-    }
-    None
-}
-
 fn icontains(hay: &str, needle: &str) -> bool {
     let (h, n) = (hay.as_bytes(), needle.as_bytes());
     if n.is_empty() {
@@ -872,7 +642,7 @@ impl Node {
         match self {
             Node::Check(c) => {
                 let Lhs::Field(f) = &c.lhs else { return None };
-                if f.id() != fields::FieldId::EvtType || c.any_ancestor {
+                if f.name() != "evt.type" || c.any_ancestor {
                     return None;
                 }
                 let v = Val::Str(std::borrow::Cow::Borrowed(ty));
@@ -966,71 +736,5 @@ impl Node {
                 None => c.eval(ctx),
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*../*../*", "/var/www/../../etc/shadow"));
-        assert!(!glob_match("*../*../*", "/var/www/../etc/shadow"));
-        assert!(glob_match("/home/*/.ssh/*", "/home/bob/.ssh/id_rsa"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(glob_match("[a-c]x", "bx"));
-        assert!(!glob_match("[!a-c]x", "bx"));
-        assert!(glob_match("\\*", "*"));
-        assert!(!glob_match("\\*", "a"));
-        assert!(glob_match("*", ""));
-    }
-
-    #[test]
-    fn path_trie() {
-        let mut t = PathTrie::default();
-        t.insert("/tmp/hello");
-        t.insert("/var/*/log");
-        assert!(t.matches("/tmp/hello"));
-        assert!(t.matches("/tmp/hello/world"));
-        assert!(!t.matches("/tmp/hello_world"));
-        assert!(!t.matches("/tmp"));
-        assert!(t.matches("/var/app/log/x"));
-        assert!(!t.matches("/var/app/logs"));
-        let mut root = PathTrie::default();
-        root.insert("/");
-        assert!(root.matches("/anything"));
-    }
-
-    #[test]
-    fn nets() {
-        let n = IpNet::parse("10.0.0.0/8").unwrap();
-        assert!(n.contains("10.1.2.3".parse().unwrap()));
-        assert!(!n.contains("11.0.0.1".parse().unwrap()));
-        assert!(
-            IpNet::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("1.2.3.4".parse().unwrap())
-        );
-        assert!(
-            IpNet::parse("::1")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
-        assert!(IpNet::parse("10.0.0.0/33").is_none());
-    }
-
-    #[test]
-    fn transformers() {
-        use std::borrow::Cow;
-        let v = || Val::Str(Cow::Borrowed("/usr/Bin/Bash"));
-        assert_eq!(transform(Transformer::ToLower, v()).text(), "/usr/bin/bash");
-        assert_eq!(transform(Transformer::ToUpper, v()).text(), "/USR/BIN/BASH");
-        assert_eq!(transform(Transformer::Basename, v()).text(), "Bash");
-        assert_eq!(transform(Transformer::Len, v()), Val::Num(13));
-        assert_eq!(
-            transform(Transformer::B64, Val::Str(Cow::Borrowed("aGVsbG8="))).text(),
-            "hello"
-        );
     }
 }

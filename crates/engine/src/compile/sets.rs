@@ -1,0 +1,91 @@
+//! The sets `in` and `pmatch` lists compile to.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{FastBuild, glob_match};
+
+/// The strings of an `in` list. Most probes miss, and a probe whose length no item has
+/// misses without hashing (paths and command lines are rarely as long as a list's names).
+#[derive(Debug, Clone)]
+pub struct StrSet {
+    /// Bit `n` is set when an item is `n` bytes long; bit 63 stands for 63 bytes or more.
+    lens: u64,
+    set: HashSet<Box<str>, FastBuild>,
+}
+
+impl StrSet {
+    pub fn new<'s>(items: impl IntoIterator<Item = &'s str>) -> Self {
+        let mut out = Self {
+            lens: 0,
+            set: HashSet::default(),
+        };
+        for i in items {
+            out.lens |= Self::len_bit(i);
+            out.set.insert(i.into());
+        }
+        out
+    }
+
+    #[inline]
+    fn len_bit(s: &str) -> u64 {
+        1 << s.len().min(63)
+    }
+
+    #[inline]
+    pub fn contains(&self, s: &str) -> bool {
+        self.lens & Self::len_bit(s) != 0 && self.set.contains(s)
+    }
+}
+
+/// Path-prefix matching for `pmatch`: `/tmp/hello` matches `/tmp/hello/world`, not
+/// `/tmp/hello_world`. Components may be globs.
+#[derive(Debug, Default, Clone)]
+pub struct PathTrie {
+    terminal: bool,
+    children: HashMap<Box<str>, PathTrie>,
+    globs: Vec<(Box<str>, PathTrie)>,
+}
+
+impl PathTrie {
+    pub fn insert(&mut self, prefix: &str) {
+        let mut node = self;
+        for comp in prefix.split('/').filter(|c| !c.is_empty()) {
+            node = if comp.contains(['*', '?', '[']) {
+                let i = match node.globs.iter().position(|(g, _)| &**g == comp) {
+                    Some(i) => i,
+                    None => {
+                        node.globs.push((comp.into(), PathTrie::default()));
+                        node.globs.len() - 1
+                    }
+                };
+                &mut node.globs[i].1
+            } else {
+                node.children.entry(comp.into()).or_default()
+            };
+        }
+        node.terminal = true;
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        self.walk(path.split('/').filter(|c| !c.is_empty()))
+    }
+
+    fn walk<'p>(&self, mut comps: impl Iterator<Item = &'p str> + Clone) -> bool {
+        if self.terminal {
+            return true;
+        }
+        let Some(first) = comps.next() else {
+            return false;
+        };
+        if self
+            .children
+            .get(first)
+            .is_some_and(|c| c.walk(comps.clone()))
+        {
+            return true;
+        }
+        self.globs
+            .iter()
+            .any(|(g, child)| glob_match(g, first) && child.walk(comps.clone()))
+    }
+}

@@ -1,0 +1,64 @@
+//! Matcher compilation and evaluation tests.
+
+use super::*;
+
+#[test]
+fn globs() {
+    assert!(glob_match("*../*../*", "/var/www/../../etc/shadow"));
+    assert!(!glob_match("*../*../*", "/var/www/../etc/shadow"));
+    assert!(glob_match("/home/*/.ssh/*", "/home/bob/.ssh/id_rsa"));
+    assert!(glob_match("a?c", "abc"));
+    assert!(glob_match("[a-c]x", "bx"));
+    assert!(!glob_match("[!a-c]x", "bx"));
+    assert!(glob_match("\\*", "*"));
+    assert!(!glob_match("\\*", "a"));
+    assert!(glob_match("*", ""));
+}
+
+#[test]
+fn path_trie() {
+    let mut t = PathTrie::default();
+    t.insert("/tmp/hello");
+    t.insert("/var/*/log");
+    assert!(t.matches("/tmp/hello"));
+    assert!(t.matches("/tmp/hello/world"));
+    assert!(!t.matches("/tmp/hello_world"));
+    assert!(!t.matches("/tmp"));
+    assert!(t.matches("/var/app/log/x"));
+    assert!(!t.matches("/var/app/logs"));
+    let mut root = PathTrie::default();
+    root.insert("/");
+    assert!(root.matches("/anything"));
+}
+
+#[test]
+fn nets() {
+    let n = IpNet::parse("10.0.0.0/8").unwrap();
+    assert!(n.contains("10.1.2.3".parse().unwrap()));
+    assert!(!n.contains("11.0.0.1".parse().unwrap()));
+    assert!(
+        IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap())
+    );
+    assert!(
+        IpNet::parse("::1")
+            .unwrap()
+            .contains("::1".parse().unwrap())
+    );
+    assert!(IpNet::parse("10.0.0.0/33").is_none());
+}
+
+#[test]
+fn transformers() {
+    use std::borrow::Cow;
+    let v = || Val::Str(Cow::Borrowed("/usr/Bin/Bash"));
+    assert_eq!(transform(Transformer::ToLower, v()).text(), "/usr/bin/bash");
+    assert_eq!(transform(Transformer::ToUpper, v()).text(), "/USR/BIN/BASH");
+    assert_eq!(transform(Transformer::Basename, v()).text(), "Bash");
+    assert_eq!(transform(Transformer::Len, v()), Val::Num(13));
+    assert_eq!(
+        transform(Transformer::B64, Val::Str(Cow::Borrowed("aGVsbG8="))).text(),
+        "hello"
+    );
+}

@@ -1,0 +1,393 @@
+//! `fd.*`: the file descriptor an event creates or uses (Falco's `sinsp_filtercheck_fd`).
+//!
+//! There is no fd table yet: what these fields know is what the event alone shows, derived
+//! once per event into [`FdInfo`].
+
+use std::{borrow::Cow, net::IpAddr};
+
+use osprey_model::event::{ArgValue, SockAddr, Syscall};
+
+use super::{Ctx, FieldDef, FieldType as T, Val, why};
+
+pub(super) const FIELDS: &[FieldDef] = &[
+    FieldDef::new(
+        "fd.num",
+        T::Int64,
+        "File descriptor the syscall created or used (-1 for a failed open).",
+        |c, _| c.fd().num.map(Val::Num),
+    ),
+    FieldDef::new(
+        "fd.name",
+        T::Charbuf,
+        "Full path for files; the remote (connect) or local (bind) endpoint ip:port for sockets.",
+        |c, _| c.fd_name().and_then(Val::str),
+    ),
+    FieldDef::new(
+        "fd.nameraw",
+        T::Charbuf,
+        "The path as the process gave it, before resolution.",
+        |c, _| c.fd().nameraw.and_then(Val::str),
+    ),
+    FieldDef::new(
+        "fd.directory",
+        T::Charbuf,
+        "Directory of fd.name.",
+        |c, _| {
+            c.file_name().and_then(|n| {
+                Val::str(match n.rfind('/') {
+                    Some(0) => "/",
+                    Some(i) => &n[..i],
+                    None => ".",
+                })
+            })
+        },
+    ),
+    FieldDef::new(
+        "fd.filename",
+        T::Charbuf,
+        "File name of fd.name, without its directory.",
+        |c, _| {
+            c.file_name()
+                .and_then(|n| Val::str(n.rsplit('/').next().unwrap_or(n)))
+        },
+    ),
+    FieldDef::new(
+        "fd.typechar",
+        T::Charbuf,
+        "Type as one character: f file, d directory, 4 ipv4, 6 ipv6, u unix, m memfd.",
+        |c, _| {
+            c.fd().typechar.map(|t| {
+                Val::Str(match t {
+                    'f' => Cow::Borrowed("f"),
+                    'd' => Cow::Borrowed("d"),
+                    '4' => Cow::Borrowed("4"),
+                    '6' => Cow::Borrowed("6"),
+                    'u' => Cow::Borrowed("u"),
+                    'm' => Cow::Borrowed("m"),
+                    'n' => Cow::Borrowed("n"),
+                    t => Cow::Owned(t.to_string()),
+                })
+            })
+        },
+    ),
+    FieldDef::new(
+        "fd.type",
+        T::Charbuf,
+        "Type: file, directory, ipv4, ipv6, unix, memfd, netlink.",
+        |c, _| {
+            c.fd().typechar.and_then(|t| {
+                Val::str(match t {
+                    'f' => "file",
+                    'd' => "directory",
+                    '4' => "ipv4",
+                    '6' => "ipv6",
+                    'u' => "unix",
+                    'm' => "memfd",
+                    'n' => "netlink",
+                    _ => return None,
+                })
+            })
+        },
+    ),
+    FieldDef::new(
+        "fd.l4proto",
+        T::Charbuf,
+        "Layer-4 protocol (tcp, udp, raw); known at socket(), not at connect() yet.",
+        |c, _| c.fd().l4proto.and_then(Val::str),
+    ),
+    FieldDef::new(
+        "fd.sockfamily",
+        T::Charbuf,
+        "Socket family: ip or unix.",
+        |c, _| match c.fd().typechar {
+            Some('4' | '6') => Val::str("ip"),
+            Some('u') => Val::str("unix"),
+            _ => None,
+        },
+    ),
+    FieldDef::new(
+        "fd.ip",
+        T::Ipaddr,
+        "An IP of the connection (the one the event shows).",
+        |c, _| ip(c.fd().any_end()),
+    ),
+    FieldDef::new("fd.cip", T::Ipaddr, "Client IP.", |c, _| {
+        ip(c.fd().end(false))
+    }),
+    FieldDef::new("fd.sip", T::Ipaddr, "Server IP.", |c, _| {
+        ip(c.fd().end(true))
+    }),
+    FieldDef::new("fd.lip", T::Ipaddr, "Local IP.", |c, _| ip(c.fd().local)),
+    FieldDef::new("fd.rip", T::Ipaddr, "Remote IP.", |c, _| ip(c.fd().remote)),
+    FieldDef::new(
+        "fd.port",
+        T::Port,
+        "A port of the connection (the one the event shows).",
+        |c, _| port(c.fd().any_end()),
+    ),
+    FieldDef::new("fd.cport", T::Port, "Client port.", |c, _| {
+        port(c.fd().end(false))
+    }),
+    FieldDef::new("fd.sport", T::Port, "Server port.", |c, _| {
+        port(c.fd().end(true))
+    }),
+    FieldDef::new("fd.lport", T::Port, "Local port.", |c, _| {
+        port(c.fd().local)
+    }),
+    FieldDef::new("fd.rport", T::Port, "Remote port.", |c, _| {
+        port(c.fd().remote)
+    }),
+    FieldDef::new(
+        "fd.net",
+        T::Ipnet,
+        "fd.ip, compared with a network: fd.net = 10.0.0.0/8.",
+        |c, _| ip(c.fd().any_end()),
+    ),
+    FieldDef::new(
+        "fd.cnet",
+        T::Ipnet,
+        "fd.cip, compared with a network.",
+        |c, _| ip(c.fd().end(false)),
+    ),
+    FieldDef::new(
+        "fd.snet",
+        T::Ipnet,
+        "fd.sip, compared with a network.",
+        |c, _| ip(c.fd().end(true)),
+    ),
+    FieldDef::new(
+        "fd.lnet",
+        T::Ipnet,
+        "fd.lip, compared with a network.",
+        |c, _| ip(c.fd().local),
+    ),
+    FieldDef::new(
+        "fd.rnet",
+        T::Ipnet,
+        "fd.rip, compared with a network.",
+        |c, _| ip(c.fd().remote),
+    ),
+    FieldDef::unset(
+        "fd.sip.name",
+        T::Charbuf,
+        "DNS name the server IP was resolved from.",
+        why::DNS,
+    ),
+    FieldDef::unset(
+        "fd.cip.name",
+        T::Charbuf,
+        "DNS name of the client IP.",
+        why::DNS,
+    ),
+    FieldDef::unset(
+        "fd.lip.name",
+        T::Charbuf,
+        "DNS name of the local IP.",
+        why::DNS,
+    ),
+    FieldDef::unset(
+        "fd.rip.name",
+        T::Charbuf,
+        "DNS name of the remote IP.",
+        why::DNS,
+    ),
+    FieldDef::unset(
+        "fd.connected",
+        T::Bool,
+        "The socket is connected.",
+        why::FD_TABLE,
+    ),
+    FieldDef::unset(
+        "fd.name_changed",
+        T::Bool,
+        "The fd's name changed in this event.",
+        why::FD_TABLE,
+    ),
+    FieldDef::unset(
+        "fd.is_server",
+        T::Bool,
+        "The process is the server of the connection.",
+        why::FD_TABLE,
+    ),
+    FieldDef::unset("fd.ino", T::Int64, "Inode of the file.", why::FD_TABLE),
+    FieldDef::unset("fd.dev", T::Uint32, "Device of the file.", why::FD_TABLE),
+];
+
+fn ip<'a>(end: Option<(IpAddr, u16)>) -> Option<Val<'a>> {
+    end.map(|(ip, _)| Val::Ip(ip))
+}
+
+fn port<'a>(end: Option<(IpAddr, u16)>) -> Option<Val<'a>> {
+    end.map(|(_, p)| Val::Num(i64::from(p)))
+}
+
+/// The file descriptor an event created or used, as far as the event alone shows it.
+#[derive(Default)]
+pub(super) struct FdInfo<'a> {
+    num: Option<i64>,
+    name: Option<Cow<'a, str>>,
+    nameraw: Option<&'a str>,
+    typechar: Option<char>,
+    l4proto: Option<&'static str>,
+    local: Option<(IpAddr, u16)>,
+    remote: Option<(IpAddr, u16)>,
+    /// A socket's address, which is its `fd.name` as text (formatted only when asked for:
+    /// rules on connects mostly ask for the IP and port).
+    sock: Option<&'a SockAddr>,
+    /// Whether the local end is the server (bind/accept) rather than the client (connect).
+    local_is_server: bool,
+}
+
+impl FdInfo<'_> {
+    /// The end the event shows, remote first (`fd.ip`, `fd.port`).
+    fn any_end(&self) -> Option<(IpAddr, u16)> {
+        self.remote.or(self.local)
+    }
+
+    /// The server's end (`fd.sip`) or the client's (`fd.cip`).
+    fn end(&self, server: bool) -> Option<(IpAddr, u16)> {
+        if server == self.local_is_server {
+            self.local
+        } else {
+            self.remote
+        }
+    }
+}
+
+impl<'a> Ctx<'a> {
+    fn fd(&self) -> &'a FdInfo<'a> {
+        self.cache
+            .fd
+            .get_or_init(|| self.sc.map(fd_info).unwrap_or_default())
+    }
+
+    /// `fd.name`.
+    fn fd_name(&self) -> Option<&'a str> {
+        let fd = self.fd();
+        match (&fd.name, fd.sock) {
+            (Some(n), _) => Some(&**n),
+            (None, Some(sa)) => Some(self.cache.sock_name.get_or_init(|| sa.to_string())),
+            (None, None) => None,
+        }
+    }
+
+    /// `fd.name` when the fd is a file or directory: what `fd.directory` and `fd.filename` split.
+    fn file_name(&self) -> Option<&'a str> {
+        if !matches!(self.fd().typechar, Some('f' | 'd')) {
+            return None;
+        }
+        self.fd_name()
+    }
+}
+
+fn flag_set(v: Option<&ArgValue>, name: &str) -> bool {
+    matches!(v, Some(ArgValue::Flags { names, .. }) if names.iter().any(|n| n == name))
+}
+
+fn sock_end(sa: &SockAddr) -> Option<(IpAddr, u16)> {
+    match sa {
+        SockAddr::Inet { ip, port } => Some((*ip, *port)),
+        _ => None,
+    }
+}
+
+fn sock_typechar(sa: &SockAddr) -> Option<char> {
+    match sa {
+        SockAddr::Inet {
+            ip: IpAddr::V4(_), ..
+        } => Some('4'),
+        SockAddr::Inet {
+            ip: IpAddr::V6(_), ..
+        } => Some('6'),
+        SockAddr::Unix { .. } => Some('u'),
+        SockAddr::Other { .. } => None,
+    }
+}
+
+/// What the event alone says about the fd it creates or uses. There is no fd table yet, so
+/// a connect() knows its remote end but not the socket's protocol or local end.
+fn fd_info(sc: &Syscall) -> FdInfo<'_> {
+    let mut fd = FdInfo::default();
+    let ret_fd = (sc.ret >= 0).then_some(sc.ret);
+    match &*sc.name {
+        "open" | "openat" | "openat2" | "creat" => {
+            fd.num = Some(ret_fd.unwrap_or(-1));
+            if let Some(ArgValue::Path { raw, resolved }) =
+                sc.arg("filename").or_else(|| sc.arg("pathname"))
+            {
+                fd.nameraw = Some(raw);
+                fd.name = Some(match resolved {
+                    Some(r) => Cow::Borrowed(r.as_str()),
+                    None => Cow::Borrowed(raw.as_str()),
+                });
+            }
+            let flags = sc.arg("flags").or_else(|| sc.arg("how"));
+            fd.typechar = Some(if flag_set(flags, "O_DIRECTORY") {
+                'd'
+            } else {
+                'f'
+            });
+        }
+        "connect" | "sendto" | "sendmsg" | "bind" | "accept" | "accept4" => {
+            let (arg, local) = match &*sc.name {
+                "connect" => ("uservaddr", false),
+                "bind" => ("umyaddr", true),
+                "accept" | "accept4" => ("upeer_sockaddr", false),
+                _ => ("addr", false),
+            };
+            fd.num = if sc.name.starts_with("accept") {
+                ret_fd
+            } else {
+                sc.arg("fd").and_then(ArgValue::as_i64)
+            };
+            fd.local_is_server = local || sc.name.starts_with("accept");
+            if let Some(ArgValue::SockAddr(sa)) = sc.arg(arg) {
+                fd.typechar = sock_typechar(sa);
+                let end = sock_end(sa);
+                if local {
+                    fd.local = end;
+                } else {
+                    fd.remote = end;
+                }
+                fd.sock = Some(sa);
+            }
+        }
+        "socket" => {
+            fd.num = Some(ret_fd.unwrap_or(-1));
+            if let Some(ArgValue::Enum { name: Some(n), .. }) = sc.arg("family") {
+                fd.typechar = match &**n {
+                    "AF_INET" => Some('4'),
+                    "AF_INET6" => Some('6'),
+                    "AF_UNIX" | "AF_LOCAL" => Some('u'),
+                    "AF_NETLINK" => Some('n'),
+                    _ => None,
+                };
+            }
+            let ty = sc.arg("type");
+            fd.l4proto = if flag_set(ty, "SOCK_STREAM") {
+                Some("tcp")
+            } else if flag_set(ty, "SOCK_DGRAM") {
+                Some("udp")
+            } else if flag_set(ty, "SOCK_RAW") {
+                Some("raw")
+            } else {
+                None
+            };
+            if matches!(fd.typechar, Some('u' | 'n')) {
+                fd.l4proto = None;
+            }
+        }
+        "memfd_create" => {
+            fd.num = Some(ret_fd.unwrap_or(-1));
+            fd.typechar = Some('m');
+            if let Some(ArgValue::Str(n)) = sc.arg("uname") {
+                fd.name = Some(Cow::Owned(format!("memfd:{n}")));
+            }
+        }
+        "dup" | "dup2" | "dup3" => fd.num = ret_fd,
+        _ => {
+            fd.num = sc.arg("fd").and_then(ArgValue::as_i64);
+        }
+    }
+    fd
+}

@@ -1,0 +1,316 @@
+//! `proc.*` and `thread.*`: the process, its ancestors and the thread (Falco's
+//! `sinsp_filtercheck_thread`).
+
+use osprey_model::{Process, event::cap_names};
+
+use super::{ArgSpec, Ctx, FieldArg, FieldDef, FieldType as T, Val, why};
+
+pub(super) const FIELDS: &[FieldDef] = &[
+    FieldDef::new(
+        "proc.name",
+        T::Charbuf,
+        "Process name (task->comm, at most 15 characters).",
+        |c, _| {
+            Val::str(
+                c.process()
+                    .map_or(c.en.event.comm.as_str(), |p| p.comm.as_str()),
+            )
+        },
+    ),
+    FieldDef::new("proc.exe", T::Charbuf, "argv[0] of the process.", |c, _| {
+        c.process().and_then(|p| Val::str(exe(p)))
+    }),
+    FieldDef::new(
+        "proc.exepath",
+        T::Charbuf,
+        "Full path of the executable, as exec resolved it.",
+        |c, _| c.process().and_then(|p| Val::nonempty(&p.exe)),
+    ),
+    FieldDef::new(
+        "proc.cmdline",
+        T::Charbuf,
+        "proc.name followed by the arguments.",
+        |c, _| c.cmdline().and_then(Val::str),
+    ),
+    FieldDef::new(
+        "proc.args",
+        T::Charbuf,
+        "Arguments after argv[0], joined by spaces.",
+        |c, _| c.args().and_then(Val::str),
+    ),
+    FieldDef::new(
+        "proc.pid",
+        T::Int64,
+        "Process id (thread group id).",
+        |c, _| Some(Val::Num(i64::from(c.en.event.tgid))),
+    ),
+    FieldDef::new(
+        "proc.vpid",
+        T::Int64,
+        "Process id inside its pid namespace.",
+        |c, _| Some(Val::Num(i64::from(c.en.event.vpid))),
+    ),
+    FieldDef::new("proc.ppid", T::Int64, "Parent process id.", |c, _| {
+        c.process().map(|p| Val::Num(i64::from(p.ppid)))
+    }),
+    FieldDef::new("proc.pname", T::Charbuf, "Parent process name.", |c, _| {
+        c.ancestor(1).and_then(|a| Val::str(&a.comm))
+    }),
+    FieldDef::new("proc.pexe", T::Charbuf, "argv[0] of the parent.", |c, _| {
+        c.ancestor(1).and_then(|a| Val::str(exe(a)))
+    }),
+    FieldDef::new(
+        "proc.pexepath",
+        T::Charbuf,
+        "Executable path of the parent.",
+        |c, _| c.ancestor(1).and_then(|a| Val::nonempty(&a.exe)),
+    ),
+    FieldDef::new(
+        "proc.pcmdline",
+        T::Charbuf,
+        "Command line of the parent.",
+        |c, _| c.ancestor(1).and_then(|a| Val::owned(a.cmdline())),
+    ),
+    FieldDef::new(
+        "proc.aname",
+        T::Charbuf,
+        "Name of ancestor N (1 = parent, 0 = the process); without [N], matches any ancestor.",
+        |c, a| ancestor(c, a).and_then(|a| Val::str(&a.comm)),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
+        "proc.aexe",
+        T::Charbuf,
+        "argv[0] of ancestor N; without [N], any ancestor.",
+        |c, a| ancestor(c, a).and_then(|a| Val::str(exe(a))),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
+        "proc.aexepath",
+        T::Charbuf,
+        "Executable path of ancestor N; without [N], any ancestor.",
+        |c, a| ancestor(c, a).and_then(|a| Val::nonempty(&a.exe)),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
+        "proc.apid",
+        T::Int64,
+        "Pid of ancestor N; without [N], any ancestor.",
+        |c, a| ancestor(c, a).map(|a| Val::Num(i64::from(a.pid))),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
+        "proc.acmdline",
+        T::Charbuf,
+        "Command line of ancestor N; without [N], any ancestor.",
+        |c, a| ancestor(c, a).and_then(|a| Val::owned(a.cmdline())),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
+        "proc.tty",
+        T::Uint32,
+        "Controlling terminal device number, 0 for none.",
+        |c, _| c.process().map(|p| Val::Num(i64::from(p.tty))),
+    ),
+    FieldDef::new(
+        "proc.cwd",
+        T::Charbuf,
+        "Working directory, with a trailing '/'.",
+        |c, _| c.cwd().and_then(Val::str),
+    ),
+    FieldDef::new(
+        "proc.duration",
+        T::Reltime,
+        "Nanoseconds since the process started.",
+        |c, _| {
+            c.process()
+                .map(|p| Val::Num(c.en.event.ts.saturating_sub(p.start_ts) as i64))
+        },
+    ),
+    FieldDef::new(
+        "proc.is_exe_from_memfd",
+        T::Bool,
+        "The executable is a memfd (fileless execution).",
+        |c, _| c.process().map(|p| Val::Bool(p.exe_from_memfd())),
+    ),
+    FieldDef::new(
+        "proc.is_exe_upper_layer",
+        T::Bool,
+        "The executable is in the overlayfs upper layer: written or copied up after the \
+         container started, not part of its image (drift). False off overlayfs.",
+        |c, _| {
+            c.process()
+                .map(|p| Val::Bool(p.exe_layer.is_some_and(|l| l.upper)))
+        },
+    ),
+    FieldDef::unset(
+        "proc.is_exe_writable",
+        T::Bool,
+        "The executable is writable by the process's user.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.exe_ino",
+        T::Int64,
+        "Inode of the executable.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.exe_ino.ctime",
+        T::Abstime,
+        "ctime of the executable's inode.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.exe_ino.mtime",
+        T::Abstime,
+        "mtime of the executable's inode.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.exe_ino.ctime_duration_proc_start",
+        T::Reltime,
+        "Time between the exe's ctime and the process start.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.env",
+        T::Charbuf,
+        "Environment (proc.env[NAME] for one variable).",
+        why::NOT_CAPTURED,
+    )
+    .with_arg(ArgSpec::Key),
+    FieldDef::unset("proc.sid", T::Int64, "Session id.", why::NOT_CAPTURED),
+    FieldDef::unset(
+        "proc.sname",
+        T::Charbuf,
+        "Name of the session leader.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::new(
+        "proc.vpgid",
+        T::Int64,
+        "Process group id inside the process's pid namespace (read from /proc when a rule or \
+         output asks for it; unset once the process is gone).",
+        // Asked of the host through `env::ProcessGroups`, so that a replay judges the
+        // recording rather than whatever process has that pid now.
+        |c, _| c.svc.process_groups.vpgid(c.en.event.tgid).map(Val::Num),
+    ),
+    FieldDef::unset(
+        "proc.vpgid.name",
+        T::Charbuf,
+        "Name of the process group leader.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.vpgid.exe",
+        T::Charbuf,
+        "argv[0] of the process group leader.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.is_vpgid_leader",
+        T::Bool,
+        "The process leads its process group.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.loginshellid",
+        T::Int64,
+        "Pid of the outermost shell.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::unset(
+        "proc.is_container_healthcheck",
+        T::Bool,
+        "The process is a container health check.",
+        why::CONTAINER,
+    ),
+    FieldDef::unset(
+        "proc.is_container_liveness_probe",
+        T::Bool,
+        "The process is a liveness probe.",
+        why::CONTAINER,
+    ),
+    FieldDef::unset(
+        "proc.is_container_readiness_probe",
+        T::Bool,
+        "The process is a readiness probe.",
+        why::CONTAINER,
+    ),
+    // thread.*
+    FieldDef::new("thread.tid", T::Int64, "Thread id.", |c, _| {
+        Some(Val::Num(i64::from(c.en.event.tid)))
+    }),
+    FieldDef::unset(
+        "thread.vtid",
+        T::Int64,
+        "Thread id inside the pid namespace.",
+        why::NOT_CAPTURED,
+    ),
+    FieldDef::new(
+        "thread.cap_effective",
+        T::Charbuf,
+        "Effective capabilities, space-separated names (CAP_CHOWN CAP_SYS_ADMIN ...).",
+        |c, _| Val::owned(cap_names(c.en.event.cap_effective).join(" ")),
+    ),
+    FieldDef::new(
+        "thread.cap_permitted",
+        T::Charbuf,
+        "Permitted capabilities, space-separated names.",
+        |c, _| Val::owned(cap_names(c.en.event.cap_permitted).join(" ")),
+    ),
+    FieldDef::unset(
+        "thread.cap_inheritable",
+        T::Charbuf,
+        "Inheritable capabilities.",
+        why::CAPS,
+    ),
+];
+
+/// The ancestor a `proc.a*[N]` field names; the parent without an index (the any-ancestor
+/// form goes through `Ctx::extract_ancestors`, which passes every index).
+fn ancestor<'a>(c: &Ctx<'a>, a: &FieldArg) -> Option<&'a Process> {
+    c.ancestor(match a {
+        FieldArg::Index(i) => *i,
+        _ => 1,
+    })
+}
+
+/// Falco's `proc.exe` is argv[0]; a process known only from its event header has no argv.
+fn exe(p: &Process) -> &str {
+    p.args.first().map_or(p.exe.as_str(), String::as_str)
+}
+
+impl<'a> Ctx<'a> {
+    /// `proc.cmdline`, joined once per event.
+    fn cmdline(&self) -> Option<&'a str> {
+        self.cache
+            .cmdline
+            .get_or_init(|| self.process().map(Process::cmdline))
+            .as_deref()
+    }
+
+    /// `proc.args`, joined once per event.
+    fn args(&self) -> Option<&'a str> {
+        self.cache
+            .args
+            .get_or_init(|| {
+                self.process()
+                    .map(|p| p.args.get(1..).map(|a| a.join(" ")).unwrap_or_default())
+            })
+            .as_deref()
+    }
+
+    /// `proc.cwd`: with its trailing '/', added once per event when the table lacks it.
+    fn cwd(&self) -> Option<&'a str> {
+        let c = self.process()?.cwd.as_deref()?;
+        if c.ends_with('/') {
+            return Some(c);
+        }
+        self.cache
+            .cwd
+            .get_or_init(|| Some(format!("{c}/")))
+            .as_deref()
+    }
+}

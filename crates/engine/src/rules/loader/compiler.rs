@@ -1,0 +1,286 @@
+//! Compiling: every enabled rule's expanded condition and output into matchers, once all
+//! files are read (Falco's `rule_loader_compiler`, second half).
+
+use std::collections::{HashMap, HashSet};
+
+use super::{expand::*, *};
+
+impl Loader {
+    pub(super) fn finish(mut self) -> LoadResult {
+        let profiles = self.finish_profiles();
+        // Lists: flatten references to other lists, unquote items.
+        let mut flat: HashMap<&str, Vec<String>> = HashMap::new();
+        let lists = std::mem::take(&mut self.lists);
+        let by_name: HashMap<&str, &ListDef> = lists.iter().map(|l| (l.name.as_str(), l)).collect();
+        let mut used_lists: HashSet<String> = HashSet::new();
+        fn flatten(
+            name: &str,
+            by_name: &HashMap<&str, &ListDef>,
+            stack: &mut Vec<String>,
+            used: &mut HashSet<String>,
+        ) -> Vec<String> {
+            let Some(l) = by_name.get(name) else {
+                return Vec::new();
+            };
+            stack.push(name.to_string());
+            let mut out = Vec::new();
+            for it in &l.items {
+                if by_name.contains_key(it.as_str()) && !stack.contains(it) {
+                    used.insert(it.clone());
+                    out.extend(flatten(it, by_name, stack, used));
+                } else {
+                    out.push(condition::unquote_item(it).0);
+                }
+            }
+            stack.pop();
+            out
+        }
+        for l in &lists {
+            let items = flatten(&l.name, &by_name, &mut Vec::new(), &mut used_lists);
+            flat.insert(l.name.as_str(), items);
+        }
+
+        // Macros: parse each.
+        let macros = std::mem::take(&mut self.macros);
+        let mut parsed: HashMap<&str, Result<Expr, (GPos, String)>> = HashMap::new();
+        for m in &macros {
+            let r = condition::parse(&m.cond.s).map(|mut e| {
+                globalize(&mut e, &m.cond);
+                e
+            });
+            if let Err(e) = &r {
+                let item = Item {
+                    kind: "macro",
+                    name: m.name.clone(),
+                    pos: m.pos,
+                };
+                let cond = m.cond.s.clone();
+                self.report(
+                    Code::ErrCompileCondition,
+                    e.message.clone(),
+                    Some(&item),
+                    Some(m.cond.at(e.at)),
+                    Some(&cond),
+                );
+            }
+            parsed.insert(m.name.as_str(), r.map_err(|e| (m.cond.at(e.at), e.message)));
+        }
+
+        let mut ex = Expander {
+            lists: &flat,
+            macros: &parsed,
+            used_macros: HashSet::new(),
+            used_lists,
+        };
+        let mut rules_out = Vec::new();
+        let mut reports: Vec<Report> = Vec::new();
+        let rules = std::mem::take(&mut self.rules);
+        for r in &rules {
+            let item = Item {
+                kind: "rule",
+                name: r.name.clone(),
+                pos: r.pos,
+            };
+            let cond_text = r.cond.s.trim_end().to_string();
+            let mut expr = match condition::parse(&r.cond.s) {
+                Ok(mut e) => {
+                    globalize(&mut e, &r.cond);
+                    e
+                }
+                Err(e) => {
+                    if r.enabled {
+                        reports.push((
+                            Code::ErrCompileCondition,
+                            e.message,
+                            item,
+                            Some(r.cond.at(e.at)),
+                            Some(cond_text),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let mut exc_err = None;
+            let mut clauses = Vec::new();
+            for e in &r.exceptions {
+                match exception_expr(e) {
+                    Ok(Some(x)) => clauses.push(x),
+                    Ok(None) => {}
+                    Err(er) => exc_err = Some(er),
+                }
+            }
+            if let Some((at, msg)) = exc_err {
+                reports.push((Code::ErrValidate, msg, item, Some(at), None));
+                continue;
+            }
+            if !clauses.is_empty() {
+                let not = Expr::Not(Box::new(if clauses.len() == 1 {
+                    clauses.pop().unwrap_or(Expr::Or(Vec::new()))
+                } else {
+                    Expr::Or(clauses)
+                }));
+                expr = Expr::And(vec![expr, not]);
+            }
+            let expanded = match ex.expand(&expr, &mut Vec::new()) {
+                Ok(e) => e,
+                Err((at, msg)) => {
+                    if r.enabled {
+                        reports.push((Code::ErrValidate, msg, item, Some(at), Some(cond_text)));
+                    }
+                    continue;
+                }
+            };
+            if r.source != "syscall" {
+                reports.push((
+                    Code::UnknownSource,
+                    format!("Unknown source {}, skipping", r.source),
+                    item,
+                    None,
+                    None,
+                ));
+                continue;
+            }
+            let mut lints = Vec::new();
+            lint(&expanded, &mut lints);
+            let types = evttypes(&expanded);
+            let mut rule = Rule {
+                name: r.name.clone(),
+                desc: r.desc.trim_end().to_string(),
+                condition: cond_text.clone(),
+                output_text: r.output.s.trim_end().to_string(),
+                priority: r.priority,
+                tags: r.tags.clone(),
+                source: r.source.clone(),
+                enabled: r.enabled,
+                evttypes: types.clone(),
+                capture: r.capture,
+                capture_duration: r.capture_duration,
+                file: self.position(r.pos).map(|(_, p, _)| p),
+                compiled: None,
+            };
+            if !r.enabled {
+                rules_out.push(rule);
+                continue;
+            }
+            for (code, at, msg) in lints {
+                reports.push((code, msg, item.clone(), Some(at), Some(cond_text.clone())));
+            }
+            let matcher = match compile::compile(&expanded) {
+                Ok(m) => m,
+                Err(e) if e.unknown_field && r.skip_unknown => {
+                    reports.push((
+                        Code::UnknownFilter,
+                        format!(
+                            "{}; the rule is skipped (skip-if-unknown-filter)",
+                            e.message
+                        ),
+                        item,
+                        Some(e.at),
+                        Some(cond_text),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    reports.push((
+                        Code::ErrCompileCondition,
+                        e.message,
+                        item,
+                        Some(e.at),
+                        Some(cond_text),
+                    ));
+                    continue;
+                }
+            };
+            let output = match Format::compile(&r.output.s) {
+                Ok(o) => o,
+                Err(e) if r.skip_unknown => {
+                    reports.push((
+                        Code::UnknownFilter,
+                        format!(
+                            "{}; the rule is skipped (skip-if-unknown-filter)",
+                            e.message
+                        ),
+                        item,
+                        Some(r.output.at(e.at)),
+                        None,
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    reports.push((
+                        Code::ErrCompileOutput,
+                        e.message,
+                        item,
+                        Some(r.output.at(e.at)),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            if types.is_none() && r.warn_evttypes {
+                reports.push((Code::NoEvttype, "Rule matches too many evt.type values. This has a significant performance penalty.".into(), item.clone(), None, None));
+            }
+            rule.compiled = Some(Arc::new(crate::rules::Compiled { matcher, output }));
+            rules_out.push(rule);
+        }
+        for (code, msg, item, at, cond) in reports {
+            self.report(code, msg, Some(&item), at, cond.as_deref());
+        }
+        let (used_macros, used_lists) = (ex.used_macros, ex.used_lists);
+        for m in &macros {
+            if !used_macros.contains(&m.name) {
+                let item = Item {
+                    kind: "macro",
+                    name: m.name.clone(),
+                    pos: m.pos,
+                };
+                self.report(
+                    Code::UnusedMacro,
+                    format!("Macro '{}' not referred to by any other rule/macro", m.name),
+                    Some(&item),
+                    None,
+                    None,
+                );
+            }
+        }
+        for l in &lists {
+            if !used_lists.contains(&l.name) {
+                let item = Item {
+                    kind: "list",
+                    name: l.name.clone(),
+                    pos: l.pos,
+                };
+                self.report(
+                    Code::UnusedList,
+                    format!("List '{}' not referred to by any other rule/macro", l.name),
+                    Some(&item),
+                    None,
+                    None,
+                );
+            }
+        }
+        let ok = self.results.iter().all(|f| f.errors.is_empty());
+        let ruleset = Ruleset {
+            rules: if ok { rules_out } else { Vec::new() },
+            macros: macros
+                .iter()
+                .map(|m| (m.name.clone(), m.cond.s.trim_end().to_string()))
+                .collect(),
+            lists: lists
+                .iter()
+                .map(|l| {
+                    (
+                        l.name.clone(),
+                        flat.get(l.name.as_str()).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            required_engine_version: self.required_engine_version,
+            profiles: if ok { profiles } else { Vec::new() },
+        };
+        LoadResult {
+            ruleset,
+            files: self.results,
+        }
+    }
+}
