@@ -1,57 +1,63 @@
-//! A Subscribe request's include/exclude filters, compiled once per stream.
+//! A Subscribe request's include/exclude filters, checked once per stream: rule and image
+//! patterns are globs (`osprey_model::glob`, the same matcher as the rule language's `glob`).
+//! A filter is bounded in size, since it runs for every alert of every subscriber.
 
-use regex::Regex;
+use osprey_model::glob::glob_match;
 
 use super::pb;
+
+/// Most values in one list of a filter (rules, tags, nodes, ...).
+pub const MAX_FILTER_VALUES: usize = 64;
+/// Longest pattern or value in a filter, in bytes.
+pub const MAX_FILTER_VALUE_LEN: usize = 256;
 
 /// One `Filter` message, compiled: fields ANDed, each list ORed.
 struct Part {
     min_priority: i32,
-    rule: Vec<Regex>,
+    rule: Vec<String>,
     tag: Vec<String>,
     node: Vec<String>,
     namespace: Vec<String>,
     pod: Vec<String>,
     container: Vec<String>,
-    image: Vec<Regex>,
+    image: Vec<String>,
 }
 
+/// A filter larger than a subscriber may ask for.
 #[derive(Debug, thiserror::Error)]
-#[error("bad glob {glob:?}: {source}")]
-pub struct FilterError {
-    glob: String,
-    #[source]
-    source: regex::Error,
+pub enum FilterError {
+    #[error("a filter's `{field}` lists {n} values; at most {MAX_FILTER_VALUES} are allowed")]
+    TooMany { field: &'static str, n: usize },
+    #[error(
+        "a filter's `{field}` value is {n} bytes long; at most {MAX_FILTER_VALUE_LEN} are allowed"
+    )]
+    TooLong { field: &'static str, n: usize },
 }
 
-/// A shell-style glob (`*`, `?`) as an anchored regex.
-pub fn glob(g: &str) -> Result<Regex, FilterError> {
-    let mut re = String::from("^");
-    for c in g.chars() {
-        match c {
-            '*' => re.push_str(".*"),
-            '?' => re.push('.'),
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
+fn bounded(field: &'static str, v: &[String]) -> Result<Vec<String>, FilterError> {
+    if v.len() > MAX_FILTER_VALUES {
+        return Err(FilterError::TooMany { field, n: v.len() });
     }
-    re.push('$');
-    Regex::new(&re).map_err(|source| FilterError {
-        glob: g.into(),
-        source,
-    })
+    if let Some(long) = v.iter().find(|x| x.len() > MAX_FILTER_VALUE_LEN) {
+        return Err(FilterError::TooLong {
+            field,
+            n: long.len(),
+        });
+    }
+    Ok(v.to_vec())
 }
 
 impl Part {
     fn compile(f: &pb::Filter) -> Result<Option<Part>, FilterError> {
         let p = Part {
             min_priority: f.min_priority,
-            rule: f.rule.iter().map(|g| glob(g)).collect::<Result<_, _>>()?,
-            tag: f.tag.clone(),
-            node: f.node.clone(),
-            namespace: f.namespace.clone(),
-            pod: f.pod.clone(),
-            container: f.container.clone(),
-            image: f.image.iter().map(|g| glob(g)).collect::<Result<_, _>>()?,
+            rule: bounded("rule", &f.rule)?,
+            tag: bounded("tag", &f.tag)?,
+            node: bounded("node", &f.node)?,
+            namespace: bounded("namespace", &f.namespace)?,
+            pod: bounded("pod", &f.pod)?,
+            container: bounded("container", &f.container)?,
+            image: bounded("image", &f.image)?,
         };
         let empty = p.min_priority == 0
             && p.rule.is_empty()
@@ -69,7 +75,7 @@ impl Part {
         let pod = a.pod.as_ref();
         let c = a.container.as_ref();
         a.priority >= self.min_priority
-            && (self.rule.is_empty() || self.rule.iter().any(|r| r.is_match(&a.rule)))
+            && (self.rule.is_empty() || self.rule.iter().any(|r| glob_match(r, &a.rule)))
             && (self.tag.is_empty() || a.tags.iter().any(|t| self.tag.contains(t)))
             && any(&self.node, &a.node)
             && any(&self.namespace, pod.map_or("", |p| &p.namespace))
@@ -87,7 +93,7 @@ impl Part {
                     // The reference (`repo:tag`) or the repository alone.
                     self.image
                         .iter()
-                        .any(|r| r.is_match(&c.image) || r.is_match(&c.image_repository))
+                        .any(|r| glob_match(r, &c.image) || glob_match(r, &c.image_repository))
                 }))
     }
 }
@@ -222,5 +228,27 @@ mod tests {
             })
             .matches(&a)
         );
+    }
+
+    #[test]
+    fn oversized_filters_are_refused_with_what_is_too_big() {
+        let many = pb::Filter {
+            rule: (0..=MAX_FILTER_VALUES).map(|i| format!("r{i}")).collect(),
+            ..Default::default()
+        };
+        let e = AlertFilter::compile(Some(&many), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`rule`") && e.contains("at most 64"), "{e}");
+        let long = pb::Filter {
+            image: vec!["*".repeat(MAX_FILTER_VALUE_LEN + 1)],
+            ..Default::default()
+        };
+        let e = AlertFilter::compile(None, Some(&long))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`image`") && e.contains("at most 256"), "{e}");
     }
 }
