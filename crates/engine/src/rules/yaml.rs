@@ -2,6 +2,12 @@
 //!
 //! yaml-rust2's own `Yaml` type drops positions, so the tree is built from its marked event
 //! stream. Positions are 1-based lines and columns.
+//!
+//! The tree is bounded whatever the input: an alias is expanded by copying its anchor, so a
+//! small file whose lists alias each other level after level ("billion laughs") would grow
+//! without end; building stops at [`MAX_NODES`] and the file is refused with the position of
+//! the alias that crossed the limit. Rule files come from ConfigMaps that every node loads,
+//! so one hostile or broken file must never take the agents down.
 
 use std::collections::HashMap;
 
@@ -9,6 +15,13 @@ use yaml_rust2::{
     parser::{Event, MarkedEventReceiver, Parser},
     scanner::{Marker, ScanError, TScalarStyle},
 };
+
+/// Most nodes (scalars, sequences, mappings, counting every alias copy) one document may have.
+/// Falco's whole upstream ruleset is about 10,000; the limit keeps a refused file under some
+/// 30 MB while it is read.
+pub const MAX_NODES: usize = 250_000;
+/// Largest rule file accepted, in bytes.
+pub const MAX_FILE_BYTES: usize = 16 << 20;
 
 /// A position in a file: byte offset, 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -114,9 +127,22 @@ struct Builder<'t> {
     text: &'t str,
     chars: CharOffsets,
     stack: Vec<(Node, Option<Node>)>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, usize)>,
     anchor_ids: Vec<usize>,
     docs: Vec<Node>,
+    /// Nodes built so far, alias copies included.
+    nodes: usize,
+    /// Where the node limit was crossed; nothing more is built after it.
+    over: Option<Mark>,
+}
+
+/// Nodes in a tree, the root included.
+fn size(n: &Node) -> usize {
+    1 + match &n.kind {
+        Kind::Scalar(..) => 0,
+        Kind::Seq(v) => v.iter().map(size).sum(),
+        Kind::Map(v) => v.iter().map(|(k, v)| size(k) + size(v)).sum(),
+    }
 }
 
 impl Builder<'_> {
@@ -143,7 +169,20 @@ impl Builder<'_> {
 
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, m: Marker) {
+        if self.over.is_some() {
+            return;
+        }
         let mk = mark(m, self.text, &self.chars);
+        let adds = match &ev {
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) => 1,
+            Event::Alias(id) => self.anchors.get(id).map_or(1, |(_, n)| *n),
+            _ => 0,
+        };
+        self.nodes = self.nodes.saturating_add(adds);
+        if self.nodes > MAX_NODES {
+            self.over = Some(mk);
+            return;
+        }
         match ev {
             Event::Scalar(v, style, anchor, _) => {
                 let n = Node {
@@ -151,7 +190,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     mark: mk,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, n.clone());
+                    self.anchors.insert(anchor, (n.clone(), 1));
                 }
                 self.push_value(n);
             }
@@ -179,16 +218,21 @@ impl MarkedEventReceiver for Builder<'_> {
                 let anchor = self.anchor_ids.pop().unwrap_or(0);
                 if let Some((n, _)) = self.stack.pop() {
                     if anchor > 0 {
-                        self.anchors.insert(anchor, n.clone());
+                        let nodes = size(&n);
+                        self.anchors.insert(anchor, (n.clone(), nodes));
                     }
                     self.push_value(n);
                 }
             }
             Event::Alias(id) => {
-                let n = self.anchors.get(&id).cloned().unwrap_or(Node {
-                    kind: Kind::Scalar(String::new(), TScalarStyle::Plain),
-                    mark: mk,
-                });
+                let n = self
+                    .anchors
+                    .get(&id)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or(Node {
+                        kind: Kind::Scalar(String::new(), TScalarStyle::Plain),
+                        mark: mk,
+                    });
                 self.push_value(n);
             }
             Event::Nothing
@@ -209,6 +253,19 @@ pub struct YamlError {
 
 /// Parses the first document of `text` (None for an empty file).
 pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(YamlError {
+            mark: Mark {
+                offset: 0,
+                line: 1,
+                column: 1,
+            },
+            message: format!(
+                "the file is {} bytes; rule files of more than {MAX_FILE_BYTES} bytes are refused",
+                text.len()
+            ),
+        });
+    }
     let mut b = Builder {
         text,
         chars: CharOffsets::new(text),
@@ -216,6 +273,8 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
         anchors: HashMap::new(),
         anchor_ids: Vec::new(),
         docs: Vec::new(),
+        nodes: 0,
+        over: None,
     };
     let mut parser = Parser::new_from_str(text);
     parser
@@ -224,6 +283,15 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
             mark: mark(*e.marker(), text, &CharOffsets::new(text)),
             message: e.info().to_string(),
         })?;
+    if let Some(mark) = b.over {
+        return Err(YamlError {
+            mark,
+            message: format!(
+                "the document grows past {MAX_NODES} nodes here (YAML aliases expanded by copying); \
+                 refused"
+            ),
+        });
+    }
     Ok(b.docs.into_iter().next())
 }
 
@@ -339,5 +407,28 @@ mod tests {
         let doc = parse("- &x {a: 1}\n- *x\n").unwrap().unwrap();
         let seq = doc.as_seq().unwrap();
         assert_eq!(seq[1].get("a").and_then(Node::as_str), Some("1"));
+    }
+
+    /// Nine levels of ten aliases each: 10^9 nodes if expanded. Refused, in bounded memory,
+    /// at the alias that crosses the limit.
+    #[test]
+    fn an_alias_bomb_is_refused_where_it_explodes() {
+        let mut text = String::from("- &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..=9 {
+            let prev = format!("*l{}", i - 1);
+            text.push_str(&format!("- &l{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.contains("250000 nodes"), "{e:?}");
+        assert!(e.mark.line >= 6, "{e:?}");
+        // A file that uses aliases modestly still loads.
+        let ok = "- &l0 [x, x]\n- &l1 [*l0, *l0]\n- [*l1, *l1]\n";
+        assert!(parse(ok).unwrap().is_some());
+    }
+
+    #[test]
+    fn oversized_files_are_refused() {
+        let e = parse(&"#".repeat(MAX_FILE_BYTES + 1)).unwrap_err();
+        assert!(e.message.contains("refused"), "{e:?}");
     }
 }
