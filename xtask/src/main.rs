@@ -3,6 +3,7 @@
 //! a warm one are driven the same way.
 
 mod bench;
+mod image;
 mod proc;
 mod run;
 mod rustc;
@@ -33,6 +34,8 @@ enum Command {
     Test(test::Args),
     /// Set up, then run the benchmarks.
     Bench(bench::Args),
+    /// Build the agent's container image with podman (`localhost/osprey:VERSION`).
+    Image(image::Args),
     /// Only the set-up: rust-src for nightly, bpf-linker, and the packages the tests use.
     Setup,
 }
@@ -59,6 +62,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(&root, args),
         Command::Test(args) => test::run(&root, args),
         Command::Bench(args) => bench::run(&root, args),
+        Command::Image(args) => image::run(&root, args),
         Command::Setup => setup::setup(&root, setup::Scope::Full).map(drop),
     }
 }
