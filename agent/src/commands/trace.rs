@@ -1,25 +1,8 @@
-//! `osprey trace`: the live events as JSON lines, each with its process context. What rule
-//! authors use to see what the sensor sees, and how recordings for `osprey replay` are made.
+//! `osprey trace`: its flags; the tracing itself is [`crate::pipeline::trace`].
 
-use std::{
-    collections::BTreeSet,
-    fs::File,
-    io::{BufWriter, Write},
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::path::PathBuf;
 
-use anyhow::Context as _;
-
-use osprey_model::event::{Enriched, EventKind};
-
-use crate::{
-    container::{ContainerConfig, ContainerTable},
-    pipeline::Enrich,
-    process::TableConfig,
-    sensor::{Sensor, SensorConfig, syscalls},
-};
+use crate::pipeline::trace::{self, TraceOptions};
 
 /// Arguments of `osprey trace`.
 #[derive(Debug, clap::Args)]
@@ -62,213 +45,19 @@ pub struct TraceArgs {
     pub floor: bool,
 }
 
-/// Events that are not captured syscalls: lifecycle, and verdicts of syscall profiles
-/// (`osprey trace` loads no profile; the name filters what a future one would emit).
-const LIFECYCLE: &[&str] = &["exec", "fork", "exit", "profile"];
-
-struct Filter {
-    events: BTreeSet<String>,
-    comms: BTreeSet<String>,
-    pids: BTreeSet<u32>,
-}
-
-impl Filter {
-    fn matches(&self, e: &Enriched) -> bool {
-        let name = match &e.event.kind {
-            EventKind::Exec(_) => "exec",
-            EventKind::Fork(_) => "fork",
-            EventKind::Exit(_) => "exit",
-            EventKind::Syscall(s) => &s.name,
-            EventKind::Profile(_) => "profile",
-        };
-        if !self.events.is_empty() && !self.events.contains(name) {
-            return false;
-        }
-        if !self.pids.is_empty() && !self.pids.contains(&e.event.tgid) {
-            return false;
-        }
-        if !self.comms.is_empty() {
-            let exe = e.process.as_ref().map(|p| p.exe_name()).unwrap_or("");
-            if !self.comms.contains(&e.event.comm) && !self.comms.contains(exe) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// The syscalls to capture for a set of `--event` names; empty = all. `chdir` is always
-/// captured when anything is, since the process table tracks working directories with it.
-fn kernel_interest(events: &BTreeSet<String>) -> anyhow::Result<BTreeSet<String>> {
-    let mut wanted = BTreeSet::new();
-    for e in events {
-        if LIFECYCLE.contains(&e.as_str()) {
-            continue;
-        }
-        if syscalls::by_name(e).is_none() {
-            let known: Vec<&str> = syscalls::SYSCALLS.iter().map(|s| s.name).collect();
-            anyhow::bail!(
-                "unknown event `{e}`: expected exec, fork, exit, profile or one of the syscalls {}",
-                known.join(", ")
-            );
-        }
-        wanted.insert(e.clone());
-    }
-    if events.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    wanted.insert("chdir".to_string());
-    Ok(wanted)
-}
-
-pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
-    let filter = Filter {
-        events: args.events.iter().cloned().collect(),
-        comms: args.comms.iter().cloned().collect(),
-        pids: args.pids.iter().copied().collect(),
-    };
-    let mut interest = kernel_interest(&filter.events)?;
-    if !filter.events.is_empty() && interest.len() == 1 {
-        // Only lifecycle events asked for: capture no syscall at all.
-        interest.clear();
-        interest.insert("chdir".into());
-    }
-    let cfg = SensorConfig {
-        ring_buffer_bytes: args.ring_buffer_size,
-        syscalls: interest,
-        inert: args.floor,
-        ..Default::default()
-    };
-    let mut sensor = Sensor::start(&cfg).context("starting the sensor")?;
-    let mut reader = sensor.reader()?;
-    // Attached first, then the /proc scan: a process started in between is in both, and the
-    // events (applied after the scan) are the newer truth.
-    // Every event says its container (`host` outside any); a new container's events wait a
-    // bounded time for the runtime's metadata.
-    let mut enrich = Enrich::new(
-        TableConfig::default(),
-        Arc::new(ContainerTable::new(ContainerConfig::default())),
-    );
-    let n = enrich.bootstrap(std::path::Path::new("/proc"))?;
-    tracing::info!(
-        processes = n,
-        kernel = sensor.kernel(),
-        "tracing; Ctrl-C to stop"
-    );
-
-    let mut ready = Vec::with_capacity(1024);
-
-    let stdout = std::io::stdout();
-    let mut out = (!args.quiet).then(|| BufWriter::new(stdout.lock()));
-    let mut record = match &args.record {
-        Some(p) => Some(BufWriter::new(
-            File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => None,
-    };
-
-    let deadline = args
-        .duration
-        .map(|s| Instant::now() + Duration::from_secs_f64(s));
-    let stats_every = args.stats.map(Duration::from_secs_f64);
-    let mut next_stats = stats_every.map(|d| Instant::now() + d);
-    let mut printed = 0u64;
-    let mut batch = Vec::with_capacity(1024);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-
-    'outer: loop {
-        let tick = tokio::time::sleep(Duration::from_millis(200));
-        tokio::select! {
-            _ = &mut ctrl_c => break,
-            _ = sigterm.recv() => break,
-            _ = tick => {}
-            _ = tokio::time::sleep(enrich.poll_in()), if enrich.is_holding() => {}
-            r = reader.read_batch(&mut batch, 4096) => r?,
-        }
-        for ev in batch.drain(..) {
-            enrich.push(ev, &mut ready);
-        }
-        enrich.poll(&mut ready);
-        for e in ready.drain(..) {
-            if !filter.matches(&e) {
-                continue;
-            }
-            emit(&e, out.as_mut(), record.as_mut())?;
-            printed += 1;
-            if args.count.is_some_and(|c| printed >= c) {
-                break 'outer;
-            }
-        }
-        if let Some(o) = out.as_mut() {
-            o.flush()?;
-        }
-        if let Some(r) = record.as_mut() {
-            r.flush()?;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        if let (Some(every), Some(next)) = (stats_every, next_stats)
-            && Instant::now() >= next
-        {
-            print_stats(&sensor, &reader, &enrich);
-            next_stats = Some(next + every);
-        }
-        if args.read_delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(args.read_delay_ms)).await;
-        }
-    }
-    // What still waited for its container's metadata goes out with what is known.
-    enrich.flush(&mut ready);
-    for e in ready.drain(..) {
-        if args.count.is_some_and(|c| printed >= c) {
-            break;
-        }
-        if filter.matches(&e) {
-            emit(&e, out.as_mut(), record.as_mut())?;
-            printed += 1;
-        }
-    }
-    if let Some(o) = out.as_mut() {
-        o.flush()?;
-    }
-    if let Some(r) = record.as_mut() {
-        r.flush()?;
-    }
-    if args.stats.is_some() {
-        print_stats(&sensor, &reader, &enrich);
-    }
-    Ok(())
-}
-
-/// One event as a JSON line, on stdout and into the recording.
-fn emit(
-    e: &Enriched,
-    out: Option<&mut impl Write>,
-    record: Option<&mut impl Write>,
-) -> anyhow::Result<()> {
-    if out.is_none() && record.is_none() {
-        return Ok(());
-    }
-    let line = serde_json::to_string(e)?;
-    if let Some(o) = out {
-        writeln!(o, "{line}")?;
-    }
-    if let Some(r) = record {
-        writeln!(r, "{line}")?;
-    }
-    Ok(())
-}
-
-fn print_stats(sensor: &Sensor, reader: &crate::sensor::EventReader, enrich: &Enrich) {
-    let stats = serde_json::json!({
-        "stats": {
-            "kernel": sensor.counters(),
-            "decode": reader.decode_stats(),
-            "process_table": enrich.table_stats(),
-        }
-    });
-    eprintln!("{stats}");
+pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
+    Ok(trace::run(TraceOptions {
+        events: a.events,
+        comms: a.comms,
+        pids: a.pids,
+        record: a.record,
+        quiet: a.quiet,
+        count: a.count,
+        duration: a.duration,
+        ring_buffer_size: a.ring_buffer_size,
+        stats: a.stats,
+        read_delay_ms: a.read_delay_ms,
+        floor: a.floor,
+    })
+    .await?)
 }
