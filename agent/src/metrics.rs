@@ -63,6 +63,12 @@ pub struct Metrics {
     container_metadata_missing: Family<Labels, Counter>,
     last_containers: Mutex<crate::container::ContainerStats>,
     ready: AtomicBool,
+    /// When the agent's loop last went round (it does at least once a second), for
+    /// `/healthz`: a loop stuck anywhere means the ring buffer is no longer read.
+    heartbeat: Mutex<Option<std::time::Instant>>,
+    /// Why the configured rule files are not in force, while they are not.
+    rule_files_error: Mutex<Option<String>>,
+    rule_files_invalid: Gauge,
     last: Mutex<(KernelCounters, DecodeStats, TableStats)>,
     /// The `events` counter of each kind seen, so that counting an event (once per event, the
     /// hottest metric) neither builds a label set nor allocates: `cargo bench --bench
@@ -102,6 +108,9 @@ impl Metrics {
             container_metadata_missing: Family::default(),
             last_containers: Mutex::default(),
             ready: AtomicBool::new(false),
+            heartbeat: Mutex::new(None),
+            rule_files_error: Mutex::new(None),
+            rule_files_invalid: Gauge::default(),
             last: Mutex::new(Default::default()),
             event_counters: RwLock::default(),
             registry: Registry::default(),
@@ -179,7 +188,46 @@ impl Metrics {
              (timeout: the wait bound passed; overflow: too many events were waiting)",
             m.container_metadata_missing.clone(),
         );
+        r.register(
+            "rule_files_invalid",
+            "1 while the configured rule files do not load (the agent runs the embedded default rules, or the last rules that loaded)",
+            m.rule_files_invalid.clone(),
+        );
         Metrics { registry: r, ..m }
+    }
+
+    /// The agent's loop went round once more.
+    pub fn heartbeat(&self) {
+        if let Ok(mut h) = self.heartbeat.lock() {
+            *h = Some(std::time::Instant::now());
+        }
+    }
+
+    /// `/healthz`: fails when the loop that reads the ring buffer has not gone round for
+    /// `stale` (it goes round at least once a second). Healthy before it first runs, so
+    /// start-up is left to the readiness probe.
+    pub fn health(&self, stale: std::time::Duration) -> Result<(), String> {
+        let last = self.heartbeat.lock().ok().and_then(|h| *h);
+        match last {
+            Some(t) if t.elapsed() > stale => Err(format!(
+                "the event loop has not run for {:.0} s: the ring buffer is not being read",
+                t.elapsed().as_secs_f64()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records whether the configured rule files load; `Some(error)` while they do not.
+    pub fn set_rule_files_error(&self, error: Option<String>) {
+        self.rule_files_invalid.set(i64::from(error.is_some()));
+        if let Ok(mut e) = self.rule_files_error.lock() {
+            *e = error;
+        }
+    }
+
+    /// Why the configured rule files are not in force, for `/readyz`'s body.
+    pub fn rule_files_error(&self) -> Option<String> {
+        self.rule_files_error.lock().ok().and_then(|e| e.clone())
     }
 
     pub fn set_ready(&self, ready: bool) {

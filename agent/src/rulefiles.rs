@@ -52,6 +52,11 @@ pub fn load(paths: &[PathBuf]) -> Result<LoadResult, RuleFilesError> {
     Ok(rules::load_sources(&sources))
 }
 
+/// Whether `paths` names only the embedded rules (no paths, or `default` alone).
+pub fn is_default(paths: &[PathBuf]) -> bool {
+    paths.iter().all(|p| p.as_os_str() == DEFAULT_PATH)
+}
+
 /// The `--rules` value that means the rules embedded in the binary.
 pub const DEFAULT_PATH: &str = "default";
 

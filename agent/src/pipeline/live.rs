@@ -84,9 +84,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     }
-    let mut ruleset = rulefiles::load_for_run(&cfg.rules).inspect_err(|_| {
-        metrics.rule_load_errors.inc();
-    })?;
+    let (mut ruleset, rules_error) = load_rules(&cfg.rules, &metrics)?;
     let profile_defs = std::mem::take(&mut ruleset.profiles);
     let containers = Arc::new(ContainerTable::new(ContainerConfig::default()));
     let options = EngineOptions {
@@ -123,6 +121,16 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         "rules loaded"
     );
     stream.set_rules_loaded(pipeline.engine().rules().len());
+    if let Some(e) = rules_error {
+        pipeline.internal_alert(
+            "Osprey rule files invalid",
+            Priority::Error,
+            format!(
+                "The configured rule files do not load; Osprey runs the embedded default rules \
+                 until they are fixed (they are watched): {e}"
+            ),
+        );
+    }
 
     let mut sensor = Sensor::start(&SensorConfig {
         ring_buffer_bytes: cfg.ring_buffer_bytes,
@@ -150,6 +158,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?;
     loop {
+        metrics.heartbeat();
         let mut reload = false;
         tokio::select! {
             _ = &mut ctrl_c => break,
@@ -222,6 +231,32 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     Ok(())
 }
 
+/// The configured rule files; when they do not load (a bad ConfigMap rolled out to every
+/// node), the embedded default rules instead, so that detection never stops on a rules
+/// mistake. Returns the error that made it fall back.
+fn load_rules(
+    paths: &[PathBuf],
+    metrics: &Metrics,
+) -> Result<(osprey_engine::rules::Ruleset, Option<String>), LiveError> {
+    match rulefiles::load_for_run(paths) {
+        Ok(rules) => Ok((rules, None)),
+        Err(e) if !rulefiles::is_default(paths) => {
+            metrics.rule_load_errors.inc();
+            let error = e.to_string();
+            tracing::error!(
+                "the configured rule files do not load; running the embedded default rules \
+                 until they are fixed: {error}"
+            );
+            metrics.set_rule_files_error(Some(error.clone()));
+            Ok((rulefiles::load_for_run(&[])?, Some(error)))
+        }
+        Err(e) => {
+            metrics.rule_load_errors.inc();
+            Err(e.into())
+        }
+    }
+}
+
 /// Validates the rule files first; the running rules stay until the new ones are whole.
 fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensor: &mut Sensor, stream: &AgentStream) {
     let metrics = pipeline.metrics().clone();
@@ -240,6 +275,7 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensor: &mut Sensor, stre
             if let Err(e) = sensor.set_interest(&interest) {
                 tracing::error!("the kernel's syscall filter was not updated: {e}");
             }
+            metrics.set_rule_files_error(None);
             metrics
                 .reloads
                 .get_or_create(&vec![("result", "ok".to_string())])
@@ -248,6 +284,7 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensor: &mut Sensor, stre
         }
         Err(e) => {
             metrics.rule_load_errors.inc();
+            metrics.set_rule_files_error(Some(e.to_string()));
             metrics
                 .reloads
                 .get_or_create(&vec![("result", "error".to_string())])
