@@ -7,10 +7,10 @@ use super::{expand::*, *};
 
 impl Loader {
     pub(super) fn finish(mut self) -> LoadResult {
-        let profiles = std::mem::take(&mut self.profiles);
+        let profiles = std::mem::take(&mut self.profiles).into_vec();
         // Lists: flatten references to other lists, unquote items.
         let mut flat: HashMap<&str, Vec<String>> = HashMap::new();
-        let lists = std::mem::take(&mut self.lists);
+        let lists = std::mem::take(&mut self.lists).into_vec();
         let by_name: HashMap<&str, &ListDef> = lists.iter().map(|l| (l.name.as_str(), l)).collect();
         let mut used_lists: HashSet<String> = HashSet::new();
         fn flatten(
@@ -41,7 +41,7 @@ impl Loader {
         }
 
         // Macros: parse each.
-        let macros = std::mem::take(&mut self.macros);
+        let macros = std::mem::take(&mut self.macros).into_vec();
         let mut parsed: HashMap<&str, Result<Expr, (GPos, String)>> = HashMap::new();
         for m in &macros {
             let r = condition::parse(&m.cond.s).map(|mut e| {
@@ -50,7 +50,7 @@ impl Loader {
             });
             if let Err(e) = &r {
                 self.diags
-                    .item("macro", &m.name, m.pos)
+                    .item(MacroDef::KIND, &m.name, m.pos)
                     .at_pos(m.cond.at(e.at))
                     .in_condition(&m.cond.s)
                     .error(Code::ErrCompileCondition, e.message.clone());
@@ -65,9 +65,9 @@ impl Loader {
             used_lists,
         };
         let mut rules_out = Vec::new();
-        let rules = std::mem::take(&mut self.rules);
+        let rules = std::mem::take(&mut self.rules).into_vec();
         for r in &rules {
-            let rep = self.diags.item("rule", &r.name, r.pos);
+            let rep = self.diags.item(RuleDef::KIND, &r.name, r.pos);
             let cond_text = r.cond.s.trim_end().to_string();
             let mut expr = match condition::parse(&r.cond.s) {
                 Ok(mut e) => {
@@ -193,7 +193,7 @@ impl Loader {
         let (used_macros, used_lists) = (ex.used_macros, ex.used_lists);
         for m in &macros {
             if !used_macros.contains(&m.name) {
-                self.diags.item("macro", &m.name, m.pos).warning(
+                self.diags.item(MacroDef::KIND, &m.name, m.pos).warning(
                     Code::UnusedMacro,
                     format!("Macro '{}' not referred to by any other rule/macro", m.name),
                 );
@@ -201,7 +201,7 @@ impl Loader {
         }
         for l in &lists {
             if !used_lists.contains(&l.name) {
-                self.diags.item("list", &l.name, l.pos).warning(
+                self.diags.item(ListDef::KIND, &l.name, l.pos).warning(
                     Code::UnusedList,
                     format!("List '{}' not referred to by any other rule/macro", l.name),
                 );

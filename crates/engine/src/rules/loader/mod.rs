@@ -8,10 +8,11 @@
 //! line and column of the file it came from.
 //!
 //! The stages follow Falco's `rule_loader_reader` → `collector` → `compiler`: [`read`],
-//! [`read_rule`] and [`profile_item`] turn YAML items into definitions and merge overrides and
-//! appends as they go, [`expand`] resolves macros, lists and exceptions, [`compiler`] builds
-//! the matchers once every file is read. [`report`] turns what goes wrong into Falco's
-//! diagnostics, by item. This file holds the definitions the stages share.
+//! [`read_rule`] and [`profile_item`] turn YAML items into definitions, [`collect`] merges
+//! each into those read before (one routine for every kind), [`expand`] resolves macros, lists
+//! and exceptions, [`compiler`] builds the matchers once every file is read. [`report`] turns
+//! what goes wrong into Falco's diagnostics, by item. This file holds the definitions the
+//! stages share.
 
 use std::sync::Arc;
 
@@ -25,8 +26,12 @@ use osprey_model::Priority;
 
 use crate::{compile, output::Format};
 
-use self::report::{Diags, Reporter};
+use self::{
+    collect::{Collector, Definition, Merge},
+    report::{Diags, Reporter},
+};
 
+mod collect;
 mod compiler;
 mod expand;
 mod profile_item;
@@ -169,11 +174,11 @@ struct RuleDef {
 #[derive(Default)]
 struct Loader {
     diags: Diags,
-    lists: Vec<ListDef>,
-    macros: Vec<MacroDef>,
-    rules: Vec<RuleDef>,
+    lists: Collector<ListDef>,
+    macros: Collector<MacroDef>,
+    rules: Collector<RuleDef>,
     /// Syscall profiles (`profile` items).
-    profiles: Vec<crate::profile::Profile>,
+    profiles: Collector<crate::profile::Profile>,
     required_engine_version: Option<String>,
 }
 

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Code, Loader, Reporter, gpos,
+    Code, Definition, Loader, Merge, Reporter, gpos,
     read::{bool_key, str_key, unknown_keys},
 };
 use osprey_model::{Action, syscalls};
@@ -46,7 +46,7 @@ const SCOPE_KEYS: &[&str] = &[
 impl Loader {
     pub(super) fn profile(&mut self, file: usize, n: &Node) {
         let pos = gpos(file, n.mark.offset);
-        let r = self.diags.item("profile", "", pos);
+        let r = self.diags.item(Profile::KIND, "", pos);
         let Some(name) = str_key(n, "profile", &r) else {
             return;
         };
@@ -104,11 +104,32 @@ impl Loader {
             r.error(Code::ErrValidate, e.to_string());
             return;
         }
-        match self.profiles.iter().position(|p| p.name == profile.name) {
-            Some(i) => self.profiles[i] = profile,
-            None => self.profiles.push(profile),
-        }
+        let merge = Merge::read::<Profile>(n, &r);
+        self.profiles.add(profile, merge, &r);
     }
+}
+
+/// A profile has no key to append or replace: a later profile of the same name replaces it
+/// whole, in its place.
+impl Definition for Profile {
+    type Item = Self;
+    const KIND: &'static str = "profile";
+    const APPENDABLE: &'static [&'static str] = &[];
+    const REPLACEABLE: &'static [&'static str] = &[];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn item_name(item: &Self) -> &str {
+        &item.name
+    }
+
+    fn define(item: Self, _: &Reporter) -> Option<Self> {
+        Some(item)
+    }
+
+    fn merge(&mut self, _: &str, _: bool, _: &Self, _: &Reporter) {}
 }
 
 fn action(v: &Node, r: &Reporter) -> Option<Action> {

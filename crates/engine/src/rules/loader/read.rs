@@ -1,7 +1,8 @@
 //! Reading: YAML items of one file into definitions (Falco's `rule_loader_reader`): the
 //! top-level dispatch, lists, macros, version requirements, and the readers of keys every
-//! item kind shares (strings, booleans, sequences, `override`, exceptions). Rules and
-//! profiles have their own readers in `read_rule` and `profile_item`.
+//! item kind shares (strings, booleans, sequences, exceptions). Rules and profiles have their
+//! own readers in `read_rule` and `profile_item`; every definition then goes to its
+//! collector.
 
 use super::*;
 
@@ -154,7 +155,7 @@ impl Loader {
 
     fn list(&mut self, file: usize, n: &Node) {
         let pos = gpos(file, n.mark.offset);
-        let r = self.diags.item("list", "", pos);
+        let r = self.diags.item(ListDef::KIND, "", pos);
         let Some(name) = str_key(n, "list", &r) else {
             return;
         };
@@ -170,31 +171,13 @@ impl Loader {
         let Some(items) = string_seq(items_node, "items", &r) else {
             return;
         };
-        let legacy_append = bool_key(n, "append", &r).unwrap_or(false);
-        let ov = overrides(n, &r, (&["items"], &["items"]));
-        if legacy_append && ov.is_some() {
-            r.error(Code::ErrYamlValidate, "Keys 'override' and 'append: true' cannot be used together. Add an 'append' entry (e.g. 'items: append') under 'override' instead.");
-            return;
-        }
-        if legacy_append {
-            r.warning(
-                Code::DeprecatedItem,
-                "The 'append' key is deprecated. Use 'override: {items: append}' instead.",
-            );
-        }
-        let append = legacy_append || ov.as_ref().is_some_and(|o| o.iter().any(|(_, a)| *a));
-        let existing = self.lists.iter().position(|l| l.name == name);
-        match (append, existing) {
-            (true, Some(i)) => self.lists[i].items.extend(items),
-            (true, None) => r.error(Code::ErrValidate, "List uses 'append' or 'override.items: append' but no list by that name already exists"),
-            (false, Some(i)) => self.lists[i].items = items,
-            (false, None) => self.lists.push(ListDef { name, items, pos }),
-        }
+        let merge = Merge::read::<ListDef>(n, &r);
+        self.lists.add(ListDef { name, items, pos }, merge, &r);
     }
 
     fn macro_item(&mut self, file: usize, text: &str, n: &Node) {
         let pos = gpos(file, n.mark.offset);
-        let r = self.diags.item("macro", "", pos);
+        let r = self.diags.item(MacroDef::KIND, "", pos);
         let Some(name) = str_key(n, "macro", &r) else {
             return;
         };
@@ -218,25 +201,76 @@ impl Loader {
             return;
         }
         let cond = Text::from_node(file, text, cnode);
-        let legacy_append = bool_key(n, "append", &r).unwrap_or(false);
-        let ov = overrides(n, &r, (&["condition"], &["condition"]));
-        if legacy_append && ov.is_some() {
-            r.error(Code::ErrYamlValidate, "Keys 'override' and 'append: true' cannot be used together. Add an 'append' entry (e.g. 'condition: append') under 'override' instead.");
-            return;
+        let merge = Merge::read::<MacroDef>(n, &r);
+        self.macros.add(MacroDef { name, cond, pos }, merge, &r);
+    }
+}
+
+/// A list is its items: appending adds to them, and a later definition (or an override that
+/// replaces) replaces them. The list keeps its place and the position of its first definition.
+impl Definition for ListDef {
+    type Item = Self;
+    const KIND: &'static str = "list";
+    const APPENDABLE: &'static [&'static str] = &["items"];
+    const REPLACEABLE: &'static [&'static str] = &["items"];
+    const REPLACE_DEFINES: bool = true;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn item_name(item: &Self) -> &str {
+        &item.name
+    }
+
+    fn define(item: Self, _: &Reporter) -> Option<Self> {
+        Some(item)
+    }
+
+    fn redefine(&mut self, later: Self) {
+        self.items = later.items;
+    }
+
+    fn merge(&mut self, key: &str, append: bool, item: &Self, _: &Reporter) {
+        match (key, append) {
+            ("items", true) => self.items.extend(item.items.iter().cloned()),
+            ("items", false) => self.items.clone_from(&item.items),
+            _ => {}
         }
-        if legacy_append {
-            r.warning(
-                Code::DeprecatedItem,
-                "The 'append' key is deprecated. Use 'override: {condition: append}' instead.",
-            );
-        }
-        let append = legacy_append || ov.as_ref().is_some_and(|o| o.iter().any(|(_, a)| *a));
-        let existing = self.macros.iter().position(|m| m.name == name);
-        match (append, existing) {
-            (true, Some(i)) => self.macros[i].cond.append(&cond),
-            (true, None) => r.error(Code::ErrValidate, "Macro uses 'append' or 'override.condition: append' but no macro by that name already exists"),
-            (false, Some(i)) => self.macros[i].cond = cond,
-            (false, None) => self.macros.push(MacroDef { name, cond, pos }),
+    }
+}
+
+/// A macro is its condition: appending joins the conditions with a space, and a later
+/// definition (or an override that replaces) replaces it. The macro keeps its place and the
+/// position of its first definition.
+impl Definition for MacroDef {
+    type Item = Self;
+    const KIND: &'static str = "macro";
+    const APPENDABLE: &'static [&'static str] = &["condition"];
+    const REPLACEABLE: &'static [&'static str] = &["condition"];
+    const REPLACE_DEFINES: bool = true;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn item_name(item: &Self) -> &str {
+        &item.name
+    }
+
+    fn define(item: Self, _: &Reporter) -> Option<Self> {
+        Some(item)
+    }
+
+    fn redefine(&mut self, later: Self) {
+        self.cond = later.cond;
+    }
+
+    fn merge(&mut self, key: &str, append: bool, item: &Self, _: &Reporter) {
+        match (key, append) {
+            ("condition", true) => self.cond.append(&item.cond),
+            ("condition", false) => self.cond.clone_from(&item.cond),
+            _ => {}
         }
     }
 }
@@ -280,63 +314,6 @@ pub(super) fn bool_key(n: &Node, key: &str, r: &Reporter) -> Option<bool> {
         );
     }
     b
-}
-
-/// `override:` → key → "append" | "replace", for a kind that may append to `appendable` and
-/// replace `replaceable`.
-pub(super) fn overrides(
-    n: &Node,
-    r: &Reporter,
-    (appendable, replaceable): (&[&str], &[&str]),
-) -> Option<Vec<(String, bool)>> {
-    let o = n.get("override")?;
-    let Some(map) = o.as_map() else {
-        r.at(o)
-            .error(Code::ErrYamlValidate, "Value of 'override' must be a map");
-        return Some(Vec::new());
-    };
-    let mut out = Vec::new();
-    for (k, v) in map {
-        let key = k.as_str().unwrap_or_default().to_string();
-        let append = match v.as_str() {
-            Some("append") => true,
-            Some("replace") => false,
-            _ => {
-                r.at(k).error(
-                    Code::ErrYamlValidate,
-                    format!(
-                        "Invalid override value for key '{key}': must be 'append' or 'replace'"
-                    ),
-                );
-                continue;
-            }
-        };
-        let allowed = if append { appendable } else { replaceable };
-        if !allowed.contains(&key.as_str()) {
-            let msg = if append && replaceable.contains(&key.as_str()) {
-                format!("Key '{key}' cannot be appended to, use 'replace' instead")
-            } else {
-                format!("Key '{key}' cannot be overridden")
-            };
-            r.at(k).error(Code::ErrYamlValidate, msg);
-            continue;
-        }
-        if n.get(&key).is_none() {
-            r.at(k).error(
-                Code::ErrYamlValidate,
-                format!("An override is defined for '{key}' but the item does not define '{key}'"),
-            );
-            continue;
-        }
-        out.push((key, append));
-    }
-    if out.is_empty() && map.is_empty() {
-        r.at(o).error(
-            Code::ErrYamlValidate,
-            "'override' must name at least one key",
-        );
-    }
-    Some(out)
 }
 
 /// A sequence of scalars (null is empty); an error naming `what` otherwise.

@@ -1,25 +1,10 @@
-//! Reading a `rule` item: its keys, and how it overrides or extends an earlier rule of the
-//! same name (Falco's `rule_loader_reader` and `rule_loader_collector` for rules).
+//! Reading a `rule` item (Falco's `rule_loader_reader` for rules), and how a rule's keys are
+//! appended to or replaced when a later item overrides it (its part in the collector).
 
 use super::{
-    read::{bool_key, exceptions, overrides, str_key, string_seq, unknown_keys},
+    read::{bool_key, exceptions, str_key, string_seq, unknown_keys},
     *,
 };
-
-const APPENDABLE: &[&str] = &["condition", "output", "desc", "tags", "exceptions"];
-const REPLACEABLE: &[&str] = &[
-    "condition",
-    "output",
-    "desc",
-    "priority",
-    "tags",
-    "exceptions",
-    "enabled",
-    "warn_evttypes",
-    "skip-if-unknown-filter",
-    "capture",
-    "capture_duration",
-];
 
 const RULE_KEYS: &[&str] = &[
     "rule",
@@ -39,10 +24,29 @@ const RULE_KEYS: &[&str] = &[
     "capture_duration",
 ];
 
+/// What one `rule` item says: every key is optional, since an override names only what it
+/// changes. A definition needs `condition`, `output`, `desc` and `priority`.
+pub(super) struct RuleItem {
+    name: String,
+    desc: Option<String>,
+    cond: Option<Text>,
+    output: Option<Text>,
+    priority: Option<Priority>,
+    enabled: Option<bool>,
+    tags: Option<Vec<String>>,
+    source: Option<String>,
+    exceptions: Option<Vec<ExceptionDef>>,
+    warn_evttypes: Option<bool>,
+    skip_unknown: Option<bool>,
+    capture: Option<bool>,
+    capture_duration: Option<u64>,
+    pos: GPos,
+}
+
 impl Loader {
     pub(super) fn rule(&mut self, file: usize, text: &str, n: &Node) {
         let pos = gpos(file, n.mark.offset);
-        let r = self.diags.item("rule", "", pos);
+        let r = self.diags.item(RuleDef::KIND, "", pos);
         let Some(name) = str_key(n, "rule", &r) else {
             return;
         };
@@ -96,190 +100,168 @@ impl Loader {
         let tags = n.get("tags").and_then(|t| string_seq(t, "tags", &r));
         let source = str_key(n, "source", &r);
         let exceptions = n.get("exceptions").and_then(|e| exceptions(e, &r));
-        let legacy_append = bool_key(n, "append", &r).unwrap_or(false);
-        let ov = overrides(n, &r, (APPENDABLE, REPLACEABLE));
+        let merge = Merge::read::<RuleDef>(n, &r);
         // A rule with any error is dropped whole, before it can change an earlier one.
         if self.diags.errors(file) > errors_before {
             return;
         }
-        if legacy_append && ov.is_some() {
-            r.error(Code::ErrYamlValidate, "Keys 'override' and 'append: true' cannot be used together. Add an 'append' entry (e.g. 'condition: append') under 'override' instead.");
-            return;
-        }
-        let existing = self.rules.iter().position(|r| r.name == name);
-
-        if legacy_append || ov.is_some() {
-            if legacy_append {
-                r.warning(
-                    Code::DeprecatedItem,
-                    "The 'append' key is deprecated. Use 'override' with 'append' entries instead.",
-                );
-            }
-            let Some(i) = existing else {
-                r.error(Code::ErrValidate, "Rule uses 'append' or 'override.<key>: append' but no rule by that name already exists");
-                return;
-            };
-            let keys: Vec<(String, bool)> = match ov {
-                Some(o) => o,
-                None => APPENDABLE
-                    .iter()
-                    .filter(|k| n.get(k).is_some())
-                    .map(|k| (k.to_string(), true))
-                    .collect(),
-            };
-            let rule = &mut self.rules[i];
-            for (key, append) in keys {
-                match (key.as_str(), append) {
-                    ("condition", true) => {
-                        if let Some(c) = &cond {
-                            rule.cond.append(c)
-                        }
-                    }
-                    ("condition", false) => {
-                        if let Some(c) = &cond {
-                            rule.cond = c.clone()
-                        }
-                    }
-                    ("output", true) => {
-                        if let Some(o) = &output {
-                            rule.output.append(o)
-                        }
-                    }
-                    ("output", false) => {
-                        if let Some(o) = &output {
-                            rule.output = o.clone()
-                        }
-                    }
-                    ("desc", true) => {
-                        if let Some(d) = &desc {
-                            rule.desc = format!("{} {d}", rule.desc.trim_end())
-                        }
-                    }
-                    ("desc", false) => {
-                        if let Some(d) = &desc {
-                            rule.desc = d.clone()
-                        }
-                    }
-                    ("tags", true) => {
-                        for t in tags.iter().flatten() {
-                            if !rule.tags.contains(t) {
-                                rule.tags.push(t.clone())
-                            }
-                        }
-                    }
-                    ("tags", false) => {
-                        if let Some(t) = &tags {
-                            rule.tags = t.clone()
-                        }
-                    }
-                    ("exceptions", true) => {
-                        for e in exceptions.iter().flatten() {
-                            match rule.exceptions.iter_mut().find(|x| x.name == e.name) {
-                                Some(x) => {
-                                    if e.values.is_empty() {
-                                        r.at_pos(e.pos).warning(
-                                            Code::AppendNoValues,
-                                            "Overriding/appending exception with no values",
-                                        );
-                                    }
-                                    x.values.extend(e.values.iter().cloned());
-                                }
-                                None => rule.exceptions.push(e.clone()),
-                            }
-                        }
-                    }
-                    ("exceptions", false) => {
-                        if let Some(e) = &exceptions {
-                            rule.exceptions = e.clone()
-                        }
-                    }
-                    ("priority", _) => {
-                        if let Some(p) = priority {
-                            rule.priority = p
-                        }
-                    }
-                    ("enabled", _) => {
-                        if let Some(e) = enabled {
-                            rule.enabled = e
-                        }
-                    }
-                    ("warn_evttypes", _) => {
-                        if let Some(w) = warn_evttypes {
-                            rule.warn_evttypes = w
-                        }
-                    }
-                    ("skip-if-unknown-filter", _) => {
-                        if let Some(s) = skip_unknown {
-                            rule.skip_unknown = s
-                        }
-                    }
-                    ("capture", _) => {
-                        if let Some(c) = capture {
-                            rule.capture = c
-                        }
-                    }
-                    ("capture_duration", _) => {
-                        if let Some(c) = capture_duration {
-                            rule.capture_duration = c
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            return;
-        }
-
-        // `- rule: X` + `enabled: ...` alone toggles an existing rule.
+        // `- rule: X` + `enabled: ...` alone toggles an existing rule (Falco's `enable`).
         let only_enabled = n
             .as_map()
             .unwrap_or_default()
             .iter()
             .all(|(k, _)| matches!(k.as_str(), Some("rule" | "enabled")));
-        if only_enabled && let (Some(i), Some(e)) = (existing, enabled) {
+        if merge.is_definition()
+            && only_enabled
+            && let Some(e) = enabled
+            && let Some(rule) = self.rules.get_mut(&name)
+        {
             if e {
                 r.warning(Code::DeprecatedItem, "Enabling a rule with 'enabled: true' alone is deprecated. Use 'override: {enabled: replace}' instead.");
             }
-            self.rules[i].enabled = e;
+            rule.enabled = e;
             return;
         }
-        let mut missing = None;
-        for (key, present) in [
-            ("condition", cond.is_some()),
-            ("output", output.is_some()),
-            ("desc", desc.is_some()),
-            ("priority", priority.is_some()),
-        ] {
-            if !present {
-                missing = Some(key);
-                break;
-            }
-        }
-        if let Some(key) = missing {
+        let item = RuleItem {
+            name,
+            desc,
+            cond,
+            output,
+            priority,
+            enabled,
+            tags,
+            source,
+            exceptions,
+            warn_evttypes,
+            skip_unknown,
+            capture,
+            capture_duration,
+            pos,
+        };
+        self.rules.add(item, merge, &r);
+    }
+}
+
+/// Appending joins a rule's condition, output or description with a space, adds new tags, and
+/// adds exceptions (or values to an exception of the same name); replacing sets the key. A
+/// later definition replaces the rule whole, with its position.
+impl Definition for RuleDef {
+    type Item = RuleItem;
+    const KIND: &'static str = "rule";
+    const APPENDABLE: &'static [&'static str] =
+        &["condition", "output", "desc", "tags", "exceptions"];
+    const REPLACEABLE: &'static [&'static str] = &[
+        "condition",
+        "output",
+        "desc",
+        "priority",
+        "tags",
+        "exceptions",
+        "enabled",
+        "warn_evttypes",
+        "skip-if-unknown-filter",
+        "capture",
+        "capture_duration",
+    ];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn item_name(item: &RuleItem) -> &str {
+        &item.name
+    }
+
+    fn define(item: RuleItem, r: &Reporter) -> Option<Self> {
+        let RuleItem {
+            name,
+            desc: Some(desc),
+            cond: Some(cond),
+            output: Some(output),
+            priority: Some(priority),
+            ..
+        } = item
+        else {
+            let missing = [
+                ("condition", item.cond.is_none()),
+                ("output", item.output.is_none()),
+                ("desc", item.desc.is_none()),
+                ("priority", item.priority.is_none()),
+            ];
+            let key = missing.iter().find(|(_, m)| *m).map_or("", |(k, _)| k);
             r.error(
                 Code::ErrYamlValidate,
                 format!("Item has no mapping for key '{key}'"),
             );
-            return;
-        }
-        let def = RuleDef {
-            name,
-            desc: desc.unwrap_or_default(),
-            cond: cond.unwrap_or_default(),
-            output: output.unwrap_or_default(),
-            priority: priority.unwrap_or(Priority::Debug),
-            enabled: enabled.unwrap_or(true),
-            tags: tags.unwrap_or_default(),
-            source: source.unwrap_or_else(|| "syscall".into()),
-            exceptions: exceptions.unwrap_or_default(),
-            warn_evttypes: warn_evttypes.unwrap_or(true),
-            skip_unknown: skip_unknown.unwrap_or(false),
-            capture: capture.unwrap_or(false),
-            capture_duration: capture_duration.unwrap_or(0),
-            pos,
+            return None;
         };
-        match existing {
-            Some(i) => self.rules[i] = def,
-            None => self.rules.push(def),
+        Some(RuleDef {
+            name,
+            desc,
+            cond,
+            output,
+            priority,
+            enabled: item.enabled.unwrap_or(true),
+            tags: item.tags.unwrap_or_default(),
+            source: item.source.unwrap_or_else(|| "syscall".into()),
+            exceptions: item.exceptions.unwrap_or_default(),
+            warn_evttypes: item.warn_evttypes.unwrap_or(true),
+            skip_unknown: item.skip_unknown.unwrap_or(false),
+            capture: item.capture.unwrap_or(false),
+            capture_duration: item.capture_duration.unwrap_or(0),
+            pos: item.pos,
+        })
+    }
+
+    fn merge(&mut self, key: &str, append: bool, item: &RuleItem, r: &Reporter) {
+        fn set<T: Clone>(to: &mut T, from: &Option<T>) {
+            if let Some(v) = from {
+                to.clone_from(v);
+            }
+        }
+        match (key, append) {
+            ("condition", true) => item.cond.iter().for_each(|c| self.cond.append(c)),
+            ("condition", false) => set(&mut self.cond, &item.cond),
+            ("output", true) => item.output.iter().for_each(|o| self.output.append(o)),
+            ("output", false) => set(&mut self.output, &item.output),
+            ("desc", true) => {
+                if let Some(d) = &item.desc {
+                    self.desc = format!("{} {d}", self.desc.trim_end());
+                }
+            }
+            ("desc", false) => set(&mut self.desc, &item.desc),
+            ("tags", true) => {
+                for t in item.tags.iter().flatten() {
+                    if !self.tags.contains(t) {
+                        self.tags.push(t.clone());
+                    }
+                }
+            }
+            ("tags", false) => set(&mut self.tags, &item.tags),
+            ("exceptions", true) => {
+                for e in item.exceptions.iter().flatten() {
+                    match self.exceptions.iter_mut().find(|x| x.name == e.name) {
+                        Some(x) => {
+                            if e.values.is_empty() {
+                                r.at_pos(e.pos).warning(
+                                    Code::AppendNoValues,
+                                    "Overriding/appending exception with no values",
+                                );
+                            }
+                            x.values.extend(e.values.iter().cloned());
+                        }
+                        None => self.exceptions.push(e.clone()),
+                    }
+                }
+            }
+            ("exceptions", false) => set(&mut self.exceptions, &item.exceptions),
+            ("priority", _) => set(&mut self.priority, &item.priority),
+            ("enabled", _) => set(&mut self.enabled, &item.enabled),
+            ("warn_evttypes", _) => set(&mut self.warn_evttypes, &item.warn_evttypes),
+            ("skip-if-unknown-filter", _) => set(&mut self.skip_unknown, &item.skip_unknown),
+            ("capture", _) => set(&mut self.capture, &item.capture),
+            ("capture_duration", _) => set(&mut self.capture_duration, &item.capture_duration),
+            _ => {}
         }
     }
 }
