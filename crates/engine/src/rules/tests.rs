@@ -2,10 +2,7 @@
 //! list/macro/rule override and exception semantics.
 
 use super::{diag::Code, *};
-use crate::{
-    Engine, EngineOptions,
-    tests::{cat_shadow, proc_},
-};
+use crate::{Engine, EngineOptions, testing::ROOT, tests::cat_shadow};
 
 fn load(src: &str) -> LoadResult {
     load_sources(&[("r.yaml", src)])
@@ -381,8 +378,8 @@ fn list_items_are_unquoted_and_lists_expand_in_conditions() {
     let res = load(src);
     assert!(res.is_ok());
     assert_eq!(res.ruleset.lists[0].1, ["(systemd)", "puma reactor"]);
-    let p = proc_(1, 0, "(systemd)", "/lib/systemd/systemd", &["(systemd)"]);
-    let e = crate::tests::execve(p, vec![]);
+    let p = ROOT.process(1, 0, "(systemd)", "/lib/systemd/systemd", &["(systemd)"]);
+    let e = ROOT.execve(p, vec![]);
     assert_eq!(hits(&[("a", src)], &e), ["r: o"]);
 }
 

@@ -7,10 +7,10 @@ use super::{expand::*, *};
 
 impl Loader {
     pub(super) fn finish(mut self) -> LoadResult {
-        let profiles = self.finish_profiles();
+        let profiles = std::mem::take(&mut self.profiles).into_vec();
         // Lists: flatten references to other lists, unquote items.
         let mut flat: HashMap<&str, Vec<String>> = HashMap::new();
-        let lists = std::mem::take(&mut self.lists);
+        let lists = std::mem::take(&mut self.lists).into_vec();
         let by_name: HashMap<&str, &ListDef> = lists.iter().map(|l| (l.name.as_str(), l)).collect();
         let mut used_lists: HashSet<String> = HashSet::new();
         fn flatten(
@@ -41,7 +41,7 @@ impl Loader {
         }
 
         // Macros: parse each.
-        let macros = std::mem::take(&mut self.macros);
+        let macros = std::mem::take(&mut self.macros).into_vec();
         let mut parsed: HashMap<&str, Result<Expr, (GPos, String)>> = HashMap::new();
         for m in &macros {
             let r = condition::parse(&m.cond.s).map(|mut e| {
@@ -49,19 +49,11 @@ impl Loader {
                 e
             });
             if let Err(e) = &r {
-                let item = Item {
-                    kind: "macro",
-                    name: m.name.clone(),
-                    pos: m.pos,
-                };
-                let cond = m.cond.s.clone();
-                self.report(
-                    Code::ErrCompileCondition,
-                    e.message.clone(),
-                    Some(&item),
-                    Some(m.cond.at(e.at)),
-                    Some(&cond),
-                );
+                self.diags
+                    .item(MacroDef::KIND, &m.name, m.pos)
+                    .at_pos(m.cond.at(e.at))
+                    .in_condition(&m.cond.s)
+                    .error(Code::ErrCompileCondition, e.message.clone());
             }
             parsed.insert(m.name.as_str(), r.map_err(|e| (m.cond.at(e.at), e.message)));
         }
@@ -73,14 +65,9 @@ impl Loader {
             used_lists,
         };
         let mut rules_out = Vec::new();
-        let mut reports: Vec<Report> = Vec::new();
-        let rules = std::mem::take(&mut self.rules);
+        let rules = std::mem::take(&mut self.rules).into_vec();
         for r in &rules {
-            let item = Item {
-                kind: "rule",
-                name: r.name.clone(),
-                pos: r.pos,
-            };
+            let rep = self.diags.item(RuleDef::KIND, &r.name, r.pos);
             let cond_text = r.cond.s.trim_end().to_string();
             let mut expr = match condition::parse(&r.cond.s) {
                 Ok(mut e) => {
@@ -89,13 +76,9 @@ impl Loader {
                 }
                 Err(e) => {
                     if r.enabled {
-                        reports.push((
-                            Code::ErrCompileCondition,
-                            e.message,
-                            item,
-                            Some(r.cond.at(e.at)),
-                            Some(cond_text),
-                        ));
+                        rep.at_pos(r.cond.at(e.at))
+                            .in_condition(&cond_text)
+                            .error(Code::ErrCompileCondition, e.message);
                     }
                     continue;
                 }
@@ -110,7 +93,7 @@ impl Loader {
                 }
             }
             if let Some((at, msg)) = exc_err {
-                reports.push((Code::ErrValidate, msg, item, Some(at), None));
+                rep.at_pos(at).error(Code::ErrValidate, msg);
                 continue;
             }
             if !clauses.is_empty() {
@@ -125,19 +108,18 @@ impl Loader {
                 Ok(e) => e,
                 Err((at, msg)) => {
                     if r.enabled {
-                        reports.push((Code::ErrValidate, msg, item, Some(at), Some(cond_text)));
+                        rep.at_pos(at)
+                            .in_condition(&cond_text)
+                            .error(Code::ErrValidate, msg);
                     }
                     continue;
                 }
             };
             if r.source != "syscall" {
-                reports.push((
+                rep.warning(
                     Code::UnknownSource,
                     format!("Unknown source {}, skipping", r.source),
-                    item,
-                    None,
-                    None,
-                ));
+                );
                 continue;
             }
             let mut lints = Vec::new();
@@ -155,7 +137,7 @@ impl Loader {
                 evttypes: types.clone(),
                 capture: r.capture,
                 capture_duration: r.capture_duration,
-                file: self.position(r.pos).map(|(_, p, _)| p),
+                file: self.diags.position(r.pos),
                 compiled: None,
             };
             if !r.enabled {
@@ -163,103 +145,69 @@ impl Loader {
                 continue;
             }
             for (code, at, msg) in lints {
-                reports.push((code, msg, item.clone(), Some(at), Some(cond_text.clone())));
+                rep.at_pos(at).in_condition(&cond_text).warning(code, msg);
             }
             let matcher = match compile::compile(&expanded) {
                 Ok(m) => m,
                 Err(e) if e.unknown_field && r.skip_unknown => {
-                    reports.push((
+                    rep.at_pos(e.at).in_condition(&cond_text).warning(
                         Code::UnknownFilter,
                         format!(
                             "{}; the rule is skipped (skip-if-unknown-filter)",
                             e.message
                         ),
-                        item,
-                        Some(e.at),
-                        Some(cond_text),
-                    ));
+                    );
                     continue;
                 }
                 Err(e) => {
-                    reports.push((
-                        Code::ErrCompileCondition,
-                        e.message,
-                        item,
-                        Some(e.at),
-                        Some(cond_text),
-                    ));
+                    rep.at_pos(e.at)
+                        .in_condition(&cond_text)
+                        .error(Code::ErrCompileCondition, e.message);
                     continue;
                 }
             };
             let output = match Format::compile(&r.output.s) {
                 Ok(o) => o,
                 Err(e) if r.skip_unknown => {
-                    reports.push((
+                    rep.at_pos(r.output.at(e.at)).warning(
                         Code::UnknownFilter,
                         format!(
                             "{}; the rule is skipped (skip-if-unknown-filter)",
                             e.message
                         ),
-                        item,
-                        Some(r.output.at(e.at)),
-                        None,
-                    ));
+                    );
                     continue;
                 }
                 Err(e) => {
-                    reports.push((
-                        Code::ErrCompileOutput,
-                        e.message,
-                        item,
-                        Some(r.output.at(e.at)),
-                        None,
-                    ));
+                    rep.at_pos(r.output.at(e.at))
+                        .error(Code::ErrCompileOutput, e.message);
                     continue;
                 }
             };
             if types.is_none() && r.warn_evttypes {
-                reports.push((Code::NoEvttype, "Rule matches too many evt.type values. This has a significant performance penalty.".into(), item.clone(), None, None));
+                rep.warning(Code::NoEvttype, "Rule matches too many evt.type values. This has a significant performance penalty.");
             }
             rule.compiled = Some(Arc::new(crate::rules::Compiled { matcher, output }));
             rules_out.push(rule);
         }
-        for (code, msg, item, at, cond) in reports {
-            self.report(code, msg, Some(&item), at, cond.as_deref());
-        }
         let (used_macros, used_lists) = (ex.used_macros, ex.used_lists);
         for m in &macros {
             if !used_macros.contains(&m.name) {
-                let item = Item {
-                    kind: "macro",
-                    name: m.name.clone(),
-                    pos: m.pos,
-                };
-                self.report(
+                self.diags.item(MacroDef::KIND, &m.name, m.pos).warning(
                     Code::UnusedMacro,
                     format!("Macro '{}' not referred to by any other rule/macro", m.name),
-                    Some(&item),
-                    None,
-                    None,
                 );
             }
         }
         for l in &lists {
             if !used_lists.contains(&l.name) {
-                let item = Item {
-                    kind: "list",
-                    name: l.name.clone(),
-                    pos: l.pos,
-                };
-                self.report(
+                self.diags.item(ListDef::KIND, &l.name, l.pos).warning(
                     Code::UnusedList,
                     format!("List '{}' not referred to by any other rule/macro", l.name),
-                    Some(&item),
-                    None,
-                    None,
                 );
             }
         }
-        let ok = self.results.iter().all(|f| f.errors.is_empty());
+        let ok = self.diags.ok();
         let ruleset = Ruleset {
             rules: if ok { rules_out } else { Vec::new() },
             macros: macros
@@ -280,7 +228,7 @@ impl Loader {
         };
         LoadResult {
             ruleset,
-            files: self.results,
+            files: self.diags.into_results(),
         }
     }
 }

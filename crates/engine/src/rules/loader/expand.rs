@@ -39,9 +39,6 @@ pub(super) fn globalize(e: &mut Expr, t: &Text) {
     }
 }
 
-/// A diagnostic found while compiling, reported once compilation is done.
-pub(super) type Report = (Code, String, Item, Option<GPos>, Option<String>);
-
 /// Expansion state: lists already flattened, macros parsed, what was used.
 pub(super) struct Expander<'a> {
     pub(super) lists: &'a HashMap<&'a str, Vec<String>>,

@@ -7,10 +7,12 @@
 //! one number) so that an error found deep inside an expanded macro still points at the exact
 //! line and column of the file it came from.
 //!
-//! The stages follow Falco's `rule_loader_reader` → `collector` → `compiler`: [`read`] and
-//! [`read_rule`] turn YAML items into definitions and merge overrides and appends as they go,
-//! [`expand`] resolves macros, lists and exceptions, [`compiler`] builds the matchers once every
-//! file is read. This file holds the definitions the stages share and the diagnostic reporter.
+//! The stages follow Falco's `rule_loader_reader` → `collector` → `compiler`: [`read`],
+//! [`read_rule`] and [`profile_item`] turn YAML items into definitions, [`collect`] merges
+//! each into those read before (one routine for every kind), [`expand`] resolves macros, lists
+//! and exceptions, [`compiler`] builds the matchers once every file is read. [`report`] turns
+//! what goes wrong into Falco's diagnostics, by item. This file holds the definitions the
+//! stages share.
 
 use std::sync::Arc;
 
@@ -24,11 +26,18 @@ use osprey_model::Priority;
 
 use crate::{compile, output::Format};
 
+use self::{
+    collect::{Collector, Definition, Merge},
+    report::{Diags, Reporter},
+};
+
+mod collect;
 mod compiler;
 mod expand;
 mod profile_item;
 mod read;
 mod read_rule;
+mod report;
 
 pub use expand::evttypes;
 
@@ -37,38 +46,6 @@ pub const ENGINE_VERSION: (u64, u64, u64) = (0, 63, 0);
 
 /// Plugins whose fields Osprey provides itself.
 const BUILTIN_PLUGINS: &[&str] = &["container"];
-
-const RULE_KEYS: &[&str] = &[
-    "rule",
-    "desc",
-    "condition",
-    "output",
-    "priority",
-    "enabled",
-    "tags",
-    "source",
-    "exceptions",
-    "override",
-    "append",
-    "warn_evttypes",
-    "skip-if-unknown-filter",
-    "capture",
-    "capture_duration",
-];
-const APPENDABLE: &[&str] = &["condition", "output", "desc", "tags", "exceptions"];
-const REPLACEABLE: &[&str] = &[
-    "condition",
-    "output",
-    "desc",
-    "priority",
-    "tags",
-    "exceptions",
-    "enabled",
-    "warn_evttypes",
-    "skip-if-unknown-filter",
-    "capture",
-    "capture_duration",
-];
 
 /// Everything the loader produced: the ruleset and, per file, errors and warnings.
 #[derive(Debug)]
@@ -90,12 +67,6 @@ impl LoadResult {
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
         self.files.iter().flat_map(|f| &f.warnings)
     }
-}
-
-struct Src {
-    name: Arc<str>,
-    text: String,
-    lines: LineIndex,
 }
 
 /// A global position: file index + 1 in the high bits, byte offset in the low 40 bits.
@@ -145,6 +116,7 @@ impl Text {
     }
 }
 
+/// A `list` item: a name for a set of values.
 #[derive(Clone, Debug)]
 struct ListDef {
     name: String,
@@ -152,6 +124,7 @@ struct ListDef {
     pos: GPos,
 }
 
+/// A `macro` item: a name for a condition.
 #[derive(Clone, Debug)]
 struct MacroDef {
     name: String,
@@ -159,12 +132,14 @@ struct MacroDef {
     pos: GPos,
 }
 
+/// One value of an exception's row: a scalar, or a list (for `in`-like comparisons).
 #[derive(Clone, Debug)]
 enum ExcValue {
     One(String),
     Many(Vec<String>),
 }
 
+/// One entry of a rule's `exceptions`: fields, how to compare them, and rows of values.
 #[derive(Clone, Debug)]
 struct ExceptionDef {
     name: String,
@@ -176,6 +151,7 @@ struct ExceptionDef {
     pos: GPos,
 }
 
+/// A `rule` as defined, after the overrides and appends read so far.
 #[derive(Clone, Debug)]
 struct RuleDef {
     name: String,
@@ -194,119 +170,21 @@ struct RuleDef {
     pos: GPos,
 }
 
+/// The loader's state between files: diagnostics so far and the definitions collected.
+#[derive(Default)]
 struct Loader {
-    srcs: Vec<Src>,
-    results: Vec<FileResult>,
-    lists: Vec<ListDef>,
-    macros: Vec<MacroDef>,
-    rules: Vec<RuleDef>,
-    /// Syscall profiles (`profile` items), with where each was defined.
-    profiles: Vec<(crate::profile::Profile, GPos)>,
+    diags: Diags,
+    lists: Collector<ListDef>,
+    macros: Collector<MacroDef>,
+    rules: Collector<RuleDef>,
+    /// Syscall profiles (`profile` items).
+    profiles: Collector<crate::profile::Profile>,
     required_engine_version: Option<String>,
-}
-
-/// The kind and name of the item a diagnostic is about.
-#[derive(Clone)]
-struct Item {
-    kind: &'static str,
-    name: String,
-    pos: GPos,
-}
-
-impl Loader {
-    fn decode(&self, g: GPos) -> Option<(usize, usize)> {
-        let file = (g >> OFF_BITS).checked_sub(1)?;
-        (file < self.srcs.len()).then_some((file, g & ((1 << OFF_BITS) - 1)))
-    }
-
-    fn position(&self, g: GPos) -> Option<(usize, Position, Mark)> {
-        let (file, off) = self.decode(g)?;
-        let src = &self.srcs[file];
-        let m = src.lines.mark(&src.text, off);
-        Some((
-            file,
-            Position {
-                name: src.name.clone(),
-                line: m.line,
-                column: m.column,
-                offset: off,
-            },
-            m,
-        ))
-    }
-
-    /// Records a diagnostic about `item`, at `at` (a position inside the item, or the item).
-    fn report(
-        &mut self,
-        code: Code,
-        message: impl Into<String>,
-        item: Option<&Item>,
-        at: Option<GPos>,
-        cond: Option<&str>,
-    ) {
-        let at = at.or(item.map(|i| i.pos));
-        let file = at.and_then(|g| self.decode(g)).map_or(0, |(f, _)| f);
-        let Some(src) = self.srcs.get(file) else {
-            return;
-        };
-        let mut locations = vec![Location {
-            item_type: "rules content".into(),
-            item_name: String::new(),
-            position: Position {
-                name: src.name.clone(),
-                line: 0,
-                column: 0,
-                offset: 0,
-            },
-        }];
-        if let Some(item) = item
-            && let Some((_, p, _)) = self.position(item.pos)
-        {
-            locations.push(Location {
-                item_type: item.kind.into(),
-                item_name: item.name.clone(),
-                position: p,
-            });
-        }
-        let mut snip = String::new();
-        if let Some((_, p, m)) = at.and_then(|g| self.position(g)) {
-            snip = snippet(&self.srcs[file].text, m.line, m.column);
-            if let Some(cond) = cond {
-                locations.push(Location {
-                    item_type: "condition expression".into(),
-                    item_name: cond.to_string(),
-                    position: p,
-                });
-            } else if Some(at) != item.map(|i| Some(i.pos)) {
-                locations.push(Location {
-                    item_type: "value".into(),
-                    item_name: String::new(),
-                    position: p,
-                });
-            }
-        }
-        let d = Diagnostic {
-            code,
-            codedesc: code.desc(),
-            message: message.into(),
-            context: Context {
-                locations,
-                snippet: snip,
-            },
-        };
-        let r = &mut self.results[file];
-        if code.is_error() {
-            r.successful = false;
-            r.errors.push(d);
-        } else {
-            r.warnings.push(d);
-        }
-    }
 }
 
 /// Loads rules from in-memory sources `(name, text)`, in order.
 pub fn load_sources<N: AsRef<str>, T: AsRef<str>>(sources: &[(N, T)]) -> LoadResult {
-    let mut l = new_loader();
+    let mut l = Loader::default();
     for (name, text) in sources {
         l.add_source(name.as_ref(), Ok(text.as_ref().to_string()));
     }
@@ -315,7 +193,7 @@ pub fn load_sources<N: AsRef<str>, T: AsRef<str>>(sources: &[(N, T)]) -> LoadRes
 
 /// Loads rules files in order.
 pub fn load_files<P: AsRef<std::path::Path>>(paths: &[P]) -> LoadResult {
-    let mut l = new_loader();
+    let mut l = Loader::default();
     for p in paths {
         let p = p.as_ref();
         let text = std::fs::read_to_string(p)
@@ -323,16 +201,4 @@ pub fn load_files<P: AsRef<std::path::Path>>(paths: &[P]) -> LoadResult {
         l.add_source(&p.display().to_string(), text);
     }
     l.finish()
-}
-
-fn new_loader() -> Loader {
-    Loader {
-        srcs: Vec::new(),
-        results: Vec::new(),
-        lists: Vec::new(),
-        macros: Vec::new(),
-        rules: Vec::new(),
-        profiles: Vec::new(),
-        required_engine_version: None,
-    }
 }

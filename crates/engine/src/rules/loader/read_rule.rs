@@ -1,288 +1,267 @@
-//! Reading a `rule` item: its keys, and how it overrides or extends an earlier rule of the
-//! same name (Falco's `rule_loader_reader` and `rule_loader_collector` for rules).
+//! Reading a `rule` item (Falco's `rule_loader_reader` for rules), and how a rule's keys are
+//! appended to or replaced when a later item overrides it (its part in the collector).
 
-use super::*;
+use super::{
+    read::{bool_key, exceptions, str_key, string_seq, unknown_keys},
+    *,
+};
+
+const RULE_KEYS: &[&str] = &[
+    "rule",
+    "desc",
+    "condition",
+    "output",
+    "priority",
+    "enabled",
+    "tags",
+    "source",
+    "exceptions",
+    "override",
+    "append",
+    "warn_evttypes",
+    "skip-if-unknown-filter",
+    "capture",
+    "capture_duration",
+];
+
+/// What one `rule` item says: every key is optional, since an override names only what it
+/// changes. A definition needs `condition`, `output`, `desc` and `priority`.
+pub(super) struct RuleItem {
+    name: String,
+    desc: Option<String>,
+    cond: Option<Text>,
+    output: Option<Text>,
+    priority: Option<Priority>,
+    enabled: Option<bool>,
+    tags: Option<Vec<String>>,
+    source: Option<String>,
+    exceptions: Option<Vec<ExceptionDef>>,
+    warn_evttypes: Option<bool>,
+    skip_unknown: Option<bool>,
+    capture: Option<bool>,
+    capture_duration: Option<u64>,
+    pos: GPos,
+}
 
 impl Loader {
     pub(super) fn rule(&mut self, file: usize, text: &str, n: &Node) {
         let pos = gpos(file, n.mark.offset);
-        let mut item = Item {
-            kind: "rule",
-            name: String::new(),
-            pos,
-        };
-        let Some(name) = self.str_key(n, "rule", &item, file) else {
+        let r = self.diags.item(RuleDef::KIND, "", pos);
+        let Some(name) = str_key(n, "rule", &r) else {
             return;
         };
         if name.is_empty() {
-            self.report(
-                Code::ErrYamlValidate,
-                "Mapping for key 'rule' is empty",
-                Some(&item),
-                None,
-                None,
-            );
+            r.error(Code::ErrYamlValidate, "Mapping for key 'rule' is empty");
             return;
         }
-        item.name = name.clone();
-        self.unknown_keys(file, n, &item, RULE_KEYS);
-        let errors_before = self.results[file].errors.len();
+        let r = r.named(&name);
+        unknown_keys(n, &r, RULE_KEYS);
+        let errors_before = self.diags.errors(file);
 
-        let desc = self.str_key(n, "desc", &item, file);
-        let cond = n
-            .get("condition")
-            .and_then(|c| c.as_str().map(|_| Text::from_node(file, text, c)));
+        let desc = str_key(n, "desc", &r);
+        let text_of = |key| {
+            n.get(key)
+                .and_then(|c| c.as_str().map(|_| Text::from_node(file, text, c)))
+        };
+        let cond = text_of("condition");
         if let Some(c) = n.get("condition")
             && c.as_str().is_none()
         {
-            self.report(
+            r.at(c).error(
                 Code::ErrYamlValidate,
                 "Value of 'condition' must be a string",
-                Some(&item),
-                Some(gpos(file, c.mark.offset)),
-                None,
             );
         }
-        let output = n
-            .get("output")
-            .and_then(|c| c.as_str().map(|_| Text::from_node(file, text, c)));
-        let priority = match n.get("priority") {
-            None => None,
-            Some(p) => match p.as_str().and_then(Priority::parse) {
-                Some(p) => Some(p),
-                None => {
-                    self.report(
-                        Code::ErrYamlValidate,
-                        format!("Invalid priority '{}'", p.as_str().unwrap_or_default()),
-                        Some(&item),
-                        Some(gpos(file, p.mark.offset)),
-                        None,
-                    );
-                    None
-                }
-            },
-        };
-        let enabled = self.bool_key(n, "enabled", &item, file);
-        let warn_evttypes = self.bool_key(n, "warn_evttypes", &item, file);
-        let skip_unknown = self.bool_key(n, "skip-if-unknown-filter", &item, file);
-        let capture = self.bool_key(n, "capture", &item, file);
-        let capture_duration = n
-            .get("capture_duration")
-            .map(|v| v.as_str().and_then(|s| s.parse::<u64>().ok()));
-        if let Some(None) = capture_duration {
-            self.report(
-                Code::ErrYamlValidate,
-                "Value of 'capture_duration' must be an integer",
-                Some(&item),
-                None,
-                None,
-            );
-        }
-        let tags = match n.get("tags") {
-            Some(t) => self.string_seq(t, "tags", &item, file),
-            None => None,
-        };
-        let source = self.str_key(n, "source", &item, file);
-        let exceptions = match n.get("exceptions") {
-            Some(e) => self.exceptions(file, e, &item),
-            None => None,
-        };
-        let legacy_append = self.bool_key(n, "append", &item, file).unwrap_or(false);
-        let ov = self.overrides(n, &item, file, (APPENDABLE, REPLACEABLE));
-        if self.results[file].errors.len() > errors_before {
-            return;
-        }
-        if legacy_append && ov.is_some() {
-            self.report(Code::ErrYamlValidate, "Keys 'override' and 'append: true' cannot be used together. Add an 'append' entry (e.g. 'condition: append') under 'override' instead.", Some(&item), None, None);
-            return;
-        }
-        let existing = self.rules.iter().position(|r| r.name == name);
-
-        if legacy_append || ov.is_some() {
-            if legacy_append {
-                self.report(
-                    Code::DeprecatedItem,
-                    "The 'append' key is deprecated. Use 'override' with 'append' entries instead.",
-                    Some(&item),
-                    None,
-                    None,
+        let output = text_of("output");
+        let priority = n.get("priority").and_then(|p| {
+            let parsed = p.as_str().and_then(Priority::parse);
+            if parsed.is_none() {
+                r.at(p).error(
+                    Code::ErrYamlValidate,
+                    format!("Invalid priority '{}'", p.as_str().unwrap_or_default()),
                 );
             }
-            let Some(i) = existing else {
-                self.report(Code::ErrValidate, "Rule uses 'append' or 'override.<key>: append' but no rule by that name already exists", Some(&item), None, None);
-                return;
-            };
-            let keys: Vec<(String, bool)> = match ov {
-                Some(o) => o,
-                None => APPENDABLE
-                    .iter()
-                    .filter(|k| n.get(k).is_some())
-                    .map(|k| (k.to_string(), true))
-                    .collect(),
-            };
-            let mut warn_no_values = Vec::new();
-            let r = &mut self.rules[i];
-            for (key, append) in keys {
-                match (key.as_str(), append) {
-                    ("condition", true) => {
-                        if let Some(c) = &cond {
-                            r.cond.append(c)
-                        }
-                    }
-                    ("condition", false) => {
-                        if let Some(c) = &cond {
-                            r.cond = c.clone()
-                        }
-                    }
-                    ("output", true) => {
-                        if let Some(o) = &output {
-                            r.output.append(o)
-                        }
-                    }
-                    ("output", false) => {
-                        if let Some(o) = &output {
-                            r.output = o.clone()
-                        }
-                    }
-                    ("desc", true) => {
-                        if let Some(d) = &desc {
-                            r.desc = format!("{} {d}", r.desc.trim_end())
-                        }
-                    }
-                    ("desc", false) => {
-                        if let Some(d) = &desc {
-                            r.desc = d.clone()
-                        }
-                    }
-                    ("tags", true) => {
-                        for t in tags.iter().flatten() {
-                            if !r.tags.contains(t) {
-                                r.tags.push(t.clone())
-                            }
-                        }
-                    }
-                    ("tags", false) => {
-                        if let Some(t) = &tags {
-                            r.tags = t.clone()
-                        }
-                    }
-                    ("exceptions", true) => {
-                        for e in exceptions.iter().flatten() {
-                            match r.exceptions.iter_mut().find(|x| x.name == e.name) {
-                                Some(x) => {
-                                    if e.values.is_empty() {
-                                        warn_no_values.push(e.pos)
-                                    }
-                                    x.values.extend(e.values.iter().cloned());
-                                }
-                                None => r.exceptions.push(e.clone()),
-                            }
-                        }
-                    }
-                    ("exceptions", false) => {
-                        if let Some(e) = &exceptions {
-                            r.exceptions = e.clone()
-                        }
-                    }
-                    ("priority", _) => {
-                        if let Some(p) = priority {
-                            r.priority = p
-                        }
-                    }
-                    ("enabled", _) => {
-                        if let Some(e) = enabled {
-                            r.enabled = e
-                        }
-                    }
-                    ("warn_evttypes", _) => {
-                        if let Some(w) = warn_evttypes {
-                            r.warn_evttypes = w
-                        }
-                    }
-                    ("skip-if-unknown-filter", _) => {
-                        if let Some(s) = skip_unknown {
-                            r.skip_unknown = s
-                        }
-                    }
-                    ("capture", _) => {
-                        if let Some(c) = capture {
-                            r.capture = c
-                        }
-                    }
-                    ("capture_duration", _) => {
-                        if let Some(Some(c)) = capture_duration {
-                            r.capture_duration = c
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            for at in warn_no_values {
-                self.report(
-                    Code::AppendNoValues,
-                    "Overriding/appending exception with no values",
-                    Some(&item),
-                    Some(at),
-                    None,
+            parsed
+        });
+        let enabled = bool_key(n, "enabled", &r);
+        let warn_evttypes = bool_key(n, "warn_evttypes", &r);
+        let skip_unknown = bool_key(n, "skip-if-unknown-filter", &r);
+        let capture = bool_key(n, "capture", &r);
+        let capture_duration = n.get("capture_duration").and_then(|v| {
+            let d = v.as_str().and_then(|s| s.parse::<u64>().ok());
+            if d.is_none() {
+                r.error(
+                    Code::ErrYamlValidate,
+                    "Value of 'capture_duration' must be an integer",
                 );
             }
+            d
+        });
+        let tags = n.get("tags").and_then(|t| string_seq(t, "tags", &r));
+        let source = str_key(n, "source", &r);
+        let exceptions = n.get("exceptions").and_then(|e| exceptions(e, &r));
+        let merge = Merge::read::<RuleDef>(n, &r);
+        // A rule with any error is dropped whole, before it can change an earlier one.
+        if self.diags.errors(file) > errors_before {
             return;
         }
-
-        // `- rule: X` + `enabled: ...` alone toggles an existing rule.
+        // `- rule: X` + `enabled: ...` alone toggles an existing rule (Falco's `enable`).
         let only_enabled = n
             .as_map()
             .unwrap_or_default()
             .iter()
             .all(|(k, _)| matches!(k.as_str(), Some("rule" | "enabled")));
-        if only_enabled && let (Some(i), Some(e)) = (existing, enabled) {
+        if merge.is_definition()
+            && only_enabled
+            && let Some(e) = enabled
+            && let Some(rule) = self.rules.get_mut(&name)
+        {
             if e {
-                self.report(Code::DeprecatedItem, "Enabling a rule with 'enabled: true' alone is deprecated. Use 'override: {enabled: replace}' instead.", Some(&item), None, None);
+                r.warning(Code::DeprecatedItem, "Enabling a rule with 'enabled: true' alone is deprecated. Use 'override: {enabled: replace}' instead.");
             }
-            self.rules[i].enabled = e;
+            rule.enabled = e;
             return;
         }
-        let mut missing = None;
-        for (key, present) in [
-            ("condition", cond.is_some()),
-            ("output", output.is_some()),
-            ("desc", desc.is_some()),
-            ("priority", priority.is_some()),
-        ] {
-            if !present {
-                missing = Some(key);
-                break;
-            }
-        }
-        if let Some(key) = missing {
-            self.report(
-                Code::ErrYamlValidate,
-                format!("Item has no mapping for key '{key}'"),
-                Some(&item),
-                None,
-                None,
-            );
-            return;
-        }
-        let def = RuleDef {
+        let item = RuleItem {
             name,
-            desc: desc.unwrap_or_default(),
-            cond: cond.unwrap_or_default(),
-            output: output.unwrap_or_default(),
-            priority: priority.unwrap_or(Priority::Debug),
-            enabled: enabled.unwrap_or(true),
-            tags: tags.unwrap_or_default(),
-            source: source.unwrap_or_else(|| "syscall".into()),
-            exceptions: exceptions.unwrap_or_default(),
-            warn_evttypes: warn_evttypes.unwrap_or(true),
-            skip_unknown: skip_unknown.unwrap_or(false),
-            capture: capture.unwrap_or(false),
-            capture_duration: capture_duration.flatten().unwrap_or(0),
+            desc,
+            cond,
+            output,
+            priority,
+            enabled,
+            tags,
+            source,
+            exceptions,
+            warn_evttypes,
+            skip_unknown,
+            capture,
+            capture_duration,
             pos,
         };
-        match existing {
-            Some(i) => self.rules[i] = def,
-            None => self.rules.push(def),
+        self.rules.add(item, merge, &r);
+    }
+}
+
+/// Appending joins a rule's condition, output or description with a space, adds new tags, and
+/// adds exceptions (or values to an exception of the same name); replacing sets the key. A
+/// later definition replaces the rule whole, with its position.
+impl Definition for RuleDef {
+    type Item = RuleItem;
+    const KIND: &'static str = "rule";
+    const APPENDABLE: &'static [&'static str] =
+        &["condition", "output", "desc", "tags", "exceptions"];
+    const REPLACEABLE: &'static [&'static str] = &[
+        "condition",
+        "output",
+        "desc",
+        "priority",
+        "tags",
+        "exceptions",
+        "enabled",
+        "warn_evttypes",
+        "skip-if-unknown-filter",
+        "capture",
+        "capture_duration",
+    ];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn item_name(item: &RuleItem) -> &str {
+        &item.name
+    }
+
+    fn define(item: RuleItem, r: &Reporter) -> Option<Self> {
+        let RuleItem {
+            name,
+            desc: Some(desc),
+            cond: Some(cond),
+            output: Some(output),
+            priority: Some(priority),
+            ..
+        } = item
+        else {
+            let missing = [
+                ("condition", item.cond.is_none()),
+                ("output", item.output.is_none()),
+                ("desc", item.desc.is_none()),
+                ("priority", item.priority.is_none()),
+            ];
+            let key = missing.iter().find(|(_, m)| *m).map_or("", |(k, _)| k);
+            r.error(
+                Code::ErrYamlValidate,
+                format!("Item has no mapping for key '{key}'"),
+            );
+            return None;
+        };
+        Some(RuleDef {
+            name,
+            desc,
+            cond,
+            output,
+            priority,
+            enabled: item.enabled.unwrap_or(true),
+            tags: item.tags.unwrap_or_default(),
+            source: item.source.unwrap_or_else(|| "syscall".into()),
+            exceptions: item.exceptions.unwrap_or_default(),
+            warn_evttypes: item.warn_evttypes.unwrap_or(true),
+            skip_unknown: item.skip_unknown.unwrap_or(false),
+            capture: item.capture.unwrap_or(false),
+            capture_duration: item.capture_duration.unwrap_or(0),
+            pos: item.pos,
+        })
+    }
+
+    fn merge(&mut self, key: &str, append: bool, item: &RuleItem, r: &Reporter) {
+        fn set<T: Clone>(to: &mut T, from: &Option<T>) {
+            if let Some(v) = from {
+                to.clone_from(v);
+            }
+        }
+        match (key, append) {
+            ("condition", true) => item.cond.iter().for_each(|c| self.cond.append(c)),
+            ("condition", false) => set(&mut self.cond, &item.cond),
+            ("output", true) => item.output.iter().for_each(|o| self.output.append(o)),
+            ("output", false) => set(&mut self.output, &item.output),
+            ("desc", true) => {
+                if let Some(d) = &item.desc {
+                    self.desc = format!("{} {d}", self.desc.trim_end());
+                }
+            }
+            ("desc", false) => set(&mut self.desc, &item.desc),
+            ("tags", true) => {
+                for t in item.tags.iter().flatten() {
+                    if !self.tags.contains(t) {
+                        self.tags.push(t.clone());
+                    }
+                }
+            }
+            ("tags", false) => set(&mut self.tags, &item.tags),
+            ("exceptions", true) => {
+                for e in item.exceptions.iter().flatten() {
+                    match self.exceptions.iter_mut().find(|x| x.name == e.name) {
+                        Some(x) => {
+                            if e.values.is_empty() {
+                                r.at_pos(e.pos).warning(
+                                    Code::AppendNoValues,
+                                    "Overriding/appending exception with no values",
+                                );
+                            }
+                            x.values.extend(e.values.iter().cloned());
+                        }
+                        None => self.exceptions.push(e.clone()),
+                    }
+                }
+            }
+            ("exceptions", false) => set(&mut self.exceptions, &item.exceptions),
+            ("priority", _) => set(&mut self.priority, &item.priority),
+            ("enabled", _) => set(&mut self.enabled, &item.enabled),
+            ("warn_evttypes", _) => set(&mut self.warn_evttypes, &item.warn_evttypes),
+            ("skip-if-unknown-filter", _) => set(&mut self.skip_unknown, &item.skip_unknown),
+            ("capture", _) => set(&mut self.capture, &item.capture),
+            ("capture_duration", _) => set(&mut self.capture_duration, &item.capture_duration),
+            _ => {}
         }
     }
 }
