@@ -48,7 +48,8 @@ pub struct RunArgs {
     /// Also write alerts as JSON lines to this file (rotated by size).
     #[arg(long, env = "OSPREY_OUTPUT_FILE")]
     pub output_file: Option<PathBuf>,
-    /// Also POST every alert in Falco's JSON shape to this http:// URL (e.g. Falcosidekick).
+    /// Also POST every alert in Falco's JSON shape to this http:// or https:// URL
+    /// (e.g. Falcosidekick; a private CA goes in the config file's `webhook.ca_file`).
     #[arg(long, env = "OSPREY_WEBHOOK")]
     pub webhook: Option<String>,
     /// Let every alert through, however often the same rule fires.
@@ -253,7 +254,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the metrics address {addr}"))?;
-        tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
+        tokio::spawn(crate::metrics::http::serve(listener, metrics.clone()));
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     }
     let mut ruleset = super::rules::load_for_run(&cfg.rules).inspect_err(|_| {
