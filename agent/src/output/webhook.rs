@@ -155,6 +155,9 @@ impl Webhook {
                 cfg.ca_file.as_deref(),
             )?)))
         } else {
+            if let Some(ca) = &cfg.ca_file {
+                tracing::warn!(ca_file = %ca.display(), url = %cfg.url, "webhook: ca_file is only used for an https url; ignoring it");
+            }
             None
         };
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
