@@ -6,145 +6,23 @@ mod support;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
-        mpsc,
     },
     time::{Duration, Instant},
 };
 
 use osprey::server::{pb, tls::ClientTlsArgs};
 use serde_json::Value;
-use support::{OSPREY, free_port, require_root};
+use support::{Agent, OSPREY, free_port};
 
 const WAIT: Duration = Duration::from_secs(30);
 const RULE: &str = "osprey-grpc-test open";
-
-/// A running `osprey` subcommand: stdout lines as JSON, stderr kept for failure messages.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-    log: Arc<Mutex<String>>,
-    name: String,
-}
-
-impl Proc {
-    fn start(name: &str, args: &[String], ready: &str) -> Proc {
-        require_root();
-        let mut child = Command::new(OSPREY)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning osprey");
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        let log = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (log2, marker) = (log.clone(), ready.to_string());
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !marker.is_empty() && line.contains(&marker) {
-                    let _ = ready_tx.send(());
-                }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut p = Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-            log,
-            name: name.into(),
-        };
-        if !ready.is_empty() && ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let status = p.child.try_wait();
-            panic!("{name} not ready ({status:?}):\n{}", p.log());
-        }
-        p
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Collects lines until `pred(all seen)` holds, or panics after `timeout`.
-    fn wait_until(&mut self, what: &str, timeout: Duration, pred: impl Fn(&[Value]) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !pred(&self.seen) {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                panic!(
-                    "{}: no {what} within {timeout:?}; {} lines, last: {:?}\nstderr:\n{}",
-                    self.name,
-                    self.seen.len(),
-                    self.seen.iter().rev().take(5).collect::<Vec<_>>(),
-                    self.log()
-                );
-            };
-            if let Ok(v) = self
-                .lines
-                .recv_timeout(left.min(Duration::from_millis(200)))
-            {
-                self.seen.push(v);
-            }
-        }
-    }
-
-    fn collect_for(&mut self, d: Duration) {
-        let deadline = Instant::now() + d;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            if let Ok(v) = self.lines.recv_timeout(left) {
-                self.seen.push(v);
-            }
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        if self.wait_exit(Duration::from_secs(5)).is_none() {
-            self.kill9();
-        }
-    }
-}
 
 fn s(x: impl AsRef<str>) -> String {
     x.as_ref().to_string()
@@ -194,7 +72,7 @@ impl Drop for Scratch {
     }
 }
 
-fn agent(sc: &Scratch, node: &str, extra: &[String]) -> Proc {
+fn agent(sc: &Scratch, node: &str, extra: &[String]) -> Agent {
     let mut args = vec![
         s("run"),
         s("--json"),
@@ -206,19 +84,19 @@ fn agent(sc: &Scratch, node: &str, extra: &[String]) -> Proc {
         s(node),
     ];
     args.extend_from_slice(extra);
-    Proc::start(node, &args, "osprey is running")
+    Agent::spawn(node, &args, Some("osprey is running"))
 }
 
-fn collector(port: u16, extra: &[String]) -> Proc {
+fn collector(port: u16, extra: &[String]) -> Agent {
     let mut args = vec![s("collector"), s("--listen"), format!("127.0.0.1:{port}")];
     args.extend_from_slice(extra);
-    Proc::start("collector", &args, "osprey collector is serving")
+    Agent::spawn("collector", &args, Some("osprey collector is serving"))
 }
 
-fn tail(name: &str, args: &[String]) -> Proc {
+fn tail(name: &str, args: &[String]) -> Agent {
     let mut a = vec![s("tail"), s("-o"), s("json"), s("--rule"), s(RULE)];
     a.extend_from_slice(args);
-    Proc::start(name, &a, "")
+    Agent::spawn(name, &a, None)
 }
 
 fn alerts(seen: &[Value]) -> impl Iterator<Item = &Value> {
@@ -331,7 +209,7 @@ fn grpc_three_agents_through_a_collector_exactly_once_across_kill_and_network_cu
     let mut col = collector(cport, &[]);
     let relay = Relay::start(rport, cport);
     let nodes = ["grpc-node-a", "grpc-node-b", "grpc-node-c"];
-    let _agents: Vec<Proc> = nodes
+    let _agents: Vec<Agent> = nodes
         .iter()
         .map(|n| {
             agent(
@@ -353,7 +231,7 @@ fn grpc_three_agents_through_a_collector_exactly_once_across_kill_and_network_cu
         &[format!("127.0.0.1:{cport}"), s("--from"), s("retained")],
     );
     let mut files = Vec::new();
-    let expect = |t: &mut Proc, files: &[String]| {
+    let expect = |t: &mut Agent, files: &[String]| {
         let want = files.len() * nodes.len();
         t.wait_until(&format!("{want} alerts"), WAIT, |seen| {
             alerts(seen).count() >= want

@@ -41,12 +41,15 @@ file:
   queue: 10000
 
 # POST every alert in Falco's JSON shape (Falcosidekick reads it as is); `url: ""` is off.
+# `http://` or `https://`; https trusts the system's root certificates, and also the PEM CA
+# certificates in `ca_file` (for a receiver behind a private CA).
 webhook:
   url: ""
   queue: 10000
   max_attempts: 8
   backoff_ms: 200
   timeout_ms: 5000
+  ca_file: null
 
 # Serve /healthz, /readyz and Prometheus /metrics on this address; null is off.
 metrics: null
@@ -348,6 +351,14 @@ mod tests {
         assert!(c.stdout.enabled);
         assert_eq!(c.flood.per_rule["X"].burst, 1);
         assert_eq!(c.rules, vec![PathBuf::from("default")]);
+
+        let c = Config::parse(
+            "webhook: {url: \"https://sidekick:2801/\", ca_file: /etc/osprey/ca.pem}\n",
+            "c.yaml".as_ref(),
+        )
+        .unwrap();
+        assert_eq!(c.webhook.ca_file, Some(PathBuf::from("/etc/osprey/ca.pem")));
+        assert_eq!(c.webhook.queue, WebhookConfig::default().queue);
 
         let e = Config::parse("metricz: 1\n", "c.yaml".as_ref())
             .unwrap_err()

@@ -1,13 +1,15 @@
-//! Health and Prometheus metrics over HTTP: `/healthz` (the process is alive), `/readyz`
-//! (programs attached, the ring buffer read, rules loaded) and `/metrics`.
+//! The agent's Prometheus metrics and its readiness flag; [`http`] serves them with
+//! `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Every place that can lose something has a counter here: the kernel ring buffer (per event
 //! kind), the in-flight syscall table, decoding, and every userspace queue by name.
 
+pub mod http;
+
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, RwLock,
+        Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -16,10 +18,6 @@ use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
-};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
 };
 
 use crate::{
@@ -371,61 +369,6 @@ impl Metrics {
     }
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` until the process ends.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            // Read the request head; bounded, and with a timeout so an idle client can't
-            // hold the task.
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while n < buf.len() {
-                    match stream.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let (status, ctype, body) = route(path, &metrics);
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
-fn route(path: &str, m: &Metrics) -> (&'static str, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    match path {
-        "/healthz" => ("200 OK", TEXT, "ok\n".into()),
-        "/readyz" if m.is_ready() => ("200 OK", TEXT, "ready\n".into()),
-        "/readyz" => ("503 Service Unavailable", TEXT, "not ready\n".into()),
-        "/metrics" => (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            m.encode(),
-        ),
-        _ => ("404 Not Found", TEXT, "not found\n".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,21 +405,5 @@ mod tests {
         assert!(text.contains("osprey_decode_errors_total{reason=\"short\"} 2"));
         assert!(text.contains("osprey_process_table_size 10"));
         assert!(text.contains("osprey_process_table_evictions_total 3"));
-    }
-
-    #[test]
-    fn routes() {
-        let m = Metrics::new();
-        assert_eq!(route("/healthz", &m).0, "200 OK");
-        assert_eq!(route("/readyz", &m).0, "503 Service Unavailable");
-        m.set_ready(true);
-        assert_eq!(route("/readyz", &m).0, "200 OK");
-        m.alert("Read sensitive file", "Warning");
-        assert!(
-            route("/metrics", &m)
-                .2
-                .contains("osprey_rule_matches_total{rule=\"Read sensitive file\"} 1")
-        );
-        assert_eq!(route("/nope", &m).0, "404 Not Found");
     }
 }

@@ -3,9 +3,10 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::{
+    ffi::OsStr,
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
@@ -23,17 +24,26 @@ pub fn require_root() {
     );
 }
 
-/// A running `osprey` whose stdout lines are collected as JSON values.
+/// A running `osprey` (any subcommand) whose stdout lines are collected as JSON values, and
+/// whose stderr is kept for failure messages.
 pub struct Agent {
     child: Child,
     lines: mpsc::Receiver<Value>,
     pub seen: Vec<Value>,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    /// Which process this is, in failure messages (tests run several).
+    name: String,
 }
 
 impl Agent {
     /// Starts `osprey ARGS` and waits until its log says `ready_marker` (on stderr).
     pub fn start(args: &[&str], ready_marker: &str) -> Agent {
+        Self::spawn("osprey", args, Some(ready_marker))
+    }
+
+    /// Starts `osprey ARGS`, called `name` in messages; with a `ready_marker`, waits until its
+    /// log says it (on stderr), otherwise returns at once (`osprey tail` logs no marker).
+    pub fn spawn<A: AsRef<OsStr>>(name: &str, args: &[A], ready_marker: Option<&str>) -> Agent {
         require_root();
         let mut child = Command::new(OSPREY)
             .args(args)
@@ -57,18 +67,19 @@ impl Agent {
             }
         });
         let stderr = child.stderr.take().unwrap();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log = Arc::new(Mutex::new(String::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let marker = ready_marker.to_string();
+        let marker = ready_marker.map(str::to_string);
         let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains(&marker) {
+                if marker.as_ref().is_some_and(|m| line.contains(m)) {
                     let _ = ready_tx.send(());
                 }
-                log2.lock().unwrap().push_str(&line);
-                log2.lock().unwrap().push('\n');
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
             }
         });
         let mut agent = Agent {
@@ -76,11 +87,12 @@ impl Agent {
             lines: rx,
             seen: Vec::new(),
             stderr: log,
+            name: name.into(),
         };
-        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        if ready_marker.is_some() && ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let status = agent.child.try_wait();
             panic!(
-                "osprey did not become ready ({status:?}); stderr:\n{}",
+                "{name} did not become ready ({status:?}); stderr:\n{}",
                 agent.stderr()
             );
         }
@@ -127,10 +139,33 @@ impl Agent {
             .map(|v| v.to_string())
             .collect();
         panic!(
-            "no {what} within {timeout:?}; last lines seen:\n{}\nstderr:\n{}",
+            "{}: no {what} within {timeout:?}; last lines seen:\n{}\nstderr:\n{}",
+            self.name,
             tail.join("\n"),
             self.stderr()
         );
+    }
+
+    /// Collects lines until `pred(all seen)` holds, or panics after `timeout`.
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, pred: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !pred(&self.seen) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                panic!(
+                    "{}: no {what} within {timeout:?}; {} lines, last: {:?}\nstderr:\n{}",
+                    self.name,
+                    self.seen.len(),
+                    self.seen.iter().rev().take(5).collect::<Vec<_>>(),
+                    self.stderr()
+                );
+            };
+            if let Ok(v) = self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
+                self.seen.push(v);
+            }
+        }
     }
 
     /// Collects lines for `d` and returns all seen so far.
@@ -144,21 +179,33 @@ impl Agent {
         }
         &self.seen
     }
+
+    /// Kills the process with SIGKILL, as a crash would end it, and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
         // SAFETY: sending SIGINT to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if self.wait_exit(Duration::from_secs(5)).is_none() {
+            self.kill9();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

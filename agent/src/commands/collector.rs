@@ -52,7 +52,7 @@ pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the metrics address {addr}"))?;
-        tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
+        tokio::spawn(crate::metrics::http::serve(listener, metrics.clone()));
     }
     let nats = match &args.nats {
         Some(url) => Some(NatsSink::start(url).await?),

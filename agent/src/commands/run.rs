@@ -29,7 +29,8 @@ pub struct RunArgs {
     /// Also write alerts as JSON lines to this file (rotated by size).
     #[arg(long, env = "OSPREY_OUTPUT_FILE")]
     pub output_file: Option<PathBuf>,
-    /// Also POST every alert in Falco's JSON shape to this http:// URL (e.g. Falcosidekick).
+    /// Also POST every alert in Falco's JSON shape to this http:// or https:// URL
+    /// (e.g. Falcosidekick; a private CA goes in the config file's `webhook.ca_file`).
     #[arg(long, env = "OSPREY_WEBHOOK")]
     pub webhook: Option<String>,
     /// Let every alert through, however often the same rule fires.

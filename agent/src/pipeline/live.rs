@@ -81,7 +81,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| LiveError::Metrics { addr, source })?;
-        tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
+        tokio::spawn(crate::metrics::http::serve(listener, metrics.clone()));
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     }
     let (mut ruleset, rules_error) = load_rules(&cfg.rules, &metrics)?;
