@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use osprey_engine::flood::FloodConfig;
 
-use crate::output::webhook::WebhookConfig;
+use crate::sink::webhook::WebhookConfig;
 
 /// The documented default configuration. A test checks that it parses to `Config::default()`.
 pub const DEFAULT_YAML: &str = r#"# Osprey agent configuration. Every key is optional; these are the defaults.

@@ -10,7 +10,6 @@ pub mod config;
 pub mod container;
 pub mod host;
 pub mod metrics;
-pub mod output;
 pub mod pipeline;
 pub mod process;
 pub mod profile;

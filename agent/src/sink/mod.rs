@@ -103,7 +103,13 @@ pub struct SinkHandle<T = Alert> {
     tx: Option<SyncSender<Arc<T>>>,
     dropped: DropCounter,
     worker: Option<JoinHandle<()>>,
+    /// Closed by the worker when it has written out and flushed everything.
+    done: mpsc::Receiver<()>,
 }
+
+/// How long stopping waits for a sink to write out its queue: a webhook in the middle of its
+/// retries must not hold up a shutdown (the kubelet's grace period is 30 s).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a worker waits for more items before it flushes what it wrote.
 const IDLE_FLUSH: Duration = Duration::from_millis(200);
@@ -119,6 +125,7 @@ impl<T: Send + Sync + 'static> SinkHandle<T> {
         let (tx, rx) = mpsc::sync_channel::<Arc<T>>(capacity.max(1));
         let dropped = DropCounter::new(name, metrics);
         let counter = dropped.clone();
+        let (done_tx, done) = mpsc::channel::<()>();
         let worker = std::thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {
@@ -156,12 +163,14 @@ impl<T: Send + Sync + 'static> SinkHandle<T> {
                 if !closed {
                     report(name, &counter, sink.flush(), &mut closed);
                 }
+                drop(done_tx);
             })?;
         Ok(Self {
             name,
             tx: Some(tx),
             dropped,
             worker: Some(worker),
+            done,
         })
     }
 
@@ -183,20 +192,43 @@ impl<T: Send + Sync + 'static> SinkHandle<T> {
         self.dropped.get()
     }
 
-    /// Stops taking items, lets the worker write what is queued and flush, and waits for it.
+    /// Stops taking items and lets the worker write what is queued and flush, waiting for it
+    /// at most [`CLOSE_TIMEOUT`].
     pub fn close(&mut self) {
+        self.close_within(CLOSE_TIMEOUT);
+    }
+
+    /// [`SinkHandle::close`] with another deadline. A worker still busy at the deadline is left
+    /// to finish on its own while the process exits, and says so.
+    pub fn close_within(&mut self, deadline: Duration) {
         self.tx = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
+        let Some(w) = self.worker.take() else { return };
+        match self.done.recv_timeout(deadline) {
+            Err(RecvTimeoutError::Timeout) => tracing::warn!(
+                sink = self.name,
+                "the {} output did not finish writing within {deadline:?}; what it still held \
+                 may not have gone out",
+                self.name
+            ),
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = w.join();
+            }
         }
     }
 }
 
 impl<T> Drop for SinkHandle<T> {
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
+        if self.worker.is_some() {
+            self.tx = None;
+            if let Some(w) = self.worker.take()
+                && matches!(
+                    self.done.recv_timeout(CLOSE_TIMEOUT),
+                    Ok(()) | Err(RecvTimeoutError::Disconnected)
+                )
+            {
+                let _ = w.join();
+            }
         }
     }
 }
@@ -291,7 +323,7 @@ pub fn build(
     }
     if !cfg.webhook.url.is_empty() {
         sinks.push(SinkHandle::spawn(
-            webhook::WebhookSink::start(cfg.webhook.clone())?,
+            webhook::WebhookSink::new(cfg.webhook.clone())?,
             cfg.webhook.queue,
             metrics.clone(),
         )?);
@@ -309,7 +341,7 @@ pub enum BuildError {
         source: std::io::Error,
     },
     #[error("webhook: {0}")]
-    Webhook(#[from] crate::output::webhook::WebhookError),
+    Webhook(#[from] webhook::WebhookError),
     #[error("starting a sink thread: {0}")]
     Thread(#[from] std::io::Error),
 }
