@@ -138,7 +138,7 @@ fn agent_is_least_privilege() {
     assert!(
         volumes
             .iter()
-            .any(|v| v["secret"]["secretName"].as_str() == Some("osprey-tls"))
+            .any(|v| v["secret"]["secretName"].as_str() == Some("osprey-agent-tls"))
     );
 }
 

@@ -57,6 +57,13 @@ pub fn build(env: &Env, tag: Option<&str>) -> Result<String> {
     fs::create_dir_all(rootfs.join("usr/bin"))?;
     fs::copy(&binary, rootfs.join("usr/bin/osprey"))
         .with_context(|| format!("copying {}", binary.display()))?;
+    // The release profile keeps line tables for profiling; the image needs only the symbols.
+    proc::run(
+        Command::new("strip")
+            .arg("--strip-debug")
+            .arg(rootfs.join("usr/bin/osprey")),
+        "strip --strip-debug",
+    )?;
     for lib in shared_libraries(&binary)? {
         let dst = rootfs.join(lib.strip_prefix("/").unwrap_or(&lib));
         fs::create_dir_all(dst.parent().unwrap_or(&rootfs))?;

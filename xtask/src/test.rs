@@ -37,6 +37,9 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         )?;
     }
 
+    // tests/deploy_pods.rs runs the manifest's pods from the image, as a cluster would.
+    crate::image::build(&env, None)?;
+
     let mut test = env.cargo();
     test.args(["test", "--release"]).args(&args.cargo_test_args);
     if !root_user {
