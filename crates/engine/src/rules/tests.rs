@@ -411,3 +411,46 @@ fn cli_listings() {
     assert!(ok);
     assert!(text.ends_with(": Ok\n"), "{text}");
 }
+
+/// Hostile rule files are refused in bounded memory and time, each with a position: lists
+/// that name each other ten times over nine levels (10^9 items), macros that use each other
+/// twice over thirty levels (2^30 nodes), and YAML aliases nested the same way.
+#[test]
+fn expansion_bombs_are_refused_with_their_position() {
+    let mut lists = String::from("- list: l0\n  items: [a, b, c, d, e, f, g, h, i, j]\n");
+    for i in 1..=9 {
+        let names = vec![format!("l{}", i - 1); 10].join(", ");
+        lists.push_str(&format!("- list: l{i}\n  items: [{names}]\n"));
+    }
+    lists.push_str(&format!(
+        "- rule: r\n  condition: evt.type=open and proc.name in (l9)\n{RULE}"
+    ));
+    let res = load(&lists);
+    assert!(!res.is_ok());
+    let msg = res
+        .errors()
+        .map(|d| d.message.clone())
+        .find(|m| m.contains("more than 100000 items"))
+        .unwrap_or_else(|| panic!("{:#?}", res.files));
+    assert!(msg.starts_with("List 'l5'"), "the first list too big: {msg}");
+
+    let mut macros = String::from("- macro: m0\n  condition: proc.name = x\n");
+    for i in 1..=30 {
+        let p = i - 1;
+        macros.push_str(&format!("- macro: m{i}\n  condition: m{p} or m{p}\n"));
+    }
+    macros.push_str(&format!("- rule: r\n  condition: evt.type=open and m30\n{RULE}"));
+    let res = load(&macros);
+    let (line, _, msg) = one(&res, Code::ErrValidate);
+    assert!(msg.contains("more than 200000 nodes"), "{msg}");
+    assert!(line > 0, "with a position (inside the macro where it overflowed)");
+
+    let mut yaml = String::from("- list: y0\n  items: &y0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..=9 {
+        let refs = vec![format!("*y{}", i - 1); 10].join(", ");
+        yaml.push_str(&format!("- list: y{i}\n  items: &y{i} [{refs}]\n"));
+    }
+    let res = load(&yaml);
+    let (_, _, msg) = one(&res, Code::ErrYamlParse);
+    assert!(msg.contains("250000 nodes"), "{msg}");
+}

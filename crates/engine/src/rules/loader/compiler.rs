@@ -5,6 +5,49 @@ use std::collections::{HashMap, HashSet};
 
 use super::{expand::*, *};
 
+/// Most items a list may hold once the lists it names are spliced in. Lists that name each
+/// other level after level grow geometrically; Falco's largest upstream list has a few hundred.
+pub const MAX_LIST_ITEMS: usize = 100_000;
+
+/// A list with the lists it names spliced in, each computed once; `None` past
+/// [`MAX_LIST_ITEMS`], found without building more than that many items.
+fn flatten(
+    name: &str,
+    by_name: &HashMap<&str, &ListDef>,
+    stack: &mut Vec<String>,
+    used: &mut HashSet<String>,
+    memo: &mut HashMap<String, Option<Vec<String>>>,
+) -> Option<Vec<String>> {
+    if let Some(done) = memo.get(name) {
+        return done.clone();
+    }
+    let l = by_name.get(name)?;
+    stack.push(name.to_string());
+    let mut out = Vec::new();
+    let mut whole = true;
+    for it in &l.items {
+        if by_name.contains_key(it.as_str()) && !stack.contains(it) {
+            used.insert(it.clone());
+            match flatten(it, by_name, stack, used, memo) {
+                Some(items) if out.len() + items.len() <= MAX_LIST_ITEMS => out.extend(items),
+                _ => {
+                    whole = false;
+                    break;
+                }
+            }
+        } else if out.len() < MAX_LIST_ITEMS {
+            out.push(condition::unquote_item(it).0);
+        } else {
+            whole = false;
+            break;
+        }
+    }
+    stack.pop();
+    let r = whole.then_some(out);
+    memo.insert(name.to_string(), r.clone());
+    r
+}
+
 impl Loader {
     pub(super) fn finish(mut self) -> LoadResult {
         let profiles = std::mem::take(&mut self.profiles).into_vec();
@@ -13,30 +56,27 @@ impl Loader {
         let lists = std::mem::take(&mut self.lists).into_vec();
         let by_name: HashMap<&str, &ListDef> = lists.iter().map(|l| (l.name.as_str(), l)).collect();
         let mut used_lists: HashSet<String> = HashSet::new();
-        fn flatten(
-            name: &str,
-            by_name: &HashMap<&str, &ListDef>,
-            stack: &mut Vec<String>,
-            used: &mut HashSet<String>,
-        ) -> Vec<String> {
-            let Some(l) = by_name.get(name) else {
-                return Vec::new();
-            };
-            stack.push(name.to_string());
-            let mut out = Vec::new();
-            for it in &l.items {
-                if by_name.contains_key(it.as_str()) && !stack.contains(it) {
-                    used.insert(it.clone());
-                    out.extend(flatten(it, by_name, stack, used));
-                } else {
-                    out.push(condition::unquote_item(it).0);
-                }
-            }
-            stack.pop();
-            out
-        }
+        let mut memo: HashMap<String, Option<Vec<String>>> = HashMap::new();
         for l in &lists {
-            let items = flatten(&l.name, &by_name, &mut Vec::new(), &mut used_lists);
+            let items = match flatten(
+                &l.name,
+                &by_name,
+                &mut Vec::new(),
+                &mut used_lists,
+                &mut memo,
+            ) {
+                Some(items) => items,
+                None => {
+                    self.diags.item(ListDef::KIND, &l.name, l.pos).error(
+                        Code::ErrValidate,
+                        format!(
+                            "List '{}' expands to more than {MAX_LIST_ITEMS} items through the lists it names; refused",
+                            l.name
+                        ),
+                    );
+                    Vec::new()
+                }
+            };
             flat.insert(l.name.as_str(), items);
         }
 
@@ -63,6 +103,7 @@ impl Loader {
             macros: &parsed,
             used_macros: HashSet::new(),
             used_lists,
+            budget: MAX_EXPANDED_NODES,
         };
         let mut rules_out = Vec::new();
         let rules = std::mem::take(&mut self.rules).into_vec();
@@ -104,6 +145,7 @@ impl Loader {
                 }));
                 expr = Expr::And(vec![expr, not]);
             }
+            ex.budget = MAX_EXPANDED_NODES;
             let expanded = match ex.expand(&expr, &mut Vec::new()) {
                 Ok(e) => e,
                 Err((at, msg)) => {

@@ -39,20 +39,45 @@ pub(super) fn globalize(e: &mut Expr, t: &Text) {
     }
 }
 
+/// Most nodes (operators, checks and list items) one rule's condition may have once its
+/// macros and lists are expanded. Macros that use each other twice per level double at every
+/// level; Falco's largest upstream rule expands to a few thousand.
+pub const MAX_EXPANDED_NODES: usize = 200_000;
+
 /// Expansion state: lists already flattened, macros parsed, what was used.
 pub(super) struct Expander<'a> {
     pub(super) lists: &'a HashMap<&'a str, Vec<String>>,
     pub(super) macros: &'a HashMap<&'a str, Result<Expr, (GPos, String)>>,
     pub(super) used_macros: HashSet<String>,
     pub(super) used_lists: HashSet<String>,
+    /// Nodes the current rule may still grow by; reset for each rule.
+    pub(super) budget: usize,
 }
 
 impl Expander<'_> {
+    /// Takes `n` nodes from the rule's budget; an error at `at` once it is spent.
+    fn spend(&mut self, n: usize, at: GPos) -> Result<(), (GPos, String)> {
+        match self.budget.checked_sub(n) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err((
+                at,
+                format!(
+                    "The condition expands to more than {MAX_EXPANDED_NODES} nodes through its \
+                     macros and lists; refused"
+                ),
+            )),
+        }
+    }
+
     pub(super) fn expand(
         &mut self,
         e: &Expr,
         stack: &mut Vec<String>,
     ) -> Result<Expr, (GPos, String)> {
+        self.spend(1, first_pos(e))?;
         Ok(match e {
             Expr::And(v) => Expr::And(
                 v.iter()
@@ -98,6 +123,7 @@ impl Expander<'_> {
                         for v in items {
                             match self.lists.get(v.text.as_str()).filter(|_| !v.quoted) {
                                 Some(l) => {
+                                    self.spend(l.len(), v.at)?;
                                     self.used_lists.insert(v.text.clone());
                                     out.extend(l.iter().map(|s| Value {
                                         text: s.clone(),
@@ -115,6 +141,7 @@ impl Expander<'_> {
                     }
                     Rhs::ListRef { name, at } => match self.lists.get(name.as_str()) {
                         Some(l) => {
+                            self.spend(l.len(), *at)?;
                             self.used_lists.insert(name.clone());
                             c.rhs = Rhs::List {
                                 items: l
@@ -370,4 +397,14 @@ pub(super) fn exception_expr(e: &ExceptionDef) -> Result<Option<Expr>, (GPos, St
     } else {
         Expr::Or(alts)
     }))
+}
+
+/// Where an expression starts, for an error about all of it.
+fn first_pos(e: &Expr) -> GPos {
+    match e {
+        Expr::And(v) | Expr::Or(v) => v.first().map_or(0, first_pos),
+        Expr::Not(x) => first_pos(x),
+        Expr::Check(c) => c.at,
+        Expr::Ident { at, .. } => *at,
+    }
 }
