@@ -298,3 +298,236 @@ fn kernel_stdout_closed_by_its_reader_keeps_the_agent_running_and_counts_what_it
         "alerts stdout missed are counted: {dropped}"
     );
 }
+
+/// Lists that name each other ten times over nine levels, through YAML aliases.
+fn alias_bomb() -> String {
+    let mut s = String::from("- list: y0\n  items: &y0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..=9 {
+        let refs = vec![format!("*y{}", i - 1); 10].join(", ");
+        s.push_str(&format!("- list: y{i}\n  items: &y{i} [{refs}]\n"));
+    }
+    s
+}
+
+/// A bad rules ConfigMap rolled out to the fleet: every agent restarting with it keeps
+/// detecting with the embedded rules, says so, and takes the files once they are fixed. A
+/// hostile file (an alias bomb) reloaded into a running agent is refused without harm.
+#[test]
+fn kernel_invalid_rule_files_leave_the_defaults_running_until_fixed() {
+    let dir = temp_dir("badrules");
+    let rules = dir.join("rules.d");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("local.yaml"),
+        "- rule: broken\n  condition: evt.type=open and\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut agent = Agent::start(
+        &[
+            "run",
+            "--json",
+            "--no-flood-control",
+            "--metrics",
+            &metrics,
+            "--rules",
+            "default",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+        "osprey is running",
+    );
+    let err = agent.expect("the invalid-files alert", WAIT, |v| {
+        v["rule"] == "Osprey rule files invalid"
+    });
+    assert!(
+        err["output"].as_str().unwrap().contains("local.yaml"),
+        "{err}"
+    );
+
+    // The embedded rules are in force: a copied cat reading the shadow file is caught.
+    let thief = dir.join("thief");
+    std::fs::copy("/bin/cat", &thief).unwrap();
+    Command::new(&thief).arg("/etc/shadow").output().unwrap();
+    agent.expect("the default rules' alert", WAIT, |v| {
+        v["rule"] == "Read sensitive file"
+            && v["output"].as_str().is_some_and(|o| o.contains("thief"))
+    });
+    let (code, body) = http_get(port, "/readyz").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("rule files invalid") && body.contains("local.yaml"),
+        "{body}"
+    );
+    let (_, m) = http_get(port, "/metrics").unwrap();
+    assert_eq!(metric(&m, "osprey_rule_files_invalid"), Some(1.0), "{m}");
+
+    // Fixed: the local rule is picked up, and the agent says the files are good again.
+    let marker = dir.join("marker");
+    std::fs::write(&marker, "x").unwrap();
+    std::fs::write(rules.join("local.yaml"), marker_rule("Local rule", &marker)).unwrap();
+    agent.collect_for(Duration::from_millis(2500));
+    Command::new("cat").arg(&marker).output().unwrap();
+    agent.expect("the fixed file's rule", WAIT, |v| v["rule"] == "Local rule");
+    let (_, m) = http_get(port, "/metrics").unwrap();
+    assert_eq!(metric(&m, "osprey_rule_files_invalid"), Some(0.0), "{m}");
+    let (_, body) = http_get(port, "/readyz").unwrap();
+    assert_eq!(body, "ready\n");
+
+    // A hostile file arrives: refused (bounded, no crash), the running rules stay.
+    std::fs::write(rules.join("bomb.yaml"), alias_bomb()).unwrap();
+    let err = agent.expect("the reload failure", WAIT, |v| {
+        v["rule"] == "Osprey rule reload failed"
+    });
+    assert!(
+        err["output"].as_str().unwrap().contains("250000 nodes"),
+        "{err}"
+    );
+    Command::new("cat").arg(&marker).output().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while agent
+        .seen
+        .iter()
+        .filter(|v| v["rule"] == "Local rule")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the running rules stayed in force"
+        );
+        agent.collect_for(Duration::from_millis(200));
+    }
+
+    // `osprey rules validate` refuses it too, within 256 MiB of address space... comfortably.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -v 262144; exec {} rules validate {}",
+                env!("CARGO_BIN_EXE_osprey"),
+                rules.join("bomb.yaml").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "refused, not killed: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("LOAD_ERR_YAML_PARSE"),
+        "{out:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `osprey run --json | sleep 120`: a stdout nobody reads while events pour in at about
+/// 100,000 per second, one in ten of them an alert. The sensor loop never waits for stdout:
+/// no kernel event is lost, the loop stays healthy, and every alert stdout could not take is
+/// counted.
+#[test]
+fn kernel_a_stalled_stdout_loses_only_its_own_alerts_and_counts_them() {
+    require_root();
+    let dir = temp_dir("stall");
+    let marker = dir.join("marker");
+    std::fs::write(&marker, "x").unwrap();
+    let other = dir.join("other");
+    std::fs::write(&other, "x").unwrap();
+    let rules = dir.join("rules.yaml");
+    // Both files' opens are captured (the kernel filter keeps openat); only the marker's alert.
+    std::fs::write(&rules, marker_rule("Every open", &marker)).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, "stdout: {queue: 1000}\n").unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_osprey"))
+        .args([
+            "run",
+            "--json",
+            "--no-flood-control",
+            "--config",
+            config.to_str().unwrap(),
+            "--grpc",
+            "off",
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+            "--rules",
+            rules.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held, never read: the pipe fills after a few hundred alerts.
+    let _stdout = child.stdout.take().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("osprey is running") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60)).expect("ready");
+
+    // Two threads open the marker, paced to 100,000 opens per second in all, for 5 s.
+    let per_thread = 50_000u64;
+    let secs = 5u64;
+    let opened = Arc::new(Mutex::new(0u64));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let marker = marker.clone();
+            let other = other.clone();
+            let opened = opened.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < Duration::from_secs(secs) {
+                    let due = (start.elapsed().as_secs_f64() * per_thread as f64) as u64;
+                    while n < due {
+                        let f = if n % 10 == 0 { &marker } else { &other };
+                        drop(std::fs::File::open(f).unwrap());
+                        n += 1;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                *opened.lock().unwrap() += n;
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let opened = *opened.lock().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, health) = http_get(port, "/healthz").unwrap();
+    let (_, m) = http_get(port, "/metrics").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert_eq!(code, 200, "the event loop kept running: {health}");
+    let kernel_lost: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("osprey_kernel_dropped_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let stdout_lost = metric(&m, "osprey_queue_dropped_total{queue=\"stdout\"}").unwrap_or(0.0);
+    let alerts = metric(&m, "osprey_alerts_total{priority=\"Warning\"}").unwrap_or(0.0);
+    assert!(
+        opened >= 300_000,
+        "the load ran: {opened} opens in {secs} s"
+    );
+    assert_eq!(
+        kernel_lost, 0.0,
+        "no kernel event lost ({opened} opens):\n{m}"
+    );
+    assert!(
+        alerts >= (opened / 10) as f64,
+        "every marker open judged: {alerts} alerts for {opened} opens"
+    );
+    // What stdout took: its pipe (64 KiB, a few hundred alerts) and its queue (1,000).
+    assert!(
+        stdout_lost >= alerts - 1_000.0 - 2_000.0 && stdout_lost < alerts,
+        "stdout's losses counted: {stdout_lost} of {alerts}"
+    );
+}

@@ -432,18 +432,26 @@ fn expansion_bombs_are_refused_with_their_position() {
         .map(|d| d.message.clone())
         .find(|m| m.contains("more than 100000 items"))
         .unwrap_or_else(|| panic!("{:#?}", res.files));
-    assert!(msg.starts_with("List 'l5'"), "the first list too big: {msg}");
+    assert!(
+        msg.starts_with("List 'l5'"),
+        "the first list too big: {msg}"
+    );
 
     let mut macros = String::from("- macro: m0\n  condition: proc.name = x\n");
     for i in 1..=30 {
         let p = i - 1;
         macros.push_str(&format!("- macro: m{i}\n  condition: m{p} or m{p}\n"));
     }
-    macros.push_str(&format!("- rule: r\n  condition: evt.type=open and m30\n{RULE}"));
+    macros.push_str(&format!(
+        "- rule: r\n  condition: evt.type=open and m30\n{RULE}"
+    ));
     let res = load(&macros);
     let (line, _, msg) = one(&res, Code::ErrValidate);
     assert!(msg.contains("more than 200000 nodes"), "{msg}");
-    assert!(line > 0, "with a position (inside the macro where it overflowed)");
+    assert!(
+        line > 0,
+        "with a position (inside the macro where it overflowed)"
+    );
 
     let mut yaml = String::from("- list: y0\n  items: &y0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..=9 {
