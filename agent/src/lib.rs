@@ -17,3 +17,4 @@ pub mod rulefiles;
 pub mod sensor;
 pub mod server;
 pub mod sink;
+pub mod tail;

@@ -6,8 +6,10 @@
 //! [`Backend`], so the logic here is tested without a kernel.
 
 pub mod alert;
+pub mod import;
 pub mod live;
 pub mod oci;
+pub mod record;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -20,6 +22,37 @@ pub use osprey_engine::profile::{
     compile, constant, parse_value,
 };
 use osprey_model::ContainerInfo;
+
+/// A `--scope` value that names no scope.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScopeError(String);
+
+/// Parses `--scope` values.
+pub fn parse_scope(items: &[String]) -> Result<Scope, ScopeError> {
+    let mut sel = ContainerSelector::default();
+    for it in items {
+        match it.split_once('=') {
+            None if it == "host" && items.len() == 1 => return Ok(Scope::Host),
+            None if it == "containers" => {}
+            Some(("image", v)) => sel.image = Some(v.into()),
+            Some(("namespace", v)) => sel.k8s_namespace = Some(v.into()),
+            Some(("container", v)) => sel.container = Some(v.into()),
+            Some(("label", kv)) => {
+                let (k, v) = kv.split_once('=').ok_or_else(|| {
+                    ScopeError(format!("--scope label={kv}: expected label=KEY=VALUE"))
+                })?;
+                sel.pod_labels.insert(k.into(), v.into());
+            }
+            _ => {
+                return Err(ScopeError(format!(
+                    "--scope {it}: expected containers, host (alone), image=GLOB, namespace=NS, container=NAME|ID or label=KEY=VALUE"
+                )));
+            }
+        }
+    }
+    Ok(Scope::Containers(sel))
+}
 
 /// Writes profile tables and scope entries into the kernel's maps.
 pub trait Backend {
