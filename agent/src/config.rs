@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use osprey_engine::flood::FloodConfig;
 
-use crate::sink::webhook::WebhookConfig;
-
 /// The documented default configuration. A test checks that it parses to `Config::default()`.
 pub const DEFAULT_YAML: &str = r#"# Osprey agent configuration. Every key is optional; these are the defaults.
 # Flags and OSPREY_* environment variables override the file (see `osprey run --help`).
@@ -326,6 +324,39 @@ impl Config {
             source,
         })?;
         Self::parse(&text, path)
+    }
+}
+
+/// Where and how to post.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://host:port/path` or `https://host:port/path`.
+    pub url: String,
+    /// Alerts waiting to be posted; when full, new alerts are dropped and counted.
+    pub queue: usize,
+    /// Attempts per alert before it is dropped and counted.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubles per attempt, up to 30 s.
+    pub backoff_ms: u64,
+    /// Per-request timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// A PEM file of CA certificates to trust for an `https://` url, besides the system's
+    /// roots: for a receiver whose certificate a private CA signed. `null`: the system's only.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            queue: 10_000,
+            max_attempts: 8,
+            backoff_ms: 200,
+            timeout_ms: 5_000,
+            ca_file: None,
+        }
     }
 }
 

@@ -65,6 +65,24 @@ pub trait Backend {
     fn remove_scope(&mut self, cgroup: u64) -> Result<(), Self::Error>;
 }
 
+/// The kernel's maps, as a sensor loaded them.
+impl Backend for crate::sensor::profile::ProfileMaps {
+    type Error = aya::maps::MapError;
+
+    fn write_slot(&mut self, slot: u32, c: &Compiled) -> Result<(), Self::Error> {
+        crate::sensor::profile::ProfileMaps::write_slot(self, slot, c)
+    }
+    fn free_slot(&mut self, slot: u32, c: &Compiled) -> Result<(), Self::Error> {
+        crate::sensor::profile::ProfileMaps::free_slot(self, slot, c)
+    }
+    fn set_scope(&mut self, cgroup: u64, scope: ProfileScope) -> Result<(), Self::Error> {
+        crate::sensor::profile::ProfileMaps::set_scope(self, cgroup, scope)
+    }
+    fn remove_scope(&mut self, cgroup: u64) -> Result<(), Self::Error> {
+        crate::sensor::profile::ProfileMaps::remove_scope(self, cgroup)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("profile '{name}': {source}")]

@@ -8,7 +8,7 @@ use agent_common::{
 use aya::maps::{Array, HashMap, MapData, MapError};
 
 use super::{SensorError, take_map};
-use crate::profile::{Backend, Compiled};
+use osprey_engine::profile::Compiled;
 
 /// The profile maps of a loaded sensor.
 pub struct ProfileMaps {
@@ -74,10 +74,10 @@ impl ProfileMaps {
     }
 }
 
-impl Backend for ProfileMaps {
-    type Error = MapError;
-
-    fn write_slot(&mut self, slot: u32, c: &Compiled) -> Result<(), MapError> {
+/// What live profiles write (`crate::profile::Backend` is implemented with these).
+impl ProfileMaps {
+    /// A whole verdict table and its argument rules, into a slot nobody points at.
+    pub fn write_slot(&mut self, slot: u32, c: &Compiled) -> Result<(), MapError> {
         // Argument rules first: a verdict with HAS_ARGS must find them.
         for (nr, rules) in &c.args {
             self.args.insert(args_key(slot, *nr), *rules, 0)?;
@@ -88,14 +88,16 @@ impl Backend for ProfileMaps {
         Ok(())
     }
 
-    fn free_slot(&mut self, slot: u32, c: &Compiled) -> Result<(), MapError> {
+    /// Removes a slot's argument rules after no cgroup points at it any more.
+    pub fn free_slot(&mut self, slot: u32, c: &Compiled) -> Result<(), MapError> {
         for nr in c.args.keys() {
             let _ = self.args.remove(&args_key(slot, *nr));
         }
         Ok(())
     }
 
-    fn set_scope(&mut self, cgroup: u64, scope: ProfileScope) -> Result<(), MapError> {
+    /// Points a cgroup at a slot (or marks it host/unscoped), keeping a record running.
+    pub fn set_scope(&mut self, cgroup: u64, scope: ProfileScope) -> Result<(), MapError> {
         // Recording survives a profile change.
         let flags = self
             .scope
@@ -111,7 +113,8 @@ impl Backend for ProfileMaps {
         )
     }
 
-    fn remove_scope(&mut self, cgroup: u64) -> Result<(), MapError> {
+    /// Forgets a cgroup's scope, keeping a record running.
+    pub fn remove_scope(&mut self, cgroup: u64) -> Result<(), MapError> {
         match self.scope.get(&cgroup, 0) {
             Ok(s) if s.flags & scope_flags::RECORD != 0 => self.scope.insert(
                 cgroup,

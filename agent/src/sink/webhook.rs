@@ -44,39 +44,7 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 use osprey_engine::output::{Alert, to_json};
 
 use super::{Sink, SinkError};
-
-/// Where and how to post.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// `http://host:port/path` or `https://host:port/path`.
-    pub url: String,
-    /// Alerts waiting to be posted; when full, new alerts are dropped and counted.
-    pub queue: usize,
-    /// Attempts per alert before it is dropped and counted.
-    pub max_attempts: u32,
-    /// First retry delay in milliseconds; doubles per attempt, up to 30 s.
-    pub backoff_ms: u64,
-    /// Per-request timeout in milliseconds.
-    pub timeout_ms: u64,
-    /// A PEM file of CA certificates to trust for an `https://` url, besides the system's
-    /// roots: for a receiver whose certificate a private CA signed. `null`: the system's only.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            queue: 10_000,
-            max_attempts: 8,
-            backoff_ms: 200,
-            timeout_ms: 5_000,
-            ca_file: None,
-        }
-    }
-}
+pub use crate::config::WebhookConfig;
 
 /// A webhook configuration that cannot be used, with what to change.
 #[derive(Debug, thiserror::Error)]
