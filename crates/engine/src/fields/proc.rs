@@ -190,8 +190,9 @@ pub(super) const FIELDS: &[FieldDef] = &[
     FieldDef::new(
         "proc.vpgid",
         T::Int64,
-        "Process group id inside the process's pid namespace (read from /proc when a rule or \
-         output asks for it; unset once the process is gone).",
+        "Process group id inside the process's pid namespace (the live agent reads it from \
+         /proc when a rule or output asks for it; unset once the process is gone, and in \
+         replays).",
         // Asked of the host through `env::ProcessGroups`, so that a replay judges the
         // recording rather than whatever process has that pid now.
         |c, _| c.svc.process_groups.vpgid(c.en.event.tgid).map(Val::Num),
