@@ -3,6 +3,7 @@
 //! a warm one are driven the same way.
 
 mod bench;
+mod kernels;
 mod proc;
 mod run;
 mod rustc;
@@ -29,8 +30,11 @@ struct Cli {
 enum Command {
     /// Set up, build the agent (release) and run it as root.
     Run(run::Args),
-    /// Set up, then fmt, clippy, every test (unit and integration, as root) and manifest checks.
+    /// Set up, then fmt, clippy, every test (unit and integration, as root), manifest checks and
+    /// the kernel matrix.
     Test(test::Args),
+    /// Set up, then run the agent on the kernel matrix (5.10, 6.1, 6.12) in qemu.
+    Kernels(kernels::Args),
     /// Set up, then run the benchmarks.
     Bench(bench::Args),
     /// Only the set-up: rust-src for nightly, bpf-linker, and the packages the tests use.
@@ -58,6 +62,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run::run(&root, args),
         Command::Test(args) => test::run(&root, args),
+        Command::Kernels(args) => kernels::run(&root, args),
         Command::Bench(args) => bench::run(&root, args),
         Command::Setup => setup::setup(&root, setup::Scope::Full).map(drop),
     }
