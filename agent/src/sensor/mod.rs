@@ -429,8 +429,13 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
             Ok(_) => {
                 "overlayfs types in BTF: container executables are placed in image layers".into()
             }
+            Err(btf::BtfError::NoType(t)) => format!(
+                "no `{t}` in vmlinux BTF (overlayfs is a module on this kernel, and Osprey does \
+                 not read module BTF): proc.is_exe_upper_layer and proc.is_exe_lower_layer \
+                 stay false"
+            ),
             Err(e) => format!(
-                "overlayfs types not in BTF ({e}): proc.is_exe_upper_layer and \
+                "overlayfs types unusable ({e}): proc.is_exe_upper_layer and \
                  proc.is_exe_lower_layer stay false"
             ),
         },
