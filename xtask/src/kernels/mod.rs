@@ -85,17 +85,17 @@ pub fn run_with(env: &Env, args: &Args) -> Result<()> {
 
     proc::step("kernel matrix: building osprey and the actions example (release)");
     proc::run(
+        // The default members, as `cargo test --release` builds them: the same features, so
+        // after the tests this is a no-op.
         env.cargo().args([
             "build",
             "--release",
-            "-p",
-            "osprey",
             "--bin",
             "osprey",
             "--example",
             "actions",
         ]),
-        "cargo build --release -p osprey --bin osprey --example actions",
+        "cargo build --release --bin osprey --example actions",
     )?;
     let release = env.target_dir().join("release");
 
@@ -192,14 +192,8 @@ fn offset_table(host: &str, results: &[(&fetch::Kernel, guest::Outcome)]) -> Str
     for (k, o) in results {
         columns.push((k.spec.label.to_string(), parse_offsets(&o.kernel_report)));
     }
-    let mut names: Vec<String> = Vec::new();
-    for (_, c) in &columns {
-        for n in c.keys() {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
-    }
+    let names: std::collections::BTreeSet<&String> =
+        columns.iter().flat_map(|(_, c)| c.keys()).collect();
     let mut out = String::from("BTF and tracefs offsets the agent reads, per kernel:\n");
     let _ = write!(out, "  {:<48}", "");
     for (label, _) in &columns {
@@ -209,7 +203,7 @@ fn offset_table(host: &str, results: &[(&fetch::Kernel, guest::Outcome)]) -> Str
     for n in &names {
         let _ = write!(out, "  {n:<48}");
         for (_, c) in &columns {
-            match c.get(n) {
+            match c.get(*n) {
                 Some(v) => {
                     let _ = write!(out, " {v:>7}");
                 }
