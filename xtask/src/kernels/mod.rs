@@ -238,9 +238,15 @@ fn build_initramfs(
     out: &Path,
 ) -> Result<()> {
     let busybox = PathBuf::from("/bin/busybox");
+    if !busybox.is_file() {
+        bail!(
+            "the guest's shell and tools are /bin/busybox, which is missing: install it with \
+             `apt-get install busybox-static` (`cargo xtask test` installs it)"
+        );
+    }
     let mut t = initramfs::Tree::default();
-    t.copy("/bin/busybox", &busybox, 0o755)
-        .context("the guest needs the static busybox (Debian's busybox-static)")?;
+    // With its libraries, should it be a dynamically linked busybox.
+    t.binary_with_libs("/bin/busybox", &busybox)?;
     // The rest of the applets are linked by /init (`busybox --install`).
     t.symlink("/bin/sh", "busybox");
     for dir in ["/proc", "/sys", "/dev", "/tmp", "/root", "/run"] {
