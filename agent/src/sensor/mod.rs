@@ -42,6 +42,8 @@ pub enum SensorError {
     Btf(#[from] btf::BtfError),
     #[error("{0}")]
     Tracefs(String),
+    #[error("this kernel lacks what Osprey cannot run without: {0}")]
+    MissingFeature(String),
     #[error(
         "this osprey binary was built without its kernel programs (AYA_BUILD_SKIP was set); \
          rebuild with `cargo xtask run`"
@@ -475,6 +477,15 @@ impl Sensor {
         let tracefs = tracefs::ensure_mounted()?;
         let report = kernel_report(&cfg.btf_path, &tracefs)?;
         log_features(&report);
+        let missing: Vec<&str> = report
+            .features
+            .iter()
+            .filter(|f| !f.available && !OPTIONAL_FEATURES.contains(&f.name))
+            .map(|f| f.detail.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(SensorError::MissingFeature(missing.join("; ")));
+        }
         let mut kcfg = report.config;
         if cfg.inert {
             kcfg.ready = 0;
