@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
-/// How long one guest may take, boot to power-off. A run takes 1-2 minutes under TCG on a
+/// How long one guest may take, boot to power-off. A run takes under 20 s under TCG on a
 /// busy 2-core machine; a hung guest is killed after this.
 pub const TIMEOUT: Duration = Duration::from_secs(600);
 
