@@ -1,4 +1,5 @@
-//! `cargo xtask test`: lints, every test, manifest checks, in that order; the first failure stops.
+//! `cargo xtask test`: lints, every test, manifest checks, the kernel matrix, in that order; the
+//! first failure stops.
 
 use std::{ffi::OsString, path::Path, process::Command};
 
@@ -62,6 +63,12 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         proc::step(
             "NOTICE: the kernel matrix was SKIPPED (--no-kernels): the agent was not run on \
              5.10, 6.1 and 6.12",
+        );
+    } else if !args.cargo_test_args.is_empty() {
+        // A filtered run is a developer's loop; the whole run (CI's) always has the matrix.
+        proc::step(
+            "NOTICE: the kernel matrix was SKIPPED (cargo test arguments were given): run \
+             `cargo xtask kernels` for it",
         );
     } else {
         kernels::run_with(&env, &kernels::Args::default())?;
