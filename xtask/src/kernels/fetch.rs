@@ -100,9 +100,14 @@ pub fn kernel(cache: &Path, spec: KernelSpec) -> Result<Kernel> {
             package: package.clone(),
         });
     }
-    match download(&dir, spec) {
-        Ok(package) => {
-            proc::step(format!("kernel {} ({package}): fetched", spec.label));
+    match download(&dir, spec, cached.as_deref()) {
+        Ok((package, downloaded)) => {
+            let what = if downloaded {
+                "fetched"
+            } else {
+                "still current, cached"
+            };
+            proc::step(format!("kernel {} ({package}): {what}", spec.label));
             Ok(Kernel {
                 spec,
                 vmlinuz,
@@ -137,8 +142,9 @@ pub fn kernel(cache: &Path, spec: KernelSpec) -> Result<Kernel> {
     }
 }
 
-/// Resolves, downloads and unpacks the kernel; returns `package version`.
-fn download(dir: &Path, spec: KernelSpec) -> Result<String> {
+/// Resolves, downloads and unpacks the kernel; returns `package version` and whether it was
+/// downloaded. When the suite still has the `cached` package, only its date is renewed.
+fn download(dir: &Path, spec: KernelSpec, cached: Option<&str>) -> Result<(String, bool)> {
     let apt = dir.join("apt");
     for sub in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
         fs::create_dir_all(apt.join(sub))
@@ -158,6 +164,7 @@ fn download(dir: &Path, spec: KernelSpec) -> Result<String> {
              APT::Architecture \"amd64\";\n\
              APT::Architectures {{ \"amd64\"; }};\n\
              APT::Sandbox::User \"root\";\n\
+             APT::Update::Error-Mode \"any\";\n\
              Acquire::Languages \"none\";\n",
             a = apt.display()
         ),
@@ -186,6 +193,20 @@ fn download(dir: &Path, spec: KernelSpec) -> Result<String> {
             spec.suite
         )
     })?;
+    let current = proc::output(
+        apt_cmd("apt-cache").args(["show", "--no-all-versions", &image]),
+        &format!("apt-cache show {image}"),
+    )?;
+    if let Some(version) = current
+        .lines()
+        .find_map(|l| l.strip_prefix("Version:").map(str::trim))
+    {
+        let package = format!("{image} {version}");
+        if cached == Some(package.as_str()) {
+            fs::write(dir.join("package"), format!("{package}\n"))?;
+            return Ok((package, false));
+        }
+    }
     let work = dir.join("download");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
@@ -240,7 +261,7 @@ fn download(dir: &Path, spec: KernelSpec) -> Result<String> {
     let _ = fs::remove_dir_all(&work);
     // The lists and the .deb are not needed again before the next refresh.
     let _ = fs::remove_dir_all(apt.join("cache"));
-    Ok(package)
+    Ok((package, true))
 }
 
 /// The concrete image package in `apt-cache depends` output.
