@@ -33,6 +33,8 @@ enum Command {
     /// Syscall profiles: import an OCI/Docker seccomp profile.
     #[command(subcommand)]
     Profile(commands::profile::ProfileCommand),
+    /// What the running kernel offers: features found and every offset the programs read.
+    Kernel(commands::kernel::KernelArgs),
     /// List the fields rules and outputs can use.
     Fields {
         #[arg(long)]
@@ -73,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Trace(args) => commands::trace::run(args).await.map(|()| true),
             Command::Rules(cmd) => commands::rules::run(cmd),
             Command::Profile(cmd) => commands::profile::run(cmd),
+            Command::Kernel(args) => commands::kernel::run(args).map_err(Into::into),
             Command::Fields { json } => {
                 commands::rules::fields(json);
                 Ok(true)

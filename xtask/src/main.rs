@@ -4,6 +4,7 @@
 
 mod bench;
 mod image;
+mod kernels;
 mod proc;
 mod run;
 mod rustc;
@@ -30,8 +31,11 @@ struct Cli {
 enum Command {
     /// Set up, build the agent (release) and run it as root.
     Run(run::Args),
-    /// Set up, then fmt, clippy, every test (unit and integration, as root) and manifest checks.
+    /// Set up, then fmt, clippy, every test (unit and integration, as root), manifest checks and
+    /// the kernel matrix.
     Test(test::Args),
+    /// Set up, then run the agent on the kernel matrix (5.10, 6.1, 6.12) in qemu.
+    Kernels(kernels::Args),
     /// Set up, then run the benchmarks.
     Bench(bench::Args),
     /// Build the agent's container image with podman (`localhost/osprey:VERSION`).
@@ -61,6 +65,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run::run(&root, args),
         Command::Test(args) => test::run(&root, args),
+        Command::Kernels(args) => kernels::run(&root, args),
         Command::Bench(args) => bench::run(&root, args),
         Command::Image(args) => image::run(&root, args),
         Command::Setup => setup::setup(&root, setup::Scope::Full).map(drop),

@@ -234,7 +234,7 @@ fn ensure_symlink(target: &Path, link: &Path) -> Result<()> {
 }
 
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/osprey`.
-fn cache_dir() -> Result<PathBuf> {
+pub fn cache_dir() -> Result<PathBuf> {
     let base = match env::var_os("XDG_CACHE_HOME").map(PathBuf::from) {
         Some(dir) if dir.is_absolute() => dir,
         _ => PathBuf::from(env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?)

@@ -105,11 +105,17 @@ fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// How long apt waits for the dpkg lock (a fresh node may run unattended-upgrades) before it
+/// gives up, in seconds.
+const DPKG_LOCK_TIMEOUT: &str = "DPkg::Lock::Timeout=600";
+
 fn apt_install(packages: &[&str]) -> Result<()> {
     let mut argv = vec![
         "env",
         "DEBIAN_FRONTEND=noninteractive",
         "apt-get",
+        "-o",
+        DPKG_LOCK_TIMEOUT,
         "install",
         "-y",
         "-q",
@@ -122,6 +128,24 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     argv.extend(packages);
     let mut cmd = privileged(&argv, "apt-get install")?;
     proc::run(cmd.stdin(Stdio::null()), "apt-get install")
+}
+
+/// `apt-get ARGS` as root with a private apt configuration (`APT_CONFIG`), waiting for the
+/// dpkg lock rather than failing on it.
+pub fn apt_with_config(conf: &Path, args: &[&str]) -> Result<()> {
+    let conf_env = format!("APT_CONFIG={}", conf.display());
+    let mut argv = vec![
+        "env",
+        &conf_env,
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "-o",
+        DPKG_LOCK_TIMEOUT,
+    ];
+    argv.extend(args);
+    let what = format!("apt-get {}", args.join(" "));
+    let mut cmd = privileged(&argv, &what)?;
+    proc::run(cmd.stdin(Stdio::null()), &what)
 }
 
 /// The packages of `packages` that dpkg does not list as installed.

@@ -1,11 +1,12 @@
-//! `cargo xtask test`: lints, every test, manifest checks, in that order; the first failure stops.
+//! `cargo xtask test`: lints, every test, manifest checks, the kernel matrix, in that order; the
+//! first failure stops.
 
 use std::{ffi::OsString, path::Path, process::Command};
 
 use anyhow::{Result, bail};
 
 use crate::{
-    proc,
+    kernels, proc,
     setup::{self, Scope},
     system,
 };
@@ -15,6 +16,10 @@ pub struct Args {
     /// Skip `cargo fmt --check` and `cargo clippy`.
     #[arg(long)]
     pub(crate) no_lint: bool,
+    /// Skip the kernel matrix (`cargo xtask kernels`), e.g. without access to Debian's mirror.
+    /// Says so loudly: CI never passes it.
+    #[arg(long)]
+    pub(crate) no_kernels: bool,
     /// Arguments for `cargo test`, e.g. a test name filter: `cargo xtask test -- kernel_sensor`.
     #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
     pub(crate) cargo_test_args: Vec<OsString>,
@@ -56,6 +61,20 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
                 .args(["--strict", manifest])
                 .current_dir(env.root()),
         )?;
+    }
+    if args.no_kernels {
+        proc::step(
+            "NOTICE: the kernel matrix was SKIPPED (--no-kernels): the agent was not run on \
+             5.10, 6.1 and 6.12",
+        );
+    } else if !args.cargo_test_args.is_empty() {
+        // A filtered run is a developer's loop; the whole run (CI's) always has the matrix.
+        proc::step(
+            "NOTICE: the kernel matrix was SKIPPED (cargo test arguments were given): run \
+             `cargo xtask kernels` for it",
+        );
+    } else {
+        kernels::run_with(&env, &kernels::Args::default())?;
     }
     proc::step("all checks passed");
     Ok(())

@@ -2,6 +2,7 @@
 //! only parses the command line and picks one.
 
 pub mod collector;
+pub mod kernel;
 pub mod profile;
 pub mod rules;
 pub mod run;

@@ -36,8 +36,10 @@ pub enum LiveError {
     },
     #[error(transparent)]
     Rules(#[from] RuleFilesError),
+    /// Not a `#[source]`: the message already holds the sensor's, which says what to do, and
+    /// printing the chain would repeat it.
     #[error("starting the sensor: {0}")]
-    Sensor(#[from] SensorError),
+    Sensor(SensorError),
     #[error("loading syscall profiles: {0}")]
     Profiles(#[from] crate::profile::ApplyError),
     #[error(transparent)]
@@ -50,6 +52,12 @@ pub enum LiveError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<SensorError> for LiveError {
+    fn from(e: SensorError) -> Self {
+        LiveError::Sensor(e)
+    }
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> LiveError {

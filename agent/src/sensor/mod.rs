@@ -42,6 +42,8 @@ pub enum SensorError {
     Btf(#[from] btf::BtfError),
     #[error("{0}")]
     Tracefs(String),
+    #[error("this kernel lacks what Osprey cannot run without: {0}")]
+    MissingFeature(String),
     #[error(
         "this osprey binary was built without its kernel programs (AYA_BUILD_SKIP was set); \
          rebuild with `cargo xtask run`"
@@ -203,17 +205,102 @@ fn raise_memlock() {
     }
 }
 
-/// Reads every offset the kernel programs need from BTF and tracefs.
-pub fn kernel_config(btf_path: &Path, tracefs: &Path) -> Result<KernelConfig, SensorError> {
+/// One value the kernel programs are given: a struct member's byte offset from BTF
+/// (`task_struct.cred`), a type's size (`sizeof(upid)`), or a tracepoint record field's offset
+/// from tracefs (`sched_process_exec.filename`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Offset {
+    pub name: String,
+    pub value: u32,
+}
+
+/// Something the running kernel has or lacks, and what Osprey does without it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Feature {
+    pub name: &'static str,
+    pub available: bool,
+    /// What was found, or what is missing from the agent's view when it is absent.
+    pub detail: String,
+}
+
+/// What the running kernel offers Osprey: its release, the features found, and every offset
+/// handed to the kernel programs (`osprey kernel` prints it; `osprey run` logs the features).
+#[derive(Clone, Debug)]
+pub struct KernelReport {
+    pub release: String,
+    pub config: KernelConfig,
+    pub offsets: Vec<Offset>,
+    pub features: Vec<Feature>,
+}
+
+/// Features whose absence is a documented degradation rather than a reason not to start.
+pub const OPTIONAL_FEATURES: &[&str] = &["exit_group_dead", "overlayfs_btf"];
+
+/// The environment variable that makes the agent look up another member name instead of one
+/// it needs: `OSPREY_BTF_RENAME=task_struct.cred=no_such_field[,...]`. For testing what a
+/// kernel that moved a field does to start-up (the kernel matrix in `cargo xtask kernels
+/// --break` uses it); never set it on a node.
+pub const BTF_RENAME_ENV: &str = "OSPREY_BTF_RENAME";
+
+/// Parses `struct.member=replacement` pairs, comma-separated.
+fn btf_renames(spec: &str) -> Vec<(String, String)> {
+    spec.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(from, to)| (from.trim().to_string(), to.trim().to_string()))
+        .filter(|(from, to)| !from.is_empty() && !to.is_empty())
+        .collect()
+}
+
+/// Reads every offset the kernel programs need from BTF and tracefs, and notes what the
+/// kernel has. A member the agent cannot do without is an error naming the struct and member.
+pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, SensorError> {
     let btf = btf::Btf::from_file(btf_path)?;
-    let m = |s: &str, p: &str| btf.member_offset(s, p);
+    let renames = std::env::var(BTF_RENAME_ENV)
+        .map(|v| btf_renames(&v))
+        .unwrap_or_default();
+    let offsets = std::cell::RefCell::new(Vec::new());
+    let m = |s: &str, p: &str| {
+        let wanted = format!("{s}.{p}");
+        let p = match renames.iter().find(|(from, _)| *from == wanted) {
+            Some((_, to)) => {
+                tracing::warn!("{BTF_RENAME_ENV}: looking up {s}.{to} instead of {wanted}");
+                to.as_str()
+            }
+            None => p,
+        };
+        let value = btf.member_offset(s, p)?;
+        offsets.borrow_mut().push(Offset {
+            name: format!("{s}.{p}"),
+            value,
+        });
+        Ok::<u32, btf::BtfError>(value)
+    };
+    let size = |t: &str| {
+        let value = btf.type_size(t)?;
+        offsets.borrow_mut().push(Offset {
+            name: format!("sizeof({t})"),
+            value,
+        });
+        Ok::<u32, btf::BtfError>(value)
+    };
+    let field = |tp: &str, format: &tracefs::Format, f: &str| {
+        let value = format.offset(f);
+        if let Some(value) = value {
+            offsets.borrow_mut().push(Offset {
+                name: format!("{tp}.{f} (tracefs)"),
+                value,
+            });
+        }
+        value
+    };
     let exec = tracefs::Format::read(tracefs, "sched", "sched_process_exec")?;
     let exit = tracefs::Format::read(tracefs, "sched", "sched_process_exit")?;
-    let exec_filename_loc = exec.offset("filename").ok_or_else(|| {
+    let exec_filename_loc = field("sched_process_exec", &exec, "filename").ok_or_else(|| {
         SensorError::Tracefs(
             "sched_process_exec's format has no `filename` field; unsupported kernel".into(),
         )
     })?;
+    let exit_group_dead = field("sched_process_exit", &exit, "group_dead");
     #[cfg(target_arch = "x86_64")]
     let (regs, nr) = (["di", "si", "dx", "r10", "r8", "r9"], "orig_ax");
     // overlayfs may be a module without vmlinux BTF: then layers are simply not reported.
@@ -224,13 +311,19 @@ pub fn kernel_config(btf_path: &Path, tracefs: &Path) -> Result<KernelConfig, Se
             m("ovl_inode", "oe")?,
             m("ovl_entry", "__numlower")?,
         ))
-    })()
-    .ok();
+    })();
     let mut regs_args = [0u32; 6];
     for (i, r) in regs.iter().enumerate() {
         regs_args[i] = m("pt_regs", r)?;
     }
-    Ok(KernelConfig {
+    // Renamed to __parent in Linux 6.15 (kernfs: RCU-protect the parent pointer).
+    let kernfs_parent = if btf.member_offset("kernfs_node", "__parent").is_ok() {
+        m("kernfs_node", "__parent")?
+    } else {
+        m("kernfs_node", "parent")?
+    };
+    let ovl_ok = ovl.as_ref().ok().copied();
+    let config = KernelConfig {
         ready: 1,
         agent_tgid: std::process::id(),
         task_cred: m("task_struct", "cred")?,
@@ -249,7 +342,7 @@ pub fn kernel_config(btf_path: &Path, tracefs: &Path) -> Result<KernelConfig, Se
         mnt_ns_inum: m("mnt_namespace", "ns.inum")?,
         pid_level: m("pid", "level")?,
         pid_numbers: m("pid", "numbers")?,
-        upid_size: btf.type_size("upid")?,
+        upid_size: size("upid")?,
         upid_nr: m("upid", "nr")?,
         upid_ns: m("upid", "ns")?,
         pid_ns_inum: m("pid_namespace", "ns.inum")?,
@@ -258,24 +351,111 @@ pub fn kernel_config(btf_path: &Path, tracefs: &Path) -> Result<KernelConfig, Se
         regs_args,
         regs_nr: m("pt_regs", nr)?,
         exec_filename_loc,
-        exit_group_dead: exit.offset("group_dead").unwrap_or(u32::MAX),
+        exit_group_dead: exit_group_dead.unwrap_or(u32::MAX),
         task_cgroups: m("task_struct", "cgroups")?,
         css_set_dfl_cgrp: m("css_set", "dfl_cgrp")?,
         cgroup_kn: m("cgroup", "kn")?,
         kernfs_name: m("kernfs_node", "name")?,
-        // Renamed to __parent in Linux 6.15 (kernfs: RCU-protect the parent pointer).
-        kernfs_parent: m("kernfs_node", "__parent").or_else(|_| m("kernfs_node", "parent"))?,
+        kernfs_parent,
         mm_exe_file: m("mm_struct", "exe_file")?,
         file_inode: m("file", "f_inode")?,
         file_dentry: m("file", "f_path.dentry")?,
         dentry_name: m("dentry", "d_name.name")?,
         inode_sb: m("inode", "i_sb")?,
         sb_magic: m("super_block", "s_magic")?,
-        ovl_ok: ovl.is_some() as u32,
-        ovl_vfs_inode: ovl.map_or(0, |o| o.0),
-        ovl_upperdentry: ovl.map_or(0, |o| o.1),
-        ovl_oe: ovl.map_or(0, |o| o.2),
-        ovl_entry_numlower: ovl.map_or(0, |o| o.3),
+        ovl_ok: ovl_ok.is_some() as u32,
+        ovl_vfs_inode: ovl_ok.map_or(0, |o| o.0),
+        ovl_upperdentry: ovl_ok.map_or(0, |o| o.1),
+        ovl_oe: ovl_ok.map_or(0, |o| o.2),
+        ovl_entry_numlower: ovl_ok.map_or(0, |o| o.3),
+    };
+
+    let release = kernel_release();
+    let tracepoint = |category: &str, name: &str| {
+        tracefs
+            .join("events")
+            .join(category)
+            .join(name)
+            .join("format")
+            .is_file()
+    };
+    let mut features = vec![
+        Feature {
+            name: "btf",
+            available: true,
+            detail: btf_path.display().to_string(),
+        },
+        Feature {
+            name: "ring_buffer",
+            available: check_kernel(&release).is_ok(),
+            detail: "BPF ring buffer (Linux 5.8)".into(),
+        },
+    ];
+    for (category, name, without) in [
+        ("sched", "sched_process_exec", "no exec events"),
+        ("sched", "sched_process_exit", "no exit events"),
+        ("sched", "sched_process_fork", "no fork events"),
+        (
+            "raw_syscalls",
+            "sys_enter",
+            "no syscall events, no profiles",
+        ),
+        ("raw_syscalls", "sys_exit", "no syscall events"),
+    ] {
+        let found = tracepoint(category, name);
+        features.push(Feature {
+            name,
+            available: found,
+            detail: if found {
+                format!("tracepoint {category}:{name}")
+            } else {
+                format!("tracepoint {category}:{name} missing: {without}")
+            },
+        });
+    }
+    features.push(Feature {
+        name: "exit_group_dead",
+        available: exit_group_dead.is_some(),
+        detail: if exit_group_dead.is_some() {
+            "sched_process_exit records say when the last thread exits (Linux 6.13)".into()
+        } else {
+            "sched_process_exit has no group_dead field (before Linux 6.13): a process's exit \
+             is reported when its thread-group leader exits"
+                .into()
+        },
+    });
+    features.push(Feature {
+        name: "overlayfs_btf",
+        available: ovl_ok.is_some(),
+        detail: match &ovl {
+            Ok(_) => {
+                "overlayfs types in BTF: container executables are placed in image layers".into()
+            }
+            Err(btf::BtfError::NoType(t)) => format!(
+                "no `{t}` in vmlinux BTF (overlayfs is a module on this kernel, and Osprey does \
+                 not read module BTF): proc.is_exe_upper_layer and proc.is_exe_lower_layer \
+                 stay false"
+            ),
+            Err(e) => format!(
+                "overlayfs types unusable ({e}): proc.is_exe_upper_layer and \
+                 proc.is_exe_lower_layer stay false"
+            ),
+        },
+    });
+    features.push(Feature {
+        name: "kernfs_parent",
+        available: true,
+        detail: if btf.member_offset("kernfs_node", "__parent").is_ok() {
+            "kernfs_node.__parent (Linux 6.15)".into()
+        } else {
+            "kernfs_node.parent (before Linux 6.15)".into()
+        },
+    });
+    Ok(KernelReport {
+        release,
+        config,
+        offsets: offsets.into_inner(),
+        features,
     })
 }
 
@@ -295,7 +475,18 @@ impl Sensor {
             }));
         }
         let tracefs = tracefs::ensure_mounted()?;
-        let mut kcfg = kernel_config(&cfg.btf_path, &tracefs)?;
+        let report = kernel_report(&cfg.btf_path, &tracefs)?;
+        log_features(&report);
+        let missing: Vec<&str> = report
+            .features
+            .iter()
+            .filter(|f| !f.available && !OPTIONAL_FEATURES.contains(&f.name))
+            .map(|f| f.detail.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(SensorError::MissingFeature(missing.join("; ")));
+        }
+        let mut kcfg = report.config;
         if cfg.inert {
             kcfg.ready = 0;
         }
@@ -438,6 +629,35 @@ impl Sensor {
     }
 }
 
+/// One start-up line naming what the kernel has, and a warning per degradation, so that no
+/// missing piece is a silent gap. The offsets themselves are logged at debug level.
+fn log_features(report: &KernelReport) {
+    let found: Vec<&str> = report
+        .features
+        .iter()
+        .filter(|f| f.available)
+        .map(|f| f.name)
+        .collect();
+    let missing: Vec<&str> = report
+        .features
+        .iter()
+        .filter(|f| !f.available)
+        .map(|f| f.name)
+        .collect();
+    tracing::info!(
+        kernel = %report.release,
+        found = %found.join(","),
+        missing = %missing.join(","),
+        "kernel features"
+    );
+    for f in report.features.iter().filter(|f| !f.available) {
+        tracing::warn!(feature = f.name, "{}", f.detail);
+    }
+    for o in &report.offsets {
+        tracing::debug!(offset = %o.name, value = o.value, "kernel offset");
+    }
+}
+
 fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, SensorError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
@@ -501,6 +721,17 @@ impl EventReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn btf_renames_parse_pairs_and_skip_junk() {
+        assert_eq!(
+            btf_renames("task_struct.cred=nope, cred.euid = x ,junk,=y,a.b="),
+            [
+                ("task_struct.cred".to_string(), "nope".to_string()),
+                ("cred.euid".to_string(), "x".to_string())
+            ]
+        );
+    }
 
     #[test]
     fn kernel_version_gate() {

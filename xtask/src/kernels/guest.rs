@@ -1,0 +1,416 @@
+//! One guest: qemu boots a kernel with the matrix's initramfs, its serial console is read with a
+//! timeout, and what guest.sh reported is judged.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use serde_json::Value;
+
+/// How long one guest may take, boot to power-off. A run takes under 20 s under TCG on a
+/// busy 2-core machine; a hung guest is killed after this.
+pub const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An action guest.sh runs, and what the agent must say about it.
+pub struct Expect {
+    pub action: &'static str,
+    /// The rule whose alert the action must raise.
+    pub rule: &'static str,
+    /// A string the alert's output must hold (a decoded argument), if any.
+    pub output_has: Option<&'static str>,
+    /// The action's exit status, when it is not 0.
+    pub status: i32,
+}
+
+/// The battery; guest.sh runs the actions in this order.
+pub const EXPECTED: &[Expect] = &[
+    Expect {
+        action: "sensitive_read",
+        rule: "Read sensitive file",
+        output_has: Some("file=/etc/shadow"),
+        status: 0,
+    },
+    Expect {
+        action: "ptrace",
+        rule: "PTRACE attached to process",
+        output_has: Some("request=PTRACE_ATTACH"),
+        status: 0,
+    },
+    Expect {
+        action: "memfd_exec",
+        rule: "Fileless execution via memfd",
+        output_has: None,
+        status: 0,
+    },
+    Expect {
+        action: "user_namespace",
+        rule: "Namespace change by unexpected process",
+        output_has: Some("CLONE_NEWUSER"),
+        status: 0,
+    },
+    Expect {
+        action: "module_load",
+        rule: "Kernel module load",
+        output_has: Some("syscall=init_module"),
+        status: 0,
+    },
+    Expect {
+        action: "setuid_bit",
+        rule: "Set setuid or setgid bit",
+        output_has: Some("file=/tmp/suid"),
+        status: 0,
+    },
+    Expect {
+        action: "dev_shm_exec",
+        rule: "Execution from /dev/shm",
+        output_has: Some("exe=/dev/shm/true"),
+        status: 0,
+    },
+    Expect {
+        action: "profile_kill",
+        rule: "Syscall profile matrix-kill",
+        output_has: Some("killed"),
+        // SIGKILL from the kernel: the shell reports 128 + 9.
+        status: 137,
+    },
+];
+
+/// Event kinds the agent must have counted (`osprey_events_total{kind=...}` > 0): the process
+/// lifecycle and a captured syscall (syscalls are counted by name).
+const EVENT_KINDS: &[&str] = &["exec", "fork", "exit", "openat"];
+
+/// What dmesg must never hold.
+const KERNEL_TROUBLE: &[&str] = &["WARNING:", "BUG:", "Call Trace", "Oops", "taint"];
+
+/// What one guest run showed.
+pub struct Outcome {
+    pub uname: String,
+    pub seconds: f64,
+    pub ready_after: String,
+    pub actions: Vec<String>,
+    pub alerts_seen: Vec<String>,
+    /// `osprey kernel`'s output: features and the offset table.
+    pub kernel_report: String,
+    pub failures: Vec<String>,
+}
+
+/// Boots `vmlinuz` with `initramfs` and judges the run. `log` receives the whole console.
+pub fn run(qemu: &Path, vmlinuz: &Path, initramfs: &Path, log: &Path) -> Result<Outcome> {
+    let start = Instant::now();
+    let mut child = Command::new(qemu)
+        .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1G"])
+        .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
+        .args(["-no-reboot", "-kernel"])
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", qemu.display()))?;
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut console = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let left = TIMEOUT.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) => console.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let status = child.wait().context("waiting for qemu")?;
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let _ = std::fs::write(log, console.join("\n") + "\n");
+    let mut outcome = judge(&console, seconds);
+    if timed_out {
+        outcome.failures.push(format!(
+            "the guest did not finish within {} s (console in {})",
+            TIMEOUT.as_secs(),
+            log.display()
+        ));
+    } else if !console.iter().any(|l| l == "@@done") {
+        outcome.failures.push(format!(
+            "the guest stopped before reporting (qemu {status}{}); console in {}",
+            if stderr.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", stderr.trim())
+            },
+            log.display()
+        ));
+    }
+    Ok(outcome)
+}
+
+/// The lines between `@@begin NAME` and `@@end NAME`.
+fn section<'a>(console: &'a [String], name: &str) -> Vec<&'a str> {
+    let begin = format!("@@begin {name}");
+    let end = format!("@@end {name}");
+    console
+        .iter()
+        .skip_while(|l| **l != begin)
+        .skip(1)
+        .take_while(|l| **l != end)
+        .map(String::as_str)
+        .collect()
+}
+
+fn marker<'a>(console: &'a [String], name: &str) -> Option<&'a str> {
+    let prefix = format!("@@{name}");
+    console.iter().find_map(|l| {
+        l.strip_prefix(&prefix)
+            .map(str::trim)
+            .filter(|_| l.len() == prefix.len() || l.as_bytes()[prefix.len()] == b' ')
+    })
+}
+
+/// Judges a guest's console output.
+pub fn judge(console: &[String], seconds: f64) -> Outcome {
+    let mut failures = Vec::new();
+    let uname = marker(console, "uname").unwrap_or("?").to_string();
+    let kernel_report = section(console, "kernel").join("\n");
+    let agent_log = section(console, "agent");
+
+    if marker(console, "agent-failed").is_some() {
+        // The agent's own error names what is wrong (a missing struct member, say).
+        let errors: Vec<&str> = agent_log
+            .iter()
+            .copied()
+            .filter(|l| l.contains("ERROR") || l.contains("error") || l.starts_with("osprey:"))
+            .collect();
+        failures.push(format!(
+            "the agent did not start: {}",
+            if errors.is_empty() {
+                agent_log.join(" | ")
+            } else {
+                errors.join(" | ")
+            }
+        ));
+    }
+    if !agent_log.iter().any(|l| l.contains("kernel features")) && failures.is_empty() {
+        failures.push("the agent did not log the kernel features it found".into());
+    }
+
+    // Actions and their statuses.
+    let mut actions = Vec::new();
+    for l in console.iter().filter_map(|l| l.strip_prefix("@@action ")) {
+        let mut parts = l.splitn(3, ' ');
+        let name = parts.next().unwrap_or("").to_string();
+        let status: Option<i32> = parts
+            .next()
+            .and_then(|s| s.strip_prefix("status="))
+            .and_then(|s| s.parse().ok());
+        let note = parts.next().unwrap_or("").trim();
+        if let Some(e) = EXPECTED.iter().find(|e| e.action == name)
+            && status != Some(e.status)
+        {
+            failures.push(format!(
+                "action {name} exited with {status:?}, expected {} ({note})",
+                e.status
+            ));
+        }
+        actions.push(name);
+    }
+
+    // Alerts.
+    let alerts: Vec<Value> = section(console, "alerts")
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut alerts_seen: Vec<String> = alerts
+        .iter()
+        .filter_map(|a| a["rule"].as_str().map(str::to_string))
+        .collect();
+    alerts_seen.sort();
+    alerts_seen.dedup();
+    if marker(console, "agent-failed").is_none() {
+        for e in EXPECTED {
+            if !actions.iter().any(|a| a == e.action) {
+                failures.push(format!("action {} did not run", e.action));
+                continue;
+            }
+            let matching: Vec<&Value> = alerts
+                .iter()
+                .filter(|a| a["rule"].as_str() == Some(e.rule))
+                .collect();
+            if matching.is_empty() {
+                failures.push(format!(
+                    "action {}: no `{}` alert (alerts seen: {})",
+                    e.action,
+                    e.rule,
+                    alerts_seen.join(", ")
+                ));
+            } else if let Some(want) = e.output_has
+                && !matching
+                    .iter()
+                    .any(|a| a["output"].as_str().is_some_and(|o| o.contains(want)))
+            {
+                failures.push(format!(
+                    "action {}: the `{}` alert lacks `{want}`: {}",
+                    e.action, e.rule, matching[0]["output"]
+                ));
+            }
+        }
+
+        // Events by kind, and decode errors, from the agent's own metrics.
+        let metrics = section(console, "metrics");
+        for kind in EVENT_KINDS {
+            let line = format!("osprey_events_total{{kind=\"{kind}\"}}");
+            let count = metrics
+                .iter()
+                .find_map(|l| l.strip_prefix(&line))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if count <= 0.0 {
+                failures.push(format!("no {kind} events counted (metrics: {metrics:?})"));
+            }
+        }
+        for l in metrics.iter().filter(|l| {
+            l.starts_with("osprey_decode_errors_total") || l.starts_with("osprey_kernel_dropped")
+        }) {
+            let value = l
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if value != 0.0 {
+                failures.push(format!("the agent reports `{l}`"));
+            }
+        }
+        match agent_log.iter().find(|l| l.contains("\"stopped\"")) {
+            Some(stopped) if stopped.contains("short: 0, unknown: 0") => {}
+            Some(stopped) => failures.push(format!("decode errors at stop: {stopped}")),
+            None if failures.is_empty() => {
+                failures.push("the agent did not log its summary at stop".into())
+            }
+            None => {}
+        }
+        if let Some(code) = marker(console, "agent-exit")
+            && code != "0"
+        {
+            failures.push(format!("the agent exited with status {code}"));
+        }
+    }
+
+    // The kernel log stays clean.
+    for l in section(console, "dmesg") {
+        if KERNEL_TROUBLE.iter().any(|t| l.contains(t)) {
+            failures.push(format!("kernel log: {}", l.trim()));
+        }
+    }
+    match marker(console, "tainted") {
+        Some("0") => {}
+        Some(t) => failures.push(format!("the kernel is tainted ({t})")),
+        None => {}
+    }
+
+    Outcome {
+        uname,
+        seconds,
+        ready_after: marker(console, "agent-ready").unwrap_or("-").to_string(),
+        actions,
+        alerts_seen,
+        kernel_report,
+        failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_clean_run_passes_and_a_missing_alert_or_a_warning_fails() {
+        let mut text = String::from("@@uname 5.10.0-46-cloud-amd64\n@@agent-ready 3s\n");
+        for e in EXPECTED {
+            text.push_str(&format!("@@action {} status={} ok\n", e.action, e.status));
+        }
+        text.push_str("@@begin metrics\n");
+        for k in EVENT_KINDS {
+            text.push_str(&format!("osprey_events_total{{kind=\"{k}\"}} 5\n"));
+        }
+        text.push_str("osprey_decode_errors_total{reason=\"short\"} 0\n@@end metrics\n");
+        text.push_str("@@agent-exit 0\n@@begin alerts\n");
+        for e in EXPECTED {
+            let output = e.output_has.unwrap_or("x");
+            text.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"rule": e.rule, "output": format!("... {output} ...")})
+            ));
+        }
+        text.push_str(
+            "@@end alerts\n@@begin agent\n{\"fields\":{\"message\":\"kernel features\"}}\n",
+        );
+        text.push_str("{\"fields\":{\"decode\":\"DecodeStats { decoded: 9, short: 0, unknown: 0 }\",\"message\":\"stopped\"}}\n");
+        text.push_str(
+            "@@end agent\n@@begin dmesg\n[0.1] hello\n@@end dmesg\n@@tainted 0\n@@done\n",
+        );
+        let ok = judge(&lines(&text), 1.0);
+        assert!(ok.failures.is_empty(), "{:?}", ok.failures);
+        assert_eq!(ok.uname, "5.10.0-46-cloud-amd64");
+        assert_eq!(ok.alerts_seen.len(), EXPECTED.len());
+
+        let warned = text.replace(
+            "[0.1] hello",
+            "[1.0] WARNING: CPU: 0 PID: 1 at kernel/bpf/verifier.c:10 check_map_prog_compatibility",
+        );
+        let bad = judge(&lines(&warned), 1.0);
+        assert!(
+            bad.failures.iter().any(|f| f.contains("verifier.c")),
+            "{:?}",
+            bad.failures
+        );
+
+        let no_ptrace = text.replace("\"PTRACE attached to process\"", "\"Other\"");
+        let bad = judge(&lines(&no_ptrace), 1.0);
+        assert!(
+            bad.failures
+                .iter()
+                .any(|f| f.contains("no `PTRACE attached to process` alert")),
+            "{:?}",
+            bad.failures
+        );
+    }
+
+    #[test]
+    fn an_agent_that_does_not_start_fails_with_its_error() {
+        let text = "@@uname 6.1.0\n@@agent-failed\n@@begin agent\n\
+                    osprey: `task_struct` has no member `cred_x` in the kernel's BTF\n\
+                    @@end agent\n@@begin dmesg\n@@end dmesg\n@@tainted 0\n@@done\n";
+        let out = judge(&lines(text), 1.0);
+        assert_eq!(out.failures.len(), 1, "{:?}", out.failures);
+        assert!(out.failures[0].contains("`task_struct` has no member `cred_x`"));
+    }
+}
