@@ -484,7 +484,11 @@ fn kernel_a_stalled_stdout_loses_only_its_own_alerts_and_counts_them() {
                 while start.elapsed() < Duration::from_secs(secs) {
                     let due = (start.elapsed().as_secs_f64() * per_thread as f64) as u64;
                     while n < due {
-                        let f = if n % 10 == 0 { &marker } else { &other };
+                        let f = if n.is_multiple_of(10) {
+                            &marker
+                        } else {
+                            &other
+                        };
                         drop(std::fs::File::open(f).unwrap());
                         n += 1;
                     }

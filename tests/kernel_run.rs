@@ -51,7 +51,7 @@ fn kernel_run_alerts_on_a_sensitive_file_read() {
 }
 
 #[test]
-fn kernel_run_rejects_invalid_rules_with_position() {
+fn kernel_run_reports_invalid_rules_with_position_and_keeps_the_defaults() {
     let dir = std::env::temp_dir().join(format!("osprey-badrules-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.yaml");
@@ -60,15 +60,18 @@ fn kernel_run_rejects_invalid_rules_with_position() {
         "- rule: broken\n  desc: d\n  condition: evt.type=open and\n  output: o\n  priority: WARNING\n",
     )
     .unwrap();
-    let out = Command::new(OSPREY)
-        .args(["run", "--rules"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("bad.yaml:3:"), "file and line: {stderr}");
-    assert!(stderr.contains("LOAD_ERR_COMPILE_CONDITION"), "{stderr}");
+    // The agent does not exit on a rules mistake (a bad ConfigMap would take the whole
+    // fleet's detection down); it says where the mistake is and runs the embedded rules.
+    let bad_s = bad.to_str().unwrap().to_string();
+    let mut agent = Agent::start(&["run", "--json", "--rules", &bad_s], "osprey is running");
+    let alert = agent.expect("the invalid-files alert", Duration::from_secs(15), |v| {
+        v["rule"] == "Osprey rule files invalid"
+    });
+    let output = alert["output"].as_str().unwrap();
+    assert!(output.contains("bad.yaml:3:"), "file and line: {output}");
+    assert!(output.contains("LOAD_ERR_COMPILE_CONDITION"), "{output}");
+    let stderr = agent.stderr();
+    assert!(stderr.contains("bad.yaml:3:"), "logged too: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let v = Command::new(OSPREY)
