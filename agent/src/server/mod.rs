@@ -3,6 +3,7 @@
 //! proto and domain types, which happen here and nowhere else.
 
 pub mod agent;
+pub mod certs;
 pub mod convert;
 pub mod filter;
 pub mod nats;
