@@ -74,6 +74,11 @@ impl crate::alert::Sequenced for pb::Alert {
         self.seq = seq;
         self.id = format!("{}/{}", self.node, seq);
     }
+    /// Decoded, an alert holds about twice its encoded size (strings, maps, vectors).
+    fn size(&self) -> usize {
+        use prost::Message as _;
+        2 * self.encoded_len() + 256
+    }
 }
 
 /// The bus the server streams from: proto alerts, shared by the agent and the collector.

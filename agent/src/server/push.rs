@@ -63,6 +63,7 @@ async fn connect(p: &Pusher) -> Result<Conn, String> {
         item: Some(In::Hello(pb::push_request::Hello {
             node: p.node.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
+            epoch: 0,
         })),
     })
     .await

@@ -294,6 +294,7 @@ impl Alerts for AlertsService {
                     last_seq: s.bus.last_seq(n),
                     connected: st.connected > 0,
                     received: st.received,
+                    ..Default::default()
                 })
                 .collect();
         }
