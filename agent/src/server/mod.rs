@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod certs;
+pub mod collector;
 pub mod convert;
 pub mod filter;
 pub mod nats;
@@ -23,9 +24,13 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:7443";
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "{addr} is not a loopback address; serving alerts there in plaintext needs --tls-cert and --tls-key (or {flag} to accept it)"
+        "{addr} is not a loopback address; pushing or reading alerts there in plaintext needs TLS: give --tls-ca (or {flag} to accept plaintext)"
     )]
     PlaintextRemote { addr: String, flag: &'static str },
+    #[error(
+        "{addr} is not a loopback address: serving alerts there needs TLS with client certificates (mTLS); missing {missing} (`osprey certs` issues them)"
+    )]
+    RemoteWithoutMtls { addr: String, missing: String },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
@@ -38,8 +43,6 @@ pub enum ServerError {
     Tls(String),
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
-    #[error(transparent)]
-    Spool(#[from] crate::alert::spool::SpoolError),
     #[error(transparent)]
     Nats(#[from] nats::NatsError),
 }
