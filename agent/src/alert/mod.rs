@@ -136,7 +136,8 @@ impl Replay {
         }
         match kept {
             Kept::Alert(a) => self.cursors.get(node).is_none_or(|&c| a.seq() > c) && filter(a),
-            Kept::Restart(_) => true,
+            Kept::Gap(g) if g.reason == GapReason::NodeRestart => true,
+            Kept::Gap(g) => self.cursors.get(node).is_none_or(|&c| g.to_seq > c),
         }
     }
 }
@@ -147,23 +148,24 @@ impl<T> Slot<T> {
     }
 }
 
-/// A retained item: an alert, or the notice that a node's numbering restarted.
+/// A retained item: an alert, or a gap from upstream (an agent's lost alerts, a node's
+/// restarted numbering), kept in its place for subscribers that resume.
 enum Kept<T> {
     Alert(Arc<T>),
-    Restart(Gap),
+    Gap(Gap),
 }
 
 impl<T: Sequenced> Kept<T> {
     fn node(&self) -> &str {
         match self {
             Kept::Alert(a) => a.node(),
-            Kept::Restart(g) => &g.node,
+            Kept::Gap(g) => &g.node,
         }
     }
     fn size(&self) -> usize {
         match self {
             Kept::Alert(a) => a.size(),
-            Kept::Restart(g) => 64 + g.node.len(),
+            Kept::Gap(g) => 64 + g.node.len(),
         }
     }
 }
@@ -298,6 +300,9 @@ impl<T: Sequenced> Bus<T> {
             return false;
         }
         *last = gap.to_seq;
+        if self.retention > 0 {
+            self.retain(&mut inner, Kept::Gap(gap.clone()));
+        }
         for slot in &inner.slots {
             let mut st = slot.lock();
             flush_gaps(&mut st);
@@ -324,7 +329,7 @@ impl<T: Sequenced> Bus<T> {
         if self.retention > 0 {
             let idx = inner.end();
             inner.restarted_at.insert(node.to_string(), idx);
-            self.retain(&mut inner, Kept::Restart(gap.clone()));
+            self.retain(&mut inner, Kept::Gap(gap.clone()));
         }
         for slot in &inner.slots {
             let mut st = slot.lock();
@@ -343,7 +348,7 @@ impl<T: Sequenced> Bus<T> {
             inner.retained_alerts += 1;
         }
         inner.retained.push_back(kept);
-        while inner.retained_alerts > self.retention
+        while inner.retained.len() > self.retention
             || (inner.retained_bytes > self.retention_bytes && inner.retained.len() > 1)
         {
             let Some(old) = inner.retained.pop_front() else {
@@ -385,7 +390,7 @@ impl<T: Sequenced> Bus<T> {
                             }),
                         }
                     }
-                    Kept::Restart(g) => r.gaps.push(g.clone()),
+                    Kept::Gap(g) => r.gaps.push(g.clone()),
                 }
             }
         }
@@ -619,7 +624,7 @@ impl<T: Sequenced> Subscription<T> {
             if r.wants(idx, k, &self.slot.filter) {
                 return Some(match k {
                     Kept::Alert(a) => Delivery::Alert(a.clone()),
-                    Kept::Restart(g) => Delivery::Gap(g.clone()),
+                    Kept::Gap(g) => Delivery::Gap(g.clone()),
                 });
             }
         }

@@ -136,7 +136,7 @@ fn next_request(c: &mut Conn, spool: &mut Spool, node: &str) -> Option<pb::PushR
             match checked {
                 Ok(a) => In::Alert(a),
                 Err(why) => {
-                    let g = spool.quarantine(key, &why);
+                    let g = unsent_part(spool.quarantine(key, &why), c.sent_upto);
                     c.sent_upto = g.to_seq;
                     return Some(pb::PushRequest {
                         item: Some(In::Gap(gap_to_pb(&g))),
@@ -144,10 +144,22 @@ fn next_request(c: &mut Conn, spool: &mut Spool, node: &str) -> Option<pb::PushR
                 }
             }
         }
-        Entry::Gap(ref g) => In::Gap(gap_to_pb(g)),
+        Entry::Gap(ref g) => In::Gap(gap_to_pb(&unsent_part(g.clone(), c.sent_upto))),
     };
     c.sent_upto = entry.end(key);
     Some(pb::PushRequest { item: Some(item) })
+}
+
+/// A spooled gap may have grown (merged) after its first part was sent: only what follows
+/// `sent_upto` is sent again, so no alert is counted twice. Spooled gaps miss every number in
+/// their range.
+fn unsent_part(mut g: crate::alert::Gap, sent_upto: u64) -> crate::alert::Gap {
+    if g.from_seq <= sent_upto {
+        let sent = sent_upto + 1 - g.from_seq;
+        g.from_seq = sent_upto + 1;
+        g.missed = g.missed.saturating_sub(sent);
+    }
+    g
 }
 
 fn has_next(c: &Conn, spool: &Spool) -> bool {
