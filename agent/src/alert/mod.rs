@@ -604,9 +604,8 @@ impl<T: Sequenced> Subscription<T> {
 
     /// The next retained item this subscriber asked for, read from the bus's retention.
     fn next_replayed(&self) -> Option<Delivery<T>> {
-        if self.slot.lock().replay.is_none() {
-            return None;
-        }
+        // Not replaying (the usual case): no need for the bus's lock.
+        self.slot.lock().replay.as_ref()?;
         // Bus first, then the slot: the order the publishers take them in.
         let inner = self.bus.lock();
         let mut st = self.slot.lock();

@@ -67,7 +67,7 @@ fn random_epoch() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or_default();
-        e = now ^ (u64::from(std::process::id()) << 32) ^ e;
+        e ^= now ^ (u64::from(std::process::id()) << 32);
     }
     e.max(1)
 }
