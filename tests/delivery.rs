@@ -362,6 +362,35 @@ fn delivery_certificates_decide_who_pushes_as_which_node_and_a_forged_gap_hides_
     });
     assert_eq!(gaps_of(&t.seen, "dl-a").count(), 0, "{:?}", t.seen);
 
+    // With dl-a's own key (stolen, or a fleet-wide certificate), a gap within the window is
+    // taken: dl-a's next alerts look like duplicates. Its agent sees the collector's mark past
+    // anything it numbered, starts a new epoch and re-sends them: nothing stays hidden.
+    let hwm = rt
+        .block_on(status(&caddr, &tls(&pki, "reader")))
+        .nodes
+        .iter()
+        .find(|n| n.node == "dl-a")
+        .map(|n| n.last_seq)
+        .unwrap();
+    rt.block_on(push(
+        &caddr,
+        &tls(&pki, "agent-dl-a"),
+        "dl-a",
+        vec![forged_gap(hwm + 1, hwm + 1000)],
+    ))
+    .unwrap();
+    for i in 6..=10 {
+        sc.hit(&format!("r{i}"));
+    }
+    t.wait_until("dl-a's alerts after a forged gap", WAIT, |seen| {
+        files_of(seen, "dl-a").len() >= 11
+    });
+    assert!(
+        gaps_of(&t.seen, "dl-a").any(|g| g["reason"] == "node_restart"),
+        "{:?}",
+        t.seen
+    );
+
     // An agent's certificate may not read; readers may, up to the subscriber limit (3, the
     // tail is one).
     let subscribe = |identity: &str| {

@@ -92,6 +92,8 @@ pub async fn start(
                 spool,
                 stats: stats.clone(),
                 metrics: metrics.clone(),
+                replay_floor: 0,
+                acked: 0,
             };
             tracing::info!(collector = %addr, spool = %args.spool_dir.display(), backlog = pusher.spool.backlog(), epoch = pusher.spool.epoch(), "pushing alerts");
             tokio::spawn(pusher.run());

@@ -42,6 +42,11 @@ pub struct Pusher {
     pub spool: Spool,
     pub stats: Arc<PushStats>,
     pub metrics: Arc<Metrics>,
+    /// Retained alerts up to here are not replayed to a collector that starts empty: it
+    /// acknowledged them before this node changed its epoch.
+    pub replay_floor: u64,
+    /// The highest sequence number the collector acknowledged.
+    pub acked: u64,
 }
 
 struct Conn {
@@ -97,7 +102,7 @@ async fn connect(p: &Pusher) -> Result<Conn, String> {
     let first_spooled = p.spool.first().unwrap_or(u64::MAX);
     let replay = p
         .bus
-        .retained_after(&p.node, have_seq)
+        .retained_after(&p.node, have_seq.max(p.replay_floor))
         .into_iter()
         .filter(|a| a.seq < first_spooled)
         .collect();
@@ -216,6 +221,7 @@ impl Pusher {
                     }
                     Err(e) if e.contains("starting a new epoch") => {
                         tracing::warn!(collector = %self.addr, "{e}");
+                        self.replay_floor = self.replay_floor.max(self.acked);
                         let epoch = self.spool.new_epoch();
                         tracing::info!(epoch, "new spool epoch");
                         retry_at = Instant::now();
@@ -240,8 +246,20 @@ impl Pusher {
                 r = async { conn.as_mut().expect("guarded").rx.message().await }, if conn.is_some() => {
                     match r {
                         Ok(Some(pb::PushResponse { item: Some(Out::Ack(a)) })) => {
-                            self.spool.ack(a.seq);
-                            self.update_stats();
+                            let numbered = self.bus.last_seq(&self.node);
+                            if a.have_seq > numbered {
+                                // Not applied: the collector may have dropped it as a
+                                // duplicate of what a forged gap claimed.
+                                tracing::warn!(collector = %self.addr, have_seq = a.have_seq, numbered, "the collector's high-water mark for this node is past anything it numbered (a forged gap?): starting a new epoch and re-sending what is not acknowledged");
+                                self.replay_floor = self.replay_floor.max(self.acked);
+                                let epoch = self.spool.new_epoch();
+                                tracing::info!(epoch, "new spool epoch");
+                                lost = true;
+                            } else {
+                                self.acked = self.acked.max(a.seq);
+                                self.spool.ack(a.seq);
+                                self.update_stats();
+                            }
                         }
                         Ok(Some(_)) => {}
                         Ok(None) => lost = true,

@@ -382,7 +382,10 @@ impl Alerts for AlertsService {
                     Some(In::Hello(_)) | None => continue,
                 };
                 ok = tx
-                    .send(Ok(reply(Out::Ack(pb::push_response::Ack { seq: ack }))))
+                    .send(Ok(reply(Out::Ack(pb::push_response::Ack {
+                        seq: ack,
+                        have_seq: bus.last_seq(&node),
+                    }))))
                     .await
                     .is_ok();
             }
