@@ -40,12 +40,20 @@ pub struct CollectorArgs {
     /// Default 0.0.0.0:9090 (if taken, the collector runs without it and says so).
     #[arg(long, env = "OSPREY_METRICS")]
     pub metrics: Option<String>,
+    /// No longer accepted: off loopback the collector needs mTLS.
+    #[arg(long, hide = true)]
+    pub insecure_allow_remote: bool,
     /// Print a line on stderr when this marker is reached (tests wait for it).
     #[arg(long, hide = true, default_value = "osprey collector is serving")]
     pub ready_message: String,
 }
 
 pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
+    if args.insecure_allow_remote {
+        anyhow::bail!(
+            "--insecure-allow-remote is no longer accepted by the collector: off loopback it needs --tls-cert, --tls-key and --tls-client-ca (mTLS; `osprey certs` issues them), or listen on 127.0.0.1"
+        );
+    }
     let (metrics, metrics_explicit) = match args.metrics.as_deref() {
         Some("off") => (None, true),
         Some(a) => (

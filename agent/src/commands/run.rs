@@ -77,6 +77,11 @@ impl RunArgs {
         if self.no_watch_rules {
             c.watch_rules = false;
         }
+        if self.stream.grpc_insecure_allow_remote {
+            anyhow::bail!(
+                "--grpc-insecure-allow-remote is no longer accepted: off loopback the alert stream needs --tls-cert, --tls-key and --tls-client-ca (mTLS; `osprey certs` issues them), or serve on 127.0.0.1"
+            );
+        }
         self.stream.apply(&mut c.grpc);
         Ok(c)
     }
@@ -94,6 +99,9 @@ pub struct GrpcArgs {
     /// Concurrent subscribers of this agent's stream; more are refused.
     #[arg(long)]
     pub grpc_max_subscribers: Option<usize>,
+    /// No longer accepted: off loopback the stream needs mTLS.
+    #[arg(long, hide = true)]
+    pub grpc_insecure_allow_remote: bool,
     /// This node's name in alerts, sequence numbers and the collector (default: the host name).
     #[arg(long, env = "OSPREY_NODE_NAME")]
     pub node_name: Option<String>,

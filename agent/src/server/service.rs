@@ -506,3 +506,54 @@ pub async fn serve(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn off_loopback_a_listener_needs_mtls_and_says_which_flags_are_missing() {
+        let flags = ["--tls-cert", "--tls-key", "--tls-client-ca"];
+        let e = bind("0.0.0.0:0", &ServerTlsArgs::default(), flags)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--tls-cert, --tls-key, --tls-client-ca"), "{e}");
+        let server_only = ServerTlsArgs {
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            tls_client_ca: None,
+        };
+        let e = bind("0.0.0.0:0", &server_only, flags)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing --tls-client-ca"), "{e}");
+        // Loopback: plaintext is fine (local testing).
+        assert!(
+            bind("127.0.0.1:0", &ServerTlsArgs::default(), flags)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn pushed_items_far_past_the_high_water_mark_or_malformed_are_out_of_window() {
+        let c = CollectorState {
+            max_seq_advance: 1000,
+            ..Default::default()
+        };
+        assert!(c.out_of_window(50, 51, 51, 1).is_none());
+        assert!(c.out_of_window(50, 51, 1050, 1000).is_none());
+        assert!(c.out_of_window(50, 51, 1051, 1001).is_some());
+        assert!(c.out_of_window(50, 60, 55, 1).is_some(), "to before from");
+        assert!(
+            c.out_of_window(50, 51, 52, 3).is_some(),
+            "missed beyond the range"
+        );
+        assert!(c.out_of_window(50, 0, 0, 0).is_some());
+        // No mark yet (a restarted collector): the first item sets it, its range is bounded.
+        assert!(c.out_of_window(0, 5000, 5000, 1).is_none());
+        assert!(c.out_of_window(0, 1, 1 << 40, 1 << 40).is_some());
+    }
+}
