@@ -99,6 +99,8 @@ pub struct Spool {
     max_bytes: u64,
     sync_every: usize,
     entries: BTreeMap<u64, Entry>,
+    /// Alert entries among `entries` (the backlog), kept so that reading it costs nothing.
+    alerts: u64,
     bytes: u64,
     epoch: u64,
     reserved: u64,
@@ -125,6 +127,7 @@ impl Spool {
             max_bytes,
             sync_every: sync_every.max(1),
             entries: BTreeMap::new(),
+            alerts: 0,
             bytes: 0,
             epoch: 0,
             reserved: 1,
@@ -242,10 +245,13 @@ impl Spool {
             };
             match ext {
                 "alert" => match e.metadata() {
-                    Ok(m) if m.len() > 0 => {
+                    // A gap under the same key wins: the alert was given up on.
+                    Ok(m) if m.len() > 0 && !self.entries.contains_key(&key) => {
                         self.bytes += m.len();
+                        self.alerts += 1;
                         self.entries.insert(key, Entry::Alert(m.len()));
                     }
+                    Ok(m) if m.len() > 0 => {}
                     _ => bad.push((key, path)),
                 },
                 "gap" => {
@@ -255,7 +261,7 @@ impl Spool {
                     let missed = it.next().and_then(|w| w.parse::<u64>().ok());
                     match (to, missed) {
                         (Some(to_seq), Some(missed)) if to_seq >= key => {
-                            self.entries.insert(
+                            self.put_gap(
                                 key,
                                 Entry::Gap(Gap {
                                     node: self.node.clone(),
@@ -423,7 +429,11 @@ impl Spool {
         match self.write_alert_file(seq, data) {
             Ok(n) => {
                 self.bytes += n;
-                self.entries.insert(seq, Entry::Alert(n));
+                if let Some(Entry::Alert(old)) = self.entries.insert(seq, Entry::Alert(n)) {
+                    self.bytes = self.bytes.saturating_sub(old);
+                } else {
+                    self.alerts += 1;
+                }
             }
             Err(e) => {
                 self.write_failed += 1;
@@ -476,7 +486,7 @@ impl Spool {
                 tracing::debug!("gap {from}..{to} kept in memory only: {e}");
             }
         }
-        self.entries.insert(
+        self.put_gap(
             from,
             Entry::Gap(Gap {
                 node: self.node.clone(),
@@ -488,12 +498,22 @@ impl Spool {
         );
     }
 
+    /// Indexes a gap; an alert indexed under the same key (a crash between writing one and
+    /// removing the other) gives way to it.
+    fn put_gap(&mut self, key: u64, gap: Entry) {
+        if let Some(Entry::Alert(n)) = self.entries.insert(key, gap) {
+            self.bytes = self.bytes.saturating_sub(n);
+            self.alerts -= 1;
+        }
+    }
+
     fn remove(&mut self, key: u64) {
         let Some(entry) = self.entries.remove(&key) else {
             return;
         };
         if let Entry::Alert(n) = entry {
             self.bytes = self.bytes.saturating_sub(n);
+            self.alerts -= 1;
         }
         let path = self.path_of(key, &entry);
         if let Err(e) = fs::remove_file(&path)
@@ -518,9 +538,17 @@ impl Spool {
 
     /// The first entry that covers numbers after `seq`: what to send next.
     pub fn next_after(&self, seq: u64) -> Option<(u64, Entry)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // Entries do not overlap: the one starting at or before `seq` may reach past it,
+        // otherwise the next one starts after it.
+        if let Some((k, e)) = self.entries.range(..=seq).next_back()
+            && e.end(*k) > seq
+        {
+            return Some((*k, e.clone()));
+        }
         self.entries
-            .iter()
-            .find(|(k, e)| e.end(**k) > seq)
+            .range((Excluded(seq), Unbounded))
+            .next()
             .map(|(k, e)| (*k, e.clone()))
     }
 
@@ -576,6 +604,7 @@ impl Spool {
         if let Some(entry) = self.entries.remove(&key) {
             if let Entry::Alert(n) = entry {
                 self.bytes = self.bytes.saturating_sub(n);
+                self.alerts -= 1;
             }
             let path = self.path_of(key, &entry);
             tracing::warn!(seq = key, path = %path.display(), "spooled alert unusable ({why}): moved to quarantine, sent as a gap");
@@ -602,10 +631,7 @@ impl Spool {
 
     /// Alerts waiting for an acknowledgement.
     pub fn backlog(&self) -> u64 {
-        self.entries
-            .values()
-            .filter(|e| matches!(e, Entry::Alert(_)))
-            .count() as u64
+        self.alerts
     }
 
     pub fn bytes(&self) -> u64 {
