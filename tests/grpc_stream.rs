@@ -432,8 +432,15 @@ impl Pki {
             );
             let issuer = Issuer::new(params, key);
             for leaf in ["server", "client"] {
-                let leaf_params =
+                let mut leaf_params =
                     CertificateParams::new(vec![s("localhost"), s("127.0.0.1")]).unwrap();
+                // The agent pushes with the server certificate: the collector lets only an
+                // agent's certificate push (`osprey certs` issues these roles).
+                if leaf == "server" {
+                    leaf_params.subject_alt_names.push(rcgen::SanType::URI(
+                        osprey::server::certs::URI_FLEET.try_into().unwrap(),
+                    ));
+                }
                 let key = KeyPair::generate().unwrap();
                 let cert = leaf_params.signed_by(&key, &issuer).unwrap();
                 write(&format!("{ca_name}-{leaf}.crt"), cert.pem());

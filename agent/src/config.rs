@@ -55,13 +55,15 @@ metrics: null
 # The gRPC alert stream (osprey tail) and the push to a collector.
 grpc:
   # Serve Subscribe/Status here; `off` turns it off. null: 127.0.0.1:7443, and if that port is
-  # taken the agent runs on without it and says so. Off loopback it needs tls.cert/tls.key.
+  # taken the agent runs on without it and says so. Off loopback it needs tls.cert, tls.key
+  # and tls.client_ca (mTLS).
   listen: null
   # Server certificate and key (PEM): the endpoint speaks TLS only. With client_ca, clients
-  # must present a certificate that CA signed (mTLS).
+  # must present a certificate that CA signed (mTLS), and its role (`osprey certs`) decides
+  # what it may do.
   tls: {cert: null, key: null, client_ca: null}
-  # Accept plaintext on a non-loopback listen address.
-  insecure_allow_remote: false
+  # Concurrent subscribers; more are refused (RESOURCE_EXHAUSTED).
+  max_subscribers: 32
   # This node's name in alerts, sequence numbers and the collector; null is the host name.
   node_name: null
   # Alerts kept in memory for subscribers that reconnect.
@@ -81,6 +83,8 @@ grpc:
   spool_dir: /var/lib/osprey/spool
   # The spool's size limit; beyond it the oldest alerts give way to a counted gap.
   spool_max_bytes: 268435456
+  # Spooled alerts written between two fsyncs (also every 200 ms): what a power cut can lose.
+  spool_sync_every: 64
 
 # Kernel ring buffer size in bytes: a power of two, at least 4096.
 ring_buffer_bytes: 16777216
@@ -134,8 +138,8 @@ pub struct GrpcConfig {
     /// `host:port`, or `off`; `None` is 127.0.0.1:7443, given up with a warning when taken.
     pub listen: Option<String>,
     pub tls: ServerTls,
-    /// Plaintext on a non-loopback `listen` address.
-    pub insecure_allow_remote: bool,
+    /// Concurrent subscribers allowed.
+    pub max_subscribers: usize,
     /// The node's name; `None` is the host name.
     pub node_name: Option<String>,
     /// Alerts kept for subscribers that reconnect.
@@ -154,6 +158,8 @@ pub struct GrpcConfig {
     pub spool_dir: PathBuf,
     /// The spool's size limit in bytes.
     pub spool_max_bytes: u64,
+    /// Spooled alerts between two fsyncs.
+    pub spool_sync_every: usize,
 }
 
 /// A server's certificate, key and (for mTLS) client CA, PEM files.
@@ -170,7 +176,7 @@ impl Default for GrpcConfig {
         Self {
             listen: None,
             tls: ServerTls::default(),
-            insecure_allow_remote: false,
+            max_subscribers: 32,
             node_name: None,
             retention: 10_000,
             subscriber_queue: 4096,
@@ -180,6 +186,7 @@ impl Default for GrpcConfig {
             collector_insecure_allow_remote: false,
             spool_dir: PathBuf::from("/var/lib/osprey/spool"),
             spool_max_bytes: 256 << 20,
+            spool_sync_every: 64,
         }
     }
 }

@@ -25,6 +25,8 @@ enum Command {
     Tail(commands::tail::TailArgs),
     /// Collect alerts pushed by agents and serve them to tail clients (and NATS).
     Collector(commands::collector::CollectorArgs),
+    /// Issue a CA and the collector's, agents' and readers' certificates (with their roles).
+    Certs(commands::certs::CertsArgs),
     /// Print live kernel events as JSON lines, with their process context.
     Trace(commands::trace::TraceArgs),
     /// Check and list rule files.
@@ -72,6 +74,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(args) => commands::run::run(args).await.map(|()| true),
             Command::Tail(args) => commands::tail::run(args).await.map(|()| true),
             Command::Collector(args) => commands::collector::run(args).await.map(|()| true),
+            Command::Certs(args) => commands::certs::run(args).map(|()| true),
             Command::Trace(args) => commands::trace::run(args).await.map(|()| true),
             Command::Rules(cmd) => commands::rules::run(cmd),
             Command::Profile(cmd) => commands::profile::run(cmd),

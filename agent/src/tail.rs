@@ -255,7 +255,12 @@ impl Printer {
 
     fn gap(&mut self, g: &pb::Gap) -> std::io::Result<()> {
         let cursor = self.cursors.entry(g.node.clone()).or_insert(0);
-        *cursor = (*cursor).max(g.to_seq);
+        if g.reason() == pb::gap::Reason::NodeRestart {
+            // The node numbers from 1 again: what follows is new, whatever its number.
+            *cursor = 0;
+        } else {
+            *cursor = (*cursor).max(g.to_seq);
+        }
         tracing::warn!(
             node = %g.node, from = g.from_seq, to = g.to_seq, missed = g.missed,
             reason = convert::gap_reason_str(g), "alerts missed"

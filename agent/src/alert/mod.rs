@@ -6,6 +6,10 @@
 //! subscriber has its own bounded queue: publishing never waits for a subscriber, and a
 //! subscriber that falls behind loses alerts, not the others; it then receives a [`Gap`] with
 //! the exact number it missed, and the drop is counted against it.
+//!
+//! Retention is bounded by count and by (estimated) bytes. A subscriber that starts from what
+//! is retained does not copy it: it keeps a cursor into the retained alerts and reads them one
+//! at a time; what is evicted before it reads it reaches it as a gap.
 
 pub mod spool;
 #[cfg(test)]
@@ -27,6 +31,10 @@ pub trait Sequenced: Send + Sync + 'static {
     fn seq(&self) -> u64;
     /// Called once by [`Bus::publish_next`] with the number the bus assigned.
     fn assign_seq(&mut self, seq: u64);
+    /// Estimated bytes this item holds in memory (for the retention's byte limit).
+    fn size(&self) -> usize {
+        0
+    }
 }
 
 /// Why alerts were not delivered.
@@ -38,6 +46,12 @@ pub enum GapReason {
     NotRetained,
     /// The agent's spool overflowed while the collector was unreachable.
     SpoolOverflow,
+    /// The node's numbering restarted (a new spool epoch).
+    NodeRestart,
+    /// Spooled alerts that could not be read back, quarantined.
+    SpoolCorrupt,
+    /// Alerts that could not be written to the spool.
+    SpoolWriteFailed,
 }
 
 /// Alerts of `node` in `from_seq..=to_seq` that were not delivered; `missed` of them matched.
@@ -98,6 +112,34 @@ struct SlotState<T> {
     /// Gaps still open (one per node at most), queued once the subscriber has room again or
     /// has read everything before them.
     open_gaps: Vec<Gap>,
+    /// What is left to read of the retained alerts (read lazily, before `queue`).
+    replay: Option<Replay>,
+}
+
+/// A subscriber's cursor into the retained alerts: indexes `next..end` are still to read.
+struct Replay {
+    next: u64,
+    end: u64,
+    /// Per-node cursors (`Start::After`): alerts at or below them are skipped, and so is what
+    /// came before the node's last restart.
+    cursors: HashMap<String, u64>,
+    skip_before: HashMap<String, u64>,
+    /// Retained items evicted before this subscriber read them.
+    gaps: Vec<Gap>,
+}
+
+impl Replay {
+    fn wants<T: Sequenced>(&self, idx: u64, kept: &Kept<T>, filter: &Filter<T>) -> bool {
+        let node = kept.node();
+        if self.skip_before.get(node).is_some_and(|&b| idx <= b) {
+            return false;
+        }
+        match kept {
+            Kept::Alert(a) => self.cursors.get(node).is_none_or(|&c| a.seq() > c) && filter(a),
+            Kept::Gap(g) if g.reason == GapReason::NodeRestart => true,
+            Kept::Gap(g) => self.cursors.get(node).is_none_or(|&c| g.to_seq > c),
+        }
+    }
 }
 
 impl<T> Slot<T> {
@@ -106,8 +148,36 @@ impl<T> Slot<T> {
     }
 }
 
+/// A retained item: an alert, or a gap from upstream (an agent's lost alerts, a node's
+/// restarted numbering), kept in its place for subscribers that resume.
+enum Kept<T> {
+    Alert(Arc<T>),
+    Gap(Gap),
+}
+
+impl<T: Sequenced> Kept<T> {
+    fn node(&self) -> &str {
+        match self {
+            Kept::Alert(a) => a.node(),
+            Kept::Gap(g) => &g.node,
+        }
+    }
+    fn size(&self) -> usize {
+        match self {
+            Kept::Alert(a) => a.size(),
+            Kept::Gap(g) => 64 + g.node.len(),
+        }
+    }
+}
+
 struct Inner<T> {
-    retained: VecDeque<Arc<T>>,
+    /// Retained items; `retained[i]` has the index `base + i`.
+    retained: VecDeque<Kept<T>>,
+    base: u64,
+    retained_bytes: usize,
+    retained_alerts: usize,
+    /// The index of each node's last restart notice.
+    restarted_at: HashMap<String, u64>,
     last_seq: HashMap<String, u64>,
     slots: Vec<Arc<Slot<T>>>,
     next_id: u64,
@@ -115,6 +185,12 @@ struct Inner<T> {
     duplicates: u64,
     /// Drops of subscribers that have gone, so the total stays right.
     departed_drops: u64,
+}
+
+impl<T> Inner<T> {
+    fn end(&self) -> u64 {
+        self.base + self.retained.len() as u64
+    }
 }
 
 /// A subscriber as [`Bus::status`] reports it.
@@ -140,16 +216,28 @@ pub struct BusStatus {
 
 pub struct Bus<T> {
     retention: usize,
+    retention_bytes: usize,
     inner: Mutex<Inner<T>>,
 }
 
 impl<T: Sequenced> Bus<T> {
     /// A bus keeping the last `retention` alerts.
     pub fn new(retention: usize) -> Arc<Self> {
+        Self::with_limits(retention, usize::MAX)
+    }
+
+    /// A bus keeping the last `retention` alerts, and no more than `retention_bytes` of them
+    /// (as [`Sequenced::size`] estimates them).
+    pub fn with_limits(retention: usize, retention_bytes: usize) -> Arc<Self> {
         Arc::new(Bus {
             retention,
+            retention_bytes,
             inner: Mutex::new(Inner {
                 retained: VecDeque::with_capacity(retention.min(4096)),
+                base: 0,
+                retained_bytes: 0,
+                retained_alerts: 0,
+                restarted_at: HashMap::new(),
                 last_seq: HashMap::new(),
                 slots: Vec::new(),
                 next_id: 1,
@@ -212,6 +300,9 @@ impl<T: Sequenced> Bus<T> {
             return false;
         }
         *last = gap.to_seq;
+        if self.retention > 0 {
+            self.retain(&mut inner, Kept::Gap(gap.clone()));
+        }
         for slot in &inner.slots {
             let mut st = slot.lock();
             flush_gaps(&mut st);
@@ -222,13 +313,93 @@ impl<T: Sequenced> Bus<T> {
         true
     }
 
+    /// The node's numbering restarted (a new epoch): its next alert may have any number, and
+    /// every subscriber is told with a [`GapReason::NodeRestart`] gap, also kept in retention
+    /// so that a later `Retained` subscriber sees it in its place.
+    pub fn restart_node(&self, node: &str) {
+        let mut inner = self.lock();
+        inner.last_seq.insert(node.to_string(), 0);
+        let gap = Gap {
+            node: node.to_string(),
+            from_seq: 0,
+            to_seq: 0,
+            missed: 0,
+            reason: GapReason::NodeRestart,
+        };
+        if self.retention > 0 {
+            let idx = inner.end();
+            inner.restarted_at.insert(node.to_string(), idx);
+            self.retain(&mut inner, Kept::Gap(gap.clone()));
+        }
+        for slot in &inner.slots {
+            let mut st = slot.lock();
+            flush_gaps(&mut st);
+            st.queue.push_back(Delivery::Gap(gap.clone()));
+            drop(st);
+            slot.notify.notify_one();
+        }
+    }
+
+    /// Appends to the retention and evicts what exceeds its limits; a subscriber still to
+    /// read an evicted item gets it counted in a gap.
+    fn retain(&self, inner: &mut Inner<T>, kept: Kept<T>) {
+        inner.retained_bytes += kept.size();
+        if matches!(kept, Kept::Alert(_)) {
+            inner.retained_alerts += 1;
+        }
+        inner.retained.push_back(kept);
+        while inner.retained.len() > self.retention
+            || (inner.retained_bytes > self.retention_bytes && inner.retained.len() > 1)
+        {
+            let Some(old) = inner.retained.pop_front() else {
+                break;
+            };
+            let idx = inner.base;
+            inner.base += 1;
+            inner.retained_bytes = inner.retained_bytes.saturating_sub(old.size());
+            if matches!(old, Kept::Alert(_)) {
+                inner.retained_alerts -= 1;
+            }
+            for slot in &inner.slots {
+                let mut st = slot.lock();
+                let Some(r) = st.replay.as_mut() else {
+                    continue;
+                };
+                if r.next != idx || idx >= r.end {
+                    continue;
+                }
+                r.next = idx + 1;
+                if !r.wants(idx, &old, &slot.filter) {
+                    continue;
+                }
+                match &old {
+                    Kept::Alert(a) => {
+                        slot.dropped.fetch_add(1, Ordering::Relaxed);
+                        let (node, seq) = (a.node(), a.seq());
+                        match r.gaps.iter_mut().find(|g| g.node == node) {
+                            Some(g) => {
+                                g.to_seq = seq;
+                                g.missed += 1;
+                            }
+                            None => r.gaps.push(Gap {
+                                node: node.to_string(),
+                                from_seq: seq,
+                                to_seq: seq,
+                                missed: 1,
+                                reason: GapReason::NotRetained,
+                            }),
+                        }
+                    }
+                    Kept::Gap(g) => r.gaps.push(g.clone()),
+                }
+            }
+        }
+    }
+
     fn fan_out(&self, inner: &mut Inner<T>, item: Arc<T>) {
         inner.published += 1;
         if self.retention > 0 {
-            if inner.retained.len() == self.retention {
-                inner.retained.pop_front();
-            }
-            inner.retained.push_back(item.clone());
+            self.retain(inner, Kept::Alert(item.clone()));
         }
         for slot in &inner.slots {
             if !(slot.filter)(&item) {
@@ -265,13 +436,15 @@ impl<T: Sequenced> Bus<T> {
         self.lock()
             .retained
             .iter()
-            .filter(|a| a.node() == node && a.seq() > after)
-            .cloned()
+            .filter_map(|k| match k {
+                Kept::Alert(a) if a.node() == node && a.seq() > after => Some(a.clone()),
+                _ => None,
+            })
             .collect()
     }
 
-    /// A new subscriber with a queue of `capacity` live alerts (the retained backlog it asks
-    /// for is queued whole on top of that).
+    /// A new subscriber with a queue of `capacity` live alerts. The retained backlog it asks
+    /// for is read lazily from the retention, not copied.
     pub fn subscribe(
         self: &Arc<Self>,
         peer: impl Into<String>,
@@ -280,24 +453,33 @@ impl<T: Sequenced> Bus<T> {
         filter: Filter<T>,
     ) -> Subscription<T> {
         let mut inner = self.lock();
-        let mut queue = VecDeque::new();
-        match start {
-            Start::Live => {}
-            Start::Retained => {
-                queue.extend(
-                    inner
-                        .retained
-                        .iter()
-                        .filter(|a| filter(a))
-                        .map(|a| Delivery::Alert(a.clone())),
-                );
-            }
+        let mut queue: VecDeque<Delivery<T>> = VecDeque::new();
+        let replay = match start {
+            Start::Live => None,
+            Start::Retained => Some(Replay {
+                next: inner.base,
+                end: inner.end(),
+                cursors: HashMap::new(),
+                skip_before: HashMap::new(),
+                gaps: Vec::new(),
+            }),
             Start::After(cursors) => {
+                // A node's cursor counts in its current numbering: what came before its last
+                // restart is not for it.
+                let skip_before: HashMap<String, u64> = cursors
+                    .keys()
+                    .filter_map(|n| inner.restarted_at.get(n).map(|&i| (n.clone(), i)))
+                    .collect();
                 // For each listed node, say what is no longer retained between its cursor and
                 // its oldest retained alert.
                 let mut oldest: HashMap<&str, u64> = HashMap::new();
-                for a in &inner.retained {
-                    oldest.entry(a.node()).or_insert(a.seq());
+                for (i, k) in inner.retained.iter().enumerate() {
+                    let idx = inner.base + i as u64;
+                    if let Kept::Alert(a) = k
+                        && skip_before.get(a.node()).is_none_or(|&b| idx > b)
+                    {
+                        oldest.entry(a.node()).or_insert(a.seq());
+                    }
                 }
                 let mut nodes: Vec<_> = cursors.iter().collect();
                 nodes.sort();
@@ -314,16 +496,17 @@ impl<T: Sequenced> Bus<T> {
                         }));
                     }
                 }
-                queue.extend(
-                    inner
-                        .retained
-                        .iter()
-                        .filter(|a| cursors.get(a.node()).is_none_or(|&c| a.seq() > c))
-                        .filter(|a| filter(a))
-                        .map(|a| Delivery::Alert(a.clone())),
-                );
+                Some(Replay {
+                    next: inner.base,
+                    end: inner.end(),
+                    cursors: cursors.clone(),
+                    skip_before,
+                    gaps: Vec::new(),
+                })
             }
-        }
+        };
+        // The gaps computed at subscription come first, then the replay, then live alerts.
+        let (pre, queue) = (queue, VecDeque::new());
         let id = inner.next_id;
         inner.next_id += 1;
         let slot = Arc::new(Slot {
@@ -334,6 +517,16 @@ impl<T: Sequenced> Bus<T> {
             state: Mutex::new(SlotState {
                 queue,
                 open_gaps: Vec::new(),
+                replay: replay.map(|mut r| {
+                    r.gaps = pre
+                        .into_iter()
+                        .filter_map(|d| match d {
+                            Delivery::Gap(g) => Some(g),
+                            Delivery::Alert(_) => None,
+                        })
+                        .collect();
+                    r
+                }),
             }),
             notify: Notify::new(),
             dropped: AtomicU64::new(0),
@@ -354,14 +547,20 @@ impl<T: Sequenced> Bus<T> {
             .map(|s| SubscriberStatus {
                 id: s.id,
                 peer: s.peer.clone(),
-                queued: s.lock().queue.len() as u64,
+                queued: {
+                    let st = s.lock();
+                    st.queue.len() as u64
+                        + st.replay
+                            .as_ref()
+                            .map_or(0, |r| r.end.saturating_sub(r.next))
+                },
                 dropped: s.dropped.load(Ordering::Relaxed),
                 delivered: s.delivered.load(Ordering::Relaxed),
             })
             .collect();
         BusStatus {
             published: inner.published,
-            retained: inner.retained.len() as u64,
+            retained: inner.retained_alerts as u64,
             duplicates: inner.duplicates,
             dropped: inner.departed_drops + subscribers.iter().map(|s| s.dropped).sum::<u64>(),
             subscribers,
@@ -384,6 +583,12 @@ pub struct Subscription<T: Sequenced> {
 impl<T: Sequenced> Subscription<T> {
     /// The next delivery, if one is queued.
     pub fn try_recv(&self) -> Option<Delivery<T>> {
+        if let Some(d) = self.next_replayed() {
+            if matches!(d, Delivery::Alert(_)) {
+                self.slot.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            return Some(d);
+        }
         let mut st = self.slot.lock();
         let d = match st.queue.pop_front() {
             Some(d) => Some(d),
@@ -395,6 +600,35 @@ impl<T: Sequenced> Subscription<T> {
             self.slot.delivered.fetch_add(1, Ordering::Relaxed);
         }
         d
+    }
+
+    /// The next retained item this subscriber asked for, read from the bus's retention.
+    fn next_replayed(&self) -> Option<Delivery<T>> {
+        // Not replaying (the usual case): no need for the bus's lock.
+        self.slot.lock().replay.as_ref()?;
+        // Bus first, then the slot: the order the publishers take them in.
+        let inner = self.bus.lock();
+        let mut st = self.slot.lock();
+        let r = st.replay.as_mut()?;
+        if !r.gaps.is_empty() {
+            return Some(Delivery::Gap(r.gaps.remove(0)));
+        }
+        r.next = r.next.max(inner.base);
+        while r.next < r.end {
+            let idx = r.next;
+            r.next += 1;
+            let Some(k) = inner.retained.get((idx - inner.base) as usize) else {
+                break;
+            };
+            if r.wants(idx, k, &self.slot.filter) {
+                return Some(match k {
+                    Kept::Alert(a) => Delivery::Alert(a.clone()),
+                    Kept::Gap(g) => Delivery::Gap(g.clone()),
+                });
+            }
+        }
+        st.replay = None;
+        None
     }
 
     /// Waits for the next delivery.

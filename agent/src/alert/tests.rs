@@ -188,3 +188,73 @@ async fn recv_wakes_on_publish_from_another_task() {
     }
     t.await.unwrap();
 }
+
+#[test]
+fn a_retained_subscriber_reads_lazily_and_gets_a_gap_for_what_was_evicted_meanwhile() {
+    let bus = Bus::new(4);
+    for _ in 0..4 {
+        bus.publish_next(a("n", "r"));
+    }
+    let s = bus.subscribe("p", 100, &Start::Retained, all());
+    // Nothing copied: the subscriber reads from the retention.
+    assert_eq!(s.try_recv().map(|d| seqs(&[d])), Some(vec!["n#1".into()]));
+    // Two more published: 1 (read) and 2 (not yet read) are evicted.
+    bus.publish_next(a("n", "r"));
+    bus.publish_next(a("n", "r"));
+    assert_eq!(
+        seqs(&drain(&s)),
+        ["gap n 2..2 1", "n#3", "n#4", "n#5", "n#6"]
+    );
+    assert_eq!(s.dropped(), 1);
+}
+
+#[test]
+fn a_node_restart_resets_its_numbering_and_reaches_every_subscriber_in_its_place() {
+    let bus: Arc<Bus<A>> = Bus::new(10);
+    let numbered = |seq| A {
+        node: "n".into(),
+        seq,
+        rule: "r",
+    };
+    let live = bus.subscribe("live", 100, &Start::Live, all());
+    assert!(bus.publish_numbered(numbered(7)));
+    assert!(!bus.publish_numbered(numbered(1)));
+    bus.restart_node("n");
+    assert!(bus.publish_numbered(numbered(1)));
+    assert_eq!(seqs(&drain(&live)), ["n#7", "gap n 0..0 0", "n#1"]);
+    // From retention: the notice in its place; a cursor of the new numbering skips the old.
+    let all_of_it = bus.subscribe("r", 100, &Start::Retained, all());
+    assert_eq!(seqs(&drain(&all_of_it)), ["n#7", "gap n 0..0 0", "n#1"]);
+    let after = bus.subscribe(
+        "a",
+        100,
+        &Start::After(HashMap::from([("n".to_string(), 0)])),
+        all(),
+    );
+    assert_eq!(seqs(&drain(&after)), ["n#1"]);
+}
+
+#[test]
+fn retention_is_bounded_by_bytes_too() {
+    #[derive(Debug)]
+    struct Big(u64);
+    impl Sequenced for Big {
+        fn node(&self) -> &str {
+            "n"
+        }
+        fn seq(&self) -> u64 {
+            self.0
+        }
+        fn assign_seq(&mut self, seq: u64) {
+            self.0 = seq;
+        }
+        fn size(&self) -> usize {
+            1000
+        }
+    }
+    let bus = Bus::with_limits(1000, 10_000);
+    for _ in 0..50 {
+        bus.publish_next(Big(0));
+    }
+    assert_eq!(bus.status().retained, 10);
+}

@@ -1,6 +1,7 @@
 //! The `osprey` subcommands. Each takes its parsed arguments and runs to completion; `main.rs`
 //! only parses the command line and picks one.
 
+pub mod certs;
 pub mod collector;
 pub mod kernel;
 pub mod profile;

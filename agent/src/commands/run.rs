@@ -77,6 +77,11 @@ impl RunArgs {
         if self.no_watch_rules {
             c.watch_rules = false;
         }
+        if self.stream.grpc_insecure_allow_remote {
+            anyhow::bail!(
+                "--grpc-insecure-allow-remote is no longer accepted: off loopback the alert stream needs --tls-cert, --tls-key and --tls-client-ca (mTLS; `osprey certs` issues them), or serve on 127.0.0.1"
+            );
+        }
         self.stream.apply(&mut c.grpc);
         Ok(c)
     }
@@ -86,13 +91,16 @@ impl RunArgs {
 pub struct GrpcArgs {
     /// Serve the gRPC alert stream (Subscribe, Status) here; `off` turns it off. Default
     /// (`grpc.listen`): 127.0.0.1:7443, and if that port is taken the agent runs on and says so.
-    /// Anything but loopback needs --tls-cert/--tls-key (or --grpc-insecure-allow-remote).
+    /// Anything but loopback needs --tls-cert, --tls-key and --tls-client-ca (mTLS).
     #[arg(long, env = "OSPREY_GRPC")]
     pub grpc: Option<String>,
     #[command(flatten)]
     pub tls: ServerTlsArgs,
-    /// Serve plaintext gRPC on a non-loopback address.
+    /// Concurrent subscribers of this agent's stream; more are refused.
     #[arg(long)]
+    pub grpc_max_subscribers: Option<usize>,
+    /// No longer accepted: off loopback the stream needs mTLS.
+    #[arg(long, hide = true)]
     pub grpc_insecure_allow_remote: bool,
     /// This node's name in alerts, sequence numbers and the collector (default: the host name).
     #[arg(long, env = "OSPREY_NODE_NAME")]
@@ -119,6 +127,10 @@ pub struct GrpcArgs {
     /// The spool's size limit; beyond it the oldest alerts give way to a counted gap.
     #[arg(long)]
     pub spool_max_bytes: Option<u64>,
+    /// Spooled alerts written between two fsyncs of the spool (a power cut loses at most
+    /// these, and what arrived in the last 200 ms).
+    #[arg(long)]
+    pub spool_sync_every: Option<usize>,
 }
 
 impl GrpcArgs {
@@ -135,7 +147,9 @@ impl GrpcArgs {
         set(&mut g.tls.cert, &self.tls.tls_cert);
         set(&mut g.tls.key, &self.tls.tls_key);
         set(&mut g.tls.client_ca, &self.tls.tls_client_ca);
-        g.insecure_allow_remote |= self.grpc_insecure_allow_remote;
+        if let Some(n) = self.grpc_max_subscribers {
+            g.max_subscribers = n;
+        }
         if self.node_name.is_some() {
             g.node_name.clone_from(&self.node_name);
         }
@@ -155,6 +169,9 @@ impl GrpcArgs {
         }
         if let Some(n) = self.spool_max_bytes {
             g.spool_max_bytes = n;
+        }
+        if let Some(n) = self.spool_sync_every {
+            g.spool_sync_every = n;
         }
     }
 }

@@ -56,7 +56,17 @@ pub async fn start(
 
     let push = match &args.collector {
         Some(addr) => {
-            let spool = Spool::open(&args.spool_dir, &node, args.spool_max_bytes)?;
+            let spool = Spool::open(
+                &args.spool_dir,
+                &node,
+                args.spool_max_bytes,
+                args.spool_sync_every,
+            );
+            // A corrupt, foreign or unusable spool never stops the agent: it says so and
+            // counts in gaps what it cannot keep.
+            for note in spool.notes() {
+                tracing::warn!(spool = %args.spool_dir.display(), "{note}");
+            }
             // Numbering continues where the last run stopped, so the collector's
             // de-duplication and subscribers' cursors stay right across agent restarts.
             bus.start_numbering_at(&node, spool.next_seq());
@@ -82,8 +92,10 @@ pub async fn start(
                 spool,
                 stats: stats.clone(),
                 metrics: metrics.clone(),
+                replay_floor: 0,
+                acked: 0,
             };
-            tracing::info!(collector = %addr, spool = %args.spool_dir.display(), backlog = pusher.spool.backlog(), "pushing alerts");
+            tracing::info!(collector = %addr, spool = %args.spool_dir.display(), backlog = pusher.spool.backlog(), epoch = pusher.spool.epoch(), "pushing alerts");
             tokio::spawn(pusher.run());
             Some(stats)
         }
@@ -96,8 +108,7 @@ pub async fn start(
         let listener = match service::bind(
             &addr,
             &server_tls,
-            args.insecure_allow_remote,
-            "--grpc-insecure-allow-remote",
+            ["--tls-cert", "--tls-key", "--tls-client-ca"],
         )
         .await
         {
@@ -118,6 +129,9 @@ pub async fn start(
                 push,
                 collector: None,
                 metrics: Some(metrics),
+                max_subscribers: args.max_subscribers,
+                max_subscribers_flag: "--grpc-max-subscribers (grpc.max_subscribers)",
+                active_subscribers: Default::default(),
             });
             let tls = server_tls.clone();
             tracing::info!(%addr, %node, tls = tls.tls_cert.is_some(), mtls = tls.tls_client_ca.is_some(), "serving the gRPC alert stream");

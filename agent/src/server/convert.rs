@@ -248,6 +248,9 @@ pub fn gap_to_pb(g: &Gap) -> pb::Gap {
             GapReason::SlowSubscriber => pb::gap::Reason::SlowSubscriber,
             GapReason::NotRetained => pb::gap::Reason::NotRetained,
             GapReason::SpoolOverflow => pb::gap::Reason::SpoolOverflow,
+            GapReason::NodeRestart => pb::gap::Reason::NodeRestart,
+            GapReason::SpoolCorrupt => pb::gap::Reason::SpoolCorrupt,
+            GapReason::SpoolWriteFailed => pb::gap::Reason::SpoolWriteFailed,
         } as i32,
     }
 }
@@ -261,6 +264,9 @@ pub fn gap_from_pb(g: &pb::Gap) -> Gap {
         reason: match g.reason() {
             pb::gap::Reason::SlowSubscriber => GapReason::SlowSubscriber,
             pb::gap::Reason::NotRetained => GapReason::NotRetained,
+            pb::gap::Reason::NodeRestart => GapReason::NodeRestart,
+            pb::gap::Reason::SpoolCorrupt => GapReason::SpoolCorrupt,
+            pb::gap::Reason::SpoolWriteFailed => GapReason::SpoolWriteFailed,
             pb::gap::Reason::SpoolOverflow | pb::gap::Reason::Unspecified => {
                 GapReason::SpoolOverflow
             }
@@ -273,6 +279,9 @@ pub fn gap_reason_str(g: &pb::Gap) -> &'static str {
         pb::gap::Reason::SlowSubscriber => "slow_subscriber",
         pb::gap::Reason::NotRetained => "not_retained",
         pb::gap::Reason::SpoolOverflow => "spool_overflow",
+        pb::gap::Reason::NodeRestart => "node_restart",
+        pb::gap::Reason::SpoolCorrupt => "spool_corrupt",
+        pb::gap::Reason::SpoolWriteFailed => "spool_write_failed",
         pb::gap::Reason::Unspecified => "unspecified",
     }
 }

@@ -3,6 +3,8 @@
 //! proto and domain types, which happen here and nowhere else.
 
 pub mod agent;
+pub mod certs;
+pub mod collector;
 pub mod convert;
 pub mod filter;
 pub mod nats;
@@ -22,9 +24,13 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:7443";
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "{addr} is not a loopback address; serving alerts there in plaintext needs --tls-cert and --tls-key (or {flag} to accept it)"
+        "{addr} is not a loopback address; pushing or reading alerts there in plaintext needs TLS: give --tls-ca (or {flag} to accept plaintext)"
     )]
     PlaintextRemote { addr: String, flag: &'static str },
+    #[error(
+        "{addr} is not a loopback address: serving alerts there needs TLS with client certificates (mTLS); missing {missing} (`osprey certs` issues them)"
+    )]
+    RemoteWithoutMtls { addr: String, missing: String },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
@@ -37,8 +43,6 @@ pub enum ServerError {
     Tls(String),
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
-    #[error(transparent)]
-    Spool(#[from] crate::alert::spool::SpoolError),
     #[error(transparent)]
     Nats(#[from] nats::NatsError),
 }
@@ -72,6 +76,11 @@ impl crate::alert::Sequenced for pb::Alert {
     fn assign_seq(&mut self, seq: u64) {
         self.seq = seq;
         self.id = format!("{}/{}", self.node, seq);
+    }
+    /// Decoded, an alert holds about twice its encoded size (strings, maps, vectors).
+    fn size(&self) -> usize {
+        use prost::Message as _;
+        2 * self.encoded_len() + 256
     }
 }
 

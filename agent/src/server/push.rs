@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Streaming, transport::Endpoint};
 
 use super::{
-    AlertBus, ServerError,
+    AlertBus,
     convert::gap_to_pb,
     pb::{self, push_request::Item as In, push_response::Item as Out},
     service::PushStats,
@@ -29,6 +29,9 @@ use crate::{
     metrics::Metrics,
 };
 
+/// How often written spool entries are fsynced at the latest.
+const SYNC_INTERVAL: Duration = Duration::from_millis(200);
+
 pub struct Pusher {
     pub endpoint: Endpoint,
     pub addr: String,
@@ -39,6 +42,11 @@ pub struct Pusher {
     pub spool: Spool,
     pub stats: Arc<PushStats>,
     pub metrics: Arc<Metrics>,
+    /// Retained alerts up to here are not replayed to a collector that starts empty: it
+    /// acknowledged them before this node changed its epoch.
+    pub replay_floor: u64,
+    /// The highest sequence number the collector acknowledged.
+    pub acked: u64,
 }
 
 struct Conn {
@@ -63,6 +71,7 @@ async fn connect(p: &Pusher) -> Result<Conn, String> {
         item: Some(In::Hello(pb::push_request::Hello {
             node: p.node.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
+            epoch: p.spool.epoch(),
         })),
     })
     .await
@@ -70,7 +79,10 @@ async fn connect(p: &Pusher) -> Result<Conn, String> {
     let mut inbound = client
         .push(ReceiverStream::new(rx))
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| match e.code() {
+            tonic::Code::PermissionDenied => format!("refused by the collector: {}", e.message()),
+            _ => e.to_string(),
+        })?
         .into_inner();
     let have_seq = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
         Ok(Ok(Some(pb::PushResponse {
@@ -78,10 +90,19 @@ async fn connect(p: &Pusher) -> Result<Conn, String> {
         }))) => w.have_seq,
         other => return Err(format!("no welcome from the collector: {other:?}")),
     };
+    // The collector claims more of this node than it ever numbered: its high-water mark was
+    // raised by something else (a forged gap). A new epoch makes it forget that mark.
+    let numbered = p.bus.last_seq(&p.node);
+    if have_seq > numbered {
+        return Err(format!(
+            "the collector's high-water mark for {} ({have_seq}) is past anything this node numbered ({numbered}); starting a new epoch",
+            p.node
+        ));
+    }
     let first_spooled = p.spool.first().unwrap_or(u64::MAX);
     let replay = p
         .bus
-        .retained_after(&p.node, have_seq)
+        .retained_after(&p.node, have_seq.max(p.replay_floor))
         .into_iter()
         .filter(|a| a.seq < first_spooled)
         .collect();
@@ -93,8 +114,9 @@ async fn connect(p: &Pusher) -> Result<Conn, String> {
     })
 }
 
-/// The next request to send on `c`, if any, advancing its cursor.
-fn next_request(c: &mut Conn, spool: &Spool) -> Option<pb::PushRequest> {
+/// The next request to send on `c`, if any, advancing its cursor. A spooled alert that cannot
+/// be read back, or is not this node's, is quarantined and sent as a gap instead.
+fn next_request(c: &mut Conn, spool: &mut Spool, node: &str) -> Option<pb::PushRequest> {
     while let Some(a) = c.replay.pop_front() {
         if a.seq > c.sent_upto {
             c.sent_upto = a.seq;
@@ -104,18 +126,45 @@ fn next_request(c: &mut Conn, spool: &Spool) -> Option<pb::PushRequest> {
         }
     }
     let (key, entry) = spool.next_after(c.sent_upto)?;
-    c.sent_upto = entry.end(key);
     let item = match entry {
-        Entry::Alert(data) => match pb::Alert::decode(&data[..]) {
-            Ok(a) => In::Alert(a),
-            Err(e) => {
-                tracing::error!(seq = key, "unreadable spooled alert, skipped: {e}");
-                return None;
+        Entry::Alert(_) => {
+            let checked = spool.read_alert(key).and_then(|data| {
+                let a = pb::Alert::decode(&data[..]).map_err(|e| format!("undecodable: {e}"))?;
+                if a.node != node {
+                    return Err(format!("an alert of node {:?}", a.node));
+                }
+                if a.seq != key {
+                    return Err(format!("numbered {} in a file for {key}", a.seq));
+                }
+                Ok(a)
+            });
+            match checked {
+                Ok(a) => In::Alert(a),
+                Err(why) => {
+                    let g = unsent_part(spool.quarantine(key, &why), c.sent_upto);
+                    c.sent_upto = g.to_seq;
+                    return Some(pb::PushRequest {
+                        item: Some(In::Gap(gap_to_pb(&g))),
+                    });
+                }
             }
-        },
-        Entry::Gap(g) => In::Gap(gap_to_pb(g)),
+        }
+        Entry::Gap(ref g) => In::Gap(gap_to_pb(&unsent_part(g.clone(), c.sent_upto))),
     };
+    c.sent_upto = entry.end(key);
     Some(pb::PushRequest { item: Some(item) })
+}
+
+/// A spooled gap may have grown (merged) after its first part was sent: only what follows
+/// `sent_upto` is sent again, so no alert is counted twice. Spooled gaps miss every number in
+/// their range.
+fn unsent_part(mut g: crate::alert::Gap, sent_upto: u64) -> crate::alert::Gap {
+    if g.from_seq <= sent_upto {
+        let sent = sent_upto + 1 - g.from_seq;
+        g.from_seq = sent_upto + 1;
+        g.missed = g.missed.saturating_sub(sent);
+    }
+    g
 }
 
 fn has_next(c: &Conn, spool: &Spool) -> bool {
@@ -123,25 +172,26 @@ fn has_next(c: &Conn, spool: &Spool) -> bool {
 }
 
 impl Pusher {
-    fn record(&mut self, d: Delivery<pb::Alert>) -> Result<(), ServerError> {
+    fn record(&mut self, d: Delivery<pb::Alert>) {
         match d {
-            Delivery::Alert(a) => self.spool.push_alert(a.seq, a.encode_to_vec().into())?,
+            Delivery::Alert(a) => self.spool.push_alert(a.seq, &a.encode_to_vec()),
             Delivery::Gap(g) => {
                 tracing::warn!(
                     missed = g.missed,
                     "the push queue fell behind; the collector gets a gap"
                 );
-                self.spool.push_gap(&g)?;
+                self.spool.push_gap(&g);
             }
         }
         self.update_stats();
-        Ok(())
     }
 
     fn update_stats(&self) {
         let backlog = self.spool.backlog();
         self.stats.backlog.store(backlog, Ordering::Relaxed);
-        let dropped = self.spool.evicted() + self.subscription.dropped();
+        // Every alert lost on the way to the collector, each inside a gap: the push queue
+        // fell behind, the spool overflowed, could not write, or quarantined an entry.
+        let dropped = self.spool.lost() + self.subscription.dropped();
         let before = self.stats.spool_dropped.swap(dropped, Ordering::Relaxed);
         if dropped > before {
             self.metrics.queue_drop("spool", dropped - before);
@@ -157,6 +207,8 @@ impl Pusher {
         let mut backoff = Duration::from_millis(200);
         let mut retry_at = Instant::now();
         let mut failures = 0u32;
+        let mut sync_tick = tokio::time::interval(SYNC_INTERVAL);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if conn.is_none() && Instant::now() >= retry_at {
                 match connect(&self).await {
@@ -166,6 +218,13 @@ impl Pusher {
                         conn = Some(c);
                         backoff = Duration::from_millis(200);
                         failures = 0;
+                    }
+                    Err(e) if e.contains("starting a new epoch") => {
+                        tracing::warn!(collector = %self.addr, "{e}");
+                        self.replay_floor = self.replay_floor.max(self.acked);
+                        let epoch = self.spool.new_epoch();
+                        tracing::info!(epoch, "new spool epoch");
+                        retry_at = Instant::now();
                     }
                     Err(e) => {
                         failures += 1;
@@ -182,18 +241,25 @@ impl Pusher {
             let tx = conn.as_ref().map(|c| c.tx.clone());
             let mut lost = false;
             tokio::select! {
-                d = self.subscription.recv() => {
-                    if let Err(e) = self.record(d) {
-                        tracing::error!("spool: {e}");
-                    }
-                }
+                d = self.subscription.recv() => self.record(d),
+                _ = sync_tick.tick(), if self.spool.needs_sync() => self.spool.sync(),
                 r = async { conn.as_mut().expect("guarded").rx.message().await }, if conn.is_some() => {
                     match r {
                         Ok(Some(pb::PushResponse { item: Some(Out::Ack(a)) })) => {
-                            if let Err(e) = self.spool.ack(a.seq) {
-                                tracing::error!("spool: {e}");
+                            let numbered = self.bus.last_seq(&self.node);
+                            if a.have_seq > numbered {
+                                // Not applied: the collector may have dropped it as a
+                                // duplicate of what a forged gap claimed.
+                                tracing::warn!(collector = %self.addr, have_seq = a.have_seq, numbered, "the collector's high-water mark for this node is past anything it numbered (a forged gap?): starting a new epoch and re-sending what is not acknowledged");
+                                self.replay_floor = self.replay_floor.max(self.acked);
+                                let epoch = self.spool.new_epoch();
+                                tracing::info!(epoch, "new spool epoch");
+                                lost = true;
+                            } else {
+                                self.acked = self.acked.max(a.seq);
+                                self.spool.ack(a.seq);
+                                self.update_stats();
                             }
-                            self.update_stats();
                         }
                         Ok(Some(_)) => {}
                         Ok(None) => lost = true,
@@ -206,9 +272,10 @@ impl Pusher {
                 permit = async { tx.as_ref().expect("guarded").reserve().await }, if sending => {
                     match (permit, conn.as_mut()) {
                         (Ok(permit), Some(c)) => {
-                            if let Some(req) = next_request(c, &self.spool) {
+                            if let Some(req) = next_request(c, &mut self.spool, &self.node) {
                                 permit.send(req);
                             }
+                            self.update_stats();
                         }
                         _ => lost = true,
                     }

@@ -5,7 +5,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     AlertBus, ServerError,
+    certs::Roles,
     convert::{gap_from_pb, gap_to_pb},
     filter::AlertFilter,
     nats::NatsSink,
@@ -38,7 +39,14 @@ pub struct PushStats {
 struct NodeState {
     connected: u32,
     received: u64,
+    /// The node's spool epoch (0: not known yet).
+    epoch: u64,
+    restarts: u64,
+    refused: u64,
 }
+
+/// The default bound on how far past a node's high-water mark a pushed alert or gap may reach.
+pub const DEFAULT_MAX_SEQ_ADVANCE: u64 = 1 << 32;
 
 /// What only the collector has: who pushes, duplicates, NATS.
 #[derive(Default)]
@@ -46,6 +54,9 @@ pub struct CollectorState {
     nodes: Mutex<BTreeMap<String, NodeState>>,
     duplicates: AtomicU64,
     nats_errors: AtomicU64,
+    refused: AtomicU64,
+    /// Items reaching further than this past the node's high-water mark are refused.
+    pub max_seq_advance: u64,
     pub nats: Option<NatsSink>,
 }
 
@@ -53,8 +64,52 @@ impl CollectorState {
     pub fn new(nats: Option<NatsSink>) -> Self {
         CollectorState {
             nats,
+            max_seq_advance: DEFAULT_MAX_SEQ_ADVANCE,
             ..Default::default()
         }
+    }
+
+    /// A Hello with `epoch`: true when it starts a new numbering for a node already known.
+    fn hello(&self, node: &str, epoch: u64) -> bool {
+        self.node(node, |n| {
+            n.connected += 1;
+            if epoch == 0 {
+                return false;
+            }
+            let restart = n.epoch != 0 && n.epoch != epoch;
+            n.epoch = epoch;
+            if restart {
+                n.restarts += 1;
+            }
+            restart
+        })
+    }
+
+    fn refuse(&self, node: &str, why: &str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.node(node, |n| n.refused += 1);
+        tracing::warn!(%node, "pushed item refused: {why}");
+    }
+
+    /// Why a pushed item of `node` is not to be trusted, if it is not: it reaches too far past
+    /// the node's high-water mark `have` (a forged gap would silence the node), or is
+    /// malformed.
+    fn out_of_window(&self, have: u64, from: u64, to: u64, missed: u64) -> Option<String> {
+        if from == 0 || to < from {
+            return Some(format!("malformed range {from}..{to}"));
+        }
+        if missed > to - from + 1 {
+            return Some(format!("{missed} missed in a range of {}", to - from + 1));
+        }
+        // With no high-water mark (the collector restarted, or the node's numbering did), the
+        // first item sets it; the range itself is still bounded.
+        let base = if have == 0 { from - 1 } else { have };
+        (to.saturating_sub(base) > self.max_seq_advance).then(|| {
+            format!(
+                "sequence {to} is more than {} past the node's high-water mark {have} (--max-seq-advance)",
+                self.max_seq_advance
+            )
+        })
     }
 
     fn node<R>(&self, node: &str, f: impl FnOnce(&mut NodeState) -> R) -> R {
@@ -75,6 +130,31 @@ pub struct Shared {
     pub push: Option<Arc<PushStats>>,
     pub collector: Option<Arc<CollectorState>>,
     pub metrics: Option<Arc<Metrics>>,
+    /// Concurrent `Subscribe` streams allowed; more are refused (RESOURCE_EXHAUSTED).
+    pub max_subscribers: usize,
+    /// The flag or key that sets `max_subscribers`, for the refusal's message.
+    pub max_subscribers_flag: &'static str,
+    pub active_subscribers: Arc<AtomicUsize>,
+}
+
+/// The roles of the client's certificate, when it presented one (mTLS); `None` without TLS
+/// client authentication (loopback, or a server without a client CA).
+fn peer_roles<T>(req: &Request<T>) -> Result<Option<Roles>, Status> {
+    match req.peer_certs() {
+        Some(certs) if !certs.is_empty() => Roles::from_der(&certs[0])
+            .map(Some)
+            .map_err(Status::unauthenticated),
+        _ => Ok(None),
+    }
+}
+
+/// Counts a subscriber for as long as it lives.
+struct SubscriberSlot(Arc<AtomicUsize>);
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone)]
@@ -124,9 +204,26 @@ impl Alerts for AlertsService {
         let peer = req
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        if let Some(roles) = peer_roles(&req)?
+            && !roles.may_read()
+        {
+            return Err(Status::permission_denied(format!(
+                "this client's certificate is a {roles} certificate, which may not read alerts; readers use a reader certificate (`osprey certs --reader NAME`)"
+            )));
+        }
         let r = req.into_inner();
         let filter = AlertFilter::compile(r.include.as_ref(), r.exclude.as_ref())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let active = self.shared.active_subscribers.clone();
+        let max = self.shared.max_subscribers;
+        if active.fetch_add(1, Ordering::Relaxed) >= max {
+            active.fetch_sub(1, Ordering::Relaxed);
+            return Err(Status::resource_exhausted(format!(
+                "{max} subscribers already, the limit; raise it with {} or close other subscribers",
+                self.shared.max_subscribers_flag
+            )));
+        }
+        let guard = SubscriberSlot(active);
         let sub = self.shared.bus.subscribe(
             peer.clone(),
             self.shared.subscriber_queue,
@@ -142,6 +239,7 @@ impl Alerts for AlertsService {
         // only hands items to the HTTP/2 stream.
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
+            let _guard = guard;
             loop {
                 tokio::select! {
                     d = sub.recv() => {
@@ -173,22 +271,48 @@ impl Alerts for AlertsService {
         let peer = req
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        let roles = peer_roles(&req)?;
+        if let Some(r) = &roles
+            && !r.is_agent()
+        {
+            return Err(Status::permission_denied(format!(
+                "this client's certificate is a {r} certificate, which may not push alerts; agents push with an agent certificate (`osprey certs --node NAME`, or `--fleet`)"
+            )));
+        }
         let mut inbound = req.into_inner();
+        use pb::{push_request::Item as In, push_response::Item as Out};
+        let hello = match inbound.message().await {
+            Ok(Some(pb::PushRequest {
+                item: Some(In::Hello(h)),
+            })) => h,
+            other => {
+                tracing::warn!(%peer, "push stream without a hello: {other:?}");
+                return Err(Status::invalid_argument(
+                    "a push stream starts with a Hello",
+                ));
+            }
+        };
+        let node = hello.node;
+        if node.is_empty() {
+            return Err(Status::invalid_argument("Hello without a node name"));
+        }
+        // The certificate decides which node this client pushes as, never the Hello.
+        if let Some(r) = &roles
+            && !r.may_push_as(&node)
+        {
+            tracing::warn!(%peer, %node, roles = %r, "push refused: the certificate does not name this node");
+            return Err(Status::permission_denied(format!(
+                "this client's certificate is a {r} certificate, which may not push as node {node}; issue one for it with `osprey certs --node {node}`"
+            )));
+        }
         let bus = self.shared.bus.clone();
+        if col.hello(&node, hello.epoch) {
+            tracing::warn!(%peer, %node, epoch = hello.epoch, "node restarted its numbering (new spool epoch)");
+            bus.restart_node(&node);
+        }
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
-            use pb::{push_request::Item as In, push_response::Item as Out};
-            let node = match inbound.message().await {
-                Ok(Some(pb::PushRequest {
-                    item: Some(In::Hello(h)),
-                })) => h.node,
-                other => {
-                    tracing::warn!(%peer, "push stream without a hello: {other:?}");
-                    return;
-                }
-            };
-            col.node(&node, |n| n.connected += 1);
-            tracing::info!(%peer, %node, "agent connected");
+            tracing::info!(%peer, %node, epoch = hello.epoch, "agent connected");
             let reply = |item| pb::PushResponse { item: Some(item) };
             let have_seq = bus.last_seq(&node);
             let mut ok = tx
@@ -209,8 +333,11 @@ impl Alerts for AlertsService {
                 let ack = match msg.item {
                     Some(In::Alert(a)) if a.node == node => {
                         let seq = a.seq;
-                        if seq <= bus.last_seq(&node) {
+                        let have = bus.last_seq(&node);
+                        if seq <= have {
                             col.duplicates.fetch_add(1, Ordering::Relaxed);
+                        } else if let Some(why) = col.out_of_window(have, seq, seq, 1) {
+                            col.refuse(&node, &why);
                         } else {
                             // Stored by JetStream before it is acknowledged to the agent:
                             // a NATS failure leaves it in the agent's spool.
@@ -229,18 +356,36 @@ impl Alerts for AlertsService {
                         seq
                     }
                     Some(In::Gap(g)) if g.node == node => {
-                        tracing::warn!(%node, from = g.from_seq, to = g.to_seq, missed = g.missed, "agent reports a gap");
-                        bus.publish_gap(gap_from_pb(&g));
+                        let have = bus.last_seq(&node);
+                        if g.to_seq <= have {
+                            col.duplicates.fetch_add(1, Ordering::Relaxed);
+                        } else if let Some(why) =
+                            col.out_of_window(have, g.from_seq, g.to_seq, g.missed)
+                        {
+                            col.refuse(&node, &format!("gap: {why}"));
+                        } else {
+                            tracing::warn!(%node, from = g.from_seq, to = g.to_seq, missed = g.missed, reason = super::convert::gap_reason_str(&g), "agent reports a gap");
+                            bus.publish_gap(gap_from_pb(&g));
+                        }
                         g.to_seq
                     }
-                    Some(In::Alert(_) | In::Gap(_)) => {
-                        tracing::warn!(%node, "push item for another node; closing the stream");
-                        break;
+                    // Another node's item on this stream: refused and acknowledged, so one bad
+                    // item cannot jam the stream.
+                    Some(In::Alert(a)) => {
+                        col.refuse(&node, &format!("an alert of node {:?}", a.node));
+                        a.seq
+                    }
+                    Some(In::Gap(g)) => {
+                        col.refuse(&node, &format!("a gap of node {:?}", g.node));
+                        g.to_seq
                     }
                     Some(In::Hello(_)) | None => continue,
                 };
                 ok = tx
-                    .send(Ok(reply(Out::Ack(pb::push_response::Ack { seq: ack }))))
+                    .send(Ok(reply(Out::Ack(pb::push_response::Ack {
+                        seq: ack,
+                        have_seq: bus.last_seq(&node),
+                    }))))
                     .await
                     .is_ok();
             }
@@ -286,6 +431,7 @@ impl Alerts for AlertsService {
         if let Some(c) = &s.collector {
             r.duplicates += c.duplicates.load(Ordering::Relaxed);
             r.nats_errors = c.nats_errors.load(Ordering::Relaxed);
+            r.refused = c.refused.load(Ordering::Relaxed);
             let nodes = c.nodes.lock().unwrap_or_else(|e| e.into_inner());
             r.nodes = nodes
                 .iter()
@@ -294,6 +440,9 @@ impl Alerts for AlertsService {
                     last_seq: s.bus.last_seq(n),
                     connected: st.connected > 0,
                     received: st.received,
+                    epoch: st.epoch,
+                    restarts: st.restarts,
+                    refused: st.refused,
                 })
                 .collect();
         }
@@ -301,18 +450,29 @@ impl Alerts for AlertsService {
     }
 }
 
-/// Binds the gRPC address; plaintext only on loopback unless `allow_plaintext_remote`.
+/// Binds the gRPC address. Off loopback the listener must speak TLS and require client
+/// certificates (`flags` names the flags that set the three files, for the message).
 pub async fn bind(
     addr: &str,
     tls: &ServerTlsArgs,
-    allow_plaintext_remote: bool,
-    flag: &'static str,
+    flags: [&'static str; 3],
 ) -> Result<tokio::net::TcpListener, ServerError> {
-    if tls.tls_cert.is_none() && !is_loopback(addr) && !allow_plaintext_remote {
-        return Err(ServerError::PlaintextRemote {
-            addr: addr.into(),
-            flag,
-        });
+    if !is_loopback(addr) {
+        let missing: Vec<&str> = [
+            tls.tls_cert.is_none(),
+            tls.tls_key.is_none(),
+            tls.tls_client_ca.is_none(),
+        ]
+        .iter()
+        .zip(flags)
+        .filter_map(|(m, f)| m.then_some(f))
+        .collect();
+        if !missing.is_empty() {
+            return Err(ServerError::RemoteWithoutMtls {
+                addr: addr.into(),
+                missing: missing.join(", "),
+            });
+        }
     }
     let sa = super::resolve(addr)?;
     tokio::net::TcpListener::bind(sa)
@@ -345,4 +505,55 @@ pub async fn serve(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn off_loopback_a_listener_needs_mtls_and_says_which_flags_are_missing() {
+        let flags = ["--tls-cert", "--tls-key", "--tls-client-ca"];
+        let e = bind("0.0.0.0:0", &ServerTlsArgs::default(), flags)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--tls-cert, --tls-key, --tls-client-ca"), "{e}");
+        let server_only = ServerTlsArgs {
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            tls_client_ca: None,
+        };
+        let e = bind("0.0.0.0:0", &server_only, flags)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing --tls-client-ca"), "{e}");
+        // Loopback: plaintext is fine (local testing).
+        assert!(
+            bind("127.0.0.1:0", &ServerTlsArgs::default(), flags)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn pushed_items_far_past_the_high_water_mark_or_malformed_are_out_of_window() {
+        let c = CollectorState {
+            max_seq_advance: 1000,
+            ..Default::default()
+        };
+        assert!(c.out_of_window(50, 51, 51, 1).is_none());
+        assert!(c.out_of_window(50, 51, 1050, 1000).is_none());
+        assert!(c.out_of_window(50, 51, 1051, 1001).is_some());
+        assert!(c.out_of_window(50, 60, 55, 1).is_some(), "to before from");
+        assert!(
+            c.out_of_window(50, 51, 52, 3).is_some(),
+            "missed beyond the range"
+        );
+        assert!(c.out_of_window(50, 0, 0, 0).is_some());
+        // No mark yet (a restarted collector): the first item sets it, its range is bounded.
+        assert!(c.out_of_window(0, 5000, 5000, 1).is_none());
+        assert!(c.out_of_window(0, 1, 1 << 40, 1 << 40).is_some());
+    }
 }
