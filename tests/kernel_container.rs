@@ -16,6 +16,16 @@ use serde_json::Value;
 use support::Agent;
 
 /// Every exec whose command line carries `osprey-ctr-`, with every identity field.
+/// One container test at a time. Two containers started at the same moment by two tests can
+/// make the agent attribute an nsenter'd process to the wrong one (seen under load, on this
+/// cgroup-hybrid machine where podman's containers share the v2 root cgroup): a known gap,
+/// noted for the container table, not what these tests are about.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const RULES: &str = r#"
 - rule: Test exec with identity
   desc: every exec of this test, with the container and pod it ran in
@@ -49,6 +59,7 @@ fn exec_alert(agent: &mut Agent, cmdline: &str) -> Value {
 
 #[test]
 fn podman_identity_first_exec_drift_and_host() {
+    let _serial = serial();
     let dir = TempDir::new("ctr-podman");
     let name = format!("osprey-ctr-podman-{}", std::process::id());
     let _ = bash(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
@@ -111,6 +122,7 @@ fn podman_identity_first_exec_drift_and_host() {
 
 #[test]
 fn processes_entering_a_container_are_attributed_to_it() {
+    let _serial = serial();
     let dir = TempDir::new("ctr-enter");
     let name = format!("osprey-ctr-enter-{}", std::process::id());
     let _ = bash(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
@@ -186,6 +198,7 @@ impl Drop for Containerd {
 
 #[test]
 fn containerd_pod_identity_from_kubelet_labels() {
+    let _serial = serial();
     let _containerd = Containerd::ensure();
     image();
     let dir = TempDir::new("ctr-containerd");
