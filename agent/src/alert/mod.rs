@@ -270,6 +270,32 @@ impl<T: Sequenced> Bus<T> {
             .collect()
     }
 
+    /// A start point that delivers the newest `n` retained alerts `filter` accepts, then live
+    /// ones: for each node with retained alerts older than those, a cursor at the last of them
+    /// (a page that shows the last hours without replaying all that is retained).
+    pub fn start_for_newest(&self, n: usize, filter: &dyn Fn(&T) -> bool) -> Start {
+        let inner = self.lock();
+        let mut taken = 0;
+        let mut first_kept = inner.retained.len();
+        for (i, a) in inner.retained.iter().enumerate().rev() {
+            if taken == n {
+                break;
+            }
+            if filter(a) {
+                taken += 1;
+            }
+            first_kept = i;
+        }
+        if first_kept == 0 {
+            return Start::Retained;
+        }
+        let mut cursors = HashMap::new();
+        for a in inner.retained.iter().take(first_kept) {
+            cursors.insert(a.node().to_string(), a.seq());
+        }
+        Start::After(cursors)
+    }
+
     /// A new subscriber with a queue of `capacity` live alerts (the retained backlog it asks
     /// for is queued whole on top of that).
     pub fn subscribe(
