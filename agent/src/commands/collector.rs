@@ -14,6 +14,7 @@ use crate::{
         nats::NatsSink,
         service::{self, AlertsService, CollectorState, Shared},
         tls::ServerTlsArgs,
+        web::{self, WebSource},
     },
 };
 
@@ -38,6 +39,10 @@ pub struct CollectorArgs {
     /// OSPREY_ALERTS, created when missing), e.g. nats://127.0.0.1:4222.
     #[arg(long, env = "OSPREY_NATS")]
     pub nats: Option<String>,
+    /// Serve the web UI, a live view of every node's alerts, here (e.g. 127.0.0.1:8080). Off
+    /// loopback it needs --tls-cert, --tls-key and --tls-client-ca (browser certificates).
+    #[arg(long, env = "OSPREY_WEB")]
+    pub web: Option<String>,
     /// Serve /healthz, /readyz and Prometheus /metrics on this address.
     #[arg(long, env = "OSPREY_METRICS")]
     pub metrics: Option<std::net::SocketAddr>,
@@ -78,6 +83,9 @@ pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
         collector: Some(Arc::new(CollectorState::new(nats))),
         metrics: Some(metrics.clone()),
     });
+    if let Some(addr) = &args.web {
+        web::start(addr, &args.tls, WebSource::of(svc.shared())).await?;
+    }
     metrics.set_ready(true);
     tracing::info!(
         listen = %args.listen,
