@@ -171,16 +171,16 @@ function count(alerts, key) {
 }
 function hbars(id, entries, opts) {
   const s = $(id);
-  const W = s.clientWidth || 300, H = s.clientHeight || 150;
+  const W = s.clientWidth || 300, H = s.clientHeight || 128;
   s.setAttribute('viewBox', `0 0 ${W} ${H}`);
   s.replaceChildren();
   if (!entries.length) { s.append(svg('text', { x: 4, y: 20 }, 'nothing yet')); return; }
   const n = Math.min(entries.length, opts.max || 6);
-  const rowH = Math.min(24, H / n), label = Math.min(W * 0.45, 200), max = Math.max(...entries.map((e) => e[1]));
+  const rowH = Math.min(21, H / n), label = Math.min(W * 0.45, 240), max = Math.max(...entries.map((e) => e[1]));
   entries.slice(0, n).forEach(([k, v], i) => {
     const y = i * rowH, w = Math.max(2, (W - label - 50) * v / max);
     const g = svg('g', { class: opts.onClick ? 'clickable' : '' });
-    const name = svg('text', { x: 0, y: y + rowH * 0.65 }, k.length > 32 ? `${k.slice(0, 31)}…` : k);
+    const name = svg('text', { x: 0, y: y + rowH * 0.65 }, k.length > 40 ? `${k.slice(0, 39)}…` : k);
     name.append(svg('title', {}, k));
     g.append(name);
     const bar = svg('rect', { class: 'bar', x: label, y: y + rowH * 0.15, width: w, height: rowH * 0.7, rx: 3 });
@@ -193,7 +193,7 @@ function hbars(id, entries, opts) {
 const prioColor = (p) => `var(--p-${p.toLowerCase()})`;
 function timeline(alerts) {
   const s = $('chart-timeline');
-  const W = s.clientWidth || 600, H = s.clientHeight || 150, base = H - 18;
+  const W = s.clientWidth || 600, H = s.clientHeight || 128, base = H - 18;
   s.setAttribute('viewBox', `0 0 ${W} ${H}`);
   s.replaceChildren();
   const minute = 60e3, now = Math.floor(Date.now() / minute);
