@@ -64,6 +64,10 @@ grpc:
   tls: {cert: null, key: null, client_ca: null}
   # Concurrent subscribers; more are refused (RESOURCE_EXHAUSTED).
   max_subscribers: 32
+  # Serve the web UI (a live alert view for a browser) here, e.g. 127.0.0.1:8080; null is
+  # off. Off loopback it needs tls.cert, tls.key and tls.client_ca: browsers present a
+  # client certificate that CA signed.
+  web: null
   # This node's name in alerts, sequence numbers and the collector; null is the host name.
   node_name: null
   # Alerts kept in memory for subscribers that reconnect.
@@ -140,6 +144,8 @@ pub struct GrpcConfig {
     pub tls: ServerTls,
     /// Concurrent subscribers allowed.
     pub max_subscribers: usize,
+    /// The web UI's `host:port`; `None` is off.
+    pub web: Option<String>,
     /// The node's name; `None` is the host name.
     pub node_name: Option<String>,
     /// Alerts kept for subscribers that reconnect.
@@ -177,6 +183,7 @@ impl Default for GrpcConfig {
             listen: None,
             tls: ServerTls::default(),
             max_subscribers: 32,
+            web: None,
             node_name: None,
             retention: 10_000,
             subscriber_queue: 4096,

@@ -33,6 +33,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "bpftool",
     // A real NATS JetStream server for the alert-stream round trip (nats-server -js).
     "nats-server",
+    // A real headless browser for the web UI test (tests/web_ui.rs drives chromedriver over
+    // the W3C WebDriver protocol).
+    "chromium",
+    "chromium-driver",
 ];
 
 /// Python modules the checks use, as (import name, PyPI package). Later work appends here.

@@ -443,6 +443,36 @@ impl<T: Sequenced> Bus<T> {
             .collect()
     }
 
+    /// A start point that delivers the newest `n` retained alerts `filter` accepts, then live
+    /// ones: for each node with retained alerts older than those, a cursor at the last of them
+    /// (a page that shows the last hours without replaying all that is retained).
+    pub fn start_for_newest(&self, n: usize, filter: &dyn Fn(&T) -> bool) -> Start {
+        let inner = self.lock();
+        let mut taken = 0;
+        let mut first_kept = inner.retained.len();
+        for (i, k) in inner.retained.iter().enumerate().rev() {
+            if taken == n {
+                break;
+            }
+            if matches!(k, Kept::Alert(a) if filter(a)) {
+                taken += 1;
+            }
+            first_kept = i;
+        }
+        if first_kept == 0 {
+            return Start::Retained;
+        }
+        let mut cursors = HashMap::new();
+        for k in inner.retained.iter().take(first_kept) {
+            let last = match k {
+                Kept::Alert(a) => a.seq(),
+                Kept::Gap(g) => g.to_seq,
+            };
+            cursors.insert(k.node().to_string(), last);
+        }
+        Start::After(cursors)
+    }
+
     /// A new subscriber with a queue of `capacity` live alerts. The retained backlog it asks
     /// for is read lazily from the retention, not copied.
     pub fn subscribe(

@@ -258,3 +258,25 @@ fn retention_is_bounded_by_bytes_too() {
     }
     assert_eq!(bus.status().retained, 10);
 }
+
+#[test]
+fn start_for_newest_replays_only_the_last_matching_alerts_without_a_gap() {
+    let bus = Bus::new(100);
+    for i in 0..6 {
+        bus.publish_next(a("n1", if i % 2 == 0 { "keep" } else { "other" }));
+        bus.publish_next(a("n2", "keep"));
+    }
+    bus.publish_next(a("n3", "keep"));
+    // Retained in order: n1#1 n2#1 n1#2 n2#2 ... n1#6 n2#6 n3#1; kept ones of n1 are 1, 3, 5.
+    let keep = |x: &A| x.rule == "keep";
+    let start = bus.start_for_newest(4, &keep);
+    let s = bus.subscribe("s", 10, &start, Box::new(keep));
+    assert_eq!(seqs(&drain(&s)), ["n1#5", "n2#5", "n2#6", "n3#1"]);
+    // Fewer retained than asked: all of them, as Start::Retained.
+    assert_eq!(bus.start_for_newest(1000, &keep), Start::Retained);
+    // None asked: live only.
+    let s = bus.subscribe("s", 10, &bus.start_for_newest(0, &keep), Box::new(keep));
+    assert!(drain(&s).is_empty());
+    bus.publish_next(a("n1", "keep"));
+    assert_eq!(seqs(&drain(&s)), ["n1#7"]);
+}

@@ -36,6 +36,10 @@ pub struct CollectorArgs {
     /// OSPREY_ALERTS, created when missing), e.g. nats://127.0.0.1:4222.
     #[arg(long, env = "OSPREY_NATS")]
     pub nats: Option<String>,
+    /// Serve the web UI, a live view of every node's alerts, here (e.g. 127.0.0.1:8080). Off
+    /// loopback it needs --tls-cert, --tls-key and --tls-client-ca (browser certificates).
+    #[arg(long, env = "OSPREY_WEB")]
+    pub web: Option<String>,
     /// Serve /healthz, /readyz and Prometheus /metrics on this address, `off` for none.
     /// Default 0.0.0.0:9090 (if taken, the collector runs without it and says so).
     #[arg(long, env = "OSPREY_METRICS")]
@@ -74,6 +78,7 @@ pub async fn run(args: CollectorArgs) -> anyhow::Result<()> {
         max_subscribers: args.max_subscribers,
         max_seq_advance: args.max_seq_advance,
         nats: args.nats,
+        web: args.web,
         metrics,
         metrics_explicit,
         ready_message: args.ready_message,

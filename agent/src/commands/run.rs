@@ -102,6 +102,10 @@ pub struct GrpcArgs {
     /// No longer accepted: off loopback the stream needs mTLS.
     #[arg(long, hide = true)]
     pub grpc_insecure_allow_remote: bool,
+    /// Serve the web UI, a live view of this node's alerts, here (e.g. 127.0.0.1:8080). Off
+    /// loopback it needs --tls-cert, --tls-key and --tls-client-ca (browser certificates).
+    #[arg(long, env = "OSPREY_WEB")]
+    pub web: Option<String>,
     /// This node's name in alerts, sequence numbers and the collector (default: the host name).
     #[arg(long, env = "OSPREY_NODE_NAME")]
     pub node_name: Option<String>,
@@ -149,6 +153,9 @@ impl GrpcArgs {
         set(&mut g.tls.client_ca, &self.tls.tls_client_ca);
         if let Some(n) = self.grpc_max_subscribers {
             g.max_subscribers = n;
+        }
+        if self.web.is_some() {
+            g.web.clone_from(&self.web);
         }
         if self.node_name.is_some() {
             g.node_name.clone_from(&self.node_name);

@@ -102,6 +102,21 @@ pub async fn start(
         None => None,
     };
 
+    if let Some(web_addr) = &args.web {
+        super::web::start(
+            web_addr,
+            &server_tls,
+            super::web::WebSource {
+                bus: bus.clone(),
+                node: node.clone(),
+                role: "agent",
+                subscriber_queue: args.subscriber_queue,
+                metrics: Some(metrics.clone()),
+            },
+        )
+        .await?;
+    }
+
     let explicit = args.listen.is_some();
     let addr = args.listen.clone().unwrap_or_else(|| DEFAULT_ADDR.into());
     if addr != "off" {

@@ -30,6 +30,8 @@ pub struct CollectorOptions {
     pub max_subscribers: usize,
     pub max_seq_advance: u64,
     pub nats: Option<String>,
+    /// The web UI's address (`--web`), `None` for none.
+    pub web: Option<String>,
     /// `None`: no health/metrics port. `explicit`: a bind failure is an error, not a warning.
     pub metrics: Option<std::net::SocketAddr>,
     pub metrics_explicit: bool,
@@ -97,6 +99,9 @@ pub async fn run(opts: CollectorOptions) -> Result<(), CollectorError> {
         max_subscribers_flag: "--max-subscribers",
         active_subscribers: Default::default(),
     });
+    if let Some(addr) = &opts.web {
+        super::web::start(addr, &opts.tls, super::web::WebSource::of(svc.shared())).await?;
+    }
     metrics.set_ready(true);
     tracing::info!(
         listen = %opts.listen,

@@ -11,6 +11,7 @@ pub mod nats;
 pub mod push;
 pub mod service;
 pub mod tls;
+pub mod web;
 
 /// The generated code for package `osprey.v1`.
 pub mod pb {
@@ -31,6 +32,10 @@ pub enum ServerError {
         "{addr} is not a loopback address: serving alerts there needs TLS with client certificates (mTLS); missing {missing} (`osprey certs` issues them)"
     )]
     RemoteWithoutMtls { addr: String, missing: String },
+    #[error(
+        "the web UI on {addr} is not on loopback: it needs --tls-cert, --tls-key and --tls-client-ca (browsers then present a client certificate that CA signed), or a loopback address such as 127.0.0.1:8080 reached through kubectl port-forward"
+    )]
+    WebNeedsTls { addr: String },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
