@@ -284,7 +284,7 @@ pub fn render(r: &Results, notes: &str) -> String {
     let _ = writeln!(o, "## 3. Engine throughput\n");
     let _ = writeln!(
         o,
-        "Criterion, `cargo bench -p osprey --bench engine`: 100 synthetic enriched events (60 \
+        "Criterion, `cargo bench -p osprey-engine --bench engine`: 100 synthetic enriched events (60 \
          opens, 20 execs, 15 connects, 5 others, a few raising alerts) through `Engine::evaluate` \
          on one core; median estimate.\n"
     );
