@@ -89,7 +89,7 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         falco_rules: bins
             .falco_rules
             .as_ref()
-            .map(|_| "../shared/compat/falco_rules.yaml".to_string()),
+            .map(|_| "falco_rules.yaml".to_string()),
     };
     let path = env.root().join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();

@@ -80,6 +80,23 @@ impl<T> Clone for Delivery<T> {
     }
 }
 
+/// One more alert of `node` missed: widens that node's open gap, or opens one.
+fn miss(gaps: &mut Vec<Gap>, node: &str, seq: u64, reason: GapReason) {
+    match gaps.iter_mut().find(|g| g.node == node) {
+        Some(g) => {
+            g.to_seq = seq;
+            g.missed += 1;
+        }
+        None => gaps.push(Gap {
+            node: node.to_string(),
+            from_seq: seq,
+            to_seq: seq,
+            missed: 1,
+            reason,
+        }),
+    }
+}
+
 /// Where a subscription starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Start {
@@ -375,20 +392,7 @@ impl<T: Sequenced> Bus<T> {
                 match &old {
                     Kept::Alert(a) => {
                         slot.dropped.fetch_add(1, Ordering::Relaxed);
-                        let (node, seq) = (a.node(), a.seq());
-                        match r.gaps.iter_mut().find(|g| g.node == node) {
-                            Some(g) => {
-                                g.to_seq = seq;
-                                g.missed += 1;
-                            }
-                            None => r.gaps.push(Gap {
-                                node: node.to_string(),
-                                from_seq: seq,
-                                to_seq: seq,
-                                missed: 1,
-                                reason: GapReason::NotRetained,
-                            }),
-                        }
+                        miss(&mut r.gaps, a.node(), a.seq(), GapReason::NotRetained);
                     }
                     Kept::Gap(g) => r.gaps.push(g.clone()),
                 }
@@ -413,20 +417,12 @@ impl<T: Sequenced> Bus<T> {
                 slot.notify.notify_one();
             } else {
                 slot.dropped.fetch_add(1, Ordering::Relaxed);
-                let (node, seq) = (item.node(), item.seq());
-                match st.open_gaps.iter_mut().find(|g| g.node == node) {
-                    Some(g) => {
-                        g.to_seq = seq;
-                        g.missed += 1;
-                    }
-                    None => st.open_gaps.push(Gap {
-                        node: node.to_string(),
-                        from_seq: seq,
-                        to_seq: seq,
-                        missed: 1,
-                        reason: GapReason::SlowSubscriber,
-                    }),
-                }
+                miss(
+                    &mut st.open_gaps,
+                    item.node(),
+                    item.seq(),
+                    GapReason::SlowSubscriber,
+                );
             }
         }
     }
