@@ -191,7 +191,9 @@ impl<T: Send + Sync + 'static> SinkHandle<T> {
     pub fn dropped(&self) -> u64 {
         self.dropped.get()
     }
+}
 
+impl<T> SinkHandle<T> {
     /// Stops taking items and lets the worker write what is queued and flush, waiting for it
     /// at most [`CLOSE_TIMEOUT`].
     pub fn close(&mut self) {
@@ -219,17 +221,7 @@ impl<T: Send + Sync + 'static> SinkHandle<T> {
 
 impl<T> Drop for SinkHandle<T> {
     fn drop(&mut self) {
-        if self.worker.is_some() {
-            self.tx = None;
-            if let Some(w) = self.worker.take()
-                && matches!(
-                    self.done.recv_timeout(CLOSE_TIMEOUT),
-                    Ok(()) | Err(RecvTimeoutError::Disconnected)
-                )
-            {
-                let _ = w.join();
-            }
-        }
+        self.close();
     }
 }
 
