@@ -62,13 +62,11 @@ pub mod counter {
     pub const DROP_FORK: u32 = 2;
     pub const DROP_EXIT: u32 = 3;
     pub const DROP_SYSCALL: u32 = 4;
-    /// A syscall of interest started but the table of in-flight syscalls was full, so its
-    /// event was lost.
-    pub const PENDING_FULL: u32 = 5;
+    // 5 counted syscalls lost to a full table of in-flight syscalls; there is no such table
+    // since syscalls are captured at exit alone.
     /// Syscall events emitted (after the interest filter), for rate reporting.
     pub const SYSCALLS_EMITTED: u32 = 6;
-    /// Profile records lost because the ring buffer was full (not at index 5, which
-    /// `PENDING_FULL` took before profiles existed).
+    /// Profile records lost because the ring buffer was full.
     pub const DROP_PROFILE: u32 = 7;
     /// Profile verdicts other than `allow` (one record each, emitted or dropped).
     pub const PROFILE_VERDICTS: u32 = 8;
@@ -118,7 +116,8 @@ pub struct EventHeader {
 #[derive(Clone, Copy)]
 pub struct ExecEvent {
     pub header: EventHeader,
-    /// Length of the path in `data[..filename_len]` (no NUL).
+    /// Length of the path given to exec, `data[..filename_len]` (no NUL). argv follows it,
+    /// then the executable's kernel path.
     pub filename_len: u32,
     /// Length of argv that follows the path: NUL-separated, as in `/proc/PID/cmdline`.
     pub args_len: u32,
@@ -126,6 +125,10 @@ pub struct ExecEvent {
     pub flags: u32,
     /// [`exe_flags`] bits: what the kernel knows about the executable's file.
     pub exe_flags: u32,
+    /// Length of the executable's kernel path ([`kpath`] encoding) after argv in `data`.
+    pub exe_path_len: u32,
+    /// [`kpath`] bits of that walk.
+    pub exe_path_flags: u32,
     /// The executable file's own name (its dentry): `memfd:NAME` for a memfd, which the
     /// path given to exec (`/dev/fd/3`) does not show.
     pub exe_name: [u8; NAME_LEN],
@@ -207,13 +210,50 @@ pub struct SyscallEvent {
     pub flags: u32,
     /// The return value: a result, or `-errno`.
     pub ret: i64,
-    /// `bpf_ktime_get_boot_ns()` at syscall entry.
-    pub enter_ns: u64,
-    /// The six raw argument registers at entry.
+    /// [`kpath`] bits: which object `data`'s kernel path describes, and what the walk found.
+    pub kpath_flags: u32,
+    /// `s_magic` of the file system that object lives on (sockfs, pipefs, overlayfs...).
+    pub kpath_magic: u32,
+    /// The six argument registers, read at exit (see agent-ebpf/src/syscall.rs).
     pub args: [u64; 6],
-    /// Bytes of `data` used by each capture of the syscall's [`SyscallSpec`], in order.
+    /// Bytes of `data` used by each capture of the syscall's [`SyscallSpec`], in order, then
+    /// (index 3) by the kernel path.
     pub cap_len: [u16; 4],
+    /// Inode number of the object the kernel path describes.
+    pub kpath_ino: u64,
+    /// The kernel path walk's running length while it writes (see agent-ebpf/src/path.rs);
+    /// `cap_len[3]` holds the result.
+    pub kpath_cursor: u32,
+    pub _pad: u32,
     pub data: [u8; DATA_BUF],
+}
+
+/// A path the kernel resolved, in `SyscallEvent::data` after the captures (length
+/// `cap_len[3]`) and in `ExecEvent::data` after argv (`exe_path_len`): the names of the
+/// dentries from the object up to the task's root, leaf first, each followed by a NUL. Written
+/// leaf first because the verifier can prove an appending walk safe; userspace reverses it.
+pub mod kpath {
+    /// The path is the file the syscall returned as a descriptor (open, openat, creat...).
+    pub const OF_RET: u32 = 1 << 0;
+    /// The path is the file of the syscall's descriptor argument (`SyscallSpec::fd_arg`).
+    pub const OF_FD_ARG: u32 = 1 << 1;
+    /// The path is the directory a relative path argument starts from: the descriptor
+    /// argument `SyscallSpec::dirfd`, or the working directory.
+    pub const OF_DIR: u32 = 1 << 2;
+    /// The walk stopped at its depth or length limit: the root side of the path is missing.
+    pub const TRUNCATED: u32 = 1 << 8;
+    /// The object is unlinked (`d_unlinked`): deleted, or never linked (memfd, O_TMPFILE).
+    pub const DELETED: u32 = 1 << 9;
+    /// The object lives on an internal mount (pipe, socket, memfd, anon inode): the path is
+    /// its one name.
+    pub const PSEUDO: u32 = 1 << 10;
+    /// The walk reached a mount attached nowhere without meeting the task's root: the object
+    /// is outside the task's root (a detached bind mount, an escaped chroot, another mount
+    /// namespace's file), and the names above that mount are its path within its own file
+    /// system.
+    pub const OUTSIDE_ROOT: u32 = 1 << 11;
+    /// A kernel pointer on the way read as zero: the path is partial.
+    pub const BROKEN: u32 = 1 << 12;
 }
 
 /// Byte offset of `data` in a [`SyscallEvent`]; a record is `SYSCALL_DATA_OFFSET + sum(cap_len)`.
@@ -259,14 +299,31 @@ pub struct Capture {
 pub struct SyscallSpec {
     /// [`spec_flags`] bits.
     pub flags: u32,
-    pub _pad: u32,
+    /// When capture 0 is a path: 1 + the index of the directory descriptor argument it is
+    /// relative to, or [`DIRFD_CWD`]; 0 when capture 0 is not a path.
+    pub dirfd: u8,
+    /// 1 + the index of a descriptor argument whose file the kernel resolves; 0 for none.
+    pub fd_arg: u8,
+    pub _pad: [u8; 2],
     pub captures: [Capture; MAX_CAPTURES],
 }
 
 pub mod spec_flags {
     /// Some consumer wants this syscall: capture it and emit an event at exit.
     pub const INTERESTED: u32 = 1;
+    /// A return value of 0 is the child of a fork-like call returning: not reported (the
+    /// parent's return reports the call).
+    pub const PARENT_ONLY: u32 = 2;
+    /// A successful call replaced the image (execve): its argument registers are the new
+    /// program's, so nothing is captured; the exec record carries path and argv.
+    pub const EXEC: u32 = 4;
+    /// A non-negative return value is a new descriptor whose file's path the kernel walks.
+    pub const RET_FD: u32 = 8;
 }
+
+/// `SyscallSpec::dirfd` when the path in capture 0 is relative to the working directory (the
+/// syscall has no directory descriptor argument).
+pub const DIRFD_CWD: u8 = 7;
 
 /// Profile slots: a profile's verdict table lives in one slot; a live change writes the new
 /// table into a free slot, points the cgroups at it, then frees the old one. Twice the number
@@ -481,6 +538,32 @@ pub struct KernelConfig {
     pub ovl_upperdentry: u32,
     pub ovl_oe: u32,
     pub ovl_entry_numlower: u32,
+    /// Kernel paths: `task_struct.fs` → `fs_struct.root`/`.pwd` (each a `struct path`), and
+    /// `task_struct.files` → `files_struct.fdt` → `fdtable.max_fds`/`.fd` (the descriptor
+    /// array).
+    pub task_fs: u32,
+    pub fs_root: u32,
+    pub fs_pwd: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    /// Offsets inside `struct path`.
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    /// `file.f_path`.
+    pub file_path: u32,
+    /// `dentry.d_parent`, `dentry.d_inode`, `dentry.d_hash.pprev` (NULL when unhashed).
+    pub dentry_parent: u32,
+    pub dentry_inode: u32,
+    pub dentry_hash_pprev: u32,
+    pub inode_ino: u32,
+    /// `vfsmount.mnt_root`; `struct mount` embeds the vfsmount at `mount.mnt`, and links to
+    /// its parent mount and the dentry it is mounted on.
+    pub vfsmount_root: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
 }
 
 impl KernelConfig {
@@ -506,8 +589,8 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 96);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 112);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 104);
-const _: () = assert!(EXEC_DATA_OFFSET == 112 + NAME_LEN + 2 * CGROUP_NAME_LEN);
-const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8);
+const _: () = assert!(EXEC_DATA_OFFSET == 120 + NAME_LEN + 2 * CGROUP_NAME_LEN);
+const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8 + 8 + 8);
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8 + 8 * MAX_CAPTURES);
 const _: () = assert!(core::mem::size_of::<ProfileEvent>() == 96 + 16 + 48);
 const _: () = assert!(core::mem::size_of::<ProfileScope>() == 8);

@@ -1,8 +1,9 @@
 //! Osprey's kernel programs. One file per hook family:
 //! - `process.rs`: process lifecycle (`sched_process_exec`, `sched_process_fork`,
 //!   `sched_process_exit`);
-//! - `syscall.rs`: the `raw_syscalls` pair that captures arguments at entry and joins them with
-//!   the result at exit;
+//! - `syscall.rs`: the `raw_syscalls` pair: profiles at entry, capture of a syscall's
+//!   arguments, result and kernel-resolved file at exit;
+//! - `path.rs`: the dentry and mount walk that turns a kernel `struct path` into a path;
 //! - `profile.rs`: seccomp-like syscall profiles, decided in `sys_enter` for tasks whose cgroup
 //!   has one (allow, log, alert, kill), and syscall recording per cgroup.
 //!
@@ -11,6 +12,7 @@
 #![no_main]
 
 mod maps;
+mod path;
 mod process;
 mod profile;
 mod syscall;

@@ -67,24 +67,8 @@ pub fn wakeup_flags() -> u64 {
 #[map]
 pub static SYSCALL_SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 
-/// How many syscalls of interest may be in flight at once (threads between entry and exit of
-/// a captured syscall, e.g. blocked in `accept`); beyond it a syscall is counted in
-/// `PENDING_FULL` and not reported.
-pub const MAX_PENDING: u32 = 4096;
-
-/// Syscalls of interest between entry and exit, keyed by pid_tgid.
-///
-/// Every hash map a tracing program touches is preallocated (flags 0): on kernels before 6.1
-/// the verifier warns "trace type BPF program uses run-time allocation" (a kernel WARNING that
-/// taints the kernel, and panics a node booted with panic_on_warn) for a `BPF_F_NO_PREALLOC`
-/// map, and real-time kernels refuse the program. The price is memory held from load on:
-/// (MAX_PENDING + one per CPU) values of about 8.3 KiB, about 34 MiB, charged to the agent's
-/// memory cgroup (RLIMIT_MEMLOCK before 5.11).
-#[map]
-pub static PENDING: HashMap<u64, SyscallEvent> = HashMap::with_max_entries(MAX_PENDING, 0);
-
-/// Where a syscall event is built at entry before it is copied into `PENDING` (the BPF stack
-/// is 512 bytes).
+/// Where a syscall event is built at exit before it is copied into the ring buffer (the BPF
+/// stack is 512 bytes).
 #[map]
 pub static SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
 
@@ -99,13 +83,15 @@ pub static PROFILE_SCOPE: HashMap<u64, ProfileScope> = HashMap::with_max_entries
 pub static PROFILE_VERDICTS: Array<u32> =
     Array::with_max_entries(MAX_PROFILE_SLOTS * MAX_SYSCALL_NR, 0);
 
-/// Argument rules per (slot, syscall), key `args_key`. Preallocated, as `PENDING` is (4096 x
-/// 648 bytes, about 2.7 MiB).
+/// Argument rules per (slot, syscall), key `args_key`. Preallocated (4096 x 648 bytes, about 2.7
+/// MiB): on kernels before 6.1 the verifier warns "trace type BPF program uses run-time
+/// allocation" (a kernel WARNING that taints the kernel, and panics a node booted with
+/// panic_on_warn) for a `BPF_F_NO_PREALLOC` map in a tracing program.
 #[map]
 pub static PROFILE_ARGS: HashMap<u32, ArgRules> = HashMap::with_max_entries(4096, 0);
 
 /// Syscalls seen per recorded cgroup (`osprey profile record`); userspace creates the entry.
-/// Preallocated, as `PENDING` is (1024 x 512 bytes).
+/// Preallocated, as `PROFILE_ARGS` is (1024 x 512 bytes).
 #[map]
 pub static PROFILE_RECORD: HashMap<u64, RecordSeen> = HashMap::with_max_entries(1024, 0);
 

@@ -16,7 +16,8 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{EVENTS, PENDING, config, count, wakeup_flags},
+    maps::{EVENTS, config, count, wakeup_flags},
+    path::{path_at, walk},
     task::{fill_header, read_kernel},
 };
 
@@ -68,7 +69,9 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     let start: u64 = read_kernel(mm, cfg.mm_arg_start);
     let end: u64 = read_kernel(mm, cfg.mm_arg_end);
     let mut args_len = end.saturating_sub(start) as usize;
-    let room = DATA_MAX - (name_len & (DATA_MAX - 1));
+    // Room for argv leaves at least one byte of DATA_MAX, so the executable's path starts
+    // below it.
+    let room = DATA_MAX - 1 - (name_len & (DATA_MAX - 1));
     if args_len > room {
         args_len = room;
         ev.flags |= trunc::ARGS;
@@ -96,7 +99,24 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
 
     exe_and_cgroup(ev, cfg, mm, task);
 
-    let size = EXEC_DATA_OFFSET + off + (ev.args_len as usize & (DATA_MAX - 1));
+    // The file the kernel loaded, walked from `mm->exe_file`: never `/proc/self/exe` or
+    // `/dev/fd/3`, whatever path the process gave.
+    ev.exe_path_len = (off + (ev.args_len as usize & (DATA_MAX - 1))) as u32;
+    // Through memory: one unknown offset for the verifier, whatever path led here.
+    // SAFETY: a field of the per-CPU event we own.
+    let exe_off = unsafe { core::ptr::read_volatile(&ev.exe_path_len) } as usize & (DATA_MAX - 1);
+    let file: u64 = read_kernel(mm, cfg.mm_exe_file);
+    let w = walk(
+        &mut ev.data,
+        exe_off,
+        &mut ev.exe_path_len,
+        path_at(file, cfg.file_path, cfg),
+        task,
+    );
+    ev.exe_path_len = (w.len & (DATA_MAX - 1)) as u32;
+    ev.exe_path_flags = w.flags;
+
+    let size = EXEC_DATA_OFFSET + exe_off + (ev.exe_path_len as usize & (DATA_MAX - 1));
     ev.header.size = size as u32;
     emit(ev, size, counter::DROP_EXEC);
     Ok(())
@@ -191,7 +211,7 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
 
 /// `sched:sched_process_exit`: a thread is exiting. Emits only when the whole process is gone
 /// (`group_dead`, a record field since Linux 6.13; on older kernels the leader's exit stands
-/// for it), and always clears the thread's in-flight syscall, which will never complete.
+/// for it).
 /// `task->exit_code` is set by do_exit() before this tracepoint fires.
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
@@ -207,7 +227,6 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), ()> {
         return Err(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    let _ = PENDING.remove(&pid_tgid);
     let group_dead = if cfg.exit_group_dead != u32::MAX {
         read_kernel::<u8>(ctx.as_ptr() as u64, cfg.exit_group_dead) != 0
     } else {

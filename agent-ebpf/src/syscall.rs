@@ -1,27 +1,32 @@
 //! Syscalls: the `raw_syscalls` pair as raw tracepoints.
 //!
-//! One program at `sys_enter` and one at `sys_exit` see every syscall of every task. Each costs
-//! one array lookup in `SYSCALL_SPECS` for a syscall nobody asked for, and returns. For a
-//! syscall of interest, `sys_enter` copies its arguments and the user memory they point to
-//! (paths, socket addresses, argv, structs) into a `PENDING` entry for the thread; `sys_exit`
-//! adds the return value and the task's identity at exit and emits one record per completed
-//! syscall. Per-syscall `syscalls:sys_enter_*` tracepoints were measured against this pair; see
-//! the README ("Why one raw_syscalls pair") for the numbers and the reasons.
+//! `sys_enter` runs every syscall's profile check and nothing else. `sys_exit` does the
+//! capture: one array lookup in `SYSCALL_SPECS` for a syscall nobody asked for, and for one of
+//! interest it reads the argument registers from the saved `pt_regs` (the syscall entry code
+//! saved them and a syscall returns its result in `ax` alone, so on x86_64 `di, si, dx, r10,
+//! r8, r9` still hold the arguments at exit), copies the user memory they point to, resolves
+//! the file the kernel used (path.rs) and emits one record, built in a per-CPU buffer.
 //!
-//! Time of check, time of use: user memory is read at entry, before the kernel reads it. A
-//! second thread of the same process can rewrite a path or a sockaddr between our copy and the
-//! kernel's, so what is reported can differ from what the kernel acted on. Only an LSM hook
-//! (not available on these kernels) reads the kernel's own copy. The return value at exit is
-//! the kernel's and cannot be forged this way.
+//! Nothing is kept between entry and exit, so there is no table of in-flight syscalls that
+//! threads blocked in `connect()` or in opening a FIFO could fill to blind the sensor: a
+//! blocked thread holds nothing anybody else needs.
+//!
+//! Time of check, time of use: user memory is read after the kernel read it. Another thread of
+//! the same process can rewrite a path or sockaddr between the kernel's copy and ours (at entry
+//! the window was the other way round; it exists either way for a tracepoint sensor). What
+//! cannot be forged that way is what the kernel returns: the result, and for a descriptor the
+//! file behind it, whose path is walked in the kernel's own dentries. Relative paths are joined
+//! to the directory the kernel resolved (the directory descriptor or the working directory).
+//! Only an LSM hook (not available on these kernels) sees the kernel's own copy of a path that
+//! did not produce a descriptor (unlink, rename, chmod...).
 
 use agent_common::{
-    DATA_MAX, EventKind, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec, capture,
-    counter, spec_flags, trunc,
+    DATA_MAX, DIRFD_CWD, EventKind, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec,
+    capture, counter, kpath, spec_flags, trunc,
 };
 use aya_ebpf::{
-    bindings::BPF_ANY,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
+        bpf_get_current_pid_tgid, bpf_get_current_task,
         generated::{bpf_probe_read_user, bpf_probe_read_user_str},
     },
     macros::raw_tracepoint,
@@ -29,7 +34,8 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{PENDING, SCRATCH, SYSCALL_SPECS, config, count},
+    maps::{SCRATCH, SYSCALL_SPECS, config, count},
+    path::{Obj, file_of_fd, path_at, walk},
     process::emit,
     profile,
     task::{fill_header, read_kernel},
@@ -54,56 +60,13 @@ fn spec_for(nr: u64) -> Option<&'static SyscallSpec> {
     Some(spec)
 }
 
-/// `raw_syscalls:sys_enter`: `TP_PROTO(struct pt_regs *regs, long id)`.
+/// `raw_syscalls:sys_enter`: `TP_PROTO(struct pt_regs *regs, long id)`. Only profiles act at
+/// entry (a kill must come before the syscall's effect); capture waits for the exit.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
-    match try_sys_enter(&ctx) {
-        Ok(()) => 0,
-        Err(()) => 1,
-    }
-}
-
-fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), ()> {
     let nr: u64 = ctx.arg(1);
-    // Profiles first: they judge every syscall of the tasks in their scope, captured or not.
-    profile::check(ctx, nr);
-    let Some(spec) = spec_for(nr) else {
-        return Ok(());
-    };
-    let cfg = config();
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if cfg.ready == 0 || (pid_tgid >> 32) as u32 == cfg.agent_tgid {
-        return Ok(());
-    }
-    let ev = SCRATCH.get_ptr_mut(0).ok_or(())?;
-    // SAFETY: a per-CPU slot owned by this invocation.
-    let ev = unsafe { &mut *ev };
-    let regs: u64 = ctx.arg(0);
-    ev.nr = nr as u32;
-    ev.flags = 0;
-    ev.ret = 0;
-    ev.enter_ns = unsafe { bpf_ktime_get_boot_ns() };
-    ev.args[0] = read_kernel(regs, cfg.regs_args[0]);
-    ev.args[1] = read_kernel(regs, cfg.regs_args[1]);
-    ev.args[2] = read_kernel(regs, cfg.regs_args[2]);
-    ev.args[3] = read_kernel(regs, cfg.regs_args[3]);
-    ev.args[4] = read_kernel(regs, cfg.regs_args[4]);
-    ev.args[5] = read_kernel(regs, cfg.regs_args[5]);
-    ev.cap_len = [0; 4];
-
-    let mut off = 0usize;
-    off = capture_at_entry(ev, spec, 0, off);
-    off = if spec.captures[1].kind == capture::ARGV {
-        capture_argv(ev, spec.captures[1].arg, off)
-    } else {
-        capture_at_entry(ev, spec, 1, off)
-    };
-    capture_at_entry(ev, spec, 2, off);
-
-    if PENDING.insert(&pid_tgid, &*ev, BPF_ANY as u64).is_err() {
-        count(counter::PENDING_FULL);
-    }
-    Ok(())
+    profile::check(&ctx, nr);
+    0
 }
 
 #[inline(always)]
@@ -113,7 +76,7 @@ fn arg(ev: &SyscallEvent, i: u8) -> u64 {
 
 /// Captures `spec.captures[i]` at `off` in `ev.data`; returns the offset after it.
 #[inline(always)]
-fn capture_at_entry(ev: &mut SyscallEvent, spec: &SyscallSpec, i: usize, off: usize) -> usize {
+fn capture(ev: &mut SyscallEvent, spec: &SyscallSpec, i: usize, off: usize) -> usize {
     let c = spec.captures[i];
     if off >= DATA_MAX {
         if c.kind != capture::NONE {
@@ -148,6 +111,20 @@ fn capture_at_entry(ev: &mut SyscallEvent, spec: &SyscallSpec, i: usize, off: us
             let size = if n > SOCKADDR_MAX { SOCKADDR_MAX } else { n };
             let r = unsafe { bpf_probe_read_user(dst.cast(), size, ptr as *const _) };
             if r < 0 { r } else { size as i64 }
+        }
+        // A socket address the kernel wrote (accept's peer), its length in the user `int`
+        // that `len_arg` points to. Only a success wrote one.
+        capture::SOCKADDR_OUT if ev.ret >= 0 && ptr != 0 => {
+            let mut n: u32 = 0;
+            let lenp = arg(ev, c.len_arg);
+            let r = unsafe { bpf_probe_read_user((&raw mut n).cast(), 4, lenp as *const _) };
+            if r < 0 {
+                r
+            } else {
+                let size = if n > SOCKADDR_MAX { SOCKADDR_MAX } else { n };
+                let r = unsafe { bpf_probe_read_user(dst.cast(), size, ptr as *const _) };
+                if r < 0 { r } else { size as i64 }
+            }
         }
         _ => 0,
     };
@@ -219,6 +196,11 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
     }
 }
 
+/// -ERESTARTSYS .. -ERESTART_RESTARTBLOCK: the syscall is restarted after a signal, and its
+/// second run reports it.
+const ERESTART_FIRST: i64 = -516;
+const ERESTART_LAST: i64 = -512;
+
 fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     let cfg = config();
     let regs: u64 = ctx.arg(0);
@@ -227,42 +209,109 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         return Ok(());
     };
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Absent when the syscall started before we attached, belongs to the agent, or found
-    // PENDING full (counted at entry).
-    let ev = PENDING.get_ptr_mut(&pid_tgid).ok_or(())?;
-    // SAFETY: this thread's own entry; no other thread touches it until removed below.
+    if cfg.ready == 0 || (pid_tgid >> 32) as u32 == cfg.agent_tgid {
+        return Ok(());
+    }
+    let ret = ctx.arg::<u64>(1) as i64;
+    if (ERESTART_FIRST..=ERESTART_LAST).contains(&ret)
+        || (ret == 0 && spec.flags & spec_flags::PARENT_ONLY != 0)
+    {
+        return Ok(());
+    }
+    let ev = SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: a per-CPU slot owned by this invocation.
     let ev = unsafe { &mut *ev };
-    ev.ret = ctx.arg::<u64>(1) as i64;
+    ev.nr = nr as u32;
+    ev.flags = 0;
+    ev.ret = ret;
+    ev.args[0] = read_kernel(regs, cfg.regs_args[0]);
+    ev.args[1] = read_kernel(regs, cfg.regs_args[1]);
+    ev.args[2] = read_kernel(regs, cfg.regs_args[2]);
+    ev.args[3] = read_kernel(regs, cfg.regs_args[3]);
+    ev.args[4] = read_kernel(regs, cfg.regs_args[4]);
+    ev.args[5] = read_kernel(regs, cfg.regs_args[5]);
+    ev.cap_len = [0; 4];
+    ev.kpath_flags = 0;
+    ev.kpath_magic = 0;
+    ev.kpath_ino = 0;
     fill_header(&mut ev.header, EventKind::Syscall as u32, cfg);
 
-    let mut total = (ev.cap_len[0] as usize & (DATA_MAX - 1))
-        + (ev.cap_len[1] as usize & (DATA_MAX - 1))
-        + (ev.cap_len[2] as usize & (DATA_MAX - 1));
-    // A socket address the kernel wrote (accept's peer), readable only now. It is always the
-    // last capture of its syscall.
-    let c = spec.captures[2];
-    if c.kind == capture::SOCKADDR_OUT && ev.ret >= 0 && total < DATA_MAX {
-        let ptr = arg(ev, c.arg);
-        let mut n: u32 = 0;
-        let lenp = arg(ev, c.len_arg);
-        if ptr != 0 && lenp != 0 {
-            unsafe { bpf_probe_read_user((&raw mut n).cast(), 4, lenp as *const _) };
-            let size = if n > SOCKADDR_MAX { SOCKADDR_MAX } else { n };
-            let o = total & (DATA_MAX - 1);
-            let r = unsafe {
-                bpf_probe_read_user(ev.data.as_mut_ptr().add(o).cast(), size, ptr as *const _)
-            };
-            if r == 0 {
-                ev.cap_len[2] = size as u16;
-                total = o + size as usize;
-            }
-        }
+    let mut total = 0usize;
+    // A successful exec replaced the registers with the new program's: the exec record
+    // carries its path and argv.
+    if !(ret == 0 && spec.flags & spec_flags::EXEC != 0) {
+        total = capture(ev, spec, 0, total);
+        total = if spec.captures[1].kind == capture::ARGV {
+            capture_argv(ev, spec.captures[1].arg, total)
+        } else {
+            capture(ev, spec, 1, total)
+        };
+        total = capture(ev, spec, 2, total);
     }
+    // Through memory, so the verifier sees one unknown length here rather than one state per
+    // path through the captures: every path then shares one check of the walk that follows.
+    ev.header.size = total as u32;
+    // SAFETY: a field of the per-CPU event we own.
+    let total = unsafe { core::ptr::read_volatile(&ev.header.size) } as usize;
+    let total = resolve(ev, spec, total);
 
     let size = SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;
     emit(ev, size, counter::DROP_SYSCALL);
     count(counter::SYSCALLS_EMITTED);
-    let _ = PENDING.remove(&pid_tgid);
     Ok(())
+}
+
+/// Appends the kernel path of the syscall's object after the captures: the file of a returned
+/// descriptor, else of a descriptor argument, else the directory a relative path in capture 0
+/// starts from. At most one walk per syscall.
+#[inline(always)]
+fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize) -> usize {
+    const AT_FDCWD: i64 = -100;
+    let cfg = config();
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let (obj, of) = if spec.flags & spec_flags::RET_FD != 0 && ev.ret >= 0 {
+        (file_obj(task, ev.ret as u64), kpath::OF_RET)
+    } else if spec.fd_arg != 0 {
+        let fd = arg(ev, spec.fd_arg - 1) as u32 as i32;
+        if fd < 0 {
+            return total;
+        }
+        (file_obj(task, fd as u64), kpath::OF_FD_ARG)
+    } else if spec.dirfd != 0 && ev.cap_len[0] > 0 && ev.data[0] != b'/' {
+        let dirfd = if spec.dirfd == DIRFD_CWD {
+            AT_FDCWD
+        } else {
+            arg(ev, spec.dirfd - 1) as u32 as i32 as i64
+        };
+        if dirfd == AT_FDCWD {
+            let fs: u64 = read_kernel(task, cfg.task_fs);
+            (path_at(fs, cfg.fs_pwd, cfg), kpath::OF_DIR)
+        } else if dirfd >= 0 {
+            (file_obj(task, dirfd as u64), kpath::OF_DIR)
+        } else {
+            return total;
+        }
+    } else {
+        return total;
+    };
+    if total >= DATA_MAX {
+        return total;
+    }
+    ev.kpath_flags = of;
+    let w = walk(&mut ev.data, total, &mut ev.kpath_cursor, obj, task);
+    ev.kpath_flags |= w.flags;
+    ev.kpath_magic = w.magic;
+    ev.kpath_ino = w.ino;
+    ev.cap_len[3] = (w.len & (DATA_MAX - 1)) as u16;
+    total + (w.len & (DATA_MAX - 1))
+}
+
+/// The (mount, dentry) of the file behind descriptor `fd` of `task`.
+#[inline(always)]
+fn file_obj(task: u64, fd: u64) -> Obj {
+    let cfg = config();
+    let file = file_of_fd(task, fd, cfg);
+    path_at(file, cfg.file_path, cfg)
 }

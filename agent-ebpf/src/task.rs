@@ -12,20 +12,20 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_kernel,
 };
 
-/// Reads a `T` at `base + off` in kernel memory; zero when the read fails.
+/// Reads a `T` at `base + off` in kernel memory; zero when the read fails (the helper zeroes
+/// the destination on a fault, a NULL `base` included). No branch on `base`: one verifier
+/// state whatever the pointer, which keeps the path walk's loop cheap to verify.
 #[inline(always)]
 pub fn read_kernel<T: Copy + Default>(base: u64, off: u32) -> T {
     let mut v = T::default();
-    if base != 0 {
-        // SAFETY: bpf_probe_read_kernel validates the source address.
-        unsafe {
-            bpf_probe_read_kernel(
-                (&raw mut v).cast(),
-                size_of::<T>() as u32,
-                (base + off as u64) as *const _,
-            )
-        };
-    }
+    // SAFETY: bpf_probe_read_kernel validates the source address.
+    unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut v).cast(),
+            size_of::<T>() as u32,
+            base.wrapping_add(off as u64) as *const _,
+        )
+    };
     v
 }
 

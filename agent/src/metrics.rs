@@ -32,7 +32,7 @@ pub struct Metrics {
     registry: Registry,
     /// Events decoded from the ring buffer, by kind (exec, fork, exit, syscall name).
     pub events: Family<Labels, Counter>,
-    /// Kernel records lost, by kind; `in_flight_table` for syscalls lost to a full table.
+    /// Kernel records lost to a full ring buffer, by kind.
     kernel_dropped: Family<Labels, Counter>,
     /// Ring-buffer records that could not be decoded (`short`, `unknown`).
     decode_errors: Family<Labels, Counter>,
@@ -276,13 +276,6 @@ impl Metrics {
             k0.dropped_syscall,
         );
         add(
-            &self.kernel_dropped,
-            "kind",
-            "in_flight_table",
-            kernel.pending_full,
-            k0.pending_full,
-        );
-        add(
             &self.decode_errors,
             "reason",
             "short",
@@ -302,7 +295,7 @@ impl Metrics {
                 .inc_by(table.evictions - t0.evictions);
         }
         // Make sure every drop series exists from the start, at zero, so dashboards see it.
-        for kind in ["exec", "fork", "exit", "syscall", "in_flight_table"] {
+        for kind in ["exec", "fork", "exit", "syscall"] {
             let _ = self.kernel_dropped.get_or_create(&labels("kind", kind));
         }
         *last = (kernel, decode, table);
@@ -382,7 +375,6 @@ mod tests {
         };
         m.sync(k, DecodeStats::default(), TableStats::default());
         k.dropped_syscall = 7;
-        k.pending_full = 1;
         m.sync(
             k,
             DecodeStats {
@@ -400,7 +392,6 @@ mod tests {
             text.contains("osprey_kernel_dropped_total{kind=\"syscall\"} 7"),
             "{text}"
         );
-        assert!(text.contains("osprey_kernel_dropped_total{kind=\"in_flight_table\"} 1"));
         assert!(text.contains("osprey_kernel_dropped_total{kind=\"exec\"} 0"));
         assert!(text.contains("osprey_decode_errors_total{reason=\"short\"} 2"));
         assert!(text.contains("osprey_process_table_size 10"));

@@ -366,7 +366,6 @@ fn report_drops(sensor: &Sensor, last: KernelCounters) -> (KernelCounters, u64) 
                 - last.dropped_fork
                 + now.dropped_exit
                 - last.dropped_exit,
-            in_flight_table_full = now.pending_full - last.pending_full,
             "kernel events lost; a larger --ring-buffer-size or fewer rules reduce it"
         );
     }

@@ -112,6 +112,7 @@ fn cat_shadow(ts: u64) -> Vec<Event> {
                 ],
                 truncated: false,
                 latency_ns: 1000,
+                file: None,
             }),
         ),
     ]

@@ -9,16 +9,18 @@ use std::{
 };
 
 use agent_common::{
-    CGROUP_NAME_LEN, DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExitEvent,
-    ForkEvent, NAME_LEN, ProfileEvent, SYSCALL_DATA_OFFSET, exe_flags, fork_flags, taken, trunc,
+    CGROUP_NAME_LEN, DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExecEvent,
+    ExitEvent, ForkEvent, NAME_LEN, ProfileEvent, SYSCALL_DATA_OFFSET, SyscallEvent, exe_flags,
+    fork_flags, kpath, taken, trunc,
 };
+use std::mem::offset_of;
 
 use osprey_model::syscalls::flags::{OPEN_BITS, SOCK_FLAGS, SOCKET_TYPES};
 
 use super::syscalls::{self, ArgType};
 use osprey_model::event::{
-    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, ProfileVerdict,
-    SockAddr, Syscall,
+    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, KernelFile,
+    KernelFileOf, ProfileVerdict, SockAddr, Syscall,
 };
 
 /// Why a record was not decoded.
@@ -234,28 +236,44 @@ impl Decoder {
                 need: EXEC_DATA_OFFSET,
             });
         }
-        let hs = size_of::<EventHeader>();
-        let name_len = (u32_at(rec, hs) as usize).min(DATA_MAX);
-        let args_len = (u32_at(rec, hs + 4) as usize).min(DATA_MAX);
-        let flags = u32_at(rec, hs + 8);
-        let exe_flags = u32_at(rec, hs + 12);
-        let names = hs + 16;
+        let at = |field: usize| u32_at(rec, field);
+        let name_len = (at(offset_of!(ExecEvent, filename_len)) as usize).min(DATA_MAX);
+        let args_len = (at(offset_of!(ExecEvent, args_len)) as usize).min(DATA_MAX);
+        let flags = at(offset_of!(ExecEvent, flags));
+        let exe_flags = at(offset_of!(ExecEvent, exe_flags));
+        let exe_path_len = (at(offset_of!(ExecEvent, exe_path_len)) as usize).min(DATA_MAX);
+        let exe_path_flags = at(offset_of!(ExecEvent, exe_path_flags));
+        let names = offset_of!(ExecEvent, exe_name);
         let exe_name = cstr(&rec[names..names + NAME_LEN]);
-        let cg = names + NAME_LEN;
+        let cg = offset_of!(ExecEvent, cgroup_name);
         let cgroup_name = cstr(&rec[cg..cg + CGROUP_NAME_LEN]);
         let cgroup_parent = cstr(&rec[cg + CGROUP_NAME_LEN..cg + 2 * CGROUP_NAME_LEN]);
         let data = &rec[EXEC_DATA_OFFSET..];
-        let need = name_len + args_len;
+        let need = name_len + args_len + exe_path_len;
         if data.len() < need {
             return Err(DecodeError::Short {
-                what: "exec path and argv",
+                what: "exec path, argv and executable",
                 len: rec.len(),
                 need: EXEC_DATA_OFFSET + need,
             });
         }
+        let magic = if exe_flags & exe_flags::OVERLAY != 0 {
+            KernelFile::OVERLAYFS_MAGIC
+        } else {
+            0
+        };
+        let exe_file = (exe_path_len > 0).then(|| {
+            kernel_file(
+                KernelFileOf::Exe,
+                &data[name_len + args_len..need],
+                exe_path_flags,
+                magic,
+                0,
+            )
+        });
         Ok(Exec {
             filename: String::from_utf8_lossy(&data[..name_len]).into_owned(),
-            args: split_nul(&data[name_len..need]),
+            args: split_nul(&data[name_len..name_len + args_len]),
             args_truncated: flags & (trunc::ARGS | trunc::CAPTURE0) != 0,
             exe_name,
             exe_layer: (exe_flags & exe_flags::OVERLAY != 0).then_some(ExeLayer {
@@ -267,6 +285,7 @@ impl Decoder {
             } else {
                 format!("{cgroup_parent}/{cgroup_name}")
             },
+            exe_file,
         })
     }
 
@@ -278,14 +297,16 @@ impl Decoder {
                 need: SYSCALL_DATA_OFFSET,
             });
         }
-        let hs = size_of::<EventHeader>();
-        let nr = u32_at(rec, hs);
-        let flags = u32_at(rec, hs + 4);
-        let ret = u64_at(rec, hs + 8) as i64;
-        let enter_ns = u64_at(rec, hs + 16);
-        let raw: Vec<u64> = (0..6).map(|i| u64_at(rec, hs + 24 + 8 * i)).collect();
-        let cap_off = hs + 24 + 48;
-        let cap_len: Vec<usize> = (0..3)
+        let nr = u32_at(rec, offset_of!(SyscallEvent, nr));
+        let flags = u32_at(rec, offset_of!(SyscallEvent, flags));
+        let ret = u64_at(rec, offset_of!(SyscallEvent, ret)) as i64;
+        let kflags = u32_at(rec, offset_of!(SyscallEvent, kpath_flags));
+        let kmagic = u32_at(rec, offset_of!(SyscallEvent, kpath_magic));
+        let kino = u64_at(rec, offset_of!(SyscallEvent, kpath_ino));
+        let args_off = offset_of!(SyscallEvent, args);
+        let raw: Vec<u64> = (0..6).map(|i| u64_at(rec, args_off + 8 * i)).collect();
+        let cap_off = offset_of!(SyscallEvent, cap_len);
+        let cap_len: Vec<usize> = (0..4)
             .map(|i| {
                 let b = &rec[cap_off + 2 * i..cap_off + 2 * i + 2];
                 u16::from_ne_bytes([b[0], b[1]]) as usize
@@ -300,7 +321,7 @@ impl Decoder {
                 need: SYSCALL_DATA_OFFSET + total,
             });
         }
-        let mut chunks = Vec::with_capacity(3);
+        let mut chunks = Vec::with_capacity(4);
         let mut off = 0;
         for len in &cap_len {
             chunks.push(&data[off..off + len]);
@@ -309,14 +330,32 @@ impl Decoder {
 
         let def = syscalls::by_nr(nr).ok_or(DecodeError::UnknownSyscall(nr))?;
         let slots = def.capture_slots();
-        let ts_exit = u64_at(rec, 8);
+        let of = if kflags & kpath::OF_RET != 0 {
+            Some(KernelFileOf::Returned)
+        } else if kflags & kpath::OF_FD_ARG != 0 {
+            Some(KernelFileOf::FdArg)
+        } else if kflags & kpath::OF_DIR != 0 {
+            Some(KernelFileOf::Dir)
+        } else {
+            None
+        };
+        let file = of.map(|of| kernel_file(of, chunks[3], kflags, kmagic, kino));
+        let mut first_path = true;
         let args = def
             .args
             .iter()
             .enumerate()
-            .map(|(i, a)| Arg {
-                name: Cow::Borrowed(a.name),
-                value: decode_arg(a.ty, raw[i], slots[i].map(|s| chunks[s])),
+            .map(|(i, a)| {
+                let mut value = decode_arg(a.ty, raw[i], slots[i].map(|s| chunks[s]));
+                if let (ArgValue::Path { raw, resolved }, Some(f)) = (&mut value, &file)
+                    && std::mem::take(&mut first_path)
+                {
+                    *resolved = resolve_with(raw, f).or(resolved.take());
+                }
+                Arg {
+                    name: Cow::Borrowed(a.name),
+                    value,
+                }
             })
             .collect();
         Ok(Syscall {
@@ -326,8 +365,77 @@ impl Decoder {
             args,
             truncated: flags & (trunc::CAPTURE0 | trunc::CAPTURE1 | trunc::CAPTURE2 | trunc::ARGS)
                 != 0,
-            latency_ns: ts_exit.saturating_sub(enter_ns),
+            latency_ns: 0,
+            file,
         })
+    }
+}
+
+/// A kernel path record (`agent_common::kpath`: names leaf first, NUL after each) as the path
+/// `/proc/PID/fd` would show.
+pub fn kernel_file(of: KernelFileOf, bytes: &[u8], flags: u32, magic: u32, ino: u64) -> KernelFile {
+    let names: Vec<&[u8]> = bytes
+        .strip_suffix(&[0])
+        .unwrap_or(bytes)
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let pseudo = flags & kpath::PSEUDO != 0;
+    let mut path = match magic {
+        KernelFile::SOCKFS_MAGIC if pseudo => format!("socket:[{ino}]"),
+        KernelFile::PIPEFS_MAGIC if pseudo => format!("pipe:[{ino}]"),
+        KernelFile::ANON_INODE_FS_MAGIC if pseudo => format!(
+            "anon_inode:{}",
+            names
+                .first()
+                .map(|n| String::from_utf8_lossy(n))
+                .unwrap_or_default()
+        ),
+        KernelFile::NSFS_MAGIC if pseudo => format!("nsfs:[{ino}]"),
+        _ => {
+            let mut p = String::with_capacity(bytes.len() + 4);
+            if flags & kpath::TRUNCATED != 0 {
+                p.push_str("/...");
+            }
+            for n in names.iter().rev() {
+                p.push('/');
+                p.push_str(&String::from_utf8_lossy(n));
+            }
+            if p.is_empty() {
+                p.push('/');
+            }
+            p
+        }
+    };
+    let deleted = flags & kpath::DELETED != 0;
+    if deleted {
+        path.push_str(" (deleted)");
+    }
+    KernelFile {
+        of,
+        path,
+        fs_magic: magic,
+        ino,
+        deleted,
+        truncated: flags & kpath::TRUNCATED != 0,
+        outside_root: flags & kpath::OUTSIDE_ROOT != 0,
+    }
+}
+
+/// The absolute path of what a path argument named, from what the kernel resolved: the opened
+/// file itself, or the directory a relative path starts from joined with it.
+fn resolve_with(raw: &str, f: &KernelFile) -> Option<String> {
+    if f.truncated || f.outside_root {
+        return None;
+    }
+    match f.of {
+        KernelFileOf::Returned => f
+            .file_path()
+            .map(|p| p.strip_suffix(" (deleted)").unwrap_or(p).to_string()),
+        KernelFileOf::Dir if !raw.starts_with('/') && !raw.is_empty() => f
+            .file_path()
+            .map(|dir| osprey_model::path::normalize(&format!("{dir}/{raw}"))),
+        _ => None,
     }
 }
 
@@ -466,7 +574,6 @@ mod tests {
         ev.nr = nr;
         ev.ret = ret;
         ev.args = args;
-        ev.enter_ns = 1_000;
         let mut off = 0;
         for (i, c) in caps.iter().enumerate() {
             ev.data[off..off + c.len()].copy_from_slice(c);
@@ -495,7 +602,6 @@ mod tests {
         };
         assert_eq!(sc.name, "openat");
         assert_eq!(sc.ret, 3);
-        assert_eq!(sc.latency_ns, 4_000);
         assert_eq!(sc.arg("dfd"), Some(&ArgValue::Fd(-100)));
         assert_eq!(
             sc.arg("filename"),
@@ -509,6 +615,106 @@ mod tests {
         };
         assert_eq!(names, &["O_WRONLY", "O_CREAT", "O_TRUNC"]);
         assert_eq!(sc.arg("mode"), Some(&ArgValue::Mode(0o644)));
+    }
+
+    /// Names leaf first, a NUL after each, as the kernel's walk writes them.
+    fn kpath_bytes(names: &[&str]) -> Vec<u8> {
+        names
+            .iter()
+            .flat_map(|n| [n.as_bytes(), b"\0"].concat())
+            .collect()
+    }
+
+    fn with_kpath(mut rec: Vec<u8>, names: &[&str], flags: u32, magic: u32, ino: u64) -> Vec<u8> {
+        let k = kpath_bytes(names);
+        let set32 = |rec: &mut Vec<u8>, off: usize, v: u32| {
+            rec[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        };
+        set32(&mut rec, offset_of!(SyscallEvent, kpath_flags), flags);
+        set32(&mut rec, offset_of!(SyscallEvent, kpath_magic), magic);
+        let ino_off = offset_of!(SyscallEvent, kpath_ino);
+        rec[ino_off..ino_off + 8].copy_from_slice(&ino.to_ne_bytes());
+        let len_off = offset_of!(SyscallEvent, cap_len) + 6;
+        rec[len_off..len_off + 2].copy_from_slice(&(k.len() as u16).to_ne_bytes());
+        rec.extend(&k);
+        let size = rec.len() as u32;
+        set32(&mut rec, 4, size);
+        rec
+    }
+
+    fn decode_syscall(rec: &[u8]) -> Syscall {
+        match Decoder::new(0).try_decode(rec).unwrap().kind {
+            EventKind::Syscall(sc) => sc,
+            other => panic!("not a syscall: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_open_resolves_to_the_file_the_kernel_opened() {
+        // open("/proc/self/root/etc/./passwd-link") that landed on /etc/shadow.
+        let rec = syscall_record(2, 3, [1, 0, 0, 0, 0, 0], &[b"/proc/self/root/etc/link"]);
+        let rec = with_kpath(rec, &["shadow", "etc"], kpath::OF_RET, 0xef53, 77);
+        let sc = decode_syscall(&rec);
+        let f = sc.file.as_ref().unwrap();
+        assert_eq!(
+            (f.of, f.path.as_str(), f.ino),
+            (KernelFileOf::Returned, "/etc/shadow", 77)
+        );
+        assert_eq!(
+            sc.arg("filename"),
+            Some(&ArgValue::Path {
+                raw: "/proc/self/root/etc/link".into(),
+                resolved: Some("/etc/shadow".into())
+            })
+        );
+    }
+
+    #[test]
+    fn a_relative_path_joins_the_directory_the_kernel_resolved() {
+        // openat(open("/etc"), "shadow") that failed: the directory still resolves it.
+        let rec = syscall_record(257, -13, [5, 1, 0, 0, 0, 0], &[b"./shadow"]);
+        let rec = with_kpath(rec, &["etc"], kpath::OF_DIR, 0xef53, 2);
+        let sc = decode_syscall(&rec);
+        let Some(ArgValue::Path { resolved, .. }) = sc.arg("filename") else {
+            panic!()
+        };
+        assert_eq!(resolved.as_deref(), Some("/etc/shadow"));
+    }
+
+    #[test]
+    fn kernel_paths_of_pseudo_deleted_and_deep_files() {
+        let f = |names: &[&str], flags, magic, ino| {
+            kernel_file(KernelFileOf::FdArg, &kpath_bytes(names), flags, magic, ino).path
+        };
+        assert_eq!(
+            f(&["TCP"], kpath::PSEUDO, KernelFile::SOCKFS_MAGIC, 9),
+            "socket:[9]"
+        );
+        assert_eq!(
+            f(&[""], kpath::PSEUDO, KernelFile::PIPEFS_MAGIC, 8),
+            "pipe:[8]"
+        );
+        assert_eq!(
+            f(
+                &["memfd:payload"],
+                kpath::PSEUDO,
+                KernelFile::TMPFS_MAGIC,
+                1
+            ),
+            "/memfd:payload"
+        );
+        assert_eq!(f(&["x", "tmp"], kpath::DELETED, 0, 1), "/tmp/x (deleted)");
+        assert_eq!(f(&["leaf", "b"], kpath::TRUNCATED, 0, 1), "/.../b/leaf");
+        assert_eq!(f(&[], 0, 0, 1), "/");
+        // A truncated or outside-root walk never stands in for the raw path.
+        let trunc = kernel_file(
+            KernelFileOf::Returned,
+            &kpath_bytes(&["x"]),
+            kpath::TRUNCATED,
+            0,
+            1,
+        );
+        assert_eq!(resolve_with("/a/x", &trunc), None);
     }
 
     #[test]

@@ -110,8 +110,6 @@ pub struct KernelCounters {
     pub dropped_fork: u64,
     pub dropped_exit: u64,
     pub dropped_syscall: u64,
-    /// Syscalls lost because too many were in flight at once.
-    pub pending_full: u64,
     /// Syscall records emitted.
     pub syscalls_emitted: u64,
     /// Profile verdict records lost because the ring buffer was full.
@@ -128,7 +126,6 @@ impl KernelCounters {
             + self.dropped_fork
             + self.dropped_exit
             + self.dropped_syscall
-            + self.pending_full
             + self.dropped_profile
     }
 }
@@ -368,6 +365,24 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         ovl_upperdentry: ovl_ok.map_or(0, |o| o.1),
         ovl_oe: ovl_ok.map_or(0, |o| o.2),
         ovl_entry_numlower: ovl_ok.map_or(0, |o| o.3),
+        task_fs: m("task_struct", "fs")?,
+        fs_root: m("fs_struct", "root")?,
+        fs_pwd: m("fs_struct", "pwd")?,
+        task_files: m("task_struct", "files")?,
+        files_fdt: m("files_struct", "fdt")?,
+        fdt_max_fds: m("fdtable", "max_fds")?,
+        fdt_fd: m("fdtable", "fd")?,
+        path_mnt: m("path", "mnt")?,
+        path_dentry: m("path", "dentry")?,
+        file_path: m("file", "f_path")?,
+        dentry_parent: m("dentry", "d_parent")?,
+        dentry_inode: m("dentry", "d_inode")?,
+        dentry_hash_pprev: m("dentry", "d_hash.pprev")?,
+        inode_ino: m("inode", "i_ino")?,
+        vfsmount_root: m("vfsmount", "mnt_root")?,
+        mount_mnt: m("mount", "mnt")?,
+        mount_parent: m("mount", "mnt_parent")?,
+        mount_mountpoint: m("mount", "mnt_mountpoint")?,
     };
 
     let release = kernel_release();
@@ -597,7 +612,6 @@ impl Sensor {
             dropped_fork: get(counter::DROP_FORK),
             dropped_exit: get(counter::DROP_EXIT),
             dropped_syscall: get(counter::DROP_SYSCALL),
-            pending_full: get(counter::PENDING_FULL),
             syscalls_emitted: get(counter::SYSCALLS_EMITTED),
             dropped_profile: get(counter::DROP_PROFILE),
             profile_verdicts: get(counter::PROFILE_VERDICTS),

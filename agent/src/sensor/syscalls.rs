@@ -5,7 +5,7 @@
 //! The kernel programs carry no syscall table: userspace writes a [`SyscallSpec`] per syscall of
 //! interest into the `SYSCALL_SPECS` map, so adding a syscall here needs no kernel change.
 
-use agent_common::{Capture, MAX_CAPTURES, SyscallSpec, capture, spec_flags};
+use agent_common::{Capture, DIRFD_CWD, MAX_CAPTURES, SyscallSpec, capture, spec_flags};
 
 /// How an argument is decoded (and, for pointers, captured).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,13 +108,37 @@ impl SyscallDef {
         slots
     }
 
-    /// The kernel's capture plan for this syscall.
+    /// The kernel's capture plan for this syscall, and which file it resolves: the descriptor
+    /// an open returns, the file of the first descriptor argument that is not a directory for
+    /// a path, or the directory a relative path in capture 0 starts from.
     pub fn spec(&self) -> SyscallSpec {
+        let mut flags = spec_flags::INTERESTED;
+        match self.name {
+            "open" | "openat" | "openat2" | "creat" | "open_by_handle_at" | "memfd_create" => {
+                flags |= spec_flags::RET_FD;
+            }
+            "clone" | "clone3" | "fork" | "vfork" => flags |= spec_flags::PARENT_ONLY,
+            "execve" | "execveat" => flags |= spec_flags::EXEC,
+            _ => {}
+        }
         let mut spec = SyscallSpec {
-            flags: spec_flags::INTERESTED,
+            flags,
             ..Default::default()
         };
-        for (i, (slot, a)) in self.capture_slots().iter().zip(self.args).enumerate() {
+        let slots = self.capture_slots();
+        for (i, a) in self.args.iter().enumerate() {
+            let dir_of_path = self.args.get(i + 1).is_some_and(|n| n.ty == ArgType::Path);
+            if a.ty == ArgType::Fd && !dir_of_path && spec.fd_arg == 0 {
+                spec.fd_arg = i as u8 + 1;
+            }
+            if a.ty == ArgType::Path && slots[i] == Some(0) {
+                spec.dirfd = match i.checked_sub(1).map(|p| self.args[p].ty) {
+                    Some(ArgType::Fd) => i as u8, // 1 + (i - 1)
+                    _ => DIRFD_CWD,
+                };
+            }
+        }
+        for (i, (slot, a)) in slots.iter().zip(self.args).enumerate() {
             let (Some(slot), Some((kind, size, len_arg))) = (slot, a.ty.capture()) else {
                 continue;
             };
@@ -291,5 +315,40 @@ mod tests {
         let mount = by_name("mount").unwrap().spec();
         let args: Vec<_> = mount.captures.iter().map(|c| c.arg).collect();
         assert_eq!(args, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn kernel_resolution_plans() {
+        let openat = by_name("openat").unwrap().spec();
+        assert_ne!(openat.flags & spec_flags::RET_FD, 0);
+        assert_eq!(
+            (openat.dirfd, openat.fd_arg),
+            (1, 0),
+            "relative to dfd, arg 0"
+        );
+        let open = by_name("open").unwrap().spec();
+        assert_eq!(open.dirfd, DIRFD_CWD);
+        let unlinkat = by_name("unlinkat").unwrap().spec();
+        assert_eq!(unlinkat.flags & spec_flags::RET_FD, 0);
+        assert_eq!(unlinkat.dirfd, 1);
+        let renameat = by_name("renameat2").unwrap().spec();
+        assert_eq!(
+            (renameat.dirfd, renameat.fd_arg),
+            (1, 0),
+            "olddfd, and no fd argument"
+        );
+        let fchmod = by_name("fchmod").unwrap().spec();
+        assert_eq!((fchmod.dirfd, fchmod.fd_arg), (0, 1));
+        let dup2 = by_name("dup2").unwrap().spec();
+        assert_eq!(dup2.fd_arg, 1, "oldfd");
+        let symlinkat = by_name("symlinkat").unwrap().spec();
+        assert_eq!(
+            symlinkat.dirfd, 0,
+            "the target text is not a path to resolve"
+        );
+        let clone = by_name("clone").unwrap().spec();
+        assert_ne!(clone.flags & spec_flags::PARENT_ONLY, 0);
+        let execve = by_name("execve").unwrap().spec();
+        assert_ne!(execve.flags & spec_flags::EXEC, 0);
     }
 }

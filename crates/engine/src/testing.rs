@@ -92,6 +92,7 @@ impl Scene {
             args,
             truncated: false,
             latency_ns: self.latency_ns,
+            file: None,
         })
     }
 

@@ -117,6 +117,78 @@ pub struct Exec {
     /// runtimes put the container id.
     #[serde(default)]
     pub cgroup: String,
+    /// The file the kernel loaded (`mm->exe_file`), walked in the kernel: the real binary
+    /// behind `/proc/self/exe`, `/dev/fd/3` or a symlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_file: Option<KernelFile>,
+}
+
+/// A file as the kernel holds it: its location walked from its dentries and mounts up to the
+/// task's root, not a name a process chose.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelFile {
+    /// Which object of the syscall this is.
+    pub of: KernelFileOf,
+    /// Absolute path as the task's root sees it (a container's file as the container sees
+    /// it); `/memfd:NAME` for a memfd, `socket:[INODE]`, `pipe:[INODE]`, `anon_inode:NAME`
+    /// for objects on internal mounts, with ` (deleted)` for an unlinked file, as
+    /// `/proc/PID/fd` shows them. A path longer than the walk's bound starts with `/...`.
+    pub path: String,
+    /// `s_magic` of the file system (overlayfs, tmpfs, sockfs...).
+    pub fs_magic: u32,
+    pub ino: u64,
+    /// The file is unlinked (deleted, or never linked).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// The walk hit its bound; the root side of the path is missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// The file is outside the task's root (a detached bind mount such as runc's clone of its
+    /// own binary, an escaped chroot, another mount namespace's file reached through a
+    /// descriptor); `path` is then its path within its own file system.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_root: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelFileOf {
+    /// The descriptor the syscall returned (open, openat, creat...).
+    Returned,
+    /// The syscall's descriptor argument (fchmod's fd, dup2's oldfd, connect's socket...).
+    FdArg,
+    /// The directory the syscall's relative path argument starts from.
+    Dir,
+    /// The executable of an exec.
+    Exe,
+}
+
+impl KernelFile {
+    /// `statfs` magic numbers (include/uapi/linux/magic.h).
+    pub const SOCKFS_MAGIC: u32 = 0x534f_434b;
+    pub const PIPEFS_MAGIC: u32 = 0x5049_5045;
+    pub const ANON_INODE_FS_MAGIC: u32 = 0x0904_1934;
+    pub const NSFS_MAGIC: u32 = 0x6e73_6673;
+    pub const OVERLAYFS_MAGIC: u32 = 0x794c_7630;
+    pub const TMPFS_MAGIC: u32 = 0x0102_1994;
+
+    pub fn is_socket(&self) -> bool {
+        self.fs_magic == Self::SOCKFS_MAGIC
+    }
+
+    pub fn is_pipe(&self) -> bool {
+        self.fs_magic == Self::PIPEFS_MAGIC
+    }
+
+    pub fn is_memfd(&self) -> bool {
+        self.path.starts_with("/memfd:")
+    }
+
+    /// The path for matching as a file path: None for objects that are not files in a
+    /// directory tree (sockets, pipes, anonymous inodes, namespaces).
+    pub fn file_path(&self) -> Option<&str> {
+        (self.path.starts_with('/') && !self.outside_root).then_some(self.path.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,8 +236,13 @@ pub struct Syscall {
     /// Some captured user memory (a path, argv) was cut short.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
-    /// Nanoseconds the syscall took, entry to exit.
+    /// Nanoseconds the syscall took, entry to exit; 0 when not measured (the sensor keeps no
+    /// state between a syscall's entry and exit).
     pub latency_ns: u64,
+    /// The file the kernel used: the descriptor returned, the descriptor argument, or the
+    /// directory a relative path starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<KernelFile>,
 }
 
 impl Syscall {
@@ -208,8 +285,10 @@ pub enum ArgValue {
         raw: i64,
         name: Option<Cow<'static, str>>,
     },
-    /// A path as the process gave it; `resolved` is absolute when it could be resolved
-    /// against the process's working directory.
+    /// A path as the process gave it; `resolved` is the absolute path of what the kernel
+    /// used: the opened file's own path for a successful open (symlinks, `..` and
+    /// `/proc/self/root` followed by the kernel), else the raw path joined to the directory
+    /// the kernel resolved for it (the directory descriptor or working directory).
     Path {
         raw: String,
         resolved: Option<String>,

@@ -1,0 +1,189 @@
+//! Paths the kernel resolved: the dentry and mount chain of a `struct file` or `struct path`,
+//! walked up to the task's root.
+//!
+//! A path string a process passes is what it asked for; a symlink, `/proc/self/root/...`, a
+//! `..`, a directory descriptor or a bind mount lead the kernel elsewhere. The object the kernel
+//! actually used is the file behind the returned descriptor (or a descriptor argument), and its
+//! location is its dentry chain: `d_parent` up to the root of its mount, then the mount's
+//! mountpoint in the parent mount, and so on, as `d_path()` does (fs/d_path.c), stopping at the
+//! task's root (`task->fs->root`), so a container's file reads as the container sees it.
+//!
+//! The walk is bounded ([`MAX_DEPTH`] steps, [`MAX_BYTES`] bytes); names are written leaf first,
+//! each followed by a NUL (agent_common::kpath), which is an appending loop the verifier can
+//! follow; userspace reverses the components. Every read is `bpf_probe_read_kernel`: a dentry
+//! renamed or freed under us yields a wrong or partial name, never a fault. No locks are taken
+//! (a tracing program cannot take `rename_lock`), so a path renamed during the walk can mix its
+//! old and new names, as an unlocked `d_path` would.
+
+use agent_common::{DATA_MAX, KernelConfig, kpath};
+use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
+
+use crate::task::read_kernel;
+
+/// Directory levels walked, mount crossings included. Deeper paths are reported leaf side
+/// first with `kpath::TRUNCATED`.
+const MAX_DEPTH: u32 = 48;
+/// Bytes of names per path; a component is read with room for `NAME_MAX` + NUL.
+const MAX_BYTES: usize = 2048;
+const NAME_READ: u32 = 256;
+const _: () = assert!(MAX_BYTES + NAME_READ as usize <= DATA_MAX && MAX_BYTES.is_power_of_two());
+
+/// A file system object the kernel holds: the (vfsmount, dentry) pair of a `struct path`.
+#[derive(Clone, Copy)]
+pub struct Obj {
+    pub mnt: u64,
+    pub dentry: u64,
+}
+
+/// What a walk wrote.
+pub struct Walked {
+    pub len: usize,
+    pub flags: u32,
+    pub magic: u32,
+    pub ino: u64,
+}
+
+/// The `struct path` at `base + off`.
+#[inline(always)]
+pub fn path_at(base: u64, off: u32, cfg: &KernelConfig) -> Obj {
+    let p = base.wrapping_add(off as u64);
+    Obj {
+        mnt: read_kernel(p, cfg.path_mnt),
+        dentry: read_kernel(p, cfg.path_dentry),
+    }
+}
+
+/// The `struct file` behind descriptor `fd` of `task` (`files->fdt->fd[fd]`), or 0.
+#[inline(always)]
+pub fn file_of_fd(task: u64, fd: u64, cfg: &KernelConfig) -> u64 {
+    let files: u64 = read_kernel(task, cfg.task_files);
+    let fdt: u64 = read_kernel(files, cfg.files_fdt);
+    let max: u32 = read_kernel(fdt, cfg.fdt_max_fds);
+    if fd >= max as u64 {
+        return 0;
+    }
+    let array: u64 = read_kernel(fdt, cfg.fdt_fd);
+    read_kernel(array.wrapping_add(8 * fd), 0)
+}
+
+/// Walks `obj` up to `task`'s root, writing names at `data[start..]`. `start` must be below
+/// `DATA_MAX`; writes stay below `start + MAX_BYTES + NAME_READ`, inside `2 * DATA_MAX`.
+///
+/// `cursor` (a field of the caller's event, so map memory) holds the bytes written so far.
+/// Not a local: the verifier tracks a register's or stack slot's range exactly, so each
+/// iteration's length range would be a state of its own and the loop's states would multiply
+/// past the verifier's budget (it did: a million instructions on 6.1). A load from map memory
+/// is just "some u32" to the verifier, masked to its bound where it is used.
+#[inline(always)]
+pub fn walk(
+    data: &mut [u8; 2 * DATA_MAX],
+    start: usize,
+    cursor: &mut u32,
+    obj: Obj,
+    task: u64,
+) -> Walked {
+    let cfg = crate::maps::config();
+    let fs: u64 = read_kernel(task, cfg.task_fs);
+    let root = path_at(fs, cfg.fs_root, cfg);
+    let mut out = Walked {
+        len: 0,
+        flags: 0,
+        magic: 0,
+        ino: 0,
+    };
+    // SAFETY: `cursor` is a field of the caller's per-CPU event; volatile so that the compiler
+    // neither keeps it in a register nor drops the masks below as redundant.
+    unsafe { core::ptr::write_volatile(cursor, 0) };
+    if obj.dentry == 0 || obj.mnt == 0 {
+        out.flags |= kpath::BROKEN;
+        return out;
+    }
+
+    let mut dentry = obj.dentry;
+    let mut mnt = obj.mnt;
+    let mut done = false;
+    // Past the root of a mount attached nowhere (a detached bind mount such as runc's clone of
+    // itself, or the top of another mount namespace's tree): the rest of the path is the
+    // dentry chain within that file system.
+    let mut detached = false;
+    for _ in 0..MAX_DEPTH {
+        if dentry == root.dentry && mnt == root.mnt {
+            done = true;
+            break;
+        }
+        if !detached {
+            let mnt_root: u64 = read_kernel(mnt, cfg.vfsmount_root);
+            if dentry == mnt_root {
+                // The top of this mount: continue from its mountpoint in the parent mount.
+                let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
+                let parent: u64 = read_kernel(m, cfg.mount_parent);
+                if parent == m || parent == 0 {
+                    out.flags |= kpath::OUTSIDE_ROOT;
+                    detached = true;
+                } else {
+                    dentry = read_kernel(m, cfg.mount_mountpoint);
+                    mnt = parent.wrapping_add(cfg.mount_mnt as u64);
+                    continue;
+                }
+            }
+        }
+        let parent: u64 = read_kernel(dentry, cfg.dentry_parent);
+        let top = parent == dentry || parent == 0;
+        if top && detached {
+            // The root of the file system: its name is "/", not a component.
+            done = true;
+            break;
+        }
+        // SAFETY: as above.
+        let off = unsafe { core::ptr::read_volatile(cursor) } as usize;
+        if off >= MAX_BYTES {
+            break;
+        }
+        let name: u64 = read_kernel(dentry, cfg.dentry_name);
+        // Both terms masked where they are added: below DATA_MAX + MAX_BYTES.
+        let at = (start & (DATA_MAX - 1)) + (off & (MAX_BYTES - 1));
+        // SAFETY: at < DATA_MAX + MAX_BYTES, and MAX_BYTES + NAME_READ <= DATA_MAX: the copy
+        // stays inside the 2 * DATA_MAX bytes of `data`; the helper bounds it by NAME_READ.
+        let n = unsafe {
+            bpf_probe_read_kernel_str(
+                data.as_mut_ptr().add(at).cast(),
+                NAME_READ,
+                name as *const _,
+            )
+        };
+        if n > 0 {
+            let next = (off & (MAX_BYTES - 1)) + (n as usize & (2 * NAME_READ as usize - 1));
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(cursor, next as u32) };
+        } else {
+            out.flags |= kpath::BROKEN;
+            done = true;
+            break;
+        }
+        if top {
+            // The root of a file system that is not the root of its mount: an internal
+            // mount's lone dentry (pipe, socket, memfd, anon inode), named by that name.
+            out.flags |= kpath::PSEUDO;
+            done = true;
+            break;
+        }
+        dentry = parent;
+    }
+    if !done {
+        out.flags |= kpath::TRUNCATED;
+    }
+    // SAFETY: as above.
+    out.len = unsafe { core::ptr::read_volatile(cursor) } as usize & (2 * MAX_BYTES - 1);
+    // After the walk, so that the verifier enters the loop in one state.
+    let inode: u64 = read_kernel(obj.dentry, cfg.dentry_inode);
+    out.ino = read_kernel(inode, cfg.inode_ino);
+    let sb: u64 = read_kernel(inode, cfg.inode_sb);
+    out.magic = read_kernel::<u64>(sb, cfg.sb_magic) as u32;
+    let parent: u64 = read_kernel(obj.dentry, cfg.dentry_parent);
+    let pprev: u64 = read_kernel(obj.dentry, cfg.dentry_hash_pprev);
+    // d_unlinked(): unhashed and not a root.
+    if pprev == 0 && parent != obj.dentry {
+        out.flags |= kpath::DELETED;
+    }
+    out
+}
