@@ -19,6 +19,8 @@ use serde::Serialize;
 pub use osprey_model::Process;
 use osprey_model::event::{ArgValue, Enriched, Event, EventKind};
 
+use crate::container::cgroup;
+
 pub use proc_fs::{boot_clock_ns, boot_time_ns, read_process};
 
 /// Limits and counters of the table.
@@ -30,6 +32,10 @@ pub struct TableConfig {
     pub max_ancestors: usize,
     /// How long an exited process stays, in nanoseconds, for events still queued behind its exit.
     pub exit_grace_ns: u64,
+    /// The node's mount namespace (`/proc/1/ns/mnt`; the DaemonSet shares the host's pids):
+    /// an exec in it loads one of the node's own files. 0 when unknown: then no executable is
+    /// taken for the node's own.
+    pub host_mnt_ns: u32,
 }
 
 impl Default for TableConfig {
@@ -38,7 +44,27 @@ impl Default for TableConfig {
             capacity: 65_536,
             max_ancestors: 8,
             exit_grace_ns: 2_000_000_000,
+            host_mnt_ns: host_mnt_ns(),
         }
+    }
+}
+
+/// The node's mount namespace: pid 1's (the DaemonSet shares the node's pids and has
+/// CAP_SYS_PTRACE to read it). Where pid 1's is unreadable (a sandbox whose pid 1 is not
+/// traceable), the agent's own: right when the agent runs on the node itself, which is the
+/// only place such a pid 1 leaves it.
+fn host_mnt_ns() -> u32 {
+    let proc = Path::new("/proc");
+    match proc_fs::ns_inode(proc, 1, "mnt") {
+        0 => {
+            let own = proc_fs::ns_inode(proc, std::process::id(), "mnt");
+            tracing::debug!(
+                own,
+                "cannot read /proc/1/ns/mnt: taking the agent's own mount namespace for the node's"
+            );
+            own
+        }
+        ns => ns,
     }
 }
 
@@ -87,12 +113,26 @@ impl ProcessTable {
                 continue;
             };
             // A process can exit between readdir and the reads: skip it.
-            if let Some(p) = read_process(proc_root, pid, boot_ns) {
+            if let Some(mut p) = read_process(proc_root, pid, boot_ns) {
+                // Approximate for a process that entered a namespace after its exec: it is
+                // judged by where it is now.
+                let cgroups = std::fs::read_to_string(proc_root.join(format!("{pid}/cgroup")))
+                    .unwrap_or_default();
+                let in_container = cgroup::container_from_proc_cgroup(&cgroups).is_some();
+                p.exe_from_host = self.from_host(p.mnt_ns, in_container, p.exe_layer.is_some());
                 self.insert(p);
                 n += 1;
             }
         }
         Ok(n)
+    }
+
+    /// Whether an exec loaded one of the node's own files: it happened in the node's mount
+    /// namespace, or (a service the init system sandboxed in a mount namespace of its own) in
+    /// a host cgroup from a file not on overlayfs. A container is neither.
+    fn from_host(&self, mnt_ns: u32, in_container: bool, on_overlay: bool) -> bool {
+        (self.cfg.host_mnt_ns != 0 && mnt_ns == self.cfg.host_mnt_ns)
+            || (!on_overlay && !in_container)
     }
 
     pub fn get(&self, pid: u32) -> Option<&Arc<Process>> {
@@ -213,6 +253,7 @@ impl ProcessTable {
     pub fn observe(&mut self, mut ev: Event) -> Enriched {
         self.expire(ev.ts);
         let mut process = self.ensure(&ev);
+        exec_arguments(&mut ev, &process);
         resolve_paths(&mut ev, process.cwd.as_deref());
         if process.vpid == 0 && ev.vpid != 0 {
             // A forked child learns its pid-namespace view from its first own event.
@@ -222,7 +263,19 @@ impl ProcessTable {
         match &ev.kind {
             EventKind::Exec(exec) => {
                 let p = Arc::make_mut(&mut process);
-                p.exe = exec.filename.clone();
+                // A file outside the task's root (runc's detached clone of itself) is shown
+                // by its path within its file system: still the file that ran.
+                p.exe = match &exec.exe_file {
+                    Some(f) if !f.truncated => f.path.clone(),
+                    _ => exec.filename.clone(),
+                };
+                p.exe_requested = exec.filename.clone();
+                p.exe_from_host = self.from_host(
+                    ev.mnt_ns,
+                    // The root cgroup's name is empty: a host process.
+                    cgroup::container_from_path(&exec.cgroup).is_some(),
+                    exec.exe_layer.is_some(),
+                );
                 p.args = exec.args.clone();
                 p.exe_name = exec.exe_name.clone();
                 p.exe_layer = exec.exe_layer;
@@ -246,6 +299,8 @@ impl ProcessTable {
                     ppid: ev.tgid,
                     comm: parent.comm.clone(),
                     exe: parent.exe.clone(),
+                    exe_requested: parent.exe_requested.clone(),
+                    exe_from_host: parent.exe_from_host,
                     args: parent.args.clone(),
                     cwd: parent.cwd.clone(),
                     uid: ev.uid,
@@ -273,6 +328,12 @@ impl ProcessTable {
                 self.exited.push_back((ev.ts, ev.tgid));
                 self.procs.insert(ev.tgid, process.clone());
             }
+            EventKind::Syscall(sc) if sc.ret == 0 && sc.name == "fchdir" => {
+                if let Some(dir) = sc.file.as_ref().and_then(|f| f.file_path()) {
+                    Arc::make_mut(&mut process).cwd = Some(dir.to_string());
+                    self.procs.insert(ev.tgid, process.clone());
+                }
+            }
             EventKind::Syscall(sc) if sc.ret == 0 && sc.name == "chdir" => {
                 if let Some(ArgValue::Path {
                     resolved: Some(dir),
@@ -291,6 +352,28 @@ impl ProcessTable {
             process: Some(process),
             ancestors,
             container: None,
+        }
+    }
+}
+
+/// A successful execve's registers belong to the new program by the time it returns, so the
+/// kernel captures nothing for it: its path and argv are the exec record's, which the table
+/// has just applied (it comes first, from inside the exec).
+fn exec_arguments(ev: &mut Event, p: &Process) {
+    let EventKind::Syscall(sc) = &mut ev.kind else {
+        return;
+    };
+    if sc.ret != 0 || !matches!(&*sc.name, "execve" | "execveat") || p.exec_ts == 0 {
+        return;
+    }
+    for a in &mut sc.args {
+        match &mut a.value {
+            ArgValue::Path { raw, resolved } if raw.is_empty() => {
+                raw.clone_from(&p.exe_requested);
+                *resolved = Some(p.exe.clone());
+            }
+            ArgValue::Argv(argv) if argv.is_empty() => argv.clone_from(&p.args),
+            _ => {}
         }
     }
 }

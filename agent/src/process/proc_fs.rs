@@ -30,7 +30,7 @@ pub fn boot_clock_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn ns_inode(proc_root: &Path, pid: u32, ns: &str) -> u32 {
+pub(super) fn ns_inode(proc_root: &Path, pid: u32, ns: &str) -> u32 {
     // The link reads "pid:[4026531836]".
     fs::read_link(proc_root.join(format!("{pid}/ns/{ns}")))
         .ok()
@@ -138,6 +138,8 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         ppid,
         comm,
         exe,
+        exe_requested: String::new(),
+        exe_from_host: false,
         args,
         cwd,
         uid: uids.first().copied().unwrap_or(0),

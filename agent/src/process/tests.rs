@@ -46,7 +46,46 @@ fn table() -> ProcessTable {
         capacity: 4,
         max_ancestors: 8,
         exit_grace_ns: 100,
+        host_mnt_ns: 1,
     })
+}
+
+fn exec_in(path: &str, cgroup: &str, mnt_ns: u32) -> Event {
+    let mut e = ev(
+        20,
+        1,
+        EventKind::Exec(Exec {
+            filename: path.into(),
+            cgroup: cgroup.into(),
+            ..Default::default()
+        }),
+    );
+    e.mnt_ns = mnt_ns;
+    e
+}
+
+#[test]
+fn an_executable_is_the_nodes_own_by_where_it_was_exec_d() {
+    let from_host = |e| {
+        let mut t = table();
+        t.observe(e);
+        t.get(20).unwrap().exe_from_host
+    };
+    // In the node's mount namespace.
+    assert!(from_host(exec_in("/usr/bin/runc", "", 1)));
+    // A service sandboxed in a mount namespace of its own, in a host cgroup.
+    assert!(from_host(exec_in(
+        "/usr/lib/systemd/systemd-logind",
+        "system.slice/systemd-logind.service",
+        7
+    )));
+    // A container's process: its own namespace, a container cgroup.
+    let id = "a".repeat(64);
+    assert!(!from_host(exec_in(
+        "/usr/bin/runc",
+        &format!("machine.slice/libpod-{id}.scope"),
+        7
+    )));
 }
 
 #[test]
@@ -133,6 +172,7 @@ fn relative_paths_resolve_against_cwd() {
         }],
         truncated: false,
         latency_ns: 0,
+        file: None,
     });
     // chdir's path is named "filename" in the kernel; the table looks at the first path.
     t.observe(ev(40, 2, chdir));
@@ -156,6 +196,7 @@ fn relative_paths_resolve_against_cwd() {
         ],
         truncated: false,
         latency_ns: 0,
+        file: None,
     });
     let en = t.observe(ev(40, 3, open));
     let EventKind::Syscall(sc) = &en.event.kind else {

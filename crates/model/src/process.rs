@@ -9,8 +9,14 @@ pub struct Process {
     pub ppid: u32,
     /// `task->comm`: the name the kernel shows, at most 15 bytes.
     pub comm: String,
-    /// The executable's path, as exec resolved it.
+    /// The executable's path: the file the kernel loaded, walked from its dentries (so never
+    /// `/proc/self/exe` or `/dev/fd/N`), or the path given to exec where the kernel's walk is
+    /// missing; from `/proc/PID/exe` for processes found at start-up.
     pub exe: String,
+    /// The path the process gave to exec, as it gave it (made absolute against its working
+    /// directory); empty for processes found at start-up.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exe_requested: String,
     /// argv; `args[0]` is what the process was called as.
     pub args: Vec<String>,
     /// Working directory, when known (from /proc at start, inherited at fork, updated by chdir).
@@ -45,6 +51,10 @@ pub struct Process {
     /// The cgroup v2 directory as `parent/name`, from the last exec (empty when unknown).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cgroup: String,
+    /// The executable is one of the node's own files: the exec happened in the node's mount
+    /// namespace, so no container image (and nothing a container can write) supplied it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exe_from_host: bool,
     /// Learned from /proc at start-up rather than from an exec event.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_procfs: bool,

@@ -23,8 +23,17 @@ pub(super) const FIELDS: &[FieldDef] = &[
     FieldDef::new(
         "proc.exepath",
         T::Charbuf,
-        "Full path of the executable, as exec resolved it.",
+        "Full path of the executable the kernel loaded, walked from its own dentries: the \
+         real file behind /proc/self/exe, /dev/fd/N or a symlink; /memfd:NAME for a memfd; \
+         ' (deleted)' after an unlinked file.",
         |c, _| c.process().and_then(|p| Val::nonempty(&p.exe)),
+    ),
+    FieldDef::new(
+        "proc.exepath_raw",
+        T::Charbuf,
+        "The path the process gave to exec (made absolute), whatever it pointed to; \
+         proc.exepath is the file that ran.",
+        |c, _| c.process().and_then(|p| Val::nonempty(&p.exe_requested)),
     ),
     FieldDef::new(
         "proc.cmdline",
@@ -127,6 +136,54 @@ pub(super) const FIELDS: &[FieldDef] = &[
                 .map(|p| Val::Num(c.en.event.ts.saturating_sub(p.start_ts) as i64))
         },
     ),
+    FieldDef::new(
+        "proc.exe_basename",
+        T::Charbuf,
+        "File name of proc.exepath: the name of the file the kernel loaded, which a process \
+         cannot change the way it renames proc.name (prctl, or a copy of a binary).",
+        |c, _| c.process().and_then(|p| Val::nonempty(p.exe_name())),
+    ),
+    FieldDef::new(
+        "proc.aexe_basename",
+        T::Charbuf,
+        "proc.exe_basename of ancestor N (1 = parent); without [N], any ancestor.",
+        |c, a| ancestor(c, a).and_then(|p| Val::nonempty(p.exe_name())),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
+        "proc.is_exe_from_host",
+        T::Bool,
+        "The executable is one of the node's own files: it was exec'd in the node's mount \
+         namespace, so no container image, and nothing a container can write, supplied it.",
+        |c, _| c.process().map(|p| Val::Bool(p.exe_from_host)),
+    ),
+    FieldDef::new(
+        "proc.ais_exe_from_host",
+        T::Bool,
+        "proc.is_exe_from_host of ancestor N (1 = parent); without [N], any ancestor.",
+        |c, a| ancestor(c, a).map(|p| Val::Bool(p.exe_from_host)),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
+        "proc.image_exepath",
+        T::Charbuf,
+        "proc.exepath when the executable came with the node or with the container's image: \
+         exec'd in the node's mount namespace, or in a container from a lower overlayfs layer \
+         (not written or copied up after the container started); empty for a file the \
+         workload wrote. Where the kernel's overlayfs layout is unknown (overlayfs built as a \
+         module), a container's file counts as its image's.",
+        |c, _| {
+            c.process()
+                .and_then(|p| image_exepath(p).and_then(Val::nonempty))
+        },
+    ),
+    FieldDef::new(
+        "proc.aimage_exepath",
+        T::Charbuf,
+        "proc.image_exepath of ancestor N (1 = parent); without [N], any ancestor.",
+        |c, a| ancestor(c, a).and_then(|p| image_exepath(p).and_then(Val::nonempty)),
+    )
+    .with_arg(ArgSpec::Index),
     FieldDef::new(
         "proc.is_exe_from_memfd",
         T::Bool,
@@ -276,6 +333,12 @@ fn ancestor<'a>(c: &Ctx<'a>, a: &FieldArg) -> Option<&'a Process> {
         FieldArg::Index(i) => *i,
         _ => 1,
     })
+}
+
+/// The executable's path when it came with the node or the image, not from the workload.
+fn image_exepath(p: &Process) -> Option<&str> {
+    let written = p.exe_layer.is_some_and(|l| l.upper) || p.exe_from_memfd();
+    (p.exe_from_host || !written).then_some(p.exe.as_str())
 }
 
 /// Falco's `proc.exe` is argv[0]; a process known only from its event header has no argv.
