@@ -469,9 +469,13 @@ fn rules_fileless_execution_via_memfd() {
     let a = alert(&mut agent, "Fileless execution via memfd", |v| {
         field(v, "proc.cmdline").ends_with(" osprey-memfd-payload")
     });
-    // The kernel names the program after the fd it was executed from.
+    // The exec path names the descriptor; the kernel's executable is the memfd itself.
     assert!(
-        field(&a, "proc.exepath").starts_with("/proc/self/fd/"),
+        field(&a, "proc.exepath").starts_with("/memfd:payload"),
+        "{a}"
+    );
+    assert!(
+        field(&a, "proc.exepath_raw").starts_with("/proc/self/fd/"),
         "{a}"
     );
     check(

@@ -1,0 +1,266 @@
+//! Evasions that step around what a process *says* (a path string, a name, an exec path),
+//! each done for real with the agent running the default rules: the kernel's own facts (the
+//! file behind a descriptor, the executable it loaded, where that executable came from) still
+//! raise the alert. Also: threads blocked in captured syscalls do not blind the sensor, because
+//! nothing is held between a syscall's entry and exit. Root, real eBPF, podman with runc.
+
+mod rules_support;
+mod support;
+
+use std::{
+    ffi::CString,
+    os::unix::fs::symlink,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use rules_support::*;
+
+#[test]
+fn evasion_shadow_read_through_a_symlink() {
+    let mut agent = agent();
+    let d = TempDir::new("ev-link");
+    symlink("/etc/shadow", d.join("notes.txt")).unwrap();
+    bash_ok(&format!("head -c0 {}/notes.txt", d.s()));
+    let a = alert(&mut agent, "Read sensitive file", |v| {
+        field(v, "fd.nameraw") == format!("{}/notes.txt", d.s())
+    });
+    check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
+}
+
+#[test]
+fn evasion_shadow_read_through_proc_self_root() {
+    let mut agent = agent();
+    bash_ok("head -c0 /proc/self/root/etc/shadow /proc/self/root/etc/../etc/gshadow");
+    for f in ["/etc/shadow", "/etc/gshadow"] {
+        let a = alert(&mut agent, "Read sensitive file", |v| {
+            field(v, "fd.name") == f && field(v, "fd.nameraw").starts_with("/proc/self/root/")
+        });
+        check(&a, "Warning", &["T1003.008"], &[("proc.name", "head")]);
+    }
+}
+
+#[test]
+fn evasion_shadow_read_relative_to_a_directory_descriptor() {
+    // openat(open("/etc"), "shadow"): no path string ever names /etc/shadow.
+    let mut agent = agent();
+    bash_ok(
+        "python3 -c 'import os; d = os.open(\"/etc\", os.O_RDONLY); \
+         os.close(os.open(\"shadow\", os.O_RDONLY, dir_fd=d))'",
+    );
+    let a = alert(&mut agent, "Read sensitive file", |v| {
+        field(v, "fd.nameraw") == "shadow"
+    });
+    check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
+}
+
+#[test]
+fn evasion_ssh_key_read_by_a_copy_of_cat_named_sshd() {
+    // `sshd` may read keys; a copy of cat called sshd is not sshd.
+    let mut agent = agent();
+    let d = TempDir::new("ev-sshd");
+    std::fs::create_dir_all(d.join("home/.ssh")).unwrap();
+    std::fs::write(d.join("home/.ssh/id_ed25519"), "key").unwrap();
+    bash_ok(&format!(
+        "cp /bin/cat {0}/sshd && {0}/sshd {0}/home/.ssh/id_ed25519 >/dev/null",
+        d.s()
+    ));
+    let exe = format!("{}/sshd", d.s());
+    let a = alert(&mut agent, "Read SSH private key", |v| {
+        field(v, "proc.exepath") == exe
+    });
+    check(&a, "Warning", &["T1552.004"], &[("proc.name", "sshd")]);
+}
+
+#[test]
+fn evasion_a_parent_named_apt_is_not_a_package_manager() {
+    // Any process with an ancestor named apt used to count as the package manager, which may
+    // read /etc/shadow. Here `apt` is a copy of bash.
+    let mut agent = agent();
+    let d = TempDir::new("ev-apt");
+    bash_ok(&format!(
+        "cp /bin/bash {0}/apt && {0}/apt -c 'head -c0 /etc/shadow; true'",
+        d.s()
+    ));
+    let a = alert(&mut agent, "Read sensitive file", |v| {
+        field(v, "fd.name") == "/etc/shadow" && field(v, "proc.pname") == "apt"
+    });
+    check(&a, "Warning", &["T1003.008"], &[("proc.name", "head")]);
+}
+
+#[test]
+fn evasion_renamed_process_is_judged_by_its_executable() {
+    // The node's own python renames its thread `sshd` (prctl PR_SET_NAME), then reads a key:
+    // the name says sshd, the kernel's executable says python.
+    let mut agent = agent();
+    let d = TempDir::new("ev-prctl");
+    std::fs::create_dir_all(d.join(".ssh")).unwrap();
+    std::fs::write(d.join(".ssh/id_rsa"), "key").unwrap();
+    bash_ok(&format!(
+        "/usr/bin/python3 -c 'import ctypes; ctypes.CDLL(None).prctl(15, b\"sshd\", 0, 0, 0); \
+         open(\"{}/.ssh/id_rsa\").read()'",
+        d.s()
+    ));
+    let key = format!("{}/.ssh/id_rsa", d.s());
+    let a = alert(&mut agent, "Read SSH private key", |v| {
+        field(v, "fd.name") == key
+    });
+    assert!(
+        field(&a, "proc.exepath").starts_with("/usr/bin/python3"),
+        "{a}"
+    );
+}
+
+#[test]
+fn evasion_exec_from_dev_shm_through_a_descriptor() {
+    // fexecve: the exec path is /proc/self/fd/N (or /dev/fd/N); the file the kernel loaded
+    // is in /dev/shm, and proc.exepath says so.
+    let mut agent = agent();
+    let name = format!("osprey-ev-{}", std::process::id());
+    let path = format!("/dev/shm/{name}");
+    bash_ok(&format!(
+        "cp /bin/true {path} && python3 -c 'import os; fd = os.open(\"{path}\", os.O_RDONLY); \
+         os.execve(fd, [\"true\"], {{}})'; rm -f {path}"
+    ));
+    let a = alert(&mut agent, "Execution from /dev/shm", |v| {
+        field(v, "proc.exepath") == path
+    });
+    assert!(
+        field(&a, "proc.exepath_raw").starts_with("/proc/self/fd/")
+            || field(&a, "proc.exepath_raw").starts_with("/dev/fd/"),
+        "{a}"
+    );
+}
+
+#[test]
+fn evasion_mount_through_proc_self_exe_in_a_privileged_container() {
+    // busybox's shell runs an applet it has no file for by exec'ing /proc/self/exe: the
+    // process is named `exe`, which the runtime's own re-exec also is. The kernel's executable
+    // is the container's busybox, not the node's runc.
+    let mut agent = agent();
+    let ran = run(
+        &["--privileged", "--network", "none"],
+        "PATH=/nonexistent; mount -t tmpfs osprey-ev /mnt; echo mounted",
+    );
+    assert!(ran.out.contains("mounted"), "{}", ran.out);
+    let a = alert(&mut agent, "Mount in container", |v| {
+        field(v, "container.id") == ran.id
+    });
+    check(
+        &a,
+        "Error",
+        &["T1611"],
+        &[("proc.name", "exe"), ("proc.exepath", "/bin/busybox")],
+    );
+}
+
+#[test]
+fn evasion_binary_named_runc_in_a_container_is_not_the_runtime() {
+    // A privileged container with the node's disk mounted copies the node's own mount(8) as
+    // `runc` and runs it (chroot into the node's tree, still in the container): the name is the
+    // runtime's, the file is even the node's, but it was executed from inside a container.
+    let mut agent = agent();
+    let dir = format!("/tmp/osprey-ev-runc-{}", std::process::id());
+    let ran = run(
+        &["--privileged", "--network", "none", "-v", "/:/host"],
+        &format!(
+            "mkdir -p /host{dir}/mnt && cp /host/usr/bin/mount /host{dir}/runc \
+             && chroot /host {dir}/runc -t tmpfs osprey-ev {dir}/mnt && echo mounted"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ran.out.contains("mounted"), "{}", ran.out);
+    let a = alert(&mut agent, "Mount in container", |v| {
+        field(v, "container.id") == ran.id && field(v, "proc.name") == "runc"
+    });
+    check(&a, "Error", &["T1611"], &[("evt.arg.type", "tmpfs")]);
+}
+
+/// Threads of an unprivileged user blocked in `open()` of a FIFO, as many as filled the
+/// kernel's old table of in-flight syscalls (8,192) and more.
+const BLOCKED_THREADS: usize = 9_000;
+
+#[test]
+fn evasion_threads_blocked_in_syscalls_do_not_blind_the_sensor() {
+    let mut agent = agent();
+    let d = TempDir::new("ev-fifo");
+    let fifo = d.join("fifo");
+    let c = CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    // The blockers run as nobody in a child process (the agent ignores its own syscalls, not
+    // ours, but a separate process is what an attacker's pod would be).
+    let script = format!(
+        "import os, threading\n\
+         os.setgid(65534); os.setuid(65534)\n\
+         threading.stack_size(65536)\n\
+         n = {BLOCKED_THREADS}\n\
+         def block():\n    os.close(os.open('{fifo}', os.O_RDONLY))\n\
+         ts = [threading.Thread(target=block) for _ in range(n)]\n\
+         [t.start() for t in ts]\n\
+         print('started', flush=True)\n\
+         [t.join() for t in ts]\n",
+        fifo = fifo.display()
+    );
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut blockers = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(blockers.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "started");
+    // Every thread is now inside open(), or about to be: wait until the kernel shows them.
+    let blocked = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let n = std::fs::read_dir(format!("/proc/{}/task", blockers.id()))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("wchan"))
+                            .is_ok_and(|w| w.contains("fifo"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        blocked.store(n, Ordering::Relaxed);
+        if n >= BLOCKED_THREADS {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let n = blocked.load(Ordering::Relaxed);
+    assert!(n >= BLOCKED_THREADS, "only {n} threads blocked in the FIFO");
+
+    // With all of them in flight, another process reads /etc/shadow.
+    bash_ok("head -c0 /etc/shadow");
+    let a = alert(&mut agent, "Read sensitive file", |v| {
+        field(v, "fd.name") == "/etc/shadow" && field(v, "proc.name") == "head"
+    });
+    check(&a, "Warning", &["T1003.008"], &[]);
+
+    // Release them: one writer open completes every pending reader open.
+    let w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let status = blockers.wait().unwrap();
+    drop(w);
+    assert!(status.success(), "{status:?}");
+    // The agent lost nothing in the kernel meanwhile.
+    let stderr = agent.stderr();
+    assert!(
+        !stderr.contains("kernel events lost"),
+        "the sensor dropped events: {stderr}"
+    );
+}
