@@ -8,6 +8,9 @@
 //! workload rate R SECS THREADS  open+close paced at R per second in total -> achieved opens/s
 //! workload trigger N GAP_US     open /etc/shadow for reading N times, GAP_US apart (an alert
 //!                               under the default rules; for the latency benchmark)
+//! workload blind N M            N threads blocked in open() of a FIFO (the attack that filled
+//!                               the old in-flight table), then M opens of /etc/shadow and M
+//!                               of /dev/null while they block -> "blind: ..." line
 //! ```
 //!
 //! `cargo run --release --example workload -- exec 500`
@@ -51,9 +54,11 @@ fn main() {
         Some("build") => timed("build", num(1, 10), build_loop),
         Some("rate") => rate(num(1, 100_000), num(2, 3), num(3, 2)),
         Some("trigger") => trigger(num(1, 300), num(2, 5_000)),
+        Some("blind") => blind(num(1, 9_000), num(2, 3)),
         _ => {
             eprintln!(
-                "usage: workload open|exec|connect|build N | rate R SECS THREADS | trigger N GAP_US"
+                "usage: workload open|exec|connect|build N | rate R SECS THREADS | trigger N GAP_US \
+                 | blind N M"
             );
             std::process::exit(2);
         }
@@ -187,6 +192,57 @@ fn rate(total: u64, secs: u64, threads: u64) {
 }
 
 /// Opens /etc/shadow for reading `n` times, `gap_us` apart, so that each open is judged alone.
+/// The blinding attack: `n` threads blocked opening a FIFO nobody writes, then `m` reads of
+/// /etc/shadow (each an alert under the default rules) and 10,000 opens of /dev/null, all
+/// while they block; then one writer open releases them.
+fn blind(n: u64, m: u64) {
+    let dir = std::env::temp_dir().join(format!("osprey-blind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let fifo = dir.join("fifo");
+    let c = CString::new(fifo.to_str().expect("utf-8 path")).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let mut threads = Vec::new();
+    for _ in 0..n {
+        let fifo = fifo.clone();
+        let t = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || drop(std::fs::File::open(fifo)));
+        match t {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                eprintln!("blind: thread {} not started: {e}", threads.len());
+                break;
+            }
+        }
+    }
+    // Give every thread time to enter open().
+    std::thread::sleep(Duration::from_secs(2));
+    let start = Instant::now();
+    for _ in 0..m {
+        drop(std::fs::File::open("/etc/shadow"));
+    }
+    for _ in 0..10_000 {
+        drop(std::fs::File::open("/dev/null"));
+    }
+    let elapsed = start.elapsed();
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo);
+    let blocked = threads.len();
+    for t in threads {
+        let _ = t.join();
+    }
+    drop(writer);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut out = std::io::stdout();
+    writeln!(
+        out,
+        "blind: {blocked} threads blocked, {m} opens of /etc/shadow and 10000 of /dev/null in \
+         {:.1} ms",
+        elapsed.as_secs_f64() * 1e3
+    )
+    .ok();
+}
+
 fn trigger(n: u64, gap_us: u64) {
     let shadow = Path::new("/etc/shadow");
     for _ in 0..n {

@@ -64,6 +64,7 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         osprey: release.join("osprey"),
         workload: release.join("examples/workload"),
         process_table: release.join("examples/process_table"),
+        syscall_loop: release.join("examples/syscall_loop"),
         falco_rules: falco
             .exists()
             .then(|| std::fs::canonicalize(&falco).unwrap_or(falco.clone())),
@@ -75,6 +76,8 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
     let load = measure::load(&bins)?;
     let latency = measure::latency(&bins)?;
     let table = measure::process_table(&bins)?;
+    let kernel = measure::kernel_cost(&bins)?;
+    let blinding = measure::blinding(&bins)?;
     let target = env.target_dir();
     let results = report::Results {
         machine,
@@ -84,6 +87,8 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         load,
         latency,
         table,
+        kernel,
+        blinding,
         engine_default: measure::engine(&target, "default_rules_mix"),
         engine_upstream: measure::engine(&target, "upstream_stable_mix"),
         falco_rules: bins

@@ -19,6 +19,7 @@ pub struct Bins {
     pub osprey: PathBuf,
     pub workload: PathBuf,
     pub process_table: PathBuf,
+    pub syscall_loop: PathBuf,
     /// Falco's upstream stable rules, when `../shared` sits beside the clone.
     pub falco_rules: Option<PathBuf>,
 }

@@ -313,3 +313,138 @@ pub fn engine(target: &Path, name: &str) -> Option<f64> {
     let elements = read("benchmark.json")?["throughput"]["Elements"].as_f64()?;
     Some(elements / (ns * 1e-9))
 }
+
+/// Kernel time of the agent's programs, from the kernel's own BPF statistics
+/// (`kernel.bpf_stats_enabled`, `run_time_ns`/`run_cnt` of each program in
+/// `/proc/PID/fdinfo`), under the default rules: per syscall no rule captures (a `getppid`
+/// loop), and per captured syscall (an `open`+`close` loop, the close's share taken off at the
+/// uncaptured rate). Entry and exit programs together.
+pub struct KernelCost {
+    pub command: String,
+    pub uncaptured_ns: f64,
+    pub captured_ns: f64,
+    pub syscalls: u64,
+}
+
+/// (run_time_ns, run_cnt) summed over the raw tracepoint programs the agent holds:
+/// `sys_enter`, `sys_exit`, and `sched_process_fork` (rare, in the noise).
+fn raw_tracepoint_stats(pid: u32) -> Result<(u64, u64)> {
+    const BPF_PROG_TYPE_RAW_TRACEPOINT: u64 = 17;
+    let (mut ns, mut cnt) = (0, 0);
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let fd = fd?;
+        let Ok(link) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        if link.to_string_lossy() != "anon_inode:bpf-prog" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))?;
+        let field = |k: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        if field("prog_type:") == BPF_PROG_TYPE_RAW_TRACEPOINT {
+            ns += field("run_time_ns:");
+            cnt += field("run_cnt:");
+        }
+    }
+    Ok((ns, cnt))
+}
+
+pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
+    const N: u64 = 2_000_000;
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let args = Mode::Default.args(bins).expect("an agent mode");
+    let command = format!("osprey {}", args.join(" "));
+    proc::step(format!("kernel cost (bpf_stats): {command}"));
+    let before = std::fs::read_to_string(STATS).unwrap_or_else(|_| "0".into());
+    std::fs::write(STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
+    let result = (|| -> Result<KernelCost> {
+        let agent = Agent::start(&bins.osprey, &args, false)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let run = |what: &str| -> Result<(f64, f64)> {
+            let (ns0, cnt0) = raw_tracepoint_stats(agent.pid)?;
+            proc::output(
+                std::process::Command::new(&bins.syscall_loop).args([what, &N.to_string()]),
+                "syscall_loop",
+            )?;
+            let (ns1, cnt1) = raw_tracepoint_stats(agent.pid)?;
+            Ok(((ns1 - ns0) as f64, (cnt1 - cnt0) as f64 / 2.0))
+        };
+        // Every syscall on the machine runs the programs meanwhile; with N large the loop's
+        // own syscalls are nearly all of them.
+        let (ns, pairs) = run("getppid")?;
+        let uncaptured = ns / pairs;
+        let (ns, pairs) = run("open")?;
+        // N opens (captured) and the rest (N closes, others' syscalls) at the uncaptured rate.
+        let captured = (ns - (pairs - N as f64) * uncaptured) / N as f64;
+        agent.stop()?;
+        Ok(KernelCost {
+            command,
+            uncaptured_ns: uncaptured,
+            captured_ns: captured,
+            syscalls: N,
+        })
+    })();
+    let _ = std::fs::write(STATS, before.trim());
+    result
+}
+
+/// The blinding attack under the default rules: threads of one process blocked in `open()` of a
+/// FIFO while it reads /etc/shadow and opens /dev/null; whether the reads alerted and what the
+/// kernel dropped meanwhile.
+pub struct Blinding {
+    pub command: String,
+    pub workload: String,
+    pub line: String,
+    pub alerts: usize,
+    pub reads: usize,
+    pub dropped: f64,
+}
+
+pub fn blinding(bins: &Bins) -> Result<Blinding> {
+    const THREADS: &str = "9000";
+    const READS: usize = 3;
+    let port = free_port()?;
+    let args: Vec<String> = vec![
+        "run".into(),
+        "--no-watch-rules".into(),
+        "--json".into(),
+        "--no-flood-control".into(),
+        "--metrics".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    let command = format!("osprey {}", args.join(" "));
+    proc::step(format!("blinding: {command}"));
+    let mut agent = Agent::start(&bins.osprey, &args, true)?;
+    let stdout = agent.stdout.take().context("agent stdout")?;
+    let counter = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| {
+                l.contains("\"Read sensitive file\"") && l.contains("\"proc.name\":\"workload\"")
+            })
+            .count()
+    });
+    let before = scrape(port)?;
+    let wargs = vec!["blind".to_string(), THREADS.into(), READS.to_string()];
+    let line = workload(&bins.workload, &wargs)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let after = scrape(port)?;
+    agent.stop()?;
+    let alerts = counter.join().expect("alert counter");
+    Ok(Blinding {
+        command,
+        workload: format!("workload {}", wargs.join(" ")),
+        line,
+        alerts,
+        reads: READS,
+        dropped: after.dropped - before.dropped,
+    })
+}
