@@ -78,10 +78,10 @@ fn attack_scheduled_tasks_and_services() {
     let _s = Removed(format!("{unit}.service"));
     let mut agent = agent();
     // T1053.003: a cron job dropped into /etc/cron.d.
-    bash_ok(&format!(
-        "sh -c 'echo \"* * * * * root /tmp/x\" > {cron}'"
-    ));
-    let a = alert(&mut agent, "Schedule cron job", |v| field(v, "fd.name") == cron);
+    bash_ok(&format!("sh -c 'echo \"* * * * * root /tmp/x\" > {cron}'"));
+    let a = alert(&mut agent, "Schedule cron job", |v| {
+        field(v, "fd.name") == cron
+    });
     check(
         &a,
         "Error",
@@ -110,8 +110,10 @@ fn attack_scheduled_tasks_and_services() {
     // The timer is not also reported as a service.
     let seen = agent.collect_for(Duration::from_millis(300));
     assert!(
-        !seen.iter().any(|v| v["rule"] == "Create or modify systemd service"
-            && field(v, "fd.name").ends_with(".timer")),
+        !seen
+            .iter()
+            .any(|v| v["rule"] == "Create or modify systemd service"
+                && field(v, "fd.name").ends_with(".timer")),
         "{seen:?}"
     );
 }
@@ -149,16 +151,18 @@ fn attack_local_accounts_and_shell_profiles() {
         &["mitre_persistence", "T1136.001"],
         &[("proc.name", "useradd")],
     );
-    let a = alert(&mut agent, "Account with uid 0 or in the root group created", |v| {
-        field(v, "proc.cmdline").ends_with(&root2)
-    });
+    let a = alert(
+        &mut agent,
+        "Account with uid 0 or in the root group created",
+        |v| field(v, "proc.cmdline").ends_with(&root2),
+    );
     check(&a, "Critical", &["T1136.001", "T1098"], &[]);
     // useradd itself writes /etc/passwd: not a hand edit.
     let seen = agent.collect_for(Duration::from_millis(300));
     assert!(
-        !seen
-            .iter()
-            .any(|v| v["rule"] == "Write to password database" && field(v, "proc.name") == "useradd"),
+        !seen.iter().any(
+            |v| v["rule"] == "Write to password database" && field(v, "proc.name") == "useradd"
+        ),
         "{seen:?}"
     );
 
@@ -176,7 +180,9 @@ fn attack_local_accounts_and_shell_profiles() {
         &["mitre_persistence", "T1546.004"],
         &[("proc.name", "bash")],
     );
-    bash_ok(&format!("sh -c 'echo \"export PROMPT_COMMAND=x\" > {profile}'"));
+    bash_ok(&format!(
+        "sh -c 'echo \"export PROMPT_COMMAND=x\" > {profile}'"
+    ));
     let a = alert(&mut agent, "Shell profile modified", |v| {
         field(v, "fd.name") == profile
     });
@@ -223,9 +229,11 @@ fn attack_privilege_and_linker_hijacking() {
     // and goes on). It stays alive a moment: the environment is read from /proc.
     let lib = format!("{}/hook.so", d.s());
     bash(&format!("LD_PRELOAD={lib} sleep 1.5 2>/dev/null"));
-    let a = alert(&mut agent, "Privileged process started with LD_PRELOAD", |v| {
-        field(v, "proc.name") == "sleep"
-    });
+    let a = alert(
+        &mut agent,
+        "Privileged process started with LD_PRELOAD",
+        |v| field(v, "proc.name") == "sleep",
+    );
     check(
         &a,
         "Warning",
@@ -369,9 +377,11 @@ fn attack_impair_defences() {
         "echo '- macro: allowed_sensitive_file_readers' > {rules} && echo '*.* ~' > {rsyslog}"
     ));
     for f in [&rules, &rsyslog] {
-        let a = alert(&mut agent, "Logging or Osprey configuration modified", |v| {
-            field(v, "fd.name") == *f
-        });
+        let a = alert(
+            &mut agent,
+            "Logging or Osprey configuration modified",
+            |v| field(v, "fd.name") == *f,
+        );
         check(&a, "Error", &["T1562.001"], &[("proc.name", "bash")]);
     }
 
@@ -484,7 +494,14 @@ fn attack_discovery_rules_are_opt_in() {
     )
     .unwrap();
     let mut agent = support::Agent::start(
-        &["run", "--json", "--rules", "default", "--rules", enable.to_str().unwrap()],
+        &[
+            "run",
+            "--json",
+            "--rules",
+            "default",
+            "--rules",
+            enable.to_str().unwrap(),
+        ],
         "osprey is running",
     );
     bash_ok("uname -a >/dev/null && cat /etc/passwd >/dev/null");
@@ -498,13 +515,11 @@ fn attack_discovery_rules_are_opt_in() {
     check(&a, "Informational", &["T1087.001"], &[]);
 
     // The default agent does not report them.
-    let mut plain = agent();
+    let mut plain = rules_support::agent();
     bash_ok("uname -a >/dev/null");
     let seen = plain.collect_for(Duration::from_secs(1));
     assert!(
-        !seen
-            .iter()
-            .any(|v| v["rule"] == "System discovery command"),
+        !seen.iter().any(|v| v["rule"] == "System discovery command"),
         "{seen:?}"
     );
 }
@@ -532,8 +547,16 @@ fn attack_in_a_container() {
         ("Write to ld.so.preload", "Critical", "T1574.006"),
         ("Create or modify systemd service", "Error", "T1543.002"),
         ("Decode and run", "Warning", "T1140"),
-        ("System daemon name outside system paths", "Warning", "T1036.005"),
-        ("Container administration tool run in container", "Notice", "T1609"),
+        (
+            "System daemon name outside system paths",
+            "Warning",
+            "T1036.005",
+        ),
+        (
+            "Container administration tool run in container",
+            "Notice",
+            "T1609",
+        ),
     ] {
         let a = alert(&mut agent, rule, ours);
         check(&a, priority, &["container", tag], &[]);
@@ -583,7 +606,11 @@ fn attack_container_escapes() {
     );
     assert!(c.out.contains("connected"), "{}", c.out);
     let ours = |v: &serde_json::Value| field(v, "container.id") == c.id;
-    let a = alert(&mut agent, "Container runtime socket contacted from container", ours);
+    let a = alert(
+        &mut agent,
+        "Container runtime socket contacted from container",
+        ours,
+    );
     check(
         &a,
         "Critical",
@@ -598,6 +625,9 @@ fn attack_container_escapes() {
         let a = alert(&mut agent, "Mount over a process directory", ours);
         check(&a, "Critical", &["container", "T1014"], &[]);
     } else {
-        panic!("mount over /proc/PID failed in the privileged container: {}", c.out);
+        panic!(
+            "mount over /proc/PID failed in the privileged container: {}",
+            c.out
+        );
     }
 }
