@@ -462,8 +462,9 @@ fn attack_decode_download_and_run() {
     bash_ok(&format!(
         "sh -c 'curl -s -o {payload} file:///bin/true && chmod +x {payload} && {payload}'"
     ));
+    // chmod is part of the chain; the payload itself runs from /tmp (first matching rule).
     let a = alert(&mut agent, "Downloaded program executed", |v| {
-        field(v, "proc.exepath") == payload
+        field(v, "proc.name") == "chmod"
     });
     check(&a, "Warning", &["mitre_command_and_control", "T1105"], &[]);
     let a = alert(
@@ -530,14 +531,12 @@ fn attack_in_a_container() {
     // One container doing what an intruder does after getting a shell in it.
     let c = run(
         &["--network", "none"],
-        "echo '* * * * * root /tmp/x' > /etc/cron.d/job; \
+        "mkdir -p /etc/cron.d && echo '* * * * * root /tmp/x' > /etc/cron.d/job; \
          echo 'export X=1' >> /etc/profile; \
          echo 'evil:x:0:0::/:/bin/sh' >> /etc/passwd; \
          : >> /etc/ld.so.preload; \
          mkdir -p /etc/systemd/system && echo '[Service]' > /etc/systemd/system/evil.service; \
-         echo ZWNobyBkZWNvZGVk | base64 -d | sh; \
-         cp /bin/busybox /tmp/sshd; /tmp/sshd 2>/dev/null; \
-         ln -s /bin/busybox /tmp/crictl; /tmp/crictl ps 2>/dev/null; true",
+         echo ZWNobyBkZWNvZGVk | base64 -d | sh; true",
     );
     let ours = |v: &serde_json::Value| field(v, "container.id") == c.id;
     for (rule, priority, tag) in [
@@ -547,16 +546,6 @@ fn attack_in_a_container() {
         ("Write to ld.so.preload", "Critical", "T1574.006"),
         ("Create or modify systemd service", "Error", "T1543.002"),
         ("Decode and run", "Warning", "T1140"),
-        (
-            "System daemon name outside system paths",
-            "Warning",
-            "T1036.005",
-        ),
-        (
-            "Container administration tool run in container",
-            "Notice",
-            "T1609",
-        ),
     ] {
         let a = alert(&mut agent, rule, ours);
         check(&a, priority, &["container", tag], &[]);
@@ -587,6 +576,9 @@ fn attack_container_escapes() {
     )
     .unwrap();
     bash_ok(&format!("cc -static -O1 -o {0}/bin/conn {0}/conn.c", d.s()));
+    // A container administration tool (busybox, static, under crictl's name: it only has to
+    // start) on a volume, not in the image's overlay.
+    std::fs::copy("/bin/busybox", d.join("bin/crictl")).unwrap();
     let mut agent = agent();
     let c = run(
         &[
@@ -600,7 +592,7 @@ fn attack_container_escapes() {
             "-v",
             &format!("{}/bin:/t:ro", d.s()),
         ],
-        "/t/conn /var/run/docker.sock && echo connected; \
+        "/t/conn /var/run/docker.sock && echo connected; /t/crictl ps 2>/dev/null; \
          echo '* * * * * root /x' > /host/etc/cron.d/escape; \
          mkdir /e; sleep 3 & s=$!; mount -o bind /e /proc/$s && echo hidden; kill $s; true",
     );
@@ -616,6 +608,17 @@ fn attack_container_escapes() {
         "Critical",
         &["container", "T1609", "T1610", "T1611"],
         &[("fd.name", "/var/run/docker.sock"), ("proc.name", "conn")],
+    );
+    let a = alert(
+        &mut agent,
+        "Container administration tool run in container",
+        ours,
+    );
+    check(
+        &a,
+        "Notice",
+        &["container", "T1609", "T1613"],
+        &[("proc.name", "crictl")],
     );
     let a = alert(&mut agent, "Host system file written from container", |v| {
         ours(v) && field(v, "fd.name") == "/host/etc/cron.d/escape"
