@@ -78,6 +78,14 @@ fn rules_ordinary_activity_raises_no_warning() {
     }
     let extra_file = d.join("attribution.yaml");
     std::fs::write(&extra_file, extra).unwrap();
+    // Logs for logrotate, written before the agent starts (creating them is the test's set-up,
+    // not the node's work).
+    let log = format!("/var/log/osprey-fp-{}.log", std::process::id());
+    let log2 = format!("/var/log/osprey-fp-{}-copy.log", std::process::id());
+    let _logs = Cleanup(vec![log.clone(), log2.clone()]);
+    std::fs::write(&log, "line\n".repeat(100)).unwrap();
+    std::fs::write(&log2, "line\n".repeat(100)).unwrap();
+
     let mut agent = support::Agent::start(
         &[
             "run",
@@ -141,11 +149,6 @@ fn rules_ordinary_activity_raises_no_warning() {
 
     // Log rotation, as the daily cron job runs it: rotate, compress, recreate, and a
     // copytruncate log (truncated in place).
-    let log = format!("/var/log/osprey-fp-{}.log", std::process::id());
-    let log2 = format!("/var/log/osprey-fp-{}-copy.log", std::process::id());
-    let _logs = Cleanup(vec![log.clone(), log2.clone()]);
-    std::fs::write(&log, "line\n".repeat(100)).unwrap();
-    std::fs::write(&log2, "line\n".repeat(100)).unwrap();
     std::fs::write(
         d.join("logrotate.conf"),
         format!(
