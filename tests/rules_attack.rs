@@ -634,3 +634,37 @@ fn attack_container_escapes() {
         );
     }
 }
+
+/// `fd.sip.name` as Falco fills it: a rule naming a host (here `localhost`, resolved from
+/// /etc/hosts, never a real outside name) matches a connection to its address, and the
+/// alert shows the name.
+#[test]
+fn falco_fd_sip_name_is_resolved_from_the_rules() {
+    let d = TempDir::new("sipname");
+    let rules = d.join("sipname.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: Connect to a named host\n  desc: d\n  condition: evt.type = connect and fd.sip.name in (localhost, osprey-no-such-host.invalid)\n  output: named connection (name=%fd.sip.name connection=%fd.name proc=%proc.name)\n  priority: NOTICE\n  tags: [network]\n",
+    )
+    .unwrap();
+    let mut agent = support::Agent::start(
+        &["run", "--json", "--rules", rules.to_str().unwrap()],
+        "osprey is running",
+    );
+    // The names resolve on the agent's own thread: connect until the alert comes (bounded).
+    let port = loopback_listener();
+    let mut hit = None;
+    for _ in 0..20 {
+        bash(&format!(
+            "timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null"
+        ));
+        let seen = agent.collect_for(Duration::from_millis(250));
+        if let Some(v) = seen.iter().find(|v| v["rule"] == "Connect to a named host") {
+            hit = Some(v.clone());
+            break;
+        }
+    }
+    let a = hit.expect("no alert for a connection to localhost's address");
+    assert_eq!(field(&a, "fd.sip.name"), "localhost", "{a}");
+    assert_eq!(field(&a, "fd.name"), format!("127.0.0.1:{port}"), "{a}");
+}
