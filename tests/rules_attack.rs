@@ -357,6 +357,16 @@ fn attack_impair_defences() {
         &["mitre_defense_evasion", "T1562.001", "T1562.006"],
         &[],
     );
+    // Log rotation asking the logger to reopen its files is not stopping it.
+    bash("systemctl kill -s HUP rsyslog.service >/dev/null 2>&1");
+    let seen = agent.collect_for(Duration::from_millis(300));
+    assert!(
+        !seen
+            .iter()
+            .any(|v| v["rule"] == "Logging or security service stopped"
+                && field(v, "proc.cmdline").contains("HUP")),
+        "{seen:?}"
+    );
     // pkill aimed at Osprey (signal 0 to a name nothing has: nothing is touched).
     bash("pkill -0 -x osprey-not-running");
     alert(&mut agent, "Logging or security service stopped", |v| {
