@@ -395,6 +395,17 @@ fn attack_impair_defences() {
         check(&a, "Error", &["T1562.001"], &[("proc.name", "bash")]);
     }
 
+    // ASLR's setting written (with the value it already has: nothing changes).
+    let aslr = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space").unwrap();
+    bash_ok(&format!(
+        "sysctl -q -w kernel.randomize_va_space={}",
+        aslr.trim()
+    ));
+    let a = alert(&mut agent, "Kernel hardening setting changed", |v| {
+        field(v, "fd.name") == "/proc/sys/kernel/randomize_va_space"
+    });
+    check(&a, "Error", &["T1562.001"], &[("proc.name", "sysctl")]);
+
     // BPF: another program's objects taken (bpftool lists the agent's programs by id) and a
     // link detach attempted (on a descriptor that is no link: refused, still reported).
     bash_ok("bpftool prog show >/dev/null");
