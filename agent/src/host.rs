@@ -86,6 +86,27 @@ impl ProcessGroups for ProcStatus {
         let status = std::fs::read_to_string(format!("/proc/{tgid}/status")).ok()?;
         parse_ns_pgid(&status)
     }
+
+    /// The environment from `/proc/<pid>/environ` (what the process started with, unless it
+    /// rewrote that memory), at most [`MAX_ENVIRON`] bytes of it.
+    fn environ(&self, tgid: u32) -> Option<Vec<String>> {
+        use std::io::Read;
+        let f = std::fs::File::open(format!("/proc/{tgid}/environ")).ok()?;
+        let mut buf = Vec::new();
+        f.take(MAX_ENVIRON).read_to_end(&mut buf).ok()?;
+        Some(parse_environ(&buf))
+    }
+}
+
+/// Most of a process's environment read for `proc.env`: enough for every variable a rule asks
+/// about, bounded whatever a process puts there.
+const MAX_ENVIRON: u64 = 64 << 10;
+
+fn parse_environ(buf: &[u8]) -> Vec<String> {
+    buf.split(|b| *b == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect()
 }
 
 /// The process group id in the innermost pid namespace (the last `NSpgid` column).
@@ -97,6 +118,16 @@ fn parse_ns_pgid(status: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environ_entries() {
+        assert_eq!(
+            parse_environ(b"A=1\0LD_PRELOAD=/tmp/x.so\0\0"),
+            ["A=1", "LD_PRELOAD=/tmp/x.so"]
+        );
+        let me = ProcStatus.environ(std::process::id()).unwrap();
+        assert!(me.iter().any(|e| e.starts_with("PATH=")), "{me:?}");
+    }
 
     #[test]
     fn ns_pgid_is_the_innermost() {

@@ -8,6 +8,7 @@ pub mod alert;
 pub mod commands;
 pub mod config;
 pub mod container;
+pub mod dns;
 pub mod host;
 pub mod metrics;
 pub mod pipeline;

@@ -37,6 +37,10 @@ pub const APT_PACKAGES: &[&str] = &[
     // the W3C WebDriver protocol).
     "chromium",
     "chromium-driver",
+    // Daily node work for the false-positive test (tests/rules_false_positives.rs), and
+    // setcap for the file-capability rule's test (tests/rules_attack.rs).
+    "logrotate",
+    "libcap2-bin",
 ];
 
 /// Python modules the checks use, as (import name, PyPI package). Later work appends here.

@@ -95,9 +95,13 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     let (mut ruleset, rules_error) = load_rules(&cfg.rules, &metrics)?;
     let profile_defs = std::mem::take(&mut ruleset.profiles);
     let containers = Arc::new(ContainerTable::new(ContainerConfig::default()));
+    // Filled once the engine says which names its rules mention (below).
+    let dns = crate::dns::ResolvedNames::spawn(Default::default())
+        .map_err(io("starting the DNS resolver's thread"))?;
     let options = EngineOptions {
         containers: containers.clone(),
         process_groups: Arc::new(crate::host::ProcStatus),
+        dns: dns.clone(),
         ..crate::host::engine_options_for_host("/".as_ref())
     };
     let hostname = options.hostname.to_string();
@@ -122,6 +126,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
             sinks,
         },
     );
+    dns.set_names(pipeline.engine().dns_names());
     let interest = interest_for(pipeline.engine());
     tracing::info!(
         rules = pipeline.engine().rules().len(),
@@ -215,7 +220,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
             r = reader.read_batch(&mut batch, 4096) => r.map_err(io("reading the ring buffer"))?,
         }
         if reload {
-            reload_rules(&cfg, &mut pipeline, &mut sensor, &stream);
+            reload_rules(&cfg, &mut pipeline, &mut sensor, &stream, &dns);
             continue;
         }
         // Programs attached, rules loaded, and the ring buffer delivers: ready.
@@ -266,7 +271,13 @@ fn load_rules(
 }
 
 /// Validates the rule files first; the running rules stay until the new ones are whole.
-fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensor: &mut Sensor, stream: &AgentStream) {
+fn reload_rules(
+    cfg: &Config,
+    pipeline: &mut Pipeline,
+    sensor: &mut Sensor,
+    stream: &AgentStream,
+    dns: &crate::dns::ResolvedNames,
+) {
     let metrics = pipeline.metrics().clone();
     match rulefiles::load_for_run(&cfg.rules) {
         Ok(mut ruleset) => {
@@ -277,6 +288,7 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensor: &mut Sensor, stre
                 tracing::error!("syscall profiles not changed: {e}");
             }
             pipeline.replace_rules(ruleset);
+            dns.set_names(pipeline.engine().dns_names());
             let rules = pipeline.engine().rules().len();
             stream.set_rules_loaded(rules);
             let interest = interest_for(pipeline.engine());

@@ -240,6 +240,24 @@ pub static SYSCALLS: &[SyscallDef] = &[
     SyscallDef { name: "mknodat", nr: 259, args: args!("dfd": Fd, "filename": Path, "mode": Mode, "dev": Int) },
     SyscallDef { name: "chdir", nr: 80, args: args!("filename": Path) },
     SyscallDef { name: "fchdir", nr: 81, args: args!("fd": Fd) },
+    // Files changed in place: truncation (log and history wiping), extended attributes
+    // (security.capability is a file capability: setcap), times (timestomping), owners.
+    SyscallDef { name: "truncate", nr: 76, args: args!("path": Path, "length": Int) },
+    SyscallDef { name: "ftruncate", nr: 77, args: args!("fd": Fd, "length": Int) },
+    SyscallDef { name: "setxattr", nr: 188, args: args!("pathname": Path, "name": Str, "value": Ptr, "size": Int, "flags": Int) },
+    SyscallDef { name: "lsetxattr", nr: 189, args: args!("pathname": Path, "name": Str, "value": Ptr, "size": Int, "flags": Int) },
+    SyscallDef { name: "fsetxattr", nr: 190, args: args!("fd": Fd, "name": Str, "value": Ptr, "size": Int, "flags": Int) },
+    SyscallDef { name: "removexattr", nr: 197, args: args!("pathname": Path, "name": Str) },
+    SyscallDef { name: "lremovexattr", nr: 198, args: args!("pathname": Path, "name": Str) },
+    SyscallDef { name: "fremovexattr", nr: 199, args: args!("fd": Fd, "name": Str) },
+    SyscallDef { name: "utimensat", nr: 280, args: args!("dfd": Fd, "filename": Path, "utimes": Ptr, "flags": Flags(AT_FLAGS)) },
+    SyscallDef { name: "utimes", nr: 235, args: args!("filename": Path, "utimes": Ptr) },
+    SyscallDef { name: "futimesat", nr: 261, args: args!("dfd": Fd, "filename": Path, "utimes": Ptr) },
+    SyscallDef { name: "utime", nr: 132, args: args!("filename": Path, "times": Ptr) },
+    SyscallDef { name: "chown", nr: 92, args: args!("filename": Path, "user": Id, "group": Id) },
+    SyscallDef { name: "lchown", nr: 94, args: args!("filename": Path, "user": Id, "group": Id) },
+    SyscallDef { name: "fchown", nr: 93, args: args!("fd": Fd, "user": Id, "group": Id) },
+    SyscallDef { name: "fchownat", nr: 260, args: args!("dfd": Fd, "filename": Path, "user": Id, "group": Id, "flag": Flags(AT_FLAGS)) },
 ];
 
 #[cfg(not(target_arch = "x86_64"))]

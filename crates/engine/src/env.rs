@@ -72,6 +72,12 @@ pub fn parse_colon_db(text: &str) -> HashMap<u32, Arc<str>> {
 pub trait ProcessGroups: Send + Sync {
     /// The process group id of `tgid` in its innermost pid namespace.
     fn vpgid(&self, tgid: u32) -> Option<i64>;
+
+    /// `tgid`'s environment (`NAME=value` entries) as the process holds it now (`proc.env`).
+    /// Nothing by default: events do not carry the environment.
+    fn environ(&self, _tgid: u32) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// No live processes to ask: `proc.vpgid` is unset.
@@ -81,6 +87,33 @@ pub struct NoProcessGroups;
 impl ProcessGroups for NoProcessGroups {
     fn vpgid(&self, _tgid: u32) -> Option<i64> {
         None
+    }
+}
+
+/// Names of server addresses for `fd.sip.name`: the host resolves the DNS names that the loaded
+/// rules compare `fd.sip.name` with ([`crate::Engine::dns_names`]) and answers which of them an
+/// address belongs to, as Falco does. Replays pass [`NoDnsNames`].
+pub trait DnsNames: Send + Sync {
+    fn name_of(&self, ip: std::net::IpAddr) -> Option<Arc<str>>;
+}
+
+/// No resolution: `fd.sip.name` is unset.
+#[derive(Debug, Default)]
+pub struct NoDnsNames;
+
+impl DnsNames for NoDnsNames {
+    fn name_of(&self, _ip: std::net::IpAddr) -> Option<Arc<str>> {
+        None
+    }
+}
+
+/// A fixed table, for tests and replays.
+#[derive(Debug, Default, Clone)]
+pub struct StaticDnsNames(pub HashMap<std::net::IpAddr, Arc<str>>);
+
+impl DnsNames for StaticDnsNames {
+    fn name_of(&self, ip: std::net::IpAddr) -> Option<Arc<str>> {
+        self.0.get(&ip).cloned()
     }
 }
 

@@ -25,7 +25,10 @@ use std::{
 };
 
 use self::{
-    env::{ContainerLookup, NoContainers, NoProcessGroups, NoUsers, ProcessGroups, UserResolver},
+    env::{
+        ContainerLookup, DnsNames, NoContainers, NoDnsNames, NoProcessGroups, NoUsers,
+        ProcessGroups, UserResolver,
+    },
     fields::{Ctx, EventCache, Services},
 };
 use osprey_model::{
@@ -56,8 +59,10 @@ pub struct EngineOptions {
     pub rule_matching: RuleMatching,
     pub users: Arc<dyn UserResolver>,
     pub containers: Arc<dyn ContainerLookup>,
-    /// `proc.vpgid` of live processes.
+    /// `proc.vpgid` and `proc.env` of live processes.
     pub process_groups: Arc<dyn ProcessGroups>,
+    /// `fd.sip.name`: names of the server addresses the rules ask about.
+    pub dns: Arc<dyn DnsNames>,
 }
 
 impl Default for EngineOptions {
@@ -70,6 +75,7 @@ impl Default for EngineOptions {
             users: Arc::new(NoUsers),
             containers: Arc::new(NoContainers),
             process_groups: Arc::new(NoProcessGroups),
+            dns: Arc::new(NoDnsNames),
         }
     }
 }
@@ -218,6 +224,18 @@ impl Engine {
     }
 
     /// The syscall names the active rules can match.
+    /// The DNS names the enabled rules compare `fd.sip.name` with (`=`, `!=`, `in`): what the
+    /// host resolves for [`EngineOptions::dns`], as Falco resolves the names in its rules.
+    pub fn dns_names(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for r in self.rules() {
+            if let Some(c) = &r.compiled {
+                c.matcher.literals_of("fd.sip.name", &mut out);
+            }
+        }
+        out
+    }
+
     pub fn syscall_interest(&self) -> SyscallInterest {
         if !self.any_type.is_empty() {
             return SyscallInterest::All;
@@ -249,6 +267,7 @@ impl Engine {
             users: &*self.opts.users,
             containers: &*self.opts.containers,
             process_groups: &*self.opts.process_groups,
+            dns: &*self.opts.dns,
             hostname: &self.opts.hostname,
         };
         let judge = |memo: &[Cell<u8>]| {

@@ -757,6 +757,7 @@ fn type_specialized_conditions_agree_with_the_rule() {
         users: &env::NoUsers,
         containers: &env::NoContainers,
         process_groups: &env::NoProcessGroups,
+        dns: &env::NoDnsNames,
         hostname: "",
     };
     for cond in conds {

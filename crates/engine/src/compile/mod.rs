@@ -46,6 +46,32 @@ pub struct CheckM {
 /// A check whose result is not kept.
 pub const NO_MEMO: u32 = u32::MAX;
 
+impl Node {
+    /// The text values compared with `field` by `=`, `!=` or `in` anywhere in the condition.
+    pub fn literals_of(&self, field: &str, out: &mut std::collections::BTreeSet<String>) {
+        match self {
+            Node::And(v) | Node::Or(v) => v.iter().for_each(|n| n.literals_of(field, out)),
+            Node::Not(n) => n.literals_of(field, out),
+            Node::Const(_) => {}
+            Node::Check(c) if c.lhs.field().def.name == field => c.test.literals(out),
+            Node::Check(_) => {}
+        }
+    }
+}
+
+impl Test {
+    fn literals(&self, out: &mut std::collections::BTreeSet<String>) {
+        match self {
+            Test::Str(StrOp::Eq | StrOp::Ne, s) => {
+                out.insert(s.to_string());
+            }
+            Test::StrIn(set) => out.extend(set.iter().map(str::to_string)),
+            Test::Any(v) | Test::All(v) | Test::One(v) => v.iter().for_each(|t| t.literals(out)),
+            _ => {}
+        }
+    }
+}
+
 impl CheckM {
     /// What makes two checks the same: field, transformers and test.
     fn key(&self) -> String {

@@ -14,6 +14,10 @@ pub struct StrSet {
 }
 
 impl StrSet {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.set.iter().map(|s| &**s)
+    }
+
     pub fn new<'s>(items: impl IntoIterator<Item = &'s str>) -> Self {
         let mut out = Self {
             lens: 0,

@@ -88,6 +88,53 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "Container mounts.",
         why::CONTAINER,
     ),
+    // Falco's per-mount fields, by index or by source glob (container.mount.dest[/proc*]).
+    // Mounts are not read from the runtime yet, so every lookup answers what Falco answers for
+    // a mount that does not exist, "N/A": rules that test for a mount (falco-sandbox's
+    // sensitive_mount) stay quiet rather than fire for every container.
+    FieldDef::new(
+        "container.mount",
+        T::Charbuf,
+        "A mount (container.mount[N] or [SOURCE-GLOB]): source:dest:mode:rdwr:propagation. \
+         Mounts are not read from the runtime yet: always N/A, Falco's value for no such mount.",
+        |_, _| Val::str("N/A"),
+    )
+    .with_arg(ArgSpec::Key),
+    FieldDef::new(
+        "container.mount.source",
+        T::Charbuf,
+        "Source of a mount (by index or destination glob); always N/A for now.",
+        |_, _| Val::str("N/A"),
+    )
+    .with_arg(ArgSpec::Key),
+    FieldDef::new(
+        "container.mount.dest",
+        T::Charbuf,
+        "Destination of a mount (by index or source glob); always N/A for now.",
+        |_, _| Val::str("N/A"),
+    )
+    .with_arg(ArgSpec::Key),
+    FieldDef::new(
+        "container.mount.mode",
+        T::Charbuf,
+        "Mode of a mount (by index or source glob); always N/A for now.",
+        |_, _| Val::str("N/A"),
+    )
+    .with_arg(ArgSpec::Key),
+    FieldDef::new(
+        "container.mount.rdwr",
+        T::Charbuf,
+        "Whether a mount is read-write (by index or source glob); always N/A for now.",
+        |_, _| Val::str("N/A"),
+    )
+    .with_arg(ArgSpec::Key),
+    FieldDef::new(
+        "container.mount.propagation",
+        T::Charbuf,
+        "Propagation of a mount (by index or source glob); always N/A for now.",
+        |_, _| Val::str("N/A"),
+    )
+    .with_arg(ArgSpec::Key),
     FieldDef::unset(
         "container.label",
         T::Charbuf,

@@ -8,13 +8,14 @@ use osprey_model::{
 };
 
 use super::{FieldArg, FieldRef, Val, fd::FdInfo};
-use crate::env::{ContainerLookup, ProcessGroups, UserResolver};
+use crate::env::{ContainerLookup, DnsNames, ProcessGroups, UserResolver};
 
 /// What the engine knows about an event beyond the event itself.
 pub struct Services<'a> {
     pub users: &'a dyn UserResolver,
     pub containers: &'a dyn ContainerLookup,
     pub process_groups: &'a dyn ProcessGroups,
+    pub dns: &'a dyn DnsNames,
     pub hostname: &'a str,
 }
 

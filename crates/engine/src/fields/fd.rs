@@ -167,11 +167,18 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "fd.rip, compared with a network.",
         |c, _| ip(c.fd().remote),
     ),
-    FieldDef::unset(
+    FieldDef::new(
         "fd.sip.name",
         T::Charbuf,
-        "DNS name the server IP was resolved from.",
-        why::DNS,
+        "DNS name of the server IP, among the names the loaded rules compare fd.sip.name with \
+         (the agent resolves those names and refreshes them, as Falco does; unset in replays).",
+        |c, _| {
+            let (ip, _) = c.fd().end(true)?;
+            c.svc
+                .dns
+                .name_of(ip)
+                .map(|n| Val::Str(Cow::Owned(n.to_string())))
+        },
     ),
     FieldDef::unset(
         "fd.cip.name",

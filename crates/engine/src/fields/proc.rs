@@ -230,11 +230,24 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "Time between the exe's ctime and the process start.",
         why::NOT_CAPTURED,
     ),
-    FieldDef::unset(
+    FieldDef::new(
         "proc.env",
         T::Charbuf,
-        "Environment (proc.env[NAME] for one variable).",
-        why::NOT_CAPTURED,
+        "Environment, space-separated NAME=value entries (proc.env[NAME]: one variable's value). \
+         The live agent reads it from /proc when a rule or output asks for it (unset once the \
+         process is gone, and in replays).",
+        // Asked of the host like proc.vpgid: a replay judges the recording, not today's pid.
+        |c, a| {
+            let env = c.svc.process_groups.environ(c.en.event.tgid)?;
+            match a {
+                FieldArg::Key(name) => env.iter().find_map(|e| {
+                    e.strip_prefix(&**name)
+                        .and_then(|v| v.strip_prefix('='))
+                        .and_then(|v| Val::owned(v.to_string()))
+                }),
+                _ => Val::owned(env.join(" ")),
+            }
+        },
     )
     .with_arg(ArgSpec::Key),
     FieldDef::unset("proc.sid", T::Int64, "Session id.", why::NOT_CAPTURED),
@@ -305,6 +318,14 @@ pub(super) const FIELDS: &[FieldDef] = &[
         T::Int64,
         "Thread id inside the pid namespace.",
         why::NOT_CAPTURED,
+    ),
+    FieldDef::new(
+        "thread.comm",
+        T::Charbuf,
+        "The thread's name (task->comm) when the event happened. proc.name is the name the \
+         process had at exec; a thread or process that renamed itself (prctl PR_SET_NAME, \
+         perl's $0) shows its new name here.",
+        |c, _| Val::nonempty(&c.en.event.comm),
     ),
     FieldDef::new(
         "thread.cap_effective",

@@ -45,26 +45,56 @@ pub fn list(ruleset: &Ruleset, json: bool) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
+    let attack: Vec<String> = ruleset
+        .rules
+        .iter()
+        .map(|r| {
+            let ids = attack_ids(&r.tags);
+            if ids.is_empty() {
+                "-".into()
+            } else {
+                ids.join(",")
+            }
+        })
+        .collect();
+    let attack_width = attack.iter().map(String::len).max().unwrap_or(0).max(6);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<width$}  {:<13}  {:<8}  EVENT TYPES",
-        "RULE", "PRIORITY", "ENABLED"
+        "{:<width$}  {:<13}  {:<8}  {:<attack_width$}  EVENT TYPES",
+        "RULE", "PRIORITY", "ENABLED", "ATT&CK"
     );
-    for r in &ruleset.rules {
+    for (r, attack) in ruleset.rules.iter().zip(&attack) {
         let types = match &r.evttypes {
             Some(t) => t.iter().cloned().collect::<Vec<_>>().join(","),
             None => "(all)".into(),
         };
         let _ = writeln!(
             out,
-            "{:<width$}  {:<13}  {:<8}  {types}",
+            "{:<width$}  {:<13}  {:<8}  {attack:<attack_width$}  {types}",
             r.name,
             r.priority.as_str(),
             if r.enabled { "yes" } else { "no" }
         );
     }
     out
+}
+
+/// The MITRE ATT&CK technique ids among a rule's tags (`T1059`, `T1053.003`), as Falco's
+/// rules tag them; the tactic tags (`mitre_persistence`) are left out.
+pub fn attack_ids(tags: &[String]) -> Vec<&str> {
+    tags.iter()
+        .map(String::as_str)
+        .filter(|t| {
+            let Some(id) = t.strip_prefix('T') else {
+                return false;
+            };
+            let (main, sub) = id.split_once('.').unwrap_or((id, "000"));
+            main.len() == 4
+                && sub.len() == 3
+                && main.bytes().chain(sub.bytes()).all(|b| b.is_ascii_digit())
+        })
+        .collect()
 }
 
 /// `osprey fields [--json]`: every supported field with its type and meaning.

@@ -462,3 +462,98 @@ fn expansion_bombs_are_refused_with_their_position() {
     let (_, _, msg) = one(&res, Code::ErrYamlParse);
     assert!(msg.contains("250000 nodes"), "{msg}");
 }
+
+/// `osprey rules list` names each default rule's ATT&CK techniques, every technique family of
+/// issue #17 has a rule, and discovery-only rules are informational and off.
+#[test]
+fn default_rules_list_their_attack_techniques() {
+    let res = super::load_files(&[crate::testing::default_rules()]);
+    assert!(res.is_ok(), "{}", cli::render_results(&res, false));
+    let text = cli::list(&res.ruleset, false);
+    let header = text.lines().next().unwrap();
+    assert!(header.contains("ATT&CK"), "{header}");
+    for r in &res.ruleset.rules {
+        let ids = cli::attack_ids(&r.tags);
+        assert!(
+            !ids.is_empty(),
+            "rule '{}' has no ATT&CK technique tag",
+            r.name
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{}  ", r.name)))
+            .unwrap();
+        assert!(line.contains(&ids.join(",")), "{line}");
+        if r.tags.iter().any(|t| t == "mitre_discovery")
+            && r.tags
+                .iter()
+                .all(|t| !t.starts_with("mitre_") || t == "mitre_discovery")
+            && r.evttypes.as_ref().is_some_and(|t| !t.contains("connect"))
+        {
+            assert!(
+                !r.enabled && r.priority.as_str() == "Informational",
+                "discovery-only rule '{}' must be informational and disabled",
+                r.name
+            );
+        }
+    }
+    let all: Vec<&str> = res
+        .ruleset
+        .rules
+        .iter()
+        .flat_map(|r| cli::attack_ids(&r.tags))
+        .collect();
+    for want in [
+        "T1003.007",
+        "T1003.008",
+        "T1053.003",
+        "T1053.006",
+        "T1136.001",
+        "T1543.002",
+        "T1546.004",
+        "T1547.006",
+        "T1548.001",
+        "T1574.006",
+        "T1036.004",
+        "T1036.005",
+        "T1055.008",
+        "T1055.009",
+        "T1070.002",
+        "T1070.003",
+        "T1070.006",
+        "T1562.001",
+        "T1562.006",
+        "T1562.012",
+        "T1014",
+        "T1027",
+        "T1140",
+        "T1105",
+        "T1611",
+        "T1609",
+        "T1610",
+        "T1613",
+    ] {
+        assert!(all.contains(&want), "no default rule is tagged {want}");
+    }
+    assert_eq!(
+        cli::attack_ids(&[
+            "mitre_execution".into(),
+            "T1059.004".into(),
+            "T1611".into(),
+            "Tx".into()
+        ]),
+        ["T1059.004", "T1611"]
+    );
+}
+
+/// falco-sandbox_rules.yaml's sensitive_mount: container.mount.dest[GLOB] compiles, and with no
+/// mount known it answers Falco's "N/A", so the rule stays quiet instead of matching everything.
+#[test]
+fn container_mount_fields_answer_falcos_no_mount() {
+    let src = "- macro: sensitive_mount\n  condition: (not container.mount.dest[/proc*] in (\"<NA>\",\"N/A\") or not container.mount.dest[/] in (\"<NA>\",\"N/A\"))\n- rule: r\n  desc: d\n  condition: evt.type = execve and sensitive_mount\n  output: o\n  priority: INFO\n";
+    let res = load(src);
+    assert!(res.is_ok(), "{}", cli::render_results(&res, false));
+    let p = ROOT.process(1, 0, "sh", "/bin/sh", &["sh"]);
+    let e = ROOT.execve(p, vec![]);
+    assert!(hits(&[("a", src)], &e).is_empty());
+}

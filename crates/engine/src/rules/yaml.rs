@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use yaml_rust2::{
     parser::{Event, MarkedEventReceiver, Parser},
-    scanner::{Marker, ScanError, TScalarStyle},
+    scanner::{Marker, TScalarStyle},
 };
 
 /// Most nodes (scalars, sequences, mappings, counting every alias copy) one document may have.
@@ -113,19 +113,174 @@ impl CharOffsets {
     }
 }
 
-fn mark(m: Marker, text: &str, chars: &CharOffsets) -> Mark {
+fn mark(m: Marker, text: &str, chars: &CharOffsets, shift: &Shift) -> Mark {
     // yaml-rust2 counts lines from 1 and columns from 0; its index counts characters.
     let offset = chars.get(text, m.index());
-    Mark {
+    shift.back(Mark {
         offset,
         line: m.line(),
         column: m.col() + 1,
+    })
+}
+
+/// Spaces [`relax_flow_indentation`] inserted at the start of lines, to map positions in the
+/// relaxed text back to the file: `(offset in the relaxed text, line, spaces)`, in order.
+#[derive(Default)]
+struct Shift(Vec<(usize, usize, usize)>);
+
+impl Shift {
+    fn back(&self, m: Mark) -> Mark {
+        let mut offset = m.offset;
+        let mut column = m.column;
+        for &(at, line, added) in &self.0 {
+            if at > m.offset {
+                break;
+            }
+            offset -= added.min(m.offset - at);
+            if line == m.line {
+                column = column.saturating_sub(added).max(1);
+            }
+        }
+        Mark {
+            offset,
+            line: m.line,
+            column,
+        }
+    }
+}
+
+/// yaml-cpp (Falco's reader) accepts a flow collection whose continuation lines, often its
+/// closing bracket, sit at or left of the indentation of the key that opened it:
+///
+/// ```yaml
+/// - list: miner_domains
+///   items: [
+///     "a", "b"
+///   ]
+/// ```
+///
+/// The YAML spec and yaml-rust2 do not (falcosecurity/rules' falco-sandbox_rules.yaml has such
+/// lists). This returns the text with those lines indented one column past the key, and where
+/// spaces went; `None` when no line needed it. Only used after a file failed to parse as it is,
+/// so files that parse are read byte for byte.
+fn relax_flow_indentation(text: &str) -> Option<(String, Shift)> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut shift = Shift::default();
+    // Inside a flow collection: its depth, the least indentation its lines need, and an open
+    // quote (flow scalars may span lines).
+    let mut depth = 0usize;
+    let mut min_indent = 0usize;
+    let mut quote: Option<char> = None;
+    // Inside a block scalar (`>`, `|`): lines indented more than this belong to it.
+    let mut block_scalar: Option<usize> = None;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let content = line.trim();
+        if let Some(key_indent) = block_scalar {
+            if content.is_empty() || indent > key_indent {
+                out.push_str(line);
+                continue;
+            }
+            block_scalar = None;
+        }
+        if depth > 0 {
+            if !content.is_empty() && indent < min_indent && quote.is_none() {
+                let added = min_indent - indent;
+                shift.0.push((out.len(), i + 1, added));
+                out.extend(std::iter::repeat_n(' ', added));
+            }
+            out.push_str(line);
+            scan_flow(line, &mut depth, &mut quote);
+            continue;
+        }
+        out.push_str(line);
+        // A value position: after `- ` markers and an optional `key: `.
+        let mut rest = &line[indent..];
+        let mut col = indent;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("-\t")) {
+            let r2 = r.trim_start();
+            col += rest.len() - r2.len();
+            rest = r2;
+        }
+        let key_col = col;
+        let value = match find_key_colon(rest) {
+            Some(v) => v.trim_start(),
+            None => rest,
+        };
+        if value.starts_with('[') || value.starts_with('{') {
+            min_indent = key_col + 1;
+            let at = line.len() - value.len();
+            scan_flow(&line[at..], &mut depth, &mut quote);
+        } else if (value.starts_with('>') || value.starts_with('|'))
+            && value[1..]
+                .trim_start_matches(['-', '+', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+                .trim_start()
+                .chars()
+                .next()
+                .is_none_or(|c| c == '#')
+        {
+            block_scalar = Some(key_col);
+        }
+    }
+    (!shift.0.is_empty()).then_some((out, shift))
+}
+
+/// The text after a plain mapping key's `: ` on a line, if the line has one.
+fn find_key_colon(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let mut q: Option<u8> = None;
+    for (i, &c) in b.iter().enumerate() {
+        match (q, c) {
+            (Some(open), c) if c == open => q = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') if i == 0 => q = Some(c),
+            (None, b'#') if i == 0 || b[i - 1] == b' ' => return None,
+            (None, b'[' | b'{') if i == 0 => return None,
+            (None, b':')
+                if b.get(i + 1)
+                    .is_none_or(|n| matches!(n, b' ' | b'\t' | b'\n' | b'\r')) =>
+            {
+                return Some(&s[i + 1..]);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Follows brackets and quotes of flow content through one line.
+fn scan_flow(s: &str, depth: &mut usize, quote: &mut Option<char>) {
+    let mut prev = ' ';
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (*quote, c) {
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => *quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => *quote = Some(c),
+            (None, '#') if prev == ' ' || prev == '\t' => return,
+            (None, '[' | '{') => *depth += 1,
+            (None, ']' | '}') => {
+                *depth = depth.saturating_sub(1);
+                if *depth == 0 {
+                    return;
+                }
+            }
+            _ => {}
+        }
+        prev = c;
     }
 }
 
 struct Builder<'t> {
     text: &'t str,
     chars: CharOffsets,
+    shift: Shift,
     stack: Vec<(Node, Option<Node>)>,
     anchors: HashMap<usize, (Node, usize)>,
     anchor_ids: Vec<usize>,
@@ -172,7 +327,7 @@ impl MarkedEventReceiver for Builder<'_> {
         if self.over.is_some() {
             return;
         }
-        let mk = mark(m, self.text, &self.chars);
+        let mk = mark(m, self.text, &self.chars, &self.shift);
         let adds = match &ev {
             Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) => 1,
             Event::Alias(id) => self.anchors.get(id).map_or(1, |(_, n)| *n),
@@ -266,9 +421,28 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
             ),
         });
     }
+    match parse_shifted(text, Shift::default()) {
+        Err(e) if e.limit => Err(e.error),
+        Err(e) => match relax_flow_indentation(text) {
+            // What is still wrong once read as yaml-cpp reads it: Falco's error too.
+            Some((relaxed, shift)) => parse_shifted(&relaxed, shift).map_err(|r| r.error),
+            None => Err(e.error),
+        },
+        Ok(doc) => Ok(doc),
+    }
+}
+
+struct ParseFailure {
+    error: YamlError,
+    /// The node limit, not the syntax, refused the file.
+    limit: bool,
+}
+
+fn parse_shifted(text: &str, shift: Shift) -> Result<Option<Node>, ParseFailure> {
     let mut b = Builder {
         text,
         chars: CharOffsets::new(text),
+        shift,
         stack: Vec::new(),
         anchors: HashMap::new(),
         anchor_ids: Vec::new(),
@@ -277,19 +451,25 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
         over: None,
     };
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut b, false)
-        .map_err(|e: ScanError| YamlError {
-            mark: mark(*e.marker(), text, &CharOffsets::new(text)),
-            message: e.info().to_string(),
-        })?;
+    if let Err(e) = parser.load(&mut b, false) {
+        return Err(ParseFailure {
+            error: YamlError {
+                mark: mark(*e.marker(), text, &CharOffsets::new(text), &b.shift),
+                message: e.info().to_string(),
+            },
+            limit: false,
+        });
+    }
     if let Some(mark) = b.over {
-        return Err(YamlError {
-            mark,
-            message: format!(
-                "the document grows past {MAX_NODES} nodes here (YAML aliases expanded by copying); \
-                 refused"
-            ),
+        return Err(ParseFailure {
+            error: YamlError {
+                mark,
+                message: format!(
+                    "the document grows past {MAX_NODES} nodes here (YAML aliases expanded by \
+                     copying); refused"
+                ),
+            },
+            limit: true,
         });
     }
     Ok(b.docs.into_iter().next())
@@ -424,6 +604,70 @@ mod tests {
         // A file that uses aliases modestly still loads.
         let ok = "- &l0 [x, x]\n- &l1 [*l0, *l0]\n- [*l1, *l1]\n";
         assert!(parse(ok).unwrap().is_some());
+    }
+
+    fn items(doc: &Node, i: usize) -> Vec<&str> {
+        doc.as_seq().unwrap()[i]
+            .get("items")
+            .unwrap()
+            .as_seq()
+            .unwrap()
+            .iter()
+            .filter_map(Node::as_str)
+            .collect()
+    }
+
+    /// falcosecurity/rules' falco-sandbox_rules.yaml: the closing `]` at the key's indentation.
+    #[test]
+    fn flow_sequence_closed_at_the_keys_indentation() {
+        let text = "- list: miner_domains\n  items: [\n    \"a.example\",\n    \"b.example\"\n  ]\n\n- list: x\n  items: [c]\n";
+        let doc = parse(text).unwrap().unwrap();
+        assert_eq!(items(&doc, 0), ["a.example", "b.example"]);
+        assert_eq!(items(&doc, 1), ["c"]);
+        // Positions stay those of the file, after the line that was moved too.
+        let x = &doc.as_seq().unwrap()[1];
+        assert_eq!((x.mark.line, x.mark.column), (7, 3));
+        assert_eq!(&text[x.mark.offset..x.mark.offset + 7], "list: x");
+    }
+
+    /// Items, not only the bracket, at or left of the key's column.
+    #[test]
+    fn flow_sequence_items_left_of_the_key() {
+        let text = "- list: l\n  items: [\n  a, b,\n c\n]\n- macro: m\n  condition: evt.num=0\n";
+        let doc = parse(text).unwrap().unwrap();
+        assert_eq!(items(&doc, 0), ["a", "b", "c"]);
+        let m = doc.as_seq().unwrap()[1].get("condition").unwrap();
+        assert_eq!((m.mark.line, m.mark.column), (7, 14));
+        assert_eq!(&text[m.mark.offset..m.mark.offset + 7], "evt.num");
+    }
+
+    /// A flow mapping closed at the key's indentation, under a key on a `- ` line.
+    #[test]
+    fn flow_mapping_closed_at_the_keys_indentation() {
+        let text = "- rule: r\n  override: {\n    condition: append\n  }\n";
+        let doc = parse(text).unwrap().unwrap();
+        let o = doc.as_seq().unwrap()[0].get("override").unwrap();
+        assert_eq!(o.get("condition").and_then(Node::as_str), Some("append"));
+        let text = "- items: [\n  a,\n  ]\n";
+        let doc = parse(text).unwrap().unwrap();
+        assert_eq!(items(&doc, 0), ["a"]);
+    }
+
+    /// Brackets in block scalars, quoted strings and comments are not flow collections, and a
+    /// file that is broken for another reason still reports its own error.
+    #[test]
+    fn relaxing_leaves_scalars_and_real_errors_alone() {
+        let text = "- rule: r\n  output: >\n    x=%proc.aname[2] [\n  items: [\n    \"]\", # ]\n    b\n  ]\n";
+        let doc = parse(text).unwrap().unwrap();
+        assert_eq!(
+            doc.as_seq().unwrap()[0]
+                .get("output")
+                .and_then(Node::as_str),
+            Some("x=%proc.aname[2] [\n")
+        );
+        assert_eq!(items(&doc, 0), ["]", "b"]);
+        let e = parse("- list: l\n  items: [\n  a\n  ]\n- b: \"open\n").unwrap_err();
+        assert!(e.mark.line >= 5, "{e:?}");
     }
 
     #[test]

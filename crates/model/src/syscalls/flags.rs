@@ -188,6 +188,12 @@ pub const BPF_COMMANDS: &[(i64, &str)] = &[
     (20, "BPF_TASK_FD_QUERY"),
     (28, "BPF_LINK_CREATE"),
     (29, "BPF_LINK_UPDATE"),
+    (30, "BPF_LINK_GET_FD_BY_ID"),
+    (31, "BPF_LINK_GET_NEXT_ID"),
+    (32, "BPF_ENABLE_STATS"),
+    (33, "BPF_ITER_CREATE"),
+    (34, "BPF_LINK_DETACH"),
+    (35, "BPF_PROG_BIND_MAP"),
 ];
 
 pub const SIGNALS: &[(i64, &str)] = &[
