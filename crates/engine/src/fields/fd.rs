@@ -5,7 +5,7 @@
 
 use std::{borrow::Cow, net::IpAddr};
 
-use osprey_model::event::{ArgValue, SockAddr, Syscall};
+use osprey_model::event::{ArgValue, KernelFileOf, SockAddr, Syscall};
 
 use super::{Ctx, FieldDef, FieldType as T, Val, why};
 
@@ -394,6 +394,17 @@ fn fd_info(sc: &Syscall) -> FdInfo<'_> {
         "dup" | "dup2" | "dup3" => fd.num = ret_fd,
         _ => {
             fd.num = sc.arg("fd").and_then(ArgValue::as_i64);
+        }
+    }
+    // The file behind the syscall's descriptor argument, as the kernel holds it (fchmod,
+    // ftruncate, fsetxattr, fchown, dup2's old descriptor...).
+    if let Some(f) = sc.file.as_ref().filter(|f| f.of == KernelFileOf::FdArg) {
+        if fd.name.is_none() {
+            fd.name = Some(Cow::Borrowed(f.path.as_str()));
+        }
+        // A socket's family is not in its file; a pipe and a file are.
+        if fd.typechar.is_none() && !f.is_socket() {
+            fd.typechar = Some(if f.is_pipe() { 'p' } else { 'f' });
         }
     }
     fd

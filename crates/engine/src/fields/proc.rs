@@ -144,6 +144,17 @@ pub(super) const FIELDS: &[FieldDef] = &[
         |c, _| c.process().and_then(|p| Val::nonempty(p.exe_name())),
     ),
     FieldDef::new(
+        "proc.exe_rawname",
+        T::Charbuf,
+        "File name of proc.exepath_raw, the path given to exec: for a script, the script's own \
+         name (proc.exe_basename is then its interpreter's).",
+        |c, _| {
+            c.process().and_then(|p| {
+                Val::nonempty(p.exe_requested.rsplit('/').next().unwrap_or_default())
+            })
+        },
+    ),
+    FieldDef::new(
         "proc.aexe_basename",
         T::Charbuf,
         "proc.exe_basename of ancestor N (1 = parent); without [N], any ancestor.",
