@@ -82,6 +82,10 @@ pub fn walk(
     obj: Obj,
     task: u64,
 ) -> Walked {
+    // Masked after a volatile read: the caller's own bound checks let LLVM drop a plain mask,
+    // and the verifier needs it here.
+    // SAFETY: reads a parameter.
+    let start = unsafe { core::ptr::read_volatile(&start) } & (DATA_MAX - 1);
     let cfg = crate::maps::config();
     let fs: u64 = read_kernel(task, cfg.task_fs);
     let root = path_at(fs, cfg.fs_root, cfg);

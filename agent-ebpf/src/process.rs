@@ -76,7 +76,11 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
         args_len = room;
         ev.flags |= trunc::ARGS;
     }
-    let args_len = args_len & (DATA_MAX - 1);
+    // Through memory and masked after: LLVM, which knows args_len <= room < DATA_MAX, would
+    // otherwise drop the mask the verifier needs to bound the copy's size.
+    ev.args_len = args_len as u32;
+    // SAFETY: a field of the per-CPU event we own.
+    let args_len = unsafe { core::ptr::read_volatile(&ev.args_len) } as usize & (DATA_MAX - 1);
     let off = name_len & (DATA_MAX - 1);
     if args_len > 0 {
         // SAFETY: off < DATA_MAX and args_len < DATA_MAX, inside the 2*DATA_MAX buffer.
