@@ -19,13 +19,17 @@ pub(super) const FIELDS: &[FieldDef] = &[
     FieldDef::new(
         "fd.name",
         T::Charbuf,
-        "Full path for files; the remote (connect) or local (bind) endpoint ip:port for sockets.",
+        "Full path for files, as the kernel resolved it: for an open, the file behind the \
+         returned descriptor (symlinks, '..', /proc/self/root and directory descriptors \
+         followed by the kernel); for a descriptor argument, its file (socket:[INODE], \
+         pipe:[INODE] for those); for a relative path, joined to the directory the kernel \
+         resolved. The remote (connect) or local (bind) endpoint ip:port for sockets.",
         |c, _| c.fd_name().and_then(Val::str),
     ),
     FieldDef::new(
         "fd.nameraw",
         T::Charbuf,
-        "The path as the process gave it, before resolution.",
+        "The path string as the process gave it, before the kernel resolved it.",
         |c, _| c.fd().nameraw.and_then(Val::str),
     ),
     FieldDef::new(

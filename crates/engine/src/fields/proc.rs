@@ -149,9 +149,8 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "File name of proc.exepath_raw, the path given to exec: for a script, the script's own \
          name (proc.exe_basename is then its interpreter's).",
         |c, _| {
-            c.process().and_then(|p| {
-                Val::nonempty(p.exe_requested.rsplit('/').next().unwrap_or_default())
-            })
+            c.process()
+                .and_then(|p| Val::nonempty(p.exe_requested.rsplit('/').next().unwrap_or_default()))
         },
     ),
     FieldDef::new(
