@@ -329,3 +329,6 @@ impl Engine {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod evasion_tests;

@@ -124,6 +124,7 @@ impl Scene {
             process: Some(p),
             ancestors,
             container: None,
+            fd: None,
         }
     }
 
