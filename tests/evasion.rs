@@ -64,10 +64,8 @@ fn evasion_reverse_shell_from_a_renamed_interpreter() {
         &["T1059.004"],
         &[("fd.type", "ipv4"), ("fd.l4proto", "tcp")],
     );
-    assert!(
-        field(&a, "fd.name").ends_with(&format!("->127.0.0.1:{port}")),
-        "client->server: {a}"
-    );
+    // The server's end (the local one was never bound, so the table has the remote only).
+    assert_eq!(field(&a, "fd.name"), format!("127.0.0.1:{port}"), "{a}");
 }
 
 #[test]
@@ -105,7 +103,7 @@ fn evasion_openat_relative_to_a_directory_fd() {
     let mut agent = agent();
     bash_ok(
         r#"perl -e 'use Fcntl; sysopen(my $d, "/etc", O_RDONLY|O_DIRECTORY) or die;
-        my $fd = syscall(257, fileno($d), "shadow", 0, 0); die "openat: $!" if $fd < 0;' osprey-dirfd"#,
+        my $n = "shadow"; my $fd = syscall(257, fileno($d), $n, 0, 0); die "openat: $!" if $fd < 0;' osprey-dirfd"#,
     );
     let a = alert(&mut agent, "Read sensitive file", |v| {
         field(v, "proc.cmdline").ends_with("osprey-dirfd")
@@ -184,26 +182,34 @@ fn evasion_setuid_to_root_denied() {
 
 #[test]
 fn evasion_kernel_module_load_denied() {
+    // A process without CAP_SYS_MODULE tries to load a module: the attempt alerts.
     let mut agent = agent();
     bash(
         "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
-         perl -e 'open(F, \"</etc/hostname\") or die; syscall(313, fileno(F), \"\", 0)' osprey-modload",
+         perl -e 'open(F, \"</etc/hostname\") or die; my $e = \"\"; syscall(313, fileno(F), $e, 0)' osprey-modload",
     );
-    let a = alert(&mut agent, "Kernel module load denied", |v| {
-        field(v, "proc.cmdline").ends_with("osprey-modload")
-    });
-    check(
-        &a,
-        "Warning",
-        &["T1547.006"],
-        &[("evt.type", "finit_module")],
-    );
-    let seen = agent.collect_for(Duration::from_millis(300));
-    assert!(
-        !seen.iter().any(|v| v["rule"] == "Kernel module load"
-            && field(v, "proc.cmdline").ends_with("osprey-modload")),
-        "a refused load is not reported as a loaded module"
-    );
+    let ours = |v: &Value| field(v, "proc.cmdline").ends_with("osprey-modload");
+    if std::path::Path::new("/proc/modules").exists() {
+        let a = alert(&mut agent, "Kernel module load denied", ours);
+        check(
+            &a,
+            "Warning",
+            &["T1547.006"],
+            &[("evt.type", "finit_module")],
+        );
+        let seen = agent.collect_for(Duration::from_millis(300));
+        assert!(
+            !seen
+                .iter()
+                .any(|v| v["rule"] == "Kernel module load" && ours(v)),
+            "a refused load is not reported as a loaded module"
+        );
+    } else {
+        // A kernel built without modules answers everyone ENOSYS, not EPERM (this project's
+        // machines): the attempt is still reported, by the module-load rule with its result.
+        let a = alert(&mut agent, "Kernel module load", ours);
+        check(&a, "Critical", &["T1547.006"], &[("evt.res", "ENOSYS")]);
+    }
 }
 
 #[test]
@@ -228,7 +234,9 @@ fn evasion_mount_and_unshare_denied_in_container() {
 #[test]
 fn evasion_process_renamed_like_a_kernel_thread() {
     let mut agent = agent();
-    bash_ok(r#"perl -e 'syscall(157, 15, "kworker/0:7") == 0 or die "prctl: $!"' osprey-rename"#);
+    bash_ok(
+        r#"perl -e 'my $n = "kworker/0:7"; syscall(157, 15, $n) == 0 or die "prctl: $!"' osprey-rename"#,
+    );
     let a = alert(
         &mut agent,
         "Process renamed to look like a kernel thread or daemon",
@@ -270,7 +278,7 @@ fn evasion_other_process_memory_and_descriptors() {
         r#"perl -e 'my $dst = "x" x 8; my $src = "injected";
         my $l = pack("QQ", unpack("Q", pack("p", $src)), 8);
         my $r = pack("QQ", unpack("Q", pack("p", $dst)), 8);
-        syscall(311, $$, $l, 1, $r, 1, 0) == 8 or die "writev: $!"' osprey-vmwrite"#,
+        syscall(311, $$ + 0, $l, 1, $r, 1, 0) == 8 or die "writev: $!"' osprey-vmwrite"#,
     );
     let a = alert(&mut agent, "Other process memory written", |v| {
         field(v, "proc.cmdline").ends_with("osprey-vmwrite")
@@ -284,7 +292,7 @@ fn evasion_other_process_memory_and_descriptors() {
 
     // pidfd_getfd: take a descriptor out of a process (a file it opened).
     bash_ok(
-        r#"perl -e 'open(F, "</etc/hostname") or die; my $p = syscall(434, $$, 0);
+        r#"perl -e 'open(F, "</etc/hostname") or die; my $p = syscall(434, $$ + 0, 0);
         syscall(438, $p, fileno(F), 0) >= 0 or die "pidfd_getfd: $!"' osprey-getfd"#,
     );
     let a = alert(&mut agent, "Descriptor taken from another process", |v| {

@@ -297,9 +297,11 @@ impl ProcessTable {
                     self.procs.insert(ev.tgid, process.clone());
                 }
             }
-            // PR_SET_NAME (15): the process renamed itself; proc.name follows.
+            // PR_SET_NAME (15) by the main thread: the process renamed itself; proc.name
+            // follows. (Another thread names only itself: Rust and Java name their threads.)
             EventKind::Syscall(sc)
                 if sc.ret == 0
+                    && ev.tid == ev.tgid
                     && sc.name == "prctl"
                     && sc.arg("option").and_then(ArgValue::as_i64) == Some(15)
                     && process.comm != ev.comm =>
