@@ -108,6 +108,8 @@ pub struct FdTable {
     cfg: FdConfig,
     /// By tgid. Shared between a parent and a forked child until one of them changes it.
     procs: HashMap<u32, Arc<Fds>>,
+    /// Descriptors over all processes (a forked child's shared copy counts as its own).
+    total: usize,
     clock: u64,
     stats: FdStats,
     /// The second of the look-up budget and what is left of it.
@@ -128,6 +130,7 @@ impl FdTable {
         Self {
             cfg,
             procs: HashMap::new(),
+            total: 0,
             clock: 0,
             stats: FdStats::default(),
             budget: (0, 0),
@@ -136,7 +139,7 @@ impl FdTable {
 
     pub fn stats(&self) -> FdStats {
         FdStats {
-            entries: self.procs.values().map(|t| t.len()).sum(),
+            entries: self.total,
             ..self.stats
         }
     }
@@ -184,21 +187,20 @@ impl FdTable {
 
     /// A process exited: its descriptors are gone.
     pub fn remove_process(&mut self, tgid: u32) {
-        self.procs.remove(&tgid);
+        if let Some(t) = self.procs.remove(&tgid) {
+            self.total -= t.len();
+        }
     }
 
     /// A new process (not a thread): it starts with its parent's descriptors. A child made
     /// with CLONE_FILES but not CLONE_THREAD would share the table; the fork event does not
     /// say, so it gets a copy, which is what it sees until either side changes it.
     pub fn fork(&mut self, parent: u32, child: u32) {
-        match self.procs.get(&parent) {
-            Some(t) => {
-                let t = t.clone();
-                self.procs.insert(child, t);
-            }
-            None => {
-                self.procs.remove(&child);
-            }
+        self.remove_process(child);
+        if let Some(t) = self.procs.get(&parent) {
+            let t = t.clone();
+            self.total += t.len();
+            self.procs.insert(child, t);
         }
         self.enforce_total();
     }
@@ -208,7 +210,9 @@ impl FdTable {
         if let Some(t) = self.procs.get_mut(&tgid)
             && t.values().any(|s| s.entry.cloexec)
         {
+            let before = t.len();
             Arc::make_mut(t).retain(|_, s| !s.entry.cloexec);
+            self.total -= before - t.len();
         }
     }
 
@@ -384,13 +388,35 @@ impl FdTable {
                             .filter(|(fd, _)| in_range(**fd))
                             .for_each(|(_, s)| s.entry.cloexec = true);
                     } else {
+                        let before = t.len();
                         t.retain(|fd, _| !in_range(*fd));
+                        self.total -= before - t.len();
                     }
                 }
                 None
             }
-            "pidfd_open" | "fsopen" | "fsmount" | "open_by_handle_at" | "pidfd_getfd"
-            | "userfaultfd" | "io_uring_setup" => {
+            "pidfd_getfd" => {
+                let pidfd = fd_arg("pidfd");
+                let used = pidfd.and_then(|fd| self.lookup(tgid, fd));
+                if !ok {
+                    return used;
+                }
+                // The descriptor is a copy of the target's: what the table knows of it there,
+                // else what /proc says of the copy.
+                let target = used.as_ref().and_then(|p| p.target_pid);
+                let their_fd = sc.arg("fd").and_then(ArgValue::as_i64).unwrap_or(-1);
+                let theirs = target.and_then(|pid| self.get(pid, their_fd).cloned());
+                let mut e = match theirs.or_else(|| self.from_procfs(tgid, ret)) {
+                    Some(e) => e,
+                    None => return used,
+                };
+                e.num = ret;
+                // pidfd_getfd always sets close-on-exec on the new descriptor.
+                e.cloexec = true;
+                Some(self.put(tgid, e))
+            }
+            "pidfd_open" | "fsopen" | "fsmount" | "open_by_handle_at" | "userfaultfd"
+            | "io_uring_setup" => {
                 // A new descriptor whose name only /proc can tell (the file a handle opened,
                 // the descriptor taken from another process).
                 let used = sc
@@ -401,10 +427,21 @@ impl FdTable {
                 if !ok {
                     return used.and_then(|fd| self.lookup(tgid, fd));
                 }
-                let e = match self.from_procfs(tgid, ret) {
+                let from_procfs = if sc.name == "pidfd_open" {
+                    None
+                } else {
+                    self.from_procfs(tgid, ret)
+                };
+                let e = match from_procfs {
                     Some(e) => e,
                     None => {
                         let mut e = FdEntry::new(ret, FdKind::AnonInode);
+                        if sc.name == "pidfd_open" {
+                            e.target_pid = sc
+                                .arg("pid")
+                                .and_then(ArgValue::as_i64)
+                                .and_then(|p| u32::try_from(p).ok());
+                        }
                         e.path = match &*sc.name {
                             "pidfd_open" => "anon_inode:[pidfd]".into(),
                             "fsopen" | "fsmount" => "anon_inode:[fscontext]".into(),
@@ -524,6 +561,7 @@ impl FdTable {
             && t.contains_key(&fd)
         {
             Arc::make_mut(t).remove(&fd);
+            self.total -= 1;
         }
     }
 
@@ -531,31 +569,36 @@ impl FdTable {
     fn put(&mut self, tgid: u32, e: FdEntry) -> FdEntry {
         let clock = self.clock;
         let t = Arc::make_mut(self.procs.entry(tgid).or_default());
-        t.insert(
-            e.num,
-            Slot {
-                entry: e.clone(),
-                used: clock,
-            },
-        );
+        let new = t
+            .insert(
+                e.num,
+                Slot {
+                    entry: e.clone(),
+                    used: clock,
+                },
+            )
+            .is_none();
+        if new {
+            self.total += 1;
+        }
         if t.len() > self.cfg.per_process {
             evict_lru(t, e.num);
             self.stats.evictions += 1;
+            self.total -= 1;
         }
         self.enforce_total();
         e
     }
 
     fn enforce_total(&mut self) {
-        // Counting is O(processes); only the bound's neighbourhood pays for it.
-        let mut total: usize = self.procs.values().map(|t| t.len()).sum();
-        while total > self.cfg.total {
+        // Finding the largest table is O(processes): only paid past the bound.
+        while self.total > self.cfg.total {
             let Some((_, t)) = self.procs.iter_mut().max_by_key(|(_, t)| t.len()) else {
                 return;
             };
             evict_lru(Arc::make_mut(t), i64::MIN);
             self.stats.evictions += 1;
-            total -= 1;
+            self.total -= 1;
         }
     }
 }

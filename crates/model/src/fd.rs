@@ -110,6 +110,9 @@ pub struct FdEntry {
     /// Closed at exec (`O_CLOEXEC`, `SOCK_CLOEXEC`, `F_DUPFD_CLOEXEC`, `dup3(O_CLOEXEC)`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cloexec: bool,
+    /// For a pidfd: the process it refers to (`pidfd_getfd` takes descriptors out of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<u32>,
     /// Learned from `/proc/PID/fd` rather than from the syscall that made it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_procfs: bool,
@@ -126,6 +129,7 @@ impl FdEntry {
             remote: None,
             local_is_server: false,
             cloexec: false,
+            target_pid: None,
             from_procfs: false,
         }
     }

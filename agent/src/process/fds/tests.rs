@@ -331,3 +331,38 @@ fn bootstrap_reads_running_processes_sockets() {
     assert!(e.local_is_server);
     assert!(e.cloexec, "Rust opens sockets with SOCK_CLOEXEC");
 }
+
+#[test]
+fn pidfd_getfd_copies_the_targets_descriptor() {
+    let root = FakeProc::new("pidfd");
+    let mut t = table(&root.0);
+    // Process 500 holds a secret open as fd 7; process PID opens a pidfd to it and takes fd 7.
+    t.observe(&Event {
+        tgid: 500,
+        ..open("/etc/shadow", 7, 0)
+    });
+    let p = t
+        .observe(&sc(
+            "pidfd_open",
+            4,
+            vec![("pid", ArgValue::Int(500)), ("flags", ArgValue::Int(0))],
+        ))
+        .unwrap();
+    assert_eq!(p.target_pid, Some(500));
+    let e = t
+        .observe(&sc(
+            "pidfd_getfd",
+            9,
+            vec![
+                ("pidfd", ArgValue::Fd(4)),
+                ("fd", ArgValue::Int(7)),
+                ("flags", ArgValue::Int(0)),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(
+        (e.num, e.kind, e.path.as_str()),
+        (9, FdKind::File, "/etc/shadow")
+    );
+    assert!(e.cloexec);
+}
