@@ -668,6 +668,7 @@ struct NetSock {
     l4proto: Option<L4Proto>,
     local: Option<(IpAddr, u16)>,
     remote: Option<(IpAddr, u16)>,
+    /// Listening, or a connection accepted on a listening port: the server's side.
     listening: bool,
     path: String,
 }
@@ -728,6 +729,21 @@ fn read_net(dir: &Path) -> HashMap<u64, NetSock> {
                     path: String::new(),
                 },
             );
+        }
+    }
+    // An accepted connection is ESTABLISHED like a client's: it is the server's side when its
+    // local port is one a socket of the namespace listens on.
+    let listening: std::collections::HashSet<u16> = out
+        .values()
+        .filter(|s| s.listening)
+        .filter_map(|s| s.local.map(|(_, p)| p))
+        .collect();
+    for s in out.values_mut() {
+        if !s.listening
+            && s.l4proto == Some(L4Proto::Tcp)
+            && s.local.is_some_and(|(_, p)| listening.contains(&p))
+        {
+            s.listening = true;
         }
     }
     if let Ok(text) = std::fs::read_to_string(dir.join("unix")) {

@@ -159,9 +159,13 @@ fn reverse_shell_is_a_socket_on_stdio_and_a_pipe_is_not() {
     assert!(!hits(&dup2(python.clone(), 5, 1, Some(unix))).contains(&"Reverse shell".into()));
     // Not known (a child that was gone before /proc could be read): no guess either way.
     assert!(!hits(&dup2(python, 5, 1, None)).contains(&"Reverse shell".into()));
-    // inetd handing a connection to its server.
-    let inetd = proc_named("inetd", &["inetd"]);
-    assert!(!hits(&dup2(inetd, 3, 0, Some(tcp_socket(3)))).contains(&"Reverse shell".into()));
+    // A server (inetd, busybox httpd) handing an accepted connection to its CGI child.
+    let accepted = FdEntry {
+        local_is_server: true,
+        ..tcp_socket(3)
+    };
+    let httpd = proc_named("httpd", &["httpd"]);
+    assert!(!hits(&dup2(httpd, 3, 0, Some(accepted))).contains(&"Reverse shell".into()));
 }
 
 #[test]

@@ -366,3 +366,18 @@ fn pidfd_getfd_copies_the_targets_descriptor() {
     );
     assert!(e.cloexec);
 }
+
+#[test]
+fn an_accepted_connection_from_proc_is_the_servers_side() {
+    let root = FakeProc::new("accepted");
+    root.net(
+        "tcp",
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+         0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 998 1 0\n   \
+         1: 0100007F:1F90 0100007F:C8D4 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n",
+    );
+    root.fd(0, "socket:[999]");
+    let mut t = table(&root.0);
+    let e = t.observe(&dup2(7, 0)).unwrap();
+    assert!(e.local_is_server, "port 8080 listens: {e:?}");
+}
