@@ -381,7 +381,7 @@ impl FdTable {
                 let first = sc.arg("fd").and_then(ArgValue::as_i64).unwrap_or(0);
                 let last = sc.arg("max_fd").and_then(ArgValue::as_i64).unwrap_or(0) as u32;
                 if ok && let Some(t) = self.procs.get_mut(&tgid) {
-                    let in_range = |fd: i64| fd >= first && fd <= i64::from(last);
+                    let in_range = |fd: i64| (first..=i64::from(last)).contains(&fd);
                     let t = Arc::make_mut(t);
                     if flags("flags") & CLOSE_RANGE_CLOEXEC != 0 {
                         t.iter_mut()
