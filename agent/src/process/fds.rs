@@ -406,7 +406,7 @@ impl FdTable {
                 let target = used.as_ref().and_then(|p| p.target_pid);
                 let their_fd = sc.arg("fd").and_then(ArgValue::as_i64).unwrap_or(-1);
                 let theirs = target.and_then(|pid| self.get(pid, their_fd).cloned());
-                let mut e = match theirs.or_else(|| self.from_procfs(tgid, ret)) {
+                let mut e = match theirs.or_else(|| self.procfs_within_budget(tgid, ret)) {
                     Some(e) => e,
                     None => return used,
                 };
@@ -430,7 +430,7 @@ impl FdTable {
                 let from_procfs = if sc.name == "pidfd_open" {
                     None
                 } else {
-                    self.from_procfs(tgid, ret)
+                    self.procfs_within_budget(tgid, ret)
                 };
                 let e = match from_procfs {
                     Some(e) => e,
@@ -527,7 +527,7 @@ impl FdTable {
             s.used = clock;
             return Some(s.entry.clone());
         }
-        let e = self.from_procfs(tgid, fd)?;
+        let e = self.procfs_within_budget(tgid, fd)?;
         Some(self.put(tgid, e))
     }
 
@@ -541,7 +541,7 @@ impl FdTable {
     }
 
     /// Reads one descriptor from /proc, if the budget allows.
-    fn from_procfs(&mut self, tgid: u32, fd: i64) -> Option<FdEntry> {
+    fn procfs_within_budget(&mut self, tgid: u32, fd: i64) -> Option<FdEntry> {
         let now = crate::process::boot_clock_ns() / 1_000_000_000;
         if self.budget.0 != now {
             self.budget = (now, self.cfg.procfs_lookups_per_sec);
