@@ -96,13 +96,23 @@ ring_buffer_bytes: 16777216
 # Most processes kept in the process table (oldest exited ones go first).
 process_table_capacity: 65536
 
-# The same rule firing for the same process or container: the first `burst` alerts of each
-# window go out, then one summary per window with the exact number suppressed.
+# The file-descriptor table (fd.* fields for any fd a syscall uses): most descriptors kept per
+# process and over all processes; what is evicted to stay within them is counted in
+# osprey_fd_table_evictions_total.
+fd_table_per_process: 1024
+fd_table_total: 262144
+
+# The same rule firing for the same process on the same target (file, address, arguments the
+# output shows): the first `burst` alerts of each window go out, then one summary per window
+# with the exact number suppressed.
 flood:
   enabled: true
   default: {burst: 5, window_ms: 10000}
   per_priority: {}
   per_rule: {}
+  # Windows open at once, keyed by rule, container, process and the target the output shows
+  # (fd.name, evt.arg.*...); past it the oldest closes early (summary sent, eviction counted).
+  max_keys: 4096
 
 # Internal alerts (source `internal`): kernel events lost in a 10 s period above this many.
 internal_alerts:
@@ -122,6 +132,8 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub ring_buffer_bytes: u32,
     pub process_table_capacity: usize,
+    pub fd_table_per_process: usize,
+    pub fd_table_total: usize,
     pub flood: FloodConfig,
     pub internal_alerts: InternalAlerts,
 }
@@ -233,6 +245,8 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             ring_buffer_bytes: 16 * 1024 * 1024,
             process_table_capacity: 65_536,
+            fd_table_per_process: 1024,
+            fd_table_total: 262_144,
             flood: FloodConfig::default(),
             internal_alerts: InternalAlerts::default(),
         }

@@ -44,6 +44,13 @@ pub struct Metrics {
     pub alerts: Family<Labels, Counter>,
     process_table_size: Gauge,
     process_table_evictions: Counter,
+    fd_table_size: Gauge,
+    fd_table_evictions: Counter,
+    /// `/proc/PID/fd` look-ups for descriptors the fd table had not seen made, by result
+    /// (`done`, `over_budget`).
+    fd_table_procfs_lookups: Family<Labels, Counter>,
+    /// Flood-control windows evicted to keep the key space bounded (their summaries went out).
+    pub flood_evictions: Counter,
     /// Rule files rejected at start-up or reload.
     pub rule_load_errors: Counter,
     /// Reloads by result (`ok`, `error`).
@@ -96,6 +103,10 @@ impl Metrics {
             alerts: Family::default(),
             process_table_size: Gauge::default(),
             process_table_evictions: Counter::default(),
+            fd_table_size: Gauge::default(),
+            fd_table_evictions: Counter::default(),
+            fd_table_procfs_lookups: Family::default(),
+            flood_evictions: Counter::default(),
             rule_load_errors: Counter::default(),
             reloads: Family::default(),
             subscribers: Gauge::default(),
@@ -148,6 +159,26 @@ impl Metrics {
             "process_table_evictions",
             "Processes evicted from the full process table",
             m.process_table_evictions.clone(),
+        );
+        r.register(
+            "fd_table_size",
+            "Descriptors in the file-descriptor table, over all processes",
+            m.fd_table_size.clone(),
+        );
+        r.register(
+            "fd_table_evictions",
+            "Descriptors evicted from the file-descriptor table to stay within its bounds",
+            m.fd_table_evictions.clone(),
+        );
+        r.register(
+            "fd_table_procfs_lookups",
+            "Descriptors read from /proc because the fd table had not seen them made, by result",
+            m.fd_table_procfs_lookups.clone(),
+        );
+        r.register(
+            "flood_evictions",
+            "Flood-control windows evicted early to keep the key space bounded (their summaries went out)",
+            m.flood_evictions.clone(),
         );
         r.register(
             "rule_load_errors",
@@ -294,6 +325,25 @@ impl Metrics {
             self.process_table_evictions
                 .inc_by(table.evictions - t0.evictions);
         }
+        self.fd_table_size.set(table.fds.entries as i64);
+        if table.fds.evictions > t0.fds.evictions {
+            self.fd_table_evictions
+                .inc_by(table.fds.evictions - t0.fds.evictions);
+        }
+        add(
+            &self.fd_table_procfs_lookups,
+            "result",
+            "done",
+            table.fds.procfs_lookups,
+            t0.fds.procfs_lookups,
+        );
+        add(
+            &self.fd_table_procfs_lookups,
+            "result",
+            "over_budget",
+            table.fds.procfs_lookups_skipped,
+            t0.fds.procfs_lookups_skipped,
+        );
         // Make sure every drop series exists from the start, at zero, so dashboards see it.
         for kind in ["exec", "fork", "exit", "syscall"] {
             let _ = self.kernel_dropped.get_or_create(&labels("kind", kind));
@@ -385,6 +435,10 @@ mod tests {
                 size: 10,
                 evictions: 3,
                 misses: 0,
+                fds: crate::process::FdStats {
+                    evictions: 4,
+                    ..Default::default()
+                },
             },
         );
         let text = m.encode();
@@ -396,5 +450,6 @@ mod tests {
         assert!(text.contains("osprey_decode_errors_total{reason=\"short\"} 2"));
         assert!(text.contains("osprey_process_table_size 10"));
         assert!(text.contains("osprey_process_table_evictions_total 3"));
+        assert!(text.contains("osprey_fd_table_evictions_total 4"), "{text}");
     }
 }

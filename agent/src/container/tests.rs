@@ -108,6 +108,7 @@ fn enriched(ev: Event) -> Enriched {
         process: Some(Arc::new(p)),
         ancestors: Vec::new(),
         container: None,
+        fd: None,
     }
 }
 

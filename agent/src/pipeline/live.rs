@@ -65,7 +65,7 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> LiveError {
 }
 
 /// The kernel interest set for what the rules need; `chdir` too, which keeps working
-/// directories (and so relative paths) right. Event types that are not syscalls the sensor
+/// directories (and so relative paths) right, and the fd table's syscalls. Event types that are not syscalls the sensor
 /// knows (procexit, or a syscall not captured yet) need nothing from the syscall filter.
 pub fn interest_for(engine: &Engine) -> BTreeSet<String> {
     match engine.syscall_interest() {
@@ -76,6 +76,13 @@ pub fn interest_for(engine: &Engine) -> BTreeSet<String> {
                 .filter(|n| syscalls::by_name(n).is_some())
                 .collect();
             set.insert("chdir".into());
+            // The fd table follows descriptors whatever the rules name, so that `fd.*` is
+            // known for any descriptor a captured syscall uses.
+            set.extend(
+                crate::process::FD_TABLE_SYSCALLS
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
             set
         }
     }

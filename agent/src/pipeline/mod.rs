@@ -79,6 +79,11 @@ impl Pipeline {
             enrich: Enrich::new(
                 TableConfig {
                     capacity: cfg.process_table_capacity,
+                    fds: crate::process::FdConfig {
+                        per_process: cfg.fd_table_per_process.max(1),
+                        total: cfg.fd_table_total.max(1),
+                        ..Default::default()
+                    },
                     ..TableConfig::default()
                 },
                 parts.containers.clone(),
@@ -158,8 +163,14 @@ impl Pipeline {
             }
         }
         for alert in self.engine.evaluate(&e) {
+            let evictions = self.flood.evictions;
             for a in self.flood.admit(alert) {
                 self.emit(a);
+            }
+            if self.flood.evictions > evictions {
+                self.metrics
+                    .flood_evictions
+                    .inc_by(self.flood.evictions - evictions);
             }
         }
     }

@@ -6,6 +6,7 @@
 //! every eviction is counted. A process that exits stays for a short grace period, so events
 //! still queued behind its exit find it.
 
+mod fds;
 mod proc_fs;
 
 use std::{
@@ -21,6 +22,7 @@ use osprey_model::event::{ArgValue, Enriched, Event, EventKind};
 
 use crate::container::cgroup;
 
+pub use fds::{FdConfig, FdStats, FdTable, SYSCALLS as FD_TABLE_SYSCALLS};
 pub use proc_fs::{boot_clock_ns, boot_time_ns, read_process};
 
 /// Limits and counters of the table.
@@ -36,6 +38,8 @@ pub struct TableConfig {
     /// an exec in it loads one of the node's own files. 0 when unknown: then no executable is
     /// taken for the node's own.
     pub host_mnt_ns: u32,
+    /// Bounds of the file-descriptor table.
+    pub fds: FdConfig,
 }
 
 impl Default for TableConfig {
@@ -45,6 +49,7 @@ impl Default for TableConfig {
             max_ancestors: 8,
             exit_grace_ns: 2_000_000_000,
             host_mnt_ns: host_mnt_ns(),
+            fds: FdConfig::default(),
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct TableStats {
     pub evictions: u64,
     /// Events whose process the table did not know (and so created from the event header).
     pub misses: u64,
+    /// The file-descriptor table's counters.
+    pub fds: FdStats,
 }
 
 /// The table itself. Not thread-safe: the pipeline owns it in one task.
@@ -86,11 +93,13 @@ pub struct ProcessTable {
     /// Order of insertion for eviction under pressure (pid, start_ts); stale entries skipped.
     order: VecDeque<(u32, u64)>,
     stats: TableStats,
+    fds: FdTable,
 }
 
 impl ProcessTable {
     pub fn new(cfg: TableConfig) -> Self {
         Self {
+            fds: FdTable::new(cfg.fds.clone()),
             cfg,
             procs: HashMap::new(),
             exited: VecDeque::new(),
@@ -124,6 +133,7 @@ impl ProcessTable {
                 n += 1;
             }
         }
+        self.fds.bootstrap(proc_root);
         Ok(n)
     }
 
@@ -142,6 +152,7 @@ impl ProcessTable {
     pub fn stats(&self) -> TableStats {
         TableStats {
             size: self.procs.len(),
+            fds: self.fds.stats(),
             ..self.stats
         }
     }
@@ -254,7 +265,8 @@ impl ProcessTable {
         self.expire(ev.ts);
         let mut process = self.ensure(&ev);
         exec_arguments(&mut ev, &process);
-        resolve_paths(&mut ev, process.cwd.as_deref());
+        resolve_paths(&mut ev, process.cwd.as_deref(), &self.fds);
+        let fd = self.fds.observe(&ev);
         if process.vpid == 0 && ev.vpid != 0 {
             // A forked child learns its pid-namespace view from its first own event.
             Arc::make_mut(&mut process).vpid = ev.vpid;
@@ -277,6 +289,7 @@ impl ProcessTable {
                     exec.exe_layer.is_some(),
                 );
                 p.args = exec.args.clone();
+                p.args_truncated = exec.args_truncated;
                 p.exe_name = exec.exe_name.clone();
                 p.exe_layer = exec.exe_layer;
                 p.cgroup = exec.cgroup.clone();
@@ -302,6 +315,7 @@ impl ProcessTable {
                     exe_requested: parent.exe_requested.clone(),
                     exe_from_host: parent.exe_from_host,
                     args: parent.args.clone(),
+                    args_truncated: parent.args_truncated,
                     cwd: parent.cwd.clone(),
                     uid: ev.uid,
                     gid: ev.gid,
@@ -344,6 +358,18 @@ impl ProcessTable {
                     self.procs.insert(ev.tgid, process.clone());
                 }
             }
+            // PR_SET_NAME (15) by the main thread: the process renamed itself; proc.name
+            // follows. (Another thread names only itself: Rust and Java name their threads.)
+            EventKind::Syscall(sc)
+                if sc.ret == 0
+                    && ev.tid == ev.tgid
+                    && sc.name == "prctl"
+                    && sc.arg("option").and_then(ArgValue::as_i64) == Some(15)
+                    && process.comm != ev.comm =>
+            {
+                Arc::make_mut(&mut process).comm = ev.comm.clone();
+                self.procs.insert(ev.tgid, process.clone());
+            }
             _ => {}
         }
         let ancestors = self.ancestors(process.ppid);
@@ -352,6 +378,7 @@ impl ProcessTable {
             process: Some(process),
             ancestors,
             container: None,
+            fd,
         }
     }
 }
@@ -379,10 +406,29 @@ fn exec_arguments(ev: &mut Event, p: &Process) {
 }
 
 /// Resolves relative paths against the working directory: an exec's filename, and syscall path
-/// arguments whose directory fd is `AT_FDCWD` (or that have none). Paths relative to another
-/// directory fd stay unresolved: there is no fd table yet.
-fn resolve_paths(ev: &mut Event, cwd: Option<&str>) {
+/// arguments whose directory fd is `AT_FDCWD` (or that have none); a path relative to another
+/// directory fd against that directory, when the fd table knows it (`openat(open("/etc"),
+/// "shadow")` is /etc/shadow).
+fn resolve_paths(ev: &mut Event, cwd: Option<&str>, fds: &FdTable) {
     const AT_FDCWD: i64 = -100;
+    let tgid = ev.tgid;
+    if let EventKind::Syscall(sc) = &mut ev.kind {
+        let mut dirfd = None;
+        for a in &mut sc.args {
+            match &mut a.value {
+                ArgValue::Fd(fd) if a.name.ends_with("dfd") => dirfd = Some(*fd),
+                ArgValue::Path { raw, resolved } => {
+                    if resolved.is_none()
+                        && let Some(fd) = dirfd.filter(|fd| *fd != AT_FDCWD)
+                    {
+                        *resolved = fds::join_dirfd(fds, tgid, fd, raw);
+                    }
+                    dirfd = None;
+                }
+                _ => {}
+            }
+        }
+    }
     let Some(cwd) = cwd else { return };
     let join = |raw: &str| osprey_model::path::normalize(&format!("{cwd}/{raw}"));
     match &mut ev.kind {

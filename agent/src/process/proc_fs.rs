@@ -141,6 +141,7 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         exe_requested: String::new(),
         exe_from_host: false,
         args,
+        args_truncated: false,
         cwd,
         uid: uids.first().copied().unwrap_or(0),
         gid: gids.first().copied().unwrap_or(0),

@@ -47,6 +47,10 @@ fn table() -> ProcessTable {
         max_ancestors: 8,
         exit_grace_ns: 100,
         host_mnt_ns: 1,
+        fds: FdConfig {
+            proc_root: "/nonexistent".into(),
+            ..FdConfig::default()
+        },
     })
 }
 
@@ -223,4 +227,53 @@ fn bootstraps_from_proc() {
     assert!(me.cwd.is_some());
     assert!(me.pid_ns != 0 && me.mnt_ns != 0);
     assert!(t.get(me.ppid).is_some(), "the parent is known too");
+}
+
+#[test]
+fn paths_relative_to_a_directory_fd_resolve_through_the_fd_table() {
+    let mut t = table();
+    t.observe(ev(41, 1, exec("/bin/sh", &["sh"])));
+    let openat = |ret: i64, dfd: i64, raw: &str, flags: u64| {
+        EventKind::Syscall(Syscall {
+            name: Cow::Borrowed("openat"),
+            nr: 257,
+            ret,
+            args: vec![
+                Arg {
+                    name: "dfd".into(),
+                    value: ArgValue::Fd(dfd),
+                },
+                Arg {
+                    name: "filename".into(),
+                    value: ArgValue::Path {
+                        raw: raw.into(),
+                        resolved: raw.starts_with('/').then(|| raw.to_string()),
+                    },
+                },
+                Arg {
+                    name: "flags".into(),
+                    value: ArgValue::Flags {
+                        raw: flags,
+                        names: vec![],
+                    },
+                },
+            ],
+            truncated: false,
+            latency_ns: 0,
+        })
+    };
+    // open("/etc", O_DIRECTORY) = 3, then openat(3, "shadow").
+    t.observe(ev(41, 2, openat(3, -100, "/etc", 0o200_000)));
+    let en = t.observe(ev(41, 3, openat(4, 3, "shadow", 0)));
+    let EventKind::Syscall(sc) = &en.event.kind else {
+        panic!()
+    };
+    assert_eq!(
+        sc.arg("filename"),
+        Some(&ArgValue::Path {
+            raw: "shadow".into(),
+            resolved: Some("/etc/shadow".into())
+        })
+    );
+    assert_eq!(en.fd.as_ref().unwrap().path, "/etc/shadow");
 }

@@ -485,6 +485,8 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
             }
         }
         ArgType::Str => ArgValue::Str(String::from_utf8_lossy(data).into_owned()),
+        ArgType::StrOrInt if data.is_empty() => ArgValue::Int(raw as i64),
+        ArgType::StrOrInt => ArgValue::Str(String::from_utf8_lossy(data).into_owned()),
         ArgType::SockAddr { .. } | ArgType::SockAddrOut { .. } => match sockaddr(data) {
             Some(sa) => ArgValue::SockAddr(sa),
             None => ArgValue::Ptr(raw),

@@ -45,6 +45,10 @@ pub enum ArgType {
     CloneArgs,
     /// `struct __user_cap_data_struct[2]` (capset): effective, permitted, inheritable.
     CapData,
+    /// A string pointer for some values of another argument and a number for the others
+    /// (prctl's `arg2` is the new name for PR_SET_NAME): captured as a string, decoded as the
+    /// number when nothing could be read there.
+    StrOrInt,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +68,7 @@ impl ArgType {
     /// The capture kind and fixed size for an argument, if the kernel must copy memory.
     fn capture(self) -> Option<(u8, u32, u8)> {
         match self {
-            ArgType::Path | ArgType::Str => Some((capture::STR, 0, 0)),
+            ArgType::Path | ArgType::Str | ArgType::StrOrInt => Some((capture::STR, 0, 0)),
             ArgType::SockAddr { len_arg } => Some((capture::SOCKADDR, 0, len_arg)),
             ArgType::SockAddrOut { len_arg } => Some((capture::SOCKADDR_OUT, 0, len_arg)),
             ArgType::Argv => Some((capture::ARGV, 0, 0)),
@@ -232,7 +236,7 @@ pub static SYSCALLS: &[SyscallDef] = &[
     SyscallDef { name: "kill", nr: 62, args: args!("pid": Int, "sig": Enum(SIGNALS)) },
     SyscallDef { name: "tkill", nr: 200, args: args!("pid": Int, "sig": Enum(SIGNALS)) },
     SyscallDef { name: "tgkill", nr: 234, args: args!("tgid": Int, "pid": Int, "sig": Enum(SIGNALS)) },
-    SyscallDef { name: "prctl", nr: 157, args: args!("option": Enum(PRCTL_OPTIONS), "arg2": Int, "arg3": Int, "arg4": Int, "arg5": Int) },
+    SyscallDef { name: "prctl", nr: 157, args: args!("option": Enum(PRCTL_OPTIONS), "arg2": StrOrInt, "arg3": Int, "arg4": Int, "arg5": Int) },
     SyscallDef { name: "userfaultfd", nr: 323, args: args!("flags": Flags(OPEN_BITS)) },
     SyscallDef { name: "io_uring_setup", nr: 425, args: args!("entries": Int, "params": Ptr) },
     SyscallDef { name: "personality", nr: 135, args: args!("personality": Int) },
@@ -258,6 +262,22 @@ pub static SYSCALLS: &[SyscallDef] = &[
     SyscallDef { name: "lchown", nr: 94, args: args!("filename": Path, "user": Id, "group": Id) },
     SyscallDef { name: "fchown", nr: 93, args: args!("fd": Fd, "user": Id, "group": Id) },
     SyscallDef { name: "fchownat", nr: 260, args: args!("dfd": Fd, "filename": Path, "user": Id, "group": Id, "flag": Flags(AT_FLAGS)) },
+    // The file-descriptor table's: what closes or changes a descriptor (what makes one is above).
+    SyscallDef { name: "close", nr: 3, args: args!("fd": Fd) },
+    SyscallDef { name: "close_range", nr: 436, args: args!("fd": Int, "max_fd": Int, "flags": Flags(CLOSE_RANGE_FLAGS)) },
+    SyscallDef { name: "fcntl", nr: 72, args: args!("fd": Fd, "cmd": Enum(FCNTL_COMMANDS), "arg": Int) },
+    // Memory and other processes' descriptors.
+    SyscallDef { name: "mprotect", nr: 10, args: args!("start": Ptr, "len": Int, "prot": Flags(PROT_FLAGS)) },
+    SyscallDef { name: "process_vm_readv", nr: 310, args: args!("pid": Int, "lvec": Ptr, "liovcnt": Int, "rvec": Ptr, "riovcnt": Int, "flags": Int) },
+    SyscallDef { name: "process_vm_writev", nr: 311, args: args!("pid": Int, "lvec": Ptr, "liovcnt": Int, "rvec": Ptr, "riovcnt": Int, "flags": Int) },
+    SyscallDef { name: "pidfd_open", nr: 434, args: args!("pid": Int, "flags": Int) },
+    SyscallDef { name: "pidfd_getfd", nr: 438, args: args!("pidfd": Fd, "fd": Int, "flags": Int) },
+    SyscallDef { name: "open_by_handle_at", nr: 304, args: args!("mountdirfd": Fd, "handle": Ptr, "flags": OpenFlags) },
+    // The new mount API (5.2): a mount made without mount(2).
+    SyscallDef { name: "fsopen", nr: 430, args: args!("_fs_name": Str, "flags": Int) },
+    SyscallDef { name: "fsconfig", nr: 431, args: args!("fd": Fd, "cmd": Enum(FSCONFIG_COMMANDS), "_key": Str, "_value": Str, "aux": Int) },
+    SyscallDef { name: "fsmount", nr: 432, args: args!("fs_fd": Fd, "flags": Int, "attr_flags": Int) },
+    SyscallDef { name: "move_mount", nr: 429, args: args!("from_dfd": Fd, "from_pathname": Path, "to_dfd": Fd, "to_pathname": Path, "flags": Flags(MOVE_MOUNT_FLAGS)) },
 ];
 
 #[cfg(not(target_arch = "x86_64"))]

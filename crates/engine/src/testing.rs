@@ -125,6 +125,7 @@ impl Scene {
             process: Some(p),
             ancestors,
             container: None,
+            fd: None,
         }
     }
 

@@ -222,6 +222,11 @@ impl Exit {
     }
 }
 
+/// Appended to a value the kernel captured only the beginning of (an argv, a path longer than
+/// the capture space): `proc.cmdline`, `proc.args`, `fd.name` and `evt.arg.*` end with it, so a
+/// reader (and an equality in a rule) never takes a cut value for the whole one.
+pub const TRUNCATED_MARKER: &str = "...[truncated]";
+
 /// One completed syscall: its decoded arguments and its result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Syscall {
@@ -249,6 +254,24 @@ impl Syscall {
     /// The argument called `name`, as Falco's `evt.arg.<name>` finds it.
     pub fn arg(&self, name: &str) -> Option<&ArgValue> {
         self.args.iter().find(|a| a.name == name).map(|a| &a.value)
+    }
+
+    /// Whether `value` (one of this syscall's arguments) is the capture that was cut short:
+    /// when the kernel said a capture filled its space, the longest captured text is it.
+    pub fn is_truncated_arg(&self, value: &ArgValue) -> bool {
+        if !self.truncated {
+            return false;
+        }
+        let Some(len) = value.captured_len() else {
+            return false;
+        };
+        let longest = self
+            .args
+            .iter()
+            .filter_map(|a| a.value.captured_len())
+            .max()
+            .unwrap_or(0);
+        len > 0 && len == longest
     }
 
     /// The error number when the syscall failed.
@@ -304,6 +327,16 @@ pub enum ArgValue {
 }
 
 impl ArgValue {
+    /// Bytes of user memory the kernel copied for this value, for text it captured.
+    pub fn captured_len(&self) -> Option<usize> {
+        match self {
+            ArgValue::Path { raw, .. } => Some(raw.len()),
+            ArgValue::Str(s) => Some(s.len()),
+            ArgValue::Argv(a) => Some(a.iter().map(|s| s.len() + 1).sum()),
+            _ => None,
+        }
+    }
+
     /// The number behind the value, for numeric comparisons (`evt.rawarg.*`).
     pub fn as_i64(&self) -> Option<i64> {
         match self {
@@ -366,6 +399,12 @@ pub struct Enriched {
     /// recordings made before container identity existed; the engine then asks its lookup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<Arc<crate::container::ContainerInfo>>,
+    /// The file-descriptor table's entry for the descriptor the event uses (`dup2`'s old fd,
+    /// `connect`'s socket, `fchmod`'s file...), as it was when the syscall ran; for a syscall
+    /// that creates one (open, socket, accept), the new descriptor. None when the event uses
+    /// no descriptor or the table does not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<crate::fd::FdEntry>,
 }
 
 impl Enriched {

@@ -9,6 +9,7 @@
 pub mod action;
 pub mod container;
 pub mod event;
+pub mod fd;
 pub mod glob;
 pub mod path;
 pub mod priority;

@@ -19,6 +19,9 @@ pub struct Process {
     pub exe_requested: String,
     /// argv; `args[0]` is what the process was called as.
     pub args: Vec<String>,
+    /// argv was longer than what the kernel captured: `args` is its beginning only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub args_truncated: bool,
     /// Working directory, when known (from /proc at start, inherited at fork, updated by chdir).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
@@ -68,12 +71,17 @@ fn unset_id() -> u32 {
 }
 
 impl Process {
-    /// `comm` followed by the arguments after argv[0], as Falco's `proc.cmdline` shows it.
+    /// `comm` followed by the arguments after argv[0], as Falco's `proc.cmdline` shows it;
+    /// ending with [`TRUNCATED_MARKER`](crate::event::TRUNCATED_MARKER) when argv was longer
+    /// than what the kernel captured.
     pub fn cmdline(&self) -> String {
         let mut s = self.comm.clone();
         for a in self.args.iter().skip(1) {
             s.push(' ');
             s.push_str(a);
+        }
+        if self.args_truncated {
+            s.push_str(crate::event::TRUNCATED_MARKER);
         }
         s
     }

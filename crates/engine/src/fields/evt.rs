@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use osprey_model::{
-    event::ArgValue,
+    event::{ArgValue, EventKind, TRUNCATED_MARKER},
     syscalls::errno_name,
     time::{format_datetime, format_iso8601, format_time},
 };
@@ -83,7 +83,7 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "evt.arg",
         T::Dynamic,
         "Argument by name (evt.arg.flags, evt.arg[flags]) or position (evt.arg[0]), as text; flags compare by name with contains.",
-        |c, a| arg_val(arg(c, a)?, false),
+        |c, a| marked(c, arg(c, a)?, false),
     )
     .with_arg(ArgSpec::Name),
     FieldDef::new(
@@ -109,9 +109,24 @@ pub(super) const FIELDS: &[FieldDef] = &[
                     if let Some(v) = arg_val(&a.value, false) {
                         out.push_str(&v.text());
                     }
+                    if sc.is_truncated_arg(&a.value) {
+                        out.push_str(TRUNCATED_MARKER);
+                    }
                 }
                 Val::Str(Cow::Owned(out))
             })
+        },
+    ),
+    FieldDef::new(
+        "evt.is_truncated",
+        T::Bool,
+        "Osprey: some user memory the event carries (a path, a string argument, argv) was longer than what the sensor captured; the cut value ends with ...[truncated].",
+        |c, _| {
+            Some(Val::Bool(match &c.en.event.kind {
+                EventKind::Syscall(sc) => sc.truncated,
+                EventKind::Exec(e) => e.args_truncated,
+                _ => false,
+            }))
         },
     ),
     FieldDef::new(
@@ -159,6 +174,15 @@ pub(super) const FIELDS: &[FieldDef] = &[
     )
     .deprecated(),
 ];
+
+/// `evt.arg.*` as text, with the truncation marker on the capture that was cut short.
+fn marked<'a>(c: &Ctx<'a>, v: &'a ArgValue, raw: bool) -> Option<Val<'a>> {
+    let val = arg_val(v, raw)?;
+    if c.sc.is_some_and(|sc| sc.is_truncated_arg(v)) {
+        return Val::owned(format!("{}{TRUNCATED_MARKER}", val.text()));
+    }
+    Some(val)
+}
 
 /// The argument `evt.arg[...]` names, by position or by name.
 fn arg<'a>(c: &Ctx<'a>, a: &FieldArg) -> Option<&'a ArgValue> {

@@ -1,11 +1,19 @@
 //! `fd.*`: the file descriptor an event creates or uses (Falco's `sinsp_filtercheck_fd`).
 //!
-//! There is no fd table yet: what these fields know is what the event alone shows, derived
+//! What the event itself shows (an open's path, a connect's address, a socket's family and
+//! type) comes first; the rest comes from the agent's file-descriptor table, whose entry for
+//! the descriptor the event uses rides on the event ([`Enriched::fd`]): so `dup2(3, 0)` knows
+//! fd 3 is a TCP socket to 10.0.0.5:4444, and a connect knows its socket's protocol. Derived
 //! once per event into [`FdInfo`].
+//!
+//! [`Enriched::fd`]: osprey_model::event::Enriched::fd
 
 use std::{borrow::Cow, net::IpAddr};
 
-use osprey_model::event::{ArgValue, KernelFileOf, SockAddr, Syscall};
+use osprey_model::{
+    event::{ArgValue, KernelFileOf, SockAddr, Syscall},
+    fd::FdEntry,
+};
 
 use super::{Ctx, FieldDef, FieldType as T, Val, why};
 
@@ -23,7 +31,9 @@ pub(super) const FIELDS: &[FieldDef] = &[
          returned descriptor (symlinks, '..', /proc/self/root and directory descriptors \
          followed by the kernel); for a descriptor argument, its file (socket:[INODE], \
          pipe:[INODE] for those); for a relative path, joined to the directory the kernel \
-         resolved. The remote (connect) or local (bind) endpoint ip:port for sockets.",
+         resolved; for other descriptors, from the fd table. The remote (connect) or local \
+         (bind) endpoint ip:port for sockets, client->server for a socket the fd table knows \
+         both ends of.",
         |c, _| c.fd_name().and_then(Val::str),
     ),
     FieldDef::new(
@@ -58,7 +68,7 @@ pub(super) const FIELDS: &[FieldDef] = &[
     FieldDef::new(
         "fd.typechar",
         T::Charbuf,
-        "Type as one character: f file, d directory, 4 ipv4, 6 ipv6, u unix, m memfd.",
+        "Type as one character: f file, d directory, 4 ipv4, 6 ipv6, u unix, n netlink, s other socket, p pipe, m memfd, a anon_inode (eventfd, pidfd, io_uring...).",
         |c, _| {
             c.fd().typechar.map(|t| {
                 Val::Str(match t {
@@ -69,6 +79,9 @@ pub(super) const FIELDS: &[FieldDef] = &[
                     'u' => Cow::Borrowed("u"),
                     'm' => Cow::Borrowed("m"),
                     'n' => Cow::Borrowed("n"),
+                    's' => Cow::Borrowed("s"),
+                    'p' => Cow::Borrowed("p"),
+                    'a' => Cow::Borrowed("a"),
                     t => Cow::Owned(t.to_string()),
                 })
             })
@@ -77,7 +90,7 @@ pub(super) const FIELDS: &[FieldDef] = &[
     FieldDef::new(
         "fd.type",
         T::Charbuf,
-        "Type: file, directory, ipv4, ipv6, unix, memfd, netlink.",
+        "Type: file, directory, ipv4, ipv6, unix, netlink, socket (another family), pipe, memfd, anon_inode; for any fd a syscall uses (dup2's old fd, connect's socket), from the fd table. Unset when not known.",
         |c, _| {
             c.fd().typechar.and_then(|t| {
                 Val::str(match t {
@@ -88,6 +101,9 @@ pub(super) const FIELDS: &[FieldDef] = &[
                     'u' => "unix",
                     'm' => "memfd",
                     'n' => "netlink",
+                    's' => "socket",
+                    'p' => "pipe",
+                    'a' => "anon_inode",
                     _ => return None,
                 })
             })
@@ -96,7 +112,7 @@ pub(super) const FIELDS: &[FieldDef] = &[
     FieldDef::new(
         "fd.l4proto",
         T::Charbuf,
-        "Layer-4 protocol (tcp, udp, raw); known at socket(), not at connect() yet.",
+        "Layer-4 protocol of an IP socket (tcp, udp, raw), from socket() or the fd table.",
         |c, _| c.fd().l4proto.and_then(Val::str),
     ),
     FieldDef::new(
@@ -202,11 +218,14 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "DNS name of the remote IP.",
         why::DNS,
     ),
-    FieldDef::unset(
+    FieldDef::new(
         "fd.connected",
         T::Bool,
-        "The socket is connected.",
-        why::FD_TABLE,
+        "The socket is connected (its remote end is known).",
+        |c, _| {
+            let fd = c.fd();
+            matches!(fd.typechar, Some('4' | '6')).then_some(Val::Bool(fd.remote.is_some()))
+        },
     ),
     FieldDef::unset(
         "fd.name_changed",
@@ -214,11 +233,20 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "The fd's name changed in this event.",
         why::FD_TABLE,
     ),
-    FieldDef::unset(
+    FieldDef::new(
         "fd.is_server",
         T::Bool,
-        "The process is the server of the connection.",
-        why::FD_TABLE,
+        "The process is the server of the connection (it bound, listened or accepted).",
+        |c, _| {
+            let fd = c.fd();
+            matches!(fd.typechar, Some('4' | '6' | 'u')).then_some(Val::Bool(fd.local_is_server))
+        },
+    ),
+    FieldDef::new(
+        "fd.from_procfs",
+        T::Bool,
+        "Osprey: what fd.* shows of this descriptor was read from /proc/PID/fd (a process older than the agent, or a descriptor made by a syscall the sensor does not see) rather than followed from the syscall that made it.",
+        |c, _| c.en.fd.as_ref().map(|e| Val::Bool(e.from_procfs)),
     ),
     FieldDef::unset("fd.ino", T::Int64, "Inode of the file.", why::FD_TABLE),
     FieldDef::unset("fd.dev", T::Uint32, "Device of the file.", why::FD_TABLE),
@@ -249,7 +277,43 @@ pub(super) struct FdInfo<'a> {
     local_is_server: bool,
 }
 
-impl FdInfo<'_> {
+impl<'a> FdInfo<'a> {
+    /// Fills what the event did not show from the fd table's entry for the descriptor.
+    fn fill_from(&mut self, e: &'a FdEntry) {
+        let event_named_it = self.typechar.is_some();
+        if self.num.is_none() {
+            self.num = Some(e.num);
+        }
+        // An open's flags say file or directory; /proc (or the table) may know better only
+        // when the event said nothing.
+        if !event_named_it {
+            self.typechar = Some(e.kind.typechar());
+            self.local_is_server = e.local_is_server;
+        }
+        if self.l4proto.is_none() && self.typechar.is_some_and(|t| matches!(t, '4' | '6')) {
+            self.l4proto = e.l4proto.map(|p| p.as_str());
+        }
+        if self.sock.is_some() || self.name.is_some() {
+            // The event named it (an open's path, a connect's address): keep that name, take
+            // the other end from the table.
+            if e.kind.is_ip() {
+                self.local = self.local.or(e.local);
+                self.remote = self.remote.or(e.remote);
+            }
+            return;
+        }
+        if e.kind.is_ip() {
+            self.local = self.local.or(e.local);
+            self.remote = self.remote.or(e.remote);
+            let name = e.name();
+            if !name.is_empty() {
+                self.name = Some(Cow::Owned(name));
+            }
+        } else if !e.path.is_empty() {
+            self.name = Some(Cow::Borrowed(&e.path));
+        }
+    }
+
     /// The end the event shows, remote first (`fd.ip`, `fd.port`).
     fn any_end(&self) -> Option<(IpAddr, u16)> {
         self.remote.or(self.local)
@@ -267,9 +331,13 @@ impl FdInfo<'_> {
 
 impl<'a> Ctx<'a> {
     fn fd(&self) -> &'a FdInfo<'a> {
-        self.cache
-            .fd
-            .get_or_init(|| self.sc.map(fd_info).unwrap_or_default())
+        self.cache.fd.get_or_init(|| {
+            let mut fd = self.sc.map(fd_info).unwrap_or_default();
+            if let Some(e) = &self.en.fd {
+                fd.fill_from(e);
+            }
+            fd
+        })
     }
 
     /// `fd.name`.
@@ -326,10 +394,14 @@ fn fd_info(sc: &Syscall) -> FdInfo<'_> {
             if let Some(ArgValue::Path { raw, resolved }) =
                 sc.arg("filename").or_else(|| sc.arg("pathname"))
             {
+                let v = sc.arg("filename").or_else(|| sc.arg("pathname"));
+                let cut = v.is_some_and(|v| sc.is_truncated_arg(v));
                 fd.nameraw = Some(raw);
-                fd.name = Some(match resolved {
-                    Some(r) => Cow::Borrowed(r.as_str()),
-                    None => Cow::Borrowed(raw.as_str()),
+                let name = resolved.as_deref().unwrap_or(raw.as_str());
+                fd.name = Some(if cut {
+                    Cow::Owned(format!("{name}{}", osprey_model::event::TRUNCATED_MARKER))
+                } else {
+                    Cow::Borrowed(name)
                 });
             }
             let flags = sc.arg("flags").or_else(|| sc.arg("how"));
@@ -402,12 +474,17 @@ fn fd_info(sc: &Syscall) -> FdInfo<'_> {
     }
     // The file behind the syscall's descriptor argument, as the kernel holds it (fchmod,
     // ftruncate, fsetxattr, fchown, dup2's old descriptor...).
-    if let Some(f) = sc.file.as_ref().filter(|f| f.of == KernelFileOf::FdArg) {
+    // A socket's name and family are not in its file (the fd table has its addresses); a
+    // pipe's and a file's are.
+    if let Some(f) = sc
+        .file
+        .as_ref()
+        .filter(|f| f.of == KernelFileOf::FdArg && !f.is_socket())
+    {
         if fd.name.is_none() {
             fd.name = Some(Cow::Borrowed(f.path.as_str()));
         }
-        // A socket's family is not in its file; a pipe and a file are.
-        if fd.typechar.is_none() && !f.is_socket() {
+        if fd.typechar.is_none() {
             fd.typechar = Some(if f.is_pipe() { 'p' } else { 'f' });
         }
     }

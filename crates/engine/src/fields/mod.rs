@@ -174,7 +174,7 @@ fn unset_value<'a>(_: &Ctx<'a>, _: &FieldArg) -> Option<Val<'a>> {
 
 /// Why some fields are unset, shared by the class tables.
 mod why {
-    pub const FD_TABLE: &str = "needs a file-descriptor table";
+    pub const FD_TABLE: &str = "not kept by the fd table yet";
     pub const CAPS: &str = "only the effective and permitted sets are captured";
     pub const CONTAINER: &str = "not read from the container runtime yet";
     pub const NOT_CAPTURED: &str = "not captured by the sensor yet";

@@ -38,7 +38,7 @@ pub(super) const FIELDS: &[FieldDef] = &[
     FieldDef::new(
         "proc.cmdline",
         T::Charbuf,
-        "proc.name followed by the arguments.",
+        "proc.name followed by the arguments; ends with ...[truncated] when argv was longer than what the sensor captured.",
         |c, _| c.cmdline().and_then(Val::str),
     ),
     FieldDef::new(
@@ -391,8 +391,13 @@ impl<'a> Ctx<'a> {
         self.cache
             .args
             .get_or_init(|| {
-                self.process()
-                    .map(|p| p.args.get(1..).map(|a| a.join(" ")).unwrap_or_default())
+                self.process().map(|p| {
+                    let mut s = p.args.get(1..).map(|a| a.join(" ")).unwrap_or_default();
+                    if p.args_truncated {
+                        s.push_str(osprey_model::event::TRUNCATED_MARKER);
+                    }
+                    s
+                })
             })
             .as_deref()
     }

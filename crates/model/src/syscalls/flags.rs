@@ -247,3 +247,51 @@ pub const PRCTL_OPTIONS: &[(i64, &str)] = &[
     (47, "PR_CAP_AMBIENT"),
     (0x59616d61, "PR_SET_PTRACER"),
 ];
+
+/// mmap/mprotect protection bits (include/uapi/asm-generic/mman-common.h).
+pub const PROT_FLAGS: &[(u64, &str)] = &[
+    (0x1, "PROT_READ"),
+    (0x2, "PROT_WRITE"),
+    (0x4, "PROT_EXEC"),
+    (0x0100_0000, "PROT_GROWSDOWN"),
+    (0x0200_0000, "PROT_GROWSUP"),
+];
+
+/// fcntl commands the fd table follows, and the common others.
+pub const FCNTL_COMMANDS: &[(i64, &str)] = &[
+    (0, "F_DUPFD"),
+    (1, "F_GETFD"),
+    (2, "F_SETFD"),
+    (3, "F_GETFL"),
+    (4, "F_SETFL"),
+    (1030, "F_DUPFD_CLOEXEC"),
+];
+
+/// close_range(2) flags.
+pub const CLOSE_RANGE_FLAGS: &[(u64, &str)] =
+    &[(2, "CLOSE_RANGE_UNSHARE"), (4, "CLOSE_RANGE_CLOEXEC")];
+
+/// fsconfig(2) commands (include/uapi/linux/mount.h).
+pub const FSCONFIG_COMMANDS: &[(i64, &str)] = &[
+    (0, "FSCONFIG_SET_FLAG"),
+    (1, "FSCONFIG_SET_STRING"),
+    (2, "FSCONFIG_SET_BINARY"),
+    (3, "FSCONFIG_SET_PATH"),
+    (4, "FSCONFIG_SET_PATH_EMPTY"),
+    (5, "FSCONFIG_SET_FD"),
+    (6, "FSCONFIG_CMD_CREATE"),
+    (7, "FSCONFIG_CMD_RECONFIGURE"),
+    (8, "FSCONFIG_CMD_CREATE_EXCL"),
+];
+
+/// move_mount(2) flags.
+pub const MOVE_MOUNT_FLAGS: &[(u64, &str)] = &[
+    (0x01, "MOVE_MOUNT_F_SYMLINKS"),
+    (0x02, "MOVE_MOUNT_F_AUTOMOUNTS"),
+    (0x04, "MOVE_MOUNT_F_EMPTY_PATH"),
+    (0x10, "MOVE_MOUNT_T_SYMLINKS"),
+    (0x20, "MOVE_MOUNT_T_AUTOMOUNTS"),
+    (0x40, "MOVE_MOUNT_T_EMPTY_PATH"),
+    (0x100, "MOVE_MOUNT_SET_GROUP"),
+    (0x200, "MOVE_MOUNT_BENEATH"),
+];

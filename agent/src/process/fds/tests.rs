@@ -1,0 +1,383 @@
+use std::{borrow::Cow, net::Ipv4Addr};
+
+use super::*;
+use osprey_model::event::{Arg, Exec, Fork};
+
+const PID: u32 = 123;
+
+fn sc(name: &'static str, ret: i64, args: Vec<(&'static str, ArgValue)>) -> Event {
+    Event {
+        ts: 1,
+        time: 1,
+        tgid: PID,
+        tid: PID,
+        uid: 0,
+        gid: 0,
+        euid: 0,
+        egid: 0,
+        cgroup_id: 1,
+        pid_ns: 1,
+        mnt_ns: 1,
+        vpid: PID,
+        comm: "t".into(),
+        cap_effective: 0,
+        cap_permitted: 0,
+        kind: EventKind::Syscall(Syscall {
+            name: Cow::Borrowed(name),
+            nr: 0,
+            ret,
+            args: args
+                .into_iter()
+                .map(|(n, value)| Arg {
+                    name: Cow::Borrowed(n),
+                    value,
+                })
+                .collect(),
+            truncated: false,
+            latency_ns: 0,
+        }),
+    }
+}
+
+fn with_kind(kind: EventKind) -> Event {
+    Event {
+        kind,
+        ..sc("close", 0, vec![])
+    }
+}
+
+fn flags(raw: u64) -> ArgValue {
+    ArgValue::Flags { raw, names: vec![] }
+}
+
+fn open(path: &str, fd: i64, oflags: u64) -> Event {
+    sc(
+        "openat",
+        fd,
+        vec![
+            ("dfd", ArgValue::Fd(-100)),
+            (
+                "filename",
+                ArgValue::Path {
+                    raw: path.into(),
+                    resolved: Some(path.into()),
+                },
+            ),
+            ("flags", flags(oflags)),
+            ("mode", ArgValue::Mode(0)),
+        ],
+    )
+}
+
+fn tcp_socket(fd: i64) -> Event {
+    sc(
+        "socket",
+        fd,
+        vec![
+            (
+                "family",
+                ArgValue::Enum {
+                    raw: 2,
+                    name: Some("AF_INET".into()),
+                },
+            ),
+            ("type", flags(1)),
+            ("protocol", ArgValue::Int(0)),
+        ],
+    )
+}
+
+fn connect(fd: i64, port: u16) -> Event {
+    sc(
+        "connect",
+        0,
+        vec![
+            ("fd", ArgValue::Fd(fd)),
+            (
+                "uservaddr",
+                ArgValue::SockAddr(SockAddr::Inet {
+                    ip: Ipv4Addr::new(10, 0, 0, 5).into(),
+                    port,
+                }),
+            ),
+            ("addrlen", ArgValue::Int(16)),
+        ],
+    )
+}
+
+fn dup2(old: i64, new: i64) -> Event {
+    sc(
+        "dup2",
+        new,
+        vec![("oldfd", ArgValue::Fd(old)), ("newfd", ArgValue::Fd(new))],
+    )
+}
+
+fn close(fd: i64) -> Event {
+    sc("close", 0, vec![("fd", ArgValue::Fd(fd))])
+}
+
+/// A table whose /proc is a directory of this test's own (empty unless the test fills it).
+fn table(root: &Path) -> FdTable {
+    FdTable::new(FdConfig {
+        proc_root: root.to_path_buf(),
+        ..FdConfig::default()
+    })
+}
+
+struct FakeProc(PathBuf);
+
+impl FakeProc {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("osprey-fds-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(p.join(format!("{PID}/fd"))).unwrap();
+        std::fs::create_dir_all(p.join(format!("{PID}/net"))).unwrap();
+        std::fs::create_dir_all(p.join(format!("{PID}/ns"))).unwrap();
+        std::os::unix::fs::symlink("net:[4026531840]", p.join(format!("{PID}/ns/net"))).unwrap();
+        FakeProc(p)
+    }
+
+    fn fd(&self, fd: i64, target: &str) {
+        let link = self.0.join(format!("{PID}/fd/{fd}"));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, link).unwrap();
+    }
+
+    fn net(&self, file: &str, text: &str) {
+        std::fs::write(self.0.join(format!("{PID}/net/{file}")), text).unwrap();
+    }
+}
+
+impl Drop for FakeProc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_socket_duplicated_onto_stdin_is_a_socket() {
+    let root = FakeProc::new("sock");
+    let mut t = table(&root.0);
+    t.observe(&tcp_socket(3));
+    let e = t.observe(&connect(3, 4444)).unwrap();
+    assert_eq!(e.kind, FdKind::Ipv4);
+    assert_eq!(
+        e.l4proto,
+        Some(L4Proto::Tcp),
+        "connect knows socket()'s protocol"
+    );
+    let e = t.observe(&dup2(3, 0)).expect("dup2 carries the old fd");
+    assert_eq!(e.num, 3);
+    assert_eq!(e.kind, FdKind::Ipv4);
+    assert_eq!(e.remote, Some((Ipv4Addr::new(10, 0, 0, 5).into(), 4444)));
+    assert_eq!(e.name(), "10.0.0.5:4444");
+    let zero = t.get(PID, 0).unwrap();
+    assert_eq!(zero.kind, FdKind::Ipv4, "fd 0 is the socket now");
+    assert!(!zero.cloexec);
+}
+
+#[test]
+fn a_pipe_the_sensor_never_saw_is_read_from_proc() {
+    let root = FakeProc::new("pipe");
+    let mut t = table(&root.0);
+    // A socket once had fd 5 and was closed with a syscall the table missed; a pipe (whose
+    // numbers pipe(2) writes to user memory) took fd 5, and 5 goes onto stdout.
+    t.observe(&tcp_socket(5));
+    root.fd(1, "pipe:[77]");
+    let e = t.observe(&dup2(5, 1)).unwrap();
+    assert_eq!(e.kind, FdKind::Pipe, "/proc wins over a stale table entry");
+    assert_eq!(t.get(PID, 1).unwrap().kind, FdKind::Pipe);
+    // An fd the table never saw at all.
+    root.fd(2, "pipe:[78]");
+    let e = t.observe(&dup2(9, 2)).unwrap();
+    assert_eq!(e.kind, FdKind::Pipe);
+    assert_eq!(e.path, "pipe:[78]");
+    assert_eq!(t.stats().procfs_lookups, 2);
+}
+
+#[test]
+fn a_socket_from_proc_has_its_family_protocol_and_ends() {
+    let root = FakeProc::new("net");
+    root.net(
+        "tcp",
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+         0: 0100007F:1F90 0500000A:115C 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n",
+    );
+    root.fd(0, "socket:[999]");
+    let mut t = table(&root.0);
+    // fd 7 came by SCM_RIGHTS; the table learns what it is when it goes onto stdin.
+    let e = t.observe(&dup2(7, 0)).unwrap();
+    assert_eq!(e.kind, FdKind::Ipv4);
+    assert_eq!(e.l4proto, Some(L4Proto::Tcp));
+    assert_eq!(e.local, Some((Ipv4Addr::LOCALHOST.into(), 8080)));
+    assert_eq!(e.remote, Some((Ipv4Addr::new(10, 0, 0, 5).into(), 4444)));
+    assert!(e.from_procfs);
+    assert_eq!(e.name(), "127.0.0.1:8080->10.0.0.5:4444");
+}
+
+#[test]
+fn close_exec_and_fork() {
+    let root = FakeProc::new("life");
+    let mut t = table(&root.0);
+    t.observe(&open("/etc/passwd", 3, 0));
+    t.observe(&open("/etc/group", 4, O_CLOEXEC));
+    let e = t.observe(&close(3)).unwrap();
+    assert_eq!(e.path, "/etc/passwd", "close carries what it closed");
+    assert!(t.get(PID, 3).is_none());
+    // A failed close of an fd that was not open changes nothing.
+    t.observe(&open("/etc/hosts", 5, 0));
+    t.observe(&sc("close", -9, vec![("fd", ArgValue::Fd(6))]));
+    assert!(t.get(PID, 5).is_some());
+
+    t.observe(&with_kind(EventKind::Fork(Fork {
+        child_tid: 200,
+        child_tgid: 200,
+        is_thread: false,
+    })));
+    assert_eq!(t.get(200, 4).unwrap().path, "/etc/group");
+    // The child's exec closes its close-on-exec fd; the parent keeps its own.
+    t.observe(&Event {
+        tgid: 200,
+        ..with_kind(EventKind::Exec(Exec::default()))
+    });
+    assert!(t.get(200, 4).is_none());
+    assert!(t.get(200, 5).is_some());
+    assert!(t.get(PID, 4).is_some());
+    t.observe(&with_kind(EventKind::Exit(osprey_model::event::Exit {
+        status: 0,
+    })));
+    assert!(t.get(PID, 5).is_none(), "an exited process has no fds");
+}
+
+#[test]
+fn bounded_per_process_and_in_total_with_evictions_counted() {
+    let root = FakeProc::new("bounds");
+    let mut t = FdTable::new(FdConfig {
+        per_process: 4,
+        total: 6,
+        proc_root: root.0.clone(),
+        ..FdConfig::default()
+    });
+    for fd in 3..13 {
+        t.observe(&open(&format!("/f{fd}"), fd, 0));
+    }
+    assert_eq!(t.stats().entries, 4);
+    assert_eq!(t.stats().evictions, 6);
+    assert!(t.get(PID, 12).is_some(), "the newest stays");
+    // Another process takes the total over 6: the biggest table loses its oldest.
+    for fd in 3..6 {
+        t.observe(&Event {
+            tgid: 300,
+            ..open(&format!("/g{fd}"), fd, 0)
+        });
+    }
+    assert_eq!(t.stats().entries, 6);
+    assert_eq!(t.stats().evictions, 7);
+}
+
+#[test]
+fn fcntl_dupfd_and_close_range() {
+    let root = FakeProc::new("fcntl");
+    let mut t = table(&root.0);
+    t.observe(&tcp_socket(3));
+    let fcntl = |cmd: i64, ret: i64| {
+        sc(
+            "fcntl",
+            ret,
+            vec![
+                ("fd", ArgValue::Fd(3)),
+                (
+                    "cmd",
+                    ArgValue::Enum {
+                        raw: cmd,
+                        name: None,
+                    },
+                ),
+                ("arg", ArgValue::Int(10)),
+            ],
+        )
+    };
+    t.observe(&fcntl(F_DUPFD_CLOEXEC, 10));
+    let ten = t.get(PID, 10).unwrap();
+    assert_eq!(ten.kind, FdKind::Ipv4);
+    assert!(ten.cloexec);
+    t.observe(&sc(
+        "close_range",
+        0,
+        vec![
+            ("fd", ArgValue::Int(4)),
+            ("max_fd", ArgValue::Int(u32::MAX as i64)),
+            ("flags", flags(0)),
+        ],
+    ));
+    assert!(t.get(PID, 10).is_none());
+    assert!(t.get(PID, 3).is_some());
+}
+
+#[test]
+fn bootstrap_reads_running_processes_sockets() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut t = FdTable::new(FdConfig::default());
+    assert!(t.bootstrap(Path::new("/proc")) > 0);
+    use std::os::fd::AsRawFd;
+    let e = t
+        .get(std::process::id(), i64::from(l.as_raw_fd()))
+        .expect("the listener is known");
+    assert_eq!(e.kind, FdKind::Ipv4);
+    assert_eq!(e.l4proto, Some(L4Proto::Tcp));
+    assert_eq!(e.local, Some((Ipv4Addr::LOCALHOST.into(), port)));
+    assert!(e.local_is_server);
+    assert!(e.cloexec, "Rust opens sockets with SOCK_CLOEXEC");
+}
+
+#[test]
+fn pidfd_getfd_copies_the_targets_descriptor() {
+    let root = FakeProc::new("pidfd");
+    let mut t = table(&root.0);
+    // Process 500 holds a secret open as fd 7; process PID opens a pidfd to it and takes fd 7.
+    t.observe(&Event {
+        tgid: 500,
+        ..open("/etc/shadow", 7, 0)
+    });
+    let p = t
+        .observe(&sc(
+            "pidfd_open",
+            4,
+            vec![("pid", ArgValue::Int(500)), ("flags", ArgValue::Int(0))],
+        ))
+        .unwrap();
+    assert_eq!(p.target_pid, Some(500));
+    let e = t
+        .observe(&sc(
+            "pidfd_getfd",
+            9,
+            vec![
+                ("pidfd", ArgValue::Fd(4)),
+                ("fd", ArgValue::Int(7)),
+                ("flags", ArgValue::Int(0)),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(
+        (e.num, e.kind, e.path.as_str()),
+        (9, FdKind::File, "/etc/shadow")
+    );
+    assert!(e.cloexec);
+}
+
+#[test]
+fn an_accepted_connection_from_proc_is_the_servers_side() {
+    let root = FakeProc::new("accepted");
+    root.net(
+        "tcp",
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+         0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 998 1 0\n   \
+         1: 0100007F:1F90 0100007F:C8D4 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n",
+    );
+    root.fd(0, "socket:[999]");
+    let mut t = table(&root.0);
+    let e = t.observe(&dup2(7, 0)).unwrap();
+    assert!(e.local_is_server, "port 8080 listens: {e:?}");
+}

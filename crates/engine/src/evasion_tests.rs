@@ -1,0 +1,349 @@
+//! The fd table's entry, truncation and the evasion rules (issue #15) as the engine sees them:
+//! fields on handcrafted events, and the default rules judging them.
+
+use std::{collections::HashMap, net::Ipv4Addr, sync::Arc};
+
+use osprey_model::{
+    ContainerInfo, Process,
+    event::{ArgValue, Enriched, EventKind, TRUNCATED_MARKER},
+    fd::{FdEntry, FdKind, L4Proto},
+};
+
+use crate::{
+    Engine, EngineOptions, RuleMatching,
+    env::StaticContainers,
+    fields::{Ctx, EventCache, Services, resolve},
+    rules::load_files,
+    testing::{ROOT, arg, default_rules, flags, path},
+};
+
+fn default_engine() -> Engine {
+    let res = load_files(&[default_rules()]);
+    let errs: Vec<_> = res.errors().map(|e| e.message.clone()).collect();
+    assert!(res.is_ok(), "{errs:?}");
+    let host = Arc::new(ContainerInfo {
+        id: "host".into(),
+        ..Default::default()
+    });
+    let ctr = Arc::new(ContainerInfo {
+        id: "0123456789ab".into(),
+        ..Default::default()
+    });
+    Engine::new(
+        res.ruleset,
+        EngineOptions {
+            containers: Arc::new(StaticContainers {
+                by_cgroup: HashMap::from([(7, ctr)]),
+                default: Some(host),
+            }),
+            rule_matching: RuleMatching::All,
+            ..EngineOptions::default()
+        },
+    )
+}
+
+fn hits(e: &Enriched) -> Vec<String> {
+    default_engine()
+        .evaluate(e)
+        .into_iter()
+        .map(|a| a.rule)
+        .collect()
+}
+
+/// A field's text for an event ("" when unset).
+fn field(e: &Enriched, name: &str) -> String {
+    let f = resolve(name, None).unwrap();
+    let users = crate::env::NoUsers;
+    let containers = StaticContainers::default();
+    let groups = crate::env::NoProcessGroups;
+    let svc = Services {
+        users: &users,
+        containers: &containers,
+        process_groups: &groups,
+        dns: &crate::env::NoDnsNames,
+        hostname: "h",
+    };
+    let cache = EventCache::default();
+    let ctx = Ctx::new(e, 1, &svc, &cache);
+    ctx.extract(&f)
+        .map(|v| v.text().into_owned())
+        .unwrap_or_default()
+}
+
+fn proc_named(comm: &str, args: &[&str]) -> Arc<Process> {
+    ROOT.process(30, 10, comm, &format!("/usr/bin/{comm}"), args)
+}
+
+fn dup2(p: Arc<Process>, old: i64, new: i64, entry: Option<FdEntry>) -> Enriched {
+    let mut e = ROOT.event(
+        ROOT.syscall(
+            "dup2",
+            new,
+            vec![
+                arg("oldfd", ArgValue::Fd(old)),
+                arg("newfd", ArgValue::Fd(new)),
+            ],
+        ),
+        p,
+        vec![],
+    );
+    e.fd = entry;
+    e
+}
+
+fn tcp_socket(num: i64) -> FdEntry {
+    FdEntry {
+        l4proto: Some(L4Proto::Tcp),
+        local: Some((Ipv4Addr::new(10, 0, 0, 2).into(), 40000)),
+        remote: Some((Ipv4Addr::new(10, 0, 0, 5).into(), 4444)),
+        ..FdEntry::new(num, FdKind::Ipv4)
+    }
+}
+
+#[test]
+fn fd_fields_come_from_the_table_for_an_fd_the_event_only_names() {
+    let e = dup2(proc_named("x", &["x"]), 3, 0, Some(tcp_socket(3)));
+    assert_eq!(field(&e, "fd.type"), "ipv4");
+    assert_eq!(field(&e, "fd.typechar"), "4");
+    assert_eq!(field(&e, "fd.l4proto"), "tcp");
+    assert_eq!(field(&e, "fd.name"), "10.0.0.2:40000->10.0.0.5:4444");
+    assert_eq!(field(&e, "fd.sip"), "10.0.0.5");
+    assert_eq!(field(&e, "fd.sport"), "4444");
+    assert_eq!(field(&e, "fd.cport"), "40000");
+    assert_eq!(field(&e, "fd.connected"), "true");
+    assert_eq!(field(&e, "fd.is_server"), "false");
+    let pipe = dup2(
+        proc_named("x", &["x"]),
+        3,
+        1,
+        Some(FdEntry {
+            path: "pipe:[77]".into(),
+            ..FdEntry::new(3, FdKind::Pipe)
+        }),
+    );
+    assert_eq!(field(&pipe, "fd.type"), "pipe");
+    assert_eq!(field(&pipe, "fd.name"), "pipe:[77]");
+    assert_eq!(field(&pipe, "fd.l4proto"), "");
+    // A connect: the event's own address names it, the table adds the protocol.
+    let mut c = ROOT.connect(
+        proc_named("x", &["x"]),
+        vec![],
+        3,
+        Ipv4Addr::new(10, 0, 0, 5).into(),
+        4444,
+    );
+    c.fd = Some(tcp_socket(3));
+    assert_eq!(field(&c, "fd.name"), "10.0.0.5:4444");
+    assert_eq!(field(&c, "fd.l4proto"), "tcp");
+    assert_eq!(field(&c, "fd.lport"), "40000");
+}
+
+#[test]
+fn reverse_shell_is_a_socket_on_stdio_and_a_pipe_is_not() {
+    // Any program, whatever its name, putting a TCP socket onto stdin.
+    let e = dup2(
+        proc_named("innocent", &["innocent"]),
+        3,
+        0,
+        Some(tcp_socket(3)),
+    );
+    assert!(hits(&e).contains(&"Reverse shell".to_string()));
+    // pip running `python -c ...` with its output on a pipe: no alert.
+    let python = proc_named("python3", &["python3", "-c", "import setuptools"]);
+    let pipe = FdEntry {
+        path: "pipe:[9]".into(),
+        ..FdEntry::new(5, FdKind::Pipe)
+    };
+    assert!(!hits(&dup2(python.clone(), 5, 1, Some(pipe))).contains(&"Reverse shell".into()));
+    // A unix socket onto stdout (a supervisor's log socket) neither.
+    let unix = FdEntry::new(5, FdKind::Unix);
+    assert!(!hits(&dup2(python.clone(), 5, 1, Some(unix))).contains(&"Reverse shell".into()));
+    // Not known (a child that was gone before /proc could be read): no guess either way.
+    assert!(!hits(&dup2(python, 5, 1, None)).contains(&"Reverse shell".into()));
+    // A server (inetd, busybox httpd) handing an accepted connection to its CGI child.
+    let accepted = FdEntry {
+        local_is_server: true,
+        ..tcp_socket(3)
+    };
+    let httpd = proc_named("httpd", &["httpd"]);
+    assert!(!hits(&dup2(httpd, 3, 0, Some(accepted))).contains(&"Reverse shell".into()));
+}
+
+#[test]
+fn truncation_is_visible_in_fields() {
+    let mut p = (*proc_named("python3", &["python3", "-c", "aaaa"])).clone();
+    p.args_truncated = true;
+    let p = Arc::new(p);
+    let long = format!("/tmp/{}", "d/".repeat(100));
+    let mut e = ROOT.openat(p, vec![], &long, flags(0, &["O_RDONLY"]), 3);
+    if let EventKind::Syscall(sc) = &mut e.event.kind {
+        sc.truncated = true;
+    }
+    assert_eq!(field(&e, "evt.is_truncated"), "true");
+    assert!(field(&e, "proc.cmdline").ends_with(&format!("aaaa{TRUNCATED_MARKER}")));
+    assert!(field(&e, "proc.args").ends_with(TRUNCATED_MARKER));
+    assert!(field(&e, "fd.name").ends_with(TRUNCATED_MARKER));
+    assert!(field(&e, "evt.arg.filename").ends_with(TRUNCATED_MARKER));
+    assert!(field(&e, "evt.args").contains(TRUNCATED_MARKER));
+    // The untruncated one says so too, and carries no marker.
+    let ok = crate::tests::cat_shadow();
+    assert_eq!(field(&ok, "evt.is_truncated"), "false");
+    assert_eq!(field(&ok, "fd.name"), "/etc/shadow");
+}
+
+fn in_container(p: Arc<Process>) -> Arc<Process> {
+    Arc::new(Process {
+        cgroup_id: 7,
+        ..(*p).clone()
+    })
+}
+
+#[test]
+fn evasion_rules_fire_on_their_events() {
+    let sh = proc_named("sh", &["sh"]);
+    let cases: Vec<(&str, Enriched)> = vec![
+        (
+            "Memory made writable and executable in container",
+            ROOT.event(
+                ROOT.syscall(
+                    "mprotect",
+                    0,
+                    vec![
+                        arg("start", ArgValue::Ptr(0x7000)),
+                        arg("len", ArgValue::Int(4096)),
+                        arg("prot", flags(7, &["PROT_READ", "PROT_WRITE", "PROT_EXEC"])),
+                    ],
+                ),
+                in_container(sh.clone()),
+                vec![],
+            ),
+        ),
+        (
+            "Process renamed to look like a kernel thread or daemon",
+            ROOT.event(
+                ROOT.syscall(
+                    "prctl",
+                    0,
+                    vec![
+                        arg(
+                            "option",
+                            ArgValue::Enum {
+                                raw: 15,
+                                name: Some("PR_SET_NAME".into()),
+                            },
+                        ),
+                        arg("arg2", ArgValue::Str("kworker/0:2".into())),
+                    ],
+                ),
+                sh.clone(),
+                vec![],
+            ),
+        ),
+        (
+            "Setuid to root denied",
+            ROOT.event(
+                ROOT.syscall("setuid", -1, vec![arg("uid", ArgValue::Id(0))]),
+                sh.clone(),
+                vec![],
+            ),
+        ),
+        (
+            "Kernel module load denied",
+            ROOT.event(
+                ROOT.syscall(
+                    "finit_module",
+                    -1,
+                    vec![
+                        arg("fd", ArgValue::Fd(3)),
+                        arg("uargs", ArgValue::Str(String::new())),
+                    ],
+                ),
+                sh.clone(),
+                vec![],
+            ),
+        ),
+        (
+            "Mount denied",
+            ROOT.event(
+                ROOT.syscall(
+                    "mount",
+                    -1,
+                    vec![
+                        arg("dev_name", ArgValue::Str("proc".into())),
+                        arg("dir_name", path("/mnt")),
+                        arg("type", ArgValue::Str("proc".into())),
+                    ],
+                ),
+                in_container(sh.clone()),
+                vec![],
+            ),
+        ),
+        (
+            "Namespace change denied in container",
+            ROOT.event(
+                ROOT.syscall(
+                    "unshare",
+                    -1,
+                    vec![arg("unshare_flags", flags(0x2000_0000, &["CLONE_NEWNS"]))],
+                ),
+                in_container(sh.clone()),
+                vec![],
+            ),
+        ),
+        (
+            "io_uring ring created by unexpected process",
+            ROOT.event(
+                ROOT.syscall(
+                    "io_uring_setup",
+                    4,
+                    vec![
+                        arg("entries", ArgValue::Int(8)),
+                        arg("params", ArgValue::Ptr(1)),
+                    ],
+                ),
+                sh.clone(),
+                vec![],
+            ),
+        ),
+        (
+            "Other process memory written",
+            ROOT.event(
+                ROOT.syscall("process_vm_writev", 16, vec![arg("pid", ArgValue::Int(1))]),
+                sh.clone(),
+                vec![],
+            ),
+        ),
+    ];
+    for (rule, e) in cases {
+        let h = hits(&e);
+        assert!(h.iter().any(|r| r == rule), "{rule}: got {h:?}");
+    }
+    // A denied module load is not reported as a loaded module.
+    let denied = ROOT.event(
+        ROOT.syscall("init_module", -1, vec![arg("len", ArgValue::Int(1))]),
+        sh.clone(),
+        vec![],
+    );
+    assert!(!hits(&denied).contains(&"Kernel module load".to_string()));
+    // A daemon's own name from its own binary is not a rename to hide.
+    let sshd = ROOT.process(31, 1, "sshd", "/usr/sbin/sshd", &["sshd"]);
+    let rename = ROOT.event(
+        ROOT.syscall(
+            "prctl",
+            0,
+            vec![
+                arg(
+                    "option",
+                    ArgValue::Enum {
+                        raw: 15,
+                        name: Some("PR_SET_NAME".into()),
+                    },
+                ),
+                arg("arg2", ArgValue::Str("sshd".into())),
+            ],
+        ),
+        sshd,
+        vec![],
+    );
+    assert!(hits(&rename).is_empty(), "{:?}", hits(&rename));
+}
