@@ -222,10 +222,9 @@ impl Exit {
     }
 }
 
-/// Appended to a value the kernel captured only the beginning of (an argv, a path longer than
-/// the capture space): `proc.cmdline`, `proc.args`, `fd.name` and `evt.arg.*` end with it, so a
-/// reader (and an equality in a rule) never takes a cut value for the whole one.
-pub const TRUNCATED_MARKER: &str = "...[truncated]";
+/// Defined beside `Process`, which marks a cut argv with it (process.rs imports nothing from
+/// here).
+pub use crate::process::TRUNCATED_MARKER;
 
 /// One completed syscall: its decoded arguments and its result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Appended to a value the kernel captured only the beginning of (an argv, a path longer than
+/// the capture space): `proc.cmdline`, `proc.args`, `fd.name` and `evt.arg.*` end with it, so a
+/// reader (and an equality in a rule) never takes a cut value for the whole one.
+pub const TRUNCATED_MARKER: &str = "...[truncated]";
+
 /// What is known about one process (thread group).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Process {
@@ -72,7 +77,7 @@ fn unset_id() -> u32 {
 
 impl Process {
     /// `comm` followed by the arguments after argv[0], as Falco's `proc.cmdline` shows it;
-    /// ending with [`TRUNCATED_MARKER`](crate::event::TRUNCATED_MARKER) when argv was longer
+    /// ending with [`TRUNCATED_MARKER`] when argv was longer
     /// than what the kernel captured.
     pub fn cmdline(&self) -> String {
         let mut s = self.comm.clone();
@@ -81,7 +86,7 @@ impl Process {
             s.push_str(a);
         }
         if self.args_truncated {
-            s.push_str(crate::event::TRUNCATED_MARKER);
+            s.push_str(TRUNCATED_MARKER);
         }
         s
     }
