@@ -128,7 +128,8 @@ impl ProcessTable {
                 let cgroups = std::fs::read_to_string(proc_root.join(format!("{pid}/cgroup")))
                     .unwrap_or_default();
                 let in_container = cgroup::container_from_proc_cgroup(&cgroups).is_some();
-                p.exe_from_host = self.from_host(p.mnt_ns, in_container, p.exe_layer.is_some());
+                p.exe_from_host =
+                    self.exe_is_the_nodes(p.mnt_ns, in_container, p.exe_layer.is_some());
                 self.insert(p);
                 n += 1;
             }
@@ -140,7 +141,7 @@ impl ProcessTable {
     /// Whether an exec loaded one of the node's own files: it happened in the node's mount
     /// namespace, or (a service the init system sandboxed in a mount namespace of its own) in
     /// a host cgroup from a file not on overlayfs. A container is neither.
-    fn from_host(&self, mnt_ns: u32, in_container: bool, on_overlay: bool) -> bool {
+    fn exe_is_the_nodes(&self, mnt_ns: u32, in_container: bool, on_overlay: bool) -> bool {
         (self.cfg.host_mnt_ns != 0 && mnt_ns == self.cfg.host_mnt_ns)
             || (!on_overlay && !in_container)
     }
@@ -282,7 +283,7 @@ impl ProcessTable {
                     _ => exec.filename.clone(),
                 };
                 p.exe_requested = exec.filename.clone();
-                p.exe_from_host = self.from_host(
+                p.exe_from_host = self.exe_is_the_nodes(
                     ev.mnt_ns,
                     // The root cgroup's name is empty: a host process.
                     cgroup::container_from_path(&exec.cgroup).is_some(),

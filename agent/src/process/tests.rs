@@ -260,6 +260,7 @@ fn paths_relative_to_a_directory_fd_resolve_through_the_fd_table() {
             ],
             truncated: false,
             latency_ns: 0,
+            file: None,
         })
     };
     // open("/etc", O_DIRECTORY) = 3, then openat(3, "shadow").
