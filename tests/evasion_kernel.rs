@@ -171,6 +171,17 @@ fn evasion_binary_named_runc_in_a_container_is_not_the_runtime() {
     check(&a, "Error", &["T1611"], &[("evt.arg.type", "tmpfs")]);
 }
 
+/// A child killed when the test ends, failed or not: 9,000 threads left blocked would weigh on
+/// every test after this one.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Threads of an unprivileged user blocked in `open()` of a FIFO, as many as filled the
 /// kernel's old table of in-flight syscalls (8,192) and more.
 const BLOCKED_THREADS: usize = 9_000;
@@ -202,11 +213,14 @@ fn evasion_threads_blocked_in_syscalls_do_not_blind_the_sensor() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let mut blockers = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut blockers = Killed(
+        std::process::Command::new("python3")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let blockers = &mut blockers.0;
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(blockers.stdout.take().unwrap()),

@@ -132,7 +132,13 @@ impl SyscallDef {
         let slots = self.capture_slots();
         for (i, a) in self.args.iter().enumerate() {
             let dir_of_path = self.args.get(i + 1).is_some_and(|n| n.ty == ArgType::Path);
-            if a.ty == ArgType::Fd && !dir_of_path && spec.fd_arg == 0 {
+            // A pidfd names a process, not the file the syscall is about (pidfd_getfd's file
+            // is the target's, which the fd table knows).
+            if a.ty == ArgType::Fd
+                && !dir_of_path
+                && spec.fd_arg == 0
+                && !a.name.starts_with("pidfd")
+            {
                 spec.fd_arg = i as u8 + 1;
             }
             if a.ty == ArgType::Path && slots[i] == Some(0) {
