@@ -141,12 +141,9 @@ fn evasion_mount_through_proc_self_exe_in_a_privileged_container() {
     let a = alert(&mut agent, "Mount in container", |v| {
         field(v, "container.id") == ran.id
     });
-    check(
-        &a,
-        "Error",
-        &["T1611"],
-        &[("proc.name", "exe"), ("proc.exepath", "/bin/busybox")],
-    );
+    // The process may have renamed itself after the applet (busybox does with prctl); what
+    // the kernel loaded is the container's busybox either way.
+    check(&a, "Error", &["T1611"], &[("proc.exepath", "/bin/busybox")]);
 }
 
 #[test]

@@ -36,18 +36,35 @@ fn kernel_run_alerts_on_a_sensitive_file_read() {
     );
     assert!(alert["hostname"].as_str().is_some_and(|h| !h.is_empty()));
 
-    // A password-database reader the rules allow raises nothing.
-    let allowed = std::env::temp_dir().join("unix_chkpwd");
-    std::fs::copy("/bin/cat", &allowed).unwrap();
-    Command::new(&allowed).arg("/etc/shadow").output().unwrap();
-    let seen = agent.collect_for(Duration::from_millis(800));
+    // A password-database reader the rules allow, installed where programs are, raises
+    // nothing; the same program copied to /tmp under that name is not trusted by its name.
+    let dir = std::path::Path::new("/usr/local/sbin");
+    std::fs::create_dir_all(dir).unwrap();
+    let allowed = dir.join("unix_chkpwd");
+    let existed = allowed.exists();
+    if !existed {
+        std::fs::copy("/bin/cat", &allowed).unwrap();
+    }
+    let impostor = std::env::temp_dir().join("unix_chkpwd");
+    std::fs::copy("/bin/cat", &impostor).unwrap();
+    if !existed {
+        Command::new(&allowed).arg("/etc/shadow").output().unwrap();
+    }
+    Command::new(&impostor).arg("/etc/shadow").output().unwrap();
+    let seen = agent.collect_for(Duration::from_millis(1500)).to_vec();
+    if !existed {
+        let _ = std::fs::remove_file(&allowed);
+    }
+    let _ = std::fs::remove_file(&impostor);
+    let by = |exe: &std::path::Path| {
+        seen.iter()
+            .any(|v| v["output_fields"]["proc.exepath"] == exe.to_str().unwrap())
+    };
+    assert!(existed || !by(&allowed), "allowed reader alerted: {seen:?}");
     assert!(
-        !seen
-            .iter()
-            .any(|v| v["output_fields"]["proc.name"] == "unix_chkpwd"),
-        "allowed reader alerted: {seen:?}"
+        by(&impostor),
+        "a copy in /tmp named unix_chkpwd went unseen: {seen:?}"
     );
-    let _ = std::fs::remove_file(allowed);
 }
 
 #[test]
