@@ -237,16 +237,15 @@ fn evasion_process_renamed_like_a_kernel_thread() {
     bash_ok(
         r#"perl -e 'my $n = "kworker/0:7"; syscall(157, 15, $n) == 0 or die "prctl: $!"' osprey-rename"#,
     );
-    let a = alert(
-        &mut agent,
-        "Process renamed to look like a kernel thread or daemon",
-        |v| field(v, "evt.arg.arg2") == "kworker/0:7",
-    );
+    // Reported by "Process renamed to a system name" (the ATT&CK section's rule for T1036.004).
+    let a = alert(&mut agent, "Process renamed to a system name", |v| {
+        field(v, "thread.comm") == "kworker/0:7"
+    });
     check(
         &a,
         "Warning",
         &["T1036.004"],
-        &[("proc.name", "kworker/0:7")],
+        &[("proc.exepath", "/usr/bin/perl")],
     );
 }
 

@@ -274,7 +274,7 @@ fn attack_masquerading() {
         &a,
         "Warning",
         &["mitre_defense_evasion", "T1036.004"],
-        &[("proc.name", "perl")],
+        &[("proc.exepath", "/usr/bin/perl")],
     );
 }
 

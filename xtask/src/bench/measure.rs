@@ -317,8 +317,9 @@ pub fn engine(target: &Path, name: &str) -> Option<f64> {
 /// Kernel time of the agent's programs, from the kernel's own BPF statistics
 /// (`kernel.bpf_stats_enabled`, `run_time_ns`/`run_cnt` of each program in
 /// `/proc/PID/fdinfo`), under the default rules: per syscall no rule captures (a `getppid`
-/// loop), and per captured syscall (an `open`+`close` loop: both are captured, the open with
-/// its path walk, the close for the fd table). Entry and exit programs together.
+/// loop), and per captured syscall (an `open`+`close` loop, the open captured with its kernel
+/// path walk, the close's share taken off at the uncaptured rate). Entry and exit programs
+/// together.
 pub struct KernelCost {
     pub command: String,
     pub uncaptured_ns: f64,
@@ -381,9 +382,9 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
         let (ns, pairs) = run("getppid")?;
         let uncaptured = ns / pairs;
         let (ns, pairs) = run("open")?;
-        // N opens and N closes, both captured under the default rules (the fd table needs
-        // close); the rest (others' syscalls meanwhile) at the uncaptured rate.
-        let captured = (ns - (pairs - 2.0 * N as f64) * uncaptured) / (2.0 * N as f64);
+        // N opens (captured, with the kernel path walk) and the rest (N closes, which the
+        // default rules do not capture, and others' syscalls) at the uncaptured rate.
+        let captured = (ns - (pairs - N as f64) * uncaptured) / N as f64;
         agent.stop()?;
         Ok(KernelCost {
             command,

@@ -374,9 +374,9 @@ pub fn render(r: &Results, notes: &str) -> String {
         "Kernel time of the agent's programs as the kernel counts it (`sysctl \
          kernel.bpf_stats_enabled=1`; `run_time_ns` and `run_cnt` of its raw tracepoint \
          programs in `/proc/PID/fdinfo`), entry and exit together, under `{}`: a loop of {} \
-         `getppid` (no rule captures it) and one of {} `open`+`close` of /dev/null (both \
-         captured: the open with its kernel path walk, the close for the fd table; the figure \
-         is their average). Every syscall on the \
+         `getppid` (no rule captures it) and one of {} `open`+`close` of /dev/null (the open \
+         captured with its kernel path walk; the close's share taken off at the uncaptured \
+         rate). Every syscall on the \
          machine runs the programs meanwhile, so background work is in the averages. \
          Binary: `target/release/examples/syscall_loop`.\n",
         k.command, k.syscalls, k.syscalls
@@ -385,7 +385,7 @@ pub fn render(r: &Results, notes: &str) -> String {
         o,
         "| per syscall | kernel ns (entry + exit) | Falco, published |\n|---|---|---|\n\
          | not captured | {:.0} | about 64 per invocation idle |\n\
-         | captured (openat and close, averaged) | {:.0} | about 349 per invocation while \
+         | captured (openat, with its path walk) | {:.0} | about 349 per invocation while \
          tracing (about 700 for a captured syscall's pair) |\n",
         k.uncaptured_ns, k.captured_ns
     );
