@@ -33,15 +33,6 @@ fn run_with_perl(args: &[&str], script: &str) -> Ran {
     run(&all, script)
 }
 
-fn container_alert(
-    agent: &mut support::Agent,
-    rule: &str,
-    c: &Ran,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    alert(agent, rule, |v| field(v, "container.id") == c.id && pred(v))
-}
-
 #[test]
 fn evasion_reverse_shell_from_a_renamed_interpreter() {
     // perl renamed "updater": not an interpreter by name, not netcat. It connects out and puts

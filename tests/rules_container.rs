@@ -7,19 +7,6 @@ mod rules_support;
 mod support;
 
 use rules_support::*;
-use serde_json::Value;
-
-/// The alert of `rule` from container `c` that satisfies `pred`; checks its container fields.
-fn container_alert(
-    agent: &mut support::Agent,
-    rule: &str,
-    c: &Ran,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let a = alert(agent, rule, |v| field(v, "container.id") == c.id && pred(v));
-    assert_eq!(field(&a, "container.image.repository"), REPO, "{a}");
-    a
-}
 
 #[test]
 fn rules_container_shells() {

@@ -242,3 +242,15 @@ pub fn run(args: &[&str], script: &str) -> Ran {
             + &String::from_utf8_lossy(&out.stderr),
     }
 }
+
+/// The alert of `rule` from container `c` that satisfies `pred`; checks its container fields.
+pub fn container_alert(
+    agent: &mut Agent,
+    rule: &str,
+    c: &Ran,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let a = alert(agent, rule, |v| field(v, "container.id") == c.id && pred(v));
+    assert_eq!(field(&a, "container.image.repository"), REPO, "{a}");
+    a
+}
