@@ -413,28 +413,12 @@ fn exec_arguments(ev: &mut Event, p: &Process) {
 fn resolve_paths(ev: &mut Event, cwd: Option<&str>, fds: &FdTable) {
     const AT_FDCWD: i64 = -100;
     let tgid = ev.tgid;
-    if let EventKind::Syscall(sc) = &mut ev.kind {
-        let mut dirfd = None;
-        for a in &mut sc.args {
-            match &mut a.value {
-                ArgValue::Fd(fd) if a.name.ends_with("dfd") => dirfd = Some(*fd),
-                ArgValue::Path { raw, resolved } => {
-                    if resolved.is_none()
-                        && let Some(fd) = dirfd.filter(|fd| *fd != AT_FDCWD)
-                    {
-                        *resolved = fds::join_dirfd(fds, tgid, fd, raw);
-                    }
-                    dirfd = None;
-                }
-                _ => {}
-            }
-        }
-    }
-    let Some(cwd) = cwd else { return };
-    let join = |raw: &str| osprey_model::path::normalize(&format!("{cwd}/{raw}"));
+    let join = |raw: &str| cwd.map(|cwd| osprey_model::path::normalize(&format!("{cwd}/{raw}")));
     match &mut ev.kind {
         EventKind::Exec(exec) if !exec.filename.starts_with('/') => {
-            exec.filename = join(&exec.filename);
+            if let Some(p) = join(&exec.filename) {
+                exec.filename = p;
+            }
         }
         EventKind::Syscall(sc) => {
             let mut dirfd = None;
@@ -442,11 +426,11 @@ fn resolve_paths(ev: &mut Event, cwd: Option<&str>, fds: &FdTable) {
                 match &mut a.value {
                     ArgValue::Fd(fd) if a.name.ends_with("dfd") => dirfd = Some(*fd),
                     ArgValue::Path { raw, resolved } => {
-                        if resolved.is_none()
-                            && !raw.is_empty()
-                            && dirfd.is_none_or(|fd| fd == AT_FDCWD)
-                        {
-                            *resolved = Some(join(raw));
+                        if resolved.is_none() && !raw.is_empty() {
+                            *resolved = match dirfd.filter(|fd| *fd != AT_FDCWD) {
+                                Some(fd) => fds::join_dirfd(fds, tgid, fd, raw),
+                                None => join(raw),
+                            };
                         }
                         dirfd = None;
                     }
