@@ -489,9 +489,12 @@ impl FdTable {
         let entry = if new <= 2 {
             self.read_procfs(tgid, new)
                 .map(|mut e| {
-                    // /proc names the object; keep what the table knows of its ends.
+                    // /proc names the object; keep what the table knows of its ends. A socket
+                    // whose family /proc could not tell (the process exited between reading
+                    // the link and reading its net tables) is whatever socket the table knows.
                     if let Some(known) = self.get(tgid, old)
-                        && known.kind == e.kind
+                        && (known.kind == e.kind
+                            || e.kind == FdKind::Socket && known.kind.is_socket())
                     {
                         e = known.clone();
                     }

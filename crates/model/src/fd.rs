@@ -65,6 +65,14 @@ impl FdKind {
     pub fn is_ip(self) -> bool {
         matches!(self, FdKind::Ipv4 | FdKind::Ipv6)
     }
+
+    /// Any socket family, including one not told apart ([`FdKind::Socket`]).
+    pub fn is_socket(self) -> bool {
+        matches!(
+            self,
+            FdKind::Ipv4 | FdKind::Ipv6 | FdKind::Unix | FdKind::Netlink | FdKind::Socket
+        )
+    }
 }
 
 /// Layer-4 protocol of an IP socket.

@@ -179,6 +179,28 @@ fn a_socket_duplicated_onto_stdin_is_a_socket() {
 }
 
 #[test]
+fn a_socket_whose_family_proc_cannot_tell_stays_what_the_table_knows() {
+    // The process exits between the agent reading /proc/PID/fd/1 (a socket) and reading its
+    // net tables (gone, or without the inode): /proc says "a socket", the table knows it is the
+    // TCP connection made on fd 3. Taking /proc's answer made a reverse shell that exits right
+    // after its dup2 read as fd.type=socket (CI, evasion_pipe_onto_stdout_is_not_a_reverse_shell).
+    let root = FakeProc::new("sockrace");
+    let mut t = table(&root.0);
+    t.observe(&tcp_socket(3));
+    t.observe(&connect(3, 4444));
+    root.fd(1, "socket:[4242]");
+    let e = t.observe(&dup2(3, 1)).unwrap();
+    assert_eq!(e.kind, FdKind::Ipv4);
+    let one = t.get(PID, 1).unwrap();
+    assert_eq!(one.kind, FdKind::Ipv4, "{one:?}");
+    assert_eq!(one.remote, Some((Ipv4Addr::new(10, 0, 0, 5).into(), 4444)));
+    // A pipe is still a pipe whatever the table thought fd 3 was.
+    root.fd(2, "pipe:[9]");
+    t.observe(&dup2(3, 2));
+    assert_eq!(t.get(PID, 2).unwrap().kind, FdKind::Pipe);
+}
+
+#[test]
 fn a_pipe_the_sensor_never_saw_is_read_from_proc() {
     let root = FakeProc::new("pipe");
     let mut t = table(&root.0);
