@@ -224,8 +224,87 @@ pub struct SyscallEvent {
     /// The kernel path walk's running length while it writes (see agent-ebpf/src/path.rs);
     /// `cap_len[3]` holds the result.
     pub kpath_cursor: u32,
-    pub _pad: u32,
+    /// 0 for a syscall; for an io_uring request, [`ring`] bits and its opcode.
+    pub ring: u32,
+    /// For an io_uring request: the kernel's `struct io_kiocb` address, which joins a
+    /// submission with its completion (and is reused once the request is done).
+    pub ring_req: u64,
     pub data: [u8; DATA_BUF],
+}
+
+/// io_uring requests (agent-ebpf/src/uring.rs) travel as the syscall they stand for
+/// (`IORING_OP_OPENAT` as `openat`...), in two records: the submission, with the arguments
+/// and the captures (paths from the kernel's own copy), and the completion, with the result and
+/// the file of a descriptor it returned. Userspace joins them on `ring_req`.
+pub mod ring {
+    /// The low byte of `SyscallEvent::ring`: the `IORING_OP_*` opcode.
+    pub const OPCODE: u32 = 0xff;
+    /// A submission: arguments and captures; `ret` is `-EINPROGRESS` until the completion.
+    pub const SUBMIT: u32 = 1 << 8;
+    /// A completion: `ret` is the result and the kernel path, if any, the returned file.
+    pub const COMPLETE: u32 = 1 << 9;
+    /// The descriptor argument is an index into the ring's registered files, not a descriptor
+    /// of the process: its file is not walked.
+    pub const FIXED_FILE: u32 = 1 << 10;
+    /// The result went into a registered-file slot of the ring ("direct descriptor"), not into
+    /// the process's descriptor table.
+    pub const DIRECT: u32 = 1 << 11;
+
+    /// `-EINPROGRESS`: a submission's result until its completion says otherwise.
+    pub const IN_PROGRESS: i64 = -115;
+
+    pub const OP_SENDMSG: u8 = 9;
+    pub const OP_RECVMSG: u8 = 10;
+    pub const OP_ACCEPT: u8 = 13;
+    pub const OP_CONNECT: u8 = 16;
+    pub const OP_OPENAT: u8 = 18;
+    pub const OP_SEND: u8 = 26;
+    pub const OP_RECV: u8 = 27;
+    pub const OP_OPENAT2: u8 = 28;
+    pub const OP_SPLICE: u8 = 30;
+    pub const OP_TEE: u8 = 33;
+    pub const OP_RENAMEAT: u8 = 35;
+    pub const OP_UNLINKAT: u8 = 36;
+    pub const OP_SOCKET: u8 = 45;
+
+    /// The syscall (x86_64 number) an opcode is reported as; 0 for an opcode not reported.
+    pub const fn syscall_of(op: u8) -> u32 {
+        match op {
+            OP_OPENAT | OP_OPENAT2 => 257,
+            OP_CONNECT => 42,
+            OP_ACCEPT => 288,
+            OP_SOCKET => 41,
+            OP_SEND => 44,
+            OP_RECV => 45,
+            OP_SENDMSG => 46,
+            OP_RECVMSG => 47,
+            OP_SPLICE => 275,
+            OP_TEE => 276,
+            OP_UNLINKAT => 263,
+            OP_RENAMEAT => 316,
+            _ => 0,
+        }
+    }
+
+    /// The opcode's name, as liburing and the kernel's tracepoints spell it without `IORING_OP_`.
+    pub const fn name_of(op: u8) -> &'static str {
+        match op {
+            OP_OPENAT => "OPENAT",
+            OP_OPENAT2 => "OPENAT2",
+            OP_CONNECT => "CONNECT",
+            OP_ACCEPT => "ACCEPT",
+            OP_SOCKET => "SOCKET",
+            OP_SEND => "SEND",
+            OP_RECV => "RECV",
+            OP_SENDMSG => "SENDMSG",
+            OP_RECVMSG => "RECVMSG",
+            OP_SPLICE => "SPLICE",
+            OP_TEE => "TEE",
+            OP_UNLINKAT => "UNLINKAT",
+            OP_RENAMEAT => "RENAMEAT",
+            _ => "OTHER",
+        }
+    }
 }
 
 /// A path the kernel resolved, in `SyscallEvent::data` after the captures (length
@@ -564,6 +643,59 @@ pub struct KernelConfig {
     pub mount_mnt: u32,
     pub mount_parent: u32,
     pub mount_mountpoint: u32,
+
+    /// io_uring (agent-ebpf/src/uring.rs). `uring_ok` is 1 when the kernel's tracepoints carry
+    /// the request (`io_uring_submit_req`, or `io_uring_submit_sqe` with a `req` field; Linux
+    /// 5.19) and every offset below was found; the programs are attached only then.
+    pub uring_ok: u32,
+    /// Offsets in the submission and completion tracepoints' records (tracefs formats).
+    pub uring_submit_req: u32,
+    pub uring_submit_opcode: u32,
+    pub uring_submit_flags: u32,
+    pub uring_complete_req: u32,
+    pub uring_complete_res: u32,
+    /// `io_kiocb.cmd` (where each opcode's own struct lives), `io_kiocb.opcode`, and
+    /// `io_kiocb.cqe.fd` (the descriptor of an opcode that needs a file).
+    pub req_cmd: u32,
+    pub req_opcode: u32,
+    pub req_fd: u32,
+    /// `filename.name`: the kernel's copy of a path, made when the request was prepared.
+    pub filename_name: u32,
+    /// `io_open`: dfd, file_slot, filename, how.flags, how.mode.
+    pub open_dfd: u32,
+    pub open_file_slot: u32,
+    pub open_filename: u32,
+    pub open_flags: u32,
+    pub open_mode: u32,
+    /// `io_unlink`: dfd, flags, filename.
+    pub unlink_dfd: u32,
+    pub unlink_flags: u32,
+    pub unlink_filename: u32,
+    /// `io_rename`: old_dfd, new_dfd, oldpath, newpath, flags.
+    pub rename_old_dfd: u32,
+    pub rename_new_dfd: u32,
+    pub rename_oldpath: u32,
+    pub rename_newpath: u32,
+    pub rename_flags: u32,
+    /// `io_connect`: addr (a user pointer, read as connect(2)'s), addr_len.
+    pub connect_addr: u32,
+    pub connect_addr_len: u32,
+    /// `io_accept`: flags, file_slot.
+    pub accept_flags: u32,
+    pub accept_file_slot: u32,
+    /// `io_socket`: domain, type, protocol, file_slot.
+    pub socket_domain: u32,
+    pub socket_type: u32,
+    pub socket_protocol: u32,
+    pub socket_file_slot: u32,
+    /// `io_sr_msg`: the buffer (or msghdr) pointer, len, msg_flags.
+    pub sr_buf: u32,
+    pub sr_len: u32,
+    pub sr_msg_flags: u32,
+    /// `io_splice` (also tee's): splice_fd_in, len, flags.
+    pub splice_fd_in: u32,
+    pub splice_len: u32,
+    pub splice_flags: u32,
 }
 
 impl KernelConfig {
@@ -590,7 +722,7 @@ const _: () = assert!(core::mem::size_of::<EventHeader>() == 96);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 112);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 104);
 const _: () = assert!(EXEC_DATA_OFFSET == 120 + NAME_LEN + 2 * CGROUP_NAME_LEN);
-const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8 + 8 + 8);
+const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8 + 8 + 8 + 8);
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8 + 8 * MAX_CAPTURES);
 const _: () = assert!(core::mem::size_of::<ProfileEvent>() == 96 + 16 + 48);
 const _: () = assert!(core::mem::size_of::<ProfileScope>() == 8);

@@ -4,6 +4,8 @@
 //! - `syscall.rs`: the `raw_syscalls` pair: profiles at entry, capture of a syscall's
 //!   arguments, result and kernel-resolved file at exit;
 //! - `path.rs`: the dentry and mount walk that turns a kernel `struct path` into a path;
+//! - `uring.rs`: io_uring requests (`io_uring_submit_req`, `io_uring_complete`), reported as
+//!   the syscalls they stand for;
 //! - `profile.rs`: seccomp-like syscall profiles, decided in `sys_enter` for tasks whose cgroup
 //!   has one (allow, log, alert, kill), and syscall recording per cgroup.
 //!
@@ -17,6 +19,7 @@ mod process;
 mod profile;
 mod syscall;
 mod task;
+mod uring;
 
 #[cfg(not(test))]
 #[panic_handler]

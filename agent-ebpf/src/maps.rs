@@ -72,6 +72,11 @@ pub static SYSCALL_SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCA
 #[map]
 pub static SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
 
+/// The same for io_uring records (uring.rs), so that a completion posted while a syscall
+/// record is being built on the same CPU does not write over it.
+#[map]
+pub static URING_SCRATCH: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
+
 /// Which profile judges a cgroup's tasks, by cgroup v2 id; written by userspace as containers
 /// start. A task whose cgroup is absent pays this one lookup per syscall and nothing else.
 #[map]

@@ -22,7 +22,7 @@
 
 use agent_common::{
     DATA_MAX, DIRFD_CWD, EventKind, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec,
-    capture, counter, kpath, spec_flags, trunc,
+    capture, counter, kpath, ring, spec_flags, trunc,
 };
 use aya_ebpf::{
     helpers::{
@@ -49,7 +49,7 @@ const SOCKADDR_MAX: u32 = 128;
 const BYTES_MAX: u32 = 128;
 
 #[inline(always)]
-fn spec_for(nr: u64) -> Option<&'static SyscallSpec> {
+pub fn spec_for(nr: u64) -> Option<&'static SyscallSpec> {
     if nr >= MAX_SYSCALL_NR as u64 {
         return None;
     }
@@ -230,6 +230,8 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     ev.args[3] = read_kernel(regs, cfg.regs_args[3]);
     ev.args[4] = read_kernel(regs, cfg.regs_args[4]);
     ev.args[5] = read_kernel(regs, cfg.regs_args[5]);
+    ev.ring = 0;
+    ev.ring_req = 0;
     ev.cap_len = [0; 4];
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
@@ -248,6 +250,14 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         };
         total = capture(ev, spec, 2, total);
     }
+    resolve_and_emit(ev, spec, total);
+    Ok(())
+}
+
+/// Appends the kernel path to a record whose header and captures (`total` bytes) are written,
+/// and emits it.
+#[inline(always)]
+pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize) {
     // Through memory, so the verifier sees one unknown length here rather than one state per
     // path through the captures: every path then shares one check of the walk that follows.
     ev.header.size = total as u32;
@@ -259,7 +269,6 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     ev.header.size = size as u32;
     emit(ev, size, counter::DROP_SYSCALL);
     count(counter::SYSCALLS_EMITTED);
-    Ok(())
 }
 
 /// Appends the kernel path of the syscall's object after the captures: the file of a returned
@@ -275,7 +284,8 @@ fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize) -> usize {
         (file_obj(task, ev.ret as u64), kpath::OF_RET)
     } else if spec.fd_arg != 0 {
         let fd = arg(ev, spec.fd_arg - 1) as u32 as i32;
-        if fd < 0 {
+        // A registered file's index is not a descriptor of the process.
+        if fd < 0 || ev.ring & ring::FIXED_FILE != 0 {
             return total;
         }
         (file_obj(task, fd as u64), kpath::OF_FD_ARG)
@@ -296,6 +306,12 @@ fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize) -> usize {
     } else {
         return total;
     };
+    walk_into(ev, total, obj, of, task)
+}
+
+/// Walks `obj` into `ev.data` at `total` as the record's kernel path; returns the new total.
+#[inline(always)]
+pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, task: u64) -> usize {
     if total >= DATA_MAX {
         return total;
     }
@@ -310,7 +326,7 @@ fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize) -> usize {
 
 /// The (mount, dentry) of the file behind descriptor `fd` of `task`.
 #[inline(always)]
-fn file_obj(task: u64, fd: u64) -> Obj {
+pub fn file_obj(task: u64, fd: u64) -> Obj {
     let cfg = config();
     let file = file_of_fd(task, fd, cfg);
     path_at(file, cfg.file_path, cfg)

@@ -36,6 +36,10 @@ pub struct Metrics {
     kernel_dropped: Family<Labels, Counter>,
     /// Ring-buffer records that could not be decoded (`short`, `unknown`).
     decode_errors: Family<Labels, Counter>,
+    /// io_uring requests by how they were reported (`joined` with their completion,
+    /// `unfinished`: reported without one, `unmatched`: a completion whose submission was not
+    /// seen).
+    io_uring_requests: Family<Labels, Counter>,
     /// Items dropped by a bounded userspace queue, by queue name.
     pub queue_dropped: Family<Labels, Counter>,
     /// Rule matches by rule name.
@@ -98,6 +102,7 @@ impl Metrics {
             events: Family::default(),
             kernel_dropped: Family::default(),
             decode_errors: Family::default(),
+            io_uring_requests: Family::default(),
             queue_dropped: Family::default(),
             rule_matches: Family::default(),
             alerts: Family::default(),
@@ -138,6 +143,12 @@ impl Metrics {
             "decode_errors",
             "Ring-buffer records that could not be decoded, by reason",
             m.decode_errors.clone(),
+        );
+        r.register(
+            "io_uring_requests",
+            "io_uring requests: joined with their completion, unfinished (reported without \
+             one), unmatched (a completion whose submission was not seen)",
+            m.io_uring_requests.clone(),
         );
         r.register(
             "queue_dropped",
@@ -320,6 +331,21 @@ impl Metrics {
             decode.unknown,
             d0.unknown,
         );
+        for (outcome, now, then) in [
+            ("joined", decode.io_uring.joined, d0.io_uring.joined),
+            (
+                "unfinished",
+                decode.io_uring.unfinished,
+                d0.io_uring.unfinished,
+            ),
+            (
+                "unmatched",
+                decode.io_uring.unmatched,
+                d0.io_uring.unmatched,
+            ),
+        ] {
+            add(&self.io_uring_requests, "outcome", outcome, now, then);
+        }
         self.process_table_size.set(table.size as i64);
         if table.evictions > t0.evictions {
             self.process_table_evictions

@@ -113,6 +113,7 @@ fn cat_shadow(ts: u64) -> Vec<Event> {
                 truncated: false,
                 latency_ns: 1000,
                 file: None,
+                io_uring: None,
             }),
         ),
     ]

@@ -239,6 +239,15 @@ impl FdTable {
             }
             _ => return None,
         };
+        // A ring's registered files are not the process's descriptors: an index into them,
+        // or a result put into one of their slots, says nothing of descriptor N.
+        if sc
+            .io_uring
+            .as_ref()
+            .is_some_and(|r| r.fixed_file || r.direct)
+        {
+            return None;
+        }
         self.clock += 1;
         let tgid = ev.tgid;
         let ok = sc.ret >= 0;

@@ -177,6 +177,7 @@ fn relative_paths_resolve_against_cwd() {
         truncated: false,
         latency_ns: 0,
         file: None,
+        io_uring: None,
     });
     // chdir's path is named "filename" in the kernel; the table looks at the first path.
     t.observe(ev(40, 2, chdir));
@@ -201,6 +202,7 @@ fn relative_paths_resolve_against_cwd() {
         truncated: false,
         latency_ns: 0,
         file: None,
+        io_uring: None,
     });
     let en = t.observe(ev(40, 3, open));
     let EventKind::Syscall(sc) = &en.event.kind else {
@@ -261,6 +263,7 @@ fn paths_relative_to_a_directory_fd_resolve_through_the_fd_table() {
             truncated: false,
             latency_ns: 0,
             file: None,
+            io_uring: None,
         })
     };
     // open("/etc", O_DIRECTORY) = 3, then openat(3, "shadow").

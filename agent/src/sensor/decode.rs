@@ -11,15 +11,18 @@ use std::{
 use agent_common::{
     CGROUP_NAME_LEN, DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExecEvent,
     ExitEvent, ForkEvent, NAME_LEN, ProfileEvent, SYSCALL_DATA_OFFSET, SyscallEvent, exe_flags,
-    fork_flags, kpath, taken, trunc,
+    fork_flags, kpath, ring, taken, trunc,
 };
 use std::mem::offset_of;
 
 use osprey_model::syscalls::flags::{OPEN_BITS, SOCK_FLAGS, SOCKET_TYPES};
 
-use super::syscalls::{self, ArgType};
+use super::{
+    ring::{RingJoin, RingStats, ring_bits},
+    syscalls::{self, ArgType},
+};
 use osprey_model::event::{
-    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, KernelFile,
+    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, IoUring, KernelFile,
     KernelFileOf, ProfileVerdict, SockAddr, Syscall,
 };
 
@@ -46,13 +49,17 @@ pub struct DecodeStats {
     pub decoded: u64,
     pub short: u64,
     pub unknown: u64,
+    /// io_uring submissions joined with their completions (super::ring).
+    pub io_uring: RingStats,
 }
 
-/// Turns records into events; holds the boot-time offset for wall-clock times.
+/// Turns records into events; holds the boot-time offset for wall-clock times, and the
+/// io_uring requests waiting for their completion.
 #[derive(Debug)]
 pub struct Decoder {
     boot_wall_ns: u64,
     pub stats: DecodeStats,
+    ring: RingJoin,
 }
 
 fn read<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
@@ -163,7 +170,29 @@ impl Decoder {
         Self {
             boot_wall_ns,
             stats: DecodeStats::default(),
+            ring: RingJoin::default(),
         }
+    }
+
+    /// Decodes one record into `out`: none, one, or (for an io_uring completion that ends
+    /// requests held past the bound) several events. An io_uring submission waits for its
+    /// completion.
+    pub fn decode_into(&mut self, rec: &[u8], out: &mut Vec<Event>) {
+        if ring_bits(rec) == 0 {
+            out.extend(self.decode(rec));
+            return;
+        }
+        let mut ready = Vec::new();
+        self.ring.push(rec, &mut ready);
+        self.stats.io_uring = self.ring.stats;
+        for r in ready {
+            out.extend(self.decode(&r));
+        }
+    }
+
+    /// io_uring requests waiting for their completion.
+    pub fn io_uring_pending(&self) -> usize {
+        self.ring.pending()
     }
 
     /// Decodes one record, counting what fails.
@@ -303,6 +332,7 @@ impl Decoder {
         let kflags = u32_at(rec, offset_of!(SyscallEvent, kpath_flags));
         let kmagic = u32_at(rec, offset_of!(SyscallEvent, kpath_magic));
         let kino = u64_at(rec, offset_of!(SyscallEvent, kpath_ino));
+        let ring_bits = u32_at(rec, offset_of!(SyscallEvent, ring));
         let args_off = offset_of!(SyscallEvent, args);
         let raw: Vec<u64> = (0..6).map(|i| u64_at(rec, args_off + 8 * i)).collect();
         let cap_off = offset_of!(SyscallEvent, cap_len);
@@ -367,6 +397,11 @@ impl Decoder {
                 != 0,
             latency_ns: 0,
             file,
+            io_uring: (ring_bits != 0).then(|| IoUring {
+                op: Cow::Borrowed(ring::name_of((ring_bits & ring::OPCODE) as u8)),
+                fixed_file: ring_bits & ring::FIXED_FILE != 0,
+                direct: ring_bits & ring::DIRECT != 0,
+            }),
         })
     }
 }
@@ -787,7 +822,8 @@ mod tests {
             DecodeStats {
                 decoded: 0,
                 short: 2,
-                unknown: 2
+                unknown: 2,
+                io_uring: RingStats::default(),
             }
         );
         // Every prefix of a valid record decodes or is rejected, never panics.

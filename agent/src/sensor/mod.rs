@@ -8,6 +8,7 @@
 pub mod btf;
 pub mod decode;
 pub mod profile;
+pub mod ring;
 pub mod syscalls;
 pub mod tracefs;
 
@@ -139,6 +140,8 @@ pub struct Sensor {
     ring: Option<RingBuf<MapData>>,
     current: Vec<SyscallSpec>,
     kernel: String,
+    /// The io_uring submission tracepoint, when io_uring requests are reported.
+    uring_submit: Option<&'static str>,
 }
 
 /// Checks the effective capabilities the sensor needs and names the missing ones.
@@ -225,13 +228,15 @@ pub struct Feature {
 #[derive(Clone, Debug)]
 pub struct KernelReport {
     pub release: String,
+    /// The io_uring submission tracepoint, when this kernel's requests can be reported.
+    pub uring_submit: Option<&'static str>,
     pub config: KernelConfig,
     pub offsets: Vec<Offset>,
     pub features: Vec<Feature>,
 }
 
 /// Features whose absence is a documented degradation rather than a reason not to start.
-pub const OPTIONAL_FEATURES: &[&str] = &["exit_group_dead", "overlayfs_btf"];
+pub const OPTIONAL_FEATURES: &[&str] = &["exit_group_dead", "overlayfs_btf", "io_uring_ops"];
 
 /// The environment variable that makes the agent look up another member name instead of one
 /// it needs: `OSPREY_BTF_RENAME=task_struct.cred=no_such_field[,...]`. For testing what a
@@ -320,6 +325,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         m("kernfs_node", "parent")?
     };
     let ovl_ok = ovl.as_ref().ok().copied();
+    let uring = uring_offsets(&btf, tracefs, &m, &field);
     let config = KernelConfig {
         ready: 1,
         agent_tgid: std::process::id(),
@@ -383,6 +389,23 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         mount_mnt: m("mount", "mnt")?,
         mount_parent: m("mount", "mnt_parent")?,
         mount_mountpoint: m("mount", "mnt_mountpoint")?,
+        ..KernelConfig::ZERO
+    };
+    let mut config = config;
+    let uring_submit = uring.as_ref().ok().map(|u| u.submit_tracepoint);
+    let uring_detail = match uring {
+        Ok(u) => {
+            u.apply(&mut config);
+            format!(
+                "io_uring requests reported as the syscalls they stand for (tracepoint \
+                 io_uring:{})",
+                u.submit_tracepoint
+            )
+        }
+        Err(why) => format!(
+            "io_uring operations are not reported ({why}); io_uring_setup and io_uring_enter \
+             still are"
+        ),
     };
 
     let release = kernel_release();
@@ -458,6 +481,11 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         },
     });
     features.push(Feature {
+        name: "io_uring_ops",
+        available: config.uring_ok == 1,
+        detail: uring_detail,
+    });
+    features.push(Feature {
         name: "kernfs_parent",
         available: true,
         detail: if btf.member_offset("kernfs_node", "__parent").is_ok() {
@@ -468,9 +496,135 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
     });
     Ok(KernelReport {
         release,
+        uring_submit,
         config,
         offsets: offsets.into_inner(),
         features,
+    })
+}
+
+/// Where io_uring's requests are read from on this kernel.
+struct UringOffsets {
+    submit_tracepoint: &'static str,
+    values: KernelConfig,
+}
+
+impl UringOffsets {
+    fn apply(&self, c: &mut KernelConfig) {
+        let v = &self.values;
+        c.uring_ok = 1;
+        c.uring_submit_req = v.uring_submit_req;
+        c.uring_submit_opcode = v.uring_submit_opcode;
+        c.uring_submit_flags = v.uring_submit_flags;
+        c.uring_complete_req = v.uring_complete_req;
+        c.uring_complete_res = v.uring_complete_res;
+        c.req_cmd = v.req_cmd;
+        c.req_opcode = v.req_opcode;
+        c.req_fd = v.req_fd;
+        c.filename_name = v.filename_name;
+        c.open_dfd = v.open_dfd;
+        c.open_file_slot = v.open_file_slot;
+        c.open_filename = v.open_filename;
+        c.open_flags = v.open_flags;
+        c.open_mode = v.open_mode;
+        c.unlink_dfd = v.unlink_dfd;
+        c.unlink_flags = v.unlink_flags;
+        c.unlink_filename = v.unlink_filename;
+        c.rename_old_dfd = v.rename_old_dfd;
+        c.rename_new_dfd = v.rename_new_dfd;
+        c.rename_oldpath = v.rename_oldpath;
+        c.rename_newpath = v.rename_newpath;
+        c.rename_flags = v.rename_flags;
+        c.connect_addr = v.connect_addr;
+        c.connect_addr_len = v.connect_addr_len;
+        c.accept_flags = v.accept_flags;
+        c.accept_file_slot = v.accept_file_slot;
+        c.socket_domain = v.socket_domain;
+        c.socket_type = v.socket_type;
+        c.socket_protocol = v.socket_protocol;
+        c.socket_file_slot = v.socket_file_slot;
+        c.sr_buf = v.sr_buf;
+        c.sr_len = v.sr_len;
+        c.sr_msg_flags = v.sr_msg_flags;
+        c.splice_fd_in = v.splice_fd_in;
+        c.splice_len = v.splice_len;
+        c.splice_flags = v.splice_flags;
+    }
+}
+
+/// The tracepoint fields and BTF members io_uring reporting needs, or why it cannot be done
+/// here (Linux 5.10's tracepoints carry no request; io_uring compiled out).
+fn uring_offsets(
+    btf: &btf::Btf,
+    tracefs: &Path,
+    m: &dyn Fn(&str, &str) -> Result<u32, btf::BtfError>,
+    field: &dyn Fn(&str, &tracefs::Format, &str) -> Option<u32>,
+) -> Result<UringOffsets, String> {
+    // Renamed from io_uring_submit_sqe in Linux 6.4; both carry the request since 5.19.
+    let (submit_tp, submit) = ["io_uring_submit_req", "io_uring_submit_sqe"]
+        .into_iter()
+        .find_map(|tp| {
+            tracefs::Format::read(tracefs, "io_uring", tp)
+                .ok()
+                .map(|f| (tp, f))
+        })
+        .ok_or("no io_uring submission tracepoint")?;
+    let complete = tracefs::Format::read(tracefs, "io_uring", "io_uring_complete")
+        .map_err(|_| "no io_uring_complete tracepoint".to_string())?;
+    let tp_field = |tp: &str, f: &tracefs::Format, name: &str| {
+        field(tp, f, name).ok_or(format!(
+            "tracepoint io_uring:{tp} has no `{name}` field (before Linux 5.19)"
+        ))
+    };
+    let mut v = KernelConfig::ZERO;
+    v.uring_submit_req = tp_field(submit_tp, &submit, "req")?;
+    v.uring_submit_opcode = tp_field(submit_tp, &submit, "opcode")?;
+    v.uring_submit_flags = tp_field(submit_tp, &submit, "flags")?;
+    v.uring_complete_req = tp_field("io_uring_complete", &complete, "req")?;
+    v.uring_complete_res = tp_field("io_uring_complete", &complete, "res")?;
+    let b = |s: &str, p: &str| m(s, p).map_err(|e| e.to_string());
+    // The opcode structs live in io_uring/*.c; BTF has them when the kernel has io_uring.
+    if btf.member_offset("io_kiocb", "cmd").is_err() {
+        return Err("no io_kiocb.cmd in BTF (io_uring before Linux 6.0)".into());
+    }
+    v.req_cmd = b("io_kiocb", "cmd")?;
+    v.req_opcode = b("io_kiocb", "opcode")?;
+    v.req_fd = b("io_kiocb", "cqe.fd")?;
+    v.filename_name = b("filename", "name")?;
+    v.open_dfd = b("io_open", "dfd")?;
+    v.open_file_slot = b("io_open", "file_slot")?;
+    v.open_filename = b("io_open", "filename")?;
+    v.open_flags = b("io_open", "how.flags")?;
+    v.open_mode = b("io_open", "how.mode")?;
+    v.unlink_dfd = b("io_unlink", "dfd")?;
+    v.unlink_flags = b("io_unlink", "flags")?;
+    v.unlink_filename = b("io_unlink", "filename")?;
+    v.rename_old_dfd = b("io_rename", "old_dfd")?;
+    v.rename_new_dfd = b("io_rename", "new_dfd")?;
+    v.rename_oldpath = b("io_rename", "oldpath")?;
+    v.rename_newpath = b("io_rename", "newpath")?;
+    v.rename_flags = b("io_rename", "flags")?;
+    v.connect_addr = b("io_connect", "addr")?;
+    v.connect_addr_len = b("io_connect", "addr_len")?;
+    v.accept_flags = b("io_accept", "flags")?;
+    v.accept_file_slot = b("io_accept", "file_slot")?;
+    v.socket_domain = b("io_socket", "domain")?;
+    v.socket_type = b("io_socket", "type")?;
+    v.socket_protocol = b("io_socket", "protocol")?;
+    v.socket_file_slot = b("io_socket", "file_slot")?;
+    v.sr_buf = b("io_sr_msg", "buf")?;
+    v.sr_len = b("io_sr_msg", "len")?;
+    v.sr_msg_flags = b("io_sr_msg", "msg_flags")?;
+    v.splice_fd_in = b("io_splice", "splice_fd_in")?;
+    v.splice_len = b("io_splice", "len")?;
+    v.splice_flags = b("io_splice", "flags")?;
+    Ok(UringOffsets {
+        submit_tracepoint: if submit_tp == "io_uring_submit_req" {
+            "io_uring_submit_req"
+        } else {
+            "io_uring_submit_sqe"
+        },
+        values: v,
     })
 }
 
@@ -524,6 +678,7 @@ impl Sensor {
             ring: Some(ring),
             current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
             kernel,
+            uring_submit: report.uring_submit,
         };
         if !cfg.inert {
             sensor.set_interest(&cfg.syscalls)?;
@@ -545,6 +700,22 @@ impl Sensor {
             let wrap = |source| SensorError::Program { program, source };
             prog.load().map_err(wrap)?;
             prog.attach(category, program).map_err(wrap)?;
+        }
+        // io_uring, where the kernel's tracepoints carry the request (uring.rs): completions
+        // first, so that a request seen submitted always finds its completion program.
+        if let Some(submit) = self.uring_submit {
+            for (program, tp) in [
+                ("io_uring_complete", "io_uring_complete"),
+                ("io_uring_submit", submit),
+            ] {
+                let prog: &mut TracePoint = ebpf
+                    .program_mut(program)
+                    .and_then(|p| p.try_into().ok())
+                    .ok_or(SensorError::NoObject)?;
+                let wrap = |source| SensorError::Program { program, source };
+                prog.load().map_err(wrap)?;
+                prog.attach("io_uring", tp).map_err(wrap)?;
+            }
         }
         // Exits before entries: a syscall seen at entry always finds its exit program.
         for program in ["sched_process_fork", "sys_exit", "sys_enter"] {
@@ -719,9 +890,7 @@ impl EventReader {
         let mut n = 0;
         while n < max {
             let Some(item) = ring.next() else { break };
-            if let Some(ev) = self.decoder.decode(&item) {
-                out.push(ev);
-            }
+            self.decoder.decode_into(&item, out);
             n += 1;
         }
         n

@@ -93,6 +93,7 @@ impl Scene {
             truncated: false,
             latency_ns: self.latency_ns,
             file: None,
+            io_uring: None,
         })
     }
 

@@ -247,6 +247,25 @@ pub struct Syscall {
     /// directory a relative path starts from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<KernelFile>,
+    /// Set for an operation an io_uring ring submitted rather than a syscall; the event reads
+    /// as the syscall it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_uring: Option<IoUring>,
+}
+
+/// What an io_uring operation reported as a syscall adds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoUring {
+    /// The opcode without `IORING_OP_` (`OPENAT`, `CONNECT`...).
+    pub op: Cow<'static, str>,
+    /// The descriptor argument is an index into the ring's registered files, not one of the
+    /// process's descriptors.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_file: bool,
+    /// The result went into a registered-file slot of the ring ("direct descriptor"): a
+    /// result of 0 is success, not descriptor 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
 }
 
 impl Syscall {

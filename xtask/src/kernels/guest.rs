@@ -25,6 +25,9 @@ pub struct Expect {
     pub output_has: Option<&'static str>,
     /// The action's exit status, when it is not 0.
     pub status: i32,
+    /// The oldest kernel (major, minor) on which the alert is expected; on older ones the
+    /// action must run, and the agent must have said at start-up what it cannot see.
+    pub since: Option<(u32, u32)>,
 }
 
 /// The battery; guest.sh runs the actions in this order.
@@ -34,42 +37,49 @@ pub const EXPECTED: &[Expect] = &[
         rule: "Read sensitive file",
         output_has: Some("file=/etc/shadow"),
         status: 0,
+        since: None,
     },
     Expect {
         action: "ptrace",
         rule: "PTRACE attached to process",
         output_has: Some("request=PTRACE_ATTACH"),
         status: 0,
+        since: None,
     },
     Expect {
         action: "memfd_exec",
         rule: "Fileless execution via memfd",
         output_has: None,
         status: 0,
+        since: None,
     },
     Expect {
         action: "user_namespace",
         rule: "Namespace change by unexpected process",
         output_has: Some("CLONE_NEWUSER"),
         status: 0,
+        since: None,
     },
     Expect {
         action: "module_load",
         rule: "Kernel module load",
         output_has: Some("syscall=init_module"),
         status: 0,
+        since: None,
     },
     Expect {
         action: "setuid_bit",
         rule: "Set setuid or setgid bit",
         output_has: Some("file=/tmp/suid"),
         status: 0,
+        since: None,
     },
     Expect {
         action: "dev_shm_exec",
         rule: "Execution from /dev/shm",
         output_has: Some("exe=/dev/shm/true"),
         status: 0,
+        since: None,
     },
     Expect {
         action: "profile_kill",
@@ -77,8 +87,26 @@ pub const EXPECTED: &[Expect] = &[
         output_has: Some("killed"),
         // SIGKILL from the kernel: the shell reports 128 + 9.
         status: 137,
+        since: None,
+    },
+    Expect {
+        action: "io_uring_read",
+        rule: "Read sensitive file",
+        output_has: Some("process=uring"),
+        status: 0,
+        // The io_uring tracepoints carry the request since 5.19; 5.10's agent reports the
+        // io_uring_ops feature missing.
+        since: Some((5, 19)),
     },
 ];
+
+/// `(major, minor)` of a release string (`6.1.0-40-cloud-amd64`).
+fn version(release: &str) -> (u32, u32) {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
 
 /// Event kinds the agent must have counted (`osprey_events_total{kind=...}` > 0): the process
 /// lifecycle and a captured syscall (syscalls are counted by name).
@@ -257,6 +285,22 @@ pub fn judge(console: &[String], seconds: f64) -> Outcome {
                 failures.push(format!("action {} did not run", e.action));
                 continue;
             }
+            if let Some(since) = e.since
+                && version(&uname) < since
+            {
+                if e.action == "io_uring_read"
+                    && !agent_log
+                        .iter()
+                        .any(|l| l.contains("io_uring operations are not reported"))
+                {
+                    failures.push(format!(
+                        "action {}: kernel {uname} is older than {}.{}, and the agent did not \
+                         say that io_uring operations are not reported",
+                        e.action, since.0, since.1
+                    ));
+                }
+                continue;
+            }
             let matching: Vec<&Value> = alerts
                 .iter()
                 .filter(|a| a["rule"].as_str() == Some(e.rule))
@@ -373,6 +417,9 @@ mod tests {
         text.push_str(
             "@@end alerts\n@@begin agent\n{\"fields\":{\"message\":\"kernel features\"}}\n",
         );
+        text.push_str(
+            "{\"level\":\"WARN\",\"fields\":{\"message\":\"io_uring operations are not reported (no req)\"}}\n",
+        );
         text.push_str("{\"fields\":{\"decode\":\"DecodeStats { decoded: 9, short: 0, unknown: 0 }\",\"message\":\"stopped\"}}\n");
         text.push_str(
             "@@end agent\n@@begin dmesg\n[0.1] hello\n@@end dmesg\n@@tainted 0\n@@done\n",
@@ -380,7 +427,32 @@ mod tests {
         let ok = judge(&lines(&text), 1.0);
         assert!(ok.failures.is_empty(), "{:?}", ok.failures);
         assert_eq!(ok.uname, "5.10.0-46-cloud-amd64");
-        assert_eq!(ok.alerts_seen.len(), EXPECTED.len());
+        let mut rules: Vec<&str> = EXPECTED.iter().map(|e| e.rule).collect();
+        rules.sort();
+        rules.dedup();
+        assert_eq!(ok.alerts_seen.len(), rules.len());
+
+        // A kernel older than an expectation's: the agent must have said what it cannot see.
+        let silent = text.replace("io_uring operations are not reported", "something else");
+        let bad = judge(&lines(&silent), 1.0);
+        assert!(
+            bad.failures.iter().any(|f| f.contains("io_uring_read")),
+            "{:?}",
+            bad.failures
+        );
+        // On a newer kernel the alert itself is expected.
+        let newer = text
+            .replace(
+                "@@uname 5.10.0-46-cloud-amd64",
+                "@@uname 6.1.0-40-cloud-amd64",
+            )
+            .replace("process=uring", "process=cat");
+        let bad = judge(&lines(&newer), 1.0);
+        assert!(
+            bad.failures.iter().any(|f| f.contains("io_uring_read")),
+            "{:?}",
+            bad.failures
+        );
 
         let warned = text.replace(
             "[0.1] hello",

@@ -83,7 +83,7 @@ pub fn run_with(env: &Env, args: &Args) -> Result<()> {
             .collect::<Result<_>>()?
     };
 
-    proc::step("kernel matrix: building osprey and the actions example (release)");
+    proc::step("kernel matrix: building osprey and the actions and uring examples (release)");
     proc::run(
         // The default members, as `cargo test --release` builds them: the same features, so
         // after the tests this is a no-op.
@@ -94,8 +94,10 @@ pub fn run_with(env: &Env, args: &Args) -> Result<()> {
             "osprey",
             "--example",
             "actions",
+            "--example",
+            "uring",
         ]),
-        "cargo build --release --bin osprey --example actions",
+        "cargo build --release --bin osprey --example actions --example uring",
     )?;
     let release = env.target_dir().join("release");
 
@@ -255,6 +257,7 @@ fn build_initramfs(
     t.file("/init", GUEST_INIT.as_bytes().to_vec(), 0o755);
     t.binary_with_libs("/osprey", &release.join("osprey"))?;
     t.binary_with_libs("/actions", &release.join("examples/actions"))?;
+    t.binary_with_libs("/uring", &release.join("examples/uring"))?;
     t.copy(
         "/etc/osprey/osprey_rules.yaml",
         &root.join("rules/osprey_rules.yaml"),

@@ -36,6 +36,7 @@ fn sc(name: &'static str, ret: i64, args: Vec<(&'static str, ArgValue)>) -> Even
             truncated: false,
             latency_ns: 0,
             file: None,
+            io_uring: None,
         }),
     }
 }

@@ -130,6 +130,21 @@ pub(super) const FIELDS: &[FieldDef] = &[
         },
     ),
     FieldDef::new(
+        "evt.is_io_uring",
+        T::Bool,
+        "Osprey: the operation was submitted through an io_uring ring rather than made as a syscall; it reads as the syscall it stands for (IORING_OP_OPENAT as openat, CONNECT as connect...), with the path as the kernel copied it and the result of its completion.",
+        |c, _| Some(Val::Bool(c.sc.is_some_and(|sc| sc.io_uring.is_some()))),
+    ),
+    FieldDef::new(
+        "evt.io_uring_op",
+        T::Charbuf,
+        "Osprey: the io_uring opcode of an operation a ring submitted, without IORING_OP_ (OPENAT, OPENAT2, CONNECT, ACCEPT, SOCKET, SEND, RECV, SENDMSG, RECVMSG, SPLICE, TEE, UNLINKAT, RENAMEAT); unset for a syscall. A request on a registered file, or one whose result went into a registered slot, leaves the fd.* fields unset: those numbers are not the process's descriptors.",
+        |c, _| {
+            c.sc.and_then(|sc| sc.io_uring.as_ref())
+                .map(|r| Val::Str(Cow::Borrowed(&*r.op)))
+        },
+    ),
+    FieldDef::new(
         "evt.dir",
         T::Charbuf,
         "Deprecated: always '<' (Osprey only sees completed syscalls).",

@@ -1,0 +1,298 @@
+//! File and network operations done through an io_uring ring instead of syscalls, for the
+//! tests of what Osprey sees of a ring (tests/evasion_kernel.rs). No liburing: the ring is set
+//! up with `io_uring_setup`, its queues mapped, one request submitted and its completion read.
+//!
+//! ```text
+//! uring open PATH          IORING_OP_OPENAT of PATH for reading (relative to the cwd)
+//! uring openat DIR NAME    open(2) DIR, then IORING_OP_OPENAT of NAME relative to it
+//! uring connect IP PORT    socket(2), then IORING_OP_CONNECT to IP:PORT (IPv4)
+//! uring unlink PATH        IORING_OP_UNLINKAT
+//! uring rename OLD NEW     IORING_OP_RENAMEAT
+//! ```
+//!
+//! `uring --sqpoll ...` sets the ring up with a kernel submission thread (`IORING_SETUP_SQPOLL`):
+//! the request is picked up by that thread, not by a syscall of the process.
+//!
+//! Prints `result N` (the completion's result) and exits 0 when N >= 0.
+
+use std::{ffi::CString, net::Ipv4Addr, ptr};
+
+const SYS_IO_URING_SETUP: libc::c_long = 425;
+const SYS_IO_URING_ENTER: libc::c_long = 426;
+const IORING_ENTER_GETEVENTS: u32 = 1;
+const IORING_ENTER_SQ_WAKEUP: u32 = 2;
+const IORING_SETUP_SQPOLL: u32 = 2;
+const IORING_OFF_SQ_RING: i64 = 0;
+const IORING_OFF_CQ_RING: i64 = 0x800_0000;
+const IORING_OFF_SQES: i64 = 0x1000_0000;
+
+const OP_CONNECT: u8 = 16;
+const OP_OPENAT: u8 = 18;
+const OP_RENAMEAT: u8 = 35;
+const OP_UNLINKAT: u8 = 36;
+
+#[repr(C)]
+#[derive(Default)]
+struct SqOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    flags: u32,
+    dropped: u32,
+    array: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CqOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    overflow: u32,
+    cqes: u32,
+    flags: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Params {
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: u32,
+    sq_thread_cpu: u32,
+    sq_thread_idle: u32,
+    features: u32,
+    wq_fd: u32,
+    resv: [u32; 3],
+    sq_off: SqOffsets,
+    cq_off: CqOffsets,
+}
+
+/// `struct io_uring_sqe` (64 bytes), the members these operations use.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct Sqe {
+    opcode: u8,
+    flags: u8,
+    ioprio: u16,
+    fd: i32,
+    off: u64,
+    addr: u64,
+    len: u32,
+    op_flags: u32,
+    user_data: u64,
+    buf_index: u16,
+    personality: u16,
+    file_index: i32,
+    addr3: u64,
+    pad: u64,
+}
+
+const _: () = assert!(size_of::<Sqe>() == 64 && size_of::<Params>() == 120);
+
+fn fail(what: &str) -> ! {
+    eprintln!("uring: {what}: {}", std::io::Error::last_os_error());
+    std::process::exit(2);
+}
+
+fn map(fd: i32, len: usize, off: i64) -> *mut u8 {
+    // SAFETY: a shared mapping of the ring's memory at the offset the kernel defines.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd,
+            off,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        fail("mmap");
+    }
+    p.cast()
+}
+
+/// Submits one request on a fresh ring and waits for its completion; returns the result.
+fn submit(sqe: Sqe, sqpoll: bool) -> i32 {
+    let mut p = Params {
+        flags: if sqpoll { IORING_SETUP_SQPOLL } else { 0 },
+        sq_thread_idle: 1000,
+        ..Params::default()
+    };
+    // SAFETY: io_uring_setup writes the params struct we own.
+    let fd = unsafe { libc::syscall(SYS_IO_URING_SETUP, 4u32, &mut p as *mut Params) } as i32;
+    if fd < 0 {
+        fail("io_uring_setup");
+    }
+    let sq_len = p.sq_off.array as usize + p.sq_entries as usize * 4;
+    let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * 16;
+    let sq = map(fd, sq_len, IORING_OFF_SQ_RING);
+    let cq = map(fd, cq_len, IORING_OFF_CQ_RING);
+    let sqes = map(fd, p.sq_entries as usize * 64, IORING_OFF_SQES).cast::<Sqe>();
+    // SAFETY: offsets and sizes from the kernel's params; one request in a ring of four.
+    unsafe {
+        let at = |base: *mut u8, off: u32| base.add(off as usize).cast::<u32>();
+        let tail = ptr::read_volatile(at(sq, p.sq_off.tail));
+        let idx = tail & ptr::read_volatile(at(sq, p.sq_off.ring_mask));
+        ptr::write(sqes.add(idx as usize), sqe);
+        ptr::write_volatile(at(sq, p.sq_off.array).add(idx as usize), idx);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        ptr::write_volatile(at(sq, p.sq_off.tail), tail.wrapping_add(1));
+        // With a submission thread, the request is the thread's to pick up: this call only
+        // wakes it if it sleeps and waits for the completion.
+        let n = libc::syscall(
+            SYS_IO_URING_ENTER,
+            fd,
+            if sqpoll { 0u32 } else { 1u32 },
+            1u32,
+            IORING_ENTER_GETEVENTS | if sqpoll { IORING_ENTER_SQ_WAKEUP } else { 0 },
+            ptr::null::<u8>(),
+            0usize,
+        );
+        if n < 0 {
+            fail("io_uring_enter");
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        let head = ptr::read_volatile(at(cq, p.cq_off.head));
+        let ctail = ptr::read_volatile(at(cq, p.cq_off.tail));
+        if head == ctail {
+            eprintln!("uring: no completion");
+            std::process::exit(2);
+        }
+        let cidx = head & ptr::read_volatile(at(cq, p.cq_off.ring_mask));
+        let cqe = cq.add(p.cq_off.cqes as usize + cidx as usize * 16);
+        let res = ptr::read_volatile(cqe.add(8).cast::<i32>());
+        ptr::write_volatile(at(cq, p.cq_off.head), head.wrapping_add(1));
+        res
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| {
+        eprintln!("uring: a NUL in {s:?}");
+        std::process::exit(2)
+    })
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let sqpoll = args.first().is_some_and(|a| a == "--sqpoll");
+    if sqpoll {
+        args.remove(0);
+    }
+    let a = |i: usize| -> &str {
+        args.get(i).map(String::as_str).unwrap_or_else(|| {
+            eprintln!(
+                "usage: uring [--sqpoll] open PATH | openat DIR NAME | connect IP PORT | unlink PATH \
+                 | rename OLD NEW"
+            );
+            std::process::exit(2)
+        })
+    };
+    let res = match a(0) {
+        "open" => {
+            let path = cstr(a(1));
+            submit(
+                Sqe {
+                    opcode: OP_OPENAT,
+                    fd: libc::AT_FDCWD,
+                    addr: path.as_ptr() as u64,
+                    op_flags: libc::O_RDONLY as u32,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            )
+        }
+        "openat" => {
+            let dir = cstr(a(1));
+            // SAFETY: a valid NUL-terminated path.
+            let dfd = unsafe { libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+            if dfd < 0 {
+                fail("open the directory");
+            }
+            let name = cstr(a(2));
+            submit(
+                Sqe {
+                    opcode: OP_OPENAT,
+                    fd: dfd,
+                    addr: name.as_ptr() as u64,
+                    op_flags: libc::O_RDONLY as u32,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            )
+        }
+        "connect" => {
+            let ip: Ipv4Addr = a(1).parse().unwrap_or_else(|_| {
+                eprintln!("uring: not an IPv4 address: {}", a(1));
+                std::process::exit(2)
+            });
+            let port: u16 = a(2).parse().unwrap_or_else(|_| {
+                eprintln!("uring: not a port: {}", a(2));
+                std::process::exit(2)
+            });
+            // SAFETY: plain socket(2).
+            let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+            if s < 0 {
+                fail("socket");
+            }
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(ip).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            submit(
+                Sqe {
+                    opcode: OP_CONNECT,
+                    fd: s,
+                    addr: &sa as *const libc::sockaddr_in as u64,
+                    off: size_of::<libc::sockaddr_in>() as u64,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            )
+        }
+        "unlink" => {
+            let path = cstr(a(1));
+            submit(
+                Sqe {
+                    opcode: OP_UNLINKAT,
+                    fd: libc::AT_FDCWD,
+                    addr: path.as_ptr() as u64,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            )
+        }
+        "rename" => {
+            let (old, new) = (cstr(a(1)), cstr(a(2)));
+            submit(
+                Sqe {
+                    opcode: OP_RENAMEAT,
+                    fd: libc::AT_FDCWD,
+                    addr: old.as_ptr() as u64,
+                    len: libc::AT_FDCWD as u32,
+                    off: new.as_ptr() as u64,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            )
+        }
+        other => {
+            eprintln!("uring: unknown operation {other}");
+            std::process::exit(2)
+        }
+    };
+    println!("result {res}");
+    std::process::exit(if res >= 0 { 0 } else { 1 });
+}
