@@ -717,3 +717,75 @@ fn kernel_profile_changes_live_alert_then_kill_then_removed() {
         "no verdict once the profile is gone"
     );
 }
+
+/// Whether the agent `pid` holds a link of `sys_enter` (its bpf-link fds name the tracepoint
+/// in /proc fdinfo).
+fn entry_hook_attached(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+        .any(|fd| {
+            std::fs::read_to_string(fd.path()).is_ok_and(|info| {
+                info.lines().any(|l| {
+                    l.strip_prefix("tp_name:")
+                        .is_some_and(|v| v.trim() == "sys_enter")
+                })
+            })
+        })
+}
+
+fn wait_for_hook(agent: &Agent, attached: bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while entry_hook_attached(agent.pid()) != attached {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sys_enter attached={} after {WAIT:?}; wanted {attached}",
+            !attached
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn kernel_profile_entry_hook_follows_the_profiles_live() {
+    // Without a syscall profile nothing runs at syscall entry (every syscall on the node is
+    // spared that program); a profile added to the watched rule files attaches it before the
+    // profile is in force, and the profile kills; removing it detaches it again.
+    let _t = turn();
+    let dir = Dir::new("hook");
+    let rules = dir.join("p.yaml");
+    std::fs::write(&rules, "[]\n").unwrap();
+    let mut agent = agent_with(&rules);
+    assert!(
+        !entry_hook_attached(agent.pid()),
+        "sys_enter attached with no profile"
+    );
+    let cname = name("hook");
+    std::fs::write(
+        &rules,
+        format!(
+            "- profile: no-sockets\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [socket]\n      action: kill\n"
+        ),
+    )
+    .unwrap();
+    wait_for_hook(&agent, true);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !agent.stderr().contains("rules reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = podman(&cname, &[], "nc 127.0.0.1 9 </dev/null; echo nc=$?");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nc=137"),
+        "nc died by SIGKILL: {out:?}"
+    );
+    agent.expect("a kill verdict on socket", WAIT, |v| {
+        v["rule"] == "Syscall profile no-sockets"
+    });
+    std::fs::write(&rules, "[]\n").unwrap();
+    wait_for_hook(&agent, false);
+}

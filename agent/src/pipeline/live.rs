@@ -155,6 +155,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     let mut sensor = Sensor::start(&SensorConfig {
         ring_buffer_bytes: cfg.ring_buffer_bytes,
         syscalls: interest,
+        entry_hook: needs_entry_hook(&profile_defs),
         ..Default::default()
     })?;
     let mut reader = sensor.reader()?;
@@ -289,10 +290,26 @@ fn reload_rules(
     match rulefiles::load_for_run(&cfg.rules) {
         Ok(mut ruleset) => {
             let defs = std::mem::take(&mut ruleset.profiles);
-            if let Some(p) = pipeline.profiles_mut()
-                && let Err(e) = p.apply_profiles(&defs)
-            {
-                tracing::error!("syscall profiles not changed: {e}");
+            // The entry hook goes on before new profiles are in force, and off only once none
+            // is left, so that a profile in force is never without it.
+            let hook = needs_entry_hook(&defs);
+            let hooked = match hook.then(|| sensor.set_entry_hook(true)) {
+                Some(Err(e)) => {
+                    tracing::error!("syscall profiles not changed: {e}");
+                    false
+                }
+                _ => true,
+            };
+            if hooked && let Some(p) = pipeline.profiles_mut() {
+                match p.apply_profiles(&defs) {
+                    Err(e) => tracing::error!("syscall profiles not changed: {e}"),
+                    Ok(()) if !hook => {
+                        if let Err(e) = sensor.set_entry_hook(false) {
+                            tracing::warn!("syscall entry hook left attached: {e}");
+                        }
+                    }
+                    Ok(()) => {}
+                }
             }
             pipeline.replace_rules(ruleset);
             dns.set_names(pipeline.engine().dns_names());
@@ -324,6 +341,11 @@ fn reload_rules(
             );
         }
     }
+}
+
+/// Whether syscall profiles need `sys_enter` attached: some profile is enabled.
+fn needs_entry_hook(defs: &[crate::profile::Profile]) -> bool {
+    defs.iter().any(|p| p.enabled)
 }
 
 /// Loads the syscall profiles into the kernel and decides the cgroups that exist already;

@@ -138,6 +138,9 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
         ring_buffer_bytes: args.ring_buffer_size,
         syscalls: interest,
         inert: args.floor,
+        // trace loads no syscall profiles (and the floor is then what `run` without profiles
+        // attaches).
+        entry_hook: false,
         ..Default::default()
     };
     let mut sensor = Sensor::start(&cfg)?;

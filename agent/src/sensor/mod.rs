@@ -18,7 +18,7 @@ use agent_common::{KernelConfig, MAX_SYSCALL_NR, SyscallSpec, counter};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId},
 };
 use tokio::io::unix::AsyncFd;
 
@@ -90,6 +90,10 @@ pub struct SensorConfig {
     /// Programs attached, returning at their first check (`ready` stays 0, no syscall of
     /// interest): the floor `cargo xtask bench` measures the cost of merely being attached by.
     pub inert: bool,
+    /// Attach `sys_enter`, where syscall profiles (and their recording) are decided. Without
+    /// profiles nothing else runs there, and leaving it detached spares every syscall on the
+    /// node one program run; [`Sensor::set_entry_hook`] changes it live.
+    pub entry_hook: bool,
 }
 
 impl Default for SensorConfig {
@@ -99,6 +103,7 @@ impl Default for SensorConfig {
             syscalls: BTreeSet::new(),
             btf_path: "/sys/kernel/btf/vmlinux".into(),
             inert: false,
+            entry_hook: true,
         }
     }
 }
@@ -142,6 +147,8 @@ pub struct Sensor {
     kernel: String,
     /// The io_uring submission tracepoint, when io_uring requests are reported.
     uring_submit: Option<&'static str>,
+    /// `sys_enter`'s link while it is attached (see [`SensorConfig::entry_hook`]).
+    entry_link: Option<RawTracePointLinkId>,
 }
 
 /// Checks the effective capabilities the sensor needs and names the missing ones.
@@ -679,11 +686,13 @@ impl Sensor {
             current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
             kernel,
             uring_submit: report.uring_submit,
+            entry_link: None,
         };
         if !cfg.inert {
             sensor.set_interest(&cfg.syscalls)?;
         }
         sensor.attach()?;
+        sensor.set_entry_hook(cfg.entry_hook)?;
         Ok(sensor)
     }
 
@@ -717,7 +726,6 @@ impl Sensor {
                 prog.attach("io_uring", tp).map_err(wrap)?;
             }
         }
-        // Exits before entries: a syscall seen at entry always finds its exit program.
         for program in ["sched_process_fork", "sys_exit", "sys_enter"] {
             let prog: &mut RawTracePoint = ebpf
                 .program_mut(program)
@@ -725,9 +733,41 @@ impl Sensor {
                 .ok_or(SensorError::NoObject)?;
             let wrap = |source| SensorError::Program { program, source };
             prog.load().map_err(wrap)?;
-            prog.attach(program).map_err(wrap)?;
+            // sys_enter is attached by set_entry_hook, when profiles need it.
+            if program != "sys_enter" {
+                prog.attach(program).map_err(wrap)?;
+            }
         }
         Ok(())
+    }
+
+    /// Attaches or detaches `sys_enter`. Attach it before syscall profiles are put in force
+    /// and detach it after the last one is gone, so that no profile is ever without it.
+    pub fn set_entry_hook(&mut self, on: bool) -> Result<(), SensorError> {
+        if on == self.entry_link.is_some() {
+            return Ok(());
+        }
+        let program = "sys_enter";
+        let prog: &mut RawTracePoint = self
+            ._ebpf
+            .program_mut(program)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(SensorError::NoObject)?;
+        let wrap = |source| SensorError::Program { program, source };
+        match self.entry_link.take() {
+            None => self.entry_link = Some(prog.attach(program).map_err(wrap)?),
+            Some(link) => prog.detach(link).map_err(wrap)?,
+        }
+        tracing::info!(
+            attached = on,
+            "syscall entry hook (sys_enter, for syscall profiles)"
+        );
+        Ok(())
+    }
+
+    /// Whether `sys_enter` is attached.
+    pub fn entry_hook(&self) -> bool {
+        self.entry_link.is_some()
     }
 
     /// The running kernel's release string.

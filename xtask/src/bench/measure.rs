@@ -327,8 +327,10 @@ pub struct KernelCost {
     pub syscalls: u64,
 }
 
-/// (run_time_ns, run_cnt) summed over the raw tracepoint programs the agent holds:
-/// `sys_enter`, `sys_exit`, and `sched_process_fork` (rare, in the noise).
+/// Over the raw tracepoint programs the agent holds (`sys_exit`, `sys_enter` while profiles
+/// are loaded, and `sched_process_fork`, rare, in the noise): run_time_ns summed, and the
+/// largest run_cnt, which is the number of syscalls (`sys_exit` runs once for each, and so
+/// does `sys_enter` when it is attached).
 fn raw_tracepoint_stats(pid: u32) -> Result<(u64, u64)> {
     const BPF_PROG_TYPE_RAW_TRACEPOINT: u64 = 17;
     let (mut ns, mut cnt) = (0, 0);
@@ -351,7 +353,7 @@ fn raw_tracepoint_stats(pid: u32) -> Result<(u64, u64)> {
         };
         if field("prog_type:") == BPF_PROG_TYPE_RAW_TRACEPOINT {
             ns += field("run_time_ns:");
-            cnt += field("run_cnt:");
+            cnt = cnt.max(field("run_cnt:"));
         }
     }
     Ok((ns, cnt))
@@ -375,16 +377,16 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
                 "syscall_loop",
             )?;
             let (ns1, cnt1) = raw_tracepoint_stats(agent.pid)?;
-            Ok(((ns1 - ns0) as f64, (cnt1 - cnt0) as f64 / 2.0))
+            Ok(((ns1 - ns0) as f64, (cnt1 - cnt0) as f64))
         };
         // Every syscall on the machine runs the programs meanwhile; with N large the loop's
         // own syscalls are nearly all of them.
-        let (ns, pairs) = run("getppid")?;
-        let uncaptured = ns / pairs;
-        let (ns, pairs) = run("open")?;
+        let (ns, syscalls) = run("getppid")?;
+        let uncaptured = ns / syscalls;
+        let (ns, syscalls) = run("open")?;
         // N opens (captured, with the kernel path walk) and the rest (N closes, which the
         // default rules do not capture, and others' syscalls) at the uncaptured rate.
-        let captured = (ns - (pairs - N as f64) * uncaptured) / N as f64;
+        let captured = (ns - (syscalls - N as f64) * uncaptured) / N as f64;
         agent.stop()?;
         Ok(KernelCost {
             command,

@@ -167,7 +167,7 @@ pub fn render(r: &Results, notes: &str) -> String {
     let k = &r.kernel;
     let _ = writeln!(
         o,
-        "| kernel ≤ 500 ns per captured syscall, < 60 ns per uncaptured (entry + exit) | \
+        "| kernel ≤ 500 ns per captured syscall, < 60 ns per uncaptured (all programs) | \
          captured {:.0} ns, uncaptured {:.0} ns | {} |",
         k.captured_ns,
         k.uncaptured_ns,
@@ -373,7 +373,9 @@ pub fn render(r: &Results, notes: &str) -> String {
         o,
         "Kernel time of the agent's programs as the kernel counts it (`sysctl \
          kernel.bpf_stats_enabled=1`; `run_time_ns` and `run_cnt` of its raw tracepoint \
-         programs in `/proc/PID/fdinfo`), entry and exit together, under `{}`: a loop of {} \
+         programs in `/proc/PID/fdinfo`), every program a syscall runs together (`sys_exit`; \
+         `sys_enter` only while syscall profiles are loaded, so not under the default rules), \
+         under `{}`: a loop of {} \
          `getppid` (no rule captures it) and one of {} `open`+`close` of /dev/null (the open \
          captured with its kernel path walk; the close's share taken off at the uncaptured \
          rate). Every syscall on the \
@@ -383,7 +385,7 @@ pub fn render(r: &Results, notes: &str) -> String {
     );
     let _ = writeln!(
         o,
-        "| per syscall | kernel ns (entry + exit) | Falco, published |\n|---|---|---|\n\
+        "| per syscall | kernel ns (all programs) | Falco, published |\n|---|---|---|\n\
          | not captured | {:.0} | about 64 per invocation idle |\n\
          | captured (openat, with its path walk) | {:.0} | about 349 per invocation while \
          tracing (about 700 for a captured syscall's pair) |\n",
