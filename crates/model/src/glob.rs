@@ -3,44 +3,66 @@
 
 /// fnmatch(3) without flags: `*` and `?` match any character including `/`, `[...]` classes
 /// with `!`/`^` negation and ranges, `\` escapes.
+///
+/// Runs on every event a glob condition judges, so it does not allocate when pattern and text
+/// are ASCII (paths, names, images nearly always are): it matches their bytes. Otherwise it
+/// matches characters.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob(pattern.as_bytes(), text.as_bytes());
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob(&p, &t)
+}
+
+/// A unit of a pattern and of its text: a byte of ASCII text, or a character.
+trait Sym: Copy + Ord {
+    fn is(self, c: u8) -> bool;
+}
+
+impl Sym for u8 {
+    fn is(self, c: u8) -> bool {
+        self == c
+    }
+}
+
+impl Sym for char {
+    fn is(self, c: u8) -> bool {
+        self == c as char
+    }
+}
+
+fn glob<T: Sym>(p: &[T], t: &[T]) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, ti));
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
+            let c = p[pi];
+            if c.is(b'*') {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            if c.is(b'?') {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            if c.is(b'[') {
+                if let Some((true, next)) = class_match(p, pi, t[ti]) {
+                    pi = next;
                     ti += 1;
                     continue;
                 }
-                '[' => {
-                    if let Some((ok, next)) = class_match(&p, pi, t[ti])
-                        && ok
-                    {
-                        pi = next;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                '\\' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
-                    pi += 2;
-                    ti += 1;
-                    continue;
-                }
-                c if c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                _ => {}
+            } else if c.is(b'\\') && pi + 1 < p.len() && p[pi + 1] == t[ti] {
+                pi += 2;
+                ti += 1;
+                continue;
+            } else if c == t[ti] {
+                pi += 1;
+                ti += 1;
+                continue;
             }
         }
         match star {
@@ -52,27 +74,27 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             None => return false,
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while pi < p.len() && p[pi].is(b'*') {
         pi += 1;
     }
     pi == p.len()
 }
 
 /// Matches `c` against the class starting at `p[start] == '['`: (matched, index after `]`).
-fn class_match(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
+fn class_match<T: Sym>(p: &[T], start: usize, c: T) -> Option<(bool, usize)> {
     let mut i = start + 1;
-    let negate = matches!(p.get(i), Some('!' | '^'));
+    let negate = p.get(i).is_some_and(|s| s.is(b'!') || s.is(b'^'));
     if negate {
         i += 1;
     }
     let mut matched = false;
     let mut first = true;
     while i < p.len() {
-        if p[i] == ']' && !first {
+        if p[i].is(b']') && !first {
             return Some((matched != negate, i + 1));
         }
         first = false;
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+        if i + 2 < p.len() && p[i + 1].is(b'-') && !p[i + 2].is(b']') {
             if p[i] <= c && c <= p[i + 2] {
                 matched = true;
             }
@@ -114,5 +136,45 @@ mod tests {
         assert!(!glob_match("\\*", "a"));
         // An unterminated class matches nothing rather than being literal.
         assert!(!glob_match("[ab", "a"));
+    }
+
+    #[test]
+    fn bytes_and_characters_agree_on_ascii() {
+        // Every pattern over a small alphabet of metacharacters against every short text: the
+        // byte matcher (ASCII) and the character matcher give the same answer.
+        let alphabet = ['a', 'b', '*', '?', '[', ']', '!', '-', '\\'];
+        let texts = ["", "a", "b", "ab", "ba", "a*", "[", "]", "-", "\\", "a\\b", "aab"];
+        let mut pats = vec![String::new()];
+        for _ in 0..4 {
+            let next: Vec<String> = pats
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            pats.extend(next);
+            pats.sort();
+            pats.dedup();
+        }
+        for p in &pats {
+            let pc: Vec<char> = p.chars().collect();
+            for t in texts {
+                let tc: Vec<char> = t.chars().collect();
+                assert_eq!(
+                    glob(p.as_bytes(), t.as_bytes()),
+                    glob(&pc, &tc),
+                    "{p:?} {t:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn characters_beyond_ascii_are_one_unit() {
+        // `?` is one character, not one byte, whichever side is not ASCII.
+        assert!(glob_match("caf?", "café"));
+        assert!(glob_match("?", "é"));
+        assert!(!glob_match("??", "é"));
+        assert!(glob_match("[à-ê]t?", "ét?"));
+        assert!(glob_match("*é*", "/tmp/café/x"));
+        assert!(!glob_match("*é*", "/tmp/cafe/x"));
     }
 }
