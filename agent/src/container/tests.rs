@@ -106,7 +106,7 @@ fn enriched(ev: Event) -> Enriched {
     Enriched {
         event: ev,
         process: Some(Arc::new(p)),
-        ancestors: Vec::new(),
+        ancestors: Default::default(),
         container: None,
         fd: None,
     }

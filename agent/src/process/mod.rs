@@ -85,6 +85,9 @@ pub struct TableStats {
 }
 
 /// The table itself. Not thread-safe: the pipeline owns it in one task.
+/// A process's ancestors, parent first.
+type Chain = Arc<[Arc<Process>]>;
+
 pub struct ProcessTable {
     cfg: TableConfig,
     procs: HashMap<u32, Arc<Process>>,
@@ -94,6 +97,12 @@ pub struct ProcessTable {
     order: VecDeque<(u32, u64)>,
     stats: TableStats,
     fds: FdTable,
+    /// Ancestor chains already built, by the pid they start from, with the table generation
+    /// they were built in: every event of a process carries its ancestors, and rebuilding the
+    /// chain (a lookup and a reference count per level) for each was a tenth of the agent's
+    /// work on a syscall-heavy node. Any change to the table starts a new generation.
+    chains: HashMap<u32, (u64, Chain)>,
+    generation: u64,
 }
 
 impl ProcessTable {
@@ -105,6 +114,8 @@ impl ProcessTable {
             exited: VecDeque::new(),
             order: VecDeque::new(),
             stats: TableStats::default(),
+            chains: HashMap::new(),
+            generation: 0,
         }
     }
 
@@ -168,7 +179,7 @@ impl ProcessTable {
 
     fn insert(&mut self, p: Process) {
         self.order.push_back((p.pid, p.start_ts));
-        self.procs.insert(p.pid, Arc::new(p));
+        self.put(p.pid, Arc::new(p));
         while self.procs.len() > self.cfg.capacity {
             self.evict_one();
         }
@@ -178,7 +189,7 @@ impl ProcessTable {
         // Exited processes first, oldest exit first.
         while let Some((_, pid)) = self.exited.pop_front() {
             if self.procs.get(&pid).is_some_and(|p| p.exited_ts.is_some()) {
-                self.procs.remove(&pid);
+                self.take(pid);
                 self.stats.evictions += 1;
                 return;
             }
@@ -186,7 +197,7 @@ impl ProcessTable {
         // Then the oldest inserted that is still the same process.
         while let Some((pid, start)) = self.order.pop_front() {
             if self.procs.get(&pid).is_some_and(|p| p.start_ts == start) {
-                self.procs.remove(&pid);
+                self.take(pid);
                 self.stats.evictions += 1;
                 return;
             }
@@ -205,7 +216,7 @@ impl ProcessTable {
                 .get(&pid)
                 .is_some_and(|p| p.exited_ts == Some(ts))
             {
-                self.procs.remove(&pid);
+                self.take(pid);
             }
         }
         // Keep the eviction order from growing without bound through pid reuse.
@@ -241,19 +252,44 @@ impl ProcessTable {
         self.procs[&ev.tgid].clone()
     }
 
-    fn ancestors(&self, mut ppid: u32) -> Vec<Arc<Process>> {
+    /// Every change to the map goes through here or [`Self::take`]: a new generation.
+    fn put(&mut self, pid: u32, p: Arc<Process>) {
+        self.generation += 1;
+        self.procs.insert(pid, p);
+    }
+
+    fn take(&mut self, pid: u32) {
+        self.generation += 1;
+        self.procs.remove(&pid);
+        self.chains.remove(&pid);
+    }
+
+    /// The ancestors from `ppid` up, parent first: the chain built in this generation, or a
+    /// new one.
+    fn ancestors(&mut self, ppid: u32) -> Chain {
+        if let Some((generation, chain)) = self.chains.get(&ppid)
+            && *generation == self.generation
+        {
+            return chain.clone();
+        }
         let mut out = Vec::new();
-        while ppid != 0 && out.len() < self.cfg.max_ancestors {
-            let Some(p) = self.procs.get(&ppid) else {
+        let mut pid = ppid;
+        while pid != 0 && out.len() < self.cfg.max_ancestors {
+            let Some(p) = self.procs.get(&pid) else {
                 break;
             };
             out.push(p.clone());
-            if p.ppid == ppid {
+            if p.ppid == pid {
                 break;
             }
-            ppid = p.ppid;
+            pid = p.ppid;
         }
-        out
+        let chain: Chain = out.into();
+        // Only for a pid in the table, so that the cache goes with the process.
+        if self.procs.contains_key(&ppid) {
+            self.chains.insert(ppid, (self.generation, chain.clone()));
+        }
+        chain
     }
 
     /// Applies the event to the table and returns it with its process context.
@@ -271,7 +307,7 @@ impl ProcessTable {
         if process.vpid == 0 && ev.vpid != 0 {
             // A forked child learns its pid-namespace view from its first own event.
             Arc::make_mut(&mut process).vpid = ev.vpid;
-            self.procs.insert(ev.tgid, process.clone());
+            self.put(ev.tgid, process.clone());
         }
         match &ev.kind {
             EventKind::Exec(exec) => {
@@ -304,7 +340,7 @@ impl ProcessTable {
                 p.mnt_ns = ev.mnt_ns;
                 p.vpid = ev.vpid;
                 p.from_procfs = false;
-                self.procs.insert(ev.tgid, process.clone());
+                self.put(ev.tgid, process.clone());
             }
             EventKind::Fork(fork) if !fork.is_thread => {
                 let parent = &process;
@@ -341,12 +377,12 @@ impl ProcessTable {
                 let p = Arc::make_mut(&mut process);
                 p.exited_ts = Some(ev.ts);
                 self.exited.push_back((ev.ts, ev.tgid));
-                self.procs.insert(ev.tgid, process.clone());
+                self.put(ev.tgid, process.clone());
             }
             EventKind::Syscall(sc) if sc.ret == 0 && sc.name == "fchdir" => {
                 if let Some(dir) = sc.file.as_ref().and_then(|f| f.file_path()) {
                     Arc::make_mut(&mut process).cwd = Some(dir.to_string());
-                    self.procs.insert(ev.tgid, process.clone());
+                    self.put(ev.tgid, process.clone());
                 }
             }
             EventKind::Syscall(sc) if sc.ret == 0 && sc.name == "chdir" => {
@@ -356,7 +392,7 @@ impl ProcessTable {
                 }) = sc.arg("filename")
                 {
                     Arc::make_mut(&mut process).cwd = Some(dir.clone());
-                    self.procs.insert(ev.tgid, process.clone());
+                    self.put(ev.tgid, process.clone());
                 }
             }
             // PR_SET_NAME (15) by the main thread: the process renamed itself; proc.name
@@ -369,7 +405,7 @@ impl ProcessTable {
                     && process.comm != ev.comm =>
             {
                 Arc::make_mut(&mut process).comm = ev.comm.clone();
-                self.procs.insert(ev.tgid, process.clone());
+                self.put(ev.tgid, process.clone());
             }
             _ => {}
         }

@@ -122,6 +122,62 @@ fn fork_exec_exit_lifecycle() {
 }
 
 #[test]
+fn ancestors_are_reused_until_the_table_changes() {
+    let mut t = table();
+    t.observe(ev(20, 1, exec("/bin/sh", &["sh"])));
+    t.observe(ev(20, 2, fork(21)));
+    t.observe(ev(21, 3, exec("/usr/bin/cat", &["cat"])));
+    let a = t.observe(ev(
+        21,
+        4,
+        EventKind::Fork(Fork {
+            child_tid: 22,
+            child_tgid: 21,
+            is_thread: true,
+        }),
+    ));
+    let b = t.observe(ev(
+        21,
+        5,
+        EventKind::Fork(Fork {
+            child_tid: 23,
+            child_tgid: 21,
+            is_thread: true,
+        }),
+    ));
+    assert!(
+        Arc::ptr_eq(&a.ancestors, &b.ancestors),
+        "nothing changed: the same chain"
+    );
+    assert_eq!(b.ancestors[0].exe, "/bin/sh");
+    // The parent execs: the child's next event sees the parent's new image.
+    t.observe(ev(20, 6, exec("/usr/bin/python3", &["python3"])));
+    let c = t.observe(ev(
+        21,
+        7,
+        EventKind::Fork(Fork {
+            child_tid: 24,
+            child_tgid: 21,
+            is_thread: true,
+        }),
+    ));
+    assert_eq!(c.ancestors[0].exe, "/usr/bin/python3");
+    // The parent is gone from the table: no ancestor left.
+    t.observe(ev(20, 8, EventKind::Exit(Exit { status: 0 })));
+    t.observe(ev(30, 500, exec("/bin/true", &["true"])));
+    let d = t.observe(ev(
+        21,
+        501,
+        EventKind::Fork(Fork {
+            child_tid: 25,
+            child_tgid: 21,
+            is_thread: true,
+        }),
+    ));
+    assert!(d.ancestors.is_empty(), "{:?}", d.ancestors);
+}
+
+#[test]
 fn short_lived_process_keeps_exe_and_args() {
     let mut t = table();
     t.observe(ev(20, 1, fork(21)));

@@ -124,7 +124,7 @@ impl Scene {
                 kind,
             },
             process: Some(p),
-            ancestors,
+            ancestors: ancestors.into(),
             container: None,
             fd: None,
         }

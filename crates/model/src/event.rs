@@ -402,6 +402,10 @@ impl std::fmt::Display for SockAddr {
     }
 }
 
+fn no_ancestors(a: &Arc<[Arc<Process>]>) -> bool {
+    a.is_empty()
+}
+
 /// An event with the context the process table knows: the process that did it and its
 /// ancestors. This is the unit the rule engine judges and a recording stores.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -410,8 +414,8 @@ pub struct Enriched {
     /// The process, when the table knows it (always, except for a pid it never saw).
     pub process: Option<Arc<Process>>,
     /// Parent first, then its parent, up to init or the table's ancestor limit.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<Arc<Process>>,
+    #[serde(default, skip_serializing_if = "no_ancestors")]
+    pub ancestors: Arc<[Arc<Process>]>,
     /// The container the process runs in (`host` outside containers), attached by the live
     /// pipeline so that `osprey trace` shows it and recordings replay with it. Absent in
     /// recordings made before container identity existed; the engine then asks its lookup.

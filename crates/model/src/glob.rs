@@ -143,7 +143,9 @@ mod tests {
         // Every pattern over a small alphabet of metacharacters against every short text: the
         // byte matcher (ASCII) and the character matcher give the same answer.
         let alphabet = ['a', 'b', '*', '?', '[', ']', '!', '-', '\\'];
-        let texts = ["", "a", "b", "ab", "ba", "a*", "[", "]", "-", "\\", "a\\b", "aab"];
+        let texts = [
+            "", "a", "b", "ab", "ba", "a*", "[", "]", "-", "\\", "a\\b", "aab",
+        ];
         let mut pats = vec![String::new()];
         for _ in 0..4 {
             let next: Vec<String> = pats
