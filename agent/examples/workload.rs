@@ -8,6 +8,9 @@
 //! workload rate R SECS THREADS  open+close paced at R per second in total -> achieved opens/s
 //! workload trigger N GAP_US     open /etc/shadow for reading N times, GAP_US apart (an alert
 //!                               under the default rules; for the latency benchmark)
+//! workload redis N               redis-benchmark (SET and GET, 50 clients, N requests each)
+//!                               against a redis-server of our own on loopback: Falco's
+//!                               published overhead workload -> ns/request
 //! workload blind N M            N threads blocked in open() of a FIFO (the attack that filled
 //!                               the old in-flight table), then M opens of /etc/shadow and M
 //!                               of /dev/null while they block -> "blind: ..." line
@@ -55,10 +58,11 @@ fn main() {
         Some("rate") => rate(num(1, 100_000), num(2, 3), num(3, 2)),
         Some("trigger") => trigger(num(1, 300), num(2, 5_000)),
         Some("blind") => blind(num(1, 9_000), num(2, 3)),
+        Some("redis") => redis(num(1, 100_000)),
         _ => {
             eprintln!(
-                "usage: workload open|exec|connect|build N | rate R SECS THREADS | trigger N GAP_US \
-                 | blind N M"
+                "usage: workload open|exec|connect|build|redis N | rate R SECS THREADS \
+                 | trigger N GAP_US | blind N M"
             );
             std::process::exit(2);
         }
@@ -251,4 +255,49 @@ fn trigger(n: u64, gap_us: u64) {
     }
     let mut out = std::io::stdout();
     writeln!(out, "trigger: {n} opens of /etc/shadow").ok();
+}
+
+/// redis-server on a free loopback port (no persistence), then redis-benchmark's SET and GET
+/// tests with 50 clients; prints the mean time per request over both.
+fn redis(n: u64) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--daemonize", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (apt-get install redis-server redis-tools)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", "50"])
+        .args(["-n", &n.to_string(), "-t", "set,get", "--csv"])
+        .output()
+        .expect("redis-benchmark");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.status.success(), "redis-benchmark: {out:?}");
+    // "test","rps",...: one line per test after the header.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1)?.trim_matches('"').parse().ok())
+        .collect();
+    assert_eq!(rps.len(), 2, "redis-benchmark output: {text}");
+    let ns = rps.iter().map(|r| 1e9 / r).sum::<f64>() / rps.len() as f64;
+    println!("redis x{n}: {ns:.1} ns/iteration");
 }

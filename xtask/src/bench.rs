@@ -48,10 +48,15 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     system_benchmark(&env, machine, started)
 }
 
+/// Debian packages the node-level benchmark needs beyond the tests'.
+const BENCH_APT_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
+
 /// The node-level benchmark: the agent under real workloads, its overhead on them against no
 /// agent and against the floor, its throughput, latency, CPU and memory, written to
 /// docs/benchmarks.md with the machine it ran on.
 fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Result<()> {
+    // The redis-benchmark row (Falco's published workload), for the benchmark only.
+    crate::system::ensure_apt_packages(BENCH_APT_PACKAGES)?;
     proc::step("building osprey and the workload examples (release)");
     proc::run(
         env.cargo()

@@ -90,7 +90,7 @@ fn privileged(argv: &[&str], what: &str) -> Result<Command> {
     }
 }
 
-fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
+pub fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
     let missing = missing_apt_packages(packages)?;
     if missing.is_empty() {
         proc::step("apt packages: present");

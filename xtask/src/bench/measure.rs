@@ -22,6 +22,7 @@ pub const WORKLOADS: &[(&str, &[&str])] = &[
     ("exec /bin/true", &["exec", "300"]),
     ("loopback TCP connect", &["connect", "1000"]),
     ("build (sh, coreutils, cc)", &["build", "6"]),
+    ("redis-benchmark SET+GET, 50 clients", &["redis", "100000"]),
 ];
 
 pub const ROUNDS: usize = 5;
