@@ -3,9 +3,10 @@
 //! a descriptor argument or directory; the completion has the result and the file of a
 //! descriptor it returned. The joined record reads like one syscall record.
 //!
-//! Requests waiting for their completion are kept in userspace, bounded: a ring can keep many
-//! requests in flight for as long as it likes (a read of an idle socket), so past the bound the
-//! oldest is reported as it is (result `EINPROGRESS`) and counted, never dropped.
+//! Requests waiting for their completion are kept in userspace, bounded in number and in bytes:
+//! a ring can keep many requests in flight for as long as it likes (an accept, an open of a
+//! FIFO), so past the bound the oldest is reported as it is (result `EINPROGRESS`) and counted,
+//! never dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::mem::offset_of;
@@ -14,6 +15,10 @@ use agent_common::{EventHeader, SYSCALL_DATA_OFFSET, SyscallEvent, ring};
 
 /// Requests in flight kept for their completion.
 pub const MAX_PENDING: usize = 16_384;
+/// Bytes of submission records kept: a request can block for ever (an accept, an open of a
+/// FIFO) and its record carries paths of up to 4 KiB each, so a process submitting thousands
+/// of them must not grow the agent's memory past this (8 MiB, an eighth of its 64 MiB goal).
+pub const MAX_PENDING_BYTES: usize = 8 << 20;
 
 /// What the join did, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +38,8 @@ pub struct RingJoin {
     pending: HashMap<u64, (u64, Vec<u8>)>,
     order: VecDeque<(u64, u64)>,
     seq: u64,
+    /// Bytes of the records in `pending`.
+    bytes: usize,
     pub stats: RingStats,
 }
 
@@ -79,18 +86,21 @@ impl RingJoin {
         let req = field_u64(rec, offset_of!(SyscallEvent, ring_req));
         if bits & ring::SUBMIT != 0 {
             self.seq += 1;
+            self.bytes += rec.len();
             if let Some((_, old)) = self.pending.insert(req, (self.seq, rec.to_vec())) {
+                self.bytes -= old.len();
                 self.stats.unfinished += 1;
                 out.push(old);
             }
             self.order.push_back((req, self.seq));
-            while self.pending.len() > MAX_PENDING {
+            while self.pending.len() > MAX_PENDING || self.bytes > MAX_PENDING_BYTES {
                 let Some((r, s)) = self.order.pop_front() else {
                     break;
                 };
                 if self.pending.get(&r).is_some_and(|(seq, _)| *seq == s)
                     && let Some((_, old)) = self.pending.remove(&r)
                 {
+                    self.bytes -= old.len();
                     self.stats.unfinished += 1;
                     out.push(old);
                 }
@@ -110,6 +120,7 @@ impl RingJoin {
         } else if bits & ring::COMPLETE != 0 {
             match self.pending.remove(&req) {
                 Some((_, submit)) => {
+                    self.bytes -= submit.len();
                     self.stats.joined += 1;
                     out.push(merge(&submit, rec));
                 }
@@ -305,6 +316,34 @@ mod tests {
             );
         }
         assert!(j.order.len() <= 4 * MAX_PENDING + 1, "{}", j.order.len());
+    }
+
+    #[test]
+    fn pending_records_are_bounded_in_bytes() {
+        // Requests that never complete, each with a 4 KiB path: the oldest go out unfinished
+        // once the records held pass MAX_PENDING_BYTES, long before MAX_PENDING of them.
+        let mut j = RingJoin::default();
+        let mut out = Vec::new();
+        let path = vec![b'a'; 4095];
+        for req in 0..4_000u64 {
+            j.push(
+                &record(ring::SUBMIT | OPEN, req, ring::IN_PROGRESS, req, &path, b""),
+                &mut out,
+            );
+        }
+        assert!(j.bytes <= MAX_PENDING_BYTES, "{}", j.bytes);
+        assert!(!out.is_empty() && j.pending() < 4_000);
+        assert_eq!(j.stats.unfinished as usize, out.len());
+        assert_eq!(j.pending() + out.len(), 4_000);
+        // Completing what is held leaves nothing counted.
+        let held: Vec<u64> = j.pending.keys().copied().collect();
+        for req in held {
+            j.push(
+                &record(ring::COMPLETE | OPEN, req, 3, 0, b"", b""),
+                &mut out,
+            );
+        }
+        assert_eq!((j.pending(), j.bytes), (0, 0));
     }
 
     #[test]
