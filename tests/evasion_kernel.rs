@@ -331,6 +331,15 @@ fn evasion_io_uring_operations_read_as_the_syscalls_they_stand_for() {
     });
     check(&a, "Warning", &[], &[("fd.nameraw", "/etc/gshadow")]);
 
+    // One batch: the open, then 17,000 accepts that never complete, all submitted before the
+    // open's completion is posted, pushing its submission out of the 16,384 the agent holds.
+    // The completion alone still says what was opened (before the fix: no alert at all).
+    uring(&["flood-open", "/etc/shadow", "17000"]);
+    let a = alert(&mut agent, "Read sensitive file", |v| {
+        from_ring(v) && field(v, "proc.cmdline").contains("flood-open")
+    });
+    check(&a, "Warning", &[], &[("fd.name", "/etc/shadow")]);
+
     // Relative to a directory descriptor, and through a symlink: the file the kernel opened.
     uring(&["openat", "/etc", "gshadow"]);
     let a = alert(&mut agent, "Read sensitive file", |v| {

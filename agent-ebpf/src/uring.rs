@@ -284,6 +284,16 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
     ev.kpath_ino = 0;
     fill_header(&mut ev.header, agent_common::EventKind::Syscall as u32, cfg);
 
+    // An open's dfd, flags and mode are still in its `io_open` (only the path's copy was
+    // freed): with the returned file, the completion alone is a whole `openat`, which
+    // userspace reports when the submission is no longer held (see agent/src/sensor/ring.rs).
+    if op == ring::OP_OPENAT || op == ring::OP_OPENAT2 {
+        let cmd = req.wrapping_add(cfg.req_cmd as u64);
+        let dfd: i32 = read_kernel(cmd, cfg.open_dfd);
+        ev.args[0] = int(dfd);
+        ev.args[2] = read_kernel(cmd, cfg.open_flags);
+        ev.args[3] = read_kernel(cmd, cfg.open_mode);
+    }
     // A descriptor the request returned: its file, unless it went into a registered slot.
     let slot_off = match op {
         ring::OP_OPENAT | ring::OP_OPENAT2 => cfg.open_file_slot,

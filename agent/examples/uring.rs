@@ -8,6 +8,8 @@
 //! uring connect IP PORT    socket(2), then IORING_OP_CONNECT to IP:PORT (IPv4)
 //! uring unlink PATH        IORING_OP_UNLINKAT
 //! uring rename OLD NEW     IORING_OP_RENAMEAT
+//! uring flood-open PATH N  IORING_OP_OPENAT of PATH, then N accepts that never complete, in
+//!                          one batch (pushing the open out of what the agent holds)
 //! ```
 //!
 //! `uring --sqpoll ...` sets the ring up with a kernel submission thread (`IORING_SETUP_SQPOLL`):
@@ -26,6 +28,7 @@ const IORING_OFF_SQ_RING: i64 = 0;
 const IORING_OFF_CQ_RING: i64 = 0x800_0000;
 const IORING_OFF_SQES: i64 = 0x1000_0000;
 
+const OP_ACCEPT: u8 = 13;
 const OP_CONNECT: u8 = 16;
 const OP_OPENAT: u8 = 18;
 const OP_RENAMEAT: u8 = 35;
@@ -121,13 +124,20 @@ fn map(fd: i32, len: usize, off: i64) -> *mut u8 {
 
 /// Submits one request on a fresh ring and waits for its completion; returns the result.
 fn submit(sqe: Sqe, sqpoll: bool) -> i32 {
+    submit_batch(&[sqe], sqpoll)
+}
+
+/// Submits `sqes` in one `io_uring_enter` on a fresh ring and waits for the first one's
+/// completion (the others may never complete); returns its result.
+fn submit_batch(sqes_in: &[Sqe], sqpoll: bool) -> i32 {
+    let entries = (sqes_in.len() as u32).next_power_of_two().max(4);
     let mut p = Params {
         flags: if sqpoll { IORING_SETUP_SQPOLL } else { 0 },
         sq_thread_idle: 1000,
         ..Params::default()
     };
     // SAFETY: io_uring_setup writes the params struct we own.
-    let fd = unsafe { libc::syscall(SYS_IO_URING_SETUP, 4u32, &mut p as *mut Params) } as i32;
+    let fd = unsafe { libc::syscall(SYS_IO_URING_SETUP, entries, &mut p as *mut Params) } as i32;
     if fd < 0 {
         fail("io_uring_setup");
     }
@@ -136,21 +146,31 @@ fn submit(sqe: Sqe, sqpoll: bool) -> i32 {
     let sq = map(fd, sq_len, IORING_OFF_SQ_RING);
     let cq = map(fd, cq_len, IORING_OFF_CQ_RING);
     let sqes = map(fd, p.sq_entries as usize * 64, IORING_OFF_SQES).cast::<Sqe>();
-    // SAFETY: offsets and sizes from the kernel's params; one request in a ring of four.
+    // SAFETY: offsets and sizes from the kernel's params; at most `entries` requests.
     unsafe {
         let at = |base: *mut u8, off: u32| base.add(off as usize).cast::<u32>();
-        let tail = ptr::read_volatile(at(sq, p.sq_off.tail));
-        let idx = tail & ptr::read_volatile(at(sq, p.sq_off.ring_mask));
-        ptr::write(sqes.add(idx as usize), sqe);
-        ptr::write_volatile(at(sq, p.sq_off.array).add(idx as usize), idx);
+        let mut tail = ptr::read_volatile(at(sq, p.sq_off.tail));
+        let mask = ptr::read_volatile(at(sq, p.sq_off.ring_mask));
+        for (i, sqe) in sqes_in.iter().enumerate() {
+            let idx = tail & mask;
+            ptr::write(
+                sqes.add(idx as usize),
+                Sqe {
+                    user_data: i as u64,
+                    ..*sqe
+                },
+            );
+            ptr::write_volatile(at(sq, p.sq_off.array).add(idx as usize), idx);
+            tail = tail.wrapping_add(1);
+        }
         std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-        ptr::write_volatile(at(sq, p.sq_off.tail), tail.wrapping_add(1));
+        ptr::write_volatile(at(sq, p.sq_off.tail), tail);
         // With a submission thread, the request is the thread's to pick up: this call only
         // wakes it if it sleeps and waits for the completion.
         let n = libc::syscall(
             SYS_IO_URING_ENTER,
             fd,
-            if sqpoll { 0u32 } else { 1u32 },
+            if sqpoll { 0u32 } else { sqes_in.len() as u32 },
             1u32,
             IORING_ENTER_GETEVENTS | if sqpoll { IORING_ENTER_SQ_WAKEUP } else { 0 },
             ptr::null::<u8>(),
@@ -159,18 +179,36 @@ fn submit(sqe: Sqe, sqpoll: bool) -> i32 {
         if n < 0 {
             fail("io_uring_enter");
         }
-        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-        let head = ptr::read_volatile(at(cq, p.cq_off.head));
-        let ctail = ptr::read_volatile(at(cq, p.cq_off.tail));
-        if head == ctail {
-            eprintln!("uring: no completion");
-            std::process::exit(2);
+        // The first request's completion (user_data 0); wait for more if others came first.
+        for _ in 0..64 {
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            let mut head = ptr::read_volatile(at(cq, p.cq_off.head));
+            let ctail = ptr::read_volatile(at(cq, p.cq_off.tail));
+            let cmask = ptr::read_volatile(at(cq, p.cq_off.ring_mask));
+            let mut first = None;
+            while head != ctail {
+                let cqe = cq.add(p.cq_off.cqes as usize + (head & cmask) as usize * 16);
+                if ptr::read_volatile(cqe.cast::<u64>()) == 0 {
+                    first = Some(ptr::read_volatile(cqe.add(8).cast::<i32>()));
+                }
+                head = head.wrapping_add(1);
+            }
+            ptr::write_volatile(at(cq, p.cq_off.head), head);
+            if let Some(res) = first {
+                return res;
+            }
+            libc::syscall(
+                SYS_IO_URING_ENTER,
+                fd,
+                0u32,
+                1u32,
+                IORING_ENTER_GETEVENTS,
+                ptr::null::<u8>(),
+                0usize,
+            );
         }
-        let cidx = head & ptr::read_volatile(at(cq, p.cq_off.ring_mask));
-        let cqe = cq.add(p.cq_off.cqes as usize + cidx as usize * 16);
-        let res = ptr::read_volatile(cqe.add(8).cast::<i32>());
-        ptr::write_volatile(at(cq, p.cq_off.head), head.wrapping_add(1));
-        res
+        eprintln!("uring: no completion");
+        std::process::exit(2);
     }
 }
 
@@ -191,7 +229,7 @@ fn main() {
         args.get(i).map(String::as_str).unwrap_or_else(|| {
             eprintln!(
                 "usage: uring [--sqpoll] open PATH | openat DIR NAME | connect IP PORT | unlink PATH \
-                 | rename OLD NEW"
+                 | rename OLD NEW | flood-open PATH N"
             );
             std::process::exit(2)
         })
@@ -261,6 +299,32 @@ fn main() {
                 },
                 sqpoll,
             )
+        }
+        "flood-open" => {
+            // IORING_OP_OPENAT of PATH, then N accepts on a listening socket that nobody
+            // connects to, in one batch: the accepts never complete.
+            let path = cstr(a(1));
+            let n: usize = a(2).parse().unwrap_or_else(|_| {
+                eprintln!("uring: not a count: {}", a(2));
+                std::process::exit(2)
+            });
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|_| fail("bind"));
+            let mut batch = vec![Sqe {
+                opcode: OP_OPENAT,
+                fd: libc::AT_FDCWD,
+                addr: path.as_ptr() as u64,
+                op_flags: libc::O_RDONLY as u32,
+                ..Sqe::default()
+            }];
+            batch.extend(std::iter::repeat_n(
+                Sqe {
+                    opcode: OP_ACCEPT,
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&l),
+                    ..Sqe::default()
+                },
+                n,
+            ));
+            submit_batch(&batch, sqpoll)
         }
         "unlink" => {
             let path = cstr(a(1));

@@ -6,7 +6,9 @@
 //! Requests waiting for their completion are kept in userspace, bounded in number and in bytes:
 //! a ring can keep many requests in flight for as long as it likes (an accept, an open of a
 //! FIFO), so past the bound the oldest is reported as it is (result `EINPROGRESS`) and counted,
-//! never dropped.
+//! never dropped. An open pushed out that way is reported again by its completion, which has
+//! what the rules on opens need (flags, result, the file opened), so flooding the bound does
+//! not hide an open's result.
 
 use std::collections::{HashMap, VecDeque};
 use std::mem::offset_of;
@@ -28,8 +30,10 @@ pub struct RingStats {
     /// Submissions reported without one: past the bound, or their request address was reused
     /// before a completion came (counted in `unfinished`).
     pub unfinished: u64,
-    /// Completions of requests whose submission was not seen (submitted before the agent
-    /// started, or a multishot request's later completions): not reported.
+    /// Completions of requests whose submission was not held (submitted before the agent
+    /// started, pushed out past the bound, or a multishot request's later completions). An
+    /// open's is reported on its own (its flags and the file it opened are in it); the
+    /// others are not.
     pub unmatched: u64,
 }
 
@@ -124,7 +128,20 @@ impl RingJoin {
                     self.stats.joined += 1;
                     out.push(merge(&submit, rec));
                 }
-                None => self.stats.unmatched += 1,
+                None => {
+                    self.stats.unmatched += 1;
+                    // An attacker can push an open's submission out of the bound (one batch:
+                    // the open, then thousands of requests that never complete, all traced
+                    // before the open's completion is posted); its completion still says what
+                    // was opened, and how.
+                    let op = (bits & ring::OPCODE) as u8;
+                    if matches!(op, ring::OP_OPENAT | ring::OP_OPENAT2) {
+                        let mut alone = rec.to_vec();
+                        let b = bits | ring::SUBMIT;
+                        put(&mut alone, offset_of!(SyscallEvent, ring), &b.to_ne_bytes());
+                        out.push(alone);
+                    }
+                }
             }
         }
     }
@@ -275,7 +292,11 @@ mod tests {
     fn unfinished_requests_past_the_bound_are_reported_and_strays_counted() {
         let mut j = RingJoin::default();
         let mut out = Vec::new();
-        j.push(&record(ring::COMPLETE | OPEN, 7, 0, 1, b"", b""), &mut out);
+        let accept = ring::OP_ACCEPT as u32;
+        j.push(
+            &record(ring::COMPLETE | accept, 7, 0, 1, b"", b""),
+            &mut out,
+        );
         assert!(out.is_empty());
         assert_eq!(j.stats.unmatched, 1);
         for req in 0..(MAX_PENDING as u64 + 10) {
@@ -316,6 +337,52 @@ mod tests {
             );
         }
         assert!(j.order.len() <= 4 * MAX_PENDING + 1, "{}", j.order.len());
+    }
+
+    #[test]
+    fn an_open_pushed_out_of_the_bound_is_reported_by_its_completion() {
+        let mut j = RingJoin::default();
+        let mut out = Vec::new();
+        j.push(
+            &record(
+                ring::SUBMIT | OPEN,
+                1,
+                ring::IN_PROGRESS,
+                1,
+                b"/etc/shadow",
+                b"",
+            ),
+            &mut out,
+        );
+        // The same batch: requests that never complete push the open out.
+        let accept = ring::OP_ACCEPT as u32;
+        for req in 10..(10 + MAX_PENDING as u64) {
+            j.push(
+                &record(ring::SUBMIT | accept, req, ring::IN_PROGRESS, 2, b"", b""),
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 1, "the open went out unfinished");
+        j.push(
+            &record(ring::COMPLETE | OPEN, 1, 3, 5, b"", b"shadow\0etc\0"),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2, "and its completion is reported on its own");
+        let alone = &out[1];
+        assert_eq!(field_u64(alone, offset_of!(SyscallEvent, ret)) as i64, 3);
+        assert_eq!(cap_len(alone, 3), 11);
+        assert_ne!(
+            ring_bits(alone) & ring::SUBMIT,
+            0,
+            "decoded as a whole request"
+        );
+        // Another opcode's stray completion is only counted.
+        j.push(
+            &record(ring::COMPLETE | accept, 99_999_999, 4, 6, b"", b""),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(j.stats.unmatched, 2);
     }
 
     #[test]
