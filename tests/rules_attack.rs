@@ -515,17 +515,7 @@ fn attack_discovery_rules_are_opt_in() {
          - rule: Read password file for discovery\n  enabled: true\n  override:\n    enabled: replace\n",
     )
     .unwrap();
-    let mut agent = support::Agent::start(
-        &[
-            "run",
-            "--json",
-            "--rules",
-            "default",
-            "--rules",
-            enable.to_str().unwrap(),
-        ],
-        "osprey is running",
-    );
+    let mut agent = agent_with_extra(&enable);
     bash_ok("uname -a >/dev/null && cat /etc/passwd >/dev/null");
     let a = alert(&mut agent, "System discovery command", |v| {
         field(v, "proc.cmdline") == "uname -a"

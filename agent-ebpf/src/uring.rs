@@ -210,42 +210,35 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
             ev.args[1] = ty as u32 as u64;
             ev.args[2] = proto as u32 as u64;
         }
-        ring::OP_SEND | ring::OP_RECV => {
-            // sendto/recvfrom(fd, buf, len, flags, NULL, 0)
+        ring::OP_SEND | ring::OP_RECV | ring::OP_SENDMSG | ring::OP_RECVMSG => {
+            // sendto/recvfrom(fd, buf, len, flags, NULL, 0); sendmsg/recvmsg(fd, msg, flags)
             let len: u32 = read_kernel(cmd, cfg.sr_len);
             let fl: u32 = read_kernel(cmd, cfg.sr_msg_flags);
             ev.args[0] = int(fd);
             ev.args[1] = read_kernel(cmd, cfg.sr_buf);
-            ev.args[2] = len as u64;
-            ev.args[3] = fl as u64;
+            if op == ring::OP_SEND || op == ring::OP_RECV {
+                ev.args[2] = len as u64;
+                ev.args[3] = fl as u64;
+            } else {
+                ev.args[2] = fl as u64;
+            }
         }
-        ring::OP_SENDMSG | ring::OP_RECVMSG => {
-            // sendmsg/recvmsg(fd, msg, flags)
-            let fl: u32 = read_kernel(cmd, cfg.sr_msg_flags);
-            ev.args[0] = int(fd);
-            ev.args[1] = read_kernel(cmd, cfg.sr_buf);
-            ev.args[2] = fl as u64;
-        }
-        ring::OP_SPLICE => {
-            // splice(fd_in, off_in, fd_out, off_out, len, flags); the request's own file is
-            // the output.
+        ring::OP_SPLICE | ring::OP_TEE => {
+            // splice(fd_in, off_in, fd_out, off_out, len, flags); tee(fd_in, fd_out, len,
+            // flags). The request's own file is the output.
             let fd_in: i32 = read_kernel(cmd, cfg.splice_fd_in);
             let len: u32 = read_kernel(cmd, cfg.splice_len);
             let fl: u32 = read_kernel(cmd, cfg.splice_flags);
             ev.args[0] = int(fd_in);
-            ev.args[2] = int(fd);
-            ev.args[4] = len as u64;
-            ev.args[5] = fl as u64;
-        }
-        ring::OP_TEE => {
-            // tee(fd_in, fd_out, len, flags)
-            let fd_in: i32 = read_kernel(cmd, cfg.splice_fd_in);
-            let len: u32 = read_kernel(cmd, cfg.splice_len);
-            let fl: u32 = read_kernel(cmd, cfg.splice_flags);
-            ev.args[0] = int(fd_in);
-            ev.args[1] = int(fd);
-            ev.args[2] = len as u64;
-            ev.args[3] = fl as u64;
+            if op == ring::OP_SPLICE {
+                ev.args[2] = int(fd);
+                ev.args[4] = len as u64;
+                ev.args[5] = fl as u64;
+            } else {
+                ev.args[1] = int(fd);
+                ev.args[2] = len as u64;
+                ev.args[3] = fl as u64;
+            }
         }
         _ => return Ok(()),
     }

@@ -8,6 +8,9 @@
 //! uring connect IP PORT    socket(2), then IORING_OP_CONNECT to IP:PORT (IPv4)
 //! uring unlink PATH        IORING_OP_UNLINKAT
 //! uring rename OLD NEW     IORING_OP_RENAMEAT
+//! uring net               IORING_OP_ACCEPT of a loopback connection of our own, then
+//!                          IORING_OP_SEND on one end and IORING_OP_RECV on the other
+//! uring splice PATH        IORING_OP_SPLICE of PATH into a pipe
 //! uring flood-open PATH N  IORING_OP_OPENAT of PATH, then N accepts that never complete, in
 //!                          one batch (pushing the open out of what the agent holds)
 //! ```
@@ -31,6 +34,9 @@ const IORING_OFF_SQES: i64 = 0x1000_0000;
 const OP_ACCEPT: u8 = 13;
 const OP_CONNECT: u8 = 16;
 const OP_OPENAT: u8 = 18;
+const OP_SEND: u8 = 26;
+const OP_RECV: u8 = 27;
+const OP_SPLICE: u8 = 30;
 const OP_RENAMEAT: u8 = 35;
 const OP_UNLINKAT: u8 = 36;
 
@@ -212,6 +218,14 @@ fn submit_batch(sqes_in: &[Sqe], sqpoll: bool) -> i32 {
     }
 }
 
+/// `s` parsed as a `what`, or exit 2 naming it.
+fn parse<T: std::str::FromStr>(s: &str, what: &str) -> T {
+    s.parse().unwrap_or_else(|_| {
+        eprintln!("uring: not {what}: {s}");
+        std::process::exit(2)
+    })
+}
+
 fn cstr(s: &str) -> CString {
     CString::new(s).unwrap_or_else(|_| {
         eprintln!("uring: a NUL in {s:?}");
@@ -229,7 +243,7 @@ fn main() {
         args.get(i).map(String::as_str).unwrap_or_else(|| {
             eprintln!(
                 "usage: uring [--sqpoll] open PATH | openat DIR NAME | connect IP PORT | unlink PATH \
-                 | rename OLD NEW | flood-open PATH N"
+                 | rename OLD NEW | net | splice PATH | flood-open PATH N"
             );
             std::process::exit(2)
         })
@@ -268,14 +282,8 @@ fn main() {
             )
         }
         "connect" => {
-            let ip: Ipv4Addr = a(1).parse().unwrap_or_else(|_| {
-                eprintln!("uring: not an IPv4 address: {}", a(1));
-                std::process::exit(2)
-            });
-            let port: u16 = a(2).parse().unwrap_or_else(|_| {
-                eprintln!("uring: not a port: {}", a(2));
-                std::process::exit(2)
-            });
+            let ip: Ipv4Addr = parse(a(1), "an IPv4 address");
+            let port: u16 = parse(a(2), "a port");
             // SAFETY: plain socket(2).
             let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
             if s < 0 {
@@ -300,14 +308,82 @@ fn main() {
                 sqpoll,
             )
         }
+        "net" => {
+            // A loopback connection of our own: the ring accepts it, sends on the client's
+            // end and receives on the server's. Prints each result; the last one is returned.
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|_| fail("bind"));
+            let addr = l.local_addr().unwrap_or_else(|_| fail("local address"));
+            let client = std::thread::spawn(move || std::net::TcpStream::connect(addr));
+            let server = submit(
+                Sqe {
+                    opcode: OP_ACCEPT,
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&l),
+                    ..Sqe::default()
+                },
+                sqpoll,
+            );
+            println!("accept {server}");
+            let client = client
+                .join()
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_else(|| fail("connect"));
+            let msg = b"osprey-ring";
+            let sent = submit(
+                Sqe {
+                    opcode: OP_SEND,
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&client),
+                    addr: msg.as_ptr() as u64,
+                    len: msg.len() as u32,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            );
+            println!("send {sent}");
+            let mut buf = [0u8; 64];
+            submit(
+                Sqe {
+                    opcode: OP_RECV,
+                    fd: server,
+                    addr: buf.as_mut_ptr() as u64,
+                    len: buf.len() as u32,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            )
+        }
+        "splice" => {
+            // IORING_OP_SPLICE of PATH into a pipe of our own.
+            let path = cstr(a(1));
+            // SAFETY: a valid NUL-terminated path.
+            let fd_in = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+            if fd_in < 0 {
+                fail("open the input");
+            }
+            let mut pipe = [0i32; 2];
+            // SAFETY: two ints for the pipe's ends.
+            if unsafe { libc::pipe(pipe.as_mut_ptr()) } < 0 {
+                fail("pipe");
+            }
+            submit(
+                Sqe {
+                    opcode: OP_SPLICE,
+                    fd: pipe[1],
+                    // off_out and splice_off_in: -1, the files' own positions.
+                    off: u64::MAX,
+                    addr: u64::MAX,
+                    len: 4096,
+                    file_index: fd_in,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            )
+        }
         "flood-open" => {
             // IORING_OP_OPENAT of PATH, then N accepts on a listening socket that nobody
             // connects to, in one batch: the accepts never complete.
             let path = cstr(a(1));
-            let n: usize = a(2).parse().unwrap_or_else(|_| {
-                eprintln!("uring: not a count: {}", a(2));
-                std::process::exit(2)
-            });
+            let n: usize = parse(a(2), "a count");
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|_| fail("bind"));
             let mut batch = vec![Sqe {
                 opcode: OP_OPENAT,

@@ -21,6 +21,21 @@ pub fn agent() -> Agent {
     Agent::start(&["run", "--json"], "osprey is running")
 }
 
+/// The agent with the default rules and then the rule file `extra` (overrides, test rules).
+pub fn agent_with_extra(extra: &Path) -> Agent {
+    Agent::start(
+        &[
+            "run",
+            "--json",
+            "--rules",
+            "default",
+            "--rules",
+            extra.to_str().expect("a UTF-8 path"),
+        ],
+        "osprey is running",
+    )
+}
+
 /// Waits for an alert of `rule` that also satisfies `pred`.
 pub fn alert(agent: &mut Agent, rule: &str, pred: impl Fn(&Value) -> bool) -> Value {
     agent.expect(&format!("a '{rule}' alert"), WAIT, |v| {

@@ -698,33 +698,25 @@ impl Sensor {
 
     fn attach(&mut self) -> Result<(), SensorError> {
         let ebpf = &mut self._ebpf;
-        for (program, category) in [
-            ("sched_process_exec", "sched"),
-            ("sched_process_exit", "sched"),
-        ] {
+        // (program, category, tracepoint). io_uring only where the kernel's tracepoints carry
+        // the request (uring.rs), completions first, so that a request seen submitted always
+        // finds its completion program.
+        let mut tracepoints = vec![
+            ("sched_process_exec", "sched", "sched_process_exec"),
+            ("sched_process_exit", "sched", "sched_process_exit"),
+        ];
+        if let Some(submit) = self.uring_submit {
+            tracepoints.push(("io_uring_complete", "io_uring", "io_uring_complete"));
+            tracepoints.push(("io_uring_submit", "io_uring", submit));
+        }
+        for (program, category, tp) in tracepoints {
             let prog: &mut TracePoint = ebpf
                 .program_mut(program)
                 .and_then(|p| p.try_into().ok())
                 .ok_or(SensorError::NoObject)?;
             let wrap = |source| SensorError::Program { program, source };
             prog.load().map_err(wrap)?;
-            prog.attach(category, program).map_err(wrap)?;
-        }
-        // io_uring, where the kernel's tracepoints carry the request (uring.rs): completions
-        // first, so that a request seen submitted always finds its completion program.
-        if let Some(submit) = self.uring_submit {
-            for (program, tp) in [
-                ("io_uring_complete", "io_uring_complete"),
-                ("io_uring_submit", submit),
-            ] {
-                let prog: &mut TracePoint = ebpf
-                    .program_mut(program)
-                    .and_then(|p| p.try_into().ok())
-                    .ok_or(SensorError::NoObject)?;
-                let wrap = |source| SensorError::Program { program, source };
-                prog.load().map_err(wrap)?;
-                prog.attach("io_uring", tp).map_err(wrap)?;
-            }
+            prog.attach(category, tp).map_err(wrap)?;
         }
         for program in ["sched_process_fork", "sys_exit", "sys_enter"] {
             let prog: &mut RawTracePoint = ebpf
