@@ -7,7 +7,7 @@ mod support;
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
-use osprey::sensor::{Sensor, SensorConfig};
+use osprey::sensor::{Sensor, SensorConfig, Share};
 use osprey_model::event::{Event, EventKind};
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -132,10 +132,19 @@ async fn kernel_full_ring_buffer_counts_drops() {
         .unwrap();
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
-    // Nothing was read while the child ran: the buffer filled and the rest was counted.
+    // Nothing was read while the child ran: the buffer filled and the rest was counted, as
+    // ring-full losses or (past half full) as losses over the cgroup's share.
     let after = sensor.counters();
-    let dropped = after.dropped_syscall - before.dropped_syscall;
+    let dropped = after.dropped_syscall - before.dropped_syscall + after.dropped_cgroup_share
+        - before.dropped_cgroup_share;
     assert!(dropped > 0, "drops counted: {after:?}");
+    // And counted against the child's share (ours): every open of it not delivered is there.
+    let own = own_share();
+    let ours = sensor
+        .cgroup_losses()
+        .into_iter()
+        .find(|l| l.share == own)
+        .unwrap_or_else(|| panic!("no losses for {own:?}: {:?}", sensor.cgroup_losses()));
     let events = read_until(&mut reader, Duration::from_secs(2), |_| false).await;
     let delivered = events
         .iter()
@@ -147,6 +156,30 @@ async fn kernel_full_ring_buffer_counts_drops() {
         delivered + dropped >= 3000,
         "every open was delivered or counted: delivered {delivered} + dropped {dropped}"
     );
+    assert!(
+        delivered + ours.over_share + ours.ring_full >= 3000,
+        "every open was delivered or counted against its cgroup: delivered {delivered}, {ours:?}"
+    );
+}
+
+/// This process's share of the ring buffer: its cgroup v2 id (the inode of its directory
+/// under the v2 mount), or its mount namespace when it sits in the v2 root.
+fn own_share() -> Share {
+    use std::os::unix::fs::MetadataExt;
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/");
+    let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .find(|m| std::fs::metadata(format!("{m}/cgroup.procs")).is_ok());
+    match mount {
+        Some(m) if path != "/" => {
+            Share::Cgroup(std::fs::metadata(format!("{m}{path}")).unwrap().ino())
+        }
+        _ => Share::MntNs(std::fs::metadata("/proc/self/ns/mnt").unwrap().ino() as u32),
+    }
 }
 
 #[test]

@@ -72,6 +72,9 @@ pub mod counter {
     pub const PROFILE_VERDICTS: u32 = 8;
     /// `kill` verdicts whose `bpf_send_signal(SIGKILL)` succeeded.
     pub const PROFILE_KILLS: u32 = 9;
+    /// Records not written because their cgroup had used its share of the ring buffer's upper
+    /// half (see `CgroupShare`); each is also counted in the cgroup's own entry.
+    pub const DROP_CGROUP_SHARE: u32 = 10;
     pub const COUNT: u32 = 16;
 }
 
@@ -522,6 +525,27 @@ pub struct RecordSeen {
     pub seen: [u8; MAX_SYSCALL_NR as usize],
 }
 
+/// `CGROUP_SHARE` keys: the cgroup v2 id, or for a task in the v2 root (every task of a host
+/// that runs containers on cgroup v1 alone) this bit with its mount namespace's inode number.
+pub const SHARE_KEY_MNT_NS: u64 = 1 << 63;
+
+/// `CGROUP_SHARE` value, by share key (`SHARE_KEY_MNT_NS`): a token bucket for the share's
+/// use of the ring buffer while the ring is more than half full, and the records it lost. An
+/// entry exists only for a share used under that pressure or that lost a record; the map is an
+/// LRU of 4096.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupShare {
+    /// When the bucket was last refilled (boot-time ns; 0: never, a full bucket).
+    pub refilled_ns: u64,
+    /// Records the share may still write under pressure.
+    pub tokens: u64,
+    /// Records not written: the bucket was empty.
+    pub over_share: u64,
+    /// Records lost because the ring buffer was full.
+    pub ring_full: u64,
+}
+
 /// `EventKind::Profile`: a verdict other than `allow`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -696,6 +720,12 @@ pub struct KernelConfig {
     pub splice_fd_in: u32,
     pub splice_len: u32,
     pub splice_flags: u32,
+
+    /// Records a cgroup may write per millisecond while the ring buffer is just over half full
+    /// (falling to none as it fills; bursts of four milliseconds' worth), 0: no limit. Its
+    /// share of the upper half, so that one noisy container cannot fill the ring for every
+    /// other. See agent-ebpf/src/output.rs.
+    pub cgroup_share: u32,
 }
 
 impl KernelConfig {
@@ -715,6 +745,7 @@ mod pod {
     unsafe impl aya::Pod for super::ProfileScope {}
     unsafe impl aya::Pod for super::ArgRules {}
     unsafe impl aya::Pod for super::RecordSeen {}
+    unsafe impl aya::Pod for super::CgroupShare {}
 }
 
 // The layout is a contract: these sizes change only together with both sides.

@@ -9,11 +9,16 @@
 //! - `profile.rs`: seccomp-like syscall profiles, decided in `sys_enter` for tasks whose cgroup
 //!   has one (allow, log, alert, kill), and syscall recording per cgroup.
 //!
-//! Shared maps live in `maps.rs`, the event header (identity of the current task) in `task.rs`.
+//! Shared maps live in `maps.rs`, the ring buffer and each cgroup's share of it in `output.rs`,
+//! the event header (identity of the current task) in `task.rs`.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for the per-cgroup loss counts (output.rs).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod maps;
+mod output;
 mod path;
 mod process;
 mod profile;

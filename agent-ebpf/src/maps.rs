@@ -1,67 +1,14 @@
 //! Maps shared by all programs, and the kernel configuration userspace writes before load.
+//! The ring buffer and its maps are in `output.rs`.
 
 use agent_common::{
     ArgRules, KernelConfig, MAX_PROFILE_SLOTS, MAX_SYSCALL_NR, ProfileScope, RecordSeen,
     SyscallEvent, SyscallSpec, counter,
 };
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray},
 };
-
-/// Every record for userspace. Userspace may resize it before load (`--ring-buffer-size`).
-#[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
-
-/// How many bytes may wait in `EVENTS` before a record wakes the reader (a quarter of the
-/// ring when that is less, for the small rings `--ring-buffer-size` allows).
-const WAKEUP_BYTES: u64 = 256 * 1024;
-
-/// At most one time-driven wake-up per this many nanoseconds.
-const WAKEUP_EVERY_NS: u64 = 1_000_000;
-
-/// When a record last woke the reader (boot-time ns). One slot shared by every CPU: a race
-/// between two CPUs costs at most one extra wake-up.
-#[map]
-static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
-
-/// The flags for one record written to `EVENTS`.
-///
-/// With the default flags every record the reader has caught up with wakes it (irq_work,
-/// then an epoll wake-up), and a reader that keeps up is always caught up: one wake-up per
-/// event, paid inside the traced task's syscall. Instead a record wakes the reader only when
-/// the last wake-up is more than a millisecond old (so a lone event is read at once) or a
-/// backlog of `WAKEUP_BYTES` waits (so a burst is read before the ring fills); otherwise it
-/// is written silently and the reader's own poll (agent/src/sensor/mod.rs, 1 ms while events
-/// flow) picks it up. Under load that is at most about a thousand wake-ups a second.
-#[inline(always)]
-pub fn wakeup_flags() -> u64 {
-    const BPF_RB_AVAIL_DATA: u64 = 0;
-    const BPF_RB_RING_SIZE: u64 = 1;
-    const BPF_RB_NO_WAKEUP: u64 = 1;
-    const BPF_RB_FORCE_WAKEUP: u64 = 2;
-    // SAFETY: no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: a valid map value pointer; a torn or racing update only moves a wake-up.
-    let due = now.wrapping_sub(unsafe { *last }) >= WAKEUP_EVERY_NS;
-    let quarter = EVENTS.query(BPF_RB_RING_SIZE) / 4;
-    let threshold = if quarter < WAKEUP_BYTES {
-        quarter
-    } else {
-        WAKEUP_BYTES
-    };
-    if due || EVENTS.query(BPF_RB_AVAIL_DATA) >= threshold {
-        // SAFETY: as above.
-        unsafe { *last = now };
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    }
-}
 
 /// The interest filter and capture plan, indexed by syscall number; written by userspace.
 #[map]

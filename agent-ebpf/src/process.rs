@@ -16,7 +16,8 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{EVENTS, config, count, wakeup_flags},
+    maps::config,
+    output::{emit, share_key},
     path::{path_at, walk},
     task::{fill_header, read_kernel},
 };
@@ -122,7 +123,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
 
     let size = EXEC_DATA_OFFSET + exe_off + (ev.exe_path_len as usize & (DATA_MAX - 1));
     ev.header.size = size as u32;
-    emit(ev, size, counter::DROP_EXEC);
+    emit(ev, size, share_key(&ev.header), counter::DROP_EXEC);
     Ok(())
 }
 
@@ -193,12 +194,7 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
         return Err(());
     }
     let child: u64 = ctx.arg(1);
-    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
-        count(counter::DROP_FORK);
-        return Err(());
-    };
-    // SAFETY: the reservation is sizeof(ForkEvent) bytes; we write every field.
-    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    let mut ev = ForkEvent::default();
     fill_header(&mut ev.header, EventKind::Fork as u32, cfg);
     ev.header.size = size_of::<ForkEvent>() as u32;
     ev.child_tid = read_kernel(child, cfg.task_pid);
@@ -208,8 +204,12 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
     } else {
         0
     };
-    ev._pad = 0;
-    entry.submit(wakeup_flags());
+    emit(
+        &ev,
+        size_of::<ForkEvent>(),
+        share_key(&ev.header),
+        counter::DROP_FORK,
+    );
     Ok(())
 }
 
@@ -239,33 +239,18 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), ()> {
     if !group_dead {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
-        count(counter::DROP_EXIT);
-        return Err(());
-    };
-    // SAFETY: the reservation is sizeof(ExitEvent) bytes; we write every field.
-    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    let mut ev = ExitEvent::default();
     fill_header(&mut ev.header, EventKind::Exit as u32, cfg);
     ev.header.size = size_of::<ExitEvent>() as u32;
+    // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     ev.exit_code = read_kernel(task, cfg.task_exit_code);
     ev.group_dead = 1;
-    entry.submit(wakeup_flags());
+    emit(
+        &ev,
+        size_of::<ExitEvent>(),
+        share_key(&ev.header),
+        counter::DROP_EXIT,
+    );
     Ok(())
-}
-
-/// Copies the first `size` bytes of `ev` into the ring buffer, counting a drop when it is full.
-/// The clamp to `size_of::<T>()` is what lets the verifier accept a variable length.
-#[inline(always)]
-pub fn emit<T>(ev: &T, size: usize, drop_counter: u32) {
-    let size = if size > size_of::<T>() {
-        size_of::<T>()
-    } else {
-        size
-    };
-    // SAFETY: size <= size_of::<T>(), inside `ev`.
-    let bytes = unsafe { core::slice::from_raw_parts((ev as *const T).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
-        count(drop_counter);
-    }
 }

@@ -22,7 +22,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{PROFILE_ARGS, PROFILE_RECORD, PROFILE_SCOPE, PROFILE_VERDICTS, config, count},
-    process::emit,
+    output::{emit, share_key},
     task::{fill_header, read_kernel},
 };
 
@@ -84,7 +84,12 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
     ev.action = act;
     ev.args = read_args(regs, cfg);
     count(counter::PROFILE_VERDICTS);
-    emit(&ev, size_of::<ProfileEvent>(), counter::DROP_PROFILE);
+    emit(
+        &ev,
+        size_of::<ProfileEvent>(),
+        share_key(&ev.header),
+        counter::DROP_PROFILE,
+    );
 }
 
 #[inline(always)]

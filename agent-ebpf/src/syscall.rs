@@ -35,8 +35,8 @@ use aya_ebpf::{
 
 use crate::{
     maps::{SCRATCH, SYSCALL_SPECS, config, count},
+    output::{emit, share_key},
     path::{Obj, file_of_fd, path_at, walk},
-    process::emit,
     profile,
     task::{fill_header, read_kernel},
 };
@@ -267,7 +267,7 @@ pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize)
 
     let size = SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;
-    emit(ev, size, counter::DROP_SYSCALL);
+    emit(ev, size, share_key(&ev.header), counter::DROP_SYSCALL);
     count(counter::SYSCALLS_EMITTED);
 }
 

@@ -308,6 +308,11 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
     }
     let size = agent_common::SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;
-    crate::process::emit(ev, size, agent_common::counter::DROP_SYSCALL);
+    crate::output::emit(
+        ev,
+        size,
+        crate::output::share_key(&ev.header),
+        agent_common::counter::DROP_SYSCALL,
+    );
     Ok(())
 }

@@ -92,6 +92,11 @@ grpc:
 
 # Kernel ring buffer size in bytes: a power of two, at least 4096.
 ring_buffer_bytes: 16777216
+# Records one cgroup (one container) may write per millisecond while the ring buffer is more
+# than half full; past that its records are dropped and counted against it
+# (osprey_kernel_dropped_by_container_total), so one noisy container cannot fill the ring for
+# every other. 0 turns the limit off.
+ring_buffer_cgroup_share: 64
 
 # Most processes kept in the process table (oldest exited ones go first).
 process_table_capacity: 65536
@@ -131,6 +136,7 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub grpc: GrpcConfig,
     pub ring_buffer_bytes: u32,
+    pub ring_buffer_cgroup_share: u32,
     pub process_table_capacity: usize,
     pub fd_table_per_process: usize,
     pub fd_table_total: usize,
@@ -244,6 +250,7 @@ impl Default for Config {
             metrics: None,
             grpc: GrpcConfig::default(),
             ring_buffer_bytes: 16 * 1024 * 1024,
+            ring_buffer_cgroup_share: crate::sensor::DEFAULT_CGROUP_SHARE,
             process_table_capacity: 65_536,
             fd_table_per_process: 1024,
             fd_table_total: 262_144,

@@ -21,19 +21,29 @@ use prometheus_client::{
 };
 
 use crate::{
+    pipeline::losses::ContainerLoss,
     process::TableStats,
     sensor::{DecodeStats, KernelCounters},
 };
 
 type Labels = Vec<(&'static str, String)>;
 
+/// The most containers `osprey_kernel_dropped_by_container_total` names; the rest are summed
+/// as `other`, so that a node that churns through containers does not grow the metrics.
+pub const MAX_LOSS_CONTAINERS: usize = 256;
+
 /// All of the agent's metrics. Cheap to update from the pipeline (atomic increments).
 pub struct Metrics {
     registry: Registry,
     /// Events decoded from the ring buffer, by kind (exec, fork, exit, syscall name).
     pub events: Family<Labels, Counter>,
-    /// Kernel records lost to a full ring buffer, by kind.
+    /// Kernel records lost to a full ring buffer, by kind (`cgroup_share`: over a cgroup's
+    /// share of a ring more than half full).
     kernel_dropped: Family<Labels, Counter>,
+    /// The same losses by container (`container_id`, `container_name`) and `reason`
+    /// (`over_share`, `ring_full`). At most [`MAX_LOSS_CONTAINERS`] containers, the rest as
+    /// `container_id="other"`.
+    kernel_dropped_by_container: Family<Labels, Counter>,
     /// Ring-buffer records that could not be decoded (`short`, `unknown`).
     decode_errors: Family<Labels, Counter>,
     /// io_uring requests by how they were reported (`joined` with their completion,
@@ -71,6 +81,8 @@ pub struct Metrics {
     /// Containers whose metadata did not arrive in time, by reason (`timeout`, `overflow`).
     container_metadata_missing: Family<Labels, Counter>,
     last_containers: Mutex<crate::container::ContainerStats>,
+    /// Containers with a series in `kernel_dropped_by_container`.
+    loss_containers: Mutex<std::collections::HashSet<String>>,
     ready: AtomicBool,
     /// When the agent's loop last went round (it does at least once a second), for
     /// `/healthz`: a loop stuck anywhere means the ring buffer is no longer read.
@@ -101,6 +113,7 @@ impl Metrics {
         let m = Metrics {
             events: Family::default(),
             kernel_dropped: Family::default(),
+            kernel_dropped_by_container: Family::default(),
             decode_errors: Family::default(),
             io_uring_requests: Family::default(),
             queue_dropped: Family::default(),
@@ -121,6 +134,7 @@ impl Metrics {
             container_events_held: Counter::default(),
             container_metadata_missing: Family::default(),
             last_containers: Mutex::default(),
+            loss_containers: Mutex::default(),
             ready: AtomicBool::new(false),
             heartbeat: Mutex::new(None),
             rule_files_error: Mutex::new(None),
@@ -138,6 +152,12 @@ impl Metrics {
             "kernel_dropped",
             "Kernel records lost (ring buffer full, or in-flight syscall table full), by kind",
             m.kernel_dropped.clone(),
+        );
+        r.register(
+            "kernel_dropped_by_container",
+            "Kernel records lost, by container and reason: over_share (the container's share \
+             of a ring buffer more than half full was used) or ring_full",
+            m.kernel_dropped_by_container.clone(),
         );
         r.register(
             "decode_errors",
@@ -318,6 +338,13 @@ impl Metrics {
             k0.dropped_syscall,
         );
         add(
+            &self.kernel_dropped,
+            "kind",
+            "cgroup_share",
+            kernel.dropped_cgroup_share,
+            k0.dropped_cgroup_share,
+        );
+        add(
             &self.decode_errors,
             "reason",
             "short",
@@ -371,10 +398,37 @@ impl Metrics {
             t0.fds.procfs_lookups_skipped,
         );
         // Make sure every drop series exists from the start, at zero, so dashboards see it.
-        for kind in ["exec", "fork", "exit", "syscall"] {
+        for kind in ["exec", "fork", "exit", "syscall", "cgroup_share"] {
             let _ = self.kernel_dropped.get_or_create(&labels("kind", kind));
         }
         *last = (kernel, decode, table);
+    }
+
+    /// Adds what each container lost since the last call.
+    pub fn container_losses(&self, losses: &[ContainerLoss]) {
+        let Ok(mut known) = self.loss_containers.lock() else {
+            return;
+        };
+        for l in losses {
+            let (id, name) =
+                if known.contains(&l.who.container_id) || known.len() < MAX_LOSS_CONTAINERS {
+                    known.insert(l.who.container_id.clone());
+                    (l.who.container_id.clone(), l.who.container_name.clone())
+                } else {
+                    ("other".to_string(), String::new())
+                };
+            for (reason, n) in [("over_share", l.over_share), ("ring_full", l.ring_full)] {
+                if n > 0 {
+                    self.kernel_dropped_by_container
+                        .get_or_create(&vec![
+                            ("container_id", id.clone()),
+                            ("container_name", name.clone()),
+                            ("reason", reason.to_string()),
+                        ])
+                        .inc_by(n);
+                }
+            }
+        }
     }
 
     /// Brings the container table's counters up to date.

@@ -205,6 +205,62 @@ impl ContainerTable {
         }
     }
 
+    /// The container a cgroup belongs to, from what events have shown so far or else the v2
+    /// cgroup's path (as of the last scan): for numbers the kernel keeps per cgroup, such as
+    /// the records it lost. `None` when nothing places it.
+    pub fn of_cgroup(&self, cgroup_id: u64) -> Option<Arc<ContainerInfo>> {
+        if cgroup_id == ROOT_CGROUP_ID {
+            return Some(self.host.clone());
+        }
+        let inner = self.lock();
+        if let Some(e) = inner
+            .containers
+            .values()
+            .find(|e| e.cgroups.contains(&cgroup_id))
+        {
+            return Some(e.info.clone());
+        }
+        if let Some(s) = inner
+            .slots
+            .iter()
+            .find_map(|(&(c, _), s)| (c == cgroup_id).then_some(s))
+        {
+            return Some(match s {
+                Slot::Host => self.host.clone(),
+                Slot::Container(id) => inner.containers.get(id)?.info.clone(),
+            });
+        }
+        let path = inner.v2_paths.get(&cgroup_id)?;
+        Some(match cgroup::container_from_path(path) {
+            Some(m) => Arc::new(info_from(&m, None)),
+            None => self.host.clone(),
+        })
+    }
+
+    /// The container a mount namespace belongs to (as `of_cgroup`, for hosts whose containers
+    /// all sit in the v2 root cgroup).
+    pub fn of_mnt_ns(&self, mnt_ns: u32) -> Option<Arc<ContainerInfo>> {
+        if self.host_mnt_ns.contains(&mnt_ns) {
+            return Some(self.host.clone());
+        }
+        let inner = self.lock();
+        if let Some(e) = inner
+            .by_mnt_ns
+            .get(&mnt_ns)
+            .and_then(|id| inner.containers.get(id))
+        {
+            return Some(e.info.clone());
+        }
+        let slot = inner
+            .slots
+            .iter()
+            .find_map(|(&(_, ns), s)| (ns == mnt_ns).then_some(s))?;
+        Some(match slot {
+            Slot::Host => self.host.clone(),
+            Slot::Container(id) => inner.containers.get(id)?.info.clone(),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock left plain maps behind; they are still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())

@@ -12,7 +12,10 @@ use std::{
 use osprey_engine::{Engine, EngineOptions, SyscallInterest};
 use osprey_model::Priority;
 
-use super::{Parts, Pipeline};
+use super::{
+    Parts, Pipeline,
+    losses::{self, Losses, Who},
+};
 use crate::{
     config::Config,
     container::{ContainerConfig, ContainerTable, cgroup},
@@ -20,7 +23,7 @@ use crate::{
     process::{TableStats, boot_clock_ns, boot_time_ns},
     profile::live::Live,
     rulefiles::{self, RuleFilesError},
-    sensor::{KernelCounters, Sensor, SensorConfig, SensorError, syscalls},
+    sensor::{KernelCounters, Sensor, SensorConfig, SensorError, Share, syscalls},
     server::{ServerError, agent::AgentStream},
     sink::{self, BuildError, SinkHandle, stream::StreamSink},
 };
@@ -154,6 +157,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
 
     let mut sensor = Sensor::start(&SensorConfig {
         ring_buffer_bytes: cfg.ring_buffer_bytes,
+        cgroup_share: cfg.ring_buffer_cgroup_share,
         syscalls: interest,
         entry_hook: needs_entry_hook(&profile_defs),
         ..Default::default()
@@ -169,6 +173,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     let mut batch = Vec::with_capacity(4096);
     let mut last_counters = sensor.counters();
     let mut last_table = pipeline.table_stats();
+    let mut losses = Losses::default();
     let mut check = tokio::time::interval(Duration::from_secs(10));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut watch = tokio::time::interval(Duration::from_secs(2));
@@ -195,10 +200,16 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
             _ = check.tick() => {
                 let (counters, lost) = report_drops(&sensor, last_counters);
                 last_counters = counters;
+                let worst = losses.take_worst(3);
                 if lost >= cfg.internal_alerts.drop_threshold && lost > 0 {
+                    let by = if worst.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; most by container: {}", losses::describe(&worst))
+                    };
                     pipeline.internal_alert("Osprey dropped kernel events", Priority::Critical, format!(
-                        "Osprey lost {lost} kernel events in the last 10 s (ring buffer or in-flight table full); detection had gaps (ring_buffer_bytes={})",
-                        cfg.ring_buffer_bytes
+                        "Osprey lost {lost} kernel events in the last 10 s (ring buffer full, or containers over their share of it){by}; detection had gaps (ring_buffer_bytes={}, ring_buffer_cgroup_share={})",
+                        cfg.ring_buffer_bytes, cfg.ring_buffer_cgroup_share
                     ));
                 }
                 let t = pipeline.table_stats();
@@ -221,6 +232,8 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
             _ = tokio::time::sleep(pipeline.enrich_mut().poll_in()), if pipeline.enrich_mut().is_holding() => {}
             _ = tick.tick() => {
                 metrics.sync(sensor.counters(), reader.decode_stats(), pipeline.table_stats());
+                let lost = losses.update(&sensor.cgroup_losses(), |s| who(&containers, s));
+                metrics.container_losses(&lost);
                 metrics.sync_containers(containers.stats());
                 pipeline.tick(boot_time_ns() + boot_clock_ns());
                 continue;
@@ -395,6 +408,25 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 }
 
 /// Logs what the kernel dropped since the last report: nothing is lost without a word.
+/// How losses name a share: its container, `host`, or `cgroup:ID` / `mntns:INUM` when nothing
+/// places it.
+fn who(containers: &ContainerTable, share: Share) -> Who {
+    let (found, unplaced) = match share {
+        Share::Cgroup(id) => (containers.of_cgroup(id), format!("cgroup:{id}")),
+        Share::MntNs(ns) => (containers.of_mnt_ns(ns), format!("mntns:{ns}")),
+    };
+    match found {
+        Some(c) => Who {
+            container_id: c.id.clone(),
+            container_name: c.name.clone().unwrap_or_default(),
+        },
+        None => Who {
+            container_id: unplaced,
+            container_name: String::new(),
+        },
+    }
+}
+
 fn report_drops(sensor: &Sensor, last: KernelCounters) -> (KernelCounters, u64) {
     let now = sensor.counters();
     let lost = now.dropped() - last.dropped();

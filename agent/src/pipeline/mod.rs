@@ -8,6 +8,7 @@
 
 pub mod enrich;
 pub mod live;
+pub mod losses;
 pub mod trace;
 
 use std::{sync::Arc, time::SystemTime};

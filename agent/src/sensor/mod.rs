@@ -14,10 +14,12 @@ pub mod tracefs;
 
 use std::{collections::BTreeSet, path::Path};
 
-use agent_common::{KernelConfig, MAX_SYSCALL_NR, SyscallSpec, counter};
+use agent_common::{
+    CgroupShare, KernelConfig, MAX_SYSCALL_NR, SHARE_KEY_MNT_NS, SyscallSpec, counter,
+};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId},
 };
 use tokio::io::unix::AsyncFd;
@@ -94,7 +96,16 @@ pub struct SensorConfig {
     /// profiles nothing else runs there, and leaving it detached spares every syscall on the
     /// node one program run; [`Sensor::set_entry_hook`] changes it live.
     pub entry_hook: bool,
+    /// Records one cgroup may write per millisecond while the ring buffer is more than half
+    /// full (0: no limit); see agent-ebpf/src/output.rs.
+    pub cgroup_share: u32,
 }
+
+/// The default share of the ring buffer's upper half per cgroup: 64 records per millisecond
+/// (64,000/s, a quarter of what the agent reads with the default rules), far more than a
+/// process that is not flooding writes, and a rate at which one noisy cgroup alone cannot
+/// push the ring past half full.
+pub const DEFAULT_CGROUP_SHARE: u32 = 64;
 
 impl Default for SensorConfig {
     fn default() -> Self {
@@ -104,6 +115,7 @@ impl Default for SensorConfig {
             btf_path: "/sys/kernel/btf/vmlinux".into(),
             inert: false,
             entry_hook: true,
+            cgroup_share: DEFAULT_CGROUP_SHARE,
         }
     }
 }
@@ -124,6 +136,9 @@ pub struct KernelCounters {
     pub profile_verdicts: u64,
     /// Processes killed by a profile (`bpf_send_signal` succeeded).
     pub profile_kills: u64,
+    /// Records not written because their cgroup had used its share of a ring more than half
+    /// full (per cgroup: [`Sensor::cgroup_losses`]).
+    pub dropped_cgroup_share: u64,
 }
 
 impl KernelCounters {
@@ -133,7 +148,37 @@ impl KernelCounters {
             + self.dropped_exit
             + self.dropped_syscall
             + self.dropped_profile
+            + self.dropped_cgroup_share
     }
+}
+
+/// Who a share of the ring buffer belongs to (agent-ebpf/src/output.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Share {
+    /// A cgroup v2 id.
+    Cgroup(u64),
+    /// A mount namespace, for tasks in the v2 root (hosts that run containers on cgroup v1).
+    MntNs(u32),
+}
+
+impl Share {
+    fn from_key(key: u64) -> Self {
+        if key & SHARE_KEY_MNT_NS != 0 {
+            Share::MntNs(key as u32)
+        } else {
+            Share::Cgroup(key)
+        }
+    }
+}
+
+/// What one share lost, from the kernel's `CGROUP_SHARE` map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupLoss {
+    pub share: Share,
+    /// Records over its share of a ring more than half full.
+    pub over_share: u64,
+    /// Records the full ring had no room for.
+    pub ring_full: u64,
 }
 
 /// Loaded and attached kernel programs.
@@ -142,6 +187,7 @@ pub struct Sensor {
     _ebpf: Ebpf,
     specs: Array<MapData, SyscallSpec>,
     counters: PerCpuArray<MapData, u64>,
+    shares: HashMap<MapData, u64, CgroupShare>,
     ring: Option<RingBuf<MapData>>,
     current: Vec<SyscallSpec>,
     kernel: String,
@@ -666,6 +712,7 @@ impl Sensor {
         if cfg.inert {
             kcfg.ready = 0;
         }
+        kcfg.cgroup_share = cfg.cgroup_share;
         raise_memlock();
 
         let mut ebpf = EbpfLoader::new()
@@ -677,11 +724,13 @@ impl Sensor {
         let specs: Array<MapData, SyscallSpec> = take_map(&mut ebpf, "SYSCALL_SPECS")?;
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
+        let shares: HashMap<MapData, u64, CgroupShare> = take_map(&mut ebpf, "CGROUP_SHARE")?;
 
         let mut sensor = Sensor {
             _ebpf: ebpf,
             specs,
             counters,
+            shares,
             ring: Some(ring),
             current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
             kernel,
@@ -819,7 +868,24 @@ impl Sensor {
             dropped_profile: get(counter::DROP_PROFILE),
             profile_verdicts: get(counter::PROFILE_VERDICTS),
             profile_kills: get(counter::PROFILE_KILLS),
+            dropped_cgroup_share: get(counter::DROP_CGROUP_SHARE),
         }
+    }
+
+    /// Every share (cgroup, or mount namespace in the v2 root) that lost records, with its
+    /// losses since its entry was made. Entries exist only for shares used under pressure; the
+    /// map is an LRU of 4096, so a share's counts can restart from zero after a quiet spell.
+    pub fn cgroup_losses(&self) -> Vec<CgroupLoss> {
+        self.shares
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, s)| s.over_share + s.ring_full > 0)
+            .map(|(key, s)| CgroupLoss {
+                share: Share::from_key(key),
+                over_share: s.over_share,
+                ring_full: s.ring_full,
+            })
+            .collect()
     }
 
     /// The syscall-profile maps; can be taken once.

@@ -1,0 +1,218 @@
+//! The ring buffer every record goes through: when a record wakes the reader, and who may use
+//! the ring's upper half.
+//!
+//! One ring serves the whole node, so a container that makes captured syscalls faster than the
+//! agent reads them would fill it and every other container's records (a host `cat
+//! /etc/shadow` included) would be lost with its own. Instead, while the ring is more than half
+//! full, every share (a cgroup; see below) writes from a token bucket of its own: it refills at
+//! `KernelConfig::cgroup_share` records per millisecond when the ring is just over half full,
+//! slower as the ring fills and not at all when it is full, and holds at most four
+//! milliseconds' worth. A share that finds its bucket empty has the record dropped and counted
+//! in its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure, about what the
+//! reader drains (its refill falls until the two meet, somewhere below full), while a quiet one
+//! arrives with a full bucket and its burst (a process starting: an exec, its libraries, the
+//! file it reads) fits in the room left. Below half full nothing is looked up: the fast path is
+//! two ring queries.
+//!
+//! The share is per cgroup v2 id, the unit a container runtime creates per container. Where a
+//! task sits in the v2 root (a host whose runtime uses cgroup v1 alone puts every container
+//! there), it is per mount namespace instead, which every container has of its own. A
+//! container allowed to create cgroups (a delegated subtree) or namespaces (user namespaces)
+//! gets one share per cgroup or namespace it makes; so do many noisy containers together. The
+//! ring can then still fill, and those records are counted per share too (`ring_full`).
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use agent_common::{CgroupShare, EventHeader, SHARE_KEY_MNT_NS, counter};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, LruHashMap, RingBuf},
+};
+
+use crate::maps::{config, count};
+
+/// Every record for userspace. Userspace may resize it before load (`--ring-buffer-size`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Each cgroup's use of the ring's upper half and what it lost; read by userspace for the
+/// per-container drop counts. Entries are made only under pressure or on a loss.
+#[map]
+pub static CGROUP_SHARE: LruHashMap<u64, CgroupShare> = LruHashMap::with_max_entries(4096, 0);
+
+/// A bucket holds this many milliseconds of refill.
+const BURST_MS: u64 = 4;
+
+/// How many bytes may wait in `EVENTS` before a record wakes the reader (a quarter of the
+/// ring when that is less, for the small rings `--ring-buffer-size` allows).
+const WAKEUP_BYTES: u64 = 256 * 1024;
+
+/// At most one time-driven wake-up per this many nanoseconds.
+const WAKEUP_EVERY_NS: u64 = 1_000_000;
+
+/// When a record last woke the reader (boot-time ns). One slot shared by every CPU: a race
+/// between two CPUs costs at most one extra wake-up.
+#[map]
+static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_RING_SIZE: u64 = 1;
+
+/// Permission to write one record: the flags to write it with.
+#[derive(Clone, Copy)]
+pub struct Slot {
+    pub flags: u64,
+}
+
+/// Who a record's share is counted against (`agent_common::SHARE_KEY_MNT_NS`).
+#[inline(always)]
+pub fn share_key(h: &EventHeader) -> u64 {
+    /// The v2 root's id.
+    const ROOT_CGROUP: u64 = 1;
+    if h.cgroup_id > ROOT_CGROUP {
+        h.cgroup_id
+    } else {
+        SHARE_KEY_MNT_NS | h.mnt_ns as u64
+    }
+}
+
+/// Whether a record of share `key` may be written now. `None` when the ring is more than half
+/// full and the share's bucket is empty: the loss is counted (globally and in the share's
+/// entry).
+#[inline(always)]
+pub fn admit(key: u64) -> Option<Slot> {
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let size = EVENTS.query(BPF_RB_RING_SIZE);
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
+    let share = config().cgroup_share as u64;
+    if share != 0
+        && waiting >= size / 2
+        && let Some(s) = share_of(key, share * BURST_MS)
+    {
+        // SAFETY: a map value; racing CPUs may lose a refill or a take, which moves the
+        // limit by a record or two. The loss counts are atomic.
+        let s = unsafe { &mut *s };
+        let free = size.saturating_sub(waiting);
+        // Records per millisecond: `share` at half full, none at full.
+        // (`checked_div`: a plain division by a variable panics on zero, and the verifier
+        // rejects the code a panic leaves.)
+        let rate = (share * free).checked_div(size / 2).unwrap_or(0);
+        let burst = share * BURST_MS;
+        let elapsed = now.wrapping_sub(s.refilled_ns);
+        let elapsed = if elapsed > BURST_MS * 1_000_000 {
+            BURST_MS * 1_000_000
+        } else {
+            elapsed
+        };
+        let refill = elapsed * rate / 1_000_000;
+        // Less than a record's refill leaves the clock alone, so that it adds up.
+        if refill > 0 {
+            s.tokens = if s.tokens + refill > burst {
+                burst
+            } else {
+                s.tokens + refill
+            };
+            s.refilled_ns = now;
+        }
+        if s.tokens == 0 {
+            add(&mut s.over_share);
+            count(counter::DROP_CGROUP_SHARE);
+            return None;
+        }
+        s.tokens -= 1;
+    }
+    Some(Slot {
+        flags: wakeup_flags(now, waiting, size),
+    })
+}
+
+/// A record of share `key` the full ring had no room for.
+#[inline(always)]
+pub fn lost(key: u64, drop_counter: u32) {
+    count(drop_counter);
+    let burst = config().cgroup_share as u64 * BURST_MS;
+    if let Some(s) = share_of(key, burst) {
+        // SAFETY: a map value; see `admit`.
+        add(unsafe { &mut (*s).ring_full });
+    }
+}
+
+/// Copies the first `size` bytes of `ev` into the ring buffer within share `key` (its header's
+/// `share_key`), counting a loss. The clamp to `size_of::<T>()` is what lets the
+/// verifier accept a variable length.
+#[inline(always)]
+pub fn emit<T>(ev: &T, size: usize, key: u64, drop_counter: u32) {
+    let Some(slot) = admit(key) else {
+        return;
+    };
+    let size = if size > size_of::<T>() {
+        size_of::<T>()
+    } else {
+        size
+    };
+    // SAFETY: size <= size_of::<T>(), inside `ev`.
+    let bytes = unsafe { core::slice::from_raw_parts((ev as *const T).cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, slot.flags).is_err() {
+        lost(key, drop_counter);
+    }
+}
+
+/// The share's entry, made with a full bucket of `tokens` if missing (an LRU map: the least
+/// recently used goes).
+#[inline(always)]
+fn share_of(key: u64, tokens: u64) -> Option<*mut CgroupShare> {
+    if let Some(s) = CGROUP_SHARE.get_ptr_mut(&key) {
+        return Some(s);
+    }
+    let fresh = CgroupShare {
+        tokens,
+        ..CgroupShare::default()
+    };
+    let _ = CGROUP_SHARE.insert(&key, &fresh, BPF_NOEXIST as u64);
+    CGROUP_SHARE.get_ptr_mut(&key)
+}
+
+/// An atomic increment (BPF `lock add`, which every kernel we support has): `core`'s atomics
+/// are not offered on the BPF target, whose LLVM backend has no compare-and-swap before v3.
+#[inline(always)]
+fn add(n: &mut u64) {
+    // SAFETY: an aligned u64 in map memory. The result is unused, so LLVM emits the plain
+    // `lock add` rather than the fetching form (Linux 5.12+).
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(n, 1) };
+}
+
+/// The flags for one record written to `EVENTS`, `waiting` bytes already in the ring of `size`.
+///
+/// With the default flags every record the reader has caught up with wakes it (irq_work,
+/// then an epoll wake-up), and a reader that keeps up is always caught up: one wake-up per
+/// event, paid inside the traced task's syscall. Instead a record wakes the reader only when
+/// the last wake-up is more than a millisecond old (so a lone event is read at once) or a
+/// backlog of `WAKEUP_BYTES` waits (so a burst is read before the ring fills); otherwise it
+/// is written silently and the reader's own poll (agent/src/sensor/mod.rs, 1 ms while events
+/// flow) picks it up. Under load that is at most about a thousand wake-ups a second.
+#[inline(always)]
+fn wakeup_flags(now: u64, waiting: u64, size: u64) -> u64 {
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a valid map value pointer; a torn or racing update only moves a wake-up.
+    let due = now.wrapping_sub(unsafe { *last }) >= WAKEUP_EVERY_NS;
+    let quarter = size / 4;
+    let threshold = if quarter < WAKEUP_BYTES {
+        quarter
+    } else {
+        WAKEUP_BYTES
+    };
+    if due || waiting >= threshold {
+        // SAFETY: as above.
+        unsafe { *last = now };
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
