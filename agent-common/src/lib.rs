@@ -525,6 +525,9 @@ pub struct RecordSeen {
     pub seen: [u8; MAX_SYSCALL_NR as usize],
 }
 
+/// The most bytes of `struct pt_regs` read in one go for the syscall arguments.
+pub const REGS_SPAN_MAX: u32 = 120;
+
 /// `CGROUP_SHARE` keys: the cgroup v2 id, or for a task in the v2 root (every task of a host
 /// that runs containers on cgroup v1 alone) this bit with its mount namespace's inode number.
 pub const SHARE_KEY_MNT_NS: u64 = 1 << 63;
@@ -613,6 +616,11 @@ pub struct KernelConfig {
     pub regs_args: [u32; 6],
     /// Offset in `struct pt_regs` of the syscall number (`orig_ax` on x86_64).
     pub regs_nr: u32,
+    /// The bytes of `struct pt_regs` that hold all six argument registers: from offset
+    /// `regs_args_base`, `regs_args_span` bytes (at most [`REGS_SPAN_MAX`]; 0: read them one
+    /// by one). x86_64: r10 to di, 64 bytes, one read instead of six.
+    pub regs_args_base: u32,
+    pub regs_args_span: u32,
     /// `sched_process_exec` record: offset of the `__data_loc char[] filename` field.
     pub exec_filename_loc: u32,
     /// `sched_process_exit` record: offset of `bool group_dead`, or `u32::MAX` on kernels

@@ -110,28 +110,39 @@ pub fn walk(
     // itself, or the top of another mount namespace's tree): the rest of the path is the
     // dentry chain within that file system.
     let mut detached = false;
+    // The root of the mount being walked: read again only when the walk crosses a mount.
+    let mut mnt_root: u64 = read_kernel(mnt, cfg.vfsmount_root);
+    // `d_parent` and `d_name.name` are 16 bytes apart in every kernel's `struct dentry` we
+    // know (`d_name.hash_len` between them): one read gives both.
+    let pair = cfg.dentry_name == cfg.dentry_parent + 16;
     for _ in 0..MAX_DEPTH {
         if dentry == root.dentry && mnt == root.mnt {
             done = true;
             break;
         }
-        if !detached {
-            let mnt_root: u64 = read_kernel(mnt, cfg.vfsmount_root);
-            if dentry == mnt_root {
-                // The top of this mount: continue from its mountpoint in the parent mount.
-                let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
-                let parent: u64 = read_kernel(m, cfg.mount_parent);
-                if parent == m || parent == 0 {
-                    out.flags |= kpath::OUTSIDE_ROOT;
-                    detached = true;
-                } else {
-                    dentry = read_kernel(m, cfg.mount_mountpoint);
-                    mnt = parent.wrapping_add(cfg.mount_mnt as u64);
-                    continue;
-                }
+        if !detached && dentry == mnt_root {
+            // The top of this mount: continue from its mountpoint in the parent mount.
+            let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
+            let parent: u64 = read_kernel(m, cfg.mount_parent);
+            if parent == m || parent == 0 {
+                out.flags |= kpath::OUTSIDE_ROOT;
+                detached = true;
+            } else {
+                dentry = read_kernel(m, cfg.mount_mountpoint);
+                mnt = parent.wrapping_add(cfg.mount_mnt as u64);
+                mnt_root = read_kernel(mnt, cfg.vfsmount_root);
+                continue;
             }
         }
-        let parent: u64 = read_kernel(dentry, cfg.dentry_parent);
+        let (parent, name) = if pair {
+            let p: [u64; 3] = read_kernel(dentry, cfg.dentry_parent);
+            (p[0], p[2])
+        } else {
+            (
+                read_kernel::<u64>(dentry, cfg.dentry_parent),
+                read_kernel::<u64>(dentry, cfg.dentry_name),
+            )
+        };
         let top = parent == dentry || parent == 0;
         if top && detached {
             // The root of the file system: its name is "/", not a component.
@@ -143,7 +154,6 @@ pub fn walk(
         if off >= MAX_BYTES {
             break;
         }
-        let name: u64 = read_kernel(dentry, cfg.dentry_name);
         // Both terms masked where they are added: below DATA_MAX + MAX_BYTES.
         let at = (start & (DATA_MAX - 1)) + (off & (MAX_BYTES - 1));
         // SAFETY: at < DATA_MAX + MAX_BYTES, and MAX_BYTES + NAME_READ <= DATA_MAX: the copy

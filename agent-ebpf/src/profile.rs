@@ -23,7 +23,7 @@ use aya_ebpf::{
 use crate::{
     maps::{PROFILE_ARGS, PROFILE_RECORD, PROFILE_SCOPE, PROFILE_VERDICTS, config, count},
     output::{emit, share_key},
-    task::{fill_header, read_kernel},
+    task::{fill_header, read_args},
 };
 
 const SIGKILL: u32 = 9;
@@ -90,18 +90,6 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
         share_key(&ev.header),
         counter::DROP_PROFILE,
     );
-}
-
-#[inline(always)]
-fn read_args(regs: u64, cfg: &agent_common::KernelConfig) -> [u64; 6] {
-    [
-        read_kernel(regs, cfg.regs_args[0]),
-        read_kernel(regs, cfg.regs_args[1]),
-        read_kernel(regs, cfg.regs_args[2]),
-        read_kernel(regs, cfg.regs_args[3]),
-        read_kernel(regs, cfg.regs_args[4]),
-        read_kernel(regs, cfg.regs_args[5]),
-    ]
 }
 
 /// The action of the first rule whose conditions all hold.

@@ -38,7 +38,7 @@ use crate::{
     output::{emit, share_key},
     path::{Obj, file_of_fd, path_at, walk},
     profile,
-    task::{fill_header, read_kernel},
+    task::{fill_header, read_args, read_kernel},
 };
 
 /// The most argv strings captured for execve/execveat; more set `trunc::ARGS`.
@@ -224,12 +224,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     ev.nr = nr as u32;
     ev.flags = 0;
     ev.ret = ret;
-    ev.args[0] = read_kernel(regs, cfg.regs_args[0]);
-    ev.args[1] = read_kernel(regs, cfg.regs_args[1]);
-    ev.args[2] = read_kernel(regs, cfg.regs_args[2]);
-    ev.args[3] = read_kernel(regs, cfg.regs_args[3]);
-    ev.args[4] = read_kernel(regs, cfg.regs_args[4]);
-    ev.args[5] = read_kernel(regs, cfg.regs_args[5]);
+    ev.args = read_args(regs, cfg);
     ev.ring = 0;
     ev.ring_req = 0;
     ev.cap_len = [0; 4];

@@ -371,6 +371,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
     for (i, r) in regs.iter().enumerate() {
         regs_args[i] = m("pt_regs", r)?;
     }
+    let regs_block = regs_block(&regs_args);
     // Renamed to __parent in Linux 6.15 (kernfs: RCU-protect the parent pointer).
     let kernfs_parent = if btf.member_offset("kernfs_node", "__parent").is_ok() {
         m("kernfs_node", "__parent")?
@@ -406,6 +407,8 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         mm_arg_end: m("mm_struct", "arg_end")?,
         regs_args,
         regs_nr: m("pt_regs", nr)?,
+        regs_args_base: regs_block.0,
+        regs_args_span: regs_block.1,
         exec_filename_loc,
         exit_group_dead: exit_group_dead.unwrap_or(u32::MAX),
         task_cgroups: m("task_struct", "cgroups")?,
@@ -602,6 +605,18 @@ impl UringOffsets {
         c.splice_fd_in = v.splice_fd_in;
         c.splice_len = v.splice_len;
         c.splice_flags = v.splice_flags;
+    }
+}
+
+/// The (offset, length) of the `pt_regs` bytes that hold every argument register, when they
+/// are 8-byte aligned and close enough together to be read at once; else (0, 0).
+fn regs_block(args: &[u32; 6]) -> (u32, u32) {
+    let base = args.iter().copied().min().unwrap_or(0);
+    let span = args.iter().copied().max().unwrap_or(0) + 8 - base;
+    if span <= agent_common::REGS_SPAN_MAX && args.iter().all(|a| a % 8 == 0) {
+        (base, span)
+    } else {
+        (0, 0)
     }
 }
 
