@@ -111,6 +111,20 @@ struct Candidate {
     matcher: compile::Node,
 }
 
+/// The rules the index offers for one type, and what narrows them per event.
+#[derive(Default)]
+struct Candidates {
+    list: Box<[Candidate]>,
+    prefilter: compile::Prefilter,
+}
+
+impl Candidates {
+    fn new(list: Box<[Candidate]>) -> Self {
+        let prefilter = compile::Prefilter::new(list.iter().map(|c| &c.matcher));
+        Self { list, prefilter }
+    }
+}
+
 thread_local! {
     /// The per-event results of shared checks, reused from event to event.
     static MEMO: RefCell<Vec<Cell<u8>>> = const { RefCell::new(Vec::new()) };
@@ -120,9 +134,9 @@ pub struct Engine {
     ruleset: Ruleset,
     active: Vec<Active>,
     /// Event type → rules in rule order (rules without types included).
-    by_type: HashMap<Box<str>, Box<[Candidate]>, compile::FastBuild>,
+    by_type: HashMap<Box<str>, Candidates, compile::FastBuild>,
     /// Rules without an event-type restriction.
-    any_type: Box<[Candidate]>,
+    any_type: Candidates,
     /// How many checks the candidates share (slots of [`Ctx::memo`]).
     memo_slots: usize,
     opts: EngineOptions,
@@ -203,11 +217,15 @@ impl Engine {
                 .chain(any_type.iter_mut())
                 .map(|c| &mut c.matcher),
         );
+        let by_type = by_type
+            .into_iter()
+            .map(|(k, list)| (k, Candidates::new(list)))
+            .collect();
         Self {
             ruleset,
             active,
             by_type,
-            any_type,
+            any_type: Candidates::new(any_type),
             memo_slots,
             opts,
             evt_num: AtomicU64::new(0),
@@ -237,7 +255,7 @@ impl Engine {
     }
 
     pub fn syscall_interest(&self) -> SyscallInterest {
-        if !self.any_type.is_empty() {
+        if !self.any_type.list.is_empty() {
             return SyscallInterest::All;
         }
         SyscallInterest::Only(
@@ -258,8 +276,8 @@ impl Engine {
             EventKind::Exit(_) => "procexit",
             EventKind::Exec(_) | EventKind::Fork(_) | EventKind::Profile(_) => return Vec::new(),
         };
-        let candidates = self.by_type.get(ty).map_or(&*self.any_type, |v| &**v);
-        if candidates.is_empty() {
+        let candidates = self.by_type.get(ty).unwrap_or(&self.any_type);
+        if candidates.list.is_empty() {
             return Vec::new();
         }
         let num = self.evt_num.fetch_add(1, Ordering::Relaxed) + 1;
@@ -287,17 +305,17 @@ impl Engine {
     }
 
     /// The alerts of the candidate rules that match.
-    fn judge(&self, ctx: &Ctx<'_>, candidates: &[Candidate], ty: &str) -> Vec<Alert> {
+    fn judge(&self, ctx: &Ctx<'_>, candidates: &Candidates, ty: &str) -> Vec<Alert> {
         let mut out = Vec::new();
-        for cand in candidates {
-            let a = &self.active[cand.active as usize];
-            if cand.matcher.eval(ctx) {
-                out.push(self.alert(&self.ruleset.rules[a.rule], &a.compiled, ctx, ty));
-                if self.opts.rule_matching == RuleMatching::First {
-                    break;
-                }
+        candidates.prefilter.for_each_possible(ctx, |i| {
+            let cand = &candidates.list[i];
+            if !cand.matcher.eval(ctx) {
+                return true;
             }
-        }
+            let a = &self.active[cand.active as usize];
+            out.push(self.alert(&self.ruleset.rules[a.rule], &a.compiled, ctx, ty));
+            self.opts.rule_matching == RuleMatching::All
+        });
         out
     }
 

@@ -70,6 +70,12 @@ impl PathTrie {
         node.terminal = true;
     }
 
+    /// The first path components a matching path can start with, or None when any can
+    /// (a `/` prefix, or a glob as the first component).
+    pub fn first_components(&self) -> Option<impl Iterator<Item = &str>> {
+        (!self.terminal && self.globs.is_empty()).then(|| self.children.keys().map(|k| &**k))
+    }
+
     pub fn matches(&self, path: &str) -> bool {
         self.walk(path.split('/').filter(|c| !c.is_empty()))
     }
