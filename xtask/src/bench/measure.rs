@@ -325,6 +325,10 @@ pub struct KernelCost {
     pub command: String,
     pub uncaptured_ns: f64,
     pub captured_ns: f64,
+    /// A captured open that fails (`enoent`): the capture without a path walk.
+    pub captured_no_walk_ns: f64,
+    /// A captured open eight directories below /tmp (`deep`): a longer walk.
+    pub captured_deep_ns: f64,
     pub syscalls: u64,
 }
 
@@ -384,15 +388,22 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
         // own syscalls are nearly all of them.
         let (ns, syscalls) = run("getppid")?;
         let uncaptured = ns / syscalls;
-        let (ns, syscalls) = run("open")?;
         // N opens (captured, with the kernel path walk) and the rest (N closes, which the
         // default rules do not capture, and others' syscalls) at the uncaptured rate.
-        let captured = (ns - (syscalls - N as f64) * uncaptured) / N as f64;
+        let captured = |what: &str| -> Result<f64> {
+            let (ns, syscalls) = run(what)?;
+            Ok((ns - (syscalls - N as f64) * uncaptured) / N as f64)
+        };
+        let captured_ns = captured("open")?;
+        let captured_no_walk_ns = captured("enoent")?;
+        let captured_deep_ns = captured("deep")?;
         agent.stop()?;
         Ok(KernelCost {
             command,
             uncaptured_ns: uncaptured,
-            captured_ns: captured,
+            captured_ns,
+            captured_no_walk_ns,
+            captured_deep_ns,
             syscalls: N,
         })
     })();
