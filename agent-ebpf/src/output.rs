@@ -1,18 +1,20 @@
 //! The ring buffer every record goes through: when a record wakes the reader, and who may use
-//! the ring's upper half.
+//! the ring's last quarter.
 //!
 //! One ring serves the whole node, so a container that makes captured syscalls faster than the
 //! agent reads them would fill it and every other container's records (a host `cat
-//! /etc/shadow` included) would be lost with its own. Instead, while the ring is more than half
-//! full, every share (a cgroup; see below) writes from a token bucket of its own: it refills at
-//! `KernelConfig::cgroup_share` records per millisecond when the ring is just over half full,
-//! slower as the ring fills and not at all when it is full, and holds at most four
+//! /etc/shadow` included) would be lost with its own. Instead, while the ring is more than three
+//! quarters full, every share (a cgroup; see below) writes from a token bucket of its own: it
+//! refills at `KernelConfig::cgroup_share` records per millisecond when the ring is just over
+//! three quarters full, slower as the ring fills and not at all when it is full, and holds at most four
 //! milliseconds' worth. A share that finds its bucket empty has the record dropped and counted
 //! in its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure, about what the
 //! reader drains (its refill falls until the two meet, somewhere below full), while a quiet one
 //! arrives with a full bucket and its burst (a process starting: an exec, its libraries, the
-//! file it reads) fits in the room left. Below half full nothing is looked up: the fast path is
-//! two ring queries.
+//! file it reads) fits in the room left. Below three quarters nothing is looked up: the fast
+//! path is two ring queries. The first three quarters stay a plain buffer, so one busy share
+//! alone (a build, a benchmark) still has most of the ring to absorb a burst the reader is
+//! slow to drain.
 //!
 //! The share is per cgroup v2 id, the unit a container runtime creates per container. Where a
 //! task sits in the v2 root (a host whose runtime uses cgroup v1 alone puts every container
@@ -37,7 +39,7 @@ use crate::maps::{config, count};
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
-/// Each cgroup's use of the ring's upper half and what it lost; read by userspace for the
+/// Each share's use of the ring's last quarter and what it lost; read by userspace for the
 /// per-container drop counts. Entries are made only under pressure or on a loss.
 #[map]
 pub static CGROUP_SHARE: LruHashMap<u64, CgroupShare> = LruHashMap::with_max_entries(4096, 0);
@@ -78,8 +80,8 @@ pub fn share_key(h: &EventHeader) -> u64 {
     }
 }
 
-/// Whether a record of share `key` may be written now. `None` when the ring is more than half
-/// full and the share's bucket is empty: the loss is counted (globally and in the share's
+/// Whether a record of share `key` may be written now. `None` when the ring is more than
+/// three quarters full and the share's bucket is empty: the loss is counted (globally and in the share's
 /// entry).
 #[inline(always)]
 pub fn admit(key: u64) -> Option<Slot> {
@@ -89,17 +91,17 @@ pub fn admit(key: u64) -> Option<Slot> {
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
     let share = config().cgroup_share as u64;
     if share != 0
-        && waiting >= size / 2
+        && waiting >= size - size / 4
         && let Some(s) = share_of(key, share * BURST_MS)
     {
         // SAFETY: a map value; racing CPUs may lose a refill or a take, which moves the
         // limit by a record or two. The loss counts are atomic.
         let s = unsafe { &mut *s };
         let free = size.saturating_sub(waiting);
-        // Records per millisecond: `share` at half full, none at full.
+        // Records per millisecond: `share` at three quarters full, none at full.
         // (`checked_div`: a plain division by a variable panics on zero, and the verifier
         // rejects the code a panic leaves.)
-        let rate = (share * free).checked_div(size / 2).unwrap_or(0);
+        let rate = (share * free).checked_div(size / 4).unwrap_or(0);
         let burst = share * BURST_MS;
         let elapsed = now.wrapping_sub(s.refilled_ns);
         let elapsed = if elapsed > BURST_MS * 1_000_000 {
