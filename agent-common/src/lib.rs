@@ -72,8 +72,8 @@ pub mod counter {
     pub const PROFILE_VERDICTS: u32 = 8;
     /// `kill` verdicts whose `bpf_send_signal(SIGKILL)` succeeded.
     pub const PROFILE_KILLS: u32 = 9;
-    /// Records not written because their cgroup had used its share of the ring buffer's last
-    /// quarter (see `CgroupShare`); each is also counted in the cgroup's own entry.
+    /// Records not written because their cgroup had used its share of the ring buffer's reserved
+    /// room (see `CgroupShare`); each is also counted in the cgroup's own entry.
     pub const DROP_CGROUP_SHARE: u32 = 10;
     pub const COUNT: u32 = 16;
 }
@@ -533,7 +533,7 @@ pub const REGS_SPAN_MAX: u32 = 120;
 pub const SHARE_KEY_MNT_NS: u64 = 1 << 63;
 
 /// `CGROUP_SHARE` value, by share key (`SHARE_KEY_MNT_NS`): a token bucket for the share's
-/// use of the ring buffer while the ring is more than three quarters full, and the records it lost. An
+/// use of the ring buffer while records wait in the ring's reserved room (its last 4 MiB), and the records it lost. An
 /// entry exists only for a share used under that pressure or that lost a record; the map is an
 /// LRU of 4096.
 #[repr(C)]
@@ -729,9 +729,9 @@ pub struct KernelConfig {
     pub splice_len: u32,
     pub splice_flags: u32,
 
-    /// Records a cgroup may write per millisecond while the ring buffer is just over 3/4 full
+    /// Records a cgroup may write per millisecond once the ring buffer's last 4 MiB is in use
     /// (falling to none as it fills; bursts of four milliseconds' worth), 0: no limit. Its
-    /// share of the last quarter, so that one noisy container cannot fill the ring for every
+    /// share of that room, so that one noisy container cannot fill the ring for every
     /// other. See agent-ebpf/src/output.rs.
     pub cgroup_share: u32,
 }

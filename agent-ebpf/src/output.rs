@@ -1,20 +1,20 @@
 //! The ring buffer every record goes through: when a record wakes the reader, and who may use
-//! the ring's last quarter.
+//! the room at its top.
 //!
 //! One ring serves the whole node, so a container that makes captured syscalls faster than the
 //! agent reads them would fill it and every other container's records (a host `cat
-//! /etc/shadow` included) would be lost with its own. Instead, while the ring is more than three
-//! quarters full, every share (a cgroup; see below) writes from a token bucket of its own: it
-//! refills at `KernelConfig::cgroup_share` records per millisecond when the ring is just over
-//! three quarters full, slower as the ring fills and not at all when it is full, and holds at most four
-//! milliseconds' worth. A share that finds its bucket empty has the record dropped and counted
-//! in its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure, about what the
+//! /etc/shadow` included) would be lost with its own. So the top of the ring is reserved: its
+//! last 4 MiB (half of a ring under 8 MiB). While records wait there, every share (a cgroup;
+//! see below) writes from a token bucket of its own. It refills at `KernelConfig::cgroup_share`
+//! records per millisecond where the reserved room begins, slower as the ring fills and not at
+//! all when it is full, and holds at most four milliseconds' worth (and an eighth of the
+//! reserved room). A share that finds its bucket empty has the record dropped and counted in
+//! its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure, about what the
 //! reader drains (its refill falls until the two meet, somewhere below full), while a quiet one
 //! arrives with a full bucket and its burst (a process starting: an exec, its libraries, the
-//! file it reads) fits in the room left. Below three quarters nothing is looked up: the fast
-//! path is two ring queries. The first three quarters stay a plain buffer, so one busy share
-//! alone (a build, a benchmark) still has most of the ring to absorb a burst the reader is
-//! slow to drain.
+//! file it reads) fits in the room left. Below the reserved room nothing is looked up: the fast
+//! path is two ring queries. The rest of the ring stays a plain buffer, so one busy share alone
+//! (a build, a benchmark) still has most of it to absorb a backlog the reader is slow to drain.
 //!
 //! The share is per cgroup v2 id, the unit a container runtime creates per container. Where a
 //! task sits in the v2 root (a host whose runtime uses cgroup v1 alone puts every container
@@ -39,13 +39,38 @@ use crate::maps::{config, count};
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
-/// Each share's use of the ring's last quarter and what it lost; read by userspace for the
+/// Each share's use of the ring's reserved room and what it lost; read by userspace for the
 /// per-container drop counts. Entries are made only under pressure or on a loss.
 #[map]
 pub static CGROUP_SHARE: LruHashMap<u64, CgroupShare> = LruHashMap::with_max_entries(4096, 0);
 
-/// A bucket holds this many milliseconds of refill.
+/// A bucket holds this many milliseconds of refill...
 const BURST_MS: u64 = 4;
+/// ...and at most an eighth of the reserved room, counted in records of this many bytes (an
+/// `openat` record is about 250), so that on a small ring (`--ring-buffer-size`) one share's
+/// burst cannot fill the room left for the others.
+const BURST_RECORD_BYTES: u64 = 256;
+/// The room at the top of the ring that shares are for: 4 MiB (a quarter of the default
+/// ring, about 16,000 records), or half of a ring smaller than 8 MiB.
+const RESERVED_MAX: u64 = 4 * 1024 * 1024;
+
+#[inline(always)]
+fn reserved(size: u64) -> u64 {
+    if size / 2 < RESERVED_MAX {
+        size / 2
+    } else {
+        RESERVED_MAX
+    }
+}
+
+/// The most tokens a bucket holds on a ring of `size` bytes.
+#[inline(always)]
+fn burst(share: u64, size: u64) -> u64 {
+    let room = reserved(size) / BURST_RECORD_BYTES / 8;
+    let b = share * BURST_MS;
+    let b = if b < room { b } else { room };
+    if b == 0 { 1 } else { b }
+}
 
 /// How many bytes may wait in `EVENTS` before a record wakes the reader (a quarter of the
 /// ring when that is less, for the small rings `--ring-buffer-size` allows).
@@ -80,8 +105,8 @@ pub fn share_key(h: &EventHeader) -> u64 {
     }
 }
 
-/// Whether a record of share `key` may be written now. `None` when the ring is more than
-/// three quarters full and the share's bucket is empty: the loss is counted (globally and in the share's
+/// Whether a record of share `key` may be written now. `None` when records already wait in
+/// the ring's reserved room and the share's bucket is empty: the loss is counted (globally and in the share's
 /// entry).
 #[inline(always)]
 pub fn admit(key: u64) -> Option<Slot> {
@@ -91,18 +116,18 @@ pub fn admit(key: u64) -> Option<Slot> {
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
     let share = config().cgroup_share as u64;
     if share != 0
-        && waiting >= size - size / 4
-        && let Some(s) = share_of(key, share * BURST_MS)
+        && waiting >= size - reserved(size)
+        && let Some(s) = share_of(key, burst(share, size))
     {
         // SAFETY: a map value; racing CPUs may lose a refill or a take, which moves the
         // limit by a record or two. The loss counts are atomic.
         let s = unsafe { &mut *s };
         let free = size.saturating_sub(waiting);
-        // Records per millisecond: `share` at three quarters full, none at full.
+        // Records per millisecond: `share` where the reserved room begins, none at full.
         // (`checked_div`: a plain division by a variable panics on zero, and the verifier
         // rejects the code a panic leaves.)
-        let rate = (share * free).checked_div(size / 4).unwrap_or(0);
-        let burst = share * BURST_MS;
+        let rate = (share * free).checked_div(reserved(size)).unwrap_or(0);
+        let burst = burst(share, size);
         let elapsed = now.wrapping_sub(s.refilled_ns);
         let elapsed = if elapsed > BURST_MS * 1_000_000 {
             BURST_MS * 1_000_000
@@ -135,8 +160,8 @@ pub fn admit(key: u64) -> Option<Slot> {
 #[inline(always)]
 pub fn lost(key: u64, drop_counter: u32) {
     count(drop_counter);
-    let burst = config().cgroup_share as u64 * BURST_MS;
-    if let Some(s) = share_of(key, burst) {
+    let tokens = burst(config().cgroup_share as u64, EVENTS.query(BPF_RB_RING_SIZE));
+    if let Some(s) = share_of(key, tokens) {
         // SAFETY: a map value; see `admit`.
         add(unsafe { &mut (*s).ring_full });
     }

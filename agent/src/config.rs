@@ -93,7 +93,7 @@ grpc:
 # Kernel ring buffer size in bytes: a power of two, at least 4096.
 ring_buffer_bytes: 16777216
 # Records one cgroup (one container) may write per millisecond while the ring buffer is more
-# than three quarters full; past that its records are dropped and counted against it
+# than its last 4 MiB (half of a smaller ring) from full; past that its records are dropped and counted against it
 # (osprey_kernel_dropped_by_container_total), so one noisy container cannot fill the ring for
 # every other. 0 turns the limit off.
 ring_buffer_cgroup_share: 64

@@ -38,7 +38,7 @@ pub struct Metrics {
     /// Events decoded from the ring buffer, by kind (exec, fork, exit, syscall name).
     pub events: Family<Labels, Counter>,
     /// Kernel records lost to a full ring buffer, by kind (`cgroup_share`: over a cgroup's
-    /// share of a ring more than 3/4 full).
+    /// share of a ring's reserved room full).
     kernel_dropped: Family<Labels, Counter>,
     /// The same losses by container (`container_id`, `container_name`) and `reason`
     /// (`over_share`, `ring_full`). At most [`MAX_LOSS_CONTAINERS`] containers, the rest as
@@ -156,7 +156,7 @@ impl Metrics {
         r.register(
             "kernel_dropped_by_container",
             "Kernel records lost, by container and reason: over_share (the container's share \
-             of a ring buffer more than three quarters full was used) or ring_full",
+             of the ring buffer's reserved room was used) or ring_full",
             m.kernel_dropped_by_container.clone(),
         );
         r.register(

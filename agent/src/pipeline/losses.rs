@@ -1,5 +1,5 @@
 //! Kernel records lost, by container. The kernel counts each cgroup's losses (records over its
-//! share of a ring buffer more than three quarters full, and records a full ring had no room for; see
+//! share of a ring buffer's reserved room (its last 4 MiB), and records a full ring had no room for; see
 //! agent-ebpf/src/output.rs); this turns those running counts into increments per container,
 //! for the metrics, and remembers who lost most for the internal alert that reports losses.
 

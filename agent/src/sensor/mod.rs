@@ -96,15 +96,15 @@ pub struct SensorConfig {
     /// profiles nothing else runs there, and leaving it detached spares every syscall on the
     /// node one program run; [`Sensor::set_entry_hook`] changes it live.
     pub entry_hook: bool,
-    /// Records one cgroup may write per millisecond while the ring buffer is more than 3/4
+    /// Records one cgroup may write per millisecond once the ring buffer's last 4 MiB is in
     /// full (0: no limit); see agent-ebpf/src/output.rs.
     pub cgroup_share: u32,
 }
 
-/// The default share of the ring buffer's last quarter per cgroup: 64 records per millisecond
+/// The default share of the ring buffer's reserved room per cgroup: 64 records per millisecond
 /// (64,000/s, a quarter of what the agent reads with the default rules), far more than a
 /// process that is not flooding writes, and a rate at which one noisy cgroup alone cannot
-/// push the ring far past three quarters full.
+/// push the ring deep into that room.
 pub const DEFAULT_CGROUP_SHARE: u32 = 64;
 
 impl Default for SensorConfig {
@@ -136,7 +136,7 @@ pub struct KernelCounters {
     pub profile_verdicts: u64,
     /// Processes killed by a profile (`bpf_send_signal` succeeded).
     pub profile_kills: u64,
-    /// Records not written because their cgroup had used its share of a ring more than 3/4
+    /// Records not written because their cgroup had used its share of a ring's reserved room
     /// full (per cgroup: [`Sensor::cgroup_losses`]).
     pub dropped_cgroup_share: u64,
 }
@@ -175,7 +175,7 @@ impl Share {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CgroupLoss {
     pub share: Share,
-    /// Records over its share of a ring more than 3/4 full.
+    /// Records over its share of a ring's reserved room full.
     pub over_share: u64,
     /// Records the full ring had no room for.
     pub ring_full: u64,
