@@ -23,6 +23,11 @@ fn dropped_by_container(body: &str, labels: &[&str]) -> f64 {
 
 #[test]
 fn a_noisy_container_does_not_blind_the_node() {
+    noisy_container_and_host_reads(None);
+}
+
+/// The flood and the reads, the agent on a ring of `ring` bytes (default: the default).
+fn noisy_container_and_host_reads(ring: Option<&str>) {
     // A container that opens /dev/null as fast as two shells can (every open a captured
     // syscall, far more than the agent reads on this box) would fill the ring buffer, and a
     // read of /etc/shadow on the host at that time would be lost with the container's records
@@ -31,11 +36,16 @@ fn a_noisy_container_does_not_blind_the_node() {
     image();
     let port = support::free_port();
     let metrics = format!("127.0.0.1:{port}");
-    let mut agent = support::Agent::start(
-        &["run", "--json", "--no-flood-control", "--metrics", &metrics],
-        "osprey is running",
+    let mut args = vec!["run", "--json", "--no-flood-control", "--metrics", &metrics];
+    if let Some(bytes) = ring {
+        args.extend(["--ring-buffer-size", bytes]);
+    }
+    let mut agent = support::Agent::start(&args, "osprey is running");
+    let name = format!(
+        "osprey-noisy-{}-{}",
+        std::process::id(),
+        ring.unwrap_or("default")
     );
-    let name = format!("osprey-noisy-{}", std::process::id());
     let _ = bash(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
     bash_ok(&format!(
         "podman run -d --rm --network none --name {name} {IMAGE} sh -c \
@@ -60,18 +70,35 @@ fn a_noisy_container_does_not_blind_the_node() {
     let host_before = dropped_by_container(&body, &["container_id=\"host\""]);
 
     // While it floods, the host reads /etc/shadow five times.
-    let marker = format!("/nonexistent/osprey-noisy-{}", std::process::id());
+    let marker = format!("/nonexistent/{name}");
     for i in 0..5 {
         let _ = bash(&format!("head -c0 /etc/shadow {marker}-{i} 2>/dev/null"));
         std::thread::sleep(Duration::from_millis(200));
     }
-    for i in 0..5 {
-        let a = alert(&mut agent, "Read sensitive file", |v| {
-            field(v, "proc.cmdline").ends_with(&format!("{marker}-{i}"))
-        });
-        check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
+    let read = |v: &serde_json::Value, i: usize| {
+        v["rule"] == "Read sensitive file"
+            && field(v, "proc.cmdline").ends_with(&format!("{marker}-{i}"))
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seen = 0;
+    while std::time::Instant::now() < deadline {
+        let lines = agent.collect_for(Duration::from_millis(200));
+        seen = (0..5).filter(|&i| lines.iter().any(|v| read(v, i))).count();
+        if seen == 5 {
+            break;
+        }
     }
     let (_, body) = support::http_get(port, "/metrics").unwrap();
+    assert_eq!(seen, 5, "{seen} of 5 reads alerted; metrics:\n{body}");
+    for i in 0..5 {
+        let a = agent
+            .collect_for(Duration::ZERO)
+            .iter()
+            .find(|v| read(v, i))
+            .unwrap()
+            .clone();
+        check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
+    }
     let noisy = dropped_by_container(&body, &[&over]);
     let host = dropped_by_container(&body, &["container_id=\"host\""]) - host_before;
     let delivered = support::metric(&body, "osprey_events_total{kind=\"openat\"}").unwrap();
