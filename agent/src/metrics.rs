@@ -21,9 +21,8 @@ use prometheus_client::{
 };
 
 use crate::{
-    pipeline::losses::ContainerLoss,
     process::TableStats,
-    sensor::{DecodeStats, KernelCounters},
+    sensor::{DecodeStats, KernelCounters, losses::ContainerLoss},
 };
 
 type Labels = Vec<(&'static str, String)>;

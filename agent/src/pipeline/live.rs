@@ -12,10 +12,7 @@ use std::{
 use osprey_engine::{Engine, EngineOptions, SyscallInterest};
 use osprey_model::Priority;
 
-use super::{
-    Parts, Pipeline,
-    losses::{self, Losses, Who},
-};
+use super::{Parts, Pipeline};
 use crate::{
     config::Config,
     container::{ContainerConfig, ContainerTable, cgroup},
@@ -23,7 +20,11 @@ use crate::{
     process::{TableStats, boot_clock_ns, boot_time_ns},
     profile::live::Live,
     rulefiles::{self, RuleFilesError},
-    sensor::{KernelCounters, Sensor, SensorConfig, SensorError, Share, syscalls},
+    sensor::{
+        KernelCounters, Sensor, SensorConfig, SensorError, Share,
+        losses::{self, Losses, Who},
+        syscalls,
+    },
     server::{ServerError, agent::AgentStream},
     sink::{self, BuildError, SinkHandle, stream::StreamSink},
 };

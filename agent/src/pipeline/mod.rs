@@ -8,7 +8,6 @@
 
 pub mod enrich;
 pub mod live;
-pub mod losses;
 pub mod trace;
 
 use std::{sync::Arc, time::SystemTime};

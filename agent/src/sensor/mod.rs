@@ -7,6 +7,7 @@
 
 pub mod btf;
 pub mod decode;
+pub mod losses;
 pub mod profile;
 pub mod ring;
 pub mod syscalls;

@@ -1,11 +1,12 @@
 //! Kernel records lost, by container. The kernel counts each cgroup's losses (records over its
 //! share of a ring buffer's reserved room (its last 4 MiB), and records a full ring had no room for; see
-//! agent-ebpf/src/output.rs); this turns those running counts into increments per container,
-//! for the metrics, and remembers who lost most for the internal alert that reports losses.
+//! agent-ebpf/src/output.rs); this turns those running counts into increments per container
+//! (the caller names each share's container), for the metrics, and remembers who lost most for
+//! the internal alert that reports losses.
 
 use std::collections::HashMap;
 
-use crate::sensor::{CgroupLoss, Share};
+use super::{CgroupLoss, Share};
 
 /// Who a cgroup is, as the metrics and alerts name it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
