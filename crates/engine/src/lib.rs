@@ -267,6 +267,17 @@ impl Engine {
         )
     }
 
+    /// What field extraction asks the host, from the engine's options.
+    fn services(&self) -> Services<'_> {
+        Services {
+            users: &*self.opts.users,
+            containers: &*self.opts.containers,
+            process_groups: &*self.opts.process_groups,
+            dns: &*self.opts.dns,
+            hostname: &self.opts.hostname,
+        }
+    }
+
     /// Judges one event. Exec and fork events only feed the process table: a successful
     /// execve arrives as its own syscall event. Profile verdicts are judged by their profile
     /// (`crate::profile::alert`), not by rules.
@@ -281,13 +292,7 @@ impl Engine {
             return Vec::new();
         }
         let num = self.evt_num.fetch_add(1, Ordering::Relaxed) + 1;
-        let svc = Services {
-            users: &*self.opts.users,
-            containers: &*self.opts.containers,
-            process_groups: &*self.opts.process_groups,
-            dns: &*self.opts.dns,
-            hostname: &self.opts.hostname,
-        };
+        let svc = self.services();
         let judge = |memo: &[Cell<u8>]| {
             let cache = EventCache::default();
             let ctx = Ctx::new(en, num, &svc, &cache).with_memo(memo);

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use super::*;
 use crate::{
     Engine, EngineOptions, RuleMatching,
-    fields::{EventCache, Services},
+    fields::EventCache,
     rules::load_sources,
     testing::{ROOT, flags},
 };
@@ -143,13 +143,7 @@ fn events() -> Vec<Enriched> {
 /// The candidates the prefilter leaves for `en`, and those whose condition holds.
 fn possible_and_matching(e: &Engine, en: &Enriched) -> (Vec<usize>, Vec<usize>) {
     let cands = &e.by_type["openat"];
-    let svc = Services {
-        users: &*e.opts.users,
-        containers: &*e.opts.containers,
-        process_groups: &*e.opts.process_groups,
-        dns: &*e.opts.dns,
-        hostname: &e.opts.hostname,
-    };
+    let svc = e.services();
     let cache = EventCache::default();
     let memo = vec![Cell::new(0); e.memo_slots];
     let ctx = Ctx::new(en, 1, &svc, &cache).with_memo(&memo);
