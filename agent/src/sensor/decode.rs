@@ -582,46 +582,10 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
 
 #[cfg(test)]
 mod tests {
-    use agent_common::{EventHeader, SyscallEvent};
-
-    use super::*;
-
-    fn header(kind: RawKind, size: usize) -> EventHeader {
-        let mut comm = [0u8; 16];
-        comm[..4].copy_from_slice(b"test");
-        EventHeader {
-            kind: kind as u32,
-            size: size as u32,
-            ktime_ns: 5_000,
-            tgid: 42,
-            tid: 43,
-            uid: 1000,
-            comm,
-            ..Default::default()
-        }
-    }
-
-    fn as_bytes<T>(v: &T) -> Vec<u8> {
-        // SAFETY: reading the bytes of a POD value.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
-    }
-
-    fn syscall_record(nr: u32, ret: i64, args: [u64; 6], caps: &[&[u8]]) -> Vec<u8> {
-        let mut ev: SyscallEvent = unsafe { std::mem::zeroed() };
-        ev.nr = nr;
-        ev.ret = ret;
-        ev.args = args;
-        let mut off = 0;
-        for (i, c) in caps.iter().enumerate() {
-            ev.data[off..off + c.len()].copy_from_slice(c);
-            ev.cap_len[i] = c.len() as u16;
-            off += c.len();
-        }
-        ev.header = header(RawKind::Syscall, SYSCALL_DATA_OFFSET + off);
-        let mut b = as_bytes(&ev);
-        b.truncate(SYSCALL_DATA_OFFSET + off);
-        b
-    }
+    use super::{
+        super::record::{as_bytes, header, kpath_bytes, syscall as syscall_record, with_kpath},
+        *,
+    };
 
     #[test]
     fn decodes_openat_with_flags_and_path() {
@@ -652,31 +616,6 @@ mod tests {
         };
         assert_eq!(names, &["O_WRONLY", "O_CREAT", "O_TRUNC"]);
         assert_eq!(sc.arg("mode"), Some(&ArgValue::Mode(0o644)));
-    }
-
-    /// Names leaf first, a NUL after each, as the kernel's walk writes them.
-    fn kpath_bytes(names: &[&str]) -> Vec<u8> {
-        names
-            .iter()
-            .flat_map(|n| [n.as_bytes(), b"\0"].concat())
-            .collect()
-    }
-
-    fn with_kpath(mut rec: Vec<u8>, names: &[&str], flags: u32, magic: u32, ino: u64) -> Vec<u8> {
-        let k = kpath_bytes(names);
-        let set32 = |rec: &mut Vec<u8>, off: usize, v: u32| {
-            rec[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-        };
-        set32(&mut rec, offset_of!(SyscallEvent, kpath_flags), flags);
-        set32(&mut rec, offset_of!(SyscallEvent, kpath_magic), magic);
-        let ino_off = offset_of!(SyscallEvent, kpath_ino);
-        rec[ino_off..ino_off + 8].copy_from_slice(&ino.to_ne_bytes());
-        let len_off = offset_of!(SyscallEvent, cap_len) + 6;
-        rec[len_off..len_off + 2].copy_from_slice(&(k.len() as u16).to_ne_bytes());
-        rec.extend(&k);
-        let size = rec.len() as u32;
-        set32(&mut rec, 4, size);
-        rec
     }
 
     fn decode_syscall(rec: &[u8]) -> Syscall {

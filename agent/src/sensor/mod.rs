@@ -9,6 +9,7 @@ pub mod btf;
 pub mod decode;
 pub mod losses;
 pub mod profile;
+pub mod record;
 pub mod ring;
 pub mod syscalls;
 pub mod tracefs;
