@@ -279,7 +279,7 @@ impl FdTable {
                 }
                 let mut e = FdEntry::new(ret, FdKind::Memfd);
                 if let Some(ArgValue::Str(n)) = sc.arg("uname") {
-                    e.path = format!("memfd:{n}");
+                    e.path = format!("memfd:{n}").into();
                 }
                 e.cloexec = flags("flags") & 1 != 0; // MFD_CLOEXEC
                 Some(self.put(tgid, e))
@@ -315,7 +315,7 @@ impl FdTable {
                                 e.local_is_server = true;
                             }
                         }
-                        SockAddr::Unix { path } => e.path = path.clone(),
+                        SockAddr::Unix { path } => e.path = path.as_str().into(),
                         SockAddr::Other { .. } => {}
                     }
                 }
@@ -459,7 +459,7 @@ impl FdTable {
                             "fsopen" | "fsmount" => "anon_inode:[fscontext]".into(),
                             "io_uring_setup" => "anon_inode:[io_uring]".into(),
                             "userfaultfd" => "anon_inode:[userfaultfd]".into(),
-                            _ => String::new(),
+                            _ => Arc::default(),
                         };
                         e
                     }
@@ -482,7 +482,7 @@ impl FdTable {
     /// The directory an fd names, for resolving a path relative to it (`openat(dirfd, ...)`).
     pub fn directory(&self, tgid: u32, fd: i64) -> Option<&str> {
         let e = self.get(tgid, fd)?;
-        (e.kind == FdKind::Directory && e.path.starts_with('/')).then_some(e.path.as_str())
+        (e.kind == FdKind::Directory && e.path.starts_with('/')).then_some(&*e.path)
     }
 
     /// dup family: `new` (the result) becomes a copy of `old`. Returns `old`'s entry.
@@ -630,9 +630,9 @@ fn evict_lru(t: &mut Fds, keep: i64) {
     }
 }
 
-fn path_of(sc: &Syscall, names: &[&str]) -> Option<String> {
+fn path_of(sc: &Syscall, names: &[&str]) -> Option<Arc<str>> {
     names.iter().find_map(|n| match sc.arg(n) {
-        Some(ArgValue::Path { raw, resolved }) => Some(resolved.clone().unwrap_or(raw.clone())),
+        Some(ArgValue::Path { raw, resolved }) => Some(resolved.as_deref().unwrap_or(raw).into()),
         _ => None,
     })
 }
@@ -818,22 +818,22 @@ fn read_fd(root: &Path, pid: u32, fd: i64, nets: &mut NetCache) -> Option<FdEntr
                 e.local = s.local;
                 e.remote = s.remote;
                 e.local_is_server = s.listening;
-                e.path = s.path;
+                e.path = s.path.into();
                 e
             }
             None => FdEntry::new(fd, FdKind::Socket),
         }
     } else if link.starts_with("pipe:[") {
         let mut e = FdEntry::new(fd, FdKind::Pipe);
-        e.path = link.into_owned();
+        e.path = link.as_ref().into();
         e
     } else if let Some(name) = link.strip_prefix("/memfd:") {
         let mut e = FdEntry::new(fd, FdKind::Memfd);
-        e.path = format!("memfd:{}", name.strip_suffix(" (deleted)").unwrap_or(name));
+        e.path = format!("memfd:{}", name.strip_suffix(" (deleted)").unwrap_or(name)).into();
         e
     } else if link.starts_with("anon_inode:") {
         let mut e = FdEntry::new(fd, FdKind::AnonInode);
-        e.path = link.into_owned();
+        e.path = link.as_ref().into();
         e
     } else if link.starts_with('/') {
         let is_dir = std::fs::metadata(root.join(format!("{pid}/fd/{fd}")))
@@ -847,7 +847,7 @@ fn read_fd(root: &Path, pid: u32, fd: i64, nets: &mut NetCache) -> Option<FdEntr
                 FdKind::File
             },
         );
-        e.path = link.into_owned();
+        e.path = link.as_ref().into();
         e
     } else {
         return None;

@@ -103,6 +103,9 @@ pub struct ProcessTable {
     /// work on a syscall-heavy node. Any change to the table starts a new generation.
     chains: HashMap<u32, (u64, Chain)>,
     generation: u64,
+    /// The chain of a process whose parent is not known, shared (an empty `Arc<[_]>` is
+    /// still an allocation).
+    no_ancestors: Chain,
 }
 
 impl ProcessTable {
@@ -116,6 +119,7 @@ impl ProcessTable {
             stats: TableStats::default(),
             chains: HashMap::new(),
             generation: 0,
+            no_ancestors: Arc::new([]),
         }
     }
 
@@ -283,6 +287,9 @@ impl ProcessTable {
                 break;
             }
             pid = p.ppid;
+        }
+        if out.is_empty() {
+            return self.no_ancestors.clone();
         }
         let chain: Chain = out.into();
         // Only for a pid in the table, so that the cache goes with the process.

@@ -335,5 +335,5 @@ fn paths_relative_to_a_directory_fd_resolve_through_the_fd_table() {
             resolved: Some("/etc/shadow".into())
         })
     );
-    assert_eq!(en.fd.as_ref().unwrap().path, "/etc/shadow");
+    assert_eq!(en.fd.as_ref().unwrap().path.as_ref(), "/etc/shadow");
 }

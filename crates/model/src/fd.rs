@@ -6,7 +6,7 @@
 //! carries the table's entry for it in [`crate::event::Enriched::fd`], so that the engine's
 //! `fd.*` fields are the same for `dup2(3, 0)` as for the `socket()` that made fd 3.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -101,9 +101,10 @@ pub struct FdEntry {
     pub kind: FdKind,
     /// The path for files and directories, `memfd:NAME`, the socket path for unix sockets,
     /// `pipe:[INODE]`, `anon_inode:[eventfd]`...; empty when not known. IP sockets show their
-    /// ends instead (see [`FdEntry::name`]).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub path: String,
+    /// ends instead (see [`FdEntry::name`]). Shared: every event on the descriptor carries
+    /// the entry, and copying it must not copy the path.
+    #[serde(default, skip_serializing_if = "str_is_empty")]
+    pub path: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l4proto: Option<L4Proto>,
     /// Local address and port of a socket, once bound, accepted or read from /proc.
@@ -126,12 +127,16 @@ pub struct FdEntry {
     pub from_procfs: bool,
 }
 
+fn str_is_empty(s: &Arc<str>) -> bool {
+    s.is_empty()
+}
+
 impl FdEntry {
     pub fn new(num: i64, kind: FdKind) -> Self {
         FdEntry {
             num,
             kind,
-            path: String::new(),
+            path: Arc::default(),
             l4proto: None,
             local: None,
             remote: None,
@@ -146,7 +151,7 @@ impl FdEntry {
     /// socket (the known end alone otherwise).
     pub fn name(&self) -> String {
         if !self.kind.is_ip() {
-            return self.path.clone();
+            return self.path.to_string();
         }
         let fmt = |(ip, port): (IpAddr, u16)| match ip {
             IpAddr::V4(ip) => format!("{ip}:{port}"),

@@ -216,7 +216,7 @@ fn a_pipe_the_sensor_never_saw_is_read_from_proc() {
     root.fd(2, "pipe:[78]");
     let e = t.observe(&dup2(9, 2)).unwrap();
     assert_eq!(e.kind, FdKind::Pipe);
-    assert_eq!(e.path, "pipe:[78]");
+    assert_eq!(&*e.path, "pipe:[78]");
     assert_eq!(t.stats().procfs_lookups, 2);
 }
 
@@ -247,7 +247,7 @@ fn close_exec_and_fork() {
     t.observe(&open("/etc/passwd", 3, 0));
     t.observe(&open("/etc/group", 4, O_CLOEXEC));
     let e = t.observe(&close(3)).unwrap();
-    assert_eq!(e.path, "/etc/passwd", "close carries what it closed");
+    assert_eq!(&*e.path, "/etc/passwd", "close carries what it closed");
     assert!(t.get(PID, 3).is_none());
     // A failed close of an fd that was not open changes nothing.
     t.observe(&open("/etc/hosts", 5, 0));
@@ -259,7 +259,7 @@ fn close_exec_and_fork() {
         child_tgid: 200,
         is_thread: false,
     })));
-    assert_eq!(t.get(200, 4).unwrap().path, "/etc/group");
+    assert_eq!(t.get(200, 4).unwrap().path.as_ref(), "/etc/group");
     // The child's exec closes its close-on-exec fd; the parent keeps its own.
     t.observe(&Event {
         tgid: 200,
@@ -385,7 +385,7 @@ fn pidfd_getfd_copies_the_targets_descriptor() {
         ))
         .unwrap();
     assert_eq!(
-        (e.num, e.kind, e.path.as_str()),
+        (e.num, e.kind, &*e.path),
         (9, FdKind::File, "/etc/shadow")
     );
     assert!(e.cloexec);
