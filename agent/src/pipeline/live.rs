@@ -248,6 +248,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         // Programs attached, rules loaded, and the ring buffer delivers: ready.
         metrics.set_ready(true);
         pipeline.observe(batch.drain(..));
+        reader.recycle(pipeline.spent());
     }
     // Events still waiting for container metadata go on with what is known; every sink writes
     // out what it holds.

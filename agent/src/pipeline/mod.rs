@@ -45,7 +45,12 @@ pub struct Pipeline {
     sinks: Fanout,
     metrics: Arc<Metrics>,
     ready: Vec<Enriched>,
+    /// Events judged, for the decoder to fill again ([`Self::spent`]).
+    spent: Vec<Event>,
 }
+
+/// Most judged events kept for the decoder: a ring-buffer batch's worth.
+const SPENT_MAX: usize = 4096;
 
 /// The engine's host lookups and the container table a pipeline shares with the rest of the
 /// agent.
@@ -96,6 +101,7 @@ impl Pipeline {
             sinks: parts.sinks,
             metrics: parts.metrics,
             ready: Vec::with_capacity(4096),
+            spent: Vec::with_capacity(SPENT_MAX),
         }
     }
 
@@ -147,6 +153,12 @@ impl Pipeline {
         self.ready = ready;
     }
 
+    /// Events judged since the last call, whose strings and vectors the decoder reuses
+    /// ([`crate::sensor::Decoder::recycle`]).
+    pub fn spent(&mut self) -> std::vec::Drain<'_, Event> {
+        self.spent.drain(..)
+    }
+
     /// Judges events held for their container's metadata whose time has come.
     pub fn poll(&mut self) {
         self.observe(std::iter::empty());
@@ -172,6 +184,9 @@ impl Pipeline {
                     .flood_evictions
                     .inc_by(self.flood.evictions - evictions);
             }
+        }
+        if self.spent.len() < SPENT_MAX {
+            self.spent.push(e.event);
         }
     }
 

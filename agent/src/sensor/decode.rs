@@ -60,6 +60,7 @@ pub struct Decoder {
     boot_wall_ns: u64,
     pub stats: DecodeStats,
     ring: RingJoin,
+    spare: Spare,
 }
 
 fn read<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
@@ -89,6 +90,99 @@ fn u64_at(buf: &[u8], off: usize) -> u64 {
 fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// `bytes` as text appended to `out`, each invalid sequence a U+FFFD (as
+/// `String::from_utf8_lossy`), without a string of its own.
+fn push_lossy(out: &mut String, bytes: &[u8]) {
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+}
+
+/// The heap parts of events already judged, which the next records are decoded into: the
+/// strings and vectors of a judged event become the next one's, so that on a busy node the
+/// decoder allocates nothing per event (tests/hot_path.rs counts).
+#[derive(Debug, Default)]
+pub struct Spare {
+    strings: Vec<String>,
+    names: Vec<Vec<Cow<'static, str>>>,
+    args: Vec<Vec<Arg>>,
+}
+
+/// Most buffers kept of each sort: the events of a few ring-buffer batches. Past it they
+/// are freed.
+const SPARE_MAX: usize = 16 * 1024;
+/// A string grown past this (a long path, an argv element) is freed rather than kept, so the
+/// pool stays small (at most 4 MiB of strings).
+const SPARE_STRING_MAX: usize = 256;
+
+impl Spare {
+    fn string(&mut self) -> String {
+        self.strings.pop().unwrap_or_default()
+    }
+
+    fn lossy(&mut self, bytes: &[u8]) -> String {
+        let mut s = self.string();
+        push_lossy(&mut s, bytes);
+        s
+    }
+
+    /// Up to the first NUL.
+    fn cstr(&mut self, bytes: &[u8]) -> String {
+        let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        self.lossy(&bytes[..end])
+    }
+
+    fn names(&mut self) -> Vec<Cow<'static, str>> {
+        self.names.pop().unwrap_or_default()
+    }
+
+    fn keep_string(&mut self, mut s: String) {
+        if s.capacity() > 0 && s.capacity() <= SPARE_STRING_MAX && self.strings.len() < SPARE_MAX {
+            s.clear();
+            self.strings.push(s);
+        }
+    }
+
+    fn keep_value(&mut self, v: ArgValue) {
+        match v {
+            ArgValue::Path { raw, resolved } => {
+                self.keep_string(raw);
+                if let Some(r) = resolved {
+                    self.keep_string(r);
+                }
+            }
+            ArgValue::Str(s) | ArgValue::SockAddr(SockAddr::Unix { path: s }) => {
+                self.keep_string(s)
+            }
+            ArgValue::Flags { mut names, .. } if self.names.len() < SPARE_MAX => {
+                names.clear();
+                self.names.push(names);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes a judged event apart. Only syscalls are: execs, forks and exits are a small
+    /// part of a busy node's events.
+    fn keep(&mut self, ev: Event) {
+        self.keep_string(ev.comm);
+        if let EventKind::Syscall(mut sc) = ev.kind {
+            for a in sc.args.drain(..) {
+                self.keep_value(a.value);
+            }
+            if sc.args.capacity() > 0 && self.args.len() < SPARE_MAX {
+                self.args.push(sc.args);
+            }
+            if let Some(f) = sc.file {
+                self.keep_string(f.path);
+            }
+        }
+    }
 }
 
 fn split_nul(bytes: &[u8]) -> Vec<String> {
@@ -133,6 +227,15 @@ pub fn sockaddr(b: &[u8]) -> Option<SockAddr> {
 
 fn flag_names(raw: u64, table: &'static [(u64, &'static str)]) -> Vec<Cow<'static, str>> {
     let mut names = Vec::new();
+    push_flag_names(&mut names, raw, table);
+    names
+}
+
+fn push_flag_names(
+    names: &mut Vec<Cow<'static, str>>,
+    raw: u64,
+    table: &'static [(u64, &'static str)],
+) {
     let mut seen = 0u64;
     for (bit, name) in table {
         // Multi-bit values (O_SYNC includes O_DSYNC) match only when complete, and a bit
@@ -142,16 +245,16 @@ fn flag_names(raw: u64, table: &'static [(u64, &'static str)]) -> Vec<Cow<'stati
             seen |= bit;
         }
     }
-    names
 }
 
-fn open_flags(raw: u64) -> ArgValue {
-    let mut names = vec![Cow::Borrowed(match raw & 3 {
+fn open_flags(raw: u64, spare: &mut Spare) -> ArgValue {
+    let mut names = spare.names();
+    names.push(Cow::Borrowed(match raw & 3 {
         0 => "O_RDONLY",
         1 => "O_WRONLY",
         _ => "O_RDWR",
-    })];
-    names.extend(flag_names(raw & !3, OPEN_BITS));
+    }));
+    push_flag_names(&mut names, raw & !3, OPEN_BITS);
     ArgValue::Flags { raw, names }
 }
 
@@ -171,6 +274,14 @@ impl Decoder {
             boot_wall_ns,
             stats: DecodeStats::default(),
             ring: RingJoin::default(),
+            spare: Spare::default(),
+        }
+    }
+
+    /// Events the pipeline is done with: the next records are decoded into their buffers.
+    pub fn recycle(&mut self, spent: impl IntoIterator<Item = Event>) {
+        for ev in spent {
+            self.spare.keep(ev);
         }
     }
 
@@ -197,7 +308,10 @@ impl Decoder {
 
     /// Decodes one record, counting what fails.
     pub fn decode(&mut self, rec: &[u8]) -> Option<Event> {
-        match self.try_decode(rec) {
+        let mut spare = std::mem::take(&mut self.spare);
+        let decoded = self.decode_with(rec, &mut spare);
+        self.spare = spare;
+        match decoded {
             Ok(ev) => {
                 self.stats.decoded += 1;
                 Some(ev)
@@ -214,6 +328,10 @@ impl Decoder {
     }
 
     pub fn try_decode(&self, rec: &[u8]) -> Result<Event, DecodeError> {
+        self.decode_with(rec, &mut Spare::default())
+    }
+
+    fn decode_with(&self, rec: &[u8], spare: &mut Spare) -> Result<Event, DecodeError> {
         let h: EventHeader = read(rec, "event header")?;
         // The kernel says how much it wrote; never trust it beyond the record.
         let rec = &rec[..(h.size as usize).clamp(size_of::<EventHeader>(), rec.len())];
@@ -233,7 +351,7 @@ impl Decoder {
                     status: e.exit_code,
                 })
             }
-            Some(RawKind::Syscall) => EventKind::Syscall(self.syscall(rec)?),
+            Some(RawKind::Syscall) => EventKind::Syscall(syscall(rec, spare)?),
             Some(RawKind::Profile) => EventKind::Profile(profile(rec)?),
             None => return Err(DecodeError::UnknownKind(h.kind)),
         };
@@ -250,7 +368,7 @@ impl Decoder {
             pid_ns: h.pid_ns,
             mnt_ns: h.mnt_ns,
             vpid: h.vpid,
-            comm: cstr(&h.comm),
+            comm: spare.cstr(&h.comm),
             cap_effective: h.cap_effective,
             cap_permitted: h.cap_permitted,
             kind,
@@ -317,129 +435,142 @@ impl Decoder {
             exe_file,
         })
     }
+}
 
-    fn syscall(&self, rec: &[u8]) -> Result<Syscall, DecodeError> {
-        if rec.len() < SYSCALL_DATA_OFFSET {
-            return Err(DecodeError::Short {
-                what: "syscall event",
-                len: rec.len(),
-                need: SYSCALL_DATA_OFFSET,
-            });
-        }
-        let nr = u32_at(rec, offset_of!(SyscallEvent, nr));
-        let flags = u32_at(rec, offset_of!(SyscallEvent, flags));
-        let ret = u64_at(rec, offset_of!(SyscallEvent, ret)) as i64;
-        let kflags = u32_at(rec, offset_of!(SyscallEvent, kpath_flags));
-        let kmagic = u32_at(rec, offset_of!(SyscallEvent, kpath_magic));
-        let kino = u64_at(rec, offset_of!(SyscallEvent, kpath_ino));
-        let ring_bits = u32_at(rec, offset_of!(SyscallEvent, ring));
-        let args_off = offset_of!(SyscallEvent, args);
-        let raw: Vec<u64> = (0..6).map(|i| u64_at(rec, args_off + 8 * i)).collect();
-        let cap_off = offset_of!(SyscallEvent, cap_len);
-        let cap_len: Vec<usize> = (0..4)
-            .map(|i| {
-                let b = &rec[cap_off + 2 * i..cap_off + 2 * i + 2];
-                u16::from_ne_bytes([b[0], b[1]]) as usize
-            })
-            .collect();
-        let data = &rec[SYSCALL_DATA_OFFSET..];
-        let total: usize = cap_len.iter().sum();
-        if data.len() < total {
-            return Err(DecodeError::Short {
-                what: "syscall captures",
-                len: rec.len(),
-                need: SYSCALL_DATA_OFFSET + total,
-            });
-        }
-        let mut chunks = Vec::with_capacity(4);
-        let mut off = 0;
-        for len in &cap_len {
-            chunks.push(&data[off..off + len]);
-            off += len;
-        }
-
-        let def = syscalls::by_nr(nr).ok_or(DecodeError::UnknownSyscall(nr))?;
-        let slots = def.capture_slots();
-        let of = if kflags & kpath::OF_RET != 0 {
-            Some(KernelFileOf::Returned)
-        } else if kflags & kpath::OF_FD_ARG != 0 {
-            Some(KernelFileOf::FdArg)
-        } else if kflags & kpath::OF_DIR != 0 {
-            Some(KernelFileOf::Dir)
-        } else {
-            None
-        };
-        let file = of.map(|of| kernel_file(of, chunks[3], kflags, kmagic, kino));
-        let mut first_path = true;
-        let args = def
-            .args
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let mut value = decode_arg(a.ty, raw[i], slots[i].map(|s| chunks[s]));
-                if let (ArgValue::Path { raw, resolved }, Some(f)) = (&mut value, &file)
-                    && std::mem::take(&mut first_path)
-                {
-                    *resolved = resolve_with(raw, f).or(resolved.take());
-                }
-                Arg {
-                    name: Cow::Borrowed(a.name),
-                    value,
-                }
-            })
-            .collect();
-        Ok(Syscall {
-            name: Cow::Borrowed(def.name),
-            nr,
-            ret,
-            args,
-            truncated: flags & (trunc::CAPTURE0 | trunc::CAPTURE1 | trunc::CAPTURE2 | trunc::ARGS)
-                != 0,
-            latency_ns: 0,
-            file,
-            io_uring: (ring_bits != 0).then(|| IoUring {
-                op: Cow::Borrowed(ring::name_of((ring_bits & ring::OPCODE) as u8)),
-                fixed_file: ring_bits & ring::FIXED_FILE != 0,
-                direct: ring_bits & ring::DIRECT != 0,
-            }),
-        })
+/// A syscall record, its strings and vectors taken from `spare`.
+fn syscall(rec: &[u8], spare: &mut Spare) -> Result<Syscall, DecodeError> {
+    if rec.len() < SYSCALL_DATA_OFFSET {
+        return Err(DecodeError::Short {
+            what: "syscall event",
+            len: rec.len(),
+            need: SYSCALL_DATA_OFFSET,
+        });
     }
+    let nr = u32_at(rec, offset_of!(SyscallEvent, nr));
+    let flags = u32_at(rec, offset_of!(SyscallEvent, flags));
+    let ret = u64_at(rec, offset_of!(SyscallEvent, ret)) as i64;
+    let kflags = u32_at(rec, offset_of!(SyscallEvent, kpath_flags));
+    let kmagic = u32_at(rec, offset_of!(SyscallEvent, kpath_magic));
+    let kino = u64_at(rec, offset_of!(SyscallEvent, kpath_ino));
+    let ring_bits = u32_at(rec, offset_of!(SyscallEvent, ring));
+    let args_off = offset_of!(SyscallEvent, args);
+    let raw: [u64; 6] = std::array::from_fn(|i| u64_at(rec, args_off + 8 * i));
+    let cap_off = offset_of!(SyscallEvent, cap_len);
+    let cap_len: [usize; 4] = std::array::from_fn(|i| {
+        let b = &rec[cap_off + 2 * i..cap_off + 2 * i + 2];
+        u16::from_ne_bytes([b[0], b[1]]) as usize
+    });
+    let data = &rec[SYSCALL_DATA_OFFSET..];
+    let total: usize = cap_len.iter().sum();
+    if data.len() < total {
+        return Err(DecodeError::Short {
+            what: "syscall captures",
+            len: rec.len(),
+            need: SYSCALL_DATA_OFFSET + total,
+        });
+    }
+    let mut chunks: [&[u8]; 4] = [&[]; 4];
+    let mut off = 0;
+    for (chunk, len) in chunks.iter_mut().zip(cap_len) {
+        *chunk = &data[off..off + len];
+        off += len;
+    }
+
+    let def = syscalls::by_nr(nr).ok_or(DecodeError::UnknownSyscall(nr))?;
+    let slots = def.capture_slots();
+    let of = if kflags & kpath::OF_RET != 0 {
+        Some(KernelFileOf::Returned)
+    } else if kflags & kpath::OF_FD_ARG != 0 {
+        Some(KernelFileOf::FdArg)
+    } else if kflags & kpath::OF_DIR != 0 {
+        Some(KernelFileOf::Dir)
+    } else {
+        None
+    };
+    let file = of.map(|of| {
+        let path = spare.string();
+        kernel_file_into(of, chunks[3], kflags, kmagic, kino, path)
+    });
+    let mut first_path = true;
+    let mut args = spare.args.pop().unwrap_or_default();
+    args.extend(def.args.iter().enumerate().map(|(i, a)| {
+        let mut value = decode_arg(a.ty, raw[i], slots[i].map(|s| chunks[s]), spare);
+        if let (ArgValue::Path { raw, resolved }, Some(f)) = (&mut value, &file)
+            && std::mem::take(&mut first_path)
+        {
+            let mut into = spare.string();
+            if resolve_with(raw, f, &mut into) {
+                if let Some(old) = resolved.replace(into) {
+                    spare.keep_string(old);
+                }
+            } else {
+                spare.keep_string(into);
+            }
+        }
+        Arg {
+            name: Cow::Borrowed(a.name),
+            value,
+        }
+    }));
+    Ok(Syscall {
+        name: Cow::Borrowed(def.name),
+        nr,
+        ret,
+        args,
+        truncated: flags & (trunc::CAPTURE0 | trunc::CAPTURE1 | trunc::CAPTURE2 | trunc::ARGS) != 0,
+        latency_ns: 0,
+        file,
+        io_uring: (ring_bits != 0).then(|| IoUring {
+            op: Cow::Borrowed(ring::name_of((ring_bits & ring::OPCODE) as u8)),
+            fixed_file: ring_bits & ring::FIXED_FILE != 0,
+            direct: ring_bits & ring::DIRECT != 0,
+        }),
+    })
 }
 
 /// A kernel path record (`agent_common::kpath`: names leaf first, NUL after each) as the path
 /// `/proc/PID/fd` would show.
 pub fn kernel_file(of: KernelFileOf, bytes: &[u8], flags: u32, magic: u32, ino: u64) -> KernelFile {
-    let names: Vec<&[u8]> = bytes
-        .strip_suffix(&[0])
-        .unwrap_or(bytes)
-        .split(|b| *b == 0)
-        .filter(|n| !n.is_empty())
-        .collect();
+    kernel_file_into(of, bytes, flags, magic, ino, String::new())
+}
+
+/// [`kernel_file`], its path written into `path` (a spare string).
+fn kernel_file_into(
+    of: KernelFileOf,
+    bytes: &[u8],
+    flags: u32,
+    magic: u32,
+    ino: u64,
+    mut path: String,
+) -> KernelFile {
+    use std::fmt::Write;
+    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    let names = || bytes.split(|b| *b == 0).filter(|n| !n.is_empty());
     let pseudo = flags & kpath::PSEUDO != 0;
-    let mut path = match magic {
-        KernelFile::SOCKFS_MAGIC if pseudo => format!("socket:[{ino}]"),
-        KernelFile::PIPEFS_MAGIC if pseudo => format!("pipe:[{ino}]"),
-        KernelFile::ANON_INODE_FS_MAGIC if pseudo => format!(
-            "anon_inode:{}",
-            names
-                .first()
-                .map(|n| String::from_utf8_lossy(n))
-                .unwrap_or_default()
-        ),
-        KernelFile::NSFS_MAGIC if pseudo => format!("nsfs:[{ino}]"),
+    path.clear();
+    // Writing into a String cannot fail.
+    let _ = match magic {
+        KernelFile::SOCKFS_MAGIC if pseudo => write!(path, "socket:[{ino}]"),
+        KernelFile::PIPEFS_MAGIC if pseudo => write!(path, "pipe:[{ino}]"),
+        KernelFile::ANON_INODE_FS_MAGIC if pseudo => {
+            path.push_str("anon_inode:");
+            push_lossy(&mut path, names().next().unwrap_or_default());
+            Ok(())
+        }
+        KernelFile::NSFS_MAGIC if pseudo => write!(path, "nsfs:[{ino}]"),
         _ => {
-            let mut p = String::with_capacity(bytes.len() + 4);
             if flags & kpath::TRUNCATED != 0 {
-                p.push_str("/...");
+                path.push_str("/...");
             }
-            for n in names.iter().rev() {
-                p.push('/');
-                p.push_str(&String::from_utf8_lossy(n));
+            // Leaf first in the record: the root's child is the last name.
+            for n in bytes.rsplit(|b| *b == 0).filter(|n| !n.is_empty()) {
+                path.push('/');
+                push_lossy(&mut path, n);
             }
-            if p.is_empty() {
-                p.push('/');
+            if path.is_empty() {
+                path.push('/');
             }
-            p
+            Ok(())
         }
     };
     let deleted = flags & kpath::DELETED != 0;
@@ -458,19 +589,23 @@ pub fn kernel_file(of: KernelFileOf, bytes: &[u8], flags: u32, magic: u32, ino: 
 }
 
 /// The absolute path of what a path argument named, from what the kernel resolved: the opened
-/// file itself, or the directory a relative path starts from joined with it.
-fn resolve_with(raw: &str, f: &KernelFile) -> Option<String> {
+/// file itself, or the directory a relative path starts from joined with it. Written into
+/// `out`; false when the kernel's record does not say.
+fn resolve_with(raw: &str, f: &KernelFile, out: &mut String) -> bool {
     if f.truncated || f.outside_root {
-        return None;
+        return false;
     }
-    match f.of {
-        KernelFileOf::Returned => f
-            .file_path()
-            .map(|p| p.strip_suffix(" (deleted)").unwrap_or(p).to_string()),
-        KernelFileOf::Dir if !raw.starts_with('/') && !raw.is_empty() => f
-            .file_path()
-            .map(|dir| osprey_model::path::normalize(&format!("{dir}/{raw}"))),
-        _ => None,
+    match (f.of, f.file_path()) {
+        (KernelFileOf::Returned, Some(p)) => {
+            out.clear();
+            out.push_str(p.strip_suffix(" (deleted)").unwrap_or(p));
+            true
+        }
+        (KernelFileOf::Dir, Some(dir)) if !raw.starts_with('/') && !raw.is_empty() => {
+            osprey_model::path::normalize_into(out, &[dir, raw]);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -500,7 +635,7 @@ fn profile(rec: &[u8]) -> Result<ProfileVerdict, DecodeError> {
     })
 }
 
-fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
+fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>, spare: &mut Spare) -> ArgValue {
     let data = data.unwrap_or(&[]);
     match ty {
         ArgType::Int => ArgValue::Int(raw as i64),
@@ -510,28 +645,31 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
         ArgType::Mode => ArgValue::Mode(raw as u32),
         ArgType::Ptr => ArgValue::Ptr(raw),
         ArgType::Path => {
-            let raw_path = String::from_utf8_lossy(data).into_owned();
-            let resolved = raw_path
-                .starts_with('/')
-                .then(|| osprey_model::path::normalize(&raw_path));
+            let raw_path = spare.lossy(data);
+            let resolved = raw_path.starts_with('/').then(|| {
+                let mut r = spare.string();
+                osprey_model::path::normalize_into(&mut r, &[&raw_path]);
+                r
+            });
             ArgValue::Path {
                 raw: raw_path,
                 resolved,
             }
         }
-        ArgType::Str => ArgValue::Str(String::from_utf8_lossy(data).into_owned()),
+        ArgType::Str => ArgValue::Str(spare.lossy(data)),
         ArgType::StrOrInt if data.is_empty() => ArgValue::Int(raw as i64),
-        ArgType::StrOrInt => ArgValue::Str(String::from_utf8_lossy(data).into_owned()),
+        ArgType::StrOrInt => ArgValue::Str(spare.lossy(data)),
         ArgType::SockAddr { .. } | ArgType::SockAddrOut { .. } => match sockaddr(data) {
             Some(sa) => ArgValue::SockAddr(sa),
             None => ArgValue::Ptr(raw),
         },
         ArgType::Argv => ArgValue::Argv(split_nul(data)),
-        ArgType::Flags(table) => ArgValue::Flags {
-            raw,
-            names: flag_names(raw, table),
-        },
-        ArgType::OpenFlags => open_flags(raw),
+        ArgType::Flags(table) => {
+            let mut names = spare.names();
+            push_flag_names(&mut names, raw, table);
+            ArgValue::Flags { raw, names }
+        }
+        ArgType::OpenFlags => open_flags(raw, spare),
         ArgType::Enum(table) => enum_value(raw as i64, table),
         ArgType::SockType => {
             let ty = (raw & 0xf) as i64;
@@ -546,7 +684,7 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>) -> ArgValue {
         }
         // struct open_how { u64 flags; u64 mode; u64 resolve; }: shown as its flags.
         ArgType::OpenHow => match data.get(0..8) {
-            Some(b) => open_flags(u64::from_ne_bytes(b.try_into().unwrap_or_default())),
+            Some(b) => open_flags(u64::from_ne_bytes(b.try_into().unwrap_or_default()), spare),
             None => ArgValue::Ptr(raw),
         },
         // struct clone_args starts with u64 flags.
@@ -690,7 +828,51 @@ mod tests {
             0,
             1,
         );
-        assert_eq!(resolve_with("/a/x", &trunc), None);
+        assert!(!resolve_with("/a/x", &trunc, &mut String::new()));
+    }
+
+    /// Decoding into a judged event's buffers gives the event a fresh decode gives: nothing
+    /// of the earlier event (a longer path, a resolved path, flag names) shows through.
+    #[test]
+    fn recycled_buffers_decode_as_fresh_ones() {
+        let mut unix = b"\x01\x00/run/a-longer-socket-name.sock\0".to_vec();
+        unix.resize(110, 0);
+        let recs = [
+            with_kpath(
+                syscall_record(
+                    257,
+                    3,
+                    [1, 2, 0o101, 0, 0, 0],
+                    &[b"/var/lib/x/../y/long-name"],
+                ),
+                &["long-name", "y", "lib", "var"],
+                kpath::OF_RET,
+                0xef53,
+                9,
+            ),
+            syscall_record(257, -2, [1, 2, 0, 0, 0, 0], &[b"/a"]),
+            with_kpath(
+                syscall_record(257, -13, [5, 1, 0, 0, 0, 0], &[b"./shadow"]),
+                &["etc"],
+                kpath::OF_DIR,
+                0xef53,
+                2,
+            ),
+            syscall_record(42, 0, [3, 1, 110, 0, 0, 0], &[&unix]),
+            syscall_record(3, 0, [3, 0, 0, 0, 0, 0], &[]),
+            syscall_record(59, 0, [0; 6], &[b"/bin/true", b"true\0-x\0"]),
+        ];
+        let mut d = Decoder::new(0);
+        for round in 0..3 {
+            // Each record decoded into buffers left by every other kind of record.
+            for (i, rec) in recs.iter().enumerate() {
+                let fresh = Decoder::new(0).try_decode(rec).unwrap();
+                let mut out = Vec::new();
+                d.decode_into(rec, &mut out);
+                assert_eq!(out, [fresh], "record {i}, round {round}");
+                d.recycle(out);
+            }
+        }
     }
 
     #[test]

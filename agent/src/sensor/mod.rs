@@ -1011,6 +1011,11 @@ impl EventReader {
         n
     }
 
+    /// Events the pipeline judged: the next records are decoded into their buffers.
+    pub fn recycle(&mut self, spent: impl IntoIterator<Item = Event>) {
+        self.decoder.recycle(spent);
+    }
+
     pub fn decode_stats(&self) -> DecodeStats {
         self.decoder.stats
     }

@@ -384,10 +384,7 @@ fn pidfd_getfd_copies_the_targets_descriptor() {
             ],
         ))
         .unwrap();
-    assert_eq!(
-        (e.num, e.kind, &*e.path),
-        (9, FdKind::File, "/etc/shadow")
-    );
+    assert_eq!((e.num, e.kind, &*e.path), (9, FdKind::File, "/etc/shadow"));
     assert!(e.cloexec);
 }
 
