@@ -94,8 +94,9 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         table,
         kernel,
         blinding,
-        engine_default: measure::engine(&target, "default_rules_mix"),
-        engine_upstream: measure::engine(&target, "upstream_stable_mix"),
+        engine_default: measure::criterion(&target, "engine", "default_rules_mix"),
+        engine_upstream: measure::criterion(&target, "engine", "upstream_stable_mix"),
+        pipeline_hot_path: measure::criterion(&target, "pipeline", "hot_path_open_close"),
         falco_rules: bins
             .falco_rules
             .as_ref()

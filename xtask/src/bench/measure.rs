@@ -304,9 +304,9 @@ pub fn process_table(bins: &Bins) -> Result<(String, String)> {
     Ok((format!("process_table {}", args.join(" ")), line))
 }
 
-/// The criterion result of one engine benchmark: events per second (median estimate).
-pub fn engine(target: &Path, name: &str) -> Option<f64> {
-    let dir = target.join("criterion/engine").join(name).join("new");
+/// The criterion result of one benchmark of `group`: events per second (median estimate).
+pub fn criterion(target: &Path, group: &str, name: &str) -> Option<f64> {
+    let dir = target.join("criterion").join(group).join(name).join("new");
     let read = |f: &str| -> Option<serde_json::Value> {
         serde_json::from_str(&std::fs::read_to_string(dir.join(f)).ok()?).ok()
     };
