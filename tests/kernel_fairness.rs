@@ -33,6 +33,9 @@ fn noisy_container_and_host_reads(ring: Option<&str>) {
     // read of /etc/shadow on the host at that time would be lost with the container's records
     // (2 of 5 alerted when checked without the per-cgroup share). With it, the container
     // loses its own records past its share, counted against it, and the host's still arrive.
+    // Nor does the flood hide what the container itself runs meanwhile (the point of blinding
+    // the sensor): it starts five shells while it floods, and each is reported, from the
+    // share's bucket for execs, forks and exits.
     image();
     let port = support::free_port();
     let metrics = format!("127.0.0.1:{port}");
@@ -47,10 +50,12 @@ fn noisy_container_and_host_reads(ring: Option<&str>) {
         ring.unwrap_or("default")
     );
     let _ = bash(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
+    let marker = format!("/nonexistent/{name}");
     bash_ok(&format!(
         "podman run -d --rm --network none --name {name} {IMAGE} sh -c \
-         'for j in 1 2; do timeout 6 sh -c \"while :; do : </dev/null; done\" & done; wait' \
-         >/dev/null"
+         'for j in 1 2; do timeout 6 sh -c \"while :; do : </dev/null; done\" & done; \
+          sleep 2; for i in 0 1 2 3 4; do /bin/sh -c \": {marker}-shell-$i\"; sleep 0.2; done; \
+          wait' >/dev/null"
     ));
     let _gone = Removed(name.clone());
     let over = format!("container_name=\"{name}\"");
@@ -70,7 +75,6 @@ fn noisy_container_and_host_reads(ring: Option<&str>) {
     let host_before = dropped_by_container(&body, &["container_id=\"host\""]);
 
     // While it floods, the host reads /etc/shadow five times.
-    let marker = format!("/nonexistent/{name}");
     for i in 0..5 {
         let _ = bash(&format!("head -c0 /etc/shadow {marker}-{i} 2>/dev/null"));
         std::thread::sleep(Duration::from_millis(200));
@@ -79,17 +83,29 @@ fn noisy_container_and_host_reads(ring: Option<&str>) {
         v["rule"] == "Read sensitive file"
             && field(v, "proc.cmdline").ends_with(&format!("{marker}-{i}"))
     };
+    let shell = |v: &serde_json::Value, i: usize| {
+        v["rule"] == "Shell spawned in container"
+            && field(v, "proc.cmdline").ends_with(&format!("{marker}-shell-{i}"))
+            && field(v, "container.name") == name
+    };
     let deadline = std::time::Instant::now() + WAIT;
-    let mut seen = 0;
+    let (mut seen, mut shells) = (0, 0);
     while std::time::Instant::now() < deadline {
         let lines = agent.collect_for(Duration::from_millis(200));
         seen = (0..5).filter(|&i| lines.iter().any(|v| read(v, i))).count();
-        if seen == 5 {
+        shells = (0..5)
+            .filter(|&i| lines.iter().any(|v| shell(v, i)))
+            .count();
+        if seen == 5 && shells == 5 {
             break;
         }
     }
     let (_, body) = support::http_get(port, "/metrics").unwrap();
     assert_eq!(seen, 5, "{seen} of 5 reads alerted; metrics:\n{body}");
+    assert_eq!(
+        shells, 5,
+        "{shells} of the 5 shells the flooding container started alerted; metrics:\n{body}"
+    );
     for i in 0..5 {
         let a = agent
             .collect_for(Duration::ZERO)

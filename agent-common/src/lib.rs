@@ -543,6 +543,11 @@ pub struct CgroupShare {
     pub refilled_ns: u64,
     /// Records the share may still write under pressure.
     pub tokens: u64,
+    /// The bucket of process lifecycle records (exec, fork, exit), an eighth of the share,
+    /// drawn from once `tokens` is spent: a share that floods the ring with syscalls still
+    /// reports the programs it runs. Refilled when `lifecycle_refilled_ns` says.
+    pub lifecycle_tokens: u64,
+    pub lifecycle_refilled_ns: u64,
     /// Records not written: the bucket was empty.
     pub over_share: u64,
     /// Records lost because the ring buffer was full.

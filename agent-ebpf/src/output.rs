@@ -16,6 +16,13 @@
 //! path is two ring queries. The rest of the ring stays a plain buffer, so one busy share alone
 //! (a build, a benchmark) still has most of it to absorb a backlog the reader is slow to drain.
 //!
+//! Process lifecycle records (exec, fork, exit, and the execve/execveat syscall records the rules
+//! judge) have a second bucket in each share, an eighth of the first, used once the first is
+//! spent: a container that floods the ring with captured
+//! syscalls to blind the sensor loses those records, but the programs it starts meanwhile (the
+//! point of blinding it) are still reported, and the process table stays whole. An exec flood
+//! spends both buckets and is limited like any other.
+//!
 //! The share is per cgroup v2 id, the unit a container runtime creates per container. Where a
 //! task sits in the v2 root (a host whose runtime uses cgroup v1 alone puts every container
 //! there), it is per mount namespace instead, which every container has of its own. A
@@ -105,11 +112,57 @@ pub fn share_key(h: &EventHeader) -> u64 {
     }
 }
 
-/// Whether a record of share `key` may be written now. `None` when records already wait in
-/// the ring's reserved room and the share's bucket is empty: the loss is counted (globally and in the share's
-/// entry).
+/// Which of a share's buckets a record may draw from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Syscalls, io_uring requests, profile verdicts: the share's bucket.
+    Any,
+    /// Exec, fork and exit: the share's bucket, then the lifecycle bucket.
+    Lifecycle,
+}
+
+/// Lifecycle records' bucket: this fraction of the share's rate and burst.
+const LIFECYCLE_DIVISOR: u64 = 8;
+
+/// Takes a token from a bucket refilled at `rate` records per millisecond up to `burst`, last
+/// refilled at `*refilled_ns`; false when it is empty.
 #[inline(always)]
-pub fn admit(key: u64) -> Option<Slot> {
+fn take(tokens: &mut u64, refilled_ns: &mut u64, now: u64, rate: u64, burst: u64) -> bool {
+    let elapsed = now.wrapping_sub(*refilled_ns);
+    let elapsed = if elapsed > BURST_MS * 1_000_000 {
+        BURST_MS * 1_000_000
+    } else {
+        elapsed
+    };
+    let refill = elapsed * rate / 1_000_000;
+    // Less than a record's refill leaves the clock alone, so that it adds up.
+    if refill > 0 {
+        *tokens = if *tokens + refill > burst {
+            burst
+        } else {
+            *tokens + refill
+        };
+        *refilled_ns = now;
+    }
+    if *tokens == 0 {
+        return false;
+    }
+    *tokens -= 1;
+    true
+}
+
+/// At least one.
+#[inline(always)]
+fn lifecycle(n: u64) -> u64 {
+    let l = n / LIFECYCLE_DIVISOR;
+    if l == 0 { 1 } else { l }
+}
+
+/// Whether a record of share `key` may be written now. `None` when records already wait in
+/// the ring's reserved room and the share's bucket (and, for `Lane::Lifecycle`, its lifecycle
+/// bucket) is empty: the loss is counted (globally and in the share's entry).
+#[inline(always)]
+pub fn admit(key: u64, lane: Lane) -> Option<Slot> {
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let size = EVENTS.query(BPF_RB_RING_SIZE);
@@ -128,28 +181,21 @@ pub fn admit(key: u64) -> Option<Slot> {
         // rejects the code a panic leaves.)
         let rate = (share * free).checked_div(reserved(size)).unwrap_or(0);
         let burst = burst(share, size);
-        let elapsed = now.wrapping_sub(s.refilled_ns);
-        let elapsed = if elapsed > BURST_MS * 1_000_000 {
-            BURST_MS * 1_000_000
-        } else {
-            elapsed
-        };
-        let refill = elapsed * rate / 1_000_000;
-        // Less than a record's refill leaves the clock alone, so that it adds up.
-        if refill > 0 {
-            s.tokens = if s.tokens + refill > burst {
-                burst
-            } else {
-                s.tokens + refill
-            };
-            s.refilled_ns = now;
-        }
-        if s.tokens == 0 {
+        let admitted = take(&mut s.tokens, &mut s.refilled_ns, now, rate, burst)
+            || (lane == Lane::Lifecycle
+                && take(
+                    &mut s.lifecycle_tokens,
+                    &mut s.lifecycle_refilled_ns,
+                    now,
+                    // Refills only while the ring has room, like the share's.
+                    if rate == 0 { 0 } else { lifecycle(rate) },
+                    lifecycle(burst),
+                ));
+        if !admitted {
             add(&mut s.over_share);
             count(counter::DROP_CGROUP_SHARE);
             return None;
         }
-        s.tokens -= 1;
     }
     Some(Slot {
         flags: wakeup_flags(now, waiting, size),
@@ -172,7 +218,13 @@ pub fn lost(key: u64, drop_counter: u32) {
 /// verifier accept a variable length.
 #[inline(always)]
 pub fn emit<T>(ev: &T, size: usize, key: u64, drop_counter: u32) {
-    let Some(slot) = admit(key) else {
+    emit_in(Lane::Any, ev, size, key, drop_counter)
+}
+
+/// [`emit`] of a record that may draw from `lane`.
+#[inline(always)]
+pub fn emit_in<T>(lane: Lane, ev: &T, size: usize, key: u64, drop_counter: u32) {
+    let Some(slot) = admit(key, lane) else {
         return;
     };
     let size = if size > size_of::<T>() {
@@ -196,6 +248,7 @@ fn share_of(key: u64, tokens: u64) -> Option<*mut CgroupShare> {
     }
     let fresh = CgroupShare {
         tokens,
+        lifecycle_tokens: lifecycle(tokens),
         ..CgroupShare::default()
     };
     let _ = CGROUP_SHARE.insert(&key, &fresh, BPF_NOEXIST as u64);

@@ -17,7 +17,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::config,
-    output::{emit, share_key},
+    output::{Lane, emit_in, share_key},
     path::{path_at, walk},
     task::{fill_header, read_kernel},
 };
@@ -123,7 +123,13 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
 
     let size = EXEC_DATA_OFFSET + exe_off + (ev.exe_path_len as usize & (DATA_MAX - 1));
     ev.header.size = size as u32;
-    emit(ev, size, share_key(&ev.header), counter::DROP_EXEC);
+    emit_in(
+        Lane::Lifecycle,
+        ev,
+        size,
+        share_key(&ev.header),
+        counter::DROP_EXEC,
+    );
     Ok(())
 }
 
@@ -204,7 +210,8 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
     } else {
         0
     };
-    emit(
+    emit_in(
+        Lane::Lifecycle,
         &ev,
         size_of::<ForkEvent>(),
         share_key(&ev.header),
@@ -246,7 +253,8 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), ()> {
     let task = unsafe { bpf_get_current_task() };
     ev.exit_code = read_kernel(task, cfg.task_exit_code);
     ev.group_dead = 1;
-    emit(
+    emit_in(
+        Lane::Lifecycle,
         &ev,
         size_of::<ExitEvent>(),
         share_key(&ev.header),

@@ -35,7 +35,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{SCRATCH, SYSCALL_SPECS, config, count},
-    output::{emit, share_key},
+    output::{Lane, emit_in, share_key},
     path::{Obj, file_of_fd, path_at, walk},
     profile,
     task::{fill_header, read_args, read_kernel},
@@ -262,7 +262,14 @@ pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize)
 
     let size = SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;
-    emit(ev, size, share_key(&ev.header), counter::DROP_SYSCALL);
+    // An execve is judged from its syscall record (the exec record feeds the process table):
+    // both are the programs a share runs, kept by its lifecycle bucket.
+    let lane = if spec.flags & spec_flags::EXEC != 0 {
+        Lane::Lifecycle
+    } else {
+        Lane::Any
+    };
+    emit_in(lane, ev, size, share_key(&ev.header), counter::DROP_SYSCALL);
     count(counter::SYSCALLS_EMITTED);
 }
 
