@@ -11,9 +11,9 @@
 //! another process, alerts on its own. The key space is bounded (`max_keys`): past it the
 //! oldest window is closed early, its summary goes out, and the eviction is counted.
 //!
-//! A suppressed alert need never be built. A match is keyed from its rule, its event and the
-//! output's target fields alone ([`KeyRef`], [`TargetHasher`]), with a way to render it
-//! ([`FloodControl::admit_with`]): an alert is rendered when it goes out, and once per window
+//! A suppressed alert is never built. The engine keys a match from its rule, its event and the
+//! output's target fields alone ([`KeyRef`], [`TargetHasher`]) and hands over a way to render
+//! it ([`FloodControl::admit_with`]): an alert is rendered when it goes out, and once per window
 //! when it is the first one suppressed. That first suppressed alert is the summary's template,
 //! whole: its time, its output and its fields are those of one real event, the start of what
 //! was held back (not the last, which would take a render per suppressed match to know). Later
@@ -30,6 +30,7 @@ use hashbrown::Equivalent;
 use serde::Deserialize;
 
 use super::Alert;
+use crate::fields::Val;
 use osprey_model::Priority;
 
 /// Limits for one class of alerts.
@@ -145,6 +146,18 @@ impl TargetHasher {
     pub fn field(&mut self, name: &str, value: &serde_json::Value) {
         name.hash(&mut self.0);
         self.json(value);
+    }
+
+    /// One field of a match that was not rendered: hashes as [`Self::field`] of the value
+    /// `output_fields` would show ([`Val::to_json`], null when unset), without building it.
+    pub(crate) fn field_val(&mut self, name: &str, value: Option<&Val<'_>>) {
+        name.hash(&mut self.0);
+        match value {
+            // What `Val::to_json` makes of text, borrowed instead of copied.
+            Some(Val::Str(s)) => self.json(&**s),
+            Some(v) => self.json(&v.to_json()),
+            None => self.json(&serde_json::Value::Null),
+        }
     }
 
     /// The JSON text, then an end mark so that two fields never read as one. A string and
