@@ -531,6 +531,20 @@ mod tests {
         assert_eq!(f.key(&a).as_ref(), key);
     }
 
+    #[test]
+    fn a_borrowed_key_hashes_as_the_window_it_finds() {
+        // Were they to differ, every match would miss its window and take the path of a new
+        // key, evicting a window whenever the table is full.
+        let key = Key {
+            rule: "R".into(),
+            container: "0123456789ab".into(),
+            pid: 7,
+            target: 42,
+        };
+        let s = RandomState::new();
+        assert_eq!(s.hash_one(&key), s.hash_one(key.as_ref()));
+    }
+
     fn with_target(rule: &str, pid: u32, time: u64, file: &str) -> Alert {
         let mut a = alert(rule, pid, time);
         a.output_fields.insert("fd.name".into(), file.into());
