@@ -165,7 +165,8 @@ impl Pipeline {
     }
 
     /// One enriched event (live, or read back from a recording): its profile verdict, then
-    /// the rules, then flood control, then the sinks.
+    /// the rules through flood control (a match it holds back is never rendered), then the
+    /// sinks.
     pub fn judge(&mut self, mut e: Enriched) {
         if let Some(p) = self.profiles.as_mut() {
             match p.observe(&mut e) {
@@ -174,16 +175,14 @@ impl Pipeline {
                 Err(err) => tracing::warn!("syscall profiles: {err}"),
             }
         }
-        for alert in self.engine.evaluate(&e) {
-            let evictions = self.flood.evictions;
-            for a in self.flood.admit(alert) {
-                self.emit(a);
-            }
-            if self.flood.evictions > evictions {
-                self.metrics
-                    .flood_evictions
-                    .inc_by(self.flood.evictions - evictions);
-            }
+        let evictions = self.flood.evictions;
+        for a in self.engine.evaluate_gated(&e, &mut self.flood) {
+            self.emit(a);
+        }
+        if self.flood.evictions > evictions {
+            self.metrics
+                .flood_evictions
+                .inc_by(self.flood.evictions - evictions);
         }
         if self.spent.len() < SPENT_MAX {
             self.spent.push(e.event);

@@ -60,6 +60,11 @@ fn event(tgid: u32, comm: &str, ts: u64, kind: EventKind) -> Event {
 
 /// A shell forks, the child execs `cat /etc/shadow` and opens it: what the sensor decodes.
 fn cat_shadow(ts: u64) -> Vec<Event> {
+    cat_shadow_as(CAT, ts)
+}
+
+/// [`cat_shadow`] with the child's pid `cat`.
+fn cat_shadow_as(cat: u32, ts: u64) -> Vec<Event> {
     let path = |p: &str| ArgValue::Path {
         raw: p.into(),
         resolved: Some(p.into()),
@@ -70,13 +75,13 @@ fn cat_shadow(ts: u64) -> Vec<Event> {
             "bash",
             ts,
             EventKind::Fork(Fork {
-                child_tid: CAT,
-                child_tgid: CAT,
+                child_tid: cat,
+                child_tgid: cat,
                 is_thread: false,
             }),
         ),
         event(
-            CAT,
+            cat,
             "cat",
             ts + 1,
             EventKind::Exec(Exec {
@@ -86,7 +91,7 @@ fn cat_shadow(ts: u64) -> Vec<Event> {
             }),
         ),
         event(
-            CAT,
+            cat,
             "cat",
             ts + 2,
             EventKind::Syscall(Syscall {
@@ -167,6 +172,29 @@ fn flood_control_folds_repeats_and_reports_them_at_the_window_end() {
         serde_json::json!(3),
         "{summary:#?}"
     );
+}
+
+#[test]
+fn a_window_closed_early_for_room_is_counted() {
+    let mut cfg = Config::default();
+    cfg.flood.default.burst = 1;
+    cfg.flood.max_keys = 1;
+    let (mut p, seen) = pipeline(&cfg);
+    p.observe(cat_shadow(1_000));
+    p.observe(cat_shadow(1_010));
+    // Another process, no room for its window: the first one closes with its summary.
+    p.observe(cat_shadow_as(CAT + 1, 1_020));
+    p.finish();
+    assert_eq!(p.metrics().flood_evictions.get(), 1);
+    let alerts = seen.lock().unwrap();
+    let got: Vec<(u32, Option<u64>)> = alerts
+        .iter()
+        .map(|a| {
+            let n = a.output_fields.get(osprey_engine::flood::SUPPRESSED_FIELD);
+            (a.event.pid, n.and_then(|n| n.as_u64()))
+        })
+        .collect();
+    assert_eq!(got, [(CAT, None), (CAT, Some(1)), (CAT + 1, None)]);
 }
 
 #[test]

@@ -4,20 +4,33 @@
 //! without a count.
 //!
 //! "The same" is keyed so that an attacker cannot hide one alert behind others: the rule, the
-//! container, the process (pid), and the target the rule's output shows (`fd.*`, `evt.arg*`,
-//! `evt.args`, `proc.cmdline`, `proc.exepath`, `proc.args`). Five decoy reads of one file from
+//! container, the process (pid), and the target the rule's output shows (`fd.*` but the fd
+//! number and the client and local ports, `evt.arg*`, `evt.rawarg*`, `proc.name`,
+//! `proc.cmdline`, `proc.exepath`, `proc.args`). Five decoy reads of one file from
 //! one process fill only that process's and that file's window; a read of another file, or by
 //! another process, alerts on its own. The key space is bounded (`max_keys`): past it the
 //! oldest window is closed early, its summary goes out, and the eviction is counted.
+//!
+//! A suppressed alert is never built. The engine keys a match from its rule, its event and the
+//! output's target fields alone ([`KeyRef`], [`TargetHasher`]) and hands over a way to render
+//! it ([`FloodControl::admit_with`]): an alert is rendered when it goes out, and once per window
+//! when it is the first one suppressed. That first suppressed alert is the summary's template,
+//! whole: its time, its output and its fields are those of one real event, the start of what
+//! was held back (not the last, which would take a render per suppressed match to know). Later
+//! suppressed matches are only counted. [`FloodControl::admit`] does the same for an alert
+//! already built, keyed identically.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::DefaultHasher},
     hash::{BuildHasher, Hash, Hasher, RandomState},
+    io,
 };
 
+use hashbrown::Equivalent;
 use serde::Deserialize;
 
 use super::Alert;
+use crate::fields::Val;
 use osprey_model::Priority;
 
 /// Limits for one class of alerts.
@@ -61,20 +74,60 @@ impl Default for FloodConfig {
     }
 }
 
-/// What makes two alerts "the same" for flood control.
+/// What makes two alerts "the same" for flood control: a window's own copy of a [`KeyRef`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
+pub(crate) struct Key {
     rule: String,
     container: String,
     pid: u32,
-    /// A keyed hash of the target fields the output shows (see [`target_field`]); the hasher's
-    /// keys are random per agent, so nobody can make two targets collide on purpose.
     target: u64,
+}
+
+impl Key {
+    pub(crate) fn as_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            rule: &self.rule,
+            container: &self.container,
+            pid: self.pid,
+            target: self.target,
+        }
+    }
+}
+
+/// The key of one match, borrowed from the rule and the event, so that finding its window
+/// copies nothing. It hashes as [`Key`] does (the same fields in the same order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyRef<'a> {
+    pub rule: &'a str,
+    /// The container's id; empty on the host.
+    pub container: &'a str,
+    /// The thread group id (`proc.pid`).
+    pub pid: u32,
+    /// The target fields the output shows, through [`FloodControl::target_hasher`]: a keyed
+    /// hash, random per agent, so nobody can make two targets collide on purpose.
+    pub target: u64,
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+impl From<&KeyRef<'_>> for Key {
+    fn from(k: &KeyRef<'_>) -> Self {
+        Key {
+            rule: k.rule.to_string(),
+            container: k.container.to_string(),
+            pid: k.pid,
+            target: k.target,
+        }
+    }
 }
 
 /// The output fields that name what an alert is about, beyond who did it: a different value
 /// is a different target and never shares a window.
-fn target_field(name: &str) -> bool {
+pub(crate) fn target_field(name: &str) -> bool {
     (name.starts_with("fd.") && !matches!(name, "fd.num" | "fd.cport" | "fd.lport"))
         || name.starts_with("evt.arg")
         || name.starts_with("evt.rawarg")
@@ -84,14 +137,102 @@ fn target_field(name: &str) -> bool {
         )
 }
 
+/// The target part of a key: feed it every target field of the output (see [`target_field`])
+/// in name order, as `output_fields` would hold them.
+pub struct TargetHasher(DefaultHasher);
+
+impl TargetHasher {
+    /// One field of a rendered alert: its name, then its value as JSON text.
+    pub fn field(&mut self, name: &str, value: &serde_json::Value) {
+        name.hash(&mut self.0);
+        self.json(value);
+    }
+
+    /// One field of a match that was not rendered: hashes as [`Self::field`] of the value
+    /// `output_fields` would show ([`Val::to_json`], null when unset), without building it.
+    pub(crate) fn field_val(&mut self, name: &str, value: Option<&Val<'_>>) {
+        name.hash(&mut self.0);
+        match value {
+            // What `Val::to_json` makes of text, borrowed instead of copied.
+            Some(Val::Str(s)) => self.json(&**s),
+            Some(v) => self.json(&v.to_json()),
+            None => self.json(&serde_json::Value::Null),
+        }
+    }
+
+    /// The JSON text, then an end mark so that two fields never read as one. A string and
+    /// a JSON string value serialize through the same call, so they hash alike.
+    fn json(&mut self, value: &(impl serde::Serialize + ?Sized)) {
+        // Neither serializing a string or a JSON value nor writing to a hasher can fail.
+        let _ = serde_json::to_writer(HashWriter(&mut self.0), value);
+        self.0.write_u8(0xff);
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+/// Writes into a hasher: JSON text is hashed as it is produced, never held.
+struct HashWriter<'h>(&'h mut DefaultHasher);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct Window {
     start_ns: u64,
     passed: u32,
     suppressed: u64,
-    /// The last suppressed alert, the template of the summary.
-    last: Option<Alert>,
+    /// The first suppressed alert of the window, the template of the summary.
+    template: Option<Alert>,
     limit: Limit,
+}
+
+impl Window {
+    fn open(start_ns: u64, limit: Limit) -> Self {
+        Self {
+            start_ns,
+            passed: 0,
+            suppressed: 0,
+            template: None,
+            limit,
+        }
+    }
+
+    /// One match at `now_ns`: first closes the window if its time is up (its summary goes to
+    /// `out` and a new one opens with `limit`), then lets the alert out or counts it.
+    /// Returns whether it was suppressed.
+    fn admit(
+        &mut self,
+        now_ns: u64,
+        limit: Limit,
+        render: impl FnOnce() -> Alert,
+        out: &mut Vec<Alert>,
+    ) -> bool {
+        if now_ns.saturating_sub(self.start_ns) >= self.limit.window_ms * 1_000_000 {
+            out.extend(summary(self));
+            *self = Window::open(now_ns, limit);
+        }
+        if self.passed < self.limit.burst {
+            self.passed += 1;
+            out.push(render());
+            return false;
+        }
+        self.suppressed += 1;
+        if self.template.is_none() {
+            self.template = Some(render());
+        }
+        true
+    }
 }
 
 /// Collapses repeated alerts. Time is the alerts' own (wall-clock nanoseconds), so a replay
@@ -99,7 +240,7 @@ struct Window {
 #[derive(Debug, Default)]
 pub struct FloodControl {
     cfg: FloodConfig,
-    windows: HashMap<Key, Window>,
+    windows: hashbrown::HashMap<Key, Window, RandomState>,
     hasher: RandomState,
     /// Alerts suppressed in total (each also reported in a summary).
     pub suppressed_total: u64,
@@ -118,24 +259,35 @@ impl FloodControl {
         }
     }
 
-    fn limit(&self, a: &Alert) -> Limit {
+    /// Off, every alert goes out and keys need not be computed.
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    /// The limits of a rule's alerts: its own, else its priority's, else the default.
+    pub fn limit(&self, rule: &str, priority: Priority) -> Limit {
         self.cfg
             .per_rule
-            .get(&a.rule)
+            .get(rule)
             .or_else(|| {
                 self.cfg
                     .per_priority
                     .iter()
-                    .find(|(p, _)| Priority::parse(p) == Some(a.priority))
+                    .find(|(p, _)| Priority::parse(p) == Some(priority))
                     .map(|(_, l)| l)
             })
             .copied()
             .unwrap_or(self.cfg.default)
     }
 
-    /// The key that makes two alerts "the same": the rule, the container, the process and
-    /// the target fields of the output.
-    fn key(&self, a: &Alert) -> Key {
+    /// A hasher for the target part of one key.
+    pub fn target_hasher(&self) -> TargetHasher {
+        TargetHasher(self.hasher.build_hasher())
+    }
+
+    /// The key of a rendered alert: the rule, the container, the process and the target
+    /// fields of the output.
+    pub(crate) fn key(&self, a: &Alert) -> Key {
         let container = a
             .event
             .container
@@ -148,13 +300,17 @@ impl FloodControl {
                     .map(str::to_string)
             })
             .unwrap_or_default();
-        let mut h = self.hasher.build_hasher();
-        // serde_json's map is ordered by name, so the same fields hash the same way.
-        for (name, value) in &a.output_fields {
-            if target_field(name) {
-                name.hash(&mut h);
-                value.to_string().hash(&mut h);
-            }
+        // In name order, as the engine hashes them: serde_json's map is sorted by name, unless
+        // some crate in the build turns on its `preserve_order`.
+        let mut targets: Vec<_> = a
+            .output_fields
+            .iter()
+            .filter(|(name, _)| target_field(name))
+            .collect();
+        targets.sort_unstable_by(|x, y| x.0.cmp(y.0));
+        let mut h = self.target_hasher();
+        for (name, value) in targets {
+            h.field(name, value);
         }
         Key {
             rule: a.rule.clone(),
@@ -183,44 +339,49 @@ impl FloodControl {
     /// Passes `a` through: returns the alerts to emit now (the alert itself, or nothing when
     /// it is suppressed, preceded by the summary of a window that just closed).
     pub fn admit(&mut self, a: Alert) -> Vec<Alert> {
-        if !self.cfg.enabled {
-            return vec![a];
-        }
         let mut out = Vec::new();
-        let now = a.time;
-        let limit = self.limit(&a);
-        let key = self.key(&a);
-        if !self.windows.contains_key(&key) && self.windows.len() >= self.cfg.max_keys.max(1) {
-            self.evict_oldest(&mut out);
-        }
-        let w = self.windows.entry(key).or_insert(Window {
-            start_ns: now,
-            passed: 0,
-            suppressed: 0,
-            last: None,
-            limit,
-        });
-        if now.saturating_sub(w.start_ns) >= w.limit.window_ms * 1_000_000 {
-            if let Some(s) = summary(w) {
-                out.push(s);
-            }
-            *w = Window {
-                start_ns: now,
-                passed: 0,
-                suppressed: 0,
-                last: None,
-                limit,
-            };
-        }
-        if w.passed < w.limit.burst {
-            w.passed += 1;
+        if !self.cfg.enabled {
             out.push(a);
-        } else {
-            w.suppressed += 1;
-            self.suppressed_total += 1;
-            w.last = Some(a);
+            return out;
         }
+        let key = self.key(&a);
+        let (now, limit) = (a.time, self.limit(&a.rule, a.priority));
+        self.admit_with(key.as_ref(), now, limit, || a, &mut out);
         out
+    }
+
+    /// [`Self::admit`] for a match not rendered yet, known by its key, its time (wall-clock
+    /// nanoseconds) and its rule's [`Self::limit`]: pushes to `out` the summary of a window
+    /// that just closed, then the alert if it goes out. `render` runs only when the alert goes
+    /// out or becomes its window's summary template.
+    pub fn admit_with(
+        &mut self,
+        key: KeyRef<'_>,
+        now_ns: u64,
+        limit: Limit,
+        render: impl FnOnce() -> Alert,
+        out: &mut Vec<Alert>,
+    ) {
+        if !self.cfg.enabled {
+            out.push(render());
+            return;
+        }
+        let suppressed = match self.windows.get_mut(&key) {
+            Some(w) => w.admit(now_ns, limit, render, out),
+            None => {
+                if self.windows.len() >= self.cfg.max_keys.max(1) {
+                    self.evict_oldest(out);
+                }
+                let w = self
+                    .windows
+                    .entry(Key::from(&key))
+                    .or_insert(Window::open(now_ns, limit));
+                w.admit(now_ns, limit, render, out)
+            }
+        };
+        if suppressed {
+            self.suppressed_total += 1;
+        }
     }
 
     /// Summaries of every window that closed by wall-clock time `now_ns`; call periodically
@@ -242,7 +403,7 @@ fn summary(w: &mut Window) -> Option<Alert> {
     if w.suppressed == 0 {
         return None;
     }
-    let mut s = w.last.take()?;
+    let mut s = w.template.take()?;
     s.output = format!(
         "{} ({} similar alerts suppressed in the last {} ms)",
         s.output, w.suppressed, w.limit.window_ms
@@ -292,6 +453,11 @@ mod tests {
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].output_fields[SUPPRESSED_FIELD], 995);
         assert!(later[0].output.contains("995 similar alerts suppressed"));
+        assert_eq!(
+            later[0].time,
+            1_000_000_000 + 5 * 1_000_000,
+            "the summary is the first suppressed alert"
+        );
         assert_eq!(f.suppressed_total, 995);
         assert!(f.flush(u64::MAX).is_empty(), "reported once");
     }
@@ -330,6 +496,53 @@ mod tests {
         for i in 0..100 {
             assert_eq!(off.admit(alert("Loud", 1, i)).len(), 1);
         }
+    }
+
+    #[test]
+    fn only_what_goes_out_and_one_template_per_window_are_rendered() {
+        let mut f = FloodControl::new(FloodConfig::default());
+        let mut h = f.target_hasher();
+        h.field("fd.name", &"/etc/shadow".into());
+        let key = KeyRef {
+            rule: "R",
+            container: "",
+            pid: 7,
+            target: h.finish(),
+        };
+        let limit = f.limit("R", Priority::Warning);
+        let (mut out, mut rendered) = (Vec::new(), 0);
+        for i in 0..1000u64 {
+            let render = || {
+                rendered += 1;
+                alert("R", 7, 1_000 + i)
+            };
+            f.admit_with(key, 1_000 + i, limit, render, &mut out);
+        }
+        assert_eq!(out.len(), 5, "the burst");
+        assert_eq!(rendered, 6, "the burst and the summary's template");
+        let s = f.flush(u64::MAX);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].output_fields[SUPPRESSED_FIELD], 995);
+        assert_eq!(s[0].time, 1_005, "the first suppressed match");
+        // The alert rendered, as `admit` sees it, has the key the parts made.
+        let mut a = alert("R", 7, 20_000_000_000);
+        a.output_fields
+            .insert("fd.name".into(), "/etc/shadow".into());
+        assert_eq!(f.key(&a).as_ref(), key);
+    }
+
+    #[test]
+    fn a_borrowed_key_hashes_as_the_window_it_finds() {
+        // Were they to differ, every match would miss its window and take the path of a new
+        // key, evicting a window whenever the table is full.
+        let key = Key {
+            rule: "R".into(),
+            container: "0123456789ab".into(),
+            pid: 7,
+            target: 42,
+        };
+        let s = RandomState::new();
+        assert_eq!(s.hash_one(&key), s.hash_one(key.as_ref()));
     }
 
     fn with_target(rule: &str, pid: u32, time: u64, file: &str) -> Alert {

@@ -30,6 +30,7 @@ use self::{
         ProcessGroups, UserResolver,
     },
     fields::{Ctx, EventCache, Services},
+    flood::{FloodControl, KeyRef},
 };
 use osprey_model::{
     Priority,
@@ -100,6 +101,33 @@ impl SyscallInterest {
 struct Active {
     rule: usize,
     compiled: Arc<Compiled>,
+    /// The output's fields that flood control keys by ([`flood::target_field`]), as indices
+    /// into its fields, in name order: the order it hashes a rendered alert's in.
+    targets: Box<[usize]>,
+}
+
+impl Active {
+    /// The flood-control key of a match of `rule` (this entry's), from the event and the
+    /// output's target fields alone: the key [`FloodControl::admit`] finds in the rendered
+    /// alert.
+    fn flood_key<'k, 'c: 'k>(
+        &self,
+        rule: &'k Rule,
+        ctx: &Ctx<'c>,
+        flood: &FloodControl,
+    ) -> KeyRef<'k> {
+        let mut target = flood.target_hasher();
+        for &field in &self.targets {
+            let (name, value) = self.compiled.output.field(field, ctx);
+            target.field_val(name, value.as_ref());
+        }
+        KeyRef {
+            rule: &rule.name,
+            container: ctx.container().map_or("", |c| &c.id),
+            pid: ctx.en.event.tgid,
+            target: target.finish(),
+        }
+    }
 }
 
 /// A rule the event-type index offers for one type.
@@ -141,6 +169,9 @@ pub struct Engine {
     memo_slots: usize,
     opts: EngineOptions,
     evt_num: AtomicU64,
+    /// Alerts built so far: what the flood-control tests count.
+    #[cfg(test)]
+    rendered: AtomicU64,
 }
 
 /// A replay input line that is not an event.
@@ -163,9 +194,18 @@ impl Engine {
                 && r.enabled
                 && r.priority <= opts.min_priority
             {
+                let mut targets: Vec<(&str, usize)> = c
+                    .output
+                    .field_names()
+                    .enumerate()
+                    .filter(|(_, name)| flood::target_field(name))
+                    .map(|(i, name)| (name, i))
+                    .collect();
+                targets.sort_unstable();
                 active.push(Active {
                     rule: i,
                     compiled: c.clone(),
+                    targets: targets.into_iter().map(|(_, i)| i).collect(),
                 });
             }
         }
@@ -229,6 +269,8 @@ impl Engine {
             memo_slots,
             opts,
             evt_num: AtomicU64::new(0),
+            #[cfg(test)]
+            rendered: AtomicU64::new(0),
         }
     }
 
@@ -282,6 +324,18 @@ impl Engine {
     /// execve arrives as its own syscall event. Profile verdicts are judged by their profile
     /// (`crate::profile::alert`), not by rules.
     pub fn evaluate(&self, en: &Enriched) -> Vec<Alert> {
+        self.evaluate_with(en, None)
+    }
+
+    /// [`Self::evaluate`] through flood control: the alerts to emit now, as
+    /// [`FloodControl::admit`] of each of `evaluate`'s alerts would give them (a summary of a
+    /// window this event closes comes before the alert). A match flood control suppresses is
+    /// not rendered, except the first of a window, the template of its summary.
+    pub fn evaluate_gated(&self, en: &Enriched, flood: &mut FloodControl) -> Vec<Alert> {
+        self.evaluate_with(en, Some(flood).filter(|f| f.enabled()))
+    }
+
+    fn evaluate_with(&self, en: &Enriched, flood: Option<&mut FloodControl>) -> Vec<Alert> {
         let ty: &str = match &en.event.kind {
             EventKind::Syscall(sc) => &sc.name,
             EventKind::Exit(_) => "procexit",
@@ -296,7 +350,7 @@ impl Engine {
         let judge = |memo: &[Cell<u8>]| {
             let cache = EventCache::default();
             let ctx = Ctx::new(en, num, &svc, &cache).with_memo(memo);
-            self.judge(&ctx, candidates, ty)
+            self.judge(&ctx, candidates, ty, flood)
         };
         MEMO.with(|m| match m.try_borrow_mut() {
             Ok(mut memo) => {
@@ -309,8 +363,14 @@ impl Engine {
         })
     }
 
-    /// The alerts of the candidate rules that match.
-    fn judge(&self, ctx: &Ctx<'_>, candidates: &Candidates, ty: &str) -> Vec<Alert> {
+    /// The alerts of the candidate rules that match, through `flood` when it is on.
+    fn judge(
+        &self,
+        ctx: &Ctx<'_>,
+        candidates: &Candidates,
+        ty: &str,
+        mut flood: Option<&mut FloodControl>,
+    ) -> Vec<Alert> {
         let mut out = Vec::new();
         candidates.prefilter.for_each_possible(ctx, |i| {
             let cand = &candidates.list[i];
@@ -318,13 +378,24 @@ impl Engine {
                 return true;
             }
             let a = &self.active[cand.active as usize];
-            out.push(self.alert(&self.ruleset.rules[a.rule], &a.compiled, ctx, ty));
+            let rule = &self.ruleset.rules[a.rule];
+            let render = || self.alert(rule, &a.compiled, ctx, ty);
+            match flood.as_deref_mut() {
+                Some(f) => {
+                    let key = a.flood_key(rule, ctx, f);
+                    let limit = f.limit(&rule.name, rule.priority);
+                    f.admit_with(key, ctx.en.event.time, limit, render, &mut out);
+                }
+                None => out.push(render()),
+            }
             self.opts.rule_matching == RuleMatching::All
         });
         out
     }
 
     fn alert(&self, rule: &Rule, c: &Compiled, ctx: &Ctx<'_>, ty: &str) -> Alert {
+        #[cfg(test)]
+        self.rendered.fetch_add(1, Ordering::Relaxed);
         let values = c.output.values(ctx);
         let ev = &ctx.en.event;
         let mut output_fields = c.output.json_fields(&values);
@@ -374,3 +445,6 @@ pub(crate) mod tests;
 
 #[cfg(test)]
 mod evasion_tests;
+
+#[cfg(test)]
+mod flood_tests;

@@ -108,7 +108,7 @@ impl<'a> Ctx<'a> {
             .clone()
     }
 
-    pub(super) fn container(&self) -> Option<&'a ContainerInfo> {
+    pub(crate) fn container(&self) -> Option<&'a ContainerInfo> {
         if let Some(c) = &self.en.container {
             return Some(c);
         }

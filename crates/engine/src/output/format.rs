@@ -91,6 +91,12 @@ impl Format {
         self.fields.iter().map(|(_, l)| l.extract(ctx)).collect()
     }
 
+    /// The name and value of the `i`th field alone (the order of [`Self::field_names`]).
+    pub(crate) fn field<'a>(&self, i: usize, ctx: &Ctx<'a>) -> (&str, Option<Val<'a>>) {
+        let (name, lhs) = &self.fields[i];
+        (name, lhs.extract(ctx))
+    }
+
     /// The output text, with `<NA>` for unset fields.
     pub fn render(&self, values: &[Option<Val<'_>>]) -> String {
         let mut out = String::new();
