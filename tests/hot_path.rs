@@ -71,6 +71,7 @@ fn allocations() -> u64 {
 /// A process above the default pid_max, so nothing of the host's /proc leaks in.
 const PID: u32 = 4_194_300;
 const DEVTMPFS_MAGIC: u32 = 0x1373;
+const EXT4_MAGIC: u32 = 0xef53;
 
 /// The process the records belong to, as its exec made it known.
 fn exec_event() -> Event {
@@ -125,6 +126,20 @@ fn failed_open() -> Vec<Vec<u8>> {
         &[b"/usr/lib/x86_64-linux-gnu/nope.so"],
     );
     vec![open]
+}
+
+/// `open("/etc/shadow")` returning fd 3, then `close(3)`: "Read sensitive file" each time, a
+/// flood once the burst is out.
+fn shadow_reads() -> Vec<Vec<u8>> {
+    let open = record::syscall(
+        257,
+        3,
+        [(-100i64) as u64, 0x7000, 0, 0, 0, 0],
+        &[b"/etc/shadow"],
+    );
+    let open = record::with_kpath(open, &["shadow", "etc"], kpath::OF_RET, EXT4_MAGIC, 77);
+    let close = record::syscall(3, 0, [3, 0, 0, 0, 0, 0], &[]);
+    vec![open, close]
 }
 
 fn pipeline() -> Pipeline {
@@ -197,6 +212,16 @@ fn an_open_and_close_allocate_only_the_descriptors_path() {
 #[test]
 fn a_failed_open_allocates_nothing() {
     allocations_per_round(failed_open(), 0, "open of a missing file");
+}
+
+#[test]
+fn an_alert_flood_control_suppresses_is_never_built() {
+    // Past the burst every read still matches the rule, but the alert is only counted for the
+    // window's summary: rendering it (output, fields, the Alert) would allocate dozens of
+    // times. Two remain: the descriptor's path, and the command line the rule's output shows
+    // (`proc.cmdline`, joined once per event), which is part of flood control's key: a read by
+    // another command line is another window.
+    allocations_per_round(shadow_reads(), 2, "a flood of /etc/shadow reads");
 }
 
 /// The places `f` allocates, with how often: the first frames of Osprey's own code in each
