@@ -2,7 +2,9 @@
 //! - `metrics_event`: counting an event in the metrics;
 //! - `hot_path_open_close`: a ring-buffer record decoded, enriched (process, descriptor,
 //!   container) and judged by the default rules, its buffers handed back to the decoder: the
-//!   agent's CPU per event without the ring buffer's reads.
+//!   agent's CPU per event without the ring buffer's reads;
+//! - `hot_path_flood`: the same for `open("/etc/shadow")` + `close` by one process, a "Read
+//!   sensitive file" alert each time, which flood control suppresses past its burst.
 //!
 //! `cargo bench -p osprey --bench pipeline`.
 
@@ -67,7 +69,23 @@ fn exec_event() -> Event {
     }
 }
 
+/// An open of `path` (the kernel's walk: `names`, leaf first) returning fd 3, and its close.
+fn open_close(path: &[u8], names: &[&str], magic: u32) -> [Vec<u8>; 2] {
+    let open = record::syscall(257, 3, [(-100i64) as u64, 0x7000, 0, 0, 0, 0], &[path]);
+    let open = record::with_kpath(open, names, kpath::OF_RET, magic, 5);
+    let close = record::syscall(3, 0, [3, 0, 0, 0, 0, 0], &[]);
+    [open, close].map(|r| record::with_process(r, PID, PID))
+}
+
 fn bench_hot_path(c: &mut Criterion) {
+    // The system benchmark's load, and a flooded rule.
+    let dev_null = open_close(b"/dev/null", &["null", "dev"], 0x1373);
+    hot_path(c, "hot_path_open_close", dev_null);
+    let shadow = open_close(b"/etc/shadow", &["shadow", "etc"], 0xef53);
+    hot_path(c, "hot_path_flood", shadow);
+}
+
+fn hot_path(c: &mut Criterion, name: &str, recs: [Vec<u8>; 2]) {
     let rules = osprey::rulefiles::load_for_run(&[]).expect("the embedded rules load");
     let mut p = Pipeline::new(
         &Config::default(),
@@ -75,21 +93,11 @@ fn bench_hot_path(c: &mut Criterion) {
         Parts::detached(Fanout::new(vec![])),
     );
     p.observe([exec_event()]);
-    // The system benchmark's load: open("/dev/null") returning fd 3, close(3).
-    let open = record::syscall(
-        257,
-        3,
-        [(-100i64) as u64, 0x7000, 0, 0, 0, 0],
-        &[b"/dev/null"],
-    );
-    let open = record::with_kpath(open, &["null", "dev"], kpath::OF_RET, 0x1373, 5);
-    let close = record::syscall(3, 0, [3, 0, 0, 0, 0, 0], &[]);
-    let recs = [open, close].map(|r| record::with_process(r, PID, PID));
     let mut decoder = Decoder::new(0);
     let mut batch = Vec::with_capacity(4096);
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(recs.len() as u64));
-    g.bench_function("hot_path_open_close", |b| {
+    g.bench_function(name, |b| {
         b.iter(|| {
             for r in &recs {
                 decoder.decode_into(black_box(r), &mut batch);

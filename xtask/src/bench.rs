@@ -97,6 +97,7 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         engine_default: measure::criterion(&target, "engine", "default_rules_mix"),
         engine_upstream: measure::criterion(&target, "engine", "upstream_stable_mix"),
         pipeline_hot_path: measure::criterion(&target, "pipeline", "hot_path_open_close"),
+        pipeline_flood: measure::criterion(&target, "pipeline", "hot_path_flood"),
         falco_rules: bins
             .falco_rules
             .as_ref()

@@ -28,11 +28,18 @@ pub struct Results {
     /// Criterion `pipeline/hot_path_open_close`: records decoded, enriched and judged per
     /// second on one core.
     pub pipeline_hot_path: Option<f64>,
+    /// Criterion `pipeline/hot_path_flood`: the same for a rule flood control suppresses.
+    pub pipeline_flood: Option<f64>,
     pub falco_rules: Option<String>,
 }
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Nanoseconds per event of a rate.
+fn per_event(rate: Option<f64>) -> String {
+    rate.map_or("–".into(), |e| format!("{:.0} ns", 1e9 / e))
 }
 
 fn rate(r: f64) -> String {
@@ -334,10 +341,12 @@ pub fn render(r: &Results, notes: &str) -> String {
          pipeline` (`pipeline/hot_path_open_close`): ring-buffer records of `open(\"/dev/null\")` \
          and `close` decoded, enriched (process, descriptor, container) and judged by the \
          default rules, their buffers handed back to the decoder: {} on one core, {} per event \
-         (no allocation but the open descriptor's path: `tests/hot_path.rs`).\n",
+         (no allocation but the open descriptor's path: `tests/hot_path.rs`). Reads of \
+         `/etc/shadow` instead, each a \"Read sensitive file\" alert that flood control \
+         suppresses past its burst (`pipeline/hot_path_flood`): {} per event.\n",
         r.pipeline_hot_path.map_or("not measured".into(), rate),
-        r.pipeline_hot_path
-            .map_or("–".into(), |e| format!("{:.0} ns", 1e9 / e)),
+        per_event(r.pipeline_hot_path),
+        per_event(r.pipeline_flood),
     );
     let _ = writeln!(
         o,
