@@ -21,7 +21,7 @@
 //! already built, keyed identically.
 
 use std::{
-    collections::{HashMap, hash_map::DefaultHasher},
+    collections::{BTreeMap, HashMap, hash_map::DefaultHasher},
     hash::{BuildHasher, Hash, Hasher, RandomState},
     io,
 };
@@ -190,6 +190,8 @@ impl io::Write for HashWriter<'_> {
 #[derive(Debug)]
 struct Window {
     start_ns: u64,
+    /// Tells windows that started in the same nanosecond apart in [`FloodControl::order`].
+    seq: u64,
     passed: u32,
     suppressed: u64,
     /// The first suppressed alert of the window, the template of the summary.
@@ -198,9 +200,10 @@ struct Window {
 }
 
 impl Window {
-    fn open(start_ns: u64, limit: Limit) -> Self {
+    fn open(start_ns: u64, seq: u64, limit: Limit) -> Self {
         Self {
             start_ns,
+            seq,
             passed: 0,
             suppressed: 0,
             template: None,
@@ -220,7 +223,7 @@ impl Window {
     ) -> bool {
         if now_ns.saturating_sub(self.start_ns) >= self.limit.window_ms * 1_000_000 {
             out.extend(summary(self));
-            *self = Window::open(now_ns, limit);
+            *self = Window::open(now_ns, self.seq, limit);
         }
         if self.passed < self.limit.burst {
             self.passed += 1;
@@ -241,6 +244,11 @@ impl Window {
 pub struct FloodControl {
     cfg: FloodConfig,
     windows: hashbrown::HashMap<Key, Window, RandomState>,
+    /// The open windows by when they started (and `seq`), oldest first: eviction takes the
+    /// first instead of scanning every window, which an attacker making a new target per
+    /// alert would otherwise make each alert pay for (`max_keys` windows).
+    order: BTreeMap<(u64, u64), Key>,
+    next_seq: u64,
     hasher: RandomState,
     /// Alerts suppressed in total (each also reported in a summary).
     pub suppressed_total: u64,
@@ -322,12 +330,7 @@ impl FloodControl {
 
     /// Closes the oldest window to make room for a new key; its summary goes to `out`.
     fn evict_oldest(&mut self, out: &mut Vec<Alert>) {
-        let Some(key) = self
-            .windows
-            .iter()
-            .min_by_key(|(_, w)| w.start_ns)
-            .map(|(k, _)| k.clone())
-        else {
+        let Some((_, key)) = self.order.pop_first() else {
             return;
         };
         if let Some(mut w) = self.windows.remove(&key) {
@@ -367,15 +370,28 @@ impl FloodControl {
             return;
         }
         let suppressed = match self.windows.get_mut(&key) {
-            Some(w) => w.admit(now_ns, limit, render, out),
+            Some(w) => {
+                let started = (w.start_ns, w.seq);
+                let suppressed = w.admit(now_ns, limit, render, out);
+                // A window whose time was up opened again now: it is the newest.
+                if w.start_ns != started.0
+                    && let Some(k) = self.order.remove(&started)
+                {
+                    self.order.insert((w.start_ns, w.seq), k);
+                }
+                suppressed
+            }
             None => {
                 if self.windows.len() >= self.cfg.max_keys.max(1) {
                     self.evict_oldest(out);
                 }
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.order.insert((now_ns, seq), Key::from(&key));
                 let w = self
                     .windows
                     .entry(Key::from(&key))
-                    .or_insert(Window::open(now_ns, limit));
+                    .or_insert(Window::open(now_ns, seq, limit));
                 w.admit(now_ns, limit, render, out)
             }
         };
@@ -388,11 +404,13 @@ impl FloodControl {
     /// so a flood that stopped is still reported.
     pub fn flush(&mut self, now_ns: u64) -> Vec<Alert> {
         let mut out = Vec::new();
+        let order = &mut self.order;
         self.windows.retain(|_, w| {
             if now_ns.saturating_sub(w.start_ns) < w.limit.window_ms * 1_000_000 {
                 return true;
             }
             out.extend(summary(w));
+            order.remove(&(w.start_ns, w.seq));
             false
         });
         out
@@ -590,6 +608,51 @@ mod tests {
         assert_eq!(f.suppressed_total, 15);
     }
 
+    impl FloodControl {
+        /// The eviction order holds every open window once, at its start.
+        fn check_order(&self) {
+            assert_eq!(self.order.len(), self.windows.len());
+            for ((start, seq), key) in &self.order {
+                let w = &self.windows[key];
+                assert_eq!((w.start_ns, w.seq), (*start, *seq), "{key:?}");
+            }
+        }
+    }
+
+    /// Windows that reopen, close by time and are evicted keep the eviction order whole, and
+    /// eviction always takes the window that started first.
+    #[test]
+    fn eviction_takes_the_oldest_window_through_reopens_and_flushes() {
+        let cfg = FloodConfig {
+            max_keys: 3,
+            default: Limit {
+                burst: 1,
+                window_ms: 10,
+            },
+            ..FloodConfig::default()
+        };
+        let mut f = FloodControl::new(cfg);
+        let ms = 1_000_000;
+        // Three windows: /a at 0, /b at 1 ms, /c at 2 ms.
+        for (t, file) in [(0, "/a"), (ms, "/b"), (2 * ms, "/c")] {
+            f.admit(with_target("R", 1, t, file));
+        }
+        f.check_order();
+        // /a's window is up at 11 ms and opens again: now the newest.
+        f.admit(with_target("R", 1, 11 * ms, "/a"));
+        f.check_order();
+        // A new target evicts the oldest, /b (1 ms), not /a.
+        f.admit(with_target("R", 1, 12 * ms, "/d"));
+        f.check_order();
+        let open: Vec<_> = f.order.values().map(|k| k.target).collect();
+        let target = |file: &str| f.key(&with_target("R", 1, 0, file)).target;
+        assert_eq!(open, [target("/c"), target("/a"), target("/d")]);
+        // At 20 ms /c's window (2 ms) is over; the others are not.
+        f.flush(20 * ms);
+        f.check_order();
+        assert_eq!(f.windows.len(), 2);
+    }
+
     #[test]
     fn the_key_space_is_bounded_and_evictions_lose_no_count() {
         let cfg = FloodConfig {
@@ -608,6 +671,7 @@ mod tests {
         }
         assert!(f.windows.len() <= 4);
         assert_eq!(f.evictions, 7, "11 keys through 4 slots");
+        f.check_order();
         let summary: Vec<_> = out
             .iter()
             .filter(|a| a.output_fields.contains_key(SUPPRESSED_FIELD))
