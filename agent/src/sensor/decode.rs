@@ -487,7 +487,10 @@ fn syscall(rec: &[u8], spare: &mut Spare) -> Result<Syscall, DecodeError> {
     } else {
         None
     };
-    let file = of.map(|of| {
+    // A walk that found no file (a descriptor that was not open) read no name, no file
+    // system and no inode: no file, rather than one named "/". The root itself has both.
+    let walked = !chunks[3].iter().all(|b| *b == 0) || kmagic != 0 || kino != 0;
+    let file = of.filter(|_| walked).map(|of| {
         let path = spare.string();
         kernel_file_into(of, chunks[3], kflags, kmagic, kino, path)
     });
@@ -829,6 +832,17 @@ mod tests {
             1,
         );
         assert!(!resolve_with("/a/x", &trunc, &mut String::new()));
+    }
+
+    /// A descriptor that was not open (EBADF, or a close whose descriptor is gone at exit)
+    /// gives the walk nothing: no file, where it used to show as `/`.
+    #[test]
+    fn a_walk_that_found_nothing_is_no_file() {
+        let rec = syscall_record(91, -9, [1000, 0o644, 0, 0, 0, 0], &[]); // fchmod
+        let nothing = with_kpath(rec.clone(), &[], kpath::OF_FD_ARG, 0, 0);
+        assert_eq!(decode_syscall(&nothing).file, None);
+        let root = with_kpath(rec, &[], kpath::OF_FD_ARG, 0xef53, 2);
+        assert_eq!(decode_syscall(&root).file.unwrap().path, "/");
     }
 
     /// Decoding into a judged event's buffers gives the event a fresh decode gives: nothing

@@ -148,6 +148,11 @@ impl SyscallDef {
                 };
             }
         }
+        // At close's exit its descriptor is gone: the file behind it cannot be walked (the
+        // attempt cost every close six probe reads for nothing); the fd table says what closed.
+        if self.name == "close" {
+            spec.fd_arg = 0;
+        }
         for (i, (slot, a)) in slots.iter().zip(self.args).enumerate() {
             let (Some(slot), Some((kind, size, len_arg))) = (slot, a.ty.capture()) else {
                 continue;
@@ -391,6 +396,11 @@ mod tests {
         assert_eq!((fchmod.dirfd, fchmod.fd_arg), (0, 1));
         let dup2 = by_name("dup2").unwrap().spec();
         assert_eq!(dup2.fd_arg, 1, "oldfd");
+        let close = by_name("close").unwrap().spec();
+        assert_eq!(
+            close.fd_arg, 0,
+            "a closed descriptor has no file to walk at exit"
+        );
         let symlinkat = by_name("symlinkat").unwrap().spec();
         assert_eq!(
             symlinkat.dirfd, 0,
