@@ -550,6 +550,9 @@ fn kernel_file_into(
     let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
     let names = || bytes.split(|b| *b == 0).filter(|n| !n.is_empty());
     let pseudo = flags & kpath::PSEUDO != 0;
+    // The root side is missing: the walk hit its bound, or read a zero pointer on the way
+    // (a dentry torn down under it). Shown as cut, never as a whole path it is not.
+    let partial = kpath::TRUNCATED | kpath::BROKEN;
     path.clear();
     // Writing into a String cannot fail.
     let _ = match magic {
@@ -562,7 +565,7 @@ fn kernel_file_into(
         }
         KernelFile::NSFS_MAGIC if pseudo => write!(path, "nsfs:[{ino}]"),
         _ => {
-            if flags & kpath::TRUNCATED != 0 {
+            if flags & partial != 0 {
                 path.push_str("/...");
             }
             // Leaf first in the record: the root's child is the last name.
@@ -586,7 +589,7 @@ fn kernel_file_into(
         fs_magic: magic,
         ino,
         deleted,
-        truncated: flags & kpath::TRUNCATED != 0,
+        truncated: flags & partial != 0,
         outside_root: flags & kpath::OUTSIDE_ROOT != 0,
     }
 }
@@ -822,6 +825,7 @@ mod tests {
         );
         assert_eq!(f(&["x", "tmp"], kpath::DELETED, 0, 1), "/tmp/x (deleted)");
         assert_eq!(f(&["leaf", "b"], kpath::TRUNCATED, 0, 1), "/.../b/leaf");
+        assert_eq!(f(&["leaf", "b"], kpath::BROKEN, 0, 1), "/.../b/leaf");
         assert_eq!(f(&[], 0, 0, 1), "/");
         // A truncated or outside-root walk never stands in for the raw path.
         let trunc = kernel_file(

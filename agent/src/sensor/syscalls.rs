@@ -149,7 +149,7 @@ impl SyscallDef {
             }
         }
         // At close's exit its descriptor is gone: the file behind it cannot be walked (the
-        // attempt cost every close six probe reads for nothing); the fd table says what closed.
+        // attempt cost every close ten probe reads for nothing); the fd table says what closed.
         if self.name == "close" {
             spec.fd_arg = 0;
         }
