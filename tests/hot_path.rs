@@ -13,14 +13,13 @@ use std::{
     collections::BTreeMap,
 };
 
-use agent_common::kpath;
 use osprey::{
     config::Config,
     pipeline::{Parts, Pipeline},
     sensor::{Decoder, record},
     sink::Fanout,
 };
-use osprey_model::event::{Event, EventKind, Exec};
+use osprey_model::event::Event;
 
 struct Counting;
 
@@ -73,48 +72,10 @@ const PID: u32 = 4_194_300;
 const DEVTMPFS_MAGIC: u32 = 0x1373;
 const EXT4_MAGIC: u32 = 0xef53;
 
-/// The process the records belong to, as its exec made it known.
-fn exec_event() -> Event {
-    Event {
-        ts: 1_000,
-        time: 1_700_000_000_000_000_000,
-        tgid: PID,
-        tid: PID,
-        uid: 1000,
-        gid: 1000,
-        euid: 1000,
-        egid: 1000,
-        cgroup_id: 0,
-        pid_ns: 0,
-        mnt_ns: 0,
-        vpid: PID,
-        comm: "loop".into(),
-        cap_effective: 0,
-        cap_permitted: 0,
-        kind: EventKind::Exec(Exec {
-            filename: "/usr/bin/loop".into(),
-            args: vec!["loop".into()],
-            exe_name: "loop".into(),
-            // A host process: the kernel named its cgroup at exec, so its events are placed
-            // without a look at /proc.
-            cgroup: "user.slice/session-1.scope".into(),
-            ..Default::default()
-        }),
-    }
-}
-
 /// `open("/dev/null")` returning fd 3, then `close(3)`: the benchmark's load, and most of what
 /// a busy node sends.
 fn open_close() -> Vec<Vec<u8>> {
-    let open = record::syscall(
-        257,
-        3,
-        [(-100i64) as u64, 0x7000, 0, 0, 0, 0],
-        &[b"/dev/null"],
-    );
-    let open = record::with_kpath(open, &["null", "dev"], kpath::OF_RET, DEVTMPFS_MAGIC, 5);
-    let close = record::syscall(3, 0, [3, 0, 0, 0, 0, 0], &[]);
-    vec![open, close]
+    record::open_and_close("/dev/null", &["null", "dev"], DEVTMPFS_MAGIC).into()
 }
 
 /// An open of a file that is not there (ENOENT): a path lookup, which changes no state.
@@ -131,15 +92,7 @@ fn failed_open() -> Vec<Vec<u8>> {
 /// `open("/etc/shadow")` returning fd 3, then `close(3)`: "Read sensitive file" each time, a
 /// flood once the burst is out.
 fn shadow_reads() -> Vec<Vec<u8>> {
-    let open = record::syscall(
-        257,
-        3,
-        [(-100i64) as u64, 0x7000, 0, 0, 0, 0],
-        &[b"/etc/shadow"],
-    );
-    let open = record::with_kpath(open, &["shadow", "etc"], kpath::OF_RET, EXT4_MAGIC, 77);
-    let close = record::syscall(3, 0, [3, 0, 0, 0, 0, 0], &[]);
-    vec![open, close]
+    record::open_and_close("/etc/shadow", &["shadow", "etc"], EXT4_MAGIC).into()
 }
 
 fn pipeline() -> Pipeline {
@@ -149,7 +102,7 @@ fn pipeline() -> Pipeline {
         rules,
         Parts::detached(Fanout::new(vec![])),
     );
-    p.observe([exec_event()]);
+    p.observe([record::host_exec(PID)]);
     p
 }
 

@@ -10,7 +10,6 @@
 
 use std::hint::black_box;
 
-use agent_common::kpath;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use osprey::{
     config::Config,
@@ -19,7 +18,6 @@ use osprey::{
     sensor::{Decoder, record},
     sink::Fanout,
 };
-use osprey_model::event::{Event, EventKind, Exec};
 
 fn bench_metrics(c: &mut Criterion) {
     let m = Metrics::new();
@@ -42,46 +40,11 @@ fn bench_metrics(c: &mut Criterion) {
 /// A host process above the default pid_max, known from its exec.
 const PID: u32 = 4_194_300;
 
-fn exec_event() -> Event {
-    Event {
-        ts: 1_000,
-        time: 1_700_000_000_000_000_000,
-        tgid: PID,
-        tid: PID,
-        uid: 1000,
-        gid: 1000,
-        euid: 1000,
-        egid: 1000,
-        cgroup_id: 0,
-        pid_ns: 0,
-        mnt_ns: 0,
-        vpid: PID,
-        comm: "loop".into(),
-        cap_effective: 0,
-        cap_permitted: 0,
-        kind: EventKind::Exec(Exec {
-            filename: "/usr/bin/loop".into(),
-            args: vec!["loop".into()],
-            exe_name: "loop".into(),
-            cgroup: "user.slice/session-1.scope".into(),
-            ..Default::default()
-        }),
-    }
-}
-
-/// An open of `path` (the kernel's walk: `names`, leaf first) returning fd 3, and its close.
-fn open_close(path: &[u8], names: &[&str], magic: u32) -> [Vec<u8>; 2] {
-    let open = record::syscall(257, 3, [(-100i64) as u64, 0x7000, 0, 0, 0, 0], &[path]);
-    let open = record::with_kpath(open, names, kpath::OF_RET, magic, 5);
-    let close = record::syscall(3, 0, [3, 0, 0, 0, 0, 0], &[]);
-    [open, close].map(|r| record::with_process(r, PID, PID))
-}
-
 fn bench_hot_path(c: &mut Criterion) {
     // The system benchmark's load, and a flooded rule.
-    let dev_null = open_close(b"/dev/null", &["null", "dev"], 0x1373);
+    let dev_null = record::open_and_close("/dev/null", &["null", "dev"], 0x1373);
     hot_path(c, "hot_path_open_close", dev_null);
-    let shadow = open_close(b"/etc/shadow", &["shadow", "etc"], 0xef53);
+    let shadow = record::open_and_close("/etc/shadow", &["shadow", "etc"], 0xef53);
     hot_path(c, "hot_path_flood", shadow);
 }
 
@@ -92,7 +55,8 @@ fn hot_path(c: &mut Criterion, name: &str, recs: [Vec<u8>; 2]) {
         rules,
         Parts::detached(Fanout::new(vec![])),
     );
-    p.observe([exec_event()]);
+    p.observe([record::host_exec(PID)]);
+    let recs = recs.map(|r| record::with_process(r, PID, PID));
     let mut decoder = Decoder::new(0);
     let mut batch = Vec::with_capacity(4096);
     let mut g = c.benchmark_group("pipeline");

@@ -37,26 +37,7 @@ fn pipeline(cfg: &Config) -> (Pipeline, Arc<Mutex<Vec<Alert>>>) {
 const SHELL: u32 = 4_194_400;
 const CAT: u32 = 4_194_401;
 
-fn event(tgid: u32, comm: &str, ts: u64, kind: EventKind) -> Event {
-    Event {
-        ts,
-        time: 1_700_000_000_000_000_000 + ts,
-        tgid,
-        tid: tgid,
-        uid: 1000,
-        gid: 1000,
-        euid: 1000,
-        egid: 1000,
-        cgroup_id: 0,
-        pid_ns: 0,
-        mnt_ns: 0,
-        vpid: tgid,
-        comm: comm.into(),
-        cap_effective: 0,
-        cap_permitted: 0,
-        kind,
-    }
-}
+use crate::sensor::record::event;
 
 /// A shell forks, the child execs `cat /etc/shadow` and opens it: what the sensor decodes.
 fn cat_shadow(ts: u64) -> Vec<Event> {

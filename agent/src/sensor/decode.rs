@@ -489,7 +489,7 @@ fn syscall(rec: &[u8], spare: &mut Spare) -> Result<Syscall, DecodeError> {
     };
     // A walk that found no file (a descriptor that was not open) read no name, no file
     // system and no inode: no file, rather than one named "/". The root itself has both.
-    let walked = !chunks[3].iter().all(|b| *b == 0) || kmagic != 0 || kino != 0;
+    let walked = !chunks[3].is_empty() || kmagic != 0 || kino != 0;
     let file = of.filter(|_| walked).map(|of| {
         let path = spare.string();
         kernel_file_into(of, chunks[3], kflags, kmagic, kino, path)

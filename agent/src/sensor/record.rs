@@ -1,9 +1,11 @@
-//! Records laid out as the kernel programs write them into the ring buffer, built in user space:
-//! what the decoder's tests, the hot-path benchmark and the allocation test feed it.
+//! Records laid out as the kernel programs write them into the ring buffer, built in user space,
+//! and events as the decoder makes them: what the decoder's and the pipeline's tests, the
+//! hot-path benchmark and the allocation test feed them.
 
 use std::mem::offset_of;
 
-use agent_common::{EventHeader, EventKind as RawKind, SYSCALL_DATA_OFFSET, SyscallEvent};
+use agent_common::{EventHeader, EventKind as RawKind, SYSCALL_DATA_OFFSET, SyscallEvent, kpath};
+use osprey_model::event::{Event, EventKind, Exec};
 
 /// A header of `kind` for a record of `size` bytes: process 42 (thread 43) named `test`, uid
 /// 1000, at 5 µs after boot.
@@ -85,4 +87,58 @@ pub fn with_process(mut rec: Vec<u8>, tgid: u32, tid: u32) -> Vec<u8> {
     put(&mut rec, offset_of!(EventHeader, tgid), tgid);
     put(&mut rec, offset_of!(EventHeader, tid), tid);
     rec
+}
+
+/// `open(path)` returning fd 3, the kernel's walk of it `names` (leaf first) on a file system
+/// of `magic`, then `close(3)`.
+pub fn open_and_close(path: &str, names: &[&str], magic: u32) -> [Vec<u8>; 2] {
+    let open = syscall(
+        257,
+        3,
+        [(-100i64) as u64, 0x7000, 0, 0, 0, 0],
+        &[path.as_bytes()],
+    );
+    let open = with_kpath(open, names, kpath::OF_RET, magic, 5);
+    [open, syscall(3, 0, [3, 0, 0, 0, 0, 0], &[])]
+}
+
+/// An event of process `tgid` (its main thread) named `comm`, `ts` ns after boot: uid and
+/// gid 1000, no capabilities, on the host.
+pub fn event(tgid: u32, comm: &str, ts: u64, kind: EventKind) -> Event {
+    Event {
+        ts,
+        time: 1_700_000_000_000_000_000 + ts,
+        tgid,
+        tid: tgid,
+        uid: 1000,
+        gid: 1000,
+        euid: 1000,
+        egid: 1000,
+        cgroup_id: 0,
+        pid_ns: 0,
+        mnt_ns: 0,
+        vpid: tgid,
+        comm: comm.into(),
+        cap_effective: 0,
+        cap_permitted: 0,
+        kind,
+    }
+}
+
+/// The exec of `/usr/bin/loop` by host process `tgid`, which makes it known to the process
+/// table: the kernel named its cgroup at exec, so its later events are placed without a look
+/// at /proc.
+pub fn host_exec(tgid: u32) -> Event {
+    event(
+        tgid,
+        "loop",
+        1_000,
+        EventKind::Exec(Exec {
+            filename: "/usr/bin/loop".into(),
+            args: vec!["loop".into()],
+            exe_name: "loop".into(),
+            cgroup: "user.slice/session-1.scope".into(),
+            ..Default::default()
+        }),
+    )
 }
