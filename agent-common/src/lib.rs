@@ -525,9 +525,6 @@ pub struct RecordSeen {
     pub seen: [u8; MAX_SYSCALL_NR as usize],
 }
 
-/// The most bytes of `struct pt_regs` read in one go for the syscall arguments.
-pub const REGS_SPAN_MAX: u32 = 120;
-
 /// `CGROUP_SHARE` keys: the cgroup v2 id, or for a task in the v2 root (every task of a host
 /// that runs containers on cgroup v1 alone) this bit with its mount namespace's inode number.
 pub const SHARE_KEY_MNT_NS: u64 = 1 << 63;
@@ -621,11 +618,6 @@ pub struct KernelConfig {
     pub regs_args: [u32; 6],
     /// Offset in `struct pt_regs` of the syscall number (`orig_ax` on x86_64).
     pub regs_nr: u32,
-    /// The bytes of `struct pt_regs` that hold all six argument registers: from offset
-    /// `regs_args_base`, `regs_args_span` bytes (at most [`REGS_SPAN_MAX`]; 0: read them one
-    /// by one). x86_64: r10 to di, 64 bytes, one read instead of six.
-    pub regs_args_base: u32,
-    pub regs_args_span: u32,
     /// `sched_process_exec` record: offset of the `__data_loc char[] filename` field.
     pub exec_filename_loc: u32,
     /// `sched_process_exit` record: offset of `bool group_dead`, or `u32::MAX` on kernels
@@ -739,7 +731,83 @@ pub struct KernelConfig {
     /// share of that room, so that one noisy container cannot fill the ring for every
     /// other. See agent-ebpf/src/output.rs.
     pub cgroup_share: u32,
+    /// The ring buffer's size in bytes, as created (a power of two): one helper call fewer per
+    /// record than asking the ring.
+    pub ring_bytes: u32,
+
+    /// For each group of fields the programs read together (`span::*`), the bytes that hold
+    /// them all, read with one probe read; see `Span`. Filled by `KernelConfig::fill_spans`.
+    pub spans: [Span; span::COUNT],
 }
+
+/// A run of a kernel struct's bytes that holds a group of fields: from `lo` (8-aligned), `len`
+/// bytes, at most [`SPAN_MAX`]; `len` 0 when the fields lie further apart, and then each is
+/// read alone. Each probe read costs a fault-safe copy's set-up, the bulk of its price, so a
+/// group read at once costs about one field's read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub lo: u32,
+    pub len: u32,
+}
+
+/// The longest [`Span`]: the kernel programs' per-CPU block.
+pub const SPAN_MAX: u32 = 256;
+
+impl Span {
+    /// The span of the 64-bit words at `offs` (each rounded down to 8 bytes).
+    pub const fn of<const N: usize>(offs: [u32; N]) -> Span {
+        let mut lo = u32::MAX;
+        let mut hi = 0;
+        let mut i = 0;
+        while i < N {
+            let w = offs[i] & !7;
+            if w < lo {
+                lo = w;
+            }
+            if w + 8 > hi {
+                hi = w + 8;
+            }
+            i += 1;
+        }
+        if N == 0 || hi - lo > SPAN_MAX {
+            Span { lo: 0, len: 0 }
+        } else {
+            Span { lo, len: hi - lo }
+        }
+    }
+}
+
+/// The groups of fields with a [`Span`] each, indices into `KernelConfig::spans`; each has a
+/// `KernelConfig` method listing its fields, which both sides use, so the span userspace
+/// computes and the fields the programs take out of it cannot disagree.
+pub mod span {
+    /// `pt_regs`: the six argument registers.
+    pub const REGS: usize = 0;
+    /// `task_struct`: cred, fs, files, nsproxy.
+    pub const TASK: usize = 1;
+    /// `cred`: euid, egid, the permitted and effective capabilities.
+    pub const CRED: usize = 2;
+    /// `pid`: level, and `numbers[0..3]`'s nr and ns.
+    pub const PID: usize = 3;
+    /// `path`: mnt, dentry.
+    pub const PATH: usize = 4;
+    /// `fdtable`: max_fds, fd.
+    pub const FDT: usize = 5;
+    /// `mount`: mnt_parent, mnt_mountpoint, mnt.mnt_root.
+    pub const MOUNT: usize = 6;
+    /// `dentry`: d_inode, d_parent, d_hash.pprev.
+    pub const DENTRY: usize = 7;
+    /// `inode`: i_ino, i_sb.
+    pub const INODE: usize = 8;
+    /// `mm_struct`: arg_start, arg_end.
+    pub const MM_ARGS: usize = 9;
+    pub const COUNT: usize = 10;
+}
+
+/// The pid levels whose entry the `span::PID` group holds: the host, a container, a container
+/// in a container.
+pub const PID_LEVELS_SPANNED: u32 = 3;
 
 impl KernelConfig {
     /// All zeroes: what the kernel programs see until userspace overrides it (`ready == 0`).
@@ -747,6 +815,91 @@ impl KernelConfig {
         // SAFETY: a struct of integers; all-zero is a valid value.
         unsafe { core::mem::zeroed() }
     };
+
+    pub const fn task_words(&self) -> [u32; 4] {
+        [
+            self.task_cred,
+            self.task_fs,
+            self.task_files,
+            self.task_nsproxy,
+        ]
+    }
+
+    pub const fn cred_words(&self) -> [u32; 4] {
+        [
+            self.cred_euid,
+            self.cred_egid,
+            self.cred_cap_permitted,
+            self.cred_cap_effective,
+        ]
+    }
+
+    /// Offset in `struct pid` of `numbers[level]`'s `field`.
+    pub const fn upid_at(&self, level: u32, field: u32) -> u32 {
+        self.pid_numbers + level * self.upid_size + field
+    }
+
+    /// The level, then nr and ns of each of the `PID_LEVELS_SPANNED` levels.
+    pub const fn pid_words(&self) -> [u32; 1 + 2 * PID_LEVELS_SPANNED as usize] {
+        [
+            self.pid_level,
+            self.upid_at(0, self.upid_nr),
+            self.upid_at(0, self.upid_ns),
+            self.upid_at(1, self.upid_nr),
+            self.upid_at(1, self.upid_ns),
+            self.upid_at(2, self.upid_nr),
+            self.upid_at(2, self.upid_ns),
+        ]
+    }
+
+    pub const fn path_words(&self) -> [u32; 2] {
+        [self.path_mnt, self.path_dentry]
+    }
+
+    pub const fn fdt_words(&self) -> [u32; 2] {
+        [self.fdt_max_fds, self.fdt_fd]
+    }
+
+    /// Relative to the `struct mount`.
+    pub const fn mount_words(&self) -> [u32; 3] {
+        [
+            self.mount_parent,
+            self.mount_mountpoint,
+            self.mount_mnt + self.vfsmount_root,
+        ]
+    }
+
+    pub const fn dentry_words(&self) -> [u32; 3] {
+        [
+            self.dentry_inode,
+            self.dentry_parent,
+            self.dentry_hash_pprev,
+        ]
+    }
+
+    pub const fn inode_words(&self) -> [u32; 2] {
+        [self.inode_ino, self.inode_sb]
+    }
+
+    pub const fn mm_args_words(&self) -> [u32; 2] {
+        [self.mm_arg_start, self.mm_arg_end]
+    }
+
+    /// Computes `spans` from the offsets.
+    pub fn fill_spans(&mut self) {
+        let mut s = [Span::default(); span::COUNT];
+        s[span::REGS] = Span::of(self.regs_args);
+        s[span::TASK] = Span::of(self.task_words());
+        s[span::CRED] = Span::of(self.cred_words());
+        s[span::PID] = Span::of(self.pid_words());
+        s[span::PATH] = Span::of(self.path_words());
+        s[span::FDT] = Span::of(self.fdt_words());
+        s[span::MOUNT] = Span::of(self.mount_words());
+        s[span::DENTRY] = Span::of(self.dentry_words());
+        s[span::INODE] = Span::of(self.inode_words());
+        s[span::MM_ARGS] = Span::of(self.mm_args_words());
+        self.spans = s;
+    }
 }
 
 #[cfg(feature = "user")]
@@ -767,6 +920,8 @@ const _: () = assert!(core::mem::size_of::<ForkEvent>() == 112);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 104);
 const _: () = assert!(EXEC_DATA_OFFSET == 120 + NAME_LEN + 2 * CGROUP_NAME_LEN);
 const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8 + 8 + 8 + 8);
+// The kernel side clears the four lengths with one u64 store (agent-ebpf/src/syscall.rs).
+const _: () = assert!(core::mem::offset_of!(SyscallEvent, cap_len) % 8 == 0);
 const _: () = assert!(core::mem::size_of::<SyscallSpec>() == 8 + 8 * MAX_CAPTURES);
 const _: () = assert!(core::mem::size_of::<ProfileEvent>() == 96 + 16 + 48);
 const _: () = assert!(core::mem::size_of::<ProfileScope>() == 8);
@@ -776,3 +931,49 @@ const _: () =
     assert!(core::mem::size_of::<ArgRules>() == 8 + (8 + 24 * MAX_ARG_CONDS) * MAX_ARG_RULES);
 const _: () = assert!(MAX_SYSCALL_NR <= 1 << 16 && MAX_PROFILE_SLOTS < 1 << 15);
 const _: () = assert!(DATA_BUF.is_power_of_two() && DATA_MAX.is_power_of_two());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_covers_every_word_from_the_lowest() {
+        // struct cred on 6.x: euid 20, egid 24, cap_permitted 48, cap_effective 56.
+        assert_eq!(Span::of([20, 24, 48, 56]), Span { lo: 16, len: 48 });
+        // A 32-bit field at offset 4 is in the word at 0.
+        assert_eq!(Span::of([4, 144]), Span { lo: 0, len: 152 });
+        assert_eq!(Span::of([8]), Span { lo: 8, len: 8 });
+    }
+
+    #[test]
+    fn fields_further_apart_than_the_block_are_read_alone() {
+        assert_eq!(
+            Span::of([0, SPAN_MAX - 8]),
+            Span {
+                lo: 0,
+                len: SPAN_MAX
+            }
+        );
+        assert_eq!(Span::of([0, SPAN_MAX]), Span { lo: 0, len: 0 });
+        assert_eq!(Span::of::<0>([]), Span { lo: 0, len: 0 });
+    }
+
+    #[test]
+    fn fill_spans_uses_the_groups_the_programs_read() {
+        let mut c = KernelConfig::ZERO;
+        c.task_cred = 1736;
+        c.task_fs = 1816;
+        c.task_files = 1824;
+        c.task_nsproxy = 1840;
+        c.regs_args = [112, 104, 96, 56, 72, 64];
+        c.pid_level = 4;
+        c.pid_numbers = 144;
+        c.upid_size = 16;
+        c.upid_ns = 8;
+        c.fill_spans();
+        assert_eq!(c.spans[span::TASK], Span { lo: 1736, len: 112 });
+        assert_eq!(c.spans[span::REGS], Span { lo: 56, len: 64 });
+        // The level and numbers[0..3]: up to numbers[2].ns at 144 + 32 + 8.
+        assert_eq!(c.spans[span::PID], Span { lo: 0, len: 192 });
+    }
+}

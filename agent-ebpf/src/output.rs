@@ -35,7 +35,6 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use agent_common::{CgroupShare, EventHeader, SHARE_KEY_MNT_NS, counter};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, LruHashMap, RingBuf},
 };
@@ -93,6 +92,15 @@ static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
 
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
+
+/// The ring's size: from the configuration (one helper call fewer per record), else asked.
+#[inline(always)]
+fn ring_size() -> u64 {
+    match config().ring_bytes {
+        0 => EVENTS.query(BPF_RB_RING_SIZE),
+        n => n as u64,
+    }
+}
 
 /// Permission to write one record: the flags to write it with.
 #[derive(Clone, Copy)]
@@ -158,14 +166,13 @@ fn lifecycle(n: u64) -> u64 {
     if l == 0 { 1 } else { l }
 }
 
-/// Whether a record of share `key` may be written now. `None` when records already wait in
-/// the ring's reserved room and the share's bucket (and, for `Lane::Lifecycle`, its lifecycle
-/// bucket) is empty: the loss is counted (globally and in the share's entry).
+/// Whether a record of `bytes` bytes of share `key` may be written now (`now`: its header's
+/// boot-time clock, so that the clock is read once per record). `None` when records already
+/// wait in the ring's reserved room and the share's bucket (and, for `Lane::Lifecycle`, its
+/// lifecycle bucket) is empty: the loss is counted (globally and in the share's entry).
 #[inline(always)]
-pub fn admit(key: u64, lane: Lane) -> Option<Slot> {
-    // SAFETY: no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let size = EVENTS.query(BPF_RB_RING_SIZE);
+pub fn admit(key: u64, now: u64, lane: Lane, bytes: u64) -> Option<Slot> {
+    let size = ring_size();
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
     let share = config().cgroup_share as u64;
     if share != 0
@@ -198,7 +205,7 @@ pub fn admit(key: u64, lane: Lane) -> Option<Slot> {
         }
     }
     Some(Slot {
-        flags: wakeup_flags(now, waiting, size),
+        flags: wakeup_flags(now, waiting, size, bytes),
     })
 }
 
@@ -206,31 +213,32 @@ pub fn admit(key: u64, lane: Lane) -> Option<Slot> {
 #[inline(always)]
 pub fn lost(key: u64, drop_counter: u32) {
     count(drop_counter);
-    let tokens = burst(config().cgroup_share as u64, EVENTS.query(BPF_RB_RING_SIZE));
+    let tokens = burst(config().cgroup_share as u64, ring_size());
     if let Some(s) = share_of(key, tokens) {
         // SAFETY: a map value; see `admit`.
         add(unsafe { &mut (*s).ring_full });
     }
 }
 
-/// Copies the first `size` bytes of `ev` into the ring buffer within share `key` (its header's
-/// `share_key`), counting a loss. The clamp to `size_of::<T>()` is what lets the
+/// Copies the first `size` bytes of `ev`, whose header is `h`, into the ring buffer within
+/// its share (`share_key`), counting a loss. The clamp to `size_of::<T>()` is what lets the
 /// verifier accept a variable length.
 #[inline(always)]
-pub fn emit<T>(ev: &T, size: usize, key: u64, drop_counter: u32) {
-    emit_in(Lane::Any, ev, size, key, drop_counter)
+pub fn emit<T>(ev: &T, h: &EventHeader, size: usize, drop_counter: u32) {
+    emit_in(Lane::Any, ev, h, size, drop_counter)
 }
 
 /// [`emit`] of a record that may draw from `lane`.
 #[inline(always)]
-pub fn emit_in<T>(lane: Lane, ev: &T, size: usize, key: u64, drop_counter: u32) {
-    let Some(slot) = admit(key, lane) else {
-        return;
-    };
+pub fn emit_in<T>(lane: Lane, ev: &T, h: &EventHeader, size: usize, drop_counter: u32) {
     let size = if size > size_of::<T>() {
         size_of::<T>()
     } else {
         size
+    };
+    let key = share_key(h);
+    let Some(slot) = admit(key, h.ktime_ns, lane, size as u64) else {
+        return;
     };
     // SAFETY: size <= size_of::<T>(), inside `ev`.
     let bytes = unsafe { core::slice::from_raw_parts((ev as *const T).cast::<u8>(), size) };
@@ -264,17 +272,22 @@ fn add(n: &mut u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(n, 1) };
 }
 
-/// The flags for one record written to `EVENTS`, `waiting` bytes already in the ring of `size`.
+/// The flags for a record of `bytes` bytes written to `EVENTS`, `waiting` bytes already in
+/// the ring of `size`.
 ///
 /// With the default flags every record the reader has caught up with wakes it (irq_work,
 /// then an epoll wake-up), and a reader that keeps up is always caught up: one wake-up per
 /// event, paid inside the traced task's syscall. Instead a record wakes the reader only when
-/// the last wake-up is more than a millisecond old (so a lone event is read at once) or a
-/// backlog of `WAKEUP_BYTES` waits (so a burst is read before the ring fills); otherwise it
-/// is written silently and the reader's own poll (agent/src/sensor/mod.rs, 1 ms while events
-/// flow) picks it up. Under load that is at most about a thousand wake-ups a second.
+/// the last wake-up is more than a millisecond old (so a lone event is read at once) or when
+/// it is the one that takes the backlog past `WAKEUP_BYTES` (so a burst is read before the
+/// ring fills); otherwise it is written silently and the reader's own poll
+/// (agent/src/sensor/mod.rs, 1 ms while events flow) picks it up. A backlog that stays above
+/// the mark is one the reader is already draining: waking it again for every record there was
+/// a self-interrupt (an APIC write, a VM exit on a virtual machine) per record, a fifth of a
+/// captured syscall's kernel time whenever the reader fell behind. Under load that is at most
+/// about a thousand wake-ups a second, plus one per crossing of the mark.
 #[inline(always)]
-fn wakeup_flags(now: u64, waiting: u64, size: u64) -> u64 {
+fn wakeup_flags(now: u64, waiting: u64, size: u64, bytes: u64) -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
@@ -283,12 +296,12 @@ fn wakeup_flags(now: u64, waiting: u64, size: u64) -> u64 {
     // SAFETY: a valid map value pointer; a torn or racing update only moves a wake-up.
     let due = now.wrapping_sub(unsafe { *last }) >= WAKEUP_EVERY_NS;
     let quarter = size / 4;
-    let threshold = if quarter < WAKEUP_BYTES {
+    let mark = if quarter < WAKEUP_BYTES {
         quarter
     } else {
         WAKEUP_BYTES
     };
-    if due || waiting >= threshold {
+    if due || (waiting < mark && waiting + bytes >= mark) {
         // SAFETY: as above.
         unsafe { *last = now };
         BPF_RB_FORCE_WAKEUP

@@ -15,10 +15,10 @@
 //! (a tracing program cannot take `rename_lock`), so a path renamed during the walk can mix its
 //! old and new names, as an unlocked `d_path` would.
 
-use agent_common::{DATA_MAX, KernelConfig, kpath};
+use agent_common::{DATA_MAX, KernelConfig, kpath, span};
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 
-use crate::task::read_kernel;
+use crate::task::{read_kernel, read_words};
 
 /// Directory levels walked, mount crossings included. Deeper paths are reported leaf side
 /// first with `kpath::TRUNCATED`.
@@ -46,27 +46,35 @@ pub struct Walked {
 /// The `struct path` at `base + off`.
 #[inline(always)]
 pub fn path_at(base: u64, off: u32, cfg: &KernelConfig) -> Obj {
-    let p = base.wrapping_add(off as u64);
-    Obj {
-        mnt: read_kernel(p, cfg.path_mnt),
-        dentry: read_kernel(p, cfg.path_dentry),
-    }
+    let [mnt, dentry] = read_words(
+        base.wrapping_add(off as u64),
+        cfg.spans[span::PATH],
+        cfg.path_words(),
+    );
+    Obj { mnt, dentry }
 }
 
-/// The `struct file` behind descriptor `fd` of `task` (`files->fdt->fd[fd]`), or 0.
+/// The `struct file` behind descriptor `fd` in the table `files` (`files->fdt->fd[fd]`), or 0.
 #[inline(always)]
-pub fn file_of_fd(task: u64, fd: u64, cfg: &KernelConfig) -> u64 {
-    let files: u64 = read_kernel(task, cfg.task_files);
+pub fn file_of_fd(files: u64, fd: u64, cfg: &KernelConfig) -> u64 {
     let fdt: u64 = read_kernel(files, cfg.files_fdt);
-    let max: u32 = read_kernel(fdt, cfg.fdt_max_fds);
-    if fd >= max as u64 {
+    let [max, array] = read_words(fdt, cfg.spans[span::FDT], cfg.fdt_words());
+    if fd >= max as u32 as u64 {
         return 0;
     }
-    let array: u64 = read_kernel(fdt, cfg.fdt_fd);
     read_kernel(array.wrapping_add(8 * fd), 0)
 }
 
-/// Walks `obj` up to `task`'s root, writing names at `data[start..]`. `start` must be below
+/// A mount's parent (as the `vfsmount` inside it), mountpoint, and the root of the mount
+/// itself (`mnt` is the `vfsmount` inside a `struct mount`): one read.
+#[inline(always)]
+fn mount_of(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
+    let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
+    let [parent, mountpoint, root] = read_words(m, cfg.spans[span::MOUNT], cfg.mount_words());
+    (parent, mountpoint, root)
+}
+
+/// Walks `obj` up to the root of the task whose `task->fs` is `fs`, writing names at `data[start..]`. `start` must be below
 /// `DATA_MAX`; writes stay below `start + MAX_BYTES + NAME_READ`, inside `2 * DATA_MAX`.
 ///
 /// `cursor` (a field of the caller's event, so map memory) holds the bytes written so far.
@@ -80,14 +88,13 @@ pub fn walk(
     start: usize,
     cursor: &mut u32,
     obj: Obj,
-    task: u64,
+    fs: u64,
 ) -> Walked {
     // Masked after a volatile read: the caller's own bound checks let LLVM drop a plain mask,
     // and the verifier needs it here.
     // SAFETY: reads a parameter.
     let start = unsafe { core::ptr::read_volatile(&start) } & (DATA_MAX - 1);
     let cfg = crate::maps::config();
-    let fs: u64 = read_kernel(task, cfg.task_fs);
     let root = path_at(fs, cfg.fs_root, cfg);
     let mut out = Walked {
         len: 0,
@@ -110,8 +117,9 @@ pub fn walk(
     // itself, or the top of another mount namespace's tree): the rest of the path is the
     // dentry chain within that file system.
     let mut detached = false;
-    // The root of the mount being walked: read again only when the walk crosses a mount.
-    let mut mnt_root: u64 = read_kernel(mnt, cfg.vfsmount_root);
+    // The mount being walked: its root, and where it is attached (read again only when the
+    // walk crosses a mount).
+    let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_of(mnt, cfg);
     // `d_parent` and `d_name.name` are 16 bytes apart in every kernel's `struct dentry` we
     // know (`d_name.hash_len` between them): one read gives both.
     let pair = cfg.dentry_name == cfg.dentry_parent + 16;
@@ -123,14 +131,13 @@ pub fn walk(
         if !detached && dentry == mnt_root {
             // The top of this mount: continue from its mountpoint in the parent mount.
             let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
-            let parent: u64 = read_kernel(m, cfg.mount_parent);
-            if parent == m || parent == 0 {
+            if mnt_parent == m || mnt_parent == 0 {
                 out.flags |= kpath::OUTSIDE_ROOT;
                 detached = true;
             } else {
-                dentry = read_kernel(m, cfg.mount_mountpoint);
-                mnt = parent.wrapping_add(cfg.mount_mnt as u64);
-                mnt_root = read_kernel(mnt, cfg.vfsmount_root);
+                dentry = mountpoint;
+                mnt = mnt_parent.wrapping_add(cfg.mount_mnt as u64);
+                (mnt_parent, mountpoint, mnt_root) = mount_of(mnt, cfg);
                 continue;
             }
         }
@@ -189,12 +196,11 @@ pub fn walk(
     // SAFETY: as above.
     out.len = unsafe { core::ptr::read_volatile(cursor) } as usize & (2 * MAX_BYTES - 1);
     // After the walk, so that the verifier enters the loop in one state.
-    let inode: u64 = read_kernel(obj.dentry, cfg.dentry_inode);
-    out.ino = read_kernel(inode, cfg.inode_ino);
-    let sb: u64 = read_kernel(inode, cfg.inode_sb);
+    let [inode, parent, pprev] =
+        read_words(obj.dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
+    let [ino, sb] = read_words(inode, cfg.spans[span::INODE], cfg.inode_words());
+    out.ino = ino;
     out.magic = read_kernel::<u64>(sb, cfg.sb_magic) as u32;
-    let parent: u64 = read_kernel(obj.dentry, cfg.dentry_parent);
-    let pprev: u64 = read_kernel(obj.dentry, cfg.dentry_hash_pprev);
     // d_unlinked(): unhashed and not a root.
     if pprev == 0 && parent != obj.dentry {
         out.flags |= kpath::DELETED;

@@ -7,7 +7,7 @@ use agent_common::{
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
     macros::{map, raw_tracepoint, tracepoint},
@@ -17,9 +17,9 @@ use aya_ebpf::{
 
 use crate::{
     maps::config,
-    output::{Lane, emit_in, share_key},
+    output::{Lane, emit_in},
     path::{path_at, walk},
-    task::{fill_header, read_kernel},
+    task::{fill_header, read_kernel, read_words},
 };
 
 #[map]
@@ -46,7 +46,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU slot owned by this program invocation.
     let ev = unsafe { &mut *ev };
-    fill_header(&mut ev.header, EventKind::Exec as u32, cfg);
+    let cur = fill_header(&mut ev.header, EventKind::Exec as u32, cfg);
     ev.flags = 0;
 
     let loc: u32 = read_kernel(ctx.as_ptr() as u64, cfg.exec_filename_loc);
@@ -65,10 +65,13 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     }
     ev.filename_len = name_len as u32;
 
-    let task = unsafe { bpf_get_current_task() };
+    let task = cur.task;
     let mm: u64 = read_kernel(task, cfg.task_mm);
-    let start: u64 = read_kernel(mm, cfg.mm_arg_start);
-    let end: u64 = read_kernel(mm, cfg.mm_arg_end);
+    let [start, end] = read_words(
+        mm,
+        cfg.spans[agent_common::span::MM_ARGS],
+        cfg.mm_args_words(),
+    );
     let mut args_len = end.saturating_sub(start) as usize;
     // Room for argv leaves at least one byte of DATA_MAX, so the executable's path starts
     // below it.
@@ -116,20 +119,14 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
         exe_off,
         &mut ev.exe_path_len,
         path_at(file, cfg.file_path, cfg),
-        task,
+        cur.fs,
     );
     ev.exe_path_len = (w.len & (DATA_MAX - 1)) as u32;
     ev.exe_path_flags = w.flags;
 
     let size = EXEC_DATA_OFFSET + exe_off + (ev.exe_path_len as usize & (DATA_MAX - 1));
     ev.header.size = size as u32;
-    emit_in(
-        Lane::Lifecycle,
-        ev,
-        size,
-        share_key(&ev.header),
-        counter::DROP_EXEC,
-    );
+    emit_in(Lane::Lifecycle, ev, &ev.header, size, counter::DROP_EXEC);
     Ok(())
 }
 
@@ -213,8 +210,8 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
     emit_in(
         Lane::Lifecycle,
         &ev,
+        &ev.header,
         size_of::<ForkEvent>(),
-        share_key(&ev.header),
         counter::DROP_FORK,
     );
     Ok(())
@@ -247,17 +244,15 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), ()> {
         return Ok(());
     }
     let mut ev = ExitEvent::default();
-    fill_header(&mut ev.header, EventKind::Exit as u32, cfg);
+    let cur = fill_header(&mut ev.header, EventKind::Exit as u32, cfg);
     ev.header.size = size_of::<ExitEvent>() as u32;
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    ev.exit_code = read_kernel(task, cfg.task_exit_code);
+    ev.exit_code = read_kernel(cur.task, cfg.task_exit_code);
     ev.group_dead = 1;
     emit_in(
         Lane::Lifecycle,
         &ev,
+        &ev.header,
         size_of::<ExitEvent>(),
-        share_key(&ev.header),
         counter::DROP_EXIT,
     );
     Ok(())

@@ -22,7 +22,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{PROFILE_ARGS, PROFILE_RECORD, PROFILE_SCOPE, PROFILE_VERDICTS, config, count},
-    output::{emit, share_key},
+    output::emit,
     task::{fill_header, read_args},
 };
 
@@ -86,8 +86,8 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
     count(counter::PROFILE_VERDICTS);
     emit(
         &ev,
+        &ev.header,
         size_of::<ProfileEvent>(),
-        share_key(&ev.header),
         counter::DROP_PROFILE,
     );
 }

@@ -26,7 +26,7 @@ use agent_common::{
 };
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_user, bpf_probe_read_user_str},
     },
     macros::raw_tracepoint,
@@ -35,10 +35,10 @@ use aya_ebpf::{
 
 use crate::{
     maps::{SCRATCH, SYSCALL_SPECS, config, count},
-    output::{Lane, emit_in, share_key},
+    output::{Lane, emit_in},
     path::{Obj, file_of_fd, path_at, walk},
     profile,
-    task::{fill_header, read_args, read_kernel},
+    task::{Current, fill_header, read_args, read_kernel},
 };
 
 /// The most argv strings captured for execve/execveat; more set `trunc::ARGS`.
@@ -187,6 +187,16 @@ fn capture_argv(ev: &mut SyscallEvent, argi: u8, start: usize) -> usize {
     off
 }
 
+/// Zeroes `ev.cap_len` with one store. A plain `= [0; 4]` was merged with the neighbouring
+/// stores into a call to `memset`, which the BPF target links as a byte-by-byte loop;
+/// a volatile store is never merged.
+#[inline(always)]
+pub fn clear_cap_len(ev: &mut SyscallEvent) {
+    // SAFETY: the four u16 at an 8-aligned offset (asserted in agent_common) of an 8-aligned
+    // struct: one u64.
+    unsafe { core::ptr::write_volatile((&raw mut ev.cap_len).cast::<u64>(), 0) };
+}
+
 /// `raw_syscalls:sys_exit`: `TP_PROTO(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
@@ -227,11 +237,11 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     ev.args = read_args(regs, cfg);
     ev.ring = 0;
     ev.ring_req = 0;
-    ev.cap_len = [0; 4];
+    clear_cap_len(ev);
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
     ev.kpath_ino = 0;
-    fill_header(&mut ev.header, EventKind::Syscall as u32, cfg);
+    let cur = fill_header(&mut ev.header, EventKind::Syscall as u32, cfg);
 
     let mut total = 0usize;
     // A successful exec replaced the registers with the new program's: the exec record
@@ -245,20 +255,20 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         };
         total = capture(ev, spec, 2, total);
     }
-    resolve_and_emit(ev, spec, total);
+    resolve_and_emit(ev, spec, total, cur);
     Ok(())
 }
 
 /// Appends the kernel path to a record whose header and captures (`total` bytes) are written,
 /// and emits it.
 #[inline(always)]
-pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize) {
+pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize, cur: Current) {
     // Through memory, so the verifier sees one unknown length here rather than one state per
     // path through the captures: every path then shares one check of the walk that follows.
     ev.header.size = total as u32;
     // SAFETY: a field of the per-CPU event we own.
     let total = unsafe { core::ptr::read_volatile(&ev.header.size) } as usize;
-    let total = resolve(ev, spec, total);
+    let total = resolve(ev, spec, total, cur);
 
     let size = SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;
@@ -269,7 +279,7 @@ pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize)
     } else {
         Lane::Any
     };
-    emit_in(lane, ev, size, share_key(&ev.header), counter::DROP_SYSCALL);
+    emit_in(lane, ev, &ev.header, size, counter::DROP_SYSCALL);
     count(counter::SYSCALLS_EMITTED);
 }
 
@@ -277,20 +287,18 @@ pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize)
 /// descriptor, else of a descriptor argument, else the directory a relative path in capture 0
 /// starts from. At most one walk per syscall.
 #[inline(always)]
-fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize) -> usize {
+fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize, cur: Current) -> usize {
     const AT_FDCWD: i64 = -100;
     let cfg = config();
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
     let (obj, of) = if spec.flags & spec_flags::RET_FD != 0 && ev.ret >= 0 {
-        (file_obj(task, ev.ret as u64), kpath::OF_RET)
+        (file_obj(cur.files, ev.ret as u64), kpath::OF_RET)
     } else if spec.fd_arg != 0 {
         let fd = arg(ev, spec.fd_arg - 1) as u32 as i32;
         // A registered file's index is not a descriptor of the process.
         if fd < 0 || ev.ring & ring::FIXED_FILE != 0 {
             return total;
         }
-        (file_obj(task, fd as u64), kpath::OF_FD_ARG)
+        (file_obj(cur.files, fd as u64), kpath::OF_FD_ARG)
     } else if spec.dirfd != 0 && ev.cap_len[0] > 0 && ev.data[0] != b'/' {
         let dirfd = if spec.dirfd == DIRFD_CWD {
             AT_FDCWD
@@ -298,27 +306,26 @@ fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize) -> usize {
             arg(ev, spec.dirfd - 1) as u32 as i32 as i64
         };
         if dirfd == AT_FDCWD {
-            let fs: u64 = read_kernel(task, cfg.task_fs);
-            (path_at(fs, cfg.fs_pwd, cfg), kpath::OF_DIR)
+            (path_at(cur.fs, cfg.fs_pwd, cfg), kpath::OF_DIR)
         } else if dirfd >= 0 {
-            (file_obj(task, dirfd as u64), kpath::OF_DIR)
+            (file_obj(cur.files, dirfd as u64), kpath::OF_DIR)
         } else {
             return total;
         }
     } else {
         return total;
     };
-    walk_into(ev, total, obj, of, task)
+    walk_into(ev, total, obj, of, cur.fs)
 }
 
 /// Walks `obj` into `ev.data` at `total` as the record's kernel path; returns the new total.
 #[inline(always)]
-pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, task: u64) -> usize {
+pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, fs: u64) -> usize {
     if total >= DATA_MAX {
         return total;
     }
     ev.kpath_flags = of;
-    let w = walk(&mut ev.data, total, &mut ev.kpath_cursor, obj, task);
+    let w = walk(&mut ev.data, total, &mut ev.kpath_cursor, obj, fs);
     ev.kpath_flags |= w.flags;
     ev.kpath_magic = w.magic;
     ev.kpath_ino = w.ino;
@@ -326,10 +333,10 @@ pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, task: u
     total + (w.len & (DATA_MAX - 1))
 }
 
-/// The (mount, dentry) of the file behind descriptor `fd` of `task`.
+/// The (mount, dentry) of the file behind descriptor `fd` in the table `files`.
 #[inline(always)]
-pub fn file_obj(task: u64, fd: u64) -> Obj {
+pub fn file_obj(files: u64, fd: u64) -> Obj {
     let cfg = config();
-    let file = file_of_fd(task, fd, cfg);
+    let file = file_of_fd(files, fd, cfg);
     path_at(file, cfg.file_path, cfg)
 }

@@ -5,80 +5,92 @@
 //! come from the running kernel's BTF through `CONFIG` (Rust eBPF has no CO-RE), and every read
 //! goes through `bpf_probe_read_kernel`, so a wrong offset yields a wrong value, never a fault.
 
-use agent_common::{EventHeader, KernelConfig};
+use agent_common::{EventHeader, KernelConfig, PID_LEVELS_SPANNED, SPAN_MAX, Span, span};
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, generated::bpf_get_current_comm,
         generated::bpf_probe_read_kernel,
     },
     macros::map,
     maps::PerCpuArray,
 };
 
-/// Where the argument registers are read to in one go (`read_args`).
+/// Where `read_words` copies a span to, per CPU: the BPF stack (512 bytes) is mostly taken.
 #[map]
-static REGS_BLOCK: PerCpuArray<[u64; 16]> = PerCpuArray::with_max_entries(1, 0);
+static BLOCK: PerCpuArray<[u64; SPAN_MAX as usize / 8]> = PerCpuArray::with_max_entries(1, 0);
 
-/// The six syscall arguments saved in `regs` (a `struct pt_regs`). One probe read of the block
-/// that holds them all where `CONFIG` says one exists (each read costs a fault-safe copy's
-/// set-up, the bulk of its price), else one read each.
+/// The 64-bit words at offsets `offs` of the kernel object at `base`, each shifted down by
+/// its offset's misalignment (so a 32-bit field at offset 4 is the low half): one probe read
+/// of `span`, the bytes that hold them all (`KernelConfig::spans`, computed by userspace from
+/// the same offsets), or one read each where the kernel has them further apart. A captured
+/// `openat` made 39 probe reads before they were grouped, each paying a fault-safe copy's
+/// set-up. Every field is zero when its read fails.
+#[inline(always)]
+pub fn read_words<const N: usize>(base: u64, span: Span, offs: [u32; N]) -> [u64; N] {
+    const WORDS: usize = SPAN_MAX as usize / 8;
+    match BLOCK.get_ptr_mut(0) {
+        Some(block) if span.len != 0 && span.len <= SPAN_MAX => {
+            // SAFETY: at most `SPAN_MAX` bytes into the per-CPU block; the helper validates
+            // the source and zeroes the block on a fault.
+            unsafe {
+                bpf_probe_read_kernel(
+                    block.cast(),
+                    span.len,
+                    base.wrapping_add(span.lo as u64) as *const _,
+                )
+            };
+            core::array::from_fn(|i| {
+                let o = offs[i];
+                let at = (o.wrapping_sub(span.lo) / 8) as usize & (WORDS - 1);
+                // SAFETY: a per-CPU value we own; the index is masked into it.
+                unsafe { (*block)[at] >> ((o & 7) * 8) }
+            })
+        }
+        _ => core::array::from_fn(|i| read_kernel(base, offs[i])),
+    }
+}
+
+/// The six syscall arguments saved in `regs` (a `struct pt_regs`): on x86_64 one read of the
+/// 64 bytes from r10 to di.
 #[inline(always)]
 pub fn read_args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
-    let span = cfg.regs_args_span;
-    let block = REGS_BLOCK.get_ptr_mut(0);
-    let (Some(block), true) = (block, span != 0) else {
-        return [
-            read_kernel(regs, cfg.regs_args[0]),
-            read_kernel(regs, cfg.regs_args[1]),
-            read_kernel(regs, cfg.regs_args[2]),
-            read_kernel(regs, cfg.regs_args[3]),
-            read_kernel(regs, cfg.regs_args[4]),
-            read_kernel(regs, cfg.regs_args[5]),
-        ];
-    };
-    let base = cfg.regs_args_base;
-    // SAFETY: at most 127 bytes into the 128 of the per-CPU block; the helper validates the
-    // source.
-    unsafe {
-        bpf_probe_read_kernel(
-            block.cast(),
-            span & 127,
-            regs.wrapping_add(base as u64) as *const _,
-        )
-    };
-    // SAFETY: a per-CPU value we own; indices masked into it.
-    let at = |off: u32| unsafe { (*block)[(off.wrapping_sub(base) / 8) as usize & 15] };
-    [
-        at(cfg.regs_args[0]),
-        at(cfg.regs_args[1]),
-        at(cfg.regs_args[2]),
-        at(cfg.regs_args[3]),
-        at(cfg.regs_args[4]),
-        at(cfg.regs_args[5]),
-    ]
+    read_words(regs, cfg.spans[span::REGS], cfg.regs_args)
 }
 
 /// Reads a `T` at `base + off` in kernel memory; zero when the read fails (the helper zeroes
 /// the destination on a fault, a NULL `base` included). No branch on `base`: one verifier
 /// state whatever the pointer, which keeps the path walk's loop cheap to verify.
 #[inline(always)]
-pub fn read_kernel<T: Copy + Default>(base: u64, off: u32) -> T {
-    let mut v = T::default();
-    // SAFETY: bpf_probe_read_kernel validates the source address.
+pub fn read_kernel<T: Copy>(base: u64, off: u32) -> T {
+    // Not zeroed first: the helper writes every byte, the value or zeros (a zeroed array was a
+    // call to a byte-by-byte `memset`).
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: bpf_probe_read_kernel validates the source address and fills all
+    // `size_of::<T>()` bytes of `v` either way; `T` is plain data (integers and arrays of them).
     unsafe {
         bpf_probe_read_kernel(
-            (&raw mut v).cast(),
+            v.as_mut_ptr().cast(),
             size_of::<T>() as u32,
             base.wrapping_add(off as u64) as *const _,
-        )
-    };
-    v
+        );
+        v.assume_init()
+    }
+}
+
+/// What the header read of the current task that a record's other parts need too.
+#[derive(Clone, Copy)]
+pub struct Current {
+    pub task: u64,
+    /// `task->fs`: root and working directory.
+    pub fs: u64,
+    /// `task->files`: the descriptor table.
+    pub files: u64,
 }
 
 /// Fills `h` for the current task; `size` is left for the emitter.
 #[inline(always)]
-pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) {
+pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) -> Current {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     h.kind = kind;
@@ -90,39 +102,48 @@ pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) {
     h.uid = uid_gid as u32;
     h.gid = (uid_gid >> 32) as u32;
     h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    // Straight into the header: the helper pads with NULs (and zeroes the buffer on a
+    // failure); a zeroed local first was a byte-by-byte memset, as the BPF target cannot store
+    // wider than a `[u8; 16]`'s alignment.
+    // SAFETY: 16 writable bytes.
+    unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), 16) };
 
+    // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
-    let cred: u64 = read_kernel(task, cfg.task_cred);
-    // Neighbours in `struct cred` on every kernel we know: one read for each pair.
-    if cfg.cred_egid == cfg.cred_euid + 4 {
-        let ids: u64 = read_kernel(cred, cfg.cred_euid);
-        h.euid = ids as u32;
-        h.egid = (ids >> 32) as u32;
-    } else {
-        h.euid = read_kernel(cred, cfg.cred_euid);
-        h.egid = read_kernel(cred, cfg.cred_egid);
-    }
-    if cfg.cred_cap_effective == cfg.cred_cap_permitted + 8 {
-        let caps: [u64; 2] = read_kernel(cred, cfg.cred_cap_permitted);
-        h.cap_permitted = caps[0];
-        h.cap_effective = caps[1];
-    } else {
-        h.cap_effective = read_kernel(cred, cfg.cred_cap_effective);
-        h.cap_permitted = read_kernel(cred, cfg.cred_cap_permitted);
-    }
+    // 112 bytes apart on 6.x: one read.
+    let [cred, fs, files, nsproxy] = read_words(task, cfg.spans[span::TASK], cfg.task_words());
+    let [euid, egid, permitted, effective] =
+        read_words(cred, cfg.spans[span::CRED], cfg.cred_words());
+    h.euid = euid as u32;
+    h.egid = egid as u32;
+    h.cap_permitted = permitted;
+    h.cap_effective = effective;
 
-    let nsproxy: u64 = read_kernel(task, cfg.task_nsproxy);
     let mnt_ns: u64 = read_kernel(nsproxy, cfg.nsproxy_mnt_ns);
     h.mnt_ns = read_kernel(mnt_ns, cfg.mnt_ns_inum);
 
     // The process's pid as its own pid namespace sees it: the group leader's `struct pid`,
-    // entry `numbers[level]` (see task_active_pid_ns() and pid_vnr() in kernel/pid.c).
+    // entry `numbers[level]` (see task_active_pid_ns() and pid_vnr() in kernel/pid.c). The
+    // level and the entries of levels 0 to 2 (the host, a container, a container in a
+    // container) in one read; deeper, the entry is read on its own.
     let leader: u64 = read_kernel(task, cfg.task_group_leader);
     let pid: u64 = read_kernel(leader, cfg.task_thread_pid);
-    let level: u32 = read_kernel(pid, cfg.pid_level);
-    let upid = pid + cfg.pid_numbers as u64 + (level & 0x3f) as u64 * cfg.upid_size as u64;
-    h.vpid = read_kernel(upid, cfg.upid_nr);
-    let pid_ns: u64 = read_kernel(upid, cfg.upid_ns);
+    let w = read_words(pid, cfg.spans[span::PID], cfg.pid_words());
+    let level = w[0] as u32;
+    const _: () = assert!(PID_LEVELS_SPANNED == 3);
+    let (vpid, pid_ns) = match level {
+        0 => (w[1], w[2]),
+        1 => (w[3], w[4]),
+        2 => (w[5], w[6]),
+        _ => {
+            let upid = pid + cfg.upid_at(level & 0x3f, 0) as u64;
+            (
+                read_kernel::<u32>(upid, cfg.upid_nr) as u64,
+                read_kernel(upid, cfg.upid_ns),
+            )
+        }
+    };
+    h.vpid = vpid as u32;
     h.pid_ns = read_kernel(pid_ns, cfg.pid_ns_inum);
+    Current { task, fs, files }
 }

@@ -28,7 +28,7 @@ use agent_common::{DATA_MAX, SyscallEvent, kpath, ring};
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
     macros::tracepoint,
@@ -131,11 +131,11 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
     }
     ev.ring_req = req;
     ev.args = [0; 6];
-    ev.cap_len = [0; 4];
+    crate::syscall::clear_cap_len(ev);
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
     ev.kpath_ino = 0;
-    fill_header(&mut ev.header, agent_common::EventKind::Syscall as u32, cfg);
+    let cur = fill_header(&mut ev.header, agent_common::EventKind::Syscall as u32, cfg);
 
     let cmd = req.wrapping_add(cfg.req_cmd as u64);
     let fd: i32 = read_kernel(req, cfg.req_fd);
@@ -242,7 +242,7 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
         }
         _ => return Ok(()),
     }
-    resolve_and_emit(ev, spec, total);
+    resolve_and_emit(ev, spec, total, cur);
     Ok(())
 }
 
@@ -271,11 +271,11 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
     ev.ring = ring::COMPLETE | op as u32;
     ev.ring_req = req;
     ev.args = [0; 6];
-    ev.cap_len = [0; 4];
+    crate::syscall::clear_cap_len(ev);
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
     ev.kpath_ino = 0;
-    fill_header(&mut ev.header, agent_common::EventKind::Syscall as u32, cfg);
+    let cur = fill_header(&mut ev.header, agent_common::EventKind::Syscall as u32, cfg);
 
     // An open's dfd, flags and mode are still in its `io_open` (only the path's copy was
     // freed): with the returned file, the completion alone is a whole `openat`, which
@@ -300,19 +300,19 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
         if slot != 0 {
             ev.ring |= ring::DIRECT;
         } else {
-            // SAFETY: helper without arguments. The completing task shares the submitter's
-            // descriptor table (the submitter itself, or one of its io-wq workers).
-            let task = unsafe { bpf_get_current_task() };
-            total = walk_into(ev, 0, file_obj(task, res as u64), kpath::OF_RET, task);
+            // The completing task shares the submitter's descriptor table (the submitter
+            // itself, or one of its io-wq workers).
+            total = walk_into(
+                ev,
+                0,
+                file_obj(cur.files, res as u64),
+                kpath::OF_RET,
+                cur.fs,
+            );
         }
     }
     let size = agent_common::SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;
-    crate::output::emit(
-        ev,
-        size,
-        crate::output::share_key(&ev.header),
-        agent_common::counter::DROP_SYSCALL,
-    );
+    crate::output::emit(ev, &ev.header, size, agent_common::counter::DROP_SYSCALL);
     Ok(())
 }

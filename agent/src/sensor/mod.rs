@@ -373,7 +373,6 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
     for (i, r) in regs.iter().enumerate() {
         regs_args[i] = m("pt_regs", r)?;
     }
-    let regs_block = regs_block(&regs_args);
     // Renamed to __parent in Linux 6.15 (kernfs: RCU-protect the parent pointer).
     let kernfs_parent = if btf.member_offset("kernfs_node", "__parent").is_ok() {
         m("kernfs_node", "__parent")?
@@ -409,8 +408,6 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         mm_arg_end: m("mm_struct", "arg_end")?,
         regs_args,
         regs_nr: m("pt_regs", nr)?,
-        regs_args_base: regs_block.0,
-        regs_args_span: regs_block.1,
         exec_filename_loc,
         exit_group_dead: exit_group_dead.unwrap_or(u32::MAX),
         task_cgroups: m("task_struct", "cgroups")?,
@@ -450,6 +447,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         ..KernelConfig::ZERO
     };
     let mut config = config;
+    config.fill_spans();
     let uring_submit = uring.as_ref().ok().map(|u| u.submit_tracepoint);
     let uring_detail = match uring {
         Ok(u) => {
@@ -610,18 +608,6 @@ impl UringOffsets {
     }
 }
 
-/// The (offset, length) of the `pt_regs` bytes that hold every argument register, when they
-/// are 8-byte aligned and close enough together to be read at once; else (0, 0).
-fn regs_block(args: &[u32; 6]) -> (u32, u32) {
-    let base = args.iter().copied().min().unwrap_or(0);
-    let span = args.iter().copied().max().unwrap_or(0) + 8 - base;
-    if span <= agent_common::REGS_SPAN_MAX && args.iter().all(|a| a % 8 == 0) {
-        (base, span)
-    } else {
-        (0, 0)
-    }
-}
-
 /// The tracepoint fields and BTF members io_uring reporting needs, or why it cannot be done
 /// here (Linux 5.10's tracepoints carry no request; io_uring compiled out).
 fn uring_offsets(
@@ -730,6 +716,7 @@ impl Sensor {
             kcfg.ready = 0;
         }
         kcfg.cgroup_share = cfg.cgroup_share;
+        kcfg.ring_bytes = cfg.ring_buffer_bytes;
         raise_memlock();
 
         let mut ebpf = EbpfLoader::new()
