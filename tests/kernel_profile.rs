@@ -778,7 +778,13 @@ fn kernel_profile_entry_hook_follows_the_profiles_live() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = podman(&cname, &[], "nc 127.0.0.1 9 </dev/null; echo nc=$?");
+    // After the start-up window (the scope is written when the agent reads the entrypoint's
+    // exec; README), as the other kill tests do: this one is about the hook, not the window.
+    let out = podman(
+        &cname,
+        &[],
+        "sleep 1; nc 127.0.0.1 9 </dev/null; echo nc=$?",
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("nc=137"),
         "nc died by SIGKILL: {out:?}"

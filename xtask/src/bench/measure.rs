@@ -323,13 +323,36 @@ pub fn criterion(target: &Path, group: &str, name: &str) -> Option<f64> {
 /// together.
 pub struct KernelCost {
     pub command: String,
-    pub uncaptured_ns: f64,
-    pub captured_ns: f64,
+    pub uncaptured_ns: Spread,
+    pub captured_ns: Spread,
     /// A captured open that fails (`enoent`): the capture without a path walk.
-    pub captured_no_walk_ns: f64,
+    pub captured_no_walk_ns: Spread,
     /// A captured open eight directories below /tmp (`deep`): a longer walk.
-    pub captured_deep_ns: f64,
+    pub captured_deep_ns: Spread,
     pub syscalls: u64,
+    pub rounds: usize,
+}
+
+/// Rounds of each kernel-cost loop: single runs moved by 40% from one to the next here.
+pub const KERNEL_ROUNDS: usize = 3;
+
+/// The median, least and most of a few runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(mut v: Vec<f64>) -> Spread {
+        v.sort_by(f64::total_cmp);
+        Spread {
+            median: v.get(v.len() / 2).copied().unwrap_or(f64::NAN),
+            min: v.first().copied().unwrap_or(f64::NAN),
+            max: v.last().copied().unwrap_or(f64::NAN),
+        }
+    }
 }
 
 /// Over the raw tracepoint programs the agent holds (`sys_exit`, `sys_enter` while profiles
@@ -385,26 +408,29 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             Ok(((ns1 - ns0) as f64, (cnt1 - cnt0) as f64))
         };
         // Every syscall on the machine runs the programs meanwhile; with N large the loop's
-        // own syscalls are nearly all of them.
-        let (ns, syscalls) = run("getppid")?;
-        let uncaptured = ns / syscalls;
-        // N opens (captured, with the kernel path walk) and the rest (N closes, which the
-        // default rules do not capture, and others' syscalls) at the uncaptured rate.
-        let captured = |what: &str| -> Result<f64> {
-            let (ns, syscalls) = run(what)?;
-            Ok((ns - (syscalls - N as f64) * uncaptured) / N as f64)
-        };
-        let captured_ns = captured("open")?;
-        let captured_no_walk_ns = captured("enoent")?;
-        let captured_deep_ns = captured("deep")?;
+        // own syscalls are nearly all of them. Each round runs every loop once.
+        let mut rows: [Vec<f64>; 4] = Default::default();
+        for _ in 0..KERNEL_ROUNDS {
+            let (ns, syscalls) = run("getppid")?;
+            let uncaptured = ns / syscalls;
+            rows[0].push(uncaptured);
+            // N opens (captured) and the rest (N closes, which the default rules do not
+            // capture, and others' syscalls) at this round's uncaptured rate.
+            for (i, what) in ["open", "enoent", "deep"].into_iter().enumerate() {
+                let (ns, syscalls) = run(what)?;
+                rows[i + 1].push((ns - (syscalls - N as f64) * uncaptured) / N as f64);
+            }
+        }
         agent.stop()?;
+        let [u, c, nw, d] = rows.map(Spread::of);
         Ok(KernelCost {
             command,
-            uncaptured_ns: uncaptured,
-            captured_ns,
-            captured_no_walk_ns,
-            captured_deep_ns,
+            uncaptured_ns: u,
+            captured_ns: c,
+            captured_no_walk_ns: nw,
+            captured_deep_ns: d,
             syscalls: N,
+            rounds: KERNEL_ROUNDS,
         })
     })();
     let _ = std::fs::write(STATS, before.trim());

@@ -179,9 +179,9 @@ pub fn render(r: &Results, notes: &str) -> String {
         o,
         "| kernel ≤ 500 ns per captured syscall, < 60 ns per uncaptured (all programs) | \
          captured {:.0} ns, uncaptured {:.0} ns | {} |",
-        k.captured_ns,
-        k.uncaptured_ns,
-        verdict(k.captured_ns <= 500.0 && k.uncaptured_ns < 60.0)
+        k.captured_ns.median,
+        k.uncaptured_ns.median,
+        verdict(k.captured_ns.median <= 500.0 && k.uncaptured_ns.median < 60.0)
     );
     let b = &r.blinding;
     let _ = writeln!(
@@ -403,18 +403,23 @@ pub fn render(r: &Results, notes: &str) -> String {
          captured with its kernel path walk; the close's share taken off at the uncaptured \
          rate). Every syscall on the \
          machine runs the programs meanwhile, so background work is in the averages. \
-         Binary: `target/release/examples/syscall_loop`.\n",
-        k.command, k.syscalls, k.syscalls
+         Binary: `target/release/examples/syscall_loop`. Each loop ran {} times, the loops \
+         in turn; the median, and the least and most in brackets.\n",
+        k.command, k.syscalls, k.syscalls, k.rounds
     );
+    let cell = |s: &super::measure::Spread| format!("{:.0} ({:.0}–{:.0})", s.median, s.min, s.max);
     let _ = writeln!(
         o,
         "| per syscall | kernel ns (all programs) | Falco, published |\n|---|---|---|\n\
-         | not captured | {:.0} | about 64 per invocation idle |\n\
-         | captured (openat of /dev/null, with its path walk) | {:.0} | about 349 per \
+         | not captured | {} | about 64 per invocation idle |\n\
+         | captured (openat of /dev/null, with its path walk) | {} | about 349 per \
          invocation while tracing (about 700 for a captured syscall's pair) |\n\
-         | captured, no walk (`syscall_loop enoent`: an open that fails) | {:.0} | |\n\
-         | captured, a file eight directories below /tmp (`syscall_loop deep`) | {:.0} | |\n",
-        k.uncaptured_ns, k.captured_ns, k.captured_no_walk_ns, k.captured_deep_ns
+         | captured, no walk (`syscall_loop enoent`: an open that fails) | {} | |\n\
+         | captured, a file eight directories below /tmp (`syscall_loop deep`) | {} | |\n",
+        cell(&k.uncaptured_ns),
+        cell(&k.captured_ns),
+        cell(&k.captured_no_walk_ns),
+        cell(&k.captured_deep_ns)
     );
     let b = &r.blinding;
     let _ = writeln!(
