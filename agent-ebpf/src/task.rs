@@ -126,7 +126,13 @@ pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) -> Curren
     // entry `numbers[level]` (see task_active_pid_ns() and pid_vnr() in kernel/pid.c). The
     // level and the entries of levels 0 to 2 (the host, a container, a container in a
     // container) in one read; deeper, the entry is read on its own.
-    let leader: u64 = read_kernel(task, cfg.task_group_leader);
+    // A thread whose id is its process's is the group leader itself (an exec from another
+    // thread makes it so): one read fewer for every single-threaded process.
+    let leader: u64 = if h.tid == h.tgid {
+        task
+    } else {
+        read_kernel(task, cfg.task_group_leader)
+    };
     let pid: u64 = read_kernel(leader, cfg.task_thread_pid);
     let w = read_words(pid, cfg.spans[span::PID], cfg.pid_words());
     let level = w[0] as u32;
