@@ -141,7 +141,11 @@ fn match_rules(rules: &ArgRules, args: &[u64; 6]) -> Option<u32> {
 #[inline(always)]
 fn record(cgroup: u64, nr: u32) {
     if let Some(seen) = PROFILE_RECORD.get_ptr_mut(&cgroup) {
-        let i = (nr & (MAX_SYSCALL_NR - 1)) as usize;
+        // Masked after a volatile read: the caller's `nr < MAX_SYSCALL_NR` let LLVM drop a
+        // plain mask, and a spill between that check and this use loses the bound on older
+        // verifiers (6.1 and 5.10 rejected the program when register allocation changed).
+        // SAFETY: reads a parameter.
+        let i = (unsafe { core::ptr::read_volatile(&nr) } & (MAX_SYSCALL_NR - 1)) as usize;
         // SAFETY: the map value of this cgroup; i < MAX_SYSCALL_NR, the array's length.
         unsafe {
             let p = (*seen).seen.as_mut_ptr().add(i);
