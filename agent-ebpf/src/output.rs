@@ -6,8 +6,8 @@
 //! /etc/shadow` included) would be lost with its own. So the top of the ring is reserved: its
 //! last 4 MiB (half of a ring under 8 MiB). While records wait there, every share (a cgroup;
 //! see below) writes from a token bucket of its own. It refills at `KernelConfig::cgroup_share`
-//! records per millisecond where the reserved room begins, slower as the ring fills and not at
-//! all when it is full, and holds at most four milliseconds' worth (and an eighth of the
+//! records per millisecond where the reserved room begins, slower as the ring fills down to an
+//! eighth of that, not at all when it is full, and holds at most four milliseconds' worth (and an eighth of the
 //! reserved room). A share that finds its bucket empty has the record dropped and counted in
 //! its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure, about what the
 //! reader drains (its refill falls until the two meet, somewhere below full), while a quiet one
@@ -183,10 +183,21 @@ pub fn admit(key: u64, now: u64, lane: Lane, bytes: u64) -> Option<Slot> {
         // limit by a record or two. The loss counts are atomic.
         let s = unsafe { &mut *s };
         let free = size.saturating_sub(waiting);
-        // Records per millisecond: `share` where the reserved room begins, none at full.
-        // (`checked_div`: a plain division by a variable panics on zero, and the verifier
-        // rejects the code a panic leaves.)
+        // Records per millisecond: `share` where the reserved room begins, falling as the
+        // ring fills, but never below an eighth of it while there is room: with the rate
+        // falling to none, a reader starved of CPU held the ring near full and every share's
+        // refill at zero, and a quiet share (the host's, which every host process spends on
+        // a cgroup-v1 node) lost its records once its burst was spent, as the flooder did.
+        // The floor adds at most an eighth of `share` per active share to what the reader
+        // must drain. (`checked_div`: a plain division by a variable panics on zero, and the
+        // verifier rejects the code a panic leaves.)
         let rate = (share * free).checked_div(reserved(size)).unwrap_or(0);
+        let floor = lifecycle(share);
+        let rate = if free == 0 || rate > floor {
+            rate
+        } else {
+            floor
+        };
         let burst = burst(share, size);
         let admitted = take(&mut s.tokens, &mut s.refilled_ns, now, rate, burst)
             || (lane == Lane::Lifecycle
