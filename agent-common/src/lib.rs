@@ -727,9 +727,9 @@ pub struct KernelConfig {
     pub splice_flags: u32,
 
     /// Records a cgroup may write per millisecond once the ring buffer's last 4 MiB is in use
-    /// (falling to an eighth as it fills, none when full; bursts of four milliseconds' worth), 0: no limit. Its
-    /// share of that room, so that one noisy container cannot fill the ring for every
-    /// other. See agent-ebpf/src/output.rs.
+    /// (falling to an eighth as it fills, none when full; bursts of four milliseconds' worth),
+    /// 0: no limit. Its share of that room, so that one noisy container cannot fill the ring
+    /// for every other. See agent-ebpf/src/output.rs.
     pub cgroup_share: u32,
     /// The ring buffer's size in bytes, as created (a power of two): one helper call fewer per
     /// record than asking the ring.

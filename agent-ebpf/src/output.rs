@@ -7,9 +7,9 @@
 //! last 4 MiB (half of a ring under 8 MiB). While records wait there, every share (a cgroup;
 //! see below) writes from a token bucket of its own. It refills at `KernelConfig::cgroup_share`
 //! records per millisecond where the reserved room begins, slower as the ring fills down to an
-//! eighth of that, not at all when it is full, and holds at most four milliseconds' worth (and an eighth of the
-//! reserved room). A share that finds its bucket empty has the record dropped and counted in
-//! its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure, about what the
+//! eighth of that, not at all when it is full, and holds at most four milliseconds' worth (and
+//! an eighth of the reserved room). A share that finds its bucket empty has the record dropped
+//! and counted in its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure, about what the
 //! reader drains (its refill falls until the two meet, somewhere below full), while a quiet one
 //! arrives with a full bucket and its burst (a process starting: an exec, its libraries, the
 //! file it reads) fits in the room left. Below the reserved room nothing is looked up: the fast

@@ -74,8 +74,9 @@ fn mount_of(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
     (parent, mountpoint, root)
 }
 
-/// Walks `obj` up to the root of the task whose `task->fs` is `fs`, writing names at `data[start..]`. `start` must be below
-/// `DATA_MAX`; writes stay below `start + MAX_BYTES + NAME_READ`, inside `2 * DATA_MAX`.
+/// Walks `obj` up to the root of the task whose `task->fs` is `fs`, writing names at
+/// `data[start..]`. `start` must be below `DATA_MAX`; writes stay below
+/// `start + MAX_BYTES + NAME_READ`, inside `2 * DATA_MAX`.
 ///
 /// `cursor` (a field of the caller's event, so map memory) holds the bytes written so far.
 /// Not a local: the verifier tracks a register's or stack slot's range exactly, so each
