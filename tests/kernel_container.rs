@@ -37,6 +37,11 @@ const RULES: &str = r#"
     uid=%k8s.pod.uid labels=%k8s.pod.labels app=%k8s.pod.label[app]
     upper=%proc.is_exe_upper_layer vpid=%proc.vpid
   priority: WARNING
+- rule: Test open with identity
+  desc: opens of this test's marker files, in whatever pid namespace
+  condition: evt.type in (open, openat, openat2) and fd.name startswith /tmp/osprey-ctr-mark
+  output: open %fd.name id=%container.id vpid=%proc.vpid
+  priority: WARNING
 "#;
 
 fn agent(dir: &TempDir) -> Agent {
@@ -71,7 +76,8 @@ fn podman_identity_first_exec_drift_and_host() {
     } = run(
         &["--network", "none", "--name", &name],
         "/bin/echo osprey-ctr-image; cp /bin/busybox /tmp/echo; \
-         /tmp/echo osprey-ctr-dropped; true osprey-ctr-first",
+         /tmp/echo osprey-ctr-dropped; : > /tmp/osprey-ctr-mark-init; \
+         (: > /tmp/osprey-ctr-mark-child); true osprey-ctr-first",
     );
     assert!(out.contains("osprey-ctr-dropped"), "{out}");
     let first = agent.expect("the entrypoint's exec", rules_support::WAIT, |v| {
@@ -93,6 +99,22 @@ fn podman_identity_first_exec_drift_and_host() {
     for (k, v) in want {
         assert_eq!(field(&first, k), v, "{k} in {first}");
     }
+    // Syscall records carry no pid-namespace view: the agent's process table gives it, from
+    // the exec (the entrypoint, pid 1 in the container) and from the fork (a subshell).
+    let open = |agent: &mut Agent, path: &str| {
+        agent.expect(&format!("the open of {path}"), rules_support::WAIT, |v| {
+            v["rule"] == "Test open with identity" && field(v, "fd.name") == path
+        })
+    };
+    let init = open(&mut agent, "/tmp/osprey-ctr-mark-init");
+    assert_eq!(field(&init, "proc.vpid"), "1", "{init}");
+    assert_eq!(field(&init, "container.id"), &full[..12], "{init}");
+    let child = open(&mut agent, "/tmp/osprey-ctr-mark-child");
+    let vpid: u32 = field(&child, "proc.vpid").parse().unwrap_or(0);
+    assert!(
+        vpid > 1 && vpid < 100,
+        "the subshell's pid in the container: {child}"
+    );
     // A binary from the image, and one copied in after the start (overlayfs upper layer).
     let lower = exec_alert(&mut agent, "echo osprey-ctr-image");
     assert_eq!(field(&lower, "container.id"), &full[..12], "{lower}");

@@ -105,6 +105,11 @@ pub struct EventHeader {
     pub pid_ns: u32,
     pub mnt_ns: u32,
     /// The process id inside the task's own pid namespace (the container's view).
+    ///
+    /// `vpid` and `pid_ns` are fixed for a process's life, so only the records that start or
+    /// end one (exec, exit; a fork record has the child's in `ForkEvent`) and profile verdicts
+    /// carry them; they are zero in syscall records, and userspace takes them from its
+    /// process table. The mount namespace can change (`setns`, `unshare`): every record has it.
     pub vpid: u32,
     pub _pad: u32,
     /// `task->comm`, NUL-padded.
@@ -170,6 +175,10 @@ pub struct ForkEvent {
     pub child_tgid: u32,
     /// [`fork_flags`] bits.
     pub flags: u32,
+    /// A new process's id in its own pid namespace and that namespace's inode number (zero
+    /// for a new thread): syscall records do not carry them (see [`EventHeader::vpid`]).
+    pub child_vpid: u32,
+    pub child_pid_ns: u32,
     pub _pad: u32,
 }
 
@@ -916,7 +925,7 @@ mod pod {
 
 // The layout is a contract: these sizes change only together with both sides.
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 96);
-const _: () = assert!(core::mem::size_of::<ForkEvent>() == 112);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 120);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 104);
 const _: () = assert!(EXEC_DATA_OFFSET == 120 + NAME_LEN + 2 * CGROUP_NAME_LEN);
 const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8 + 8 + 8 + 8);

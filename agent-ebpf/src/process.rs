@@ -19,7 +19,7 @@ use crate::{
     maps::config,
     output::{Lane, emit_in},
     path::{path_at, walk},
-    task::{fill_header, read_kernel, read_words},
+    task::{fill_header, pid_view, read_kernel, read_words, with_pid_view},
 };
 
 #[map]
@@ -47,6 +47,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     // SAFETY: a per-CPU slot owned by this program invocation.
     let ev = unsafe { &mut *ev };
     let cur = fill_header(&mut ev.header, EventKind::Exec as u32, cfg);
+    with_pid_view(&mut ev.header, &cur, cfg);
     ev.flags = 0;
 
     let loc: u32 = read_kernel(ctx.as_ptr() as u64, cfg.exec_filename_loc);
@@ -205,6 +206,9 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
     ev.flags = if ev.child_tgid == ev.header.tgid {
         fork_flags::THREAD
     } else {
+        // A new process leads its thread group: its own pid view, which differs from the
+        // parent's when the parent made a new pid namespace for its children.
+        (ev.child_vpid, ev.child_pid_ns) = pid_view(child, cfg);
         0
     };
     emit_in(
@@ -245,6 +249,7 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), ()> {
     }
     let mut ev = ExitEvent::default();
     let cur = fill_header(&mut ev.header, EventKind::Exit as u32, cfg);
+    with_pid_view(&mut ev.header, &cur, cfg);
     ev.header.size = size_of::<ExitEvent>() as u32;
     ev.exit_code = read_kernel(cur.task, cfg.task_exit_code);
     ev.group_dead = 1;

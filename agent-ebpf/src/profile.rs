@@ -23,7 +23,7 @@ use aya_ebpf::{
 use crate::{
     maps::{PROFILE_ARGS, PROFILE_RECORD, PROFILE_SCOPE, PROFILE_VERDICTS, config, count},
     output::emit,
-    task::{fill_header, read_args},
+    task::{fill_header, read_args, with_pid_view},
 };
 
 const SIGKILL: u32 = 9;
@@ -77,7 +77,8 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
             ev.taken = taken::KILL_FAILED;
         }
     }
-    fill_header(&mut ev.header, EventKind::Profile as u32, cfg);
+    let cur = fill_header(&mut ev.header, EventKind::Profile as u32, cfg);
+    with_pid_view(&mut ev.header, &cur, cfg);
     ev.header.size = size_of::<ProfileEvent>() as u32;
     ev.nr = nr as u32;
     ev.slot = slot;

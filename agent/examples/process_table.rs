@@ -60,6 +60,8 @@ fn main() {
             child_tid: pid,
             child_tgid: pid,
             is_thread: false,
+            child_vpid: 0,
+            child_pid_ns: 0,
         };
         table.observe(event(parent, ts, "containerd-shim", EventKind::Fork(fork)));
         // A typical container workload's command line: an interpreter, a script, a few flags.

@@ -59,6 +59,8 @@ fn cat_shadow_as(cat: u32, ts: u64) -> Vec<Event> {
                 child_tid: cat,
                 child_tgid: cat,
                 is_thread: false,
+                child_vpid: 0,
+                child_pid_ns: 0,
             }),
         ),
         event(

@@ -38,7 +38,8 @@ pub struct TableConfig {
     /// an exec in it loads one of the node's own files. 0 when unknown: then no executable is
     /// taken for the node's own.
     pub host_mnt_ns: u32,
-    /// Bounds of the file-descriptor table.
+    /// Bounds of the file-descriptor table, and the `/proc` it reads (where a process first
+    /// seen in a syscall record, which carries no pid-namespace view, has it looked up too).
     pub fds: FdConfig,
 }
 
@@ -150,6 +151,7 @@ impl ProcessTable {
             }
         }
         self.fds.bootstrap(proc_root);
+        self.cfg.fds.proc_root = proc_root.to_path_buf();
         Ok(n)
     }
 
@@ -238,6 +240,13 @@ impl ProcessTable {
             return p.clone();
         }
         self.stats.misses += 1;
+        // Syscall records leave the pid-namespace view to the table (it never changes in a
+        // process's life): ask /proc for a process the table missed.
+        let (vpid, pid_ns) = if ev.vpid == 0 {
+            proc_fs::pid_view(&self.cfg.fds.proc_root, ev.tgid)
+        } else {
+            (ev.vpid, ev.pid_ns)
+        };
         let p = Process {
             pid: ev.tgid,
             comm: ev.comm.clone(),
@@ -246,9 +255,9 @@ impl ProcessTable {
             euid: ev.euid,
             start_ts: ev.ts,
             cgroup_id: ev.cgroup_id,
-            pid_ns: ev.pid_ns,
+            pid_ns,
             mnt_ns: ev.mnt_ns,
-            vpid: ev.vpid,
+            vpid,
             loginuid: u32::MAX,
             ..Default::default()
         };
@@ -311,9 +320,16 @@ impl ProcessTable {
         exec_arguments(&mut ev, &process);
         resolve_paths(&mut ev, process.cwd.as_deref(), &self.fds);
         let fd = self.fds.observe(&ev);
-        if process.vpid == 0 && ev.vpid != 0 {
-            // A forked child learns its pid-namespace view from its first own event.
-            Arc::make_mut(&mut process).vpid = ev.vpid;
+        if ev.vpid == 0 {
+            // A syscall record: the view the table holds (from the exec, the fork, /proc).
+            ev.vpid = process.vpid;
+            ev.pid_ns = process.pid_ns;
+        } else if process.vpid == 0 {
+            // A process whose view the table lacked (a fork record from an older agent's
+            // programs, a /proc read that failed) learns it from its first record that has it.
+            let p = Arc::make_mut(&mut process);
+            p.vpid = ev.vpid;
+            p.pid_ns = ev.pid_ns;
             self.put(ev.tgid, process.clone());
         }
         match &ev.kind {
@@ -367,9 +383,11 @@ impl ProcessTable {
                     start_ts: ev.ts,
                     exec_ts: parent.exec_ts,
                     cgroup_id: ev.cgroup_id,
-                    pid_ns: ev.pid_ns,
+                    // The child's own: a parent that made a new pid namespace for its
+                    // children (a container runtime) is in another one.
+                    pid_ns: fork.child_pid_ns,
                     mnt_ns: ev.mnt_ns,
-                    vpid: 0,
+                    vpid: fork.child_vpid,
                     tty: parent.tty,
                     loginuid: parent.loginuid,
                     exe_name: parent.exe_name.clone(),

@@ -43,6 +43,20 @@ pub(super) fn ns_inode(proc_root: &Path, pid: u32, ns: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// The process's id in its own pid namespace and that namespace's inode number, for a
+/// process the table learned of from a syscall record (which carries neither); zeros when it
+/// is gone or unreadable.
+pub(super) fn pid_view(proc_root: &Path, pid: u32) -> (u32, u32) {
+    let vpid = fs::read_to_string(proc_root.join(format!("{pid}/status")))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+            line.split_whitespace().last()?.parse().ok()
+        })
+        .unwrap_or(0);
+    (vpid, ns_inode(proc_root, pid, "pid"))
+}
+
 /// The inode of the process's cgroup v2 directory, which is what `bpf_get_current_cgroup_id`
 /// returns. Hybrid hosts mount v2 at /sys/fs/cgroup/unified, pure v2 hosts at /sys/fs/cgroup.
 fn cgroup_id(proc_root: &Path, pid: u32) -> u64 {

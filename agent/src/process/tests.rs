@@ -29,6 +29,21 @@ fn fork(child: u32) -> EventKind {
         child_tid: child,
         child_tgid: child,
         is_thread: false,
+        child_vpid: 0,
+        child_pid_ns: 0,
+    })
+}
+
+fn getpid() -> EventKind {
+    EventKind::Syscall(Syscall {
+        name: Cow::Borrowed("getpid"),
+        nr: 39,
+        ret: 1,
+        args: vec![],
+        truncated: false,
+        latency_ns: 0,
+        file: None,
+        io_uring: None,
     })
 }
 
@@ -134,6 +149,8 @@ fn ancestors_are_reused_until_the_table_changes() {
             child_tid: 22,
             child_tgid: 21,
             is_thread: true,
+            child_vpid: 0,
+            child_pid_ns: 0,
         }),
     ));
     let b = t.observe(ev(
@@ -143,6 +160,8 @@ fn ancestors_are_reused_until_the_table_changes() {
             child_tid: 23,
             child_tgid: 21,
             is_thread: true,
+            child_vpid: 0,
+            child_pid_ns: 0,
         }),
     ));
     assert!(
@@ -159,6 +178,8 @@ fn ancestors_are_reused_until_the_table_changes() {
             child_tid: 24,
             child_tgid: 21,
             is_thread: true,
+            child_vpid: 0,
+            child_pid_ns: 0,
         }),
     ));
     assert_eq!(c.ancestors[0].exe, "/usr/bin/python3");
@@ -172,6 +193,8 @@ fn ancestors_are_reused_until_the_table_changes() {
             child_tid: 25,
             child_tgid: 21,
             is_thread: true,
+            child_vpid: 0,
+            child_pid_ns: 0,
         }),
     ));
     assert!(d.ancestors.is_empty(), "{:?}", d.ancestors);
@@ -210,6 +233,8 @@ fn threads_are_not_processes() {
             child_tid: 31,
             child_tgid: 30,
             is_thread: true,
+            child_vpid: 0,
+            child_pid_ns: 0,
         }),
     ));
     assert!(t.get(31).is_none());
@@ -336,4 +361,47 @@ fn paths_relative_to_a_directory_fd_resolve_through_the_fd_table() {
         })
     );
     assert_eq!(en.fd.as_ref().unwrap().path.as_ref(), "/etc/shadow");
+}
+
+#[test]
+fn syscall_records_take_the_pid_view_from_the_table() {
+    let mut t = table();
+    t.observe(ev(20, 1, exec("/usr/bin/runc", &["runc"])));
+    // The runtime's child in a new pid namespace: vpid 1 there, whatever the parent's view.
+    t.observe(ev(
+        20,
+        2,
+        EventKind::Fork(Fork {
+            child_tid: 21,
+            child_tgid: 21,
+            is_thread: false,
+            child_vpid: 1,
+            child_pid_ns: 77,
+        }),
+    ));
+    // A syscall record carries no view (the kernel leaves it to the table).
+    let mut open = ev(21, 3, getpid());
+    open.vpid = 0;
+    open.pid_ns = 0;
+    let en = t.observe(open);
+    assert_eq!((en.event.vpid, en.event.pid_ns), (1, 77));
+}
+
+#[test]
+fn a_process_first_seen_in_a_syscall_record_has_its_view_from_proc() {
+    let dir = std::env::temp_dir().join(format!("osprey-pidview-{}", std::process::id()));
+    let pid_dir = dir.join("4242");
+    std::fs::create_dir_all(pid_dir.join("ns")).unwrap();
+    std::fs::write(pid_dir.join("status"), "Name:\tsh\nNSpid:\t4242\t9\n").unwrap();
+    let _ = std::fs::remove_file(pid_dir.join("ns/pid"));
+    std::os::unix::fs::symlink("pid:[4026532999]", pid_dir.join("ns/pid")).unwrap();
+    let mut t = table();
+    t.cfg.fds.proc_root = dir.clone();
+    let mut e = ev(4242, 1, getpid());
+    e.vpid = 0;
+    e.pid_ns = 0;
+    let en = t.observe(e);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!((en.event.vpid, en.event.pid_ns), (9, 4_026_532_999u32));
+    assert_eq!(en.process.map(|p| p.vpid), Some(9));
 }

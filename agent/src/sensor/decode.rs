@@ -343,6 +343,8 @@ impl Decoder {
                     child_tid: f.child_tid,
                     child_tgid: f.child_tgid,
                     is_thread: f.flags & fork_flags::THREAD != 0,
+                    child_vpid: f.child_vpid,
+                    child_pid_ns: f.child_pid_ns,
                 })
             }
             Some(RawKind::Exit) => {

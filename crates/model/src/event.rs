@@ -197,6 +197,12 @@ pub struct Fork {
     pub child_tgid: u32,
     /// A new thread in the same process rather than a new process.
     pub is_thread: bool,
+    /// A new process's id in its own pid namespace, and that namespace's inode number (0 for
+    /// a thread, or when unknown).
+    #[serde(default)]
+    pub child_vpid: u32,
+    #[serde(default)]
+    pub child_pid_ns: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -258,6 +258,8 @@ fn close_exec_and_fork() {
         child_tid: 200,
         child_tgid: 200,
         is_thread: false,
+        child_vpid: 0,
+        child_pid_ns: 0,
     })));
     assert_eq!(t.get(200, 4).unwrap().path.as_ref(), "/etc/group");
     // The child's exec closes its close-on-exec fd; the parent keeps its own.
