@@ -805,13 +805,15 @@ pub mod span {
     pub const FDT: usize = 5;
     /// `mount`: mnt_parent, mnt_mountpoint, mnt.mnt_root.
     pub const MOUNT: usize = 6;
-    /// `dentry`: d_inode, d_parent, d_hash.pprev.
+    /// `dentry`, the walk's first: d_parent, d_name.name, d_inode, d_hash.pprev.
     pub const DENTRY: usize = 7;
     /// `inode`: i_ino, i_sb.
     pub const INODE: usize = 8;
     /// `mm_struct`: arg_start, arg_end.
     pub const MM_ARGS: usize = 9;
-    pub const COUNT: usize = 10;
+    /// `dentry`, every level of the walk above the first: d_parent, d_name.name.
+    pub const DENTRY_UP: usize = 10;
+    pub const COUNT: usize = 11;
 }
 
 /// The pid levels whose entry the `span::PID` group holds: the host, a container, a container
@@ -878,12 +880,17 @@ impl KernelConfig {
         ]
     }
 
-    pub const fn dentry_words(&self) -> [u32; 3] {
+    pub const fn dentry_words(&self) -> [u32; 4] {
         [
-            self.dentry_inode,
             self.dentry_parent,
+            self.dentry_name,
+            self.dentry_inode,
             self.dentry_hash_pprev,
         ]
+    }
+
+    pub const fn dentry_up_words(&self) -> [u32; 2] {
+        [self.dentry_parent, self.dentry_name]
     }
 
     pub const fn inode_words(&self) -> [u32; 2] {
@@ -905,6 +912,7 @@ impl KernelConfig {
         s[span::FDT] = Span::of(self.fdt_words());
         s[span::MOUNT] = Span::of(self.mount_words());
         s[span::DENTRY] = Span::of(self.dentry_words());
+        s[span::DENTRY_UP] = Span::of(self.dentry_up_words());
         s[span::INODE] = Span::of(self.inode_words());
         s[span::MM_ARGS] = Span::of(self.mm_args_words());
         self.spans = s;

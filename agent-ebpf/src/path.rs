@@ -111,6 +111,10 @@ pub fn walk(
         return out;
     }
 
+    // The file's own dentry in one read: its parent and name for the walk's first level, its
+    // inode and hash link for what follows the walk.
+    let [leaf_parent, leaf_name, inode, pprev] =
+        read_words(obj.dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
     let mut dentry = obj.dentry;
     let mut mnt = obj.mnt;
     let mut done = false;
@@ -121,9 +125,6 @@ pub fn walk(
     // The mount being walked: its root, and where it is attached (read again only when the
     // walk crosses a mount).
     let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_of(mnt, cfg);
-    // `d_parent` and `d_name.name` are 16 bytes apart in every kernel's `struct dentry` we
-    // know (`d_name.hash_len` between them): one read gives both.
-    let pair = cfg.dentry_name == cfg.dentry_parent + 16;
     for _ in 0..MAX_DEPTH {
         if dentry == root.dentry && mnt == root.mnt {
             done = true;
@@ -142,14 +143,13 @@ pub fn walk(
                 continue;
             }
         }
-        let (parent, name) = if pair {
-            let p: [u64; 3] = read_kernel(dentry, cfg.dentry_parent);
-            (p[0], p[2])
+        // Read once for the file's own dentry (above); `d_parent` with `d_name.name` in one
+        // read for each level above it.
+        let (parent, name) = if dentry == obj.dentry {
+            (leaf_parent, leaf_name)
         } else {
-            (
-                read_kernel::<u64>(dentry, cfg.dentry_parent),
-                read_kernel::<u64>(dentry, cfg.dentry_name),
-            )
+            let [p, n] = read_words(dentry, cfg.spans[span::DENTRY_UP], cfg.dentry_up_words());
+            (p, n)
         };
         let top = parent == dentry || parent == 0;
         if top && detached {
@@ -197,13 +197,11 @@ pub fn walk(
     // SAFETY: as above.
     out.len = unsafe { core::ptr::read_volatile(cursor) } as usize & (2 * MAX_BYTES - 1);
     // After the walk, so that the verifier enters the loop in one state.
-    let [inode, parent, pprev] =
-        read_words(obj.dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
     let [ino, sb] = read_words(inode, cfg.spans[span::INODE], cfg.inode_words());
     out.ino = ino;
     out.magic = read_kernel::<u64>(sb, cfg.sb_magic) as u32;
     // d_unlinked(): unhashed and not a root.
-    if pprev == 0 && parent != obj.dentry {
+    if pprev == 0 && leaf_parent != obj.dentry {
         out.flags |= kpath::DELETED;
     }
     out
