@@ -129,8 +129,9 @@ pub enum Lane {
     Lifecycle,
 }
 
-/// Lifecycle records' bucket: this fraction of the share's rate and burst.
-const LIFECYCLE_DIVISOR: u64 = 8;
+/// Lifecycle records' bucket is an eighth of the share's rate and burst, and a share's refill
+/// never falls below an eighth of its rate while the ring has room.
+const EIGHTH: u64 = 8;
 
 /// Takes a token from a bucket refilled at `rate` records per millisecond up to `burst`, last
 /// refilled at `*refilled_ns`; false when it is empty.
@@ -159,10 +160,10 @@ fn take(tokens: &mut u64, refilled_ns: &mut u64, now: u64, rate: u64, burst: u64
     true
 }
 
-/// At least one.
+/// An eighth of `n`, at least one.
 #[inline(always)]
-fn lifecycle(n: u64) -> u64 {
-    let l = n / LIFECYCLE_DIVISOR;
+fn eighth(n: u64) -> u64 {
+    let l = n / EIGHTH;
     if l == 0 { 1 } else { l }
 }
 
@@ -192,7 +193,7 @@ pub fn admit(key: u64, now: u64, lane: Lane, bytes: u64) -> Option<Slot> {
         // must drain. (`checked_div`: a plain division by a variable panics on zero, and the
         // verifier rejects the code a panic leaves.)
         let rate = (share * free).checked_div(reserved(size)).unwrap_or(0);
-        let floor = lifecycle(share);
+        let floor = eighth(share);
         let rate = if free == 0 || rate > floor {
             rate
         } else {
@@ -206,8 +207,8 @@ pub fn admit(key: u64, now: u64, lane: Lane, bytes: u64) -> Option<Slot> {
                     &mut s.lifecycle_refilled_ns,
                     now,
                     // Refills only while the ring has room, like the share's.
-                    if rate == 0 { 0 } else { lifecycle(rate) },
-                    lifecycle(burst),
+                    if rate == 0 { 0 } else { eighth(rate) },
+                    eighth(burst),
                 ));
         if !admitted {
             add(&mut s.over_share);
@@ -267,7 +268,7 @@ fn share_of(key: u64, tokens: u64) -> Option<*mut CgroupShare> {
     }
     let fresh = CgroupShare {
         tokens,
-        lifecycle_tokens: lifecycle(tokens),
+        lifecycle_tokens: eighth(tokens),
         ..CgroupShare::default()
     };
     let _ = CGROUP_SHARE.insert(&key, &fresh, BPF_NOEXIST as u64);

@@ -404,8 +404,18 @@ pub fn render(r: &Results, notes: &str) -> String {
          rate). Every syscall on the \
          machine runs the programs meanwhile, so background work is in the averages. \
          Binary: `target/release/examples/syscall_loop`. Each loop ran {} times, the loops \
-         in turn; the median, and the least and most in brackets.\n",
-        k.command, k.syscalls, k.syscalls, k.rounds
+         in turn; the median, and the least and most in brackets.{}\n",
+        k.command,
+        k.syscalls,
+        k.syscalls,
+        k.rounds,
+        match k.pinned {
+            Some((agent, lp)) => format!(
+                " The agent ran on CPU {agent} and the loops on CPU {lp} (`taskset`), so that \
+                 the reader's work does not share the loop's CPU and cache."
+            ),
+            None => String::new(),
+        }
     );
     let cell = |s: &super::measure::Spread| format!("{:.0} ({:.0}–{:.0})", s.median, s.min, s.max);
     let _ = writeln!(
