@@ -663,6 +663,9 @@ pub struct KernelConfig {
     pub fs_pwd: u32,
     pub task_files: u32,
     pub files_fdt: u32,
+    /// `files_struct.fdtab`: the descriptor table every process starts with, embedded in the
+    /// `files_struct`; `fdt` points at it until the process needs more than 64 descriptors.
+    pub files_fdtab: u32,
     pub fdt_max_fds: u32,
     pub fdt_fd: u32,
     /// Offsets inside `struct path`.
@@ -813,7 +816,9 @@ pub mod span {
     pub const MM_ARGS: usize = 9;
     /// `dentry`, every level of the walk above the first: d_parent, d_name.name.
     pub const DENTRY_UP: usize = 10;
-    pub const COUNT: usize = 11;
+    /// `files_struct`: fdt, and the embedded table's max_fds and fd.
+    pub const FILES: usize = 11;
+    pub const COUNT: usize = 12;
 }
 
 /// The pid levels whose entry the `span::PID` group holds: the host, a container, a container
@@ -871,6 +876,15 @@ impl KernelConfig {
         [self.fdt_max_fds, self.fdt_fd]
     }
 
+    /// `files->fdt`, then the embedded table's `max_fds` and `fd`.
+    pub const fn files_words(&self) -> [u32; 3] {
+        [
+            self.files_fdt,
+            self.files_fdtab + self.fdt_max_fds,
+            self.files_fdtab + self.fdt_fd,
+        ]
+    }
+
     /// Relative to the `struct mount`.
     pub const fn mount_words(&self) -> [u32; 3] {
         [
@@ -910,6 +924,7 @@ impl KernelConfig {
         s[span::PID] = Span::of(self.pid_words());
         s[span::PATH] = Span::of(self.path_words());
         s[span::FDT] = Span::of(self.fdt_words());
+        s[span::FILES] = Span::of(self.files_words());
         s[span::MOUNT] = Span::of(self.mount_words());
         s[span::DENTRY] = Span::of(self.dentry_words());
         s[span::DENTRY_UP] = Span::of(self.dentry_up_words());
@@ -987,10 +1002,15 @@ mod tests {
         c.pid_numbers = 144;
         c.upid_size = 16;
         c.upid_ns = 8;
+        c.files_fdt = 32;
+        c.files_fdtab = 40;
+        c.fdt_fd = 8;
         c.fill_spans();
         assert_eq!(c.spans[span::TASK], Span { lo: 1736, len: 112 });
         assert_eq!(c.spans[span::REGS], Span { lo: 56, len: 64 });
         // The level and numbers[0..3]: up to numbers[2].ns at 144 + 32 + 8.
         assert_eq!(c.spans[span::PID], Span { lo: 0, len: 192 });
+        // fdt, then the embedded fdtab's max_fds (at 40) and fd (at 48).
+        assert_eq!(c.spans[span::FILES], Span { lo: 32, len: 24 });
     }
 }

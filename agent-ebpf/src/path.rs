@@ -57,8 +57,15 @@ pub fn path_at(base: u64, off: u32, cfg: &KernelConfig) -> Obj {
 /// The `struct file` behind descriptor `fd` in the table `files` (`files->fdt->fd[fd]`), or 0.
 #[inline(always)]
 pub fn file_of_fd(files: u64, fd: u64, cfg: &KernelConfig) -> u64 {
-    let fdt: u64 = read_kernel(files, cfg.files_fdt);
-    let [max, array] = read_words(fdt, cfg.spans[span::FDT], cfg.fdt_words());
+    // `files->fdt` and the table embedded in `files` in one read: a process with at most 64
+    // descriptors (most of them) uses the embedded one; the others' table is read on its own.
+    let [fdt, max, array] = read_words(files, cfg.spans[span::FILES], cfg.files_words());
+    let (max, array) = if fdt == files.wrapping_add(cfg.files_fdtab as u64) {
+        (max, array)
+    } else {
+        let [max, array] = read_words(fdt, cfg.spans[span::FDT], cfg.fdt_words());
+        (max, array)
+    };
     if fd >= max as u32 as u64 {
         return 0;
     }

@@ -431,6 +431,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         fs_pwd: m("fs_struct", "pwd")?,
         task_files: m("task_struct", "files")?,
         files_fdt: m("files_struct", "fdt")?,
+        files_fdtab: m("files_struct", "fdtab")?,
         fdt_max_fds: m("fdtable", "max_fds")?,
         fdt_fd: m("fdtable", "fd")?,
         path_mnt: m("path", "mnt")?,
