@@ -9,12 +9,13 @@
 //! records per millisecond where the reserved room begins, slower as the ring fills down to an
 //! eighth of that, not at all when it is full, and holds at most four milliseconds' worth (and
 //! an eighth of the reserved room). A share that finds its bucket empty has the record dropped
-//! and counted in its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure, about what the
-//! reader drains (its refill falls until the two meet, somewhere below full), while a quiet one
-//! arrives with a full bucket and its burst (a process starting: an exec, its libraries, the
-//! file it reads) fits in the room left. Below the reserved room nothing is looked up: the fast
-//! path is two ring queries. The rest of the ring stays a plain buffer, so one busy share alone
-//! (a build, a benchmark) still has most of it to absorb a backlog the reader is slow to drain.
+//! and counted in its `CGROUP_SHARE` entry. A noisy share therefore writes, under pressure,
+//! about what the reader drains (its refill falls until the two meet, somewhere below full),
+//! while a quiet one arrives with a full bucket and its burst (a process starting: an exec, its
+//! libraries, the file it reads) fits in the room left. Below the reserved room nothing is looked
+//! up: the fast path is two ring queries. The rest of the ring stays a plain buffer, so one busy
+//! share alone (a build, a benchmark) still has most of it to absorb a backlog the reader is slow
+//! to drain.
 //!
 //! Process lifecycle records (exec, fork, exit, and the execve/execveat syscall records the rules
 //! judge) have a second bucket in each share, an eighth of the first, used once the first is

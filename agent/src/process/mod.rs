@@ -325,8 +325,8 @@ impl ProcessTable {
             ev.vpid = process.vpid;
             ev.pid_ns = process.pid_ns;
         } else if process.vpid == 0 {
-            // A process whose view the table lacked (a fork record from an older agent's
-            // programs, a /proc read that failed) learns it from its first record that has it.
+            // A process whose view the table lacked (its fork's read of the child failed, or
+            // so did /proc) learns it from its first record that has it (exec, exit).
             let p = Arc::make_mut(&mut process);
             p.vpid = ev.vpid;
             p.pid_ns = ev.pid_ns;

@@ -34,6 +34,16 @@ fn fork(child: u32) -> EventKind {
     })
 }
 
+fn thread(tid: u32, tgid: u32) -> EventKind {
+    EventKind::Fork(Fork {
+        child_tid: tid,
+        child_tgid: tgid,
+        is_thread: true,
+        child_vpid: 0,
+        child_pid_ns: 0,
+    })
+}
+
 fn getpid() -> EventKind {
     EventKind::Syscall(Syscall {
         name: Cow::Borrowed("getpid"),
@@ -142,28 +152,8 @@ fn ancestors_are_reused_until_the_table_changes() {
     t.observe(ev(20, 1, exec("/bin/sh", &["sh"])));
     t.observe(ev(20, 2, fork(21)));
     t.observe(ev(21, 3, exec("/usr/bin/cat", &["cat"])));
-    let a = t.observe(ev(
-        21,
-        4,
-        EventKind::Fork(Fork {
-            child_tid: 22,
-            child_tgid: 21,
-            is_thread: true,
-            child_vpid: 0,
-            child_pid_ns: 0,
-        }),
-    ));
-    let b = t.observe(ev(
-        21,
-        5,
-        EventKind::Fork(Fork {
-            child_tid: 23,
-            child_tgid: 21,
-            is_thread: true,
-            child_vpid: 0,
-            child_pid_ns: 0,
-        }),
-    ));
+    let a = t.observe(ev(21, 4, thread(22, 21)));
+    let b = t.observe(ev(21, 5, thread(23, 21)));
     assert!(
         Arc::ptr_eq(&a.ancestors, &b.ancestors),
         "nothing changed: the same chain"
@@ -171,32 +161,12 @@ fn ancestors_are_reused_until_the_table_changes() {
     assert_eq!(b.ancestors[0].exe, "/bin/sh");
     // The parent execs: the child's next event sees the parent's new image.
     t.observe(ev(20, 6, exec("/usr/bin/python3", &["python3"])));
-    let c = t.observe(ev(
-        21,
-        7,
-        EventKind::Fork(Fork {
-            child_tid: 24,
-            child_tgid: 21,
-            is_thread: true,
-            child_vpid: 0,
-            child_pid_ns: 0,
-        }),
-    ));
+    let c = t.observe(ev(21, 7, thread(24, 21)));
     assert_eq!(c.ancestors[0].exe, "/usr/bin/python3");
     // The parent is gone from the table: no ancestor left.
     t.observe(ev(20, 8, EventKind::Exit(Exit { status: 0 })));
     t.observe(ev(30, 500, exec("/bin/true", &["true"])));
-    let d = t.observe(ev(
-        21,
-        501,
-        EventKind::Fork(Fork {
-            child_tid: 25,
-            child_tgid: 21,
-            is_thread: true,
-            child_vpid: 0,
-            child_pid_ns: 0,
-        }),
-    ));
+    let d = t.observe(ev(21, 501, thread(25, 21)));
     assert!(d.ancestors.is_empty(), "{:?}", d.ancestors);
 }
 
@@ -226,17 +196,7 @@ fn bounded_with_eviction_count() {
 #[test]
 fn threads_are_not_processes() {
     let mut t = table();
-    t.observe(ev(
-        30,
-        1,
-        EventKind::Fork(Fork {
-            child_tid: 31,
-            child_tgid: 30,
-            is_thread: true,
-            child_vpid: 0,
-            child_pid_ns: 0,
-        }),
-    ));
+    t.observe(ev(30, 1, thread(31, 30)));
     assert!(t.get(31).is_none());
 }
 
