@@ -1,14 +1,22 @@
-//! A container that floods the sensor loses its own records, not the node's: the ring buffer's
-//! share per cgroup (agent-ebpf/src/output.rs), done for real with podman and the default
-//! rules. Alone in its binary: every other test's processes are the host's too, and a flood
-//! beside them would be theirs to share. Root, real eBPF, podman with runc.
+//! A process that floods the sensor loses its own records, not the node's: the ring buffer's
+//! shares (agent-ebpf/src/output.rs), done for real with podman and the default rules: a
+//! container's flood against the host's reads, and, on this cgroup-v1 machine where every host
+//! process sits in the v2 root, one host process's flood against another's. Alone in its
+//! binary (and the two tests one at a time): every other test's processes are the host's too,
+//! and a flood beside them would be theirs to share. Root, real eBPF, podman with runc.
 
 mod rules_support;
 mod support;
 
-use std::time::Duration;
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use rules_support::*;
+
+/// One flood at a time: two agents and two floods on two CPUs would test the machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The sum of `osprey_kernel_dropped_by_container_total` samples whose labels contain every
 /// one of `labels` (e.g. `container_name="x"`).
@@ -21,13 +29,48 @@ fn dropped_by_container(body: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-#[test]
-fn a_noisy_container_does_not_blind_the_node() {
-    noisy_container_and_host_reads(None);
+/// The agent's metrics once the share named by `labels` has lost a record (the ring is under
+/// pressure), within five seconds.
+fn once_losing(port: u16, labels: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = support::http_get(port, "/metrics").unwrap();
+        if dropped_by_container(&body, labels) > 0.0 {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{labels:?} never lost a record: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
-/// The flood and the reads, the agent on a ring of `ring` bytes (default: the default).
-fn noisy_container_and_host_reads(ring: Option<&str>) {
+/// Five reads of /etc/shadow by host processes, 200 ms apart, each marked with `marker-i`.
+fn read_shadow_five_times(marker: &str) {
+    for i in 0..5 {
+        let _ = bash(&format!("head -c0 /etc/shadow {marker}-{i} 2>/dev/null"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether `v` is the alert for read `i` of [`read_shadow_five_times`].
+fn is_read(v: &serde_json::Value, marker: &str, i: usize) -> bool {
+    v["rule"] == "Read sensitive file"
+        && field(v, "proc.cmdline").ends_with(&format!("{marker}-{i}"))
+}
+
+/// Starts an agent with its metrics on a free port.
+fn agent() -> (support::Agent, u16) {
+    let port = support::free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let args = ["run", "--json", "--no-flood-control", "--metrics", &metrics];
+    (support::Agent::start(&args, "osprey is running"), port)
+}
+
+#[test]
+fn a_noisy_container_does_not_blind_the_node() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // A container that opens /dev/null as fast as two shells can (every open a captured
     // syscall, far more than the agent reads on this box) would fill the ring buffer, and a
     // read of /etc/shadow on the host at that time would be lost with the container's records
@@ -37,18 +80,8 @@ fn noisy_container_and_host_reads(ring: Option<&str>) {
     // the sensor): it starts five shells while it floods, and each is reported, from the
     // share's bucket for execs, forks and exits.
     image();
-    let port = support::free_port();
-    let metrics = format!("127.0.0.1:{port}");
-    let mut args = vec!["run", "--json", "--no-flood-control", "--metrics", &metrics];
-    if let Some(bytes) = ring {
-        args.extend(["--ring-buffer-size", bytes]);
-    }
-    let mut agent = support::Agent::start(&args, "osprey is running");
-    let name = format!(
-        "osprey-noisy-{}-{}",
-        std::process::id(),
-        ring.unwrap_or("default")
-    );
+    let (mut agent, port) = agent();
+    let name = format!("osprey-noisy-{}", std::process::id());
     let _ = bash(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
     let marker = format!("/nonexistent/{name}");
     bash_ok(&format!(
@@ -59,40 +92,23 @@ fn noisy_container_and_host_reads(ring: Option<&str>) {
     ));
     let _gone = Removed(name.clone());
     let over = format!("container_name=\"{name}\"");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let body = loop {
-        let (_, body) = support::http_get(port, "/metrics").unwrap();
-        // Losing records: the ring is under pressure.
-        if dropped_by_container(&body, &[&over]) > 0.0 {
-            break body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the container never lost a record: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let body = once_losing(port, &[&over]);
     let host_before = dropped_by_container(&body, &["container_id=\"host\""]);
 
     // While it floods, the host reads /etc/shadow five times.
-    for i in 0..5 {
-        let _ = bash(&format!("head -c0 /etc/shadow {marker}-{i} 2>/dev/null"));
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let read = |v: &serde_json::Value, i: usize| {
-        v["rule"] == "Read sensitive file"
-            && field(v, "proc.cmdline").ends_with(&format!("{marker}-{i}"))
-    };
+    read_shadow_five_times(&marker);
     let shell = |v: &serde_json::Value, i: usize| {
         v["rule"] == "Shell spawned in container"
             && field(v, "proc.cmdline").ends_with(&format!("{marker}-shell-{i}"))
             && field(v, "container.name") == name
     };
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     let (mut seen, mut shells) = (0, 0);
-    while std::time::Instant::now() < deadline {
+    while Instant::now() < deadline {
         let lines = agent.collect_for(Duration::from_millis(200));
-        seen = (0..5).filter(|&i| lines.iter().any(|v| read(v, i))).count();
+        seen = (0..5)
+            .filter(|&i| lines.iter().any(|v| is_read(v, &marker, i)))
+            .count();
         shells = (0..5)
             .filter(|&i| lines.iter().any(|v| shell(v, i)))
             .count();
@@ -110,7 +126,7 @@ fn noisy_container_and_host_reads(ring: Option<&str>) {
         let a = agent
             .collect_for(Duration::ZERO)
             .iter()
-            .find(|v| read(v, i))
+            .find(|v| is_read(v, &marker, i))
             .unwrap()
             .clone();
         check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
@@ -127,6 +143,40 @@ fn noisy_container_and_host_reads(ring: Option<&str>) {
     assert!(
         host < delivered / 100.0,
         "the host lost {host} records while the container flooded: {body}"
+    );
+}
+
+#[test]
+fn a_busy_host_process_does_not_blind_the_others() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // On a node whose containers run on cgroup v1 every host process sits in the v2 root.
+    // Sharing one host share, a busy daemon (a runtime tearing a container down, a container
+    // crash-looping) spent it, and an admin's read of /etc/shadow meanwhile was lost with the
+    // daemon's records. Each host process has a share of its own instead. Two host shells
+    // flood here, and the reads by other host processes still alert.
+    let (mut agent, port) = agent();
+    let marker = format!("/nonexistent/osprey-busy-host-{}", std::process::id());
+    let mut flood = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("for j in 1 2; do timeout 6 sh -c 'while :; do : </dev/null; done' & done; wait")
+        .spawn()
+        .unwrap();
+    once_losing(port, &["container_id=\"host\"", "reason=\"over_share\""]);
+    read_shadow_five_times(&marker);
+    let deadline = Instant::now() + WAIT;
+    let mut seen = 0;
+    while Instant::now() < deadline && seen < 5 {
+        let lines = agent.collect_for(Duration::from_millis(200));
+        seen = (0..5)
+            .filter(|&i| lines.iter().any(|v| is_read(v, &marker, i)))
+            .count();
+    }
+    let (_, body) = support::http_get(port, "/metrics").unwrap();
+    // Bounded by its `timeout`s; waited for so that the other test starts on a quiet host.
+    let _ = flood.wait();
+    assert_eq!(
+        seen, 5,
+        "{seen} of 5 host reads alerted while another host process flooded; metrics:\n{body}"
     );
 }
 

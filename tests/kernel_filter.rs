@@ -138,8 +138,8 @@ async fn kernel_full_ring_buffer_counts_drops() {
     let dropped = after.dropped_syscall - before.dropped_syscall + after.dropped_cgroup_share
         - before.dropped_cgroup_share;
     assert!(dropped > 0, "drops counted: {after:?}");
-    // And counted against the child's share (ours): every open of it not delivered is there.
-    let own = own_share();
+    // And counted against the child's share: every open of it not delivered is there.
+    let own = share_of_child(pid);
     let ours = sensor
         .cgroup_losses()
         .into_iter()
@@ -162,9 +162,11 @@ async fn kernel_full_ring_buffer_counts_drops() {
     );
 }
 
-/// This process's share of the ring buffer: its cgroup v2 id (the inode of its directory
-/// under the v2 mount), or its mount namespace when it sits in the v2 root.
-fn own_share() -> Share {
+/// The share of the ring buffer of `pid`, a child of this process in its cgroup and mount
+/// namespace: the cgroup v2 id (the inode of its directory under the v2 mount), or where it
+/// sits in the v2 root, the process itself when that is the node's mount namespace (pid 1's)
+/// and the mount namespace otherwise.
+fn share_of_child(pid: u32) -> Share {
     use std::os::unix::fs::MetadataExt;
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let path = text
@@ -178,7 +180,18 @@ fn own_share() -> Share {
         Some(m) if path != "/" => {
             Share::Cgroup(std::fs::metadata(format!("{m}{path}")).unwrap().ino())
         }
-        _ => Share::MntNs(std::fs::metadata("/proc/self/ns/mnt").unwrap().ino() as u32),
+        _ => {
+            let mnt = |pid: &str| {
+                std::fs::metadata(format!("/proc/{pid}/ns/mnt")).map(|m| m.ino() as u32)
+            };
+            let own = mnt("self").unwrap();
+            // The agent's rule: pid 1's, or where that is unreadable (a sandbox's pid 1), its own.
+            if mnt("1").unwrap_or(own) == own {
+                Share::HostProcess(pid)
+            } else {
+                Share::MntNs(own)
+            }
+        }
     }
 }
 

@@ -535,8 +535,13 @@ pub struct RecordSeen {
 }
 
 /// `CGROUP_SHARE` keys: the cgroup v2 id, or for a task in the v2 root (every task of a host
-/// that runs containers on cgroup v1 alone) this bit with its mount namespace's inode number.
+/// that runs containers on cgroup v1 alone) this bit with its mount namespace's inode number...
 pub const SHARE_KEY_MNT_NS: u64 = 1 << 63;
+
+/// ...except for a task of the node's own mount namespace (`KernelConfig::host_mnt_ns`) in the
+/// v2 root: this bit with its process id. On cgroup v2 the node's daemons and sessions each
+/// have a cgroup (a systemd unit) of their own; this is the nearest the v2 root offers.
+pub const SHARE_KEY_HOST_PROCESS: u64 = 1 << 62;
 
 /// `CGROUP_SHARE` value, by share key (`SHARE_KEY_MNT_NS`): a token bucket for the share's
 /// use of the ring buffer while records wait in the ring's reserved room (its last 4 MiB), and the records it lost. An
@@ -746,6 +751,9 @@ pub struct KernelConfig {
     /// The ring buffer's size in bytes, as created (a power of two): one helper call fewer per
     /// record than asking the ring.
     pub ring_bytes: u32,
+    /// The node's mount namespace (pid 1's; 0: unknown). Its processes in the v2 root each have
+    /// a share (`SHARE_KEY_HOST_PROCESS`) rather than one for all of them.
+    pub host_mnt_ns: u32,
 
     /// For each group of fields the programs read together (`span::*`), the bytes that hold
     /// them all, read with one probe read; see `Span`. Filled by `KernelConfig::fill_spans`.

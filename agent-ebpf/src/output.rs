@@ -24,16 +24,21 @@
 //! point of blinding it) are still reported, and the process table stays whole. An exec flood
 //! spends both buckets and is limited like any other.
 //!
-//! The share is per cgroup v2 id, the unit a container runtime creates per container. Where a
-//! task sits in the v2 root (a host whose runtime uses cgroup v1 alone puts every container
-//! there), it is per mount namespace instead, which every container has of its own. A
-//! container allowed to create cgroups (a delegated subtree) or namespaces (user namespaces)
-//! gets one share per cgroup or namespace it makes; so do many noisy containers together. The
-//! ring can then still fill, and those records are counted per share too (`ring_full`).
+//! The share is per cgroup v2 id, the unit a container runtime creates per container (and
+//! systemd per unit and session). Where a task sits in the v2 root (a host whose runtime uses
+//! cgroup v1 alone puts every container there), it is per mount namespace instead, which every
+//! container has of its own, except for the node's own processes: they share the node's mount
+//! namespace, and have one share per process. With one share for them all, a busy daemon (a
+//! runtime tearing containers down, which a crash-looping container makes it do) spent it, and
+//! an admin's `cat /etc/shadow` meanwhile was lost with the daemon's records. A container
+//! cannot start host processes, so this gives it nothing. A container allowed to create
+//! cgroups (a delegated subtree) or namespaces (user namespaces) gets one share per cgroup or
+//! namespace it makes; so do many noisy containers together. The ring can then still fill, and
+//! those records are counted per share too (`ring_full`).
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use agent_common::{CgroupShare, EventHeader, SHARE_KEY_MNT_NS, counter};
+use agent_common::{CgroupShare, EventHeader, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS, counter};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     macros::map,
@@ -109,13 +114,16 @@ pub struct Slot {
     pub flags: u64,
 }
 
-/// Who a record's share is counted against (`agent_common::SHARE_KEY_MNT_NS`).
+/// Who a record's share is counted against (`agent_common::SHARE_KEY_MNT_NS` and
+/// `SHARE_KEY_HOST_PROCESS`).
 #[inline(always)]
 pub fn share_key(h: &EventHeader) -> u64 {
     /// The v2 root's id.
     const ROOT_CGROUP: u64 = 1;
     if h.cgroup_id > ROOT_CGROUP {
         h.cgroup_id
+    } else if h.mnt_ns != 0 && h.mnt_ns == config().host_mnt_ns {
+        SHARE_KEY_HOST_PROCESS | h.tgid as u64
     } else {
         SHARE_KEY_MNT_NS | h.mnt_ns as u64
     }

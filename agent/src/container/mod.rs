@@ -237,6 +237,11 @@ impl ContainerTable {
         })
     }
 
+    /// The node itself, as a container.
+    pub fn host(&self) -> Arc<ContainerInfo> {
+        self.host.clone()
+    }
+
     /// The container a mount namespace belongs to (as `of_cgroup`, for hosts whose containers
     /// all sit in the v2 root cgroup).
     pub fn of_mnt_ns(&self, mnt_ns: u32) -> Option<Arc<ContainerInfo>> {

@@ -416,6 +416,7 @@ fn who(containers: &ContainerTable, share: Share) -> Who {
     let (found, unplaced) = match share {
         Share::Cgroup(id) => (containers.of_cgroup(id), format!("cgroup:{id}")),
         Share::MntNs(ns) => (containers.of_mnt_ns(ns), format!("mntns:{ns}")),
+        Share::HostProcess(_) => (Some(containers.host()), String::new()),
     };
     match found {
         Some(c) => Who {

@@ -59,7 +59,7 @@ impl Default for TableConfig {
 /// CAP_SYS_PTRACE to read it). Where pid 1's is unreadable (a sandbox whose pid 1 is not
 /// traceable), the agent's own: right when the agent runs on the node itself, which is the
 /// only place such a pid 1 leaves it.
-fn host_mnt_ns() -> u32 {
+pub fn host_mnt_ns() -> u32 {
     let proc = Path::new("/proc");
     match proc_fs::ns_inode(proc, 1, "mnt") {
         0 => {

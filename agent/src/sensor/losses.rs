@@ -157,4 +157,26 @@ mod tests {
         );
         assert!(l.take_worst(2).is_empty());
     }
+
+    #[test]
+    fn the_node_s_processes_are_one_host_in_the_counts() {
+        // On a cgroup-v1 node each host process has a share of its own in the kernel; the
+        // metrics and the alert count them as the one host.
+        let mut l = Losses::default();
+        let host = |pid, over| CgroupLoss {
+            share: Share::from_key(agent_common::SHARE_KEY_HOST_PROCESS | pid),
+            over_share: over,
+            ring_full: 0,
+        };
+        assert_eq!(host(7, 0).share, Share::HostProcess(7));
+        let out = l.update(&[host(7, 5), loss(10, 1, 0), host(8, 2)], who);
+        assert_eq!(out.len(), 2, "{out:?}");
+        let h = out.iter().find(|c| c.who.container_id == "host").unwrap();
+        assert_eq!(h.over_share, 7);
+        assert_eq!(
+            Share::from_key(agent_common::SHARE_KEY_MNT_NS | 4026531840),
+            Share::MntNs(4026531840)
+        );
+        assert_eq!(Share::from_key(42), Share::Cgroup(42));
+    }
 }

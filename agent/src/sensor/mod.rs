@@ -17,7 +17,8 @@ pub mod tracefs;
 use std::{collections::BTreeSet, path::Path};
 
 use agent_common::{
-    CgroupShare, KernelConfig, MAX_SYSCALL_NR, SHARE_KEY_MNT_NS, SyscallSpec, counter,
+    CgroupShare, KernelConfig, MAX_SYSCALL_NR, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS,
+    SyscallSpec, counter,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -101,6 +102,9 @@ pub struct SensorConfig {
     /// Records one cgroup may write per millisecond once the ring buffer's last 4 MiB is in
     /// full (0: no limit); see agent-ebpf/src/output.rs.
     pub cgroup_share: u32,
+    /// The node's mount namespace (0: unknown), whose processes in the cgroup v2 root each
+    /// have a share rather than one for them all.
+    pub host_mnt_ns: u32,
 }
 
 /// The default share of the ring buffer's reserved room per cgroup: 64 records per millisecond
@@ -118,6 +122,7 @@ impl Default for SensorConfig {
             inert: false,
             entry_hook: true,
             cgroup_share: DEFAULT_CGROUP_SHARE,
+            host_mnt_ns: crate::process::host_mnt_ns(),
         }
     }
 }
@@ -161,12 +166,16 @@ pub enum Share {
     Cgroup(u64),
     /// A mount namespace, for tasks in the v2 root (hosts that run containers on cgroup v1).
     MntNs(u32),
+    /// A process of the node's own mount namespace in the v2 root, by process id.
+    HostProcess(u32),
 }
 
 impl Share {
     fn from_key(key: u64) -> Self {
         if key & SHARE_KEY_MNT_NS != 0 {
             Share::MntNs(key as u32)
+        } else if key & SHARE_KEY_HOST_PROCESS != 0 {
+            Share::HostProcess(key as u32)
         } else {
             Share::Cgroup(key)
         }
@@ -717,6 +726,7 @@ impl Sensor {
             kcfg.ready = 0;
         }
         kcfg.cgroup_share = cfg.cgroup_share;
+        kcfg.host_mnt_ns = cfg.host_mnt_ns;
         kcfg.ring_bytes = cfg.ring_buffer_bytes;
         raise_memlock();
 
@@ -877,7 +887,7 @@ impl Sensor {
         }
     }
 
-    /// Every share (cgroup, or mount namespace in the v2 root) that lost records, with its
+    /// Every share (cgroup, or mount namespace or host process in the v2 root) that lost records, with its
     /// losses since its entry was made. Entries exist only for shares used under pressure; the
     /// map is an LRU of 4096, so a share's counts can restart from zero after a quiet spell.
     pub fn cgroup_losses(&self) -> Vec<CgroupLoss> {
