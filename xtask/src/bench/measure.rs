@@ -27,7 +27,7 @@ pub const WORKLOADS: &[(&str, &[&str])] = &[
 
 pub const ROUNDS: usize = 5;
 
-/// Nanoseconds per iteration, every round, per mode and workload.
+/// Nanoseconds per iteration, every round (in round order), per mode and workload.
 pub struct Overhead {
     pub modes: Vec<Mode>,
     pub samples: BTreeMap<(usize, usize), Vec<f64>>,
@@ -37,10 +37,36 @@ impl Overhead {
     pub fn median(&self, mode: usize, workload: usize) -> f64 {
         median(self.samples.get(&(mode, workload)).map_or(&[][..], |v| v))
     }
+
+    /// `mode` over `base` on `workload`, round by round (the two ran seconds apart): the
+    /// median, least and greatest of the rounds' ratios (NaN when nothing was measured).
+    pub fn ratio(&self, mode: usize, base: usize, workload: usize) -> Ratio {
+        let empty = Vec::new();
+        let a = self.samples.get(&(mode, workload)).unwrap_or(&empty);
+        let b = self.samples.get(&(base, workload)).unwrap_or(&empty);
+        let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+        r.sort_by(f64::total_cmp);
+        Ratio {
+            median: if r.is_empty() { f64::NAN } else { median(&r) },
+            min: r.first().copied().unwrap_or(f64::NAN),
+            max: r.last().copied().unwrap_or(f64::NAN),
+        }
+    }
 }
 
-/// Every workload under every mode, `ROUNDS` times; the order of the modes rotates each round
-/// so that drift in the machine's load spreads over all of them.
+/// Paired ratios of one mode to another over the rounds.
+#[derive(Clone, Copy, Debug)]
+pub struct Ratio {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Every workload under every mode, `ROUNDS` times. In a round each workload runs under every
+/// mode back to back (an agent started for it, stopped after), the order of the modes rotating
+/// from workload to workload and round to round: a mode and the one it is compared with ran
+/// seconds apart, where running every workload under one agent put the whole table between
+/// them, and this machine's speed moves by half within a minute.
 pub fn overhead(bins: &Bins) -> Result<Overhead> {
     let mut modes = vec![Mode::None, Mode::Floor, Mode::Default];
     if bins.falco_rules.is_some() {
@@ -48,29 +74,29 @@ pub fn overhead(bins: &Bins) -> Result<Overhead> {
     }
     let mut samples: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
     for round in 0..ROUNDS {
-        for k in 0..modes.len() {
-            let m = (round + k) % modes.len();
-            let mode = modes[m];
-            proc::step(format!(
-                "overhead round {}/{ROUNDS}: {}",
-                round + 1,
-                mode.label()
-            ));
-            let agent = match mode.args(bins) {
-                Some(args) => Some(Agent::start(&bins.osprey, &args, false)?),
-                None => None,
-            };
-            // Let the agent's start-up work (the /proc scan) finish before timing.
-            std::thread::sleep(Duration::from_millis(500));
-            for (w, (_, args)) in WORKLOADS.iter().enumerate() {
-                let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        for (w, (name, args)) in WORKLOADS.iter().enumerate() {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            for k in 0..modes.len() {
+                let m = (round + w + k) % modes.len();
+                let mode = modes[m];
+                proc::step(format!(
+                    "overhead round {}/{ROUNDS}, {name}: {}",
+                    round + 1,
+                    mode.label()
+                ));
+                let agent = match mode.args(bins) {
+                    Some(args) => Some(Agent::start(&bins.osprey, &args, false)?),
+                    None => None,
+                };
+                // Let the agent's start-up work (the /proc scan) finish before timing.
+                std::thread::sleep(Duration::from_millis(500));
                 let line = workload(&bins.workload, &args)?;
                 let ns = number_before(&line, "ns/iteration")
                     .with_context(|| format!("unexpected workload output: {line}"))?;
                 samples.entry((m, w)).or_default().push(ns);
-            }
-            if let Some(a) = agent {
-                a.stop()?;
+                if let Some(a) = agent {
+                    a.stop()?;
+                }
             }
         }
     }
@@ -516,4 +542,30 @@ pub fn blinding(bins: &Bins) -> Result<Blinding> {
         reads: READS,
         dropped: after.dropped - before.dropped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_taken_round_by_round() {
+        // Round 3 ran in a slow phase for both modes: paired, it is 1.1x like rounds 1 and 4,
+        // where the medians of each column alone would make the whole 1.3x.
+        let samples = BTreeMap::from([
+            ((0, 0), vec![100.0, 100.0, 200.0, 100.0]),
+            ((1, 0), vec![110.0, 150.0, 220.0, 110.0]),
+        ]);
+        let ov = Overhead {
+            modes: vec![Mode::None, Mode::Default],
+            samples,
+        };
+        let r = ov.ratio(1, 0, 0);
+        assert!((r.median - 1.1).abs() < 1e-9, "{r:?}");
+        assert!(
+            (r.min - 1.1).abs() < 1e-9 && (r.max - 1.5).abs() < 1e-9,
+            "{r:?}"
+        );
+        assert!(ov.ratio(1, 0, 3).median.is_nan());
+    }
 }

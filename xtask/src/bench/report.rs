@@ -102,9 +102,9 @@ pub fn render(r: &Results, notes: &str) -> String {
     let _ = writeln!(o, "| goal | measured | |\n|---|---|---|");
     if let (Some(none), Some(def)) = (idx(Mode::None), idx(Mode::Default)) {
         let worst = (0..WORKLOADS.len())
-            .map(|w| (ov.median(def, w) / ov.median(none, w), WORKLOADS[w].0))
+            .map(|w| (ov.ratio(def, none, w).median, WORKLOADS[w].0))
             .max_by(|a, b| a.0.total_cmp(&b.0));
-        let build = ov.median(def, 3) / ov.median(none, 3);
+        let build = ov.ratio(def, none, 3).median;
         if let Some((worst, name)) = worst {
             let _ = writeln!(
                 o,
@@ -198,10 +198,12 @@ pub fn render(r: &Results, notes: &str) -> String {
     let _ = writeln!(o, "## 1. Overhead on workloads\n");
     let _ = writeln!(
         o,
-        "Nanoseconds per iteration, median of {ROUNDS} rounds; in each round every mode runs \
-         every workload once, the order of the modes rotating from round to round. Ratios are \
-         to no agent and to the floor (the same programs attached, returning at their first \
-         check: `osprey trace -q --floor`).\n"
+        "Nanoseconds per iteration, median of {ROUNDS} rounds. In each round every workload \
+         runs under every mode back to back (an agent started for it and stopped after), the \
+         order of the modes rotating, so that the runs a ratio compares are seconds apart. \
+         Ratios are to no agent and to the floor (the same programs attached, returning at \
+         their first check: `osprey trace -q --floor`), taken round by round: the median of \
+         the {ROUNDS} rounds' ratios, and in brackets the least and greatest.\n"
     );
     let _ = write!(o, "| workload (command) |");
     for mode in &ov.modes {
@@ -219,11 +221,15 @@ pub fn render(r: &Results, notes: &str) -> String {
         for m in 0..ov.modes.len() {
             let v = ov.median(m, w);
             let mut cell = format!("{v:.0} ns");
+            let paired = |base: usize| {
+                let r = ov.ratio(m, base, w);
+                format!("{:.2}x ({:.2}–{:.2})", r.median, r.min, r.max)
+            };
             if let Some(n) = none.filter(|&n| n != m) {
-                let _ = write!(cell, "; {:.2}x", v / ov.median(n, w));
+                let _ = write!(cell, "; {}", paired(n));
             }
             if let Some(f) = floor.filter(|&f| f != m && Some(m) != none) {
-                let _ = write!(cell, "; {:.2}x floor", v / ov.median(f, w));
+                let _ = write!(cell, "; {} floor", paired(f));
             }
             let _ = write!(o, " {cell} |");
         }
