@@ -242,7 +242,7 @@ fn containerd_pod_identity_from_kubelet_labels() {
          --label io.kubernetes.pod.uid=7d0c7a1e-0001-4000-8000-000000000001 \
          --label io.kubernetes.container.name=nginx \
          --label app=web --label tier=front \
-         {IMAGE} {id} /bin/sh -c '/bin/echo osprey-ctr-k8s'"
+         {IMAGE} {id} /bin/sh -c ': > /tmp/osprey-ctr-mark-k8s; /bin/echo osprey-ctr-k8s'"
     ));
     assert!(
         out.status.success(),
@@ -266,4 +266,11 @@ fn containerd_pod_identity_from_kubelet_labels() {
     ] {
         assert_eq!(field(&a, k), v, "{k} in {a}");
     }
+    // A syscall record's pid-namespace view, from the table, on containerd's road too: the
+    // entrypoint is pid 1 in the pod's namespace.
+    let open = agent.expect("the entrypoint's open", rules_support::WAIT, |v| {
+        v["rule"] == "Test open with identity" && field(v, "fd.name") == "/tmp/osprey-ctr-mark-k8s"
+    });
+    assert_eq!(field(&open, "proc.vpid"), "1", "{open}");
+    assert_eq!(field(&open, "container.id"), &id[..12], "{open}");
 }

@@ -243,7 +243,7 @@ impl ProcessTable {
         // Syscall records leave the pid-namespace view to the table (it never changes in a
         // process's life): ask /proc for a process the table missed.
         let (vpid, pid_ns) = if ev.vpid == 0 {
-            proc_fs::pid_view(&self.cfg.fds.proc_root, ev.tgid)
+            proc_fs::pid_view(&self.cfg.fds.proc_root, ev.tgid, ev.ts)
         } else {
             (ev.vpid, ev.pid_ns)
         };
@@ -366,6 +366,12 @@ impl ProcessTable {
                 self.put(ev.tgid, process.clone());
             }
             EventKind::Fork(fork) if !fork.is_thread => {
+                // The kernel's read of the child's view failed (rare): /proc's, while the
+                // child is new, rather than a vpid of 0 on its records until it execs.
+                let (vpid, pid_ns) = match fork.child_vpid {
+                    0 => proc_fs::pid_view(&self.cfg.fds.proc_root, fork.child_tgid, ev.ts),
+                    vpid => (vpid, fork.child_pid_ns),
+                };
                 let parent = &process;
                 let child = Process {
                     pid: fork.child_tgid,
@@ -385,9 +391,9 @@ impl ProcessTable {
                     cgroup_id: ev.cgroup_id,
                     // The child's own: a parent that made a new pid namespace for its
                     // children (a container runtime) is in another one.
-                    pid_ns: fork.child_pid_ns,
+                    pid_ns,
                     mnt_ns: ev.mnt_ns,
-                    vpid: fork.child_vpid,
+                    vpid,
                     tty: parent.tty,
                     loginuid: parent.loginuid,
                     exe_name: parent.exe_name.clone(),

@@ -44,9 +44,15 @@ pub(super) fn ns_inode(proc_root: &Path, pid: u32, ns: &str) -> u32 {
 }
 
 /// The process's id in its own pid namespace and that namespace's inode number, for a
-/// process the table learned of from a syscall record (which carries neither); zeros when it
-/// is gone or unreadable.
-pub(super) fn pid_view(proc_root: &Path, pid: u32) -> (u32, u32) {
+/// process the table learned of from a record that carries neither (a syscall record, or a
+/// fork whose read of the child failed); zeros when it is gone or unreadable, or when the
+/// process now at `pid` started after `seen_ns` (boot-clock ns, the record's time): the one
+/// the record was about exited and its pid was reused before the lookup. (`/proc`'s start
+/// time is in clock ticks, so a reuse within the same tick goes unseen.)
+pub(super) fn pid_view(proc_root: &Path, pid: u32, seen_ns: u64) -> (u32, u32) {
+    if start_ns(proc_root, pid).is_some_and(|start| start > seen_ns) {
+        return (0, 0);
+    }
     let vpid = fs::read_to_string(proc_root.join(format!("{pid}/status")))
         .ok()
         .and_then(|s| {
@@ -55,6 +61,28 @@ pub(super) fn pid_view(proc_root: &Path, pid: u32) -> (u32, u32) {
         })
         .unwrap_or(0);
     (vpid, ns_inode(proc_root, pid, "pid"))
+}
+
+/// When the process at `pid` started (boot-clock ns, rounded down to a clock tick), from
+/// field 22 of `/proc/PID/stat`.
+fn start_ns(proc_root: &Path, pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(proc_root.join(format!("{pid}/stat"))).ok()?;
+    stat_start_ns(&stat)
+}
+
+/// Field 22 (start time, in clock ticks since boot) of a `/proc/PID/stat` line, in ns. The
+/// name (field 2) is in parentheses and may hold spaces and parentheses: fields are counted
+/// from the last ')'.
+fn stat_start_ns(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // rest's first field is field 3 (state).
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    Some(ticks * (1_000_000_000 / clock_ticks_per_sec()))
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
 }
 
 /// The inode of the process's cgroup v2 directory, which is what `bpf_get_current_cgroup_id`
@@ -100,10 +128,7 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
     // rest[0] is field 3 (state).
     let ppid: u32 = rest.get(1)?.parse().ok()?;
     let tty: u32 = rest.get(4)?.parse::<i64>().ok()? as u32;
-    let start_ticks: u64 = rest.get(19)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let start_ts = start_ticks * (1_000_000_000 / hz);
+    let start_ts = stat_start_ns(&stat)?;
 
     let args: Vec<String> = fs::read(dir.join("cmdline"))
         .map(|b| {

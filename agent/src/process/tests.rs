@@ -347,21 +347,87 @@ fn syscall_records_take_the_pid_view_from_the_table() {
     assert_eq!((en.event.vpid, en.event.pid_ns), (1, 77));
 }
 
+/// A fake `/proc/PID` for `pid`: its `NSpid` ending in `vpid`, pid namespace `pid_ns`, and a
+/// start time of `start_ticks` clock ticks after boot.
+fn fake_proc(dir: &std::path::Path, pid: u32, vpid: u32, pid_ns: u32, start_ticks: u64) {
+    let pid_dir = dir.join(pid.to_string());
+    std::fs::create_dir_all(pid_dir.join("ns")).unwrap();
+    std::fs::write(
+        pid_dir.join("status"),
+        format!("Name:\tsh\nNSpid:\t{pid}\t{vpid}\n"),
+    )
+    .unwrap();
+    // Fields 3 to 21, then the start time (field 22); the name has a space and a ')'.
+    std::fs::write(
+        pid_dir.join("stat"),
+        format!(
+            "{pid} (a) b) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {start_ticks} 0 0\n"
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(pid_dir.join("ns/pid"));
+    std::os::unix::fs::symlink(format!("pid:[{pid_ns}]"), pid_dir.join("ns/pid")).unwrap();
+}
+
+fn ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
+}
+
 #[test]
 fn a_process_first_seen_in_a_syscall_record_has_its_view_from_proc() {
     let dir = std::env::temp_dir().join(format!("osprey-pidview-{}", std::process::id()));
-    let pid_dir = dir.join("4242");
-    std::fs::create_dir_all(pid_dir.join("ns")).unwrap();
-    std::fs::write(pid_dir.join("status"), "Name:\tsh\nNSpid:\t4242\t9\n").unwrap();
-    let _ = std::fs::remove_file(pid_dir.join("ns/pid"));
-    std::os::unix::fs::symlink("pid:[4026532999]", pid_dir.join("ns/pid")).unwrap();
+    // Started 1 s after boot, the record 2 s after boot.
+    fake_proc(&dir, 4242, 9, 4_026_532_999, ticks_per_sec());
     let mut t = table();
     t.cfg.fds.proc_root = dir.clone();
-    let mut e = ev(4242, 1, getpid());
+    let mut e = ev(4242, 2_000_000_000, getpid());
     e.vpid = 0;
     e.pid_ns = 0;
     let en = t.observe(e);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!((en.event.vpid, en.event.pid_ns), (9, 4_026_532_999u32));
     assert_eq!(en.process.map(|p| p.vpid), Some(9));
+}
+
+#[test]
+fn a_pid_reused_before_the_lookup_lends_no_view() {
+    // The record's process exited and another took its pid before the table looked: the one
+    // in /proc started after the record, and its view is not the record's.
+    let dir = std::env::temp_dir().join(format!("osprey-pidreuse-{}", std::process::id()));
+    fake_proc(&dir, 4243, 9, 4_026_532_999, 3 * ticks_per_sec());
+    let mut t = table();
+    t.cfg.fds.proc_root = dir.clone();
+    let mut e = ev(4243, 2_000_000_000, getpid());
+    e.vpid = 0;
+    e.pid_ns = 0;
+    let en = t.observe(e);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!((en.event.vpid, en.event.pid_ns), (0, 0));
+}
+
+#[test]
+fn a_fork_whose_view_read_failed_takes_the_child_s_from_proc() {
+    let dir = std::env::temp_dir().join(format!("osprey-forkview-{}", std::process::id()));
+    fake_proc(&dir, 4244, 1, 4_026_533_000, ticks_per_sec());
+    let mut t = table();
+    t.cfg.fds.proc_root = dir.clone();
+    t.observe(ev(30, 1_000_000_000, exec("/usr/bin/runc", &["runc"])));
+    t.observe(ev(
+        30,
+        2_000_000_000,
+        EventKind::Fork(Fork {
+            child_tid: 4244,
+            child_tgid: 4244,
+            is_thread: false,
+            child_vpid: 0,
+            child_pid_ns: 0,
+        }),
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut open = ev(4244, 2_500_000_000, getpid());
+    open.vpid = 0;
+    open.pid_ns = 0;
+    let en = t.observe(open);
+    assert_eq!((en.event.vpid, en.event.pid_ns), (1, 4_026_533_000u32));
 }
