@@ -20,7 +20,7 @@ use crate::proc;
 pub const WORKLOADS: &[(&str, &[&str])] = &[
     ("open+close /dev/null", &["open", "200000"]),
     ("exec /bin/true", &["exec", "300"]),
-    ("loopback TCP connect", &["connect", "1000"]),
+    ("loopback TCP connect", &["connect", "5000"]),
     ("build (sh, coreutils, cc)", &["build", "6"]),
     ("redis-benchmark SET+GET, 50 clients", &["redis", "100000"]),
 ];
