@@ -496,20 +496,41 @@ impl FdTable {
         // (a pipe made by pipe(2), which the sensor cannot see the numbers of, may sit where
         // a closed socket once was).
         let entry = if new <= 2 {
-            self.read_procfs(tgid, new)
-                .map(|mut e| {
-                    // /proc names the object; keep what the table knows of its ends. A socket
-                    // whose family /proc could not tell (the process exited between reading
-                    // the link and reading its net tables) is whatever socket the table knows.
-                    if let Some(known) = self.get(tgid, old)
-                        && (known.kind == e.kind
-                            || e.kind == FdKind::Socket && known.kind.is_socket())
-                    {
-                        e = known.clone();
+            let known = self.get(tgid, old).cloned();
+            self.stats.procfs_lookups += 1;
+            let root = self.cfg.proc_root.clone();
+            match fd_link(&root, tgid, new) {
+                // A file where the table holds a file or directory for `old`: what the table
+                // holds (its path as the task sees it; /proc's is the agent's view), without
+                // the stat and fdinfo reads a full look-up makes. A socket or pipe never
+                // takes this road.
+                Some(link)
+                    if is_path_link(&link)
+                        && known.as_ref().is_some_and(|k| {
+                            matches!(k.kind, FdKind::File | FdKind::Directory)
+                        }) =>
+                {
+                    known
+                }
+                Some(link) => {
+                    // /proc names the object; keep what the table knows of its ends. A
+                    // socket whose family /proc could not tell (the process exited between
+                    // reading the link and reading its net tables) is whatever socket the
+                    // table knows.
+                    let read = entry_from_link(&root, tgid, new, &link, &mut NetCache::default());
+                    match (read, known) {
+                        (Some(e), Some(k))
+                            if k.kind == e.kind
+                                || e.kind == FdKind::Socket && k.kind.is_socket() =>
+                        {
+                            Some(k)
+                        }
+                        (Some(e), _) => Some(e),
+                        (None, k) => k,
                     }
-                    e
-                })
-                .or_else(|| self.get(tgid, old).cloned())
+                }
+                None => known,
+            }
         } else {
             self.lookup(tgid, old)
         };
@@ -544,15 +565,6 @@ impl FdTable {
         }
         let e = self.procfs_within_budget(tgid, fd)?;
         Some(self.put(tgid, e))
-    }
-
-    /// Reads one descriptor from /proc whatever the budget: for the descriptors that decide
-    /// rules (stdin, stdout, stderr after a dup), where a skipped look-up would be a way to
-    /// hide. Each costs the process that caused it a syscall of its own too.
-    fn read_procfs(&mut self, tgid: u32, fd: i64) -> Option<FdEntry> {
-        self.stats.procfs_lookups += 1;
-        let root = self.cfg.proc_root.clone();
-        read_fd(&root, tgid, fd, &mut NetCache::default())
     }
 
     /// Reads one descriptor from /proc, if the budget allows.
@@ -804,8 +816,32 @@ fn parse_hex_end(s: &str) -> Option<(IpAddr, u16)> {
 
 /// One descriptor from `/proc/PID/fd/N`: what the link names.
 fn read_fd(root: &Path, pid: u32, fd: i64, nets: &mut NetCache) -> Option<FdEntry> {
+    let link = fd_link(root, pid, fd)?;
+    let mut e = entry_from_link(root, pid, fd, &link, nets)?;
+    e.cloexec = read_cloexec(root, pid, fd);
+    Some(e)
+}
+
+/// Where `/proc/PID/fd/N` points: a path, or `socket:[INODE]`, `pipe:[INODE]`...
+fn fd_link(root: &Path, pid: u32, fd: i64) -> Option<String> {
     let link = std::fs::read_link(root.join(format!("{pid}/fd/{fd}"))).ok()?;
-    let link = link.to_string_lossy();
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// Whether an fd link names a file or directory by its path (a memfd's starts with `/` too).
+fn is_path_link(link: &str) -> bool {
+    link.starts_with('/') && !link.starts_with("/memfd:")
+}
+
+/// The entry for descriptor `fd` whose `/proc` link is `link` (the close-on-exec flag, in
+/// fdinfo, is left to the caller).
+fn entry_from_link(
+    root: &Path,
+    pid: u32,
+    fd: i64,
+    link: &str,
+    nets: &mut NetCache,
+) -> Option<FdEntry> {
     let mut e = if let Some(ino) = link
         .strip_prefix("socket:[")
         .and_then(|s| s.strip_suffix(']'))
@@ -825,7 +861,7 @@ fn read_fd(root: &Path, pid: u32, fd: i64, nets: &mut NetCache) -> Option<FdEntr
         }
     } else if link.starts_with("pipe:[") {
         let mut e = FdEntry::new(fd, FdKind::Pipe);
-        e.path = link.as_ref().into();
+        e.path = link.into();
         e
     } else if let Some(name) = link.strip_prefix("/memfd:") {
         let mut e = FdEntry::new(fd, FdKind::Memfd);
@@ -833,7 +869,7 @@ fn read_fd(root: &Path, pid: u32, fd: i64, nets: &mut NetCache) -> Option<FdEntr
         e
     } else if link.starts_with("anon_inode:") {
         let mut e = FdEntry::new(fd, FdKind::AnonInode);
-        e.path = link.as_ref().into();
+        e.path = link.into();
         e
     } else if link.starts_with('/') {
         let is_dir = std::fs::metadata(root.join(format!("{pid}/fd/{fd}")))
@@ -847,12 +883,11 @@ fn read_fd(root: &Path, pid: u32, fd: i64, nets: &mut NetCache) -> Option<FdEntr
                 FdKind::File
             },
         );
-        e.path = link.as_ref().into();
+        e.path = link.into();
         e
     } else {
         return None;
     };
-    e.cloexec = read_cloexec(root, pid, fd);
     e.from_procfs = true;
     Some(e)
 }

@@ -221,6 +221,45 @@ fn a_pipe_the_sensor_never_saw_is_read_from_proc() {
 }
 
 #[test]
+fn a_file_duplicated_onto_stdin_is_the_table_s_after_one_look() {
+    // `cmd </etc/passwd` in a container: the table holds the path the task opened, /proc
+    // the agent's view of it (through the container's root). One link read says it is a file;
+    // the table's entry is taken, without the stat and fdinfo reads of a full look-up.
+    let root = FakeProc::new("file");
+    let mut t = table(&root.0);
+    t.observe(&open("/etc/passwd", 3, 0));
+    root.fd(
+        0,
+        "/var/lib/containers/storage/overlay/abc/merged/etc/passwd",
+    );
+    let e = t.observe(&dup2(3, 0)).unwrap();
+    assert_eq!(&*e.path, "/etc/passwd");
+    let zero = t.get(PID, 0).unwrap();
+    assert_eq!((zero.kind, &*zero.path), (FdKind::File, "/etc/passwd"));
+    assert_eq!(t.stats().procfs_lookups, 1);
+}
+
+#[test]
+fn a_socket_where_the_table_holds_a_file_is_the_socket() {
+    // The table's fd 3 is a file, but the process closed it and received a socket on 3 by
+    // ways the sensor does not see (close_range, SCM_RIGHTS): what goes onto stdin is what
+    // /proc says, a socket, not the file the table remembers.
+    let root = FakeProc::new("filesock");
+    root.net(
+        "tcp",
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+         0: 0100007F:1F90 0500000A:115C 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n",
+    );
+    let mut t = table(&root.0);
+    t.observe(&open("/tmp/harmless", 3, 0));
+    root.fd(0, "socket:[999]");
+    t.observe(&dup2(3, 0));
+    let zero = t.get(PID, 0).unwrap();
+    assert_eq!(zero.kind, FdKind::Ipv4, "{zero:?}");
+    assert_eq!(zero.remote, Some((Ipv4Addr::new(10, 0, 0, 5).into(), 4444)));
+}
+
+#[test]
 fn a_socket_from_proc_has_its_family_protocol_and_ends() {
     let root = FakeProc::new("net");
     root.net(
