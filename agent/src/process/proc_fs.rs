@@ -80,7 +80,7 @@ fn stat_start_ns(stat: &str) -> Option<u64> {
     Some(ticks * (1_000_000_000 / clock_ticks_per_sec()))
 }
 
-fn clock_ticks_per_sec() -> u64 {
+pub(super) fn clock_ticks_per_sec() -> u64 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
 }

@@ -339,53 +339,68 @@ fn syscall_records_take_the_pid_view_from_the_table() {
             child_pid_ns: 77,
         }),
     ));
-    // A syscall record carries no view (the kernel leaves it to the table).
-    let mut open = ev(21, 3, getpid());
-    open.vpid = 0;
-    open.pid_ns = 0;
-    let en = t.observe(open);
+    let en = t.observe(syscall_record(21, 3));
     assert_eq!((en.event.vpid, en.event.pid_ns), (1, 77));
 }
 
-/// A fake `/proc/PID` for `pid`: its `NSpid` ending in `vpid`, pid namespace `pid_ns`, and a
-/// start time of `start_ticks` clock ticks after boot.
-fn fake_proc(dir: &std::path::Path, pid: u32, vpid: u32, pid_ns: u32, start_ticks: u64) {
-    let pid_dir = dir.join(pid.to_string());
-    std::fs::create_dir_all(pid_dir.join("ns")).unwrap();
-    std::fs::write(
-        pid_dir.join("status"),
-        format!("Name:\tsh\nNSpid:\t{pid}\t{vpid}\n"),
-    )
-    .unwrap();
-    // Fields 3 to 21, then the start time (field 22); the name has a space and a ')'.
-    std::fs::write(
-        pid_dir.join("stat"),
-        format!(
-            "{pid} (a) b) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {start_ticks} 0 0\n"
-        ),
-    )
-    .unwrap();
-    let _ = std::fs::remove_file(pid_dir.join("ns/pid"));
-    std::os::unix::fs::symlink(format!("pid:[{pid_ns}]"), pid_dir.join("ns/pid")).unwrap();
+/// A syscall record of `tgid` at `ts`: no pid-namespace view (the kernel leaves it to the
+/// table).
+fn syscall_record(tgid: u32, ts: u64) -> Event {
+    let mut e = ev(tgid, ts, getpid());
+    e.vpid = 0;
+    e.pid_ns = 0;
+    e
 }
 
-fn ticks_per_sec() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
+/// A fake `/proc` holding one process, removed when dropped.
+struct FakeProc(std::path::PathBuf);
+
+impl FakeProc {
+    /// `/proc/PID` for `pid`: its `NSpid` ending in `vpid`, pid namespace `pid_ns`, and a start
+    /// time of `start_s` seconds after boot.
+    fn new(name: &str, pid: u32, vpid: u32, pid_ns: u32, start_s: u64) -> Self {
+        let dir = std::env::temp_dir().join(format!("osprey-{name}-{}", std::process::id()));
+        let pid_dir = dir.join(pid.to_string());
+        std::fs::create_dir_all(pid_dir.join("ns")).unwrap();
+        std::fs::write(
+            pid_dir.join("status"),
+            format!("Name:\tsh\nNSpid:\t{pid}\t{vpid}\n"),
+        )
+        .unwrap();
+        // Fields 3 to 21, then the start time in clock ticks (field 22); the name has a space
+        // and a ')'.
+        let start_ticks = start_s * proc_fs::clock_ticks_per_sec();
+        std::fs::write(
+            pid_dir.join("stat"),
+            format!(
+                "{pid} (a) b) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {start_ticks} 0 0\n"
+            ),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(pid_dir.join("ns/pid"));
+        std::os::unix::fs::symlink(format!("pid:[{pid_ns}]"), pid_dir.join("ns/pid")).unwrap();
+        FakeProc(dir)
+    }
+
+    /// A table reading this `/proc`.
+    fn table(&self) -> ProcessTable {
+        let mut t = table();
+        t.cfg.fds.proc_root = self.0.clone();
+        t
+    }
+}
+
+impl Drop for FakeProc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
 fn a_process_first_seen_in_a_syscall_record_has_its_view_from_proc() {
-    let dir = std::env::temp_dir().join(format!("osprey-pidview-{}", std::process::id()));
     // Started 1 s after boot, the record 2 s after boot.
-    fake_proc(&dir, 4242, 9, 4_026_532_999, ticks_per_sec());
-    let mut t = table();
-    t.cfg.fds.proc_root = dir.clone();
-    let mut e = ev(4242, 2_000_000_000, getpid());
-    e.vpid = 0;
-    e.pid_ns = 0;
-    let en = t.observe(e);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let proc = FakeProc::new("pidview", 4242, 9, 4_026_532_999, 1);
+    let en = proc.table().observe(syscall_record(4242, 2_000_000_000));
     assert_eq!((en.event.vpid, en.event.pid_ns), (9, 4_026_532_999u32));
     assert_eq!(en.process.map(|p| p.vpid), Some(9));
 }
@@ -394,24 +409,15 @@ fn a_process_first_seen_in_a_syscall_record_has_its_view_from_proc() {
 fn a_pid_reused_before_the_lookup_lends_no_view() {
     // The record's process exited and another took its pid before the table looked: the one
     // in /proc started after the record, and its view is not the record's.
-    let dir = std::env::temp_dir().join(format!("osprey-pidreuse-{}", std::process::id()));
-    fake_proc(&dir, 4243, 9, 4_026_532_999, 3 * ticks_per_sec());
-    let mut t = table();
-    t.cfg.fds.proc_root = dir.clone();
-    let mut e = ev(4243, 2_000_000_000, getpid());
-    e.vpid = 0;
-    e.pid_ns = 0;
-    let en = t.observe(e);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let proc = FakeProc::new("pidreuse", 4243, 9, 4_026_532_999, 3);
+    let en = proc.table().observe(syscall_record(4243, 2_000_000_000));
     assert_eq!((en.event.vpid, en.event.pid_ns), (0, 0));
 }
 
 #[test]
 fn a_fork_whose_view_read_failed_takes_the_child_s_from_proc() {
-    let dir = std::env::temp_dir().join(format!("osprey-forkview-{}", std::process::id()));
-    fake_proc(&dir, 4244, 1, 4_026_533_000, ticks_per_sec());
-    let mut t = table();
-    t.cfg.fds.proc_root = dir.clone();
+    let proc = FakeProc::new("forkview", 4244, 1, 4_026_533_000, 1);
+    let mut t = proc.table();
     t.observe(ev(30, 1_000_000_000, exec("/usr/bin/runc", &["runc"])));
     t.observe(ev(
         30,
@@ -424,10 +430,8 @@ fn a_fork_whose_view_read_failed_takes_the_child_s_from_proc() {
             child_pid_ns: 0,
         }),
     ));
-    std::fs::remove_dir_all(&dir).unwrap();
-    let mut open = ev(4244, 2_500_000_000, getpid());
-    open.vpid = 0;
-    open.pid_ns = 0;
-    let en = t.observe(open);
+    // Gone from /proc by the child's first syscall record: the view came from the fork.
+    drop(proc);
+    let en = t.observe(syscall_record(4244, 2_500_000_000));
     assert_eq!((en.event.vpid, en.event.pid_ns), (1, 4_026_533_000u32));
 }

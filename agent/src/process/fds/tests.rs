@@ -157,6 +157,11 @@ impl Drop for FakeProc {
     }
 }
 
+/// `/proc/PID/net/tcp` with one connection, socket inode 999: 127.0.0.1:8080 to
+/// 10.0.0.5:4444.
+const TCP_999: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+     0: 0100007F:1F90 0500000A:115C 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n";
+
 #[test]
 fn a_socket_duplicated_onto_stdin_is_a_socket() {
     let root = FakeProc::new("sock");
@@ -245,11 +250,7 @@ fn a_socket_where_the_table_holds_a_file_is_the_socket() {
     // ways the sensor does not see (close_range, SCM_RIGHTS): what goes onto stdin is what
     // /proc says, a socket, not the file the table remembers.
     let root = FakeProc::new("filesock");
-    root.net(
-        "tcp",
-        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
-         0: 0100007F:1F90 0500000A:115C 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n",
-    );
+    root.net("tcp", TCP_999);
     let mut t = table(&root.0);
     t.observe(&open("/tmp/harmless", 3, 0));
     root.fd(0, "socket:[999]");
@@ -262,11 +263,7 @@ fn a_socket_where_the_table_holds_a_file_is_the_socket() {
 #[test]
 fn a_socket_from_proc_has_its_family_protocol_and_ends() {
     let root = FakeProc::new("net");
-    root.net(
-        "tcp",
-        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
-         0: 0100007F:1F90 0500000A:115C 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n",
-    );
+    root.net("tcp", TCP_999);
     root.fd(0, "socket:[999]");
     let mut t = table(&root.0);
     // fd 7 came by SCM_RIGHTS; the table learns what it is when it goes onto stdin.
