@@ -75,6 +75,8 @@ pub mod counter {
     /// Records not written because their cgroup had used its share of the ring buffer's reserved
     /// room (see `CgroupShare`); each is also counted in the cgroup's own entry.
     pub const DROP_CGROUP_SHARE: u32 = 10;
+    /// Opens the open filter passed over: no loaded rule could match them (not a loss).
+    pub const OPEN_FILTERED: u32 = 11;
     pub const COUNT: u32 = 16;
 }
 
@@ -395,8 +397,129 @@ pub struct SyscallSpec {
     pub dirfd: u8,
     /// 1 + the index of a descriptor argument whose file the kernel resolves; 0 for none.
     pub fd_arg: u8,
-    pub _pad: [u8; 2],
+    /// 1 + the [`open_filter`] slot of an open the loaded rules' filter judges; 0 for none.
+    pub filter_slot: u8,
+    /// 1 + the index of the open flags argument; 0 for `creat` ([`open_filter::CREAT_FLAGS`]).
+    pub flags_arg: u8,
     pub captures: [Capture; MAX_CAPTURES],
+}
+
+/// The kernel's open filter: opens no loaded rule can match are passed over at exit, before
+/// the header, the path walk's record and the ring buffer. What the kernel knows of an open
+/// before its path is its *class* (success, access mode, a few flag bits); for each class of
+/// each filtered syscall userspace writes a verdict, derived from the rules' conditions
+/// (`osprey_engine::compile::KernelFilter`): pass, drop, or pass only when a component of the
+/// path the kernel resolved is one of a set of names ([`Key`]).
+pub mod open_filter {
+    /// The syscalls filtered, by slot (`SyscallSpec::filter_slot` - 1).
+    pub const SYSCALLS: [&str; 3] = ["open", "openat", "creat"];
+    /// Class bits: bit 0 success, bits 1-2 the access mode, then one bit per [`FLAGS`] entry.
+    pub const CLASS_BITS: u32 = 10;
+    pub const CLASSES: u32 = 1 << CLASS_BITS;
+    /// The flag bits a class records: O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_DIRECTORY,
+    /// __O_TMPFILE, O_PATH. Whether the decoder names any of these flags (or an access mode)
+    /// depends on these bits alone.
+    pub const FLAGS: [u64; 7] = [
+        0o100, 0o200, 0o1000, 0o2000, 0o200000, 0o20000000, 0o10000000,
+    ];
+    /// `creat(path, mode)` is `open(path, O_CREAT | O_WRONLY | O_TRUNC, mode)`.
+    pub const CREAT_FLAGS: u64 = 0o1101;
+
+    /// The class of an open that succeeded (`ok`) or not, with these flags.
+    #[inline(always)]
+    pub fn class(ok: bool, flags: u64) -> u32 {
+        let mut c = ok as u32 | ((flags & 3) as u32) << 1;
+        let mut i = 0;
+        while i < FLAGS.len() {
+            if flags & FLAGS[i] != 0 {
+                c |= 1 << (3 + i);
+            }
+            i += 1;
+        }
+        c
+    }
+
+    /// The flags of a class: its bits, every other flag clear.
+    pub fn class_flags(class: u32) -> u64 {
+        let mut f = u64::from(class >> 1) & 3;
+        for (i, bit) in FLAGS.iter().enumerate() {
+            if class & (1 << (3 + i)) != 0 {
+                f |= bit;
+            }
+        }
+        f
+    }
+
+    /// A class's verdict (the `OPEN_FILTER` array, index `slot * CLASSES + class`). Zero,
+    /// what a map entry nobody wrote holds, passes everything.
+    pub const PASS: u32 = 0;
+    pub const DROP: u32 = 1;
+    /// Pass when a path component named in key set `v & SET` is there; the [`ATOM_BITS`]
+    /// say which components the set lists.
+    pub const KEYS: u32 = 1 << 31;
+    pub const SET: u32 = 0xffff;
+    pub const ATOM_BITS: u32 = 16;
+
+    /// Which component of the path a key names: the first (`/etc` of `/etc/pam.d/sshd`),
+    /// the directory's own name (`pam.d`) or the file's (`sshd`). The root's are all "", and
+    /// a file right under the root has parent "".
+    pub const ATOM_TOP: u8 = 0;
+    pub const ATOM_PARENT: u8 = 1;
+    pub const ATOM_LEAF: u8 = 2;
+
+    /// Bytes of a name in a [`Key`], its NUL included: longer names compare by their first
+    /// `NAME_LEN - 1` bytes (a longer one can only match more, never less).
+    pub const NAME_LEN: usize = 32;
+
+    /// A name's bit in a [`SetSig`] mask, from its length and its first and last bytes, as
+    /// compared (cut to `NAME_LEN - 1` bytes): most names of a path miss every key of a set on
+    /// this alone, without a copy of the name and a hash lookup.
+    #[inline(always)]
+    pub fn sig(len: usize, first: u8, last: u8) -> u32 {
+        let len = if len > NAME_LEN - 1 {
+            NAME_LEN - 1
+        } else {
+            len
+        };
+        ((len as u32).wrapping_mul(7) ^ (first as u32).wrapping_mul(31) ^ (last as u32)) & 63
+    }
+
+    /// The [`sig`] of a name as bytes.
+    pub fn sig_of(name: &[u8]) -> u32 {
+        let n = if name.len() > NAME_LEN - 1 {
+            NAME_LEN - 1
+        } else {
+            name.len()
+        };
+        match n {
+            0 => sig(0, 0, 0),
+            _ => sig(n, name[0], name[n - 1]),
+        }
+    }
+
+    /// The signatures of a key set's names, by component (the `OPEN_SETS` array, by set).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct SetSig {
+        pub atoms: [u64; 3],
+    }
+
+    /// Key sets the kernel holds.
+    pub const MAX_SETS: u32 = 256;
+
+    /// An entry of the `OPEN_KEYS` hash map (the value is unused). 8-aligned, every byte
+    /// written: the kernel hashes all of it.
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Key {
+        /// The name, NUL-padded.
+        pub name: [u8; NAME_LEN],
+        pub set: u16,
+        pub atom: u8,
+        pub _pad: [u8; 5],
+    }
+
+    const _: () = assert!(core::mem::size_of::<Key>() == NAME_LEN + 8);
 }
 
 pub mod spec_flags {
@@ -948,6 +1071,8 @@ mod pod {
     // explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::SyscallSpec {}
+    unsafe impl aya::Pod for super::open_filter::Key {}
+    unsafe impl aya::Pod for super::open_filter::SetSig {}
     unsafe impl aya::Pod for super::ProfileScope {}
     unsafe impl aya::Pod for super::ArgRules {}
     unsafe impl aya::Pod for super::RecordSeen {}

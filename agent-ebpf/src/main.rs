@@ -3,6 +3,7 @@
 //!   `sched_process_exit`);
 //! - `syscall.rs`: the `raw_syscalls` pair: profiles at entry, capture of a syscall's
 //!   arguments, result and kernel-resolved file at exit;
+//! - `open_filter.rs`: opens no loaded rule can match, passed over at exit;
 //! - `path.rs`: the dentry and mount walk that turns a kernel `struct path` into a path;
 //! - `uring.rs`: io_uring requests (`io_uring_submit_req`, `io_uring_complete`), reported as
 //!   the syscalls they stand for;
@@ -18,6 +19,7 @@
 #![allow(internal_features)]
 
 mod maps;
+mod open_filter;
 mod output;
 mod path;
 mod process;

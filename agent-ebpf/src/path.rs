@@ -113,6 +113,13 @@ pub fn walk(
     // SAFETY: `cursor` is a field of the caller's per-CPU event; volatile so that the compiler
     // neither keeps it in a register nor drops the masks below as redundant.
     unsafe { core::ptr::write_volatile(cursor, 0) };
+    // Where the names start, for the open filter (open_filter.rs): in map memory, as the
+    // cursor is, so that the loop's states do not multiply.
+    let marks = crate::open_filter::MARKS.get_ptr_mut(0);
+    if let Some(m) = marks {
+        // SAFETY: this CPU's slot, owned by this invocation.
+        unsafe { core::ptr::write_volatile(&raw mut (*m).names, 0) };
+    }
     if obj.dentry == 0 || obj.mnt == 0 {
         out.flags |= kpath::BROKEN;
         return out;
@@ -184,6 +191,19 @@ pub fn walk(
             let next = (off & (MAX_BYTES - 1)) + (n as usize & (2 * NAME_READ as usize - 1));
             // SAFETY: as above.
             unsafe { core::ptr::write_volatile(cursor, next as u32) };
+            if let Some(m) = marks {
+                // SAFETY: as above.
+                unsafe {
+                    let k = core::ptr::read_volatile(&raw const (*m).names) + 1;
+                    core::ptr::write_volatile(&raw mut (*m).names, k);
+                    core::ptr::write_volatile(&raw mut (*m).top_at, off as u32);
+                    if k == 2 {
+                        core::ptr::write_volatile(&raw mut (*m).parent_at, off as u32);
+                    } else if k == 3 {
+                        core::ptr::write_volatile(&raw mut (*m).third_at, off as u32);
+                    }
+                }
+            }
         } else {
             out.flags |= kpath::BROKEN;
             done = true;

@@ -22,7 +22,7 @@
 
 use agent_common::{
     DATA_MAX, DIRFD_CWD, EventKind, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec,
-    capture, counter, kpath, ring, spec_flags, trunc,
+    capture, counter, kpath, open_filter as open_filter_abi, ring, spec_flags, trunc,
 };
 use aya_ebpf::{
     helpers::{
@@ -35,10 +35,11 @@ use aya_ebpf::{
 
 use crate::{
     maps::{SCRATCH, SYSCALL_SPECS, config, count},
+    open_filter,
     output::{Lane, emit_in},
     path::{Obj, file_of_fd, path_at, walk},
     profile,
-    task::{Current, fill_header, read_args, read_kernel},
+    task::{Current, current, fill_header_of, read_args, read_kernel},
 };
 
 /// The most argv strings captured for execve/execveat; more set `trunc::ARGS`.
@@ -231,17 +232,23 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     let ev = SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU slot owned by this invocation.
     let ev = unsafe { &mut *ev };
+    ev.args = read_args(regs, cfg);
+    // An open no loaded rule can match ends here, or (keyed) after its path is walked.
+    let verdict = open_filter::verdict(spec, ret, &ev.args);
+    if verdict == open_filter_abi::DROP {
+        open_filter::filtered();
+        return Ok(());
+    }
     ev.nr = nr as u32;
     ev.flags = 0;
     ev.ret = ret;
-    ev.args = read_args(regs, cfg);
     ev.ring = 0;
     ev.ring_req = 0;
     clear_cap_len(ev);
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
     ev.kpath_ino = 0;
-    let cur = fill_header(&mut ev.header, EventKind::Syscall as u32, cfg);
+    let cur = current(cfg);
 
     let mut total = 0usize;
     // A successful exec replaced the registers with the new program's: the exec record
@@ -255,20 +262,41 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         };
         total = capture(ev, spec, 2, total);
     }
-    resolve_and_emit(ev, spec, total, cur);
+    resolve_and_emit(ev, spec, total, cur, Header::Fill(verdict));
     Ok(())
 }
 
-/// Appends the kernel path to a record whose header and captures (`total` bytes) are written,
-/// and emits it.
+/// Whether the record's header is written yet.
+pub enum Header {
+    /// Written.
+    Filled,
+    /// To write once the open filter's verdict (this one) let the record through.
+    Fill(u32),
+}
+
+/// Appends the kernel path to a record whose captures (`total` bytes) are written, and emits
+/// it, its header written first if it is not yet (and the open filter admits the path).
 #[inline(always)]
-pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize, cur: Current) {
+pub fn resolve_and_emit(
+    ev: &mut SyscallEvent,
+    spec: &SyscallSpec,
+    total: usize,
+    cur: Current,
+    header: Header,
+) {
     // Through memory, so the verifier sees one unknown length here rather than one state per
     // path through the captures: every path then shares one check of the walk that follows.
     ev.header.size = total as u32;
     // SAFETY: a field of the per-CPU event we own.
-    let total = unsafe { core::ptr::read_volatile(&ev.header.size) } as usize;
-    let total = resolve(ev, spec, total, cur);
+    let start = unsafe { core::ptr::read_volatile(&ev.header.size) } as usize;
+    let total = resolve(ev, spec, start, cur);
+    if let Header::Fill(verdict) = header {
+        if !open_filter::admits(verdict, ev, start) {
+            open_filter::filtered();
+            return;
+        }
+        fill_header_of(&mut ev.header, EventKind::Syscall as u32, config(), &cur);
+    }
 
     let size = SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;

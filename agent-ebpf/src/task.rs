@@ -86,12 +86,38 @@ pub struct Current {
     pub fs: u64,
     /// `task->files`: the descriptor table.
     pub files: u64,
+    pub cred: u64,
+    pub nsproxy: u64,
+}
+
+/// The current task and the pointers a record reads through, in one read.
+#[inline(always)]
+pub fn current(cfg: &KernelConfig) -> Current {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    // 112 bytes apart on 6.x: one read.
+    let [cred, fs, files, nsproxy] = read_words(task, cfg.spans[span::TASK], cfg.task_words());
+    Current {
+        task,
+        fs,
+        files,
+        cred,
+        nsproxy,
+    }
 }
 
 /// Fills `h` for the current task but for its pid-namespace view (zero: see
 /// [`with_pid_view`]); `size` is left for the emitter.
 #[inline(always)]
 pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) -> Current {
+    let cur = current(cfg);
+    fill_header_of(h, kind, cfg, &cur);
+    cur
+}
+
+/// [`fill_header`] for a task already read with [`current`].
+#[inline(always)]
+pub fn fill_header_of(h: &mut EventHeader, kind: u32, cfg: &KernelConfig, cur: &Current) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     h.kind = kind;
@@ -109,25 +135,20 @@ pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) -> Curren
     // SAFETY: 16 writable bytes.
     unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), 16) };
 
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    // 112 bytes apart on 6.x: one read.
-    let [cred, fs, files, nsproxy] = read_words(task, cfg.spans[span::TASK], cfg.task_words());
     let [euid, egid, permitted, effective] =
-        read_words(cred, cfg.spans[span::CRED], cfg.cred_words());
+        read_words(cur.cred, cfg.spans[span::CRED], cfg.cred_words());
     h.euid = euid as u32;
     h.egid = egid as u32;
     h.cap_permitted = permitted;
     h.cap_effective = effective;
 
-    let mnt_ns: u64 = read_kernel(nsproxy, cfg.nsproxy_mnt_ns);
+    let mnt_ns: u64 = read_kernel(cur.nsproxy, cfg.nsproxy_mnt_ns);
     h.mnt_ns = read_kernel(mnt_ns, cfg.mnt_ns_inum);
     // Fixed for a process's life, so learned by userspace from its exec and fork records
     // (`with_pid_view`) rather than read for every syscall: four probe reads fewer per
     // captured syscall.
     h.vpid = 0;
     h.pid_ns = 0;
-    Current { task, fs, files }
 }
 
 /// Fills the header's pid-namespace view (`vpid`, `pid_ns`) for records that create or end a

@@ -98,6 +98,12 @@ ring_buffer_bytes: 16777216
 # every other. 0 turns the limit off.
 ring_buffer_cgroup_share: 64
 
+# Pass over, in the kernel, the opens no loaded rule can match (from each rule's condition:
+# the flags, the result and the names of the path the kernel resolved it needs); they never
+# reach the ring buffer and are counted in osprey_kernel_open_filtered_total. false captures
+# every open the rules' event types name (the fd table then also learns every file).
+kernel_open_filter: true
+
 # Most processes kept in the process table (oldest exited ones go first).
 process_table_capacity: 65536
 
@@ -137,6 +143,7 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub ring_buffer_bytes: u32,
     pub ring_buffer_cgroup_share: u32,
+    pub kernel_open_filter: bool,
     pub process_table_capacity: usize,
     pub fd_table_per_process: usize,
     pub fd_table_total: usize,
@@ -251,6 +258,7 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             ring_buffer_bytes: 16 * 1024 * 1024,
             ring_buffer_cgroup_share: crate::sensor::DEFAULT_CGROUP_SHARE,
+            kernel_open_filter: true,
             process_table_capacity: 65_536,
             fd_table_per_process: 1024,
             fd_table_total: 262_144,

@@ -43,6 +43,8 @@ pub struct Metrics {
     /// (`over_share`, `ring_full`). At most [`MAX_LOSS_CONTAINERS`] containers, the rest as
     /// `container_id="other"`.
     kernel_dropped_by_container: Family<Labels, Counter>,
+    /// Opens the kernel passed over because no loaded rule could match them (not losses).
+    kernel_open_filtered: Counter,
     /// Ring-buffer records that could not be decoded (`short`, `unknown`).
     decode_errors: Family<Labels, Counter>,
     /// io_uring requests by how they were reported (`joined` with their completion,
@@ -113,6 +115,7 @@ impl Metrics {
             events: Family::default(),
             kernel_dropped: Family::default(),
             kernel_dropped_by_container: Family::default(),
+            kernel_open_filtered: Counter::default(),
             decode_errors: Family::default(),
             io_uring_requests: Family::default(),
             queue_dropped: Family::default(),
@@ -149,8 +152,14 @@ impl Metrics {
         );
         r.register(
             "kernel_dropped",
-            "Kernel records lost (ring buffer full, or in-flight syscall table full), by kind",
+            "Kernel records lost to a full ring buffer (or a cgroup's spent share of it), by kind",
             m.kernel_dropped.clone(),
+        );
+        r.register(
+            "kernel_open_filtered",
+            "Opens the kernel passed over because no loaded rule could match them \
+             (kernel_open_filter): not judged, by design, and not losses",
+            m.kernel_open_filtered.clone(),
         );
         r.register(
             "kernel_dropped_by_container",
@@ -343,6 +352,10 @@ impl Metrics {
             kernel.dropped_cgroup_share,
             k0.dropped_cgroup_share,
         );
+        if kernel.open_filtered > k0.open_filtered {
+            self.kernel_open_filtered
+                .inc_by(kernel.open_filtered - k0.open_filtered);
+        }
         add(
             &self.decode_errors,
             "reason",

@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// Do not reload the rules when their files change (SIGHUP still reloads).
     #[arg(long)]
     pub no_watch_rules: bool,
+    /// Capture every open the rules' event types name, rather than passing over, in the
+    /// kernel, those no loaded rule can match (`kernel_open_filter`).
+    #[arg(long)]
+    pub no_kernel_open_filter: bool,
     /// Print a line on stderr when this marker is reached (tests wait for it).
     #[arg(long, hide = true, default_value = "osprey is running")]
     pub ready_message: String,
@@ -76,6 +80,9 @@ impl RunArgs {
         }
         if self.no_watch_rules {
             c.watch_rules = false;
+        }
+        if self.no_kernel_open_filter {
+            c.kernel_open_filter = false;
         }
         if self.stream.grpc_insecure_allow_remote {
             anyhow::bail!(

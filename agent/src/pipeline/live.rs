@@ -92,6 +92,21 @@ pub fn interest_for(engine: &Engine) -> BTreeSet<String> {
     }
 }
 
+/// Writes the kernel's open filter for `engine`'s rules (see `Sensor::set_open_filter`).
+fn set_open_filter(sensor: &mut Sensor, engine: &Engine) -> Result<(), SensorError> {
+    let filter = engine.kernel_filter();
+    let keys = sensor.set_open_filter(&filter)?;
+    let (drop, keyed, pass) = filter.counts();
+    tracing::info!(
+        classes_dropped = drop,
+        classes_keyed = keyed,
+        classes_passed = pass,
+        path_names = keys,
+        "kernel open filter set"
+    );
+    Ok(())
+}
+
 /// Runs the agent until SIGINT or SIGTERM. `ready_message` is logged once the programs are
 /// attached and the rules loaded (tests wait for it).
 pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
@@ -164,6 +179,12 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         ..Default::default()
     })?;
     let mut reader = sensor.reader()?;
+    // Until it is written (or if writing it fails) the kernel passes every open.
+    if cfg.kernel_open_filter
+        && let Err(e) = set_open_filter(&mut sensor, pipeline.engine())
+    {
+        tracing::error!("the kernel's open filter was not set; every open is captured: {e}");
+    }
     pipeline
         .enrich_mut()
         .bootstrap("/proc".as_ref())
@@ -333,6 +354,11 @@ fn reload_rules(
             let interest = interest_for(pipeline.engine());
             if let Err(e) = sensor.set_interest(&interest) {
                 tracing::error!("the kernel's syscall filter was not updated: {e}");
+            }
+            if cfg.kernel_open_filter
+                && let Err(e) = set_open_filter(sensor, pipeline.engine())
+            {
+                tracing::error!("the kernel's open filter was not updated: {e}");
             }
             metrics.set_rule_files_error(None);
             metrics

@@ -15,7 +15,9 @@ use agent_common::{
 };
 use std::mem::offset_of;
 
-use osprey_model::syscalls::flags::{OPEN_BITS, SOCK_FLAGS, SOCKET_TYPES};
+use osprey_model::syscalls::flags::{
+    SOCK_FLAGS, SOCKET_TYPES, push_flag_names, push_open_flag_names,
+};
 
 use super::{
     ring::{RingJoin, RingStats, ring_bits},
@@ -231,30 +233,9 @@ fn flag_names(raw: u64, table: &'static [(u64, &'static str)]) -> Vec<Cow<'stati
     names
 }
 
-fn push_flag_names(
-    names: &mut Vec<Cow<'static, str>>,
-    raw: u64,
-    table: &'static [(u64, &'static str)],
-) {
-    let mut seen = 0u64;
-    for (bit, name) in table {
-        // Multi-bit values (O_SYNC includes O_DSYNC) match only when complete, and a bit
-        // already named by an earlier multi-bit entry is not named again.
-        if raw & bit == *bit && bit & !seen != 0 {
-            names.push(Cow::Borrowed(*name));
-            seen |= bit;
-        }
-    }
-}
-
 fn open_flags(raw: u64, spare: &mut Spare) -> ArgValue {
     let mut names = spare.names();
-    names.push(Cow::Borrowed(match raw & 3 {
-        0 => "O_RDONLY",
-        1 => "O_WRONLY",
-        _ => "O_RDWR",
-    }));
-    push_flag_names(&mut names, raw & !3, OPEN_BITS);
+    push_open_flag_names(&mut names, raw);
     ArgValue::Flags { raw, names }
 }
 

@@ -18,13 +18,14 @@ use std::{collections::BTreeSet, path::Path};
 
 use agent_common::{
     CgroupShare, KernelConfig, MAX_SYSCALL_NR, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS,
-    SyscallSpec, counter,
+    SyscallSpec, counter, open_filter,
 };
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId},
 };
+use osprey_engine::compile::{KernelFilter, Verdict};
 use tokio::io::unix::AsyncFd;
 
 pub use decode::{DecodeStats, Decoder};
@@ -146,6 +147,9 @@ pub struct KernelCounters {
     /// Records not written because their cgroup had used its share of a ring's reserved room
     /// full (per cgroup: [`Sensor::cgroup_losses`]).
     pub dropped_cgroup_share: u64,
+    /// Opens the open filter passed over because no loaded rule could match them (not a
+    /// loss: see [`Sensor::set_open_filter`]).
+    pub open_filtered: u64,
 }
 
 impl KernelCounters {
@@ -199,6 +203,9 @@ pub struct Sensor {
     specs: Array<MapData, SyscallSpec>,
     counters: PerCpuArray<MapData, u64>,
     shares: HashMap<MapData, u64, CgroupShare>,
+    open_verdicts: Array<MapData, u32>,
+    open_keys: HashMap<MapData, open_filter::Key, u8>,
+    open_sets: Array<MapData, open_filter::SetSig>,
     ring: Option<RingBuf<MapData>>,
     current: Vec<SyscallSpec>,
     kernel: String,
@@ -740,12 +747,18 @@ impl Sensor {
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
         let shares: HashMap<MapData, u64, CgroupShare> = take_map(&mut ebpf, "CGROUP_SHARE")?;
+        let open_verdicts: Array<MapData, u32> = take_map(&mut ebpf, "OPEN_FILTER")?;
+        let open_keys: HashMap<MapData, open_filter::Key, u8> = take_map(&mut ebpf, "OPEN_KEYS")?;
+        let open_sets: Array<MapData, open_filter::SetSig> = take_map(&mut ebpf, "OPEN_SETS")?;
 
         let mut sensor = Sensor {
             _ebpf: ebpf,
             specs,
             counters,
             shares,
+            open_verdicts,
+            open_keys,
+            open_sets,
             ring: Some(ring),
             current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
             kernel,
@@ -884,7 +897,84 @@ impl Sensor {
             profile_verdicts: get(counter::PROFILE_VERDICTS),
             profile_kills: get(counter::PROFILE_KILLS),
             dropped_cgroup_share: get(counter::DROP_CGROUP_SHARE),
+            open_filtered: get(counter::OPEN_FILTERED),
         }
+    }
+
+    /// Writes the open filter: which opens the kernel passes over because no loaded rule can
+    /// match them (`osprey_engine::compile::KernelFilter`). The kernel passes every open until
+    /// this is called, and while it runs: every class is set to pass first, then the keys are
+    /// replaced, then the new verdicts written, so a change never drops an open that the rules
+    /// before or after it wanted. Returns how many keys the filter holds.
+    pub fn set_open_filter(&mut self, filter: &KernelFilter) -> Result<usize, SensorError> {
+        let map_err = |map: &'static str| move |source| SensorError::Map { map, source };
+        let classes = open_filter::CLASSES;
+        for slot in 0..open_filter::SYSCALLS.len() as u32 {
+            for class in 0..classes {
+                self.open_verdicts
+                    .set(slot * classes + class, open_filter::PASS, 0)
+                    .map_err(map_err("OPEN_FILTER"))?;
+            }
+        }
+        let old: Vec<open_filter::Key> = self.open_keys.keys().filter_map(Result::ok).collect();
+        for k in &old {
+            self.open_keys.remove(k).map_err(map_err("OPEN_KEYS"))?;
+        }
+        let mut keys = 0;
+        // A set past the kernel's bound is not written: its classes pass.
+        let sets = &filter.sets[..filter.sets.len().min(open_filter::MAX_SETS as usize)];
+        for (set, path_keys) in sets.iter().enumerate() {
+            let mut sig = open_filter::SetSig::default();
+            for (atom, names) in path_keys.atoms() {
+                for name in names {
+                    sig.atoms[atom as usize] |= 1 << open_filter::sig_of(name);
+                }
+            }
+            self.open_sets
+                .set(set as u32, sig, 0)
+                .map_err(map_err("OPEN_SETS"))?;
+            for (atom, names) in path_keys.atoms() {
+                for name in names {
+                    let mut key = open_filter::Key {
+                        name: [0; open_filter::NAME_LEN],
+                        set: set as u16,
+                        atom,
+                        _pad: [0; 5],
+                    };
+                    let n = name.len().min(open_filter::NAME_LEN - 1);
+                    key.name[..n].copy_from_slice(&name[..n]);
+                    self.open_keys
+                        .insert(key, 1, 0)
+                        .map_err(map_err("OPEN_KEYS"))?;
+                    keys += 1;
+                }
+            }
+        }
+        for (slot, verdicts) in filter.verdicts.iter().enumerate() {
+            for (class, v) in verdicts.iter().enumerate() {
+                let value = match v {
+                    Verdict::Pass => open_filter::PASS,
+                    Verdict::Drop => open_filter::DROP,
+                    Verdict::Keys(set) if *set >= sets.len() => open_filter::PASS,
+                    Verdict::Keys(set) => {
+                        let atoms = filter.sets[*set]
+                            .atoms()
+                            .iter()
+                            .filter(|(_, names)| !names.is_empty())
+                            .fold(0, |acc, (atom, _)| {
+                                acc | 1 << (open_filter::ATOM_BITS + u32::from(*atom))
+                            });
+                        open_filter::KEYS | atoms | (*set as u32 & open_filter::SET)
+                    }
+                };
+                if value != open_filter::PASS {
+                    self.open_verdicts
+                        .set(slot as u32 * classes + class as u32, value, 0)
+                        .map_err(map_err("OPEN_FILTER"))?;
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// Every share (cgroup, or mount namespace or host process in the v2 root) that lost records, with its

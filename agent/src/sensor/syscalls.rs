@@ -5,7 +5,9 @@
 //! The kernel programs carry no syscall table: userspace writes a [`SyscallSpec`] per syscall of
 //! interest into the `SYSCALL_SPECS` map, so adding a syscall here needs no kernel change.
 
-use agent_common::{Capture, DIRFD_CWD, MAX_CAPTURES, SyscallSpec, capture, spec_flags};
+use agent_common::{
+    Capture, DIRFD_CWD, MAX_CAPTURES, SyscallSpec, capture, open_filter, spec_flags,
+};
 
 /// How an argument is decoded (and, for pointers, captured).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +131,15 @@ impl SyscallDef {
             flags,
             ..Default::default()
         };
+        // The open filter's syscalls: which verdicts judge it, and where its flags are.
+        if let Some(slot) = open_filter::SYSCALLS.iter().position(|n| *n == self.name) {
+            spec.filter_slot = slot as u8 + 1;
+            spec.flags_arg = self
+                .args
+                .iter()
+                .position(|a| a.name == "flags")
+                .map_or(0, |i| i as u8 + 1);
+        }
         let slots = self.capture_slots();
         for (i, a) in self.args.iter().enumerate() {
             let dir_of_path = self.args.get(i + 1).is_some_and(|n| n.ty == ArgType::Path);
@@ -315,6 +326,50 @@ mod tests {
                 def.name
             );
         }
+    }
+
+    /// The open filter decides `evt.arg.*` of the opens it judges from the engine's idea of
+    /// their arguments: this table must agree, and the kernel must find their flags.
+    #[test]
+    fn the_open_filter_knows_the_filtered_syscalls_arguments() {
+        for (name, args) in osprey_engine::compile::OPEN_ARGS {
+            let def = by_name(name).unwrap();
+            let ours: Vec<&str> = def.args.iter().map(|a| a.name).collect();
+            assert_eq!(ours, args, "{name}");
+            let spec = def.spec();
+            let slot = open_filter::SYSCALLS
+                .iter()
+                .position(|n| *n == name)
+                .unwrap();
+            assert_eq!(spec.filter_slot as usize, slot + 1, "{name}");
+            match args.iter().position(|a| *a == "flags") {
+                Some(i) => assert_eq!(spec.flags_arg as usize, i + 1, "{name}"),
+                None => assert_eq!(spec.flags_arg, 0, "{name}"),
+            }
+        }
+        assert_eq!(
+            open_filter::SYSCALLS.len(),
+            osprey_engine::compile::OPEN_ARGS.len()
+        );
+        assert_eq!(by_name("openat2").unwrap().spec().filter_slot, 0);
+    }
+
+    /// A class's flags are of that class, and flags outside the class's bits do not move it.
+    #[test]
+    fn open_classes_round_trip() {
+        for c in 0..open_filter::CLASSES {
+            let flags = open_filter::class_flags(c);
+            let ok = c & 1 != 0;
+            assert_eq!(open_filter::class(ok, flags), c);
+            assert_eq!(open_filter::class(ok, flags | 0o2004000), c, "{flags:o}"); // CLOEXEC, NONBLOCK
+        }
+        // A name's signature is that of its first NAME_LEN - 1 bytes, as the kernel cuts it.
+        let long = [b'a'; 40];
+        assert_eq!(
+            open_filter::sig_of(&long),
+            open_filter::sig_of(&long[..open_filter::NAME_LEN - 1])
+        );
+        assert_eq!(open_filter::sig_of(b""), open_filter::sig(0, 0, 0));
     }
 
     #[test]

@@ -309,6 +309,19 @@ impl Engine {
         )
     }
 
+    /// Which opens the kernel may pass over: those no active rule can match
+    /// (see [`compile::KernelFilter`]).
+    pub fn kernel_filter(&self) -> compile::KernelFilter {
+        compile::KernelFilter::derive(|ty| {
+            self.by_type
+                .get(ty)
+                .unwrap_or(&self.any_type)
+                .list
+                .iter()
+                .map(|c| &c.matcher)
+        })
+    }
+
     /// What field extraction asks the host, from the engine's options.
     fn services(&self) -> Services<'_> {
         Services {

@@ -11,12 +11,14 @@ use base64::Engine as _;
 use regex::Regex;
 
 mod hash;
+mod kernel_filter;
 mod prefilter;
 mod sets;
 #[cfg(test)]
 mod tests;
 
 pub use hash::{FastBuild, FastHash};
+pub use kernel_filter::{KernelFilter, OPEN_ARGS, PathKeys, Verdict, key_name};
 pub use osprey_model::glob::glob_match;
 pub use prefilter::Prefilter;
 pub use sets::{PathTrie, StrSet};

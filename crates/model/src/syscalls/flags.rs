@@ -1,6 +1,36 @@
 //! Flag and enum names of syscall arguments (x86_64, from the kernel's uapi headers), for
 //! decoding arguments and for naming constants in profiles.
 
+use std::borrow::Cow;
+
+/// Appends the names of `raw`'s bits in `table` to `names`. Multi-bit values (O_SYNC includes
+/// O_DSYNC) match only when complete, and a bit already named by an earlier multi-bit entry is
+/// not named again.
+pub fn push_flag_names(
+    names: &mut Vec<Cow<'static, str>>,
+    raw: u64,
+    table: &'static [(u64, &'static str)],
+) {
+    let mut seen = 0u64;
+    for (bit, name) in table {
+        if raw & bit == *bit && bit & !seen != 0 {
+            names.push(Cow::Borrowed(*name));
+            seen |= bit;
+        }
+    }
+}
+
+/// Appends the names of open flags: the access mode (`O_RDONLY`, `O_WRONLY`, `O_RDWR`), then
+/// the [`OPEN_BITS`] set, as `evt.arg.flags` shows them.
+pub fn push_open_flag_names(names: &mut Vec<Cow<'static, str>>, raw: u64) {
+    names.push(Cow::Borrowed(match raw & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        _ => "O_RDWR",
+    }));
+    push_flag_names(names, raw & !3, OPEN_BITS);
+}
+
 pub const OPEN_BITS: &[(u64, &str)] = &[
     (0o100, "O_CREAT"),
     (0o200, "O_EXCL"),
