@@ -46,6 +46,22 @@ fn evasion_shadow_read_through_a_symlink_with_a_grown_descriptor_table() {
     shadow_read_through_a_symlink("ev-link-fds", "exec 200</dev/null;", "");
 }
 
+/// A path string padded to 4,095 bytes (PATH_MAX with its NUL) fills the sensor's capture of
+/// it; /etc/shadow was still what the kernel opened, and the alert names it whole. (Before,
+/// `fd.name` carried a truncation marker after /etc/shadow and no rule matched it.)
+#[test]
+fn evasion_shadow_read_through_a_path_padded_to_path_max() {
+    let mut agent = agent();
+    let mut padded = format!("/etc/{}shadow", "./".repeat(2042));
+    padded.insert_str(5, &"/".repeat(4095 - padded.len()));
+    assert_eq!(padded.len(), 4095);
+    bash_ok(&format!("head -c0 {padded}"));
+    let a = alert(&mut agent, "Read sensitive file", |v| {
+        field(v, "fd.nameraw").starts_with("/etc//")
+    });
+    check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
+}
+
 #[test]
 fn evasion_shadow_read_through_proc_self_root() {
     let mut agent = agent();

@@ -30,6 +30,90 @@ fn marker_rule(name: &str, marker: &std::path::Path) -> String {
     )
 }
 
+/// The kernel's open filter follows the loaded rules: an open no rule wants never leaves the
+/// kernel (counted in osprey_kernel_open_filtered_total), and once a reloaded rule names its
+/// path it is captured and alerts; an open of the same file through a symlink from a
+/// directory no rule names is judged by the file the kernel opened.
+#[test]
+fn kernel_open_filter_follows_the_rules() {
+    let dir = temp_dir("openfilter");
+    let rules = dir.join("rules.d");
+    std::fs::create_dir_all(&rules).unwrap();
+    // Two top-level directories no default rule names: the rule's file is under one.
+    let watched = std::path::PathBuf::from(format!("/srv/osprey-kf-{}", std::process::id()));
+    std::fs::create_dir_all(&watched).unwrap();
+    let target = watched.join("secret");
+    std::fs::write(&target, "x").unwrap();
+    let link = std::path::PathBuf::from(format!("/mnt/osprey-kf-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    std::fs::write(
+        rules.join("a.yaml"),
+        marker_rule("Rule A", &dir.join("unused")),
+    )
+    .unwrap();
+    let port = free_port();
+    let rules_s = rules.to_str().unwrap().to_string();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut agent = Agent::start(
+        &[
+            "run",
+            "--json",
+            "--no-flood-control",
+            "--rules",
+            &rules_s,
+            "--metrics",
+            &metrics,
+        ],
+        "osprey is running",
+    );
+    let filtered = || {
+        let (_, body) = http_get(port, "/metrics").expect("metrics");
+        metric(&body, "osprey_kernel_open_filtered_total").unwrap_or(0.0)
+    };
+    // No rule names the file: 200 reads of it are passed over in the kernel.
+    let before = filtered();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "for i in $(seq 200); do head -c0 {}; done",
+                target.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let deadline = Instant::now() + WAIT;
+    while filtered() - before < 200.0 {
+        assert!(
+            Instant::now() < deadline,
+            "opens not filtered: {}",
+            filtered() - before
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A rule names it: after the reload its reads alert, through the symlink too.
+    std::fs::write(rules.join("b.yaml"), marker_rule("Rule B", &target)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !agent.stderr().contains("rules reloaded") {
+        assert!(Instant::now() < deadline, "no reload: {}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("head").arg("-c0").arg(&link).output().unwrap();
+    let a = agent.expect("Rule B through the symlink", WAIT, |v| {
+        v["rule"] == "Rule B"
+    });
+    assert_eq!(
+        a["output_fields"]["fd.name"].as_str(),
+        Some(target.to_str().unwrap()),
+        "{a}"
+    );
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_dir_all(&watched).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn kernel_hot_reload_keeps_detecting_and_survives_a_broken_file() {
     let dir = temp_dir("reload");

@@ -516,7 +516,8 @@ pub mod open_filter {
         pub name: [u8; NAME_LEN],
         pub set: u16,
         pub atom: u8,
-        pub _pad: [u8; 5],
+        pub _pad: u8,
+        pub _pad2: u32,
     }
 
     const _: () = assert!(core::mem::size_of::<Key>() == NAME_LEN + 8);

@@ -97,31 +97,46 @@ pub fn admits(verdict: u32, ev: &SyscallEvent, start: usize) -> bool {
     let m = unsafe { &mut *m };
     let len = ev.cap_len[3] as u32;
     // Names are written leaf first, each with its NUL: the leaf at 0, the directory's own
-    // name second, the first component last. No names: the root itself, all three "".
+    // name second, the first component last. No names: the root itself, all three "" (an
+    // offset of NONE).
     let names = m.names;
-    let name = |at: u32, end: u32| Some((at, end.wrapping_sub(at).wrapping_sub(1)));
-    let leaf = match names {
-        0 => None,
-        1 => name(0, len),
-        _ => name(0, m.parent_at),
+    let (leaf_at, leaf_end) = match names {
+        0 => (NONE, 0),
+        1 => (0, len),
+        _ => (0, m.parent_at),
     };
-    let parent = match names {
-        0 | 1 => None,
-        2 => name(m.parent_at, len),
-        _ => name(m.parent_at, m.third_at),
+    let (parent_at, parent_end) = match names {
+        0 | 1 => (NONE, 0),
+        2 => (m.parent_at, len),
+        _ => (m.parent_at, m.third_at),
     };
-    let top = if names == 0 {
-        None
+    let (top_at, top_end) = if names == 0 {
+        (NONE, 0)
     } else {
-        name(m.top_at, len)
+        (m.top_at, len)
     };
-    let set = (verdict & SET) as u16;
-    found(m, ev, start, set, verdict, sigs, ATOM_TOP, top)
-        || found(m, ev, start, set, verdict, sigs, ATOM_PARENT, parent)
-        || found(m, ev, start, set, verdict, sigs, ATOM_LEAF, leaf)
+    let set = verdict & SET;
+    found(m, ev, start, set, verdict, sigs, ATOM_TOP, top_at, top_end)
+        || found(
+            m,
+            ev,
+            start,
+            set,
+            verdict,
+            sigs,
+            ATOM_PARENT,
+            parent_at,
+            parent_end,
+        )
+        || found(
+            m, ev, start, set, verdict, sigs, ATOM_LEAF, leaf_at, leaf_end,
+        )
 }
 
-/// Whether the name at (offset, length) `name` (None: "") is a key of `set` for `atom`, if
+/// The offset of a name that is not there ("").
+const NONE: u32 = u32::MAX;
+
+/// Whether the name at `at` (NUL at `end - 1`; `NONE`: "") is a key of `set` for `atom`, if
 /// the set has any: its signature first, then the name itself.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -129,45 +144,46 @@ fn found(
     m: &mut Marks,
     ev: &SyscallEvent,
     start: usize,
-    set: u16,
+    set: u32,
     verdict: u32,
     sigs: &SetSig,
     atom: u8,
-    name: Option<(u32, u32)>,
+    at: u32,
+    end: u32,
 ) -> bool {
     if verdict & (1 << (ATOM_BITS + atom as u32)) == 0 {
         return false;
     }
     const MASK: usize = 2 * DATA_MAX - 1;
     let base = start & (DATA_MAX - 1);
-    let bit = match name {
-        None => sig(0, 0, 0),
-        Some((_, 0)) => sig(0, 0, 0),
-        Some((at, n)) => {
-            let at = base + (at as usize & (DATA_MAX - 1));
-            let cut = if n as usize > NAME_LEN - 1 {
-                NAME_LEN - 1
-            } else {
-                n as usize
-            };
-            let first = ev.data[at & MASK];
-            let last = ev.data[(at + cut).wrapping_sub(1) & MASK];
-            sig(n as usize, first, last)
-        }
+    let n = end.wrapping_sub(at).wrapping_sub(1);
+    let bit = if at == NONE || n == 0 {
+        sig(0, 0, 0)
+    } else {
+        let first_at = base + (at as usize & (DATA_MAX - 1));
+        let cut = if n as usize > NAME_LEN - 1 {
+            NAME_LEN - 1
+        } else {
+            n as usize
+        };
+        let first = ev.data[first_at & MASK];
+        let last = ev.data[(first_at + cut - 1) & MASK];
+        sig(n as usize, first, last)
     };
     if sigs.atoms[atom as usize % 3] & (1 << bit) == 0 {
         return false;
     }
-    m.key.set = set;
+    m.key.set = set as u16;
     m.key.atom = atom;
-    m.key._pad = [0; 5];
+    m.key._pad = 0;
+    m.key._pad2 = 0;
     // Four word stores (a plain `= [0; 32]` becomes a byte-by-byte memset on this target).
     let words = m.key.name.as_mut_ptr().cast::<u64>();
     for i in 0..NAME_LEN / 8 {
         // SAFETY: inside the 8-aligned name.
         unsafe { core::ptr::write_volatile(words.add(i), 0) };
     }
-    if let Some((at, _)) = name {
+    if at != NONE {
         let off = base + (at as usize & (DATA_MAX - 1));
         // SAFETY: `off` < 2 * DATA_MAX, inside `data`; the helper reads at most NAME_LEN - 1
         // bytes and a NUL, stopping at the name's own NUL.

@@ -26,6 +26,24 @@ pub enum RulesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The kernel open filter the rules make: which opens the kernel passes over because no
+    /// rule can match them. With PATH: whether an open of that path (as the kernel resolved
+    /// it) is captured.
+    KernelFilter {
+        #[arg(long = "rules", short = 'r')]
+        rules: Vec<PathBuf>,
+        /// An absolute path, as the kernel resolved it (symlinks followed).
+        path: Option<String>,
+        /// The open's flags by name, `|`-separated (O_WRONLY|O_CREAT|O_TRUNC).
+        #[arg(long, default_value = "O_RDONLY")]
+        flags: String,
+        /// open, openat or creat.
+        #[arg(long, default_value = "openat")]
+        syscall: String,
+        /// The open failed.
+        #[arg(long)]
+        failed: bool,
+    },
 }
 
 /// Runs a `rules` subcommand; returns whether it succeeded (for the exit code).
@@ -41,7 +59,126 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<bool> {
             print!("{}", cli::list(&ruleset, json));
             Ok(true)
         }
+        RulesCommand::KernelFilter {
+            rules,
+            path,
+            flags,
+            syscall,
+            failed,
+        } => {
+            let engine = Engine::new(load_for_run(&rules)?, Default::default());
+            let filter = engine.kernel_filter();
+            match path {
+                Some(path) => {
+                    let raw = open_flags(&flags)?;
+                    anyhow::ensure!(
+                        agent_common::open_filter::SYSCALLS.contains(&syscall.as_str()),
+                        "--syscall: the open filter judges open, openat and creat, not {syscall}"
+                    );
+                    let captured = filter.captures(&syscall, !failed, raw, &path);
+                    println!(
+                        "{syscall}({path}, {flags}) {}: {}",
+                        if failed { "failing" } else { "succeeding" },
+                        if captured {
+                            "captured (some rule may match it)"
+                        } else {
+                            "passed over in the kernel (no loaded rule can match it)"
+                        }
+                    );
+                }
+                None => print!("{}", describe(&filter)),
+            }
+            Ok(true)
+        }
     }
+}
+
+/// Open flags by name (`O_WRONLY|O_CREAT`) as their value.
+fn open_flags(names: &str) -> anyhow::Result<u64> {
+    use osprey_model::syscalls::flags::OPEN_BITS;
+    names
+        .split('|')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .try_fold(0u64, |acc, n| {
+            let bits = match n {
+                "O_RDONLY" => 0,
+                "O_WRONLY" => 1,
+                "O_RDWR" => 2,
+                _ => OPEN_BITS
+                    .iter()
+                    .find(|(_, name)| *name == n)
+                    .map(|(bit, _)| *bit)
+                    .with_context(|| format!("--flags: {n} is not an open flag"))?,
+            };
+            Ok(acc | bits)
+        })
+}
+
+/// The filter in words: per syscall how its classes go, then each set of path names.
+fn describe(filter: &osprey_engine::compile::KernelFilter) -> String {
+    use std::fmt::Write;
+
+    use osprey_engine::compile::Verdict;
+    let mut out = String::new();
+    let access = [
+        "read-only (O_RDONLY)",
+        "write-only (O_WRONLY)",
+        "read-write (O_RDWR)",
+    ];
+    for (slot, name) in agent_common::open_filter::SYSCALLS.iter().enumerate() {
+        let _ = writeln!(out, "{name}:");
+        for ok in [true, false] {
+            for (acc, label) in access.iter().enumerate() {
+                // creat's flags are fixed: O_WRONLY|O_CREAT|O_TRUNC.
+                let (flags, label) = if *name == "creat" {
+                    if acc > 0 {
+                        continue;
+                    }
+                    (
+                        agent_common::open_filter::CREAT_FLAGS,
+                        &"O_WRONLY|O_CREAT|O_TRUNC",
+                    )
+                } else {
+                    (acc as u64, label)
+                };
+                let v =
+                    &filter.verdicts[slot][agent_common::open_filter::class(ok, flags) as usize];
+                let what = match v {
+                    Verdict::Pass => "captured".to_string(),
+                    Verdict::Drop => "passed over".to_string(),
+                    Verdict::Keys(i) => format!("captured when its path has a name of set {i}"),
+                };
+                let _ = writeln!(
+                    out,
+                    "  {label}, {}: {what}",
+                    if ok { "succeeded" } else { "failed" }
+                );
+            }
+        }
+    }
+    let (drop, keys, pass) = filter.counts();
+    let _ = writeln!(
+        out,
+        "all classes (success, access mode, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_DIRECTORY, \
+         O_TMPFILE, O_PATH): {drop} passed over, {keys} judged on path names, {pass} captured"
+    );
+    for (i, set) in filter.sets.iter().enumerate() {
+        let show = |n: &osprey_engine::compile::Names| {
+            n.iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "set {i}: first component [{}]; directory name [{}]; file name [{}]",
+            show(&set.top),
+            show(&set.parent),
+            show(&set.leaf)
+        );
+    }
+    out
 }
 
 /// `osprey fields`.

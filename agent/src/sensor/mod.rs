@@ -939,7 +939,8 @@ impl Sensor {
                         name: [0; open_filter::NAME_LEN],
                         set: set as u16,
                         atom,
-                        _pad: [0; 5],
+                        _pad: 0,
+                        _pad2: 0,
                     };
                     let n = name.len().min(open_filter::NAME_LEN - 1);
                     key.name[..n].copy_from_slice(&name[..n]);

@@ -191,6 +191,39 @@ fn truncation_is_visible_in_fields() {
     assert_eq!(field(&ok, "fd.name"), "/etc/shadow");
 }
 
+/// A path string of 4,095 bytes (PATH_MAX with its NUL) fills the sensor's capture and reads
+/// as cut; the kernel walked the file it opened, /etc/shadow, and that name is whole: the rules
+/// compare it as it is, not with a truncation marker after it.
+#[test]
+fn a_padded_path_to_a_walked_file_is_not_marked_cut() {
+    let padded = format!("/etc/{}shadow", "./".repeat(2042));
+    let cat = proc_named("cat", &["cat"]);
+    let mut e = ROOT.openat(cat, vec![], &padded, flags(0, &["O_RDONLY"]), 3);
+    if let EventKind::Syscall(sc) = &mut e.event.kind {
+        sc.truncated = true;
+        if let Some(ArgValue::Path { resolved, .. }) = sc
+            .args
+            .iter_mut()
+            .find(|a| a.name == "filename")
+            .map(|a| &mut a.value)
+        {
+            *resolved = Some("/etc/shadow".into());
+        }
+        sc.file = Some(osprey_model::event::KernelFile {
+            of: osprey_model::event::KernelFileOf::Returned,
+            path: "/etc/shadow".into(),
+            fs_magic: 0xef53,
+            ino: 7,
+            deleted: false,
+            truncated: false,
+            outside_root: false,
+        });
+    }
+    assert_eq!(field(&e, "fd.name"), "/etc/shadow");
+    assert!(field(&e, "fd.nameraw").starts_with("/etc/././"));
+    assert!(hits(&e).contains(&"Read sensitive file".to_string()));
+}
+
 fn in_container(p: Arc<Process>) -> Arc<Process> {
     Arc::new(Process {
         cgroup_id: 7,

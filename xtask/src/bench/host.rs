@@ -33,6 +33,9 @@ pub enum Mode {
     Floor,
     /// `osprey run` with its embedded default rules.
     Default,
+    /// The same with the kernel open filter off (`--no-kernel-open-filter`): every open the
+    /// rules' event types name is captured, as before the filter.
+    DefaultUnfiltered,
     /// `osprey run` with Falco's upstream stable rules.
     Falco,
 }
@@ -43,6 +46,7 @@ impl Mode {
             Mode::None => "no agent",
             Mode::Floor => "floor (programs attached, inert)",
             Mode::Default => "osprey, default rules",
+            Mode::DefaultUnfiltered => "osprey, default rules, open filter off",
             Mode::Falco => "osprey, Falco upstream stable rules",
         }
     }
@@ -53,6 +57,11 @@ impl Mode {
             Mode::None => None,
             Mode::Floor => Some(vec!["trace".into(), "-q".into(), "--floor".into()]),
             Mode::Default => Some(vec!["run".into(), "--no-watch-rules".into()]),
+            Mode::DefaultUnfiltered => Some(vec![
+                "run".into(),
+                "--no-watch-rules".into(),
+                "--no-kernel-open-filter".into(),
+            ]),
             Mode::Falco => Some(vec![
                 "run".into(),
                 "--no-watch-rules".into(),

@@ -68,7 +68,12 @@ pub struct Ratio {
 /// seconds apart, where running every workload under one agent put the whole table between
 /// them, and this machine's speed moves by half within a minute.
 pub fn overhead(bins: &Bins) -> Result<Overhead> {
-    let mut modes = vec![Mode::None, Mode::Floor, Mode::Default];
+    let mut modes = vec![
+        Mode::None,
+        Mode::Floor,
+        Mode::Default,
+        Mode::DefaultUnfiltered,
+    ];
     if bins.falco_rules.is_some() {
         modes.push(Mode::Falco);
     }
@@ -126,6 +131,9 @@ pub struct Load {
     pub ramp: Vec<Step>,
     /// The step at twice the best zero-drop rate.
     pub double: Option<Step>,
+    /// `FILTERED_RATE` under the default agent, open filter on (`filtered_command`).
+    pub filtered: Option<Step>,
+    pub filtered_command: String,
     pub hwm_kib: u64,
 }
 
@@ -147,9 +155,12 @@ pub const STEP_SECS: u64 = 3;
 
 pub fn load(bins: &Bins) -> Result<Load> {
     let port = free_port()?;
+    // The open filter off: the generator's opens of /dev/null are what no rule watches, and
+    // with the filter on they never leave the kernel (the `filtered` step below).
     let args: Vec<String> = vec![
         "run".into(),
         "--no-watch-rules".into(),
+        "--no-kernel-open-filter".into(),
         "--metrics".into(),
         format!("127.0.0.1:{port}"),
     ];
@@ -185,6 +196,8 @@ pub fn load(bins: &Bins) -> Result<Load> {
         rss_load_kib,
         ramp,
         double: None,
+        filtered: None,
+        filtered_command: String::new(),
         hwm_kib: 0,
     };
     if let Some(best) = load.best_zero_drop() {
@@ -193,8 +206,28 @@ pub fn load(bins: &Bins) -> Result<Load> {
     }
     load.hwm_kib = status_kib(agent.pid, "VmHWM")?;
     agent.stop()?;
+    // The same generator under the default agent, open filter on.
+    let port = free_port()?;
+    let on: Vec<String> = vec![
+        "run".into(),
+        "--no-watch-rules".into(),
+        "--metrics".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    load.filtered_command = format!("osprey {}", on.join(" "));
+    proc::step(format!(
+        "agent load, open filter on: {}",
+        load.filtered_command
+    ));
+    let agent = Agent::start(&bins.osprey, &on, false)?;
+    std::thread::sleep(Duration::from_secs(2));
+    load.filtered = Some(step(bins, &agent, port, FILTERED_RATE, 2)?);
+    agent.stop()?;
     Ok(load)
 }
+
+/// The generator's rate under the default agent with its open filter on.
+pub const FILTERED_RATE: u64 = 200_000;
 
 fn step(bins: &Bins, agent: &Agent, port: u16, rate: u64, threads: u64) -> Result<Step> {
     proc::step(format!("  generator at {rate} opens/s ({threads} threads)"));
@@ -349,12 +382,19 @@ pub fn criterion(target: &Path, group: &str, name: &str) -> Option<f64> {
 /// together.
 pub struct KernelCost {
     pub command: String,
+    pub unfiltered_command: String,
     pub uncaptured_ns: Spread,
+    /// An open of /dev/null with the open filter off: captured, path walked, record written.
     pub captured_ns: Spread,
-    /// A captured open that fails (`enoent`): the capture without a path walk.
+    /// A failed open with the filter off (`enoent`): the capture without a path walk.
     pub captured_no_walk_ns: Spread,
-    /// A captured open eight directories below /tmp (`deep`): a longer walk.
+    /// An open eight directories below /tmp (`deep`), filter on: a name the default rules
+    /// watch (/tmp), so judged on its walked path and captured.
     pub captured_deep_ns: Spread,
+    /// An open of /dev/null, filter on: walked, judged on its names, passed over.
+    pub filtered_walked_ns: Spread,
+    /// A failed open, filter on: passed over on its class, before any walk.
+    pub filtered_class_ns: Spread,
     pub syscalls: u64,
     pub rounds: usize,
     /// The CPUs the agent and the loops were held to (`taskset`), when the machine has two.
@@ -417,77 +457,105 @@ fn raw_tracepoint_stats(pid: u32) -> Result<(u64, u64)> {
 }
 
 pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
-    const N: u64 = 1_000_000;
     const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
     let args = Mode::Default.args(bins).expect("an agent mode");
-    let command = format!("osprey {}", args.join(" "));
-    proc::step(format!("kernel cost (bpf_stats): {command}"));
+    let unfiltered = Mode::DefaultUnfiltered.args(bins).expect("an agent mode");
     let before = std::fs::read_to_string(STATS).unwrap_or_else(|_| "0".into());
     std::fs::write(STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
     let result = (|| -> Result<KernelCost> {
-        let agent = Agent::start(&bins.osprey, &args, false)?;
-        // The agent (every thread) on the first CPU and the loops on the last: the agent's
-        // reader then never runs between a loop's syscalls on the loop's CPU, where the cache
-        // it leaves behind made single runs of the same build differ by half.
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let pinned = (cpus >= 2).then_some((0, cpus - 1));
-        if let Some((agent_cpu, _)) = pinned {
-            proc::output(
-                std::process::Command::new("taskset").args([
-                    "-a",
-                    "-p",
-                    "-c",
-                    &agent_cpu.to_string(),
-                    &agent.pid.to_string(),
-                ]),
-                "taskset",
-            )?;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        let run = |what: &str| -> Result<(f64, f64)> {
-            let (ns0, cnt0) = raw_tracepoint_stats(agent.pid)?;
-            let mut cmd = match pinned {
-                Some((_, loop_cpu)) => {
-                    let mut c = std::process::Command::new("taskset");
-                    c.args(["-c", &loop_cpu.to_string()])
-                        .arg(&bins.syscall_loop);
-                    c
-                }
-                None => std::process::Command::new(&bins.syscall_loop),
-            };
-            proc::output(cmd.args([what, &N.to_string()]), "syscall_loop")?;
-            let (ns1, cnt1) = raw_tracepoint_stats(agent.pid)?;
-            Ok(((ns1 - ns0) as f64, (cnt1 - cnt0) as f64))
-        };
-        // Every syscall on the machine runs the programs meanwhile; with N large the loop's
-        // own syscalls are nearly all of them. Each round runs every loop once.
-        let mut rows: [Vec<f64>; 4] = Default::default();
-        for _ in 0..KERNEL_ROUNDS {
-            let (ns, syscalls) = run("getppid")?;
-            let uncaptured = ns / syscalls;
-            rows[0].push(uncaptured);
-            // N opens (captured) and the rest (N closes, which the default rules do not
-            // capture, and others' syscalls) at this round's uncaptured rate.
-            for (i, what) in ["open", "enoent", "deep"].into_iter().enumerate() {
-                let (ns, syscalls) = run(what)?;
-                rows[i + 1].push((ns - (syscalls - N as f64) * uncaptured) / N as f64);
-            }
-        }
-        agent.stop()?;
-        let [u, c, nw, d] = rows.map(Spread::of);
+        // Filter on: getppid, /dev/null (walked, passed over), enoent (passed over on its
+        // class), deep (a watched name: captured). Filter off: /dev/null and enoent captured.
+        let on = loops(bins, &args, &["getppid", "open", "enoent", "deep"])?;
+        let off = loops(bins, &unfiltered, &["getppid", "open", "enoent"])?;
+        let [u, fw, fc, d] = on.rows;
+        let [_, c, nw] = off.rows;
         Ok(KernelCost {
-            command,
+            command: format!("osprey {}", args.join(" ")),
+            unfiltered_command: format!("osprey {}", unfiltered.join(" ")),
             uncaptured_ns: u,
             captured_ns: c,
             captured_no_walk_ns: nw,
             captured_deep_ns: d,
-            syscalls: N,
+            filtered_walked_ns: fw,
+            filtered_class_ns: fc,
+            syscalls: LOOP_SYSCALLS,
             rounds: KERNEL_ROUNDS,
-            pinned,
+            pinned: on.pinned,
         })
     })();
     let _ = std::fs::write(STATS, before.trim());
     result
+}
+
+/// Syscalls per kernel-cost loop.
+const LOOP_SYSCALLS: u64 = 1_000_000;
+
+struct Loops<const K: usize> {
+    rows: [Spread; K],
+    pinned: Option<(usize, usize)>,
+}
+
+/// Kernel ns per syscall of each `syscall_loop` kind under one agent, `KERNEL_ROUNDS` rounds;
+/// the first kind must be `getppid`, whose rate is taken off the others' other syscalls.
+fn loops<const K: usize>(bins: &Bins, args: &[String], kinds: &[&str; K]) -> Result<Loops<K>> {
+    const N: u64 = LOOP_SYSCALLS;
+    proc::step(format!(
+        "kernel cost (bpf_stats): osprey {}",
+        args.join(" ")
+    ));
+    let agent = Agent::start(&bins.osprey, args, false)?;
+    // The agent (every thread) on the first CPU and the loops on the last: the agent's
+    // reader then never runs between a loop's syscalls on the loop's CPU, where the cache
+    // it leaves behind made single runs of the same build differ by half.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = (cpus >= 2).then_some((0, cpus - 1));
+    if let Some((agent_cpu, _)) = pinned {
+        proc::output(
+            std::process::Command::new("taskset").args([
+                "-a",
+                "-p",
+                "-c",
+                &agent_cpu.to_string(),
+                &agent.pid.to_string(),
+            ]),
+            "taskset",
+        )?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let run = |what: &str| -> Result<(f64, f64)> {
+        let (ns0, cnt0) = raw_tracepoint_stats(agent.pid)?;
+        let mut cmd = match pinned {
+            Some((_, loop_cpu)) => {
+                let mut c = std::process::Command::new("taskset");
+                c.args(["-c", &loop_cpu.to_string()])
+                    .arg(&bins.syscall_loop);
+                c
+            }
+            None => std::process::Command::new(&bins.syscall_loop),
+        };
+        proc::output(cmd.args([what, &N.to_string()]), "syscall_loop")?;
+        let (ns1, cnt1) = raw_tracepoint_stats(agent.pid)?;
+        Ok(((ns1 - ns0) as f64, (cnt1 - cnt0) as f64))
+    };
+    // Every syscall on the machine runs the programs meanwhile; with N large the loop's own
+    // syscalls are nearly all of them. Each round runs every loop once.
+    let mut rows: [Vec<f64>; K] = std::array::from_fn(|_| Vec::new());
+    for _ in 0..KERNEL_ROUNDS {
+        let (ns, syscalls) = run(kinds[0])?;
+        let uncaptured = ns / syscalls;
+        rows[0].push(uncaptured);
+        // N opens and the rest (N closes, which the default rules do not capture, and
+        // others' syscalls) at this round's uncaptured rate.
+        for (i, what) in kinds.iter().enumerate().skip(1) {
+            let (ns, syscalls) = run(what)?;
+            rows[i].push((ns - (syscalls - N as f64) * uncaptured) / N as f64);
+        }
+    }
+    agent.stop()?;
+    Ok(Loops {
+        rows: rows.map(Spread::of),
+        pinned,
+    })
 }
 
 /// The blinding attack under the default rules: threads of one process blocked in `open()` of a

@@ -237,7 +237,7 @@ pub fn render(r: &Results, notes: &str) -> String {
     }
     let _ = writeln!(
         o,
-        "\nAgents: floor `osprey trace -q --floor`; default `osprey run --no-watch-rules`; upstream `osprey run --no-watch-rules --rules {}`.\n",
+        "\nAgents: floor `osprey trace -q --floor`; default `osprey run --no-watch-rules`; open filter off `osprey run --no-watch-rules --no-kernel-open-filter`; upstream `osprey run --no-watch-rules --rules {}`.\n",
         r.falco_rules
             .as_deref()
             .unwrap_or("(missing: Falco's falco_rules.yaml not found, column left out)")
@@ -255,7 +255,8 @@ pub fn render(r: &Results, notes: &str) -> String {
     let _ = writeln!(o, "## 2. Sensor throughput and agent CPU\n");
     let _ = writeln!(
         o,
-        "Agent: `{}` (default rules, 16 MiB ring buffer). Generator: `workload rate R {} \
+        "Agent: `{}` (default rules, 16 MiB ring buffer, the open filter off so that every \
+         generated open reaches the agent). Generator: `workload rate R {} \
          THREADS` (open+close of /dev/null paced per millisecond; each open is one captured \
          `openat`), {} s per step. Delivered = `osprey_events_total` per second (every kind), \
          drops = `osprey_kernel_dropped_total` over the step, CPU = the agent's utime+stime \
@@ -276,7 +277,19 @@ pub fn render(r: &Results, notes: &str) -> String {
     if let Some(s) = &l.double {
         step_row(&mut o, "2x best zero-drop", s);
     }
+    if let Some(s) = &l.filtered {
+        step_row(&mut o, "open filter on", s);
+    }
     let _ = writeln!(o);
+    if l.filtered.is_some() {
+        let _ = writeln!(
+            o,
+            "The last row: the same generator under `{}` (the open filter on): no rule can match \
+             an open of /dev/null, so the kernel passes over it and the agent receives nothing \
+             of it.\n",
+            l.filtered_command
+        );
+    }
     match l.best_zero_drop() {
         Some(b) => {
             let _ = writeln!(
@@ -404,10 +417,9 @@ pub fn render(r: &Results, notes: &str) -> String {
          kernel.bpf_stats_enabled=1`; `run_time_ns` and `run_cnt` of its raw tracepoint \
          programs in `/proc/PID/fdinfo`), every program a syscall runs together (`sys_exit`; \
          `sys_enter` only while syscall profiles are loaded, so not under the default rules), \
-         under `{}`: a loop of {} \
-         `getppid` (no rule captures it) and one of {} `open`+`close` of /dev/null (the open \
-         captured with its kernel path walk; the close's share taken off at the uncaptured \
-         rate). Every syscall on the \
+         under `{}` and again with its open filter off: loops of {} \
+         `getppid` (no rule captures it) and of {} `open`+`close` (the opens of the rows \
+         below; each close's share taken off at the uncaptured rate). Every syscall on the \
          machine runs the programs meanwhile, so background work is in the averages. \
          Binary: `target/release/examples/syscall_loop`. Each loop ran {} times, the loops \
          in turn; the median, and the least and most in brackets.{}\n",
@@ -428,14 +440,24 @@ pub fn render(r: &Results, notes: &str) -> String {
         o,
         "| per syscall | kernel ns (all programs) | Falco, published |\n|---|---|---|\n\
          | not captured | {} | about 64 per invocation idle |\n\
-         | captured (openat of /dev/null, with its path walk) | {} | about 349 per \
-         invocation while tracing (about 700 for a captured syscall's pair) |\n\
-         | captured, no walk (`syscall_loop enoent`: an open that fails) | {} | |\n\
-         | captured, a file eight directories below /tmp (`syscall_loop deep`) | {} | |\n",
+         | captured (openat of /dev/null, with its path walk; open filter off) | {} | about 349 \
+         per invocation while tracing (about 700 for a captured syscall's pair) |\n\
+         | captured, no walk (`syscall_loop enoent`: an open that fails; open filter off) | {} | |\n\
+         | open filter: /dev/null walked, judged on its names, passed over | {} | |\n\
+         | open filter: a failed open, passed over on its class, no walk | {} | |\n\
+         | open filter: a file eight directories below /tmp (`syscall_loop deep`), a name the \
+         rules watch: judged and captured | {} | |\n",
         cell(&k.uncaptured_ns),
         cell(&k.captured_ns),
         cell(&k.captured_no_walk_ns),
+        cell(&k.filtered_walked_ns),
+        cell(&k.filtered_class_ns),
         cell(&k.captured_deep_ns)
+    );
+    let _ = writeln!(
+        o,
+        "Open filter off: `{}`; on: `{}`.\n",
+        k.unfiltered_command, k.command
     );
     let b = &r.blinding;
     let _ = writeln!(

@@ -18,7 +18,7 @@ mod sets;
 mod tests;
 
 pub use hash::{FastBuild, FastHash};
-pub use kernel_filter::{KernelFilter, OPEN_ARGS, PathKeys, Verdict, key_name};
+pub use kernel_filter::{KernelFilter, Names, OPEN_ARGS, PathKeys, Verdict, key_name};
 pub use osprey_model::glob::glob_match;
 pub use prefilter::Prefilter;
 pub use sets::{PathTrie, StrSet};

@@ -395,7 +395,14 @@ fn fd_info(sc: &Syscall) -> FdInfo<'_> {
                 sc.arg("filename").or_else(|| sc.arg("pathname"))
             {
                 let v = sc.arg("filename").or_else(|| sc.arg("pathname"));
-                let cut = v.is_some_and(|v| sc.is_truncated_arg(v));
+                // The marker says the name is cut. A file the kernel walked is named whole
+                // whatever the path string's length: a path of 4,095 bytes (PATH_MAX with its
+                // NUL, which fills the capture) to /etc/shadow is /etc/shadow, or padding the
+                // string would slip past every rule that compares names.
+                let walked = sc.file.as_ref().is_some_and(|f| {
+                    f.of == KernelFileOf::Returned && f.file_path().is_some() && !f.truncated
+                });
+                let cut = !walked && v.is_some_and(|v| sc.is_truncated_arg(v));
                 fd.nameraw = Some(raw);
                 let name = resolved.as_deref().unwrap_or(raw.as_str());
                 fd.name = Some(if cut {
