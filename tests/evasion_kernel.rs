@@ -52,12 +52,11 @@ fn evasion_shadow_read_through_a_symlink_with_a_grown_descriptor_table() {
 #[test]
 fn evasion_shadow_read_through_a_path_padded_to_path_max() {
     let mut agent = agent();
-    let mut padded = format!("/etc/{}shadow", "./".repeat(2042));
-    padded.insert_str(5, &"/".repeat(4095 - padded.len()));
+    let padded = format!("/etc/{}shadow", "./".repeat(2042));
     assert_eq!(padded.len(), 4095);
     bash_ok(&format!("head -c0 {padded}"));
     let a = alert(&mut agent, "Read sensitive file", |v| {
-        field(v, "fd.nameraw").starts_with("/etc//")
+        field(v, "fd.nameraw").starts_with("/etc/./././")
     });
     check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
 }
