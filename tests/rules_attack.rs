@@ -301,6 +301,20 @@ fn attack_indicator_removal() {
         field(v, "fd.name") == spool
     });
     check(&a, "Warning", &["T1070.002"], &[("proc.name", "sh")]);
+    // creat(2) empties the file as O_TRUNC does, without a flags argument to test: an
+    // attacker who read `evt.arg.flags contains O_TRUNC` in the rule would call it.
+    bash_ok(&format!(
+        "python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).creat(b\"{spool}\", 0o600) < 0)'"
+    ));
+    let a = alert(&mut agent, "Mail spool or login records cleared", |v| {
+        field(v, "fd.name") == spool && field(v, "evt.type") == "creat"
+    });
+    check(
+        &a,
+        "Warning",
+        &["T1070.002"],
+        &[("proc.name", "python3"), ("evt.type", "creat")],
+    );
 
     // T1070.003: a shell history truncated in place.
     let d = TempDir::new("hist");
