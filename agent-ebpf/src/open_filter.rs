@@ -52,8 +52,10 @@ pub struct Marks {
     pub key: Key,
 }
 
+/// Slot 0: a task's syscalls (and the exec record's walk); slot 1: io_uring records, whose
+/// programs can run while a syscall's is between its walk and its judgement.
 #[map]
-pub static MARKS: PerCpuArray<Marks> = PerCpuArray::with_max_entries(1, 0);
+pub static MARKS: PerCpuArray<Marks> = PerCpuArray::with_max_entries(2, 0);
 
 /// The verdict for an open with `spec` that returned `ret`, from its argument registers.
 #[inline(always)]

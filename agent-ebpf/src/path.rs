@@ -97,6 +97,7 @@ pub fn walk(
     cursor: &mut u32,
     obj: Obj,
     fs: u64,
+    marks_slot: u32,
 ) -> Walked {
     // Masked after a volatile read: the caller's own bound checks let LLVM drop a plain mask,
     // and the verifier needs it here.
@@ -114,8 +115,10 @@ pub fn walk(
     // neither keeps it in a register nor drops the masks below as redundant.
     unsafe { core::ptr::write_volatile(cursor, 0) };
     // Where the names start, for the open filter (open_filter.rs): in map memory, as the
-    // cursor is, so that the loop's states do not multiply.
-    let marks = crate::open_filter::MARKS.get_ptr_mut(0);
+    // cursor is, so that the loop's states do not multiply. A slot per context a program can
+    // run in (`marks_slot`: 0 for a task's own syscalls and lifecycle, 1 for io_uring
+    // completions, which can interrupt them), as the scratch records are.
+    let marks = crate::open_filter::MARKS.get_ptr_mut(marks_slot);
     if let Some(m) = marks {
         // SAFETY: this CPU's slot, owned by this invocation.
         unsafe { core::ptr::write_volatile(&raw mut (*m).names, 0) };

@@ -353,7 +353,16 @@ pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, fs: u64
         return total;
     }
     ev.kpath_flags = of;
-    let w = walk(&mut ev.data, total, &mut ev.kpath_cursor, obj, fs);
+    // An io_uring record (built in its own scratch) marks its walk in its own slot too.
+    let marks_slot = if ev.ring != 0 { 1 } else { 0 };
+    let w = walk(
+        &mut ev.data,
+        total,
+        &mut ev.kpath_cursor,
+        obj,
+        fs,
+        marks_slot,
+    );
     ev.kpath_flags |= w.flags;
     ev.kpath_magic = w.magic;
     ev.kpath_ino = w.ino;

@@ -587,7 +587,14 @@ fn resolve_with(raw: &str, f: &KernelFile, out: &mut String) -> bool {
     match (f.of, f.file_path()) {
         (KernelFileOf::Returned, Some(p)) => {
             out.clear();
-            out.push_str(p.strip_suffix(" (deleted)").unwrap_or(p));
+            // Only the suffix the decoder added: a file really named `id_rsa (deleted)` keeps
+            // its name (the kernel's open filter compares the names the kernel walked).
+            let p = if f.deleted {
+                p.strip_suffix(" (deleted)").unwrap_or(p)
+            } else {
+                p
+            };
+            out.push_str(p);
             true
         }
         (KernelFileOf::Dir, Some(dir)) if !raw.starts_with('/') && !raw.is_empty() => {
@@ -769,6 +776,28 @@ mod tests {
                 raw: "/proc/self/root/etc/link".into(),
                 resolved: Some("/etc/shadow".into())
             })
+        );
+    }
+
+    /// A file named `id_rsa (deleted)` that is not deleted keeps its whole name; a deleted
+    /// one loses the suffix the decoder gave it, not a part of its name.
+    #[test]
+    fn only_a_deleted_files_suffix_is_taken_off() {
+        let resolved = |names: &[&str], flags| {
+            let rec = syscall_record(2, 3, [1, 0, 0, 0, 0, 0], &[b"/k"]);
+            let rec = with_kpath(rec, names, kpath::OF_RET | flags, 0xef53, 7);
+            match decode_syscall(&rec).arg("filename") {
+                Some(ArgValue::Path { resolved, .. }) => resolved.clone(),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            resolved(&["id_rsa (deleted)", ".ssh"], 0).as_deref(),
+            Some("/.ssh/id_rsa (deleted)")
+        );
+        assert_eq!(
+            resolved(&["id_rsa", ".ssh"], kpath::DELETED).as_deref(),
+            Some("/.ssh/id_rsa")
         );
     }
 
