@@ -69,6 +69,13 @@ impl PathKeys {
         self.top.len() + self.parent.len() + self.leaf.len()
     }
 
+    /// How much of a file system the names admit, roughly: a first component all below it, a
+    /// directory name one level of files, a file name those files alone. An `and` keeps the
+    /// narrower side.
+    fn breadth(&self) -> usize {
+        1000 * self.top.len() + 30 * self.parent.len() + self.leaf.len()
+    }
+
     /// The one component this constrains, if only one.
     fn single_atom(&self) -> Option<u8> {
         let used: Vec<u8> = self
@@ -149,7 +156,7 @@ impl Need {
                         a.atom_mut(x).retain(|n| b_names.contains(n));
                         Need::Keys(a)
                     }
-                    _ if b.len() < a.len() => Need::Keys(b),
+                    _ if b.breadth() < a.breadth() => Need::Keys(b),
                     _ => Need::Keys(a),
                 }
             }
@@ -361,10 +368,9 @@ fn range(test: &Test, lo: i64, hi: i64) -> Tri {
     }
 }
 
-/// The first path component of a text (leading `/`s skipped).
-fn first(text: &str) -> &str {
-    let rest = text.trim_start_matches('/');
-    rest.find('/').map_or(rest, |i| &rest[..i])
+/// The last component of a text (after its last `/`).
+fn last(text: &str) -> &str {
+    text.rsplit('/').next().unwrap_or(text)
 }
 
 /// The first component of every text starting with `prefix`, if the prefix holds all of it.
@@ -397,15 +403,24 @@ fn path_need(lhs: &Lhs, any_ancestor: bool, test: &Test) -> Need {
         return Need::Any;
     }
     match f.name() {
+        // An exact name pins the file name (`/etc/shadow`: `shadow`), the narrowest of the
+        // three; a prefix pins the first component.
         "fd.name" => test_need(test, &|t| match t {
-            Test::Str(StrOp::Eq, s) => Need::names(ATOM_TOP, [first(s)]),
-            Test::StrIn(set) => Need::names(ATOM_TOP, set.iter().map(first)),
+            Test::Str(StrOp::Eq, s) => Need::names(ATOM_LEAF, [last(s)]),
+            Test::StrIn(set) => Need::names(ATOM_LEAF, set.iter().map(last)),
             Test::Str(StrOp::StartsWith, p) => {
                 prefix_first(p).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
             }
-            Test::Glob(p) => {
-                prefix_first(glob_literal(p)).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
-            }
+            // `*` may match `/`, so only the text after a pattern's last `/`, when it is
+            // literal, pins a component (the file name); else its literal prefix the first.
+            Test::Glob(p) => match p.rsplit_once('/') {
+                Some((_, name)) if !name.is_empty() && glob_literal(name) == name => {
+                    Need::names(ATOM_LEAF, [name])
+                }
+                _ => {
+                    prefix_first(glob_literal(p)).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
+                }
+            },
             Test::PMatch(trie) => trie
                 .first_components()
                 .map_or(Need::Any, |ks| Need::names(ATOM_TOP, ks)),
@@ -414,14 +429,14 @@ fn path_need(lhs: &Lhs, any_ancestor: bool, test: &Test) -> Need {
             }
             _ => Need::Any,
         }),
-        // The directory of `/x` is `/`, whose first component is not the path's.
+        // The directory of `/x` is `/`, whose last component is not the path's parent.
         "fd.directory" => test_need(test, &|t| match t {
             Test::Str(StrOp::Eq, d) if d.trim_start_matches('/').is_empty() => Need::Any,
-            Test::Str(StrOp::Eq, d) => Need::names(ATOM_TOP, [first(d)]),
+            Test::Str(StrOp::Eq, d) => Need::names(ATOM_PARENT, [last(d)]),
             Test::StrIn(set) if set.iter().any(|d| d.trim_start_matches('/').is_empty()) => {
                 Need::Any
             }
-            Test::StrIn(set) => Need::names(ATOM_TOP, set.iter().map(first)),
+            Test::StrIn(set) => Need::names(ATOM_PARENT, set.iter().map(last)),
             Test::Str(StrOp::StartsWith, p) => {
                 prefix_first(p).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
             }

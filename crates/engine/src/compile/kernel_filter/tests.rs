@@ -173,16 +173,55 @@ fn a_failed_open_is_judged_by_what_it_asked_for_so_paths_do_not_filter_it() {
 }
 
 #[test]
-fn an_and_of_two_constraints_on_the_first_component_keeps_their_intersection() {
+fn an_and_keeps_its_narrowest_side_and_intersects_one_component() {
     let f = engine(&[
+        // A prefix (all of /etc) and exact names: the file names.
         "evt.type = openat and fd.name startswith /etc/ and fd.name in (/etc/shadow, /root/x)",
+        // Two first components that cannot both hold: nothing.
         "evt.type = openat and fd.name startswith /etc/ and fd.name startswith /tmp/",
+        // Two prefixes sharing one: that one.
+        "evt.type = openat and fd.name pmatch (/var/log, /srv) and fd.name startswith /var/",
     ])
     .kernel_filter();
     let Verdict::Keys(i) = verdict(&f, "openat", true, 0) else {
         panic!()
     };
-    assert_eq!(f.sets[i].top, names(&["etc"]));
+    assert_eq!(
+        f.sets[i],
+        PathKeys {
+            top: names(&["var"]),
+            parent: Names::new(),
+            leaf: names(&["shadow", "x"]),
+        }
+    );
+    assert!(f.captures("openat", true, 0, "/etc/shadow"));
+    assert!(!f.captures("openat", true, 0, "/etc/passwd"));
+    assert!(!f.captures("openat", true, 0, "/tmp/y"));
+}
+
+#[test]
+fn exact_names_pin_the_file_name_and_directories_the_directory_name() {
+    let f = engine(&[
+        "evt.type = openat and (fd.name = /etc/shadow or fd.directory in (/etc/sudoers.d, /x/pam.d))",
+        "evt.type = openat and fd.name glob /proc/*/mem",
+        "evt.type = openat and fd.name glob /etc/*.keytab",
+    ])
+    .kernel_filter();
+    let Verdict::Keys(i) = verdict(&f, "openat", true, 0) else {
+        panic!()
+    };
+    assert_eq!(
+        f.sets[i],
+        PathKeys {
+            // `*` may match `/`: a glob's last component pins the name only when literal.
+            top: names(&["etc"]),
+            parent: names(&["pam.d", "sudoers.d"]),
+            leaf: names(&["mem", "shadow"]),
+        }
+    );
+    assert!(f.captures("openat", true, 0, "/proc/1/task/2/mem"));
+    assert!(f.captures("openat", true, 0, "/etc/a/b.keytab"));
+    assert!(!f.captures("openat", true, 0, "/proc/1/stat"));
 }
 
 #[test]
@@ -320,10 +359,28 @@ fn open_event(
 
 /// Replays opens of every path the rules name, in a spread of classes, by a shell, a web
 /// server and a tool, on the host and in a container: every open some rule matches must be
-/// one the filter captures.
+/// one the filter captures, and one the filter of that rule alone captures (so that another
+/// rule's names do not hide a wrong derivation).
 fn replay_is_sound(sources: &[std::path::PathBuf]) {
     let res = load_files(sources);
-    let engine = engine_of(res.ruleset);
+    let ruleset = res.ruleset;
+    let alone: HashMap<String, KernelFilter> = ruleset
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.enabled)
+        .map(|(i, r)| {
+            let mut only = crate::rules::Ruleset {
+                rules: ruleset.rules.clone(),
+                ..Default::default()
+            };
+            for (j, o) in only.rules.iter_mut().enumerate() {
+                o.enabled = i == j;
+            }
+            (r.name.clone(), engine_of(only).kernel_filter())
+        })
+        .collect();
+    let engine = engine_of(ruleset);
     let f = engine.kernel_filter();
     let paths = path_corpus(sources);
     let procs: Vec<Arc<Process>> = [
@@ -380,6 +437,14 @@ fn replay_is_sound(sources: &[std::path::PathBuf]) {
                             "{syscall} of {file} (flags {flags:o}, ok {ok}) by {} matches {:?}, but the kernel filter passes over it",
                             p.comm,
                             hits.iter().map(|a| &a.rule).collect::<Vec<_>>()
+                        );
+                    }
+                    for hit in &hits {
+                        assert!(
+                            alone[&hit.rule].captures(syscall, ok, flags, file),
+                            "{syscall} of {file} (flags {flags:o}, ok {ok}) by {} matches {:?}, but that rule's own filter passes over it",
+                            p.comm,
+                            hit.rule
                         );
                     }
                 }
