@@ -388,8 +388,8 @@ pub struct KernelCost {
     pub captured_ns: Spread,
     /// A failed open with the filter off (`enoent`): the capture without a path walk.
     pub captured_no_walk_ns: Spread,
-    /// An open eight directories below /tmp (`deep`), filter on: a name the default rules
-    /// watch (/tmp), so judged on its walked path and captured.
+    /// An open eight directories below /tmp (`deep`), filter on: a long walk, judged on its
+    /// names (no default rule watches it).
     pub captured_deep_ns: Spread,
     /// An open of /dev/null, filter on: walked, judged on its names, passed over.
     pub filtered_walked_ns: Spread,

@@ -445,8 +445,8 @@ pub fn render(r: &Results, notes: &str) -> String {
          | captured, no walk (`syscall_loop enoent`: an open that fails; open filter off) | {} | |\n\
          | open filter: /dev/null walked, judged on its names, passed over | {} | |\n\
          | open filter: a failed open, passed over on its class, no walk | {} | |\n\
-         | open filter: a file eight directories below /tmp (`syscall_loop deep`), a name the \
-         rules watch: judged and captured | {} | |\n",
+         | open filter: a file eight directories below /tmp (`syscall_loop deep`): a long walk, \
+         judged on its names, passed over | {} | |\n",
         cell(&k.uncaptured_ns),
         cell(&k.captured_ns),
         cell(&k.captured_no_walk_ns),
