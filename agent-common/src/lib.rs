@@ -347,6 +347,9 @@ pub mod kpath {
     pub const OUTSIDE_ROOT: u32 = 1 << 11;
     /// A kernel pointer on the way read as zero: the path is partial.
     pub const BROKEN: u32 = 1 << 12;
+    /// The kernel path comes first in `data`, before the captures: the open filter judged it
+    /// before the path string was copied (`cap_len[3]` bytes, then captures 0, 1, 2).
+    pub const FIRST: u32 = 1 << 13;
 }
 
 /// Byte offset of `data` in a [`SyscallEvent`]; a record is `SYSCALL_DATA_OFFSET + sum(cap_len)`.

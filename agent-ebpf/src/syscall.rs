@@ -251,6 +251,23 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     let cur = current(cfg);
 
     let mut total = 0usize;
+    // An open the filter judges on its path: the file is walked first and judged before the
+    // path string is copied, so most of them end here; one that passes keeps its path first
+    // in the record (`kpath::FIRST`).
+    if verdict & open_filter_abi::KEYS != 0 && ret >= 0 && spec.flags & spec_flags::RET_FD != 0 {
+        total = walk_into(
+            ev,
+            0,
+            file_obj(cur.files, ret as u64),
+            kpath::OF_RET,
+            cur.fs,
+        );
+        if !open_filter::admits(verdict, ev, 0) {
+            open_filter::filtered();
+            return Ok(());
+        }
+        ev.kpath_flags |= kpath::FIRST;
+    }
     // A successful exec replaced the registers with the new program's: the exec record
     // carries its path and argv.
     if !(ret == 0 && spec.flags & spec_flags::EXEC != 0) {
@@ -289,9 +306,14 @@ pub fn resolve_and_emit(
     ev.header.size = total as u32;
     // SAFETY: a field of the per-CPU event we own.
     let start = unsafe { core::ptr::read_volatile(&ev.header.size) } as usize;
-    let total = resolve(ev, spec, start, cur);
+    let total = if ev.kpath_flags & kpath::FIRST != 0 {
+        start
+    } else {
+        resolve(ev, spec, start, cur)
+    };
     if let Header::Fill(verdict) = header {
-        if !open_filter::admits(verdict, ev, start) {
+        // (An open whose path came first was judged before its captures.)
+        if ev.kpath_flags & kpath::FIRST == 0 && !open_filter::admits(verdict, ev, start) {
             open_filter::filtered();
             return;
         }
