@@ -14,8 +14,8 @@
 use agent_common::{
     DATA_MAX, SyscallEvent, SyscallSpec, counter, kpath,
     open_filter::{
-        ATOM_BITS, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, CREAT_FLAGS, DROP, KEYS, Key,
-        MAX_SETS, NAME_LEN, PASS, SET, SetSig, class, sig,
+        ATOM_BITS, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, CREAT_FLAGS, Key, MAX_SETS, NAME_LEN,
+        PASS, SET, SetSig, class, sig,
     },
 };
 use aya_ebpf::{
@@ -79,13 +79,9 @@ pub fn verdict(spec: &SyscallSpec, ret: i64, args: &[u64; 6]) -> u32 {
     }
 }
 
-/// Whether a keyed verdict admits the open whose path `ev` holds at `start`; false counts it
-/// as filtered.
+/// Whether a keyed verdict (`KEYS` set) admits the open whose path `ev` holds at `start`.
 #[inline(always)]
 pub fn admits(verdict: u32, ev: &SyscallEvent, start: usize) -> bool {
-    if verdict & KEYS == 0 {
-        return verdict != DROP;
-    }
     let unclean = kpath::TRUNCATED | kpath::BROKEN | kpath::OUTSIDE_ROOT | kpath::PSEUDO;
     // No file found (an fd closed under us): userspace names it from the path string.
     let walked = ev.cap_len[3] != 0 || ev.kpath_magic != 0 || ev.kpath_ino != 0;

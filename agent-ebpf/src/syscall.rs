@@ -279,7 +279,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         };
         total = capture(ev, spec, 2, total);
     }
-    resolve_and_emit(ev, spec, total, cur, Header::Fill(verdict));
+    resolve_and_emit(ev, spec, total, cur, Header::Fill);
     Ok(())
 }
 
@@ -287,12 +287,14 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
 pub enum Header {
     /// Written.
     Filled,
-    /// To write once the open filter's verdict (this one) let the record through.
-    Fill(u32),
+    /// To write once the path is walked (for a syscall, the header comes after anything that
+    /// can still end the record: the open filter's judgement).
+    Fill,
 }
 
-/// Appends the kernel path to a record whose captures (`total` bytes) are written, and emits
-/// it, its header written first if it is not yet (and the open filter admits the path).
+/// Appends the kernel path to a record whose captures (`total` bytes) are written, unless the
+/// open filter walked it first (`kpath::FIRST`), writes the header if it is not yet, and emits
+/// the record.
 #[inline(always)]
 pub fn resolve_and_emit(
     ev: &mut SyscallEvent,
@@ -311,12 +313,7 @@ pub fn resolve_and_emit(
     } else {
         resolve(ev, spec, start, cur)
     };
-    if let Header::Fill(verdict) = header {
-        // (An open whose path came first was judged before its captures.)
-        if ev.kpath_flags & kpath::FIRST == 0 && !open_filter::admits(verdict, ev, start) {
-            open_filter::filtered();
-            return;
-        }
+    if let Header::Fill = header {
         fill_header_of(&mut ev.header, EventKind::Syscall as u32, config(), &cur);
     }
 

@@ -923,11 +923,14 @@ impl Sensor {
         let mut keys = 0;
         // A set past the kernel's bound is not written: its classes pass.
         let sets = &filter.sets[..filter.sets.len().min(open_filter::MAX_SETS as usize)];
+        // Per set, the components it names (the verdict's atom bits).
+        let mut set_atoms = vec![0u32; sets.len()];
         for (set, path_keys) in sets.iter().enumerate() {
             let mut sig = open_filter::SetSig::default();
             for (atom, names) in path_keys.atoms() {
                 for name in names {
                     sig.atoms[atom as usize] |= 1 << open_filter::sig_of(name);
+                    set_atoms[set] |= 1 << (open_filter::ATOM_BITS + u32::from(atom));
                 }
             }
             self.open_sets
@@ -958,14 +961,7 @@ impl Sensor {
                     Verdict::Drop => open_filter::DROP,
                     Verdict::Keys(set) if *set >= sets.len() => open_filter::PASS,
                     Verdict::Keys(set) => {
-                        let atoms = filter.sets[*set]
-                            .atoms()
-                            .iter()
-                            .filter(|(_, names)| !names.is_empty())
-                            .fold(0, |acc, (atom, _)| {
-                                acc | 1 << (open_filter::ATOM_BITS + u32::from(*atom))
-                            });
-                        open_filter::KEYS | atoms | (*set as u32 & open_filter::SET)
+                        open_filter::KEYS | set_atoms[*set] | (*set as u32 & open_filter::SET)
                     }
                 };
                 if value != open_filter::PASS {

@@ -342,7 +342,12 @@ fn upstream_stable_ruleset_loads() {
 }
 
 fn upstream_engine() -> Engine {
-    let res = load_files(&[upstream_path()]);
+    engine_on_scene(load_files(&[upstream_path()]).ruleset)
+}
+
+/// `ruleset` on node-1: root and www-data known, the host by default and a privileged alpine
+/// container in cgroup 7, every matching rule reported.
+pub(crate) fn engine_on_scene(ruleset: crate::rules::Ruleset) -> Engine {
     let host = Arc::new(ContainerInfo {
         id: "host".into(),
         ..Default::default()
@@ -366,7 +371,7 @@ fn upstream_engine() -> Engine {
         rule_matching: RuleMatching::All,
         ..EngineOptions::default()
     };
-    Engine::new(res.ruleset, opts)
+    Engine::new(ruleset, opts)
 }
 
 fn rules_hit(engine: &Engine, e: &Enriched) -> Vec<String> {

@@ -78,13 +78,11 @@ impl PathKeys {
 
     /// The one component this constrains, if only one.
     fn single_atom(&self) -> Option<u8> {
-        let used: Vec<u8> = self
-            .atoms()
-            .into_iter()
-            .filter(|(_, n)| !n.is_empty())
-            .map(|(a, _)| a)
-            .collect();
-        (used.len() == 1).then(|| used[0])
+        let mut used = self.atoms().into_iter().filter(|(_, n)| !n.is_empty());
+        match (used.next(), used.next()) {
+            (Some((a, _)), None) => Some(a),
+            _ => None,
+        }
     }
 
     /// Whether a path with these components has one of the names (the kernel's check).

@@ -2,15 +2,14 @@ use std::{collections::HashMap, sync::Arc};
 
 use agent_common::open_filter::{CLASSES, class, class_flags};
 use osprey_model::{
-    ContainerInfo, Process,
+    Process,
     event::{ArgValue, Enriched},
     syscalls::flags::push_open_flag_names,
 };
 
 use super::*;
 use crate::{
-    Engine, EngineOptions, RuleMatching,
-    env::StaticContainers,
+    Engine,
     rules::{load_files, load_sources},
     testing::{ROOT, arg, default_rules, path},
 };
@@ -22,29 +21,7 @@ const O_TRUNC: u64 = 0o1000;
 const O_DIRECTORY: u64 = 0o200000;
 const O_CLOEXEC: u64 = 0o2000000;
 
-fn engine_of(ruleset: crate::rules::Ruleset) -> Engine {
-    let host = Arc::new(ContainerInfo {
-        id: "host".into(),
-        ..Default::default()
-    });
-    let ctr = Arc::new(ContainerInfo {
-        id: "0123456789ab".into(),
-        image_repository: Some("docker.io/library/alpine".into()),
-        privileged: Some(true),
-        ..Default::default()
-    });
-    Engine::new(
-        ruleset,
-        EngineOptions {
-            containers: Arc::new(StaticContainers {
-                by_cgroup: HashMap::from([(7, ctr)]),
-                default: Some(host),
-            }),
-            rule_matching: RuleMatching::All,
-            ..EngineOptions::default()
-        },
-    )
-}
+use crate::tests::engine_on_scene as engine_of;
 
 fn engine(conditions: &[&str]) -> Engine {
     let mut src = String::new();
@@ -65,6 +42,14 @@ fn engine(conditions: &[&str]) -> Engine {
 
 fn names(v: &[&str]) -> Names {
     v.iter().map(|s| key_name(s.as_bytes())).collect()
+}
+
+/// The name set of a succeeding `openat` with `flags`, which must be judged on names.
+fn keys_of(f: &KernelFilter, flags: u64) -> &PathKeys {
+    match verdict(f, "openat", true, flags) {
+        Verdict::Keys(i) => &f.sets[i],
+        v => panic!("{v:?}"),
+    }
 }
 
 fn verdict(f: &KernelFilter, syscall: &str, ok: bool, flags: u64) -> Verdict {
@@ -90,7 +75,7 @@ fn a_read_rule_on_paths_keeps_reads_of_those_paths_only() {
         panic!("{:?}", verdict(&f, "openat", true, 0));
     };
     assert_eq!(
-        f.sets[i],
+        *keys_of(&f, 0),
         PathKeys {
             top: names(&["etc"]),
             parent: names(&[".ssh"]),
@@ -183,11 +168,8 @@ fn an_and_keeps_its_narrowest_side_and_intersects_one_component() {
         "evt.type = openat and fd.name pmatch (/var/log, /srv) and fd.name startswith /var/",
     ])
     .kernel_filter();
-    let Verdict::Keys(i) = verdict(&f, "openat", true, 0) else {
-        panic!()
-    };
     assert_eq!(
-        f.sets[i],
+        *keys_of(&f, 0),
         PathKeys {
             top: names(&["var"]),
             parent: Names::new(),
@@ -207,11 +189,8 @@ fn exact_names_pin_the_file_name_and_directories_the_directory_name() {
         "evt.type = openat and fd.name glob /etc/*.keytab",
     ])
     .kernel_filter();
-    let Verdict::Keys(i) = verdict(&f, "openat", true, 0) else {
-        panic!()
-    };
     assert_eq!(
-        f.sets[i],
+        *keys_of(&f, 0),
         PathKeys {
             // `*` may match `/`: a glob's last component pins the name only when literal.
             top: names(&["etc"]),
