@@ -114,6 +114,115 @@ fn kernel_open_filter_follows_the_rules() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The kernel judges an open on three names of the file it opened, read from its dentries: the
+/// file's own (a long one stored apart from the dentry, a short one inside it, one renamed
+/// from a longer name), its directory's, and the first component's (a file right under the
+/// root, a file six directories down). Each open a rule names alerts, so the kernel captured
+/// it; opens beside them that no rule names are passed over.
+#[test]
+fn kernel_open_filter_judges_each_name() {
+    let dir = temp_dir("opennames");
+    let rules = dir.join("rules.d");
+    std::fs::create_dir_all(&rules).unwrap();
+    let pid = std::process::id();
+    let srv = std::path::PathBuf::from(format!("/srv/osprey-kn-{pid}"));
+    let top = std::path::PathBuf::from(format!("/osprey-kt-{pid}"));
+    let under_root = std::path::PathBuf::from(format!("/osprey-kr-{pid}"));
+    let deep = top.join("a/b/c/d/e");
+    std::fs::create_dir_all(srv.join("conf.d")).unwrap();
+    std::fs::create_dir_all(&deep).unwrap();
+    // Longer than a dentry holds inside itself (32 or 40 bytes), and than a key (31).
+    let long = srv.join(format!("{}-long", "x".repeat(60)));
+    let renamed = srv.join("k");
+    let in_dir = srv.join("conf.d/any.conf");
+    let deep_file = deep.join("f");
+    let other = srv.join("other");
+    for f in [&long, &in_dir, &deep_file, &other, &under_root] {
+        std::fs::write(f, "x").unwrap();
+    }
+    // A short name that replaced a longer one in the same dentry.
+    let before_rename = srv.join("a-longer-inline-name-xyz");
+    std::fs::write(&before_rename, "x").unwrap();
+    std::fs::rename(&before_rename, &renamed).unwrap();
+    let rule = |name: &str, cond: String| {
+        format!(
+            "- rule: {name}\n  desc: test\n  condition: evt.type in (open, openat) and {cond}\n  output: \"{name} (file=%fd.name)\"\n  priority: WARNING\n"
+        )
+    };
+    let text = [
+        rule("Long name", format!("fd.name = {}", long.display())),
+        rule("Renamed", format!("fd.name = {}", renamed.display())),
+        rule("Under root", format!("fd.name = {}", under_root.display())),
+        rule(
+            "Directory",
+            format!("fd.directory = {}", srv.join("conf.d").display()),
+        ),
+        rule(
+            "First component",
+            format!("fd.name startswith {}/", top.display()),
+        ),
+    ]
+    .concat();
+    std::fs::write(rules.join("names.yaml"), text).unwrap();
+    let port = free_port();
+    let rules_s = rules.to_str().unwrap().to_string();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut agent = Agent::start(
+        &[
+            "run",
+            "--json",
+            "--no-flood-control",
+            "--rules",
+            &rules_s,
+            "--metrics",
+            &metrics,
+        ],
+        "osprey is running",
+    );
+    let filtered = || {
+        let (_, body) = http_get(port, "/metrics").expect("metrics");
+        metric(&body, "osprey_kernel_open_filtered_total").unwrap_or(0.0)
+    };
+    let before = filtered();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("for i in $(seq 100); do head -c0 {}; done", other.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for (rule, file) in [
+        ("Long name", &long),
+        ("Renamed", &renamed),
+        ("Under root", &under_root),
+        ("Directory", &in_dir),
+        ("First component", &deep_file),
+    ] {
+        Command::new("head").arg("-c0").arg(file).output().unwrap();
+        let a = agent.expect(rule, WAIT, |v| v["rule"] == rule);
+        assert_eq!(
+            a["output_fields"]["fd.name"].as_str(),
+            Some(file.to_str().unwrap()),
+            "{a}"
+        );
+    }
+    // The counters are read from the kernel every few seconds.
+    let deadline = Instant::now() + WAIT;
+    while filtered() - before < 100.0 {
+        assert!(
+            Instant::now() < deadline,
+            "reads of a file no rule names were not passed over: {}",
+            filtered() - before
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::remove_dir_all(&srv).unwrap();
+    std::fs::remove_dir_all(&top).unwrap();
+    std::fs::remove_file(&under_root).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn kernel_hot_reload_keeps_detecting_and_survives_a_broken_file() {
     let dir = temp_dir("reload");

@@ -347,9 +347,6 @@ pub mod kpath {
     pub const OUTSIDE_ROOT: u32 = 1 << 11;
     /// A kernel pointer on the way read as zero: the path is partial.
     pub const BROKEN: u32 = 1 << 12;
-    /// The kernel path comes first in `data`, before the captures: the open filter judged it
-    /// before the path string was copied (`cap_len[3]` bytes, then captures 0, 1, 2).
-    pub const FIRST: u32 = 1 << 13;
 }
 
 /// Byte offset of `data` in a [`SyscallEvent`]; a record is `SYSCALL_DATA_OFFSET + sum(cap_len)`.
@@ -474,37 +471,69 @@ pub mod open_filter {
     /// `NAME_LEN - 1` bytes (a longer one can only match more, never less).
     pub const NAME_LEN: usize = 32;
 
-    /// A name's bit in a [`SetSig`] mask, from its length and its first and last bytes, as
-    /// compared (cut to `NAME_LEN - 1` bytes): most names of a path miss every key of a set on
-    /// this alone, without a copy of the name and a hash lookup.
+    /// The two bits of a name in a [`SetSig`] filter, from the name as its key holds it
+    /// (`NAME_LEN` bytes, NUL-padded, cut to `NAME_LEN - 1`) read as four native-endian words:
+    /// most names of a path miss every key of a set on this alone, without a hash lookup. The
+    /// first version (one bit of 64 from the length and the first and last bytes) let
+    /// `null` through to a lookup with the default rules' 32 file names.
     #[inline(always)]
-    pub fn sig(len: usize, first: u8, last: u8) -> u32 {
-        let len = if len > NAME_LEN - 1 {
-            NAME_LEN - 1
-        } else {
-            len
-        };
-        ((len as u32).wrapping_mul(7) ^ (first as u32).wrapping_mul(31) ^ (last as u32)) & 63
+    pub fn bloom(words: [u64; NAME_LEN / 8]) -> [u32; 2] {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = words[0].wrapping_mul(K);
+        h = (h ^ words[1]).wrapping_mul(K);
+        h = (h ^ words[2]).wrapping_mul(K);
+        h = (h ^ words[3]).wrapping_mul(K);
+        h ^= h >> 29;
+        [(h >> 55) as u32, ((h >> 46) as u32) & (BLOOM_BITS - 1)]
     }
 
-    /// The [`sig`] of a name as bytes.
-    pub fn sig_of(name: &[u8]) -> u32 {
-        let n = if name.len() > NAME_LEN - 1 {
-            NAME_LEN - 1
-        } else {
-            name.len()
-        };
-        match n {
-            0 => sig(0, 0, 0),
-            _ => sig(n, name[0], name[n - 1]),
+    /// The words [`bloom`] takes for a name: its first `NAME_LEN - 1` bytes, NUL-padded.
+    pub fn name_words(name: &[u8]) -> [u64; NAME_LEN / 8] {
+        let mut b = [0u8; NAME_LEN];
+        let n = name.len().min(NAME_LEN - 1);
+        b[..n].copy_from_slice(&name[..n]);
+        core::array::from_fn(|i| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[8 * i..8 * i + 8]);
+            u64::from_ne_bytes(w)
+        })
+    }
+
+    /// Bits of a [`SetSig`] filter per component.
+    pub const BLOOM_BITS: u32 = 512;
+
+    /// A Bloom filter of a key set's names per component (the `OPEN_SETS` array, by set):
+    /// both [`bloom`] bits of every name the set lists for that component.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct SetSig {
+        pub atoms: [[u64; BLOOM_BITS as usize / 64]; 3],
+    }
+
+    impl Default for SetSig {
+        fn default() -> Self {
+            SetSig {
+                atoms: [[0; BLOOM_BITS as usize / 64]; 3],
+            }
         }
     }
 
-    /// The signatures of a key set's names, by component (the `OPEN_SETS` array, by set).
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    pub struct SetSig {
-        pub atoms: [u64; 3],
+    impl SetSig {
+        pub fn insert(&mut self, atom: u8, name: &[u8]) {
+            for bit in bloom(name_words(name)) {
+                self.atoms[atom as usize % 3][(bit / 64) as usize] |= 1 << (bit % 64);
+            }
+        }
+
+        /// Whether a name with these words may be in the set for `atom` (no false negatives).
+        #[inline(always)]
+        pub fn may_hold(&self, atom: u8, words: [u64; NAME_LEN / 8]) -> bool {
+            let a = &self.atoms[atom as usize % 3];
+            let [b0, b1] = bloom(words);
+            let w = BLOOM_BITS as usize / 64;
+            a[(b0 / 64) as usize % w] & (1 << (b0 % 64)) != 0
+                && a[(b1 / 64) as usize % w] & (1 << (b1 % 64)) != 0
+        }
     }
 
     /// Key sets the kernel holds.
@@ -809,6 +838,11 @@ pub struct KernelConfig {
     pub dentry_parent: u32,
     pub dentry_inode: u32,
     pub dentry_hash_pprev: u32,
+    /// `dentry.d_name.len`, and the name stored in the dentry itself when it is short
+    /// (`d_shortname`, `d_iname` before Linux 6.14; 0 when not 8-aligned: then never read
+    /// there).
+    pub dentry_name_len: u32,
+    pub dentry_iname: u32,
     pub inode_ino: u32,
     /// `vfsmount.mnt_root`; `struct mount` embeds the vfsmount at `mount.mnt`, and links to
     /// its parent mount and the dentry it is mounted on.
@@ -953,7 +987,10 @@ pub mod span {
     pub const DENTRY_UP: usize = 10;
     /// `files_struct`: fdt, and the embedded table's max_fds and fd.
     pub const FILES: usize = 11;
-    pub const COUNT: usize = 12;
+    /// `dentry`, as the open filter judges it: d_parent, d_name.len, d_name.name and the
+    /// first `open_filter::NAME_LEN` bytes of the short name stored inside it.
+    pub const NAMED: usize = 12;
+    pub const COUNT: usize = 13;
 }
 
 /// The pid levels whose entry the `span::PID` group holds: the host, a container, a container
@@ -1042,6 +1079,19 @@ impl KernelConfig {
         [self.dentry_parent, self.dentry_name]
     }
 
+    pub const fn dentry_named_words(&self) -> [u32; 7] {
+        let i = self.dentry_iname;
+        [
+            self.dentry_parent,
+            self.dentry_name_len,
+            self.dentry_name,
+            i,
+            i + 8,
+            i + 16,
+            i + 24,
+        ]
+    }
+
     pub const fn inode_words(&self) -> [u32; 2] {
         [self.inode_ino, self.inode_sb]
     }
@@ -1063,6 +1113,7 @@ impl KernelConfig {
         s[span::MOUNT] = Span::of(self.mount_words());
         s[span::DENTRY] = Span::of(self.dentry_words());
         s[span::DENTRY_UP] = Span::of(self.dentry_up_words());
+        s[span::NAMED] = Span::of(self.dentry_named_words());
         s[span::INODE] = Span::of(self.inode_words());
         s[span::MM_ARGS] = Span::of(self.mm_args_words());
         self.spans = s;

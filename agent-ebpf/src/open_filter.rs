@@ -3,20 +3,27 @@
 //!
 //! The verdict for the open's class (syscall, success, access mode, a few flags) comes from one
 //! array lookup on its argument registers. A class some rule needs whatever the path passes;
-//! one no rule can match is dropped; one whose rules all name paths is judged after the path
-//! walk, on the names of three components of the path the kernel resolved (the first, the
-//! directory's own, the file's), looked up in `OPEN_KEYS`. That path is the file behind the
-//! returned descriptor, the one `fd.name` shows: a symlink, `..`, `/proc/self/root` or a
-//! directory descriptor cannot make an open of /etc/shadow look like one of /tmp/x. A walk that
-//! did not end at the task's root (cut short, broken, outside the root, an internal mount)
-//! passes: userspace then names the file from the path string, which the keys do not judge.
+//! one no rule can match is dropped; one whose rules all name paths is judged on the names of
+//! three components of the path the kernel resolved (the first, the directory's own, the
+//! file's), looked up in `OPEN_KEYS`. That path is the file behind the returned descriptor, the
+//! one `fd.name` shows: a symlink, `..`, `/proc/self/root` or a directory descriptor cannot
+//! make an open of /etc/shadow look like one of /tmp/x. A walk that does not end at the task's
+//! root (cut short, broken, outside the root, an internal mount) passes: userspace then names
+//! the file from the path string, which the keys do not judge.
+//!
+//! The judgement walks the file's dentries up to the root as path.rs does, but copies no
+//! path: it reads the names of the file and its directory with their dentries (a short name is
+//! stored inside the dentry, so one read gives the parent link and the name), follows only the
+//! parent links above them, and reads one more name, the first component's, at the top. An
+//! open that passes is walked again, in full, for its record.
 
 use agent_common::{
-    DATA_MAX, SyscallEvent, SyscallSpec, counter, kpath,
+    SyscallSpec, counter,
     open_filter::{
         ATOM_BITS, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, CREAT_FLAGS, Key, MAX_SETS, NAME_LEN,
-        PASS, SET, SetSig, class, sig,
+        PASS, SET, SetSig, class,
     },
+    span,
 };
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_kernel_str,
@@ -24,7 +31,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 
-use crate::maps::count;
+use crate::{
+    maps::{config, count},
+    path::{MAX_DEPTH, Obj, mount_of, path_at},
+    task::{read_kernel, read_words},
+};
 
 /// Verdict per (slot, class): `slot * CLASSES + class`. Zero (never written) passes.
 #[map]
@@ -34,28 +45,25 @@ static OPEN_FILTER: Array<u32> = Array::with_max_entries(3 * CLASSES, 0);
 #[map]
 static OPEN_KEYS: HashMap<Key, u8> = HashMap::with_max_entries(8192, 0);
 
-/// The signatures of each key set's names (`SetSig`), by set.
+/// The Bloom filter of each key set's names (`SetSig`), by set.
 #[map]
 static OPEN_SETS: Array<SetSig> = Array::with_max_entries(MAX_SETS, 0);
 
-/// Where the last path walk's names are (path.rs writes it), and the key being looked up.
+/// Per CPU, an open being judged: the names it is judged on, each in the key it is looked up
+/// with (the file's, its directory's, and the first component's when that is neither), and
+/// the walk's state.
 #[repr(C)]
-pub struct Marks {
-    /// Names written.
-    pub names: u32,
-    /// Offset of the last name written (the path's first component).
-    pub top_at: u32,
-    /// Offset of the second name written (the directory's own name).
-    pub parent_at: u32,
-    /// Offset of the third name written.
-    pub third_at: u32,
-    pub key: Key,
+pub struct Judged {
+    names: [Key; 3],
+    /// Components met so far, counted to 3.
+    named: u32,
+    _pad: u32,
+    /// The last component met: the first component once the walk reaches the root.
+    last: u64,
 }
 
-/// Slot 0: a task's syscalls (and the exec record's walk); slot 1: io_uring records, whose
-/// programs can run while a syscall's is between its walk and its judgement.
 #[map]
-pub static MARKS: PerCpuArray<Marks> = PerCpuArray::with_max_entries(2, 0);
+static JUDGED: PerCpuArray<Judged> = PerCpuArray::with_max_entries(1, 0);
 
 /// The verdict for an open with `spec` that returned `ret`, from its argument registers.
 #[inline(always)]
@@ -79,122 +87,194 @@ pub fn verdict(spec: &SyscallSpec, ret: i64, args: &[u64; 6]) -> u32 {
     }
 }
 
-/// Whether a keyed verdict (`KEYS` set) admits the open whose path `ev` holds at `start`.
+/// Whether a keyed verdict (`KEYS` set) admits the open of `obj`, the file behind its
+/// returned descriptor, for the task whose `task->fs` is `fs`.
 #[inline(always)]
-pub fn admits(verdict: u32, ev: &SyscallEvent, start: usize) -> bool {
-    let unclean = kpath::TRUNCATED | kpath::BROKEN | kpath::OUTSIDE_ROOT | kpath::PSEUDO;
-    // No file found (an fd closed under us): userspace names it from the path string.
-    let walked = ev.cap_len[3] != 0 || ev.kpath_magic != 0 || ev.kpath_ino != 0;
-    if ev.kpath_flags & unclean != 0 || ev.kpath_flags & kpath::OF_RET == 0 || !walked {
+pub fn admits(verdict: u32, obj: Obj, fs: u64) -> bool {
+    let cfg = config();
+    let (Some(j), Some(sigs)) = (JUDGED.get_ptr_mut(0), OPEN_SETS.get(verdict & SET)) else {
+        return true;
+    };
+    // SAFETY: this CPU's slot, owned by this invocation (only syscall exits judge opens).
+    let j = unsafe { &mut *j };
+    // No file (a descriptor closed under us): userspace names it from the path string.
+    if obj.dentry == 0 || obj.mnt == 0 {
         return true;
     }
-    let (Some(m), Some(sigs)) = (MARKS.get_ptr_mut(0), OPEN_SETS.get(verdict & SET)) else {
+    let root = path_at(fs, cfg.fs_root, cfg);
+    let mut dentry = obj.dentry;
+    let mut mnt = obj.mnt;
+    let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_in(mnt, root.mnt);
+    // The walk's count and last component live in map memory, as path.rs's cursor does: a
+    // register would be tracked exactly, a state per value, and the loop's states multiplied
+    // past the verifier's budget (they did).
+    // SAFETY: fields of this CPU's slot; volatile so that they stay in memory.
+    unsafe {
+        core::ptr::write_volatile(&mut j.named, 0);
+        core::ptr::write_volatile(&mut j.last, 0);
+    }
+    let mut done = false;
+    for _ in 0..MAX_DEPTH {
+        if dentry == root.dentry && mnt == root.mnt {
+            done = true;
+            break;
+        }
+        if dentry == mnt_root {
+            // The top of this mount: continue from its mountpoint in the parent mount; a mount
+            // attached nowhere is outside the root.
+            let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
+            if mnt_parent == m || mnt_parent == 0 {
+                return true;
+            }
+            dentry = mountpoint;
+            mnt = mnt_parent.wrapping_add(cfg.mount_mnt as u64);
+            (mnt_parent, mountpoint, mnt_root) = mount_in(mnt, root.mnt);
+            continue;
+        }
+        // SAFETY: as above.
+        let named = unsafe { core::ptr::read_volatile(&j.named) };
+        let parent = if named < 2 {
+            name_into(&mut j.names[(named & 1) as usize], dentry)
+        } else {
+            read_kernel(dentry, cfg.dentry_parent)
+        };
+        // A file system's root that is not the root of its mount (an internal mount's lone
+        // dentry: pipe, socket, memfd), or a failed read.
+        if parent == dentry || parent == 0 {
+            return true;
+        }
+        // SAFETY: as above.
+        unsafe {
+            core::ptr::write_volatile(&mut j.last, dentry);
+            core::ptr::write_volatile(&mut j.named, if named < 3 { named + 1 } else { 3 });
+        }
+        dentry = parent;
+    }
+    if !done {
         return true;
+    }
+    // The names by component, as indices into `names`; "" where the path has none (the root
+    // has no names; a file right under it no directory name).
+    // SAFETY: as above.
+    let (named, last) = unsafe {
+        (
+            core::ptr::read_volatile(&j.named),
+            core::ptr::read_volatile(&j.last),
+        )
     };
-    // SAFETY: this CPU's slot, owned by this invocation.
-    let m = unsafe { &mut *m };
-    let len = ev.cap_len[3] as u32;
-    // Names are written leaf first, each with its NUL: the leaf at 0, the directory's own
-    // name second, the first component last. No names: the root itself, all three "" (an
-    // offset of NONE).
-    let names = m.names;
-    let (leaf_at, leaf_end) = match names {
-        0 => (NONE, 0),
-        1 => (0, len),
-        _ => (0, m.parent_at),
-    };
-    let (parent_at, parent_end) = match names {
-        0 | 1 => (NONE, 0),
-        2 => (m.parent_at, len),
-        _ => (m.parent_at, m.third_at),
-    };
-    let (top_at, top_end) = if names == 0 {
-        (NONE, 0)
-    } else {
-        (m.top_at, len)
+    let (top, parent) = match named {
+        0 => {
+            clear(&mut j.names[0]);
+            (0, 0)
+        }
+        1 => {
+            clear(&mut j.names[1]);
+            (0, 1)
+        }
+        2 => (1, 1),
+        _ => {
+            name_into(&mut j.names[2], last);
+            (2, 1)
+        }
     };
     let set = verdict & SET;
-    found(m, ev, start, set, verdict, sigs, ATOM_TOP, top_at, top_end)
-        || found(
-            m,
-            ev,
-            start,
-            set,
-            verdict,
-            sigs,
-            ATOM_PARENT,
-            parent_at,
-            parent_end,
-        )
-        || found(
-            m, ev, start, set, verdict, sigs, ATOM_LEAF, leaf_at, leaf_end,
-        )
+    let names = &mut j.names;
+    found(names, set, verdict, sigs, ATOM_TOP, top)
+        || found(names, set, verdict, sigs, ATOM_PARENT, parent)
+        || found(names, set, verdict, sigs, ATOM_LEAF, 0)
 }
 
-/// The offset of a name that is not there ("").
-const NONE: u32 = u32::MAX;
-
-/// Whether the name at `at` (NUL at `end - 1`; `NONE`: "") is a key of `set` for `atom`, if
-/// the set has any: its signature first, then the name itself.
+/// `mount_of(mnt)`, but nothing for the root's own mount (the most common): a walk in it ends at
+/// the root, or, for a file outside the root, at the top of its file system or past
+/// `MAX_DEPTH`, and passes either way, as it does at the mount's root when that is read.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn found(
-    m: &mut Marks,
-    ev: &SyscallEvent,
-    start: usize,
-    set: u32,
-    verdict: u32,
-    sigs: &SetSig,
-    atom: u8,
-    at: u32,
-    end: u32,
-) -> bool {
-    if verdict & (1 << (ATOM_BITS + atom as u32)) == 0 {
-        return false;
-    }
-    const MASK: usize = 2 * DATA_MAX - 1;
-    let base = start & (DATA_MAX - 1);
-    let n = end.wrapping_sub(at).wrapping_sub(1);
-    let bit = if at == NONE || n == 0 {
-        sig(0, 0, 0)
+fn mount_in(mnt: u64, root_mnt: u64) -> (u64, u64, u64) {
+    if mnt == root_mnt {
+        (0, 0, 0)
     } else {
-        let first_at = base + (at as usize & (DATA_MAX - 1));
-        let cut = if n as usize > NAME_LEN - 1 {
-            NAME_LEN - 1
-        } else {
-            n as usize
-        };
-        let first = ev.data[first_at & MASK];
-        let last = ev.data[(first_at + cut - 1) & MASK];
-        sig(n as usize, first, last)
-    };
-    if sigs.atoms[atom as usize % 3] & (1 << bit) == 0 {
-        return false;
+        mount_of(mnt, config())
     }
-    m.key.set = set as u16;
-    m.key.atom = atom;
-    m.key._pad = 0;
-    m.key._pad2 = 0;
-    // Four word stores (a plain `= [0; 32]` becomes a byte-by-byte memset on this target).
-    let words = m.key.name.as_mut_ptr().cast::<u64>();
+}
+
+/// Writes the name of `dentry` into `key` (NUL-padded, cut to `NAME_LEN - 1` bytes) and returns
+/// its parent: one read when the name is stored inside the dentry, else a second for the name.
+#[inline(always)]
+fn name_into(key: &mut Key, dentry: u64) -> u64 {
+    let cfg = config();
+    let [parent, len, name, w0, w1, w2, w3] =
+        read_words(dentry, cfg.spans[span::NAMED], cfg.dentry_named_words());
+    let len = len as u32;
+    let words = key.name.as_mut_ptr().cast::<u64>();
+    if cfg.dentry_iname != 0 && name == dentry.wrapping_add(cfg.dentry_iname as u64) {
+        let n = if len > NAME_LEN as u32 - 1 {
+            NAME_LEN as u32 - 1
+        } else {
+            len
+        };
+        for (i, w) in [w0, w1, w2, w3].into_iter().enumerate() {
+            // SAFETY: inside the 8-aligned name.
+            unsafe { core::ptr::write_volatile(words.add(i), keep(w, n, i as u32)) };
+        }
+    } else {
+        clear(key);
+        // SAFETY: at most NAME_LEN - 1 bytes and a NUL into the key's name.
+        unsafe {
+            bpf_probe_read_kernel_str(
+                key.name.as_mut_ptr().cast(),
+                NAME_LEN as u32,
+                name as *const _,
+            )
+        };
+    }
+    parent
+}
+
+/// The bytes of word `i` of a name that are the name's first `n` bytes; zero past them (a
+/// short name's storage holds a NUL and whatever an earlier, longer name left there).
+#[inline(always)]
+fn keep(w: u64, n: u32, i: u32) -> u64 {
+    let lo = 8 * i;
+    if n >= lo + 8 {
+        w
+    } else if n <= lo {
+        0
+    } else {
+        w & ((1u64 << (8 * (n - lo))) - 1)
+    }
+}
+
+/// Zeroes a key's name: four word stores (a plain `= [0; 32]` becomes a byte-by-byte memset
+/// on this target).
+#[inline(always)]
+fn clear(key: &mut Key) {
+    let words = key.name.as_mut_ptr().cast::<u64>();
     for i in 0..NAME_LEN / 8 {
         // SAFETY: inside the 8-aligned name.
         unsafe { core::ptr::write_volatile(words.add(i), 0) };
     }
-    if at != NONE {
-        let off = base + (at as usize & (DATA_MAX - 1));
-        // SAFETY: `off` < 2 * DATA_MAX, inside `data`; the helper reads at most NAME_LEN - 1
-        // bytes and a NUL, stopping at the name's own NUL.
-        unsafe {
-            bpf_probe_read_kernel_str(
-                m.key.name.as_mut_ptr().cast(),
-                NAME_LEN as u32,
-                ev.data.as_ptr().add(off).cast(),
-            )
-        };
+}
+
+/// Whether `names[at]` is a key of `set` for `atom`, if the set lists names for it: its Bloom
+/// bits first, then the name itself.
+#[inline(always)]
+fn found(names: &mut [Key; 3], set: u32, verdict: u32, sigs: &SetSig, atom: u8, at: usize) -> bool {
+    if verdict & (1 << (ATOM_BITS + atom as u32)) == 0 {
+        return false;
     }
+    let key = &mut names[at % 3];
+    let p = key.name.as_ptr().cast::<u64>();
+    // SAFETY: the key's 8-aligned name, four words.
+    let words: [u64; NAME_LEN / 8] =
+        core::array::from_fn(|i| unsafe { core::ptr::read_volatile(p.add(i)) });
+    if !sigs.may_hold(atom, words) {
+        return false;
+    }
+    key.set = set as u16;
+    key.atom = atom;
+    key._pad = 0;
+    key._pad2 = 0;
     // SAFETY: a lookup; the value is not read.
-    unsafe { OPEN_KEYS.get(&m.key) }.is_some()
+    unsafe { OPEN_KEYS.get(key) }.is_some()
 }
 
 /// Counts an open the filter passed over.

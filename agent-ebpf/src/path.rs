@@ -22,7 +22,7 @@ use crate::task::{read_kernel, read_words};
 
 /// Directory levels walked, mount crossings included. Deeper paths are reported leaf side
 /// first with `kpath::TRUNCATED`.
-const MAX_DEPTH: u32 = 48;
+pub const MAX_DEPTH: u32 = 48;
 /// Bytes of names per path; a component is read with room for `NAME_MAX` + NUL.
 const MAX_BYTES: usize = 2048;
 const NAME_READ: u32 = 256;
@@ -75,7 +75,7 @@ pub fn file_of_fd(files: u64, fd: u64, cfg: &KernelConfig) -> u64 {
 /// A mount's parent (as the `vfsmount` inside it), mountpoint, and the root of the mount
 /// itself (`mnt` is the `vfsmount` inside a `struct mount`): one read.
 #[inline(always)]
-fn mount_of(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
+pub fn mount_of(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
     let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
     let [parent, mountpoint, root] = read_words(m, cfg.spans[span::MOUNT], cfg.mount_words());
     (parent, mountpoint, root)
@@ -97,7 +97,6 @@ pub fn walk(
     cursor: &mut u32,
     obj: Obj,
     fs: u64,
-    marks_slot: u32,
 ) -> Walked {
     // Masked after a volatile read: the caller's own bound checks let LLVM drop a plain mask,
     // and the verifier needs it here.
@@ -114,15 +113,6 @@ pub fn walk(
     // SAFETY: `cursor` is a field of the caller's per-CPU event; volatile so that the compiler
     // neither keeps it in a register nor drops the masks below as redundant.
     unsafe { core::ptr::write_volatile(cursor, 0) };
-    // Where the names start, for the open filter (open_filter.rs): in map memory, as the
-    // cursor is, so that the loop's states do not multiply. A slot per context a program can
-    // run in (`marks_slot`: 0 for a task's own syscalls and lifecycle, 1 for io_uring
-    // completions, which can interrupt them), as the scratch records are.
-    let marks = crate::open_filter::MARKS.get_ptr_mut(marks_slot);
-    if let Some(m) = marks {
-        // SAFETY: this CPU's slot, owned by this invocation.
-        unsafe { core::ptr::write_volatile(&raw mut (*m).names, 0) };
-    }
     if obj.dentry == 0 || obj.mnt == 0 {
         out.flags |= kpath::BROKEN;
         return out;
@@ -194,19 +184,6 @@ pub fn walk(
             let next = (off & (MAX_BYTES - 1)) + (n as usize & (2 * NAME_READ as usize - 1));
             // SAFETY: as above.
             unsafe { core::ptr::write_volatile(cursor, next as u32) };
-            if let Some(m) = marks {
-                // SAFETY: as above.
-                unsafe {
-                    let k = core::ptr::read_volatile(&raw const (*m).names) + 1;
-                    core::ptr::write_volatile(&raw mut (*m).names, k);
-                    core::ptr::write_volatile(&raw mut (*m).top_at, off as u32);
-                    if k == 2 {
-                        core::ptr::write_volatile(&raw mut (*m).parent_at, off as u32);
-                    } else if k == 3 {
-                        core::ptr::write_volatile(&raw mut (*m).third_at, off as u32);
-                    }
-                }
-            }
         } else {
             out.flags |= kpath::BROKEN;
             done = true;

@@ -121,7 +121,6 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
         &mut ev.exe_path_len,
         path_at(file, cfg.file_path, cfg),
         cur.fs,
-        0,
     );
     ev.exe_path_len = (w.len & (DATA_MAX - 1)) as u32;
     ev.exe_path_flags = w.flags;

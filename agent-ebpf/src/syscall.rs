@@ -233,9 +233,19 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     // SAFETY: a per-CPU slot owned by this invocation.
     let ev = unsafe { &mut *ev };
     ev.args = read_args(regs, cfg);
-    // An open no loaded rule can match ends here, or (keyed) after its path is walked.
+    // An open no loaded rule can match ends here, on its class, or once the names of the file
+    // it returned are judged.
     let verdict = open_filter::verdict(spec, ret, &ev.args);
     if verdict == open_filter_abi::DROP {
+        open_filter::filtered();
+        return Ok(());
+    }
+    let cur = current(cfg);
+    if verdict & open_filter_abi::KEYS != 0
+        && ret >= 0
+        && spec.flags & spec_flags::RET_FD != 0
+        && !open_filter::admits(verdict, file_obj(cur.files, ret as u64), cur.fs)
+    {
         open_filter::filtered();
         return Ok(());
     }
@@ -248,26 +258,8 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
     ev.kpath_ino = 0;
-    let cur = current(cfg);
 
     let mut total = 0usize;
-    // An open the filter judges on its path: the file is walked first and judged before the
-    // path string is copied, so most of them end here; one that passes keeps its path first
-    // in the record (`kpath::FIRST`).
-    if verdict & open_filter_abi::KEYS != 0 && ret >= 0 && spec.flags & spec_flags::RET_FD != 0 {
-        total = walk_into(
-            ev,
-            0,
-            file_obj(cur.files, ret as u64),
-            kpath::OF_RET,
-            cur.fs,
-        );
-        if !open_filter::admits(verdict, ev, 0) {
-            open_filter::filtered();
-            return Ok(());
-        }
-        ev.kpath_flags |= kpath::FIRST;
-    }
     // A successful exec replaced the registers with the new program's: the exec record
     // carries its path and argv.
     if !(ret == 0 && spec.flags & spec_flags::EXEC != 0) {
@@ -279,43 +271,21 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         };
         total = capture(ev, spec, 2, total);
     }
-    resolve_and_emit(ev, spec, total, cur, Header::Fill);
+    fill_header_of(&mut ev.header, EventKind::Syscall as u32, cfg, &cur);
+    resolve_and_emit(ev, spec, total, cur);
     Ok(())
 }
 
-/// Whether the record's header is written yet.
-pub enum Header {
-    /// Written.
-    Filled,
-    /// To write once the path is walked (for a syscall, the header comes after anything that
-    /// can still end the record: the open filter's judgement).
-    Fill,
-}
-
-/// Appends the kernel path to a record whose captures (`total` bytes) are written, unless the
-/// open filter walked it first (`kpath::FIRST`), writes the header if it is not yet, and emits
-/// the record.
+/// Appends the kernel path to a record whose header and captures (`total` bytes) are written,
+/// and emits the record.
 #[inline(always)]
-pub fn resolve_and_emit(
-    ev: &mut SyscallEvent,
-    spec: &SyscallSpec,
-    total: usize,
-    cur: Current,
-    header: Header,
-) {
+pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize, cur: Current) {
     // Through memory, so the verifier sees one unknown length here rather than one state per
     // path through the captures: every path then shares one check of the walk that follows.
     ev.header.size = total as u32;
     // SAFETY: a field of the per-CPU event we own.
     let start = unsafe { core::ptr::read_volatile(&ev.header.size) } as usize;
-    let total = if ev.kpath_flags & kpath::FIRST != 0 {
-        start
-    } else {
-        resolve(ev, spec, start, cur)
-    };
-    if let Header::Fill = header {
-        fill_header_of(&mut ev.header, EventKind::Syscall as u32, config(), &cur);
-    }
+    let total = resolve(ev, spec, start, cur);
 
     let size = SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;
@@ -372,16 +342,7 @@ pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, fs: u64
         return total;
     }
     ev.kpath_flags = of;
-    // An io_uring record (built in its own scratch) marks its walk in its own slot too.
-    let marks_slot = if ev.ring != 0 { 1 } else { 0 };
-    let w = walk(
-        &mut ev.data,
-        total,
-        &mut ev.kpath_cursor,
-        obj,
-        fs,
-        marks_slot,
-    );
+    let w = walk(&mut ev.data, total, &mut ev.kpath_cursor, obj, fs);
     ev.kpath_flags |= w.flags;
     ev.kpath_magic = w.magic;
     ev.kpath_ino = w.ino;

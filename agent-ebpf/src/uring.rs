@@ -37,7 +37,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{URING_SCRATCH, config},
-    syscall::{Header, file_obj, resolve_and_emit, spec_for, walk_into},
+    syscall::{file_obj, resolve_and_emit, spec_for, walk_into},
     task::{fill_header, read_kernel},
 };
 
@@ -242,7 +242,7 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
         }
         _ => return Ok(()),
     }
-    resolve_and_emit(ev, spec, total, cur, Header::Filled);
+    resolve_and_emit(ev, spec, total, cur);
     Ok(())
 }
 

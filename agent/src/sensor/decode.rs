@@ -454,14 +454,8 @@ fn syscall(rec: &[u8], spare: &mut Spare) -> Result<Syscall, DecodeError> {
     }
     let mut chunks: [&[u8]; 4] = [&[]; 4];
     let mut off = 0;
-    // The captures, then the kernel path; or the path first when the open filter judged it
-    // before the captures were made.
-    let order = if kflags & kpath::FIRST != 0 {
-        [3, 0, 1, 2]
-    } else {
-        [0, 1, 2, 3]
-    };
-    for i in order {
+    // The captures, then the kernel path.
+    for i in 0..4 {
         chunks[i] = &data[off..off + cap_len[i]];
         off += cap_len[i];
     }
@@ -724,9 +718,7 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>, spare: &mut Spare) -> 
 #[cfg(test)]
 mod tests {
     use super::{
-        super::record::{
-            as_bytes, header, kpath_bytes, syscall as syscall_record, with_kpath, with_kpath_first,
-        },
+        super::record::{as_bytes, header, kpath_bytes, syscall as syscall_record, with_kpath},
         *,
     };
 
@@ -786,28 +778,6 @@ mod tests {
                 resolved: Some("/etc/shadow".into())
             })
         );
-    }
-
-    /// An open the filter judged before its captures carries its path first; it decodes as
-    /// the same open with its path last.
-    #[test]
-    fn a_path_judged_first_decodes_as_one_written_last() {
-        let rec = || syscall_record(257, 3, [0, 1, 0, 0, 0, 0], &[b"/proc/self/root/etc/link"]);
-        let last = decode_syscall(&with_kpath(rec(), &["shadow", "etc"], kpath::OF_RET, 7, 77));
-        let first = decode_syscall(&with_kpath_first(
-            rec(),
-            &["shadow", "etc"],
-            kpath::OF_RET,
-            7,
-            77,
-        ));
-        assert_eq!(first.args, last.args);
-        assert_eq!(first.file, last.file);
-        assert_eq!(first.file.as_ref().unwrap().path, "/etc/shadow");
-        let Some(ArgValue::Path { raw, .. }) = first.arg("filename") else {
-            panic!()
-        };
-        assert_eq!(raw, "/proc/self/root/etc/link");
     }
 
     /// A file named `id_rsa (deleted)` that is not deleted keeps its whole name; a deleted

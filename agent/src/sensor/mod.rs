@@ -396,6 +396,11 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         m("kernfs_node", "parent")?
     };
     let ovl_ok = ovl.as_ref().ok().copied();
+    // Renamed to d_shortname in Linux 6.14. Read as words, so used only where 8-aligned (it
+    // follows pointers: always, in practice); 0 makes the open filter read every name alone.
+    let dentry_iname = m("dentry", "d_shortname")
+        .or_else(|_| m("dentry", "d_iname"))
+        .map_or(0, |o| if o % 8 == 0 { o } else { 0 });
     let uring = uring_offsets(&btf, tracefs, &m, &field);
     let config = KernelConfig {
         ready: 1,
@@ -456,6 +461,8 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         dentry_parent: m("dentry", "d_parent")?,
         dentry_inode: m("dentry", "d_inode")?,
         dentry_hash_pprev: m("dentry", "d_hash.pprev")?,
+        dentry_name_len: m("dentry", "d_name.len")?,
+        dentry_iname,
         inode_ino: m("inode", "i_ino")?,
         vfsmount_root: m("vfsmount", "mnt_root")?,
         mount_mnt: m("mount", "mnt")?,
@@ -929,7 +936,7 @@ impl Sensor {
             let mut sig = open_filter::SetSig::default();
             for (atom, names) in path_keys.atoms() {
                 for name in names {
-                    sig.atoms[atom as usize] |= 1 << open_filter::sig_of(name);
+                    sig.insert(atom, name);
                     set_atoms[set] |= 1 << (open_filter::ATOM_BITS + u32::from(atom));
                 }
             }

@@ -79,19 +79,6 @@ pub fn with_kpath(mut rec: Vec<u8>, names: &[&str], flags: u32, magic: u32, ino:
     rec
 }
 
-/// [`with_kpath`] as the open filter writes a path it judged first: the path before the
-/// captures, `kpath::FIRST` set.
-pub fn with_kpath_first(rec: Vec<u8>, names: &[&str], flags: u32, magic: u32, ino: u64) -> Vec<u8> {
-    let k = kpath_bytes(names);
-    let mut rec = with_kpath(rec, names, flags | agent_common::kpath::FIRST, magic, ino);
-    // Move the path (appended last) in front of the captures.
-    let path = rec.split_off(rec.len() - k.len());
-    let tail = rec.split_off(agent_common::SYSCALL_DATA_OFFSET);
-    rec.extend(path);
-    rec.extend(tail);
-    rec
-}
-
 /// Sets the record's process: `tgid` and thread `tid`.
 pub fn with_process(mut rec: Vec<u8>, tgid: u32, tid: u32) -> Vec<u8> {
     let put = |rec: &mut Vec<u8>, off: usize, v: u32| {

@@ -363,13 +363,44 @@ mod tests {
             assert_eq!(open_filter::class(ok, flags), c);
             assert_eq!(open_filter::class(ok, flags | 0o2004000), c, "{flags:o}"); // CLOEXEC, NONBLOCK
         }
-        // A name's signature is that of its first NAME_LEN - 1 bytes, as the kernel cuts it.
+    }
+
+    /// A set's Bloom filter holds every name inserted, a long one by the first
+    /// `NAME_LEN - 1` bytes the kernel compares, and turns most other names away.
+    #[test]
+    fn set_filters_hold_their_names() {
+        use open_filter::{SetSig, name_words};
+        let mut sig = SetSig::default();
         let long = [b'a'; 40];
-        assert_eq!(
-            open_filter::sig_of(&long),
-            open_filter::sig_of(&long[..open_filter::NAME_LEN - 1])
-        );
-        assert_eq!(open_filter::sig_of(b""), open_filter::sig(0, 0, 0));
+        let names: Vec<String> = (0..32).map(|i| format!("name{i}.conf")).collect();
+        for n in &names {
+            sig.insert(open_filter::ATOM_LEAF, n.as_bytes());
+        }
+        sig.insert(open_filter::ATOM_LEAF, &long);
+        sig.insert(open_filter::ATOM_TOP, b"");
+        for n in &names {
+            assert!(sig.may_hold(open_filter::ATOM_LEAF, name_words(n.as_bytes())));
+        }
+        assert!(sig.may_hold(
+            open_filter::ATOM_LEAF,
+            name_words(&long[..open_filter::NAME_LEN - 1])
+        ));
+        assert!(sig.may_hold(open_filter::ATOM_TOP, name_words(b"")));
+        assert!(!sig.may_hold(open_filter::ATOM_PARENT, name_words(b"")));
+        // The words are the name NUL-padded: what the kernel builds from a dentry's name.
+        let w = name_words(b"null");
+        assert_eq!(w[0].to_ne_bytes()[..5], *b"null\0");
+        assert_eq!(w[1..], [0, 0, 0]);
+        let others = (0..1000)
+            .filter(|i| {
+                sig.may_hold(
+                    open_filter::ATOM_LEAF,
+                    name_words(format!("other{i}").as_bytes()),
+                )
+            })
+            .count();
+        // 33 names, two bits each, in 512 bits: about 1.5% of other names pass.
+        assert!(others < 60, "{others} of 1000 other names passed");
     }
 
     #[test]
