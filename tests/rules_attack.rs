@@ -245,6 +245,64 @@ fn attack_privilege_and_linker_hijacking() {
         field(&a, "thread.cap_effective").contains("CAP_SYS_ADMIN"),
         "{a}"
     );
+
+    // The environment is the one exec gave the program, read by the kernel before it ran (it
+    // was read from /proc/PID/environ when the event was judged, and each of these got past):
+    // 1. Two entries, the first empty: the dynamic loader takes the last, a lookup the first,
+    //    so `proc.env[LD_PRELOAD] != ""` was false.
+    let lib2 = format!("{}/second.so", d.s());
+    bash(&format!(
+        "python3 -c 'import ctypes; s = ctypes.c_char_p * 3; \
+         ctypes.CDLL(None).execve(b\"/bin/sleep\", s(b\"sleep\", b\"0.5\", None), \
+         s(b\"LD_PRELOAD=\", b\"LD_PRELOAD={lib2}\", None))' 2>/dev/null"
+    ));
+    agent.expect(
+        "a 'Privileged process started with LD_PRELOAD' alert (the second of two entries)",
+        Duration::from_secs(15),
+        |v| {
+            v["rule"] == "Privileged process started with LD_PRELOAD"
+                && field(v, "proc.env[LD_PRELOAD]") == lib2
+        },
+    );
+    // 2. A library that overwrites its own entry as it loads: /proc then shows the bytes it
+    //    wrote, not what the loader was given.
+    let wipe = format!("{}/wipe.so", d.s());
+    std::fs::write(
+        format!("{}/wipe.c", d.s()),
+        "#include <string.h>\nextern char **environ;\n\
+         __attribute__((constructor)) static void wipe(void) {\n\
+           for (char **e = environ; *e; e++)\n\
+             if (!strncmp(*e, \"LD_PRELOAD=\", 11)) memset(*e, 'X', strlen(*e));\n}\n",
+    )
+    .unwrap();
+    bash_ok(&format!("cc -shared -fPIC -o {wipe} {}/wipe.c", d.s()));
+    bash_ok(&format!("LD_PRELOAD={wipe} sleep 0.5"));
+    agent.expect(
+        "a 'Privileged process started with LD_PRELOAD' alert (an entry erased as it loaded)",
+        Duration::from_secs(15),
+        |v| {
+            v["rule"] == "Privileged process started with LD_PRELOAD"
+                && field(v, "proc.env[LD_PRELOAD]") == wipe
+        },
+    );
+    // 3. A process gone before the event is judged.
+    let lib3 = format!("{}/brief.so", d.s());
+    for _ in 0..5 {
+        bash(&format!("LD_PRELOAD={lib3} /bin/true 2>/dev/null"));
+    }
+    agent.wait_until(
+        "five LD_PRELOAD alerts for processes that exit at once",
+        Duration::from_secs(15),
+        |seen| {
+            seen.iter()
+                .filter(|v| {
+                    v["rule"] == "Privileged process started with LD_PRELOAD"
+                        && field(v, "proc.env[LD_PRELOAD]") == lib3
+                })
+                .count()
+                == 5
+        },
+    );
 }
 
 #[test]

@@ -148,7 +148,30 @@ pub struct ExecEvent {
     /// the first exec of a container carries its id even if the container is gone a moment later.
     pub cgroup_name: [u8; CGROUP_NAME_LEN],
     pub cgroup_parent: [u8; CGROUP_NAME_LEN],
+    /// [`exec_env`] bits: what the kernel found in the environment exec gave the program,
+    /// read before the program ran (so before a preloaded library could rewrite it).
+    pub env_flags: u32,
+    /// Length of `preload` (no NUL).
+    pub preload_len: u32,
+    /// The value of the last `LD_PRELOAD=` entry (the one the dynamic loader uses), cut to
+    /// `PRELOAD_LEN - 1` bytes.
+    pub preload: [u8; PRELOAD_LEN],
     pub data: [u8; DATA_BUF],
+}
+
+/// Length of `ExecEvent::preload`.
+pub const PRELOAD_LEN: usize = 256;
+
+/// `ExecEvent::env_flags` bits.
+pub mod exec_env {
+    /// Every entry of the environment was read: `preload` is the whole truth about
+    /// `LD_PRELOAD`. Unset when there were more entries (or longer ones) than the kernel reads,
+    /// or a page of it could not be read.
+    pub const COMPLETE: u32 = 1;
+    /// An `LD_PRELOAD=` entry was found.
+    pub const PRELOAD: u32 = 2;
+    /// Its value was longer than `PRELOAD_LEN - 1` bytes.
+    pub const PRELOAD_CUT: u32 = 4;
 }
 
 /// Length of `ExecEvent::exe_name` (a dentry name; NAME_MAX is 255, memfd names are short).
@@ -784,6 +807,8 @@ pub struct KernelConfig {
     pub pid_ns_inum: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     /// Offsets in `struct pt_regs` of the six syscall argument registers, in ABI order.
     pub regs_args: [u32; 6],
     /// Offset in `struct pt_regs` of the syscall number (`orig_ax` on x86_64).
@@ -1096,8 +1121,13 @@ impl KernelConfig {
         [self.inode_ino, self.inode_sb]
     }
 
-    pub const fn mm_args_words(&self) -> [u32; 2] {
-        [self.mm_arg_start, self.mm_arg_end]
+    pub const fn mm_args_words(&self) -> [u32; 4] {
+        [
+            self.mm_arg_start,
+            self.mm_arg_end,
+            self.mm_env_start,
+            self.mm_env_end,
+        ]
     }
 
     /// Computes `spans` from the offsets.
@@ -1138,7 +1168,7 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 96);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 120);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 104);
-const _: () = assert!(EXEC_DATA_OFFSET == 120 + NAME_LEN + 2 * CGROUP_NAME_LEN);
+const _: () = assert!(EXEC_DATA_OFFSET == 120 + NAME_LEN + 2 * CGROUP_NAME_LEN + 8 + PRELOAD_LEN);
 const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8 + 8 + 8 + 8);
 // The kernel side clears the four lengths with one u64 store (agent-ebpf/src/syscall.rs).
 const _: () = assert!(core::mem::offset_of!(SyscallEvent, cap_len) % 8 == 0);

@@ -1,14 +1,17 @@
 //! Process lifecycle: exec, fork, exit.
 
 use agent_common::{
-    DATA_MAX, EXEC_DATA_OFFSET, EventKind, ExecEvent, ExitEvent, ForkEvent, counter, exe_flags,
-    fork_flags, trunc,
+    DATA_MAX, EXEC_DATA_OFFSET, EventKind, ExecEvent, ExitEvent, ForkEvent, PRELOAD_LEN, counter,
+    exe_flags, exec_env, fork_flags, trunc,
 };
 use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+        generated::{
+            bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+            bpf_probe_read_user_str,
+        },
     },
     macros::{map, raw_tracepoint, tracepoint},
     maps::PerCpuArray,
@@ -24,6 +27,112 @@ use crate::{
 
 #[map]
 static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bytes of an environment entry read at once; a longer entry takes a read per this many.
+const ENV_READ: usize = 4096;
+/// Reads of the environment per exec: its entries, plus one per `ENV_READ` bytes of a long one.
+/// A Kubernetes pod's environment has about seven entries per service in its namespace.
+const ENV_READS: u32 = 1024;
+
+/// Where `scan_env` reads each entry to, per CPU; and the scan's cursor, in map memory so
+/// that the verifier sees one state per iteration (a register would be tracked exactly).
+#[repr(C)]
+pub struct EnvScan {
+    at: u64,
+    /// The entry being read continues one that filled the last read.
+    more: u32,
+    _pad: u32,
+    buf: [u8; ENV_READ],
+}
+
+#[map]
+static ENV_SCAN: PerCpuArray<EnvScan> = PerCpuArray::with_max_entries(1, 0);
+
+/// Reads the environment exec gave the program (`mm->env_start..env_end`, written by exec and
+/// not yet seen by the program, which has not run) for its last `LD_PRELOAD=` entry, the one
+/// the dynamic loader uses. Userspace read it from /proc/PID/environ before: after the
+/// program ran, so a library preloaded as root could overwrite its own entry first, a
+/// short-lived process was gone, and an empty first entry hid a second (the loader takes the
+/// last, a lookup the first); and the read took the new process's mmap lock while it started.
+#[inline(always)]
+fn scan_env(ev: &mut ExecEvent, start: u64, end: u64) {
+    ev.env_flags = 0;
+    ev.preload_len = 0;
+    let Some(s) = ENV_SCAN.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot, owned by this invocation; volatile keeps the cursor in memory.
+    let s = unsafe { &mut *s };
+    unsafe {
+        core::ptr::write_volatile(&mut s.at, start);
+        core::ptr::write_volatile(&mut s.more, 0);
+    }
+    const KEY: &[u8; 11] = b"LD_PRELOAD=";
+    let head = u64::from_le_bytes([
+        KEY[0], KEY[1], KEY[2], KEY[3], KEY[4], KEY[5], KEY[6], KEY[7],
+    ]);
+    for _ in 0..ENV_READS {
+        // SAFETY: as above.
+        let at = unsafe { core::ptr::read_volatile(&s.at) };
+        if at >= end {
+            ev.env_flags |= exec_env::COMPLETE;
+            return;
+        }
+        // SAFETY: at most ENV_READ bytes into the buffer; the helper stops at the NUL.
+        let n = unsafe {
+            bpf_probe_read_user_str(s.buf.as_mut_ptr().cast(), ENV_READ as u32, at as *const _)
+        };
+        if n <= 0 {
+            return;
+        }
+        let n = n as u64 & (ENV_READ as u64 * 2 - 1);
+        // SAFETY: as above.
+        let more = unsafe { core::ptr::read_volatile(&s.more) };
+        // An entry's start (not the rest of a long one) that begins with the key.
+        if more == 0
+            && n > KEY.len() as u64
+            && u64::from_le_bytes([
+                s.buf[0], s.buf[1], s.buf[2], s.buf[3], s.buf[4], s.buf[5], s.buf[6], s.buf[7],
+            ]) == head
+            && s.buf[8] == KEY[8]
+            && s.buf[9] == KEY[9]
+            && s.buf[10] == KEY[10]
+        {
+            // The value: what follows the key, without the NUL (or the read's last byte).
+            let len = n - 1 - KEY.len() as u64;
+            let keep = if len > (PRELOAD_LEN - 1) as u64 {
+                ev.env_flags |= exec_env::PRELOAD_CUT;
+                (PRELOAD_LEN - 1) as u64
+            } else {
+                ev.env_flags &= !exec_env::PRELOAD_CUT;
+                len
+            };
+            // SAFETY: PRELOAD_LEN bytes from inside the ENV_READ-byte buffer (11 + 256 <
+            // 4096), into the PRELOAD_LEN-byte field.
+            unsafe {
+                bpf_probe_read_kernel(
+                    ev.preload.as_mut_ptr().cast(),
+                    PRELOAD_LEN as u32,
+                    s.buf.as_ptr().add(KEY.len()).cast(),
+                )
+            };
+            ev.preload_len = keep as u32;
+            ev.env_flags |= exec_env::PRELOAD;
+        }
+        // A read that filled the buffer ended inside the entry: the next one continues it
+        // from the buffer's last byte (the helper's NUL stands there).
+        let (next, more) = if n == ENV_READ as u64 {
+            (at + n - 1, 1)
+        } else {
+            (at + n, 0)
+        };
+        // SAFETY: as above.
+        unsafe {
+            core::ptr::write_volatile(&mut s.at, next);
+            core::ptr::write_volatile(&mut s.more, more);
+        }
+    }
+}
 
 /// `sched:sched_process_exec` (all kernels with tracefs): runs in the new image after a
 /// successful exec. Reads the `__data_loc char[] filename` of the record (offset from the
@@ -68,11 +177,12 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
 
     let task = cur.task;
     let mm: u64 = read_kernel(task, cfg.task_mm);
-    let [start, end] = read_words(
+    let [start, end, env_start, env_end] = read_words(
         mm,
         cfg.spans[agent_common::span::MM_ARGS],
         cfg.mm_args_words(),
     );
+    scan_env(ev, env_start, env_end);
     let mut args_len = end.saturating_sub(start) as usize;
     // Room for argv leaves at least one byte of DATA_MAX, so the executable's path starts
     // below it.

@@ -350,6 +350,7 @@ impl ProcessTable {
                 );
                 p.args = exec.args.clone();
                 p.args_truncated = exec.args_truncated;
+                p.exec_env = exec.env.clone();
                 p.exe_name = exec.exe_name.clone();
                 p.exe_layer = exec.exe_layer;
                 p.cgroup = exec.cgroup.clone();
@@ -398,6 +399,7 @@ impl ProcessTable {
                     loginuid: parent.loginuid,
                     exe_name: parent.exe_name.clone(),
                     exe_layer: parent.exe_layer,
+                    exec_env: parent.exec_env.clone(),
                     cgroup: parent.cgroup.clone(),
                     from_procfs: false,
                     exited_ts: None,

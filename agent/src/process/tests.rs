@@ -120,7 +120,15 @@ fn an_executable_is_the_nodes_own_by_where_it_was_exec_d() {
 #[test]
 fn fork_exec_exit_lifecycle() {
     let mut t = table();
-    t.observe(ev(10, 1, exec("/bin/sh", &["sh"])));
+    let preloaded = osprey_model::event::ExecEnv {
+        complete: true,
+        ld_preload: Some("/k.so".into()),
+    };
+    let mut sh = exec("/bin/sh", &["sh"]);
+    if let EventKind::Exec(e) = &mut sh {
+        e.env = Some(preloaded.clone());
+    }
+    t.observe(ev(10, 1, sh));
     t.observe(ev(10, 2, fork(11)));
     let child = t.get(11).unwrap();
     assert_eq!(child.ppid, 10);
@@ -128,11 +136,17 @@ fn fork_exec_exit_lifecycle() {
         child.exe, "/bin/sh",
         "a forked child runs its parent's image"
     );
+    assert_eq!(
+        child.exec_env.as_ref(),
+        Some(&preloaded),
+        "and its environment"
+    );
 
     let mut e = ev(11, 3, exec("/usr/bin/cat", &["cat", "/etc/shadow"]));
     e.comm = "cat".into();
     let en = t.observe(e);
     let p = en.process.unwrap();
+    assert_eq!(p.exec_env, None, "an exec replaces the environment");
     assert_eq!(p.exe, "/usr/bin/cat");
     assert_eq!(p.cmdline(), "cat /etc/shadow");
     assert_eq!(en.ancestors[0].pid, 10);

@@ -10,8 +10,8 @@ use std::{
 
 use agent_common::{
     CGROUP_NAME_LEN, DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExecEvent,
-    ExitEvent, ForkEvent, NAME_LEN, ProfileEvent, SYSCALL_DATA_OFFSET, SyscallEvent, exe_flags,
-    fork_flags, kpath, ring, taken, trunc,
+    ExitEvent, ForkEvent, NAME_LEN, PRELOAD_LEN, ProfileEvent, SYSCALL_DATA_OFFSET, SyscallEvent,
+    exe_flags, exec_env, fork_flags, kpath, ring, taken, trunc,
 };
 use std::mem::offset_of;
 
@@ -24,8 +24,8 @@ use super::{
     syscalls::{self, ArgType},
 };
 use osprey_model::event::{
-    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, Exit, Fork, IoUring, KernelFile,
-    KernelFileOf, ProfileVerdict, SockAddr, Syscall,
+    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, ExecEnv, Exit, Fork, IoUring,
+    KernelFile, KernelFileOf, ProfileVerdict, SockAddr, Syscall, TRUNCATED_MARKER,
 };
 
 /// Why a record was not decoded.
@@ -184,6 +184,24 @@ impl Spare {
                 self.keep_string(f.path);
             }
         }
+    }
+}
+
+/// The environment the kernel read at exec (`ExecEvent::env_flags`, `preload`).
+fn exec_env(rec: &[u8]) -> ExecEnv {
+    let flags = u32_at(rec, offset_of!(ExecEvent, env_flags));
+    let len = (u32_at(rec, offset_of!(ExecEvent, preload_len)) as usize).min(PRELOAD_LEN - 1);
+    let at = offset_of!(ExecEvent, preload);
+    let ld_preload = (flags & exec_env::PRELOAD != 0).then(|| {
+        let mut v = String::from_utf8_lossy(&rec[at..at + len]).into_owned();
+        if flags & exec_env::PRELOAD_CUT != 0 {
+            v.push_str(TRUNCATED_MARKER);
+        }
+        v
+    });
+    ExecEnv {
+        complete: flags & exec_env::COMPLETE != 0,
+        ld_preload,
     }
 }
 
@@ -416,6 +434,7 @@ impl Decoder {
                 format!("{cgroup_parent}/{cgroup_name}")
             },
             exe_file,
+            env: Some(exec_env(rec)),
         })
     }
 }
@@ -998,6 +1017,9 @@ mod tests {
         ev.exe_name[..4].copy_from_slice(b"env\0");
         ev.cgroup_name[..8].copy_from_slice(b"libpod-x");
         ev.cgroup_parent[..6].copy_from_slice(b"parent");
+        ev.env_flags = exec_env::COMPLETE | exec_env::PRELOAD;
+        ev.preload[..9].copy_from_slice(b"/x/h.so\0\0");
+        ev.preload_len = 7;
         let size = EXEC_DATA_OFFSET + path.len() + args.len();
         ev.header = header(RawKind::Exec, size);
         let mut rec = as_bytes(&ev);
@@ -1009,6 +1031,31 @@ mod tests {
         assert_eq!(exec.args, vec!["env", "-i", "true"]);
         assert_eq!(exec.exe_name, "env");
         assert_eq!(exec.cgroup, "parent/libpod-x");
+        let env = |flags, len| {
+            let mut e = ev;
+            e.env_flags = flags;
+            e.preload_len = len;
+            super::exec_env(&as_bytes(&e))
+        };
+        assert_eq!(
+            exec.env,
+            Some(ExecEnv {
+                complete: true,
+                ld_preload: Some("/x/h.so".into())
+            })
+        );
+        // No entry; an entry cut at the kernel's bound; a scan that did not finish.
+        assert_eq!(env(exec_env::COMPLETE, 0).ld_preload, None);
+        let cut = env(exec_env::PRELOAD | exec_env::PRELOAD_CUT, 7);
+        assert_eq!(
+            cut.ld_preload.unwrap(),
+            format!("/x/h.so{TRUNCATED_MARKER}")
+        );
+        assert!(!cut.complete);
+        assert_eq!(
+            env(exec_env::PRELOAD, 9999).ld_preload.unwrap().len(),
+            PRELOAD_LEN - 1
+        );
         assert_eq!(
             exec.exe_layer,
             Some(ExeLayer {

@@ -427,6 +427,8 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         pid_ns_inum: m("pid_namespace", "ns.inum")?,
         mm_arg_start: m("mm_struct", "arg_start")?,
         mm_arg_end: m("mm_struct", "arg_end")?,
+        mm_env_start: m("mm_struct", "env_start")?,
+        mm_env_end: m("mm_struct", "env_end")?,
         regs_args,
         regs_nr: m("pt_regs", nr)?,
         exec_filename_loc,

@@ -228,6 +228,53 @@ fn procexit_and_exec_events() {
     );
 }
 
+/// `proc.env[LD_PRELOAD]` is what the kernel read at exec when it read every entry, whatever
+/// the process holds now (a preloaded library can overwrite its own entry); when it could not
+/// read them all, the process's environment now, and what the kernel did read once the
+/// process is gone. Other variables always come from the process.
+#[test]
+fn ld_preload_is_the_kernels_when_it_read_the_whole_environment() {
+    struct Now(Option<Vec<String>>);
+    impl ProcessGroups for Now {
+        fn vpgid(&self, _: u32) -> Option<i64> {
+            None
+        }
+        fn environ(&self, _: u32) -> Option<Vec<String>> {
+            self.0.clone()
+        }
+    }
+    let judge = |kernel: Option<(bool, Option<&str>)>, now: Option<&[&str]>, cond: &str| {
+        let mut p = (*ROOT.process(41, 1, "x", "/x", &["x"])).clone();
+        p.exec_env = kernel.map(|(complete, v)| osprey_model::event::ExecEnv {
+            complete,
+            ld_preload: v.map(str::to_string),
+        });
+        let ev = ROOT.event(EventKind::Exit(Exit { status: 0 }), Arc::new(p), vec![]);
+        let opts = EngineOptions {
+            process_groups: Arc::new(Now(now.map(|n| n.iter().map(|s| s.to_string()).collect()))),
+            ..EngineOptions::default()
+        };
+        !engine_for(cond, opts).evaluate(&ev).is_empty()
+    };
+    let is_k = "evt.type = procexit and proc.env[LD_PRELOAD] = /k.so";
+    let set = "evt.type = procexit and proc.env[LD_PRELOAD] exists";
+    let erased: &[&str] = &["LD_PRELOAD=XXXXXXXXXXXXXXXX", "HOME=/root"];
+    assert!(judge(Some((true, Some("/k.so"))), Some(erased), is_k));
+    assert!(judge(Some((true, Some("/k.so"))), None, is_k));
+    // Read in full and not there: not there, whatever /proc says now.
+    assert!(!judge(Some((true, None)), Some(&["LD_PRELOAD=/k.so"]), set));
+    // Not read in full: the process's own, then the kernel's once it is gone.
+    assert!(!judge(Some((false, Some("/k.so"))), Some(erased), is_k));
+    assert!(judge(Some((false, Some("/k.so"))), None, is_k));
+    assert!(judge(None, Some(&["LD_PRELOAD=/k.so"]), is_k));
+    assert!(!judge(None, None, set));
+    assert!(judge(
+        Some((true, Some("/k.so"))),
+        Some(&["HOME=/root"]),
+        "evt.type = procexit and proc.env[HOME] = /root"
+    ));
+}
+
 #[test]
 fn users_and_containers_come_from_the_hooks() {
     let e = cat_shadow();

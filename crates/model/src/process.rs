@@ -63,6 +63,10 @@ pub struct Process {
     /// namespace, so no container image (and nothing a container can write) supplied it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exe_from_host: bool,
+    /// The environment its last exec gave it, as the kernel read it before it ran (none for
+    /// processes found at start-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_env: Option<crate::event::ExecEnv>,
     /// Learned from /proc at start-up rather than from an exec event.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_procfs: bool,

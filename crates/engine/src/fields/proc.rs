@@ -244,11 +244,28 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "proc.env",
         T::Charbuf,
         "Environment, space-separated NAME=value entries (proc.env[NAME]: one variable's value). \
-         The live agent reads it from /proc when a rule or output asks for it (unset once the \
-         process is gone, and in replays).",
+         proc.env[LD_PRELOAD] is the last LD_PRELOAD entry exec gave the program (the one the \
+         dynamic loader uses), read by the kernel before the program ran; the rest the live \
+         agent reads from /proc when a rule or output asks for it (unset once the process is \
+         gone, and in replays).",
         // Asked of the host like proc.vpgid: a replay judges the recording, not today's pid.
         |c, a| {
-            let env = c.svc.process_groups.environ(c.en.event.tgid)?;
+            let kernel = match a {
+                FieldArg::Key(name) if &**name == "LD_PRELOAD" => {
+                    c.process().and_then(|p| p.exec_env.as_ref())
+                }
+                _ => None,
+            };
+            // The kernel read every entry: the whole truth, whatever the process did since.
+            if let Some(env) = kernel.filter(|e| e.complete) {
+                return env.ld_preload.as_deref().and_then(Val::str);
+            }
+            let Some(env) = c.svc.process_groups.environ(c.en.event.tgid) else {
+                // Gone: what the kernel did read.
+                return kernel
+                    .and_then(|e| e.ld_preload.as_deref())
+                    .and_then(Val::str);
+            };
             match a {
                 FieldArg::Key(name) => env.iter().find_map(|e| {
                     e.strip_prefix(&**name)
