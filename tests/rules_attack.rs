@@ -285,6 +285,22 @@ fn attack_privilege_and_linker_hijacking() {
                 && field(v, "proc.env[LD_PRELOAD]") == wipe
         },
     );
+    // Past the kernel's 1,024 reads (an environment padded with 1,100 entries), the answer
+    // comes from /proc: a process that stays is still reported.
+    let lib4 = format!("{}/padded.so", d.s());
+    bash(&format!(
+        "python3 -c 'import os; e = {{\"V%d\" % i: \"x\" for i in range(1100)}}; \
+         e[\"LD_PRELOAD\"] = \"{lib4}\"; os.execve(\"/bin/sleep\", [\"sleep\", \"1.5\"], e)' \
+         2>/dev/null"
+    ));
+    agent.expect(
+        "a 'Privileged process started with LD_PRELOAD' alert (a padded environment)",
+        Duration::from_secs(15),
+        |v| {
+            v["rule"] == "Privileged process started with LD_PRELOAD"
+                && field(v, "proc.env[LD_PRELOAD]") == lib4
+        },
+    );
     // 3. A process gone before the event is judged.
     let lib3 = format!("{}/brief.so", d.s());
     for _ in 0..5 {
