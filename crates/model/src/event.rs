@@ -8,8 +8,8 @@ use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::process::ExeLayer;
 use crate::process::Process;
+pub use crate::process::{ExeLayer, ExecEnv};
 
 /// One thing that happened in the kernel, with the identity of the task that did it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -124,20 +124,6 @@ pub struct Exec {
     /// What the kernel read of the environment exec gave the program, before it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<ExecEnv>,
-}
-
-/// The environment exec gave a program, as the kernel read it before the program ran: what a
-/// process does to its own environment afterwards (a preloaded library erasing its entry)
-/// does not change it, nor does the process being gone when the event is judged.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecEnv {
-    /// Every entry was read, so `ld_preload` is the whole truth; false when there were more
-    /// (or longer) entries than the kernel reads, or a page could not be read.
-    pub complete: bool,
-    /// The value of the last `LD_PRELOAD` entry, the one the dynamic loader uses; ends with
-    /// [`TRUNCATED_MARKER`] when longer than the kernel keeps (255 bytes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ld_preload: Option<String>,
 }
 
 /// A file as the kernel holds it: its location walked from its dentries and mounts up to the

@@ -66,7 +66,7 @@ pub struct Process {
     /// The environment its last exec gave it, as the kernel read it before it ran (none for
     /// processes found at start-up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec_env: Option<crate::event::ExecEnv>,
+    pub exec_env: Option<ExecEnv>,
     /// Learned from /proc at start-up rather than from an exec event.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_procfs: bool,
@@ -113,4 +113,18 @@ pub struct ExeLayer {
     pub upper: bool,
     /// Came with the image.
     pub lower: bool,
+}
+
+/// The environment exec gave a program, as the kernel read it before the program ran: what a
+/// process does to its own environment afterwards (a preloaded library erasing its entry)
+/// does not change it, nor does the process being gone when the event is judged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecEnv {
+    /// Every entry was read, so `ld_preload` is the whole truth; false when there were more
+    /// (or longer) entries than the kernel reads, or a page could not be read.
+    pub complete: bool,
+    /// The value of the last `LD_PRELOAD` entry, the one the dynamic loader uses; ends with
+    /// [`TRUNCATED_MARKER`] when longer than the kernel keeps (255 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ld_preload: Option<String>,
 }
