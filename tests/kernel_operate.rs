@@ -23,11 +23,65 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
     d
 }
 
-fn marker_rule(name: &str, marker: &std::path::Path) -> String {
+/// A rule on opens that `cond` picks.
+fn open_rule(name: &str, cond: &str) -> String {
     format!(
-        "- rule: {name}\n  desc: test\n  condition: evt.type in (open, openat) and fd.name = {}\n  output: \"{name} hit (pid=%proc.pid file=%fd.name)\"\n  priority: WARNING\n",
-        marker.display()
+        "- rule: {name}\n  desc: test\n  condition: evt.type in (open, openat) and {cond}\n  output: \"{name} hit (pid=%proc.pid file=%fd.name)\"\n  priority: WARNING\n"
     )
+}
+
+fn marker_rule(name: &str, marker: &std::path::Path) -> String {
+    open_rule(name, &format!("fd.name = {}", marker.display()))
+}
+
+/// The agent on the rules in `rules` with its metrics on a port of its own, for
+/// `open_filtered` to read.
+fn filter_agent(rules: &std::path::Path) -> (Agent, u16) {
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let agent = Agent::start(
+        &[
+            "run",
+            "--json",
+            "--no-flood-control",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--metrics",
+            &metrics,
+        ],
+        "osprey is running",
+    );
+    (agent, port)
+}
+
+/// osprey_kernel_open_filtered_total of the agent whose metrics are on `port`.
+fn open_filtered(port: u16) -> f64 {
+    let (_, body) = http_get(port, "/metrics").expect("metrics");
+    metric(&body, "osprey_kernel_open_filtered_total").unwrap_or(0.0)
+}
+
+/// Reads `file` `n` times, each by a process of its own, then waits until the kernel has
+/// counted at least `n` opens passed over since `before` (the counters are read every few
+/// seconds).
+fn reads_are_passed_over(port: u16, before: f64, file: &std::path::Path, n: u32) {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("for i in $(seq {n}); do head -c0 {}; done", file.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let deadline = Instant::now() + WAIT;
+    while open_filtered(port) - before < f64::from(n) {
+        assert!(
+            Instant::now() < deadline,
+            "reads of {} not passed over: {}",
+            file.display(),
+            open_filtered(port) - before
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The kernel's open filter follows the loaded rules: an open no rule wants never leaves the
@@ -52,47 +106,9 @@ fn kernel_open_filter_follows_the_rules() {
         marker_rule("Rule A", &dir.join("unused")),
     )
     .unwrap();
-    let port = free_port();
-    let rules_s = rules.to_str().unwrap().to_string();
-    let metrics = format!("127.0.0.1:{port}");
-    let mut agent = Agent::start(
-        &[
-            "run",
-            "--json",
-            "--no-flood-control",
-            "--rules",
-            &rules_s,
-            "--metrics",
-            &metrics,
-        ],
-        "osprey is running",
-    );
-    let filtered = || {
-        let (_, body) = http_get(port, "/metrics").expect("metrics");
-        metric(&body, "osprey_kernel_open_filtered_total").unwrap_or(0.0)
-    };
+    let (mut agent, port) = filter_agent(&rules);
     // No rule names the file: 200 reads of it are passed over in the kernel.
-    let before = filtered();
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "for i in $(seq 200); do head -c0 {}; done",
-                target.display()
-            ),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let deadline = Instant::now() + WAIT;
-    while filtered() - before < 200.0 {
-        assert!(
-            Instant::now() < deadline,
-            "opens not filtered: {}",
-            filtered() - before
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    reads_are_passed_over(port, open_filtered(port), &target, 200);
     // A rule names it: after the reload its reads alert, through the symlink too.
     std::fs::write(rules.join("b.yaml"), marker_rule("Rule B", &target)).unwrap();
     let deadline = Instant::now() + WAIT;
@@ -144,11 +160,7 @@ fn kernel_open_filter_judges_each_name() {
     let before_rename = srv.join("a-longer-inline-name-xyz");
     std::fs::write(&before_rename, "x").unwrap();
     std::fs::rename(&before_rename, &renamed).unwrap();
-    let rule = |name: &str, cond: String| {
-        format!(
-            "- rule: {name}\n  desc: test\n  condition: evt.type in (open, openat) and {cond}\n  output: \"{name} (file=%fd.name)\"\n  priority: WARNING\n"
-        )
-    };
+    let rule = |name: &str, cond: String| open_rule(name, &cond);
     let text = [
         rule("Long name", format!("fd.name = {}", long.display())),
         rule("Renamed", format!("fd.name = {}", renamed.display())),
@@ -164,34 +176,8 @@ fn kernel_open_filter_judges_each_name() {
     ]
     .concat();
     std::fs::write(rules.join("names.yaml"), text).unwrap();
-    let port = free_port();
-    let rules_s = rules.to_str().unwrap().to_string();
-    let metrics = format!("127.0.0.1:{port}");
-    let mut agent = Agent::start(
-        &[
-            "run",
-            "--json",
-            "--no-flood-control",
-            "--rules",
-            &rules_s,
-            "--metrics",
-            &metrics,
-        ],
-        "osprey is running",
-    );
-    let filtered = || {
-        let (_, body) = http_get(port, "/metrics").expect("metrics");
-        metric(&body, "osprey_kernel_open_filtered_total").unwrap_or(0.0)
-    };
-    let before = filtered();
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            &format!("for i in $(seq 100); do head -c0 {}; done", other.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let (mut agent, port) = filter_agent(&rules);
+    reads_are_passed_over(port, open_filtered(port), &other, 100);
     for (rule, file) in [
         ("Long name", &long),
         ("Renamed", &renamed),
@@ -206,16 +192,6 @@ fn kernel_open_filter_judges_each_name() {
             Some(file.to_str().unwrap()),
             "{a}"
         );
-    }
-    // The counters are read from the kernel every few seconds.
-    let deadline = Instant::now() + WAIT;
-    while filtered() - before < 100.0 {
-        assert!(
-            Instant::now() < deadline,
-            "reads of a file no rule names were not passed over: {}",
-            filtered() - before
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
     std::fs::remove_dir_all(&srv).unwrap();
     std::fs::remove_dir_all(&top).unwrap();

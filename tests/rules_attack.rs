@@ -8,6 +8,8 @@ mod support;
 
 use std::{path::Path, time::Duration};
 
+use serde_json::Value;
+
 use rules_support::*;
 
 fn pid() -> u32 {
@@ -248,6 +250,8 @@ fn attack_privilege_and_linker_hijacking() {
 
     // The environment is the one exec gave the program, read by the kernel before it ran (it
     // was read from /proc/PID/environ when the event was judged, and each of these got past):
+    const PRELOAD: &str = "Privileged process started with LD_PRELOAD";
+    let preloads = |v: &Value, lib: &str| field(v, "proc.env[LD_PRELOAD]") == lib;
     // 1. Two entries, the first empty: the dynamic loader takes the last, a lookup the first,
     //    so `proc.env[LD_PRELOAD] != ""` was false.
     let lib2 = format!("{}/second.so", d.s());
@@ -256,14 +260,7 @@ fn attack_privilege_and_linker_hijacking() {
          ctypes.CDLL(None).execve(b\"/bin/sleep\", s(b\"sleep\", b\"0.5\", None), \
          s(b\"LD_PRELOAD=\", b\"LD_PRELOAD={lib2}\", None))' 2>/dev/null"
     ));
-    agent.expect(
-        "a 'Privileged process started with LD_PRELOAD' alert (the second of two entries)",
-        Duration::from_secs(15),
-        |v| {
-            v["rule"] == "Privileged process started with LD_PRELOAD"
-                && field(v, "proc.env[LD_PRELOAD]") == lib2
-        },
-    );
+    alert(&mut agent, PRELOAD, |v| preloads(v, &lib2));
     // 2. A library that overwrites its own entry as it loads: /proc then shows the bytes it
     //    wrote, not what the loader was given.
     let wipe = format!("{}/wipe.so", d.s());
@@ -277,30 +274,7 @@ fn attack_privilege_and_linker_hijacking() {
     .unwrap();
     bash_ok(&format!("cc -shared -fPIC -o {wipe} {}/wipe.c", d.s()));
     bash_ok(&format!("LD_PRELOAD={wipe} sleep 0.5"));
-    agent.expect(
-        "a 'Privileged process started with LD_PRELOAD' alert (an entry erased as it loaded)",
-        Duration::from_secs(15),
-        |v| {
-            v["rule"] == "Privileged process started with LD_PRELOAD"
-                && field(v, "proc.env[LD_PRELOAD]") == wipe
-        },
-    );
-    // Past the kernel's 1,024 reads (an environment padded with 1,100 entries), the answer
-    // comes from /proc: a process that stays is still reported.
-    let lib4 = format!("{}/padded.so", d.s());
-    bash(&format!(
-        "python3 -c 'import os; e = {{\"V%d\" % i: \"x\" for i in range(1100)}}; \
-         e[\"LD_PRELOAD\"] = \"{lib4}\"; os.execve(\"/bin/sleep\", [\"sleep\", \"1.5\"], e)' \
-         2>/dev/null"
-    ));
-    agent.expect(
-        "a 'Privileged process started with LD_PRELOAD' alert (a padded environment)",
-        Duration::from_secs(15),
-        |v| {
-            v["rule"] == "Privileged process started with LD_PRELOAD"
-                && field(v, "proc.env[LD_PRELOAD]") == lib4
-        },
-    );
+    alert(&mut agent, PRELOAD, |v| preloads(v, &wipe));
     // 3. A process gone before the event is judged.
     let lib3 = format!("{}/brief.so", d.s());
     for _ in 0..5 {
@@ -311,14 +285,20 @@ fn attack_privilege_and_linker_hijacking() {
         Duration::from_secs(15),
         |seen| {
             seen.iter()
-                .filter(|v| {
-                    v["rule"] == "Privileged process started with LD_PRELOAD"
-                        && field(v, "proc.env[LD_PRELOAD]") == lib3
-                })
+                .filter(|v| v["rule"] == PRELOAD && preloads(v, &lib3))
                 .count()
                 == 5
         },
     );
+    // Past the kernel's 1,024 reads (an environment padded with 1,100 entries), the answer
+    // comes from /proc: a process that stays is still reported.
+    let lib4 = format!("{}/padded.so", d.s());
+    bash(&format!(
+        "python3 -c 'import os; e = {{\"V%d\" % i: \"x\" for i in range(1100)}}; \
+         e[\"LD_PRELOAD\"] = \"{lib4}\"; os.execve(\"/bin/sleep\", [\"sleep\", \"1.5\"], e)' \
+         2>/dev/null"
+    ));
+    alert(&mut agent, PRELOAD, |v| preloads(v, &lib4));
 }
 
 #[test]

@@ -18,7 +18,7 @@
 //! open that passes is walked again, in full, for its record.
 
 use agent_common::{
-    SyscallSpec, counter,
+    KernelConfig, SyscallSpec, counter,
     open_filter::{
         ATOM_BITS, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, CREAT_FLAGS, Key, MAX_SETS, NAME_LEN,
         PASS, SET, SetSig, class,
@@ -53,7 +53,7 @@ static OPEN_SETS: Array<SetSig> = Array::with_max_entries(MAX_SETS, 0);
 /// with (the file's, its directory's, and the first component's when that is neither), and
 /// the walk's state.
 #[repr(C)]
-pub struct Judged {
+struct Judged {
     names: [Key; 3],
     /// Components met so far, counted to 3.
     named: u32,
@@ -104,7 +104,7 @@ pub fn admits(verdict: u32, obj: Obj, fs: u64) -> bool {
     let root = path_at(fs, cfg.fs_root, cfg);
     let mut dentry = obj.dentry;
     let mut mnt = obj.mnt;
-    let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_in(mnt, root.mnt);
+    let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_in(mnt, root.mnt, cfg);
     // The walk's count and last component live in map memory, as path.rs's cursor does: a
     // register would be tracked exactly, a state per value, and the loop's states multiplied
     // past the verifier's budget (they did).
@@ -128,7 +128,7 @@ pub fn admits(verdict: u32, obj: Obj, fs: u64) -> bool {
             }
             dentry = mountpoint;
             mnt = mnt_parent.wrapping_add(cfg.mount_mnt as u64);
-            (mnt_parent, mountpoint, mnt_root) = mount_in(mnt, root.mnt);
+            (mnt_parent, mountpoint, mnt_root) = mount_in(mnt, root.mnt, cfg);
             continue;
         }
         // SAFETY: as above.
@@ -188,11 +188,11 @@ pub fn admits(verdict: u32, obj: Obj, fs: u64) -> bool {
 /// the root, or, for a file outside the root, at the top of its file system or past
 /// `MAX_DEPTH`, and passes either way, as it does at the mount's root when that is read.
 #[inline(always)]
-fn mount_in(mnt: u64, root_mnt: u64) -> (u64, u64, u64) {
+fn mount_in(mnt: u64, root_mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
     if mnt == root_mnt {
         (0, 0, 0)
     } else {
-        mount_of(mnt, config())
+        mount_of(mnt, cfg)
     }
 }
 

@@ -37,7 +37,7 @@ const ENV_READS: u32 = 1024;
 /// Where `scan_env` reads each entry to, per CPU; and the scan's cursor, in map memory so
 /// that the verifier sees one state per iteration (a register would be tracked exactly).
 #[repr(C)]
-pub struct EnvScan {
+struct EnvScan {
     at: u64,
     /// The entry being read continues one that filled the last read.
     more: u32,
