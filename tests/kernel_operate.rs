@@ -199,6 +199,42 @@ fn kernel_open_filter_judges_each_name() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A rule file changed while the agent starts (after it read the rules, before its programs
+/// are loaded) is reloaded once it runs: the watcher compares with what it read, not with
+/// what was there when it began watching.
+#[test]
+fn kernel_a_rule_changed_while_the_agent_starts_is_loaded() {
+    let dir = temp_dir("startchange");
+    let rules = dir.join("rules.d");
+    std::fs::create_dir_all(&rules).unwrap();
+    let marker = dir.join("marker");
+    std::fs::write(&marker, "x").unwrap();
+    std::fs::write(
+        rules.join("a.yaml"),
+        marker_rule("Rule A", &dir.join("unused")),
+    )
+    .unwrap();
+    let rules_s = rules.to_str().unwrap().to_string();
+    // Returns once the rules are read; the programs are loaded after that.
+    let mut agent = Agent::start(
+        &["run", "--json", "--no-flood-control", "--rules", &rules_s],
+        "rules loaded",
+    );
+    std::fs::write(rules.join("b.yaml"), marker_rule("Rule B", &marker)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !agent.stderr().contains("rules reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "the change made while starting was not loaded: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("cat").arg(&marker).output().unwrap();
+    agent.expect("Rule B", WAIT, |v| v["rule"] == "Rule B");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn kernel_hot_reload_keeps_detecting_and_survives_a_broken_file() {
     let dir = temp_dir("reload");

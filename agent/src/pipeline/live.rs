@@ -118,6 +118,9 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         tokio::spawn(crate::metrics::http::serve(listener, metrics.clone()));
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     }
+    // Before the files are read: a change made while the agent starts (loading the programs
+    // and reading /proc take seconds) is a change to reload, not the state to compare with.
+    let mut rules_seen = fingerprint(&cfg.rules);
     let (mut ruleset, rules_error) = load_rules(&cfg.rules, &metrics)?;
     let profile_defs = std::mem::take(&mut ruleset.profiles);
     let containers = Arc::new(ContainerTable::new(ContainerConfig::default()));
@@ -199,7 +202,6 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     let mut check = tokio::time::interval(Duration::from_secs(10));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut watch = tokio::time::interval(Duration::from_secs(2));
-    let mut rules_seen = fingerprint(&cfg.rules);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     use tokio::signal::unix::{SignalKind, signal};
