@@ -121,6 +121,44 @@ fn evasion_a_parent_named_apt_is_not_a_package_manager() {
     check(&a, "Warning", &["T1003.008"], &[("proc.name", "head")]);
 }
 
+/// The kernel reads an `int` or `unsigned int` argument from the low 32 bits of its register
+/// and ignores the rest. A raw syscall with the high bits set does what the plain one does; the
+/// rules name the value the kernel used. Each call here is made through `syscall(2)` by the
+/// node's python: fcntl(sock, F_DUPFD | 1 << 32, 0) onto a closed stdin, socket(AF_PACKET |
+/// 1 << 32, SOCK_RAW, 0), prctl(PR_SET_NAME | 1 << 32, "kworker/0:9").
+#[test]
+fn evasion_high_bits_above_a_32_bit_argument() {
+    let mut agent = agent();
+    let port = loopback_listener();
+    bash_ok(&format!(
+        r#"timeout 10 /usr/bin/python3 -c '
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+L = ctypes.c_long
+HI = 1 << 32
+s = socket.create_connection(("127.0.0.1", {port}))
+os.close(0)
+assert libc.syscall(L(72), L(s.fileno()), L(HI | 0), L(0)) == 0, "fcntl"
+p = libc.syscall(L(41), L(HI | 17), L(3), L(0))
+assert p >= 0, "socket %d" % ctypes.get_errno()
+assert libc.syscall(L(157), L(HI | 15), ctypes.c_char_p(b"kworker/0:9"), L(0), L(0), L(0)) == 0, "prctl"
+' osprey-high-bits"#
+    ));
+    let a = alert(&mut agent, "Reverse shell", |v| {
+        field(v, "evt.type") == "fcntl" && field(v, "proc.cmdline").contains("osprey-high-bits")
+    });
+    check(&a, "Warning", &["T1059.004"], &[("fd.type", "ipv4")]);
+    assert_eq!(field(&a, "fd.name"), format!("127.0.0.1:{port}"), "{a}");
+    let a = alert(&mut agent, "Packet socket created", |v| {
+        field(v, "proc.cmdline").contains("osprey-high-bits")
+    });
+    check(&a, "Notice", &["T1040"], &[("evt.arg.domain", "AF_PACKET")]);
+    alert(&mut agent, "Process renamed to a system name", |v| {
+        field(v, "proc.cmdline").contains("osprey-high-bits")
+    });
+}
+
 #[test]
 fn evasion_renamed_process_is_judged_by_its_executable() {
     // The node's own python renames its thread `sshd` (prctl PR_SET_NAME), then reads a key:

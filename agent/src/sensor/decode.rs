@@ -686,7 +686,8 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>, spare: &mut Spare) -> 
             ArgValue::Flags { raw, names }
         }
         ArgType::OpenFlags => open_flags(raw, spare),
-        ArgType::Enum(table) => enum_value(raw as i64, table),
+        ArgType::Enum(table) => enum_value(raw as u32 as i32 as i64, table),
+        ArgType::LongEnum(table) => enum_value(raw as i64, table),
         ArgType::SockType => {
             let ty = (raw & 0xf) as i64;
             let mut names: Vec<Cow<'static, str>> = SOCKET_TYPES
@@ -961,6 +962,50 @@ mod tests {
             sockaddr(b"\x01\x00\0abstract"),
             Some(SockAddr::Unix {
                 path: "@abstract".into()
+            })
+        );
+    }
+
+    /// An `int` argument is the low 32 bits of its register, as the kernel reads it; ptrace's
+    /// `long` request is all 64.
+    #[test]
+    fn int_enumerations_are_read_as_the_kernel_reads_them() {
+        let arg = |nr: u32, args: [u64; 6], name: &str| {
+            let rec = syscall_record(nr, 0, args, &[]);
+            let EventKind::Syscall(sc) = Decoder::new(0).try_decode(&rec).unwrap().kind else {
+                panic!()
+            };
+            sc.arg(name).cloned()
+        };
+        let hi = 1u64 << 32;
+        let named = |raw: i64, name: &'static str| ArgValue::Enum {
+            raw,
+            name: Some(Cow::Borrowed(name)),
+        };
+        // fcntl(3, F_DUPFD | 1 << 32, 0), socket(AF_PACKET | 1 << 32, ...), prctl(PR_SET_NAME
+        // | 1 << 32, ...), kill(1, SIGKILL | 1 << 32).
+        assert_eq!(
+            arg(72, [3, hi, 0, 0, 0, 0], "cmd"),
+            Some(named(0, "F_DUPFD"))
+        );
+        assert_eq!(
+            arg(41, [hi | 17, 3, 0, 0, 0, 0], "family"),
+            Some(named(17, "AF_PACKET"))
+        );
+        assert_eq!(
+            arg(157, [hi | 15, 0, 0, 0, 0, 0], "option"),
+            Some(named(15, "PR_SET_NAME"))
+        );
+        assert_eq!(
+            arg(62, [1, hi | 9, 0, 0, 0, 0], "sig"),
+            Some(named(9, "SIGKILL"))
+        );
+        // PTRACE_TRACEME is 0; with a high bit set it is another request to the kernel.
+        assert_eq!(
+            arg(101, [hi, 0, 0, 0, 0, 0], "request"),
+            Some(ArgValue::Enum {
+                raw: hi as i64,
+                name: None
             })
         );
     }

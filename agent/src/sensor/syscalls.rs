@@ -37,8 +37,12 @@ pub enum ArgType {
     Flags(&'static [(u64, &'static str)]),
     /// `open(2)` flags: an access mode plus bits.
     OpenFlags,
-    /// An enumeration named by a table.
+    /// An enumeration named by a table, an `int` or `unsigned int` in the kernel: the kernel
+    /// reads the low 32 bits of the register and ignores the rest, so the value is those bits
+    /// (fcntl(fd, F_DUPFD | 1 << 32, 0) is an F_DUPFD).
     Enum(&'static [(i64, &'static str)]),
+    /// An enumeration the kernel reads as a `long` (ptrace's request): all 64 bits.
+    LongEnum(&'static [(i64, &'static str)]),
     /// `socket(2)` type: an enumeration plus SOCK_NONBLOCK/SOCK_CLOEXEC bits.
     SockType,
     /// `struct open_how` (openat2): decoded into flags, mode and resolve.
@@ -222,7 +226,7 @@ pub static SYSCALLS: &[SyscallDef] = &[
     SyscallDef { name: "bind", nr: 49, args: args!("fd": Fd, "umyaddr": SockAddr { len_arg: 2 }, "addrlen": Int) },
     SyscallDef { name: "listen", nr: 50, args: args!("fd": Fd, "backlog": Int) },
     SyscallDef { name: "socket", nr: 41, args: args!("family": Enum(SOCKET_FAMILIES), "type": SockType, "protocol": Int) },
-    SyscallDef { name: "ptrace", nr: 101, args: args!("request": Enum(PTRACE_REQUESTS), "pid": Int, "addr": Ptr, "data": Ptr) },
+    SyscallDef { name: "ptrace", nr: 101, args: args!("request": LongEnum(PTRACE_REQUESTS), "pid": Int, "addr": Ptr, "data": Ptr) },
     SyscallDef { name: "setns", nr: 308, args: args!("fd": Fd, "flags": Flags(CLONE_FLAGS)) },
     SyscallDef { name: "unshare", nr: 272, args: args!("unshare_flags": Flags(CLONE_FLAGS)) },
     SyscallDef { name: "clone", nr: 56, args: args!("clone_flags": Flags(CLONE_FLAGS), "newsp": Ptr, "parent_tidptr": Ptr, "child_tidptr": Ptr, "tls": Ptr) },
