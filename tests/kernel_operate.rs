@@ -130,6 +130,74 @@ fn kernel_open_filter_follows_the_rules() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// osprey_kernel_calls_filtered_total of the agent whose metrics are on `port`.
+fn calls_filtered(port: u16) -> f64 {
+    let (_, body) = http_get(port, "/metrics").expect("metrics");
+    metric(&body, "osprey_kernel_calls_filtered_total").unwrap_or(0.0)
+}
+
+/// mprotect and fcntl are judged in the kernel on their argument and result: a python makes
+/// 200 read-write mprotects no rule wants (passed over, counted), then one read-write-execute
+/// and an F_SETFL, which rules name and which alert.
+#[test]
+fn kernel_filter_passes_over_calls_by_their_argument() {
+    let dir = temp_dir("callfilter");
+    let rules = dir.join("rules.d");
+    std::fs::create_dir_all(&rules).unwrap();
+    let rule = |name: &str, cond: &str| {
+        format!(
+            "- rule: {name}\n  desc: test\n  condition: {cond} and proc.cmdline contains osprey-calls\n  output: \"{name} (prot=%evt.arg.prot cmd=%evt.arg.cmd)\"\n  priority: WARNING\n"
+        )
+    };
+    std::fs::write(
+        rules.join("calls.yaml"),
+        [
+            rule(
+                "W and X",
+                "evt.type=mprotect and evt.arg.prot contains PROT_WRITE and evt.arg.prot contains PROT_EXEC",
+            ),
+            rule("Flags set", "evt.type=fcntl and evt.arg.cmd=F_SETFL"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let (mut agent, port) = filter_agent(&rules);
+    let before = calls_filtered(port);
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import ctypes, mmap, os, fcntl\n\
+             libc = ctypes.CDLL(None, use_errno=True)\n\
+             m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n\
+             a = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(m)))\n\
+             for _ in range(200): assert libc.mprotect(a, 4096, 3) == 0\n\
+             assert libc.mprotect(a, 4096, 7) == 0\n\
+             r, w = os.pipe()\n\
+             fcntl.fcntl(r, fcntl.F_SETFL, os.O_NONBLOCK)\n",
+            "osprey-calls",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let a = agent.expect("W and X", WAIT, |v| v["rule"] == "W and X");
+    assert_eq!(
+        a["output_fields"]["evt.arg.prot"].as_str(),
+        Some("PROT_READ|PROT_WRITE|PROT_EXEC"),
+        "{a}"
+    );
+    agent.expect("Flags set", WAIT, |v| v["rule"] == "Flags set");
+    let deadline = Instant::now() + WAIT;
+    while calls_filtered(port) - before < 200.0 {
+        assert!(
+            Instant::now() < deadline,
+            "read-write mprotects not passed over: {}",
+            calls_filtered(port) - before
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The kernel judges an open on three names of the file it opened, read from its dentries: the
 /// file's own (a long one stored apart from the dentry, a short one inside it, one renamed
 /// from a longer name), its directory's, and the first component's (a file right under the

@@ -77,6 +77,8 @@ pub mod counter {
     pub const DROP_CGROUP_SHARE: u32 = 10;
     /// Opens the open filter passed over: no loaded rule could match them (not a loss).
     pub const OPEN_FILTERED: u32 = 11;
+    /// mprotect and fcntl calls the filter passed over on their argument and result.
+    pub const CALLS_FILTERED: u32 = 12;
     pub const COUNT: u32 = 16;
 }
 
@@ -420,9 +422,11 @@ pub struct SyscallSpec {
     pub dirfd: u8,
     /// 1 + the index of a descriptor argument whose file the kernel resolves; 0 for none.
     pub fd_arg: u8,
-    /// 1 + the [`open_filter`] slot of an open the loaded rules' filter judges; 0 for none.
+    /// 1 + the [`open_filter`] slot of an open or a call the loaded rules' filter judges
+    /// ([`open_filter::SYSCALLS`] then [`open_filter::CALLS`]); 0 for none.
     pub filter_slot: u8,
-    /// 1 + the index of the open flags argument; 0 for `creat` ([`open_filter::CREAT_FLAGS`]).
+    /// 1 + the index of the argument the class is read from (an open's flags, mprotect's
+    /// `prot`, fcntl's `cmd`); 0 for `creat` ([`open_filter::CREAT_FLAGS`]).
     pub flags_arg: u8,
     pub captures: [Capture; MAX_CAPTURES],
 }
@@ -434,8 +438,72 @@ pub struct SyscallSpec {
 /// (`osprey_engine::compile::KernelFilter`): pass, drop, or pass only when a component of the
 /// path the kernel resolved is one of a set of names ([`Key`]).
 pub mod open_filter {
-    /// The syscalls filtered, by slot (`SyscallSpec::filter_slot` - 1).
+    /// The opens filtered, by slot (`SyscallSpec::filter_slot` - 1).
     pub const SYSCALLS: [&str; 3] = ["open", "openat", "creat"];
+    /// Calls filtered on one argument and their result alone (no path), by slot after the
+    /// opens': `mprotect` on its protection bits (the W^X rule wants PROT_WRITE with
+    /// PROT_EXEC; a freshly exec'd program makes three or four others), `fcntl` on its
+    /// command (the reverse-shell rule and the fd table want F_DUPFD, F_DUPFD_CLOEXEC and
+    /// F_SETFD; servers make F_GETFL/F_SETFL calls by the thousand).
+    pub const CALLS: [&str; 2] = ["mprotect", "fcntl"];
+    /// The argument each call's class is read from.
+    pub const CALL_ARGS: [&str; 2] = ["prot", "cmd"];
+    /// Slots in all: the opens', then the calls'.
+    pub const SLOTS: u32 = (SYSCALLS.len() + CALLS.len()) as u32;
+    /// Classes of a call: bit 0 success, then three bits of the argument (see [`call_class`]).
+    pub const CALL_CLASSES: u32 = 16;
+    /// The fcntl commands a class tells apart (bits 1-2 of an fcntl class: 0 is any other).
+    pub const FCNTL_CMDS: [(u32, &str); 3] =
+        [(0, "F_DUPFD"), (1030, "F_DUPFD_CLOEXEC"), (2, "F_SETFD")];
+    /// Bit 3 of an fcntl class: it succeeded with a result of 0, 1 or 2 (a descriptor
+    /// duplicated onto stdin, stdout or stderr).
+    pub const FCNTL_STDIO: u32 = 8;
+
+    /// Whether a result is a success as the decoder calls it: anything but -4095..-1 (fcntl's
+    /// F_GETOWN returns a process group as a negative number).
+    #[inline(always)]
+    pub fn succeeded(ret: i64) -> bool {
+        !(-4095..0).contains(&ret)
+    }
+
+    /// The class of call `call` (index into [`CALLS`]) that returned `ret`, with `arg`.
+    /// mprotect: bit 0 success, bits 1-3 PROT_READ, PROT_WRITE, PROT_EXEC. fcntl: bit 0
+    /// success, bits 1-2 the command's index in [`FCNTL_CMDS`] plus one (0: another command),
+    /// bit 3 [`FCNTL_STDIO`]. fcntl's command is an `unsigned int`: the kernel reads the low
+    /// 32 bits of the register, and so does the class.
+    #[inline(always)]
+    pub fn call_class(call: u32, ret: i64, arg: u64) -> u32 {
+        let ok = succeeded(ret);
+        if call == 0 {
+            return ok as u32 | ((arg & 7) as u32) << 1;
+        }
+        let cmd = arg as u32;
+        let mut kind = 0;
+        let mut i = 0;
+        while i < FCNTL_CMDS.len() {
+            if FCNTL_CMDS[i].0 == cmd {
+                kind = i as u32 + 1;
+            }
+            i += 1;
+        }
+        let stdio = if ok && (0..=2).contains(&ret) {
+            FCNTL_STDIO
+        } else {
+            0
+        };
+        ok as u32 | kind << 1 | stdio
+    }
+
+    /// The class of an open or call in filter slot `slot` (`SyscallSpec::filter_slot` - 1)
+    /// that returned `ret`, whose class argument is `arg` (ignored for creat).
+    #[inline(always)]
+    pub fn slot_class(slot: u32, ret: i64, arg: u64) -> u32 {
+        match slot {
+            0 | 1 => class(ret >= 0, arg),
+            2 => class(ret >= 0, CREAT_FLAGS),
+            _ => call_class(slot - SYSCALLS.len() as u32, ret, arg),
+        }
+    }
     /// Class bits: bit 0 success, bits 1-2 the access mode, then one bit per [`FLAGS`] entry.
     pub const CLASS_BITS: u32 = 10;
     pub const CLASSES: u32 = 1 << CLASS_BITS;

@@ -16,12 +16,15 @@
 //! stored inside the dentry, so one read gives the parent link and the name), follows only the
 //! parent links above them, and reads one more name, the first component's, at the top. An
 //! open that passes is walked again, in full, for its record.
+//!
+//! The same verdict array holds the calls judged on one argument and their result alone
+//! (`mprotect`'s protection bits, `fcntl`'s command): pass or drop, never keyed.
 
 use agent_common::{
     KernelConfig, SyscallSpec, counter,
     open_filter::{
-        ATOM_BITS, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, CREAT_FLAGS, Key, MAX_SETS, NAME_LEN,
-        PASS, SET, SetSig, class,
+        ATOM_BITS, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, Key, MAX_SETS, NAME_LEN, PASS, SET,
+        SLOTS, SYSCALLS, SetSig, slot_class,
     },
     span,
 };
@@ -37,9 +40,11 @@ use crate::{
     task::{read_kernel, read_words},
 };
 
-/// Verdict per (slot, class): `slot * CLASSES + class`. Zero (never written) passes.
+/// Verdict per (slot, class): `slot * CLASSES + class`, the opens' slots then the calls'
+/// (`agent_common::open_filter::CALLS`, whose classes are the first `CALL_CLASSES`). Zero
+/// (never written) passes.
 #[map]
-static OPEN_FILTER: Array<u32> = Array::with_max_entries(3 * CLASSES, 0);
+static OPEN_FILTER: Array<u32> = Array::with_max_entries(SLOTS * CLASSES, 0);
 
 /// The names the keyed verdicts admit.
 #[map]
@@ -65,23 +70,22 @@ struct Judged {
 #[map]
 static JUDGED: PerCpuArray<Judged> = PerCpuArray::with_max_entries(1, 0);
 
-/// The verdict for an open with `spec` that returned `ret`, from its argument registers.
+/// The verdict for an open or call with `spec` that returned `ret`, from its argument
+/// registers.
 #[inline(always)]
 pub fn verdict(spec: &SyscallSpec, ret: i64, args: &[u64; 6]) -> u32 {
     if spec.filter_slot == 0 {
         return PASS;
     }
-    let flags = if spec.flags_arg == 0 {
-        CREAT_FLAGS
-    } else {
-        match (spec.flags_arg.wrapping_sub(1) & 7) as usize {
-            i @ 0..6 => args[i],
-            _ => 0,
-        }
+    let slot = spec.filter_slot as u32 - 1;
+    if slot >= SLOTS {
+        return PASS;
+    }
+    let arg = match (spec.flags_arg.wrapping_sub(1) & 7) as usize {
+        i @ 0..6 => args[i],
+        _ => 0,
     };
-    let slot = (spec.filter_slot as u32 - 1) & 3;
-    let index = slot * CLASSES + class(ret >= 0, flags);
-    match OPEN_FILTER.get(index) {
+    match OPEN_FILTER.get(slot * CLASSES + slot_class(slot, ret, arg)) {
         Some(v) => *v,
         None => PASS,
     }
@@ -277,8 +281,12 @@ fn found(names: &mut [Key; 3], set: u32, verdict: u32, sigs: &SetSig, atom: u8, 
     unsafe { OPEN_KEYS.get(key) }.is_some()
 }
 
-/// Counts an open the filter passed over.
+/// Counts an open or a call the filter passed over.
 #[inline(always)]
-pub fn filtered() {
-    count(counter::OPEN_FILTERED);
+pub fn filtered(spec: &SyscallSpec) {
+    count(if spec.filter_slot as usize > SYSCALLS.len() {
+        counter::CALLS_FILTERED
+    } else {
+        counter::OPEN_FILTERED
+    });
 }

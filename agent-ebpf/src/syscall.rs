@@ -234,10 +234,10 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     let ev = unsafe { &mut *ev };
     ev.args = read_args(regs, cfg);
     // An open no loaded rule can match ends here, on its class, or once the names of the file
-    // it returned are judged.
+    // it returned are judged; so does an mprotect or fcntl no rule wants, on its class.
     let verdict = open_filter::verdict(spec, ret, &ev.args);
     if verdict == open_filter_abi::DROP {
-        open_filter::filtered();
+        open_filter::filtered(spec);
         return Ok(());
     }
     let cur = current(cfg);
@@ -246,7 +246,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         && spec.flags & spec_flags::RET_FD != 0
         && !open_filter::admits(verdict, file_obj(cur.files, ret as u64), cur.fs)
     {
-        open_filter::filtered();
+        open_filter::filtered(spec);
         return Ok(());
     }
     ev.nr = nr as u32;

@@ -45,6 +45,7 @@ pub struct Metrics {
     kernel_dropped_by_container: Family<Labels, Counter>,
     /// Opens the kernel passed over because no loaded rule could match them (not losses).
     kernel_open_filtered: Counter,
+    kernel_calls_filtered: Counter,
     /// Ring-buffer records that could not be decoded (`short`, `unknown`).
     decode_errors: Family<Labels, Counter>,
     /// io_uring requests by how they were reported (`joined` with their completion,
@@ -116,6 +117,7 @@ impl Metrics {
             kernel_dropped: Family::default(),
             kernel_dropped_by_container: Family::default(),
             kernel_open_filtered: Counter::default(),
+            kernel_calls_filtered: Counter::default(),
             decode_errors: Family::default(),
             io_uring_requests: Family::default(),
             queue_dropped: Family::default(),
@@ -160,6 +162,13 @@ impl Metrics {
             "Opens the kernel passed over because no loaded rule could match them \
              (kernel_open_filter): not judged, by design, and not losses",
             m.kernel_open_filtered.clone(),
+        );
+        r.register(
+            "kernel_calls_filtered",
+            "mprotect and fcntl calls the kernel passed over on their argument and result \
+             because no loaded rule (nor the fd table) could match them (kernel_open_filter): \
+             not judged, by design, and not losses",
+            m.kernel_calls_filtered.clone(),
         );
         r.register(
             "kernel_dropped_by_container",
@@ -355,6 +364,10 @@ impl Metrics {
         if kernel.open_filtered > k0.open_filtered {
             self.kernel_open_filtered
                 .inc_by(kernel.open_filtered - k0.open_filtered);
+        }
+        if kernel.calls_filtered > k0.calls_filtered {
+            self.kernel_calls_filtered
+                .inc_by(kernel.calls_filtered - k0.calls_filtered);
         }
         add(
             &self.decode_errors,

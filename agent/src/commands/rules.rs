@@ -67,7 +67,8 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<bool> {
             failed,
         } => {
             let engine = Engine::new(load_for_run(&rules)?, Default::default());
-            let filter = engine.kernel_filter();
+            let mut filter = engine.kernel_filter();
+            crate::process::keep_followed_calls(&mut filter);
             match path {
                 Some(path) => {
                     let raw = open_flags(&flags)?;
@@ -157,6 +158,29 @@ fn describe(filter: &osprey_engine::compile::KernelFilter) -> String {
             }
         }
     }
+    for (i, name) in agent_common::open_filter::CALLS.iter().enumerate() {
+        let _ = writeln!(out, "{name}:");
+        for ok in [true, false] {
+            for class in (0..agent_common::open_filter::CALL_CLASSES).filter(|c| (c & 1 != 0) == ok)
+            {
+                // fcntl's "stdio" bit is only set for successes.
+                if *name == "fcntl" && !ok && class & agent_common::open_filter::FCNTL_STDIO != 0 {
+                    continue;
+                }
+                let what = if filter.calls[i][class as usize] {
+                    "captured"
+                } else {
+                    "passed over"
+                };
+                let _ = writeln!(
+                    out,
+                    "  {}, {}: {what}",
+                    call_class_label(name, class),
+                    if ok { "succeeded" } else { "failed" }
+                );
+            }
+        }
+    }
     let (drop, keys, pass) = filter.counts();
     let _ = writeln!(
         out,
@@ -179,6 +203,34 @@ fn describe(filter: &osprey_engine::compile::KernelFilter) -> String {
         );
     }
     out
+}
+
+/// What a class of a filtered call stands for: mprotect's protection bits, fcntl's command
+/// (and whether it returned 0-2).
+fn call_class_label(call: &str, class: u32) -> String {
+    use agent_common::open_filter::{FCNTL_CMDS, FCNTL_STDIO};
+    if call == "mprotect" {
+        let bits: Vec<&str> = ["PROT_READ", "PROT_WRITE", "PROT_EXEC"]
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| class & (2 << b) != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        return if bits.is_empty() {
+            "no PROT_READ, PROT_WRITE or PROT_EXEC".to_string()
+        } else {
+            bits.join("|")
+        };
+    }
+    let cmd = match (class >> 1) & 3 {
+        0 => "another command",
+        k => FCNTL_CMDS[k as usize - 1].1,
+    };
+    if class & FCNTL_STDIO != 0 {
+        format!("{cmd}, result 0-2")
+    } else {
+        cmd.to_string()
+    }
 }
 
 /// `osprey fields`.

@@ -39,8 +39,8 @@ pub struct RunArgs {
     /// Do not reload the rules when their files change (SIGHUP still reloads).
     #[arg(long)]
     pub no_watch_rules: bool,
-    /// Capture every open the rules' event types name, rather than passing over, in the
-    /// kernel, those no loaded rule can match (`kernel_open_filter`).
+    /// Capture every open (and mprotect and fcntl) the rules' event types name, rather than
+    /// passing over, in the kernel, those no loaded rule can match (`kernel_open_filter`).
     #[arg(long)]
     pub no_kernel_open_filter: bool,
     /// Print a line on stderr when this marker is reached (tests wait for it).

@@ -94,7 +94,8 @@ pub fn interest_for(engine: &Engine) -> BTreeSet<String> {
 
 /// Writes the kernel's open filter for `engine`'s rules (see `Sensor::set_open_filter`).
 fn set_open_filter(sensor: &mut Sensor, engine: &Engine) -> Result<(), SensorError> {
-    let filter = engine.kernel_filter();
+    let mut filter = engine.kernel_filter();
+    crate::process::keep_followed_calls(&mut filter);
     let keys = sensor.set_open_filter(&filter)?;
     let (drop, keyed, pass) = filter.counts();
     tracing::info!(

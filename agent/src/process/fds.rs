@@ -59,6 +59,13 @@ pub const SYSCALLS: &[&str] = &[
     "open_by_handle_at",
 ];
 
+/// Keeps the fcntl calls the table follows (a successful F_DUPFD, F_DUPFD_CLOEXEC or
+/// F_SETFD: `agent_common::open_filter::FCNTL_CMDS`) in the kernel filter whatever the rules
+/// say; the kernel passes over the other commands when no rule wants them.
+pub fn keep_followed_calls(filter: &mut osprey_engine::compile::KernelFilter) {
+    filter.capture_calls("fcntl", |class| class & 1 != 0 && (class >> 1) & 3 != 0);
+}
+
 /// Bounds of the table.
 #[derive(Clone, Debug)]
 pub struct FdConfig {

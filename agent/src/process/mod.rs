@@ -22,7 +22,7 @@ use osprey_model::event::{ArgValue, Enriched, Event, EventKind};
 
 use crate::container::cgroup;
 
-pub use fds::{FdConfig, FdStats, FdTable, SYSCALLS as FD_TABLE_SYSCALLS};
+pub use fds::{FdConfig, FdStats, FdTable, SYSCALLS as FD_TABLE_SYSCALLS, keep_followed_calls};
 pub use proc_fs::{boot_clock_ns, boot_time_ns, read_process};
 
 /// Limits and counters of the table.

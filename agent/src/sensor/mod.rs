@@ -150,6 +150,8 @@ pub struct KernelCounters {
     /// Opens the open filter passed over because no loaded rule could match them (not a
     /// loss: see [`Sensor::set_open_filter`]).
     pub open_filtered: u64,
+    /// mprotect and fcntl calls passed over on their argument and result, likewise.
+    pub calls_filtered: u64,
 }
 
 impl KernelCounters {
@@ -907,6 +909,7 @@ impl Sensor {
             profile_kills: get(counter::PROFILE_KILLS),
             dropped_cgroup_share: get(counter::DROP_CGROUP_SHARE),
             open_filtered: get(counter::OPEN_FILTERED),
+            calls_filtered: get(counter::CALLS_FILTERED),
         }
     }
 
@@ -918,7 +921,7 @@ impl Sensor {
     pub fn set_open_filter(&mut self, filter: &KernelFilter) -> Result<usize, SensorError> {
         let map_err = |map: &'static str| move |source| SensorError::Map { map, source };
         let classes = open_filter::CLASSES;
-        for slot in 0..open_filter::SYSCALLS.len() as u32 {
+        for slot in 0..open_filter::SLOTS {
             for class in 0..classes {
                 self.open_verdicts
                     .set(slot * classes + class, open_filter::PASS, 0)
@@ -976,6 +979,17 @@ impl Sensor {
                 if value != open_filter::PASS {
                     self.open_verdicts
                         .set(slot as u32 * classes + class as u32, value, 0)
+                        .map_err(map_err("OPEN_FILTER"))?;
+                }
+            }
+        }
+        // The calls' slots follow the opens'.
+        for (call, captured) in filter.calls.iter().enumerate() {
+            let slot = (open_filter::SYSCALLS.len() + call) as u32;
+            for (class, capture) in captured.iter().enumerate() {
+                if !capture {
+                    self.open_verdicts
+                        .set(slot * classes + class as u32, open_filter::DROP, 0)
                         .map_err(map_err("OPEN_FILTER"))?;
                 }
             }

@@ -135,13 +135,18 @@ impl SyscallDef {
             flags,
             ..Default::default()
         };
-        // The open filter's syscalls: which verdicts judge it, and where its flags are.
-        if let Some(slot) = open_filter::SYSCALLS.iter().position(|n| *n == self.name) {
+        // The filter's opens and calls: which verdicts judge it, and where its class argument
+        // is (an open's flags, mprotect's prot, fcntl's cmd).
+        let mut filtered = open_filter::SYSCALLS.iter().chain(&open_filter::CALLS);
+        if let Some(slot) = filtered.position(|n| *n == self.name) {
+            let class_arg = slot
+                .checked_sub(open_filter::SYSCALLS.len())
+                .map_or("flags", |c| open_filter::CALL_ARGS[c]);
             spec.filter_slot = slot as u8 + 1;
             spec.flags_arg = self
                 .args
                 .iter()
-                .position(|a| a.name == "flags")
+                .position(|a| a.name == class_arg)
                 .map_or(0, |i| i as u8 + 1);
         }
         let slots = self.capture_slots();
@@ -356,6 +361,25 @@ mod tests {
             osprey_engine::compile::OPEN_ARGS.len()
         );
         assert_eq!(by_name("openat2").unwrap().spec().filter_slot, 0);
+        // The calls follow, each with the argument its class is read from.
+        for (i, (name, class_arg)) in open_filter::CALLS
+            .iter()
+            .zip(open_filter::CALL_ARGS)
+            .enumerate()
+        {
+            let def = by_name(name).unwrap();
+            let spec = def.spec();
+            assert_eq!(
+                spec.filter_slot as usize,
+                open_filter::SYSCALLS.len() + i + 1
+            );
+            let at = def.args.iter().position(|a| a.name == class_arg).unwrap();
+            assert_eq!(spec.flags_arg as usize, at + 1, "{name}");
+        }
+        assert_eq!(
+            open_filter::SYSCALLS.len() + open_filter::CALLS.len(),
+            open_filter::SLOTS as usize
+        );
     }
 
     /// A class's flags are of that class, and flags outside the class's bits do not move it.

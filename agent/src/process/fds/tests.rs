@@ -440,3 +440,25 @@ fn an_accepted_connection_from_proc_is_the_servers_side() {
     let e = t.observe(&dup2(7, 0)).unwrap();
     assert!(e.local_is_server, "port 8080 listens: {e:?}");
 }
+
+/// The fcntl commands the table follows are the kernel filter's own: it keeps them whatever
+/// the rules say (a rule set with no fcntl rule at all), and passes over the others.
+#[test]
+fn the_kernel_filter_keeps_the_fcntl_calls_the_table_follows() {
+    let mut filter = osprey_engine::compile::KernelFilter::derive(|_| std::iter::empty());
+    assert!(!filter.captures_call("fcntl", 5, F_DUPFD as u64));
+    keep_followed_calls(&mut filter);
+    for cmd in [F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD] {
+        assert!(filter.captures_call("fcntl", 5, cmd as u64), "{cmd}");
+        assert!(filter.captures_call("fcntl", 0, cmd as u64), "{cmd}");
+        // A failure changes nothing in the table.
+        assert!(!filter.captures_call("fcntl", -9, cmd as u64), "{cmd}");
+    }
+    // F_GETFL, F_SETFL: the table has no use for them.
+    assert!(!filter.captures_call("fcntl", 0, 3) && !filter.captures_call("fcntl", 0, 4));
+    let followed: Vec<i64> = agent_common::open_filter::FCNTL_CMDS
+        .iter()
+        .map(|(v, _)| i64::from(*v))
+        .collect();
+    assert_eq!(followed, [F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD]);
+}

@@ -1,4 +1,5 @@
-//! What the kernel may pass over: the opens no loaded rule can match.
+//! What the kernel may pass over: the opens no loaded rule can match, and the mprotect and
+//! fcntl calls none can match on their argument and result (`open_filter::CALLS`).
 //!
 //! At an open's exit the sensor knows, before it walks the path or builds a record, which
 //! syscall it was, its flags and whether it succeeded: the open's *class*
@@ -22,7 +23,7 @@
 use std::collections::BTreeSet;
 
 use agent_common::open_filter::{self, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, NAME_LEN};
-use osprey_model::syscalls::flags::push_open_flag_names;
+use osprey_model::syscalls::flags::{PROT_FLAGS, push_flag_names, push_open_flag_names};
 
 use super::{Lhs, Node, NumOp, StrOp, Test};
 use crate::fields::Val;
@@ -175,13 +176,31 @@ impl Tri {
     }
 }
 
-/// What one class of one open syscall fixes.
+/// What one class of one open or call fixes.
 struct Known<'t> {
     ty: &'t str,
     ok: bool,
-    flags: u64,
-    /// The flag names the decoder gives `flags`.
-    names: Vec<std::borrow::Cow<'static, str>>,
+    what: What,
+}
+
+/// What a class fixes besides the syscall and its success.
+enum What {
+    Open {
+        flags: u64,
+        /// The flag names the decoder gives `flags`.
+        names: Vec<std::borrow::Cow<'static, str>>,
+    },
+    /// mprotect: PROT_READ, PROT_WRITE, PROT_EXEC as they are (other bits unknown).
+    Prot {
+        prot: u64,
+        names: Vec<std::borrow::Cow<'static, str>>,
+    },
+    /// fcntl: the command when it is one of `FCNTL_CMDS` (else another one), and whether a
+    /// success returned 0, 1 or 2.
+    Fcntl {
+        cmd: Option<(u32, &'static str)>,
+        stdio: bool,
+    },
 }
 
 /// The access-mode names, by `flags & 3`.
@@ -196,6 +215,8 @@ const DECIDED: [&str; 7] = [
     "O_TMPFILE",
     "O_PATH",
 ];
+/// Protection names an mprotect class decides.
+const PROT_DECIDED: [&str; 3] = ["PROT_READ", "PROT_WRITE", "PROT_EXEC"];
 
 impl<'t> Known<'t> {
     fn new(ty: &'t str, class: u32) -> Self {
@@ -209,12 +230,34 @@ impl<'t> Known<'t> {
         Self {
             ty,
             ok: class & 1 != 0,
-            flags,
-            names,
+            what: What::Open { flags, names },
         }
     }
 
-    /// The check's result for every open of the class, if the class decides it.
+    /// A class of call `ty` (one of `open_filter::CALLS`).
+    fn call(ty: &'t str, class: u32) -> Self {
+        let what = if ty == "mprotect" {
+            let prot = u64::from(class >> 1) & 7;
+            let mut names = Vec::new();
+            push_flag_names(&mut names, prot, PROT_FLAGS);
+            What::Prot { prot, names }
+        } else {
+            What::Fcntl {
+                cmd: match (class >> 1) & 3 {
+                    0 => None,
+                    k => Some(open_filter::FCNTL_CMDS[k as usize - 1]),
+                },
+                stdio: class & open_filter::FCNTL_STDIO != 0,
+            }
+        };
+        Self {
+            ty,
+            ok: class & 1 != 0,
+            what,
+        }
+    }
+
+    /// The check's result for every open or call of the class, if the class decides it.
     fn check(&self, lhs: &Lhs, any_ancestor: bool, test: &Test) -> Tri {
         let Lhs::Field(f) = lhs else {
             return Tri::Unknown;
@@ -222,39 +265,67 @@ impl<'t> Known<'t> {
         if any_ancestor {
             return Tri::Unknown;
         }
-        let acc = self.flags & 3;
         let fixed = |v: Val<'_>| test.eval_const(&v).map_or(Tri::Unknown, Tri::of);
-        // fd numbers and results of a success are 0..2^31; a failure's result is -4095..-1
-        // and its fd.num -1.
-        let (lo, hi) = if self.ok {
-            (0, i64::from(i32::MAX))
-        } else {
-            (-4095, -1)
-        };
         match f.name() {
-            "evt.type" => fixed(Val::Str(self.ty.into())),
-            "evt.is_open_read" => fixed(Val::Bool(matches!(acc, 0 | 2))),
-            "evt.is_open_write" => fixed(Val::Bool(matches!(acc, 1 | 2))),
-            "evt.failed" => fixed(Val::Bool(!self.ok)),
-            "evt.res" if self.ok => fixed(Val::Str("SUCCESS".into())),
-            "evt.res" => match test {
-                Test::Str(StrOp::Eq, s) if &**s == "SUCCESS" => Tri::False,
-                Test::Str(StrOp::Ne, s) if &**s == "SUCCESS" => Tri::True,
-                _ => Tri::Unknown,
-            },
-            "fd.num" if !self.ok => fixed(Val::Num(-1)),
-            "fd.num" | "evt.rawres" => range(test, lo, hi),
+            "evt.type" => return fixed(Val::Str(self.ty.into())),
+            "evt.failed" => return fixed(Val::Bool(!self.ok)),
+            "evt.res" if self.ok => return fixed(Val::Str("SUCCESS".into())),
+            "evt.res" => {
+                return match test {
+                    Test::Str(StrOp::Eq, s) if &**s == "SUCCESS" => Tri::False,
+                    Test::Str(StrOp::Ne, s) if &**s == "SUCCESS" => Tri::True,
+                    _ => Tri::Unknown,
+                };
+            }
             // An argument the syscall does not have is unset, and a check on an unset field is
             // false (`evt.arg.newpath` on an open).
-            "evt.arg" | "evt.rawarg" if !has_arg(self.ty, &f.arg) => Tri::False,
-            // creat has no flags argument: its flags are fixed, not named by the event.
-            "evt.arg" if self.ty != "creat" && flags_arg(&f.arg) && decided(test) => {
-                fixed(Val::Flags {
-                    raw: self.flags,
-                    names: &self.names,
-                })
+            "evt.arg" | "evt.rawarg" if !has_arg(self.ty, &f.arg) => return Tri::False,
+            // A failure's result is -4095..-1 (the decoder's errno).
+            "evt.rawres" if !self.ok => return range(test, -4095, -1),
+            _ => {}
+        }
+        match &self.what {
+            What::Open { flags, names } => {
+                let acc = flags & 3;
+                match f.name() {
+                    "evt.is_open_read" => fixed(Val::Bool(matches!(acc, 0 | 2))),
+                    "evt.is_open_write" => fixed(Val::Bool(matches!(acc, 1 | 2))),
+                    // fd numbers and results of a success are 0..2^31; a failure's fd.num -1.
+                    "fd.num" if !self.ok => fixed(Val::Num(-1)),
+                    "fd.num" | "evt.rawres" => range(test, 0, i64::from(i32::MAX)),
+                    // creat has no flags argument: its flags are fixed, not named by the event.
+                    "evt.arg"
+                        if self.ty != "creat"
+                            && named(&f.arg, "flags")
+                            && decided(test, &|n| ACCESS.contains(&n) || DECIDED.contains(&n)) =>
+                    {
+                        fixed(Val::Flags { raw: *flags, names })
+                    }
+                    _ => Tri::Unknown,
+                }
             }
-            _ => Tri::Unknown,
+            What::Prot { prot, names } => match f.name() {
+                "evt.rawres" => range(test, 0, 0),
+                "evt.arg"
+                    if named(&f.arg, "prot") && decided(test, &|n| PROT_DECIDED.contains(&n)) =>
+                {
+                    fixed(Val::Flags { raw: *prot, names })
+                }
+                _ => Tri::Unknown,
+            },
+            What::Fcntl { cmd, stdio } => match (f.name(), cmd) {
+                ("evt.rawres", _) if *stdio => range(test, 0, 2),
+                // Any other success: 3 and up, or a negative process group (F_GETOWN).
+                ("evt.rawres", _) => both(range(test, 3, i64::MAX), range(test, i64::MIN, -4096)),
+                ("evt.arg", Some((_, name))) if named(&f.arg, "cmd") => {
+                    fixed(Val::Str((*name).into()))
+                }
+                ("evt.rawarg", Some((v, _))) if named(&f.arg, "cmd") => {
+                    fixed(Val::Num(i64::from(*v)))
+                }
+                ("evt.arg", None) if named(&f.arg, "cmd") => other_command(test),
+                _ => Tri::Unknown,
+            },
         }
     }
 
@@ -336,34 +407,80 @@ fn has_arg(ty: &str, arg: &crate::fields::FieldArg) -> bool {
     }
 }
 
-/// `evt.arg.flags` / `evt.arg[flags]`.
-fn flags_arg(arg: &crate::fields::FieldArg) -> bool {
-    matches!(arg, crate::fields::FieldArg::Name(n, _) if &**n == "flags")
+/// `evt.arg.NAME` / `evt.arg[NAME]`.
+fn named(arg: &crate::fields::FieldArg, name: &str) -> bool {
+    matches!(arg, crate::fields::FieldArg::Name(n, _) if &**n == name)
 }
 
-/// A test on flags the class decides: `contains` of an access mode or a [`DECIDED`] name.
-fn decided(test: &Test) -> bool {
+/// A test on flags the class decides: `contains` of names `decides` accepts, through the list
+/// modifiers.
+fn decided(test: &Test, decides: &dyn Fn(&str) -> bool) -> bool {
     match test {
-        Test::FlagOrStr(StrOp::Contains, n) => ACCESS.contains(&&**n) || DECIDED.contains(&&**n),
-        Test::Any(ts) | Test::All(ts) | Test::One(ts) => ts.iter().all(decided),
+        Test::FlagOrStr(StrOp::Contains, n) => decides(n),
+        Test::Any(ts) | Test::All(ts) | Test::One(ts) => ts.iter().all(|t| decided(t, decides)),
         _ => false,
     }
 }
 
 /// A numeric test on a value somewhere in `lo..=hi`.
 fn range(test: &Test, lo: i64, hi: i64) -> Tri {
-    let Test::Num(op, n) = test else {
-        return Tri::Unknown;
-    };
-    let n = *n;
-    let (at_lo, at_hi) = (op.apply(lo, n), op.apply(hi, n));
-    match op {
-        // Monotone in the value: decided when both ends agree.
-        NumOp::Lt | NumOp::Le | NumOp::Gt | NumOp::Ge if at_lo == at_hi => Tri::of(at_lo),
-        NumOp::Eq | NumOp::Ne if n < lo || n > hi => Tri::of(*op == NumOp::Ne),
-        NumOp::Eq | NumOp::Ne if lo == hi => Tri::of(at_lo),
+    match test {
+        Test::Num(op, n) => {
+            let n = *n;
+            let (at_lo, at_hi) = (op.apply(lo, n), op.apply(hi, n));
+            match op {
+                // Monotone in the value: decided when both ends agree.
+                NumOp::Lt | NumOp::Le | NumOp::Gt | NumOp::Ge if at_lo == at_hi => Tri::of(at_lo),
+                NumOp::Eq | NumOp::Ne if n < lo || n > hi => Tri::of(*op == NumOp::Ne),
+                NumOp::Eq | NumOp::Ne if lo == hi => Tri::of(at_lo),
+                _ => Tri::Unknown,
+            }
+        }
+        // `in (0, 1, 2)`: false when every item is outside, true for a one-value range in it.
+        Test::NumIn(set) if set.iter().all(|n| *n < lo || *n > hi) => Tri::False,
+        Test::NumIn(set) if lo == hi && set.contains(&lo) => Tri::True,
         _ => Tri::Unknown,
     }
+}
+
+/// A value that is in one of two ranges: decided when both decide alike.
+fn both(a: Tri, b: Tri) -> Tri {
+    if a == b { a } else { Tri::Unknown }
+}
+
+/// `evt.arg.cmd` of an fcntl whose command is none of `FCNTL_CMDS`. The decoder names the
+/// commands of its table (F_GETFD, F_GETFL, F_SETFL) and shows any other as its number. A
+/// test whose every text has a letter in it cannot tell one number from another, so it is
+/// decided when it agrees on those three names and one number; any other test is unknown.
+fn other_command(test: &Test) -> Tri {
+    fn texts_only(t: &Test) -> bool {
+        let lettered = |s: &str| s.bytes().any(|b| b.is_ascii_alphabetic());
+        match t {
+            Test::Str(_, s) | Test::FlagOrStr(_, s) => lettered(s),
+            Test::StrIn(set) => set.iter().all(lettered),
+            Test::Any(ts) | Test::All(ts) | Test::One(ts) => ts.iter().all(texts_only),
+            _ => false,
+        }
+    }
+    if !texts_only(test) {
+        return Tri::Unknown;
+    }
+    let mut seen = None;
+    for v in [
+        Val::Str("F_GETFD".into()),
+        Val::Str("F_GETFL".into()),
+        Val::Str("F_SETFL".into()),
+        Val::Num(5),
+    ] {
+        let Some(b) = test.eval_const(&v) else {
+            return Tri::Unknown;
+        };
+        if seen.is_some_and(|s| s != b) {
+            return Tri::Unknown;
+        }
+        seen = Some(b);
+    }
+    seen.map_or(Tri::Unknown, Tri::of)
 }
 
 /// The last component of a text (after its last `/`).
@@ -498,6 +615,9 @@ pub struct KernelFilter {
     /// By `open_filter::SYSCALLS` slot, then class.
     pub verdicts: Vec<Vec<Verdict>>,
     pub sets: Vec<PathKeys>,
+    /// By `open_filter::CALLS` index, then class (`CALL_CLASSES`): whether the kernel
+    /// captures the call.
+    pub calls: Vec<Vec<bool>>,
 }
 
 impl KernelFilter {
@@ -509,6 +629,29 @@ impl KernelFilter {
                 .map(|_| vec![Verdict::Pass; CLASSES as usize])
                 .collect(),
             sets: Vec::new(),
+            calls: open_filter::CALLS
+                .iter()
+                .map(|_| vec![true; open_filter::CALL_CLASSES as usize])
+                .collect(),
+        }
+    }
+
+    /// Captures the classes of `call` that `keep` accepts whatever the rules say (what the
+    /// agent's own tables follow).
+    pub fn capture_calls(&mut self, call: &str, keep: impl Fn(u32) -> bool) {
+        if let Some(i) = open_filter::CALLS.iter().position(|c| *c == call) {
+            for (class, v) in self.calls[i].iter_mut().enumerate() {
+                *v |= keep(class as u32);
+            }
+        }
+    }
+
+    /// Whether the kernel captures `call` (one of `open_filter::CALLS`) that returned `ret`
+    /// with its class argument `arg`; any other syscall: true.
+    pub fn captures_call(&self, call: &str, ret: i64, arg: u64) -> bool {
+        match open_filter::CALLS.iter().position(|c| *c == call) {
+            Some(i) => self.calls[i][open_filter::call_class(i as u32, ret, arg) as usize],
+            None => true,
         }
     }
 
@@ -554,7 +697,25 @@ impl KernelFilter {
                     .collect()
             })
             .collect();
-        Self { verdicts, sets }
+        // A call no candidate can match in a class is dropped; one checked on a path (fd.name
+        // of an fcntl) is captured: the filter judges no path but an open's.
+        let calls = open_filter::CALLS
+            .iter()
+            .map(|ty| {
+                let nodes: Vec<&Node> = candidates(ty).into_iter().collect();
+                (0..open_filter::CALL_CLASSES)
+                    .map(|class| {
+                        let known = Known::call(ty, class);
+                        nodes.iter().any(|n| known.eval(n).0 != Tri::False)
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            verdicts,
+            sets,
+            calls,
+        }
     }
 
     /// Whether the kernel captures an open of `syscall` that succeeded (`ok`) or not, with
@@ -586,15 +747,17 @@ impl KernelFilter {
         }
     }
 
-    /// How many classes of all syscalls are dropped, keyed, passed.
+    /// How many classes of all opens and calls are dropped, keyed, passed.
     pub fn counts(&self) -> (usize, usize, usize) {
         let all = self.verdicts.iter().flatten();
-        let drop = all.clone().filter(|v| **v == Verdict::Drop).count();
+        let calls = self.calls.iter().flatten();
+        let drop = all.clone().filter(|v| **v == Verdict::Drop).count()
+            + calls.clone().filter(|c| !**c).count();
         let keys = all
             .clone()
             .filter(|v| matches!(v, Verdict::Keys(_)))
             .count();
-        (drop, keys, all.count() - drop - keys)
+        (drop, keys, all.count() + calls.count() - drop - keys)
     }
 }
 

@@ -443,3 +443,174 @@ fn the_default_rules_filter_passes_every_open_they_match() {
 fn falco_upstream_rules_filter_passes_every_open_they_match() {
     replay_is_sound(&[crate::tests::upstream_path()]);
 }
+
+/// An mprotect or fcntl event as the decoder makes it: fcntl's command from the low 32 bits
+/// of its register, mprotect's protection named by its bits.
+fn call_event(call: &'static str, p: Arc<Process>, ret: i64, value: u64) -> Enriched {
+    use osprey_model::syscalls::flags::{FCNTL_COMMANDS, PROT_FLAGS, push_flag_names};
+    let args = if call == "mprotect" {
+        let mut names = Vec::new();
+        push_flag_names(&mut names, value, PROT_FLAGS);
+        vec![
+            arg("start", ArgValue::Ptr(0x7f00_0000_0000)),
+            arg("len", ArgValue::Int(4096)),
+            arg("prot", ArgValue::Flags { raw: value, names }),
+        ]
+    } else {
+        let raw = value as u32 as i32 as i64;
+        let name = FCNTL_COMMANDS
+            .iter()
+            .find(|(v, _)| *v == raw)
+            .map(|(_, n)| std::borrow::Cow::Borrowed(*n));
+        vec![
+            arg("fd", ArgValue::Fd(3)),
+            arg("cmd", ArgValue::Enum { raw, name }),
+            arg("arg", ArgValue::Int(0)),
+        ]
+    };
+    let parent = ROOT.process(10, 1, "bash", "/bin/bash", &["bash"]);
+    ROOT.event(ROOT.syscall(call, ret, args), p, vec![parent])
+}
+
+/// (ret, value) pairs of every class of each call, with bits and results a class does not
+/// record mixed in: high bits above fcntl's 32-bit command, PROT_GROWSDOWN, F_GETOWN's
+/// negative process group.
+fn call_samples(call: &str) -> Vec<(i64, u64)> {
+    let mut out = Vec::new();
+    if call == "mprotect" {
+        for prot in 0..8u64 {
+            for extra in [0, 0x0100_0000] {
+                for ret in [0, -12, -1] {
+                    out.push((ret, prot | extra));
+                }
+            }
+        }
+    } else {
+        for cmd in [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            5,
+            1030,
+            1 << 32,
+            (1 << 32) | 1030,
+            0xffff_ffff,
+        ] {
+            for ret in [0, 1, 2, 3, 10, -9, -4095, -5000] {
+                out.push((ret, cmd));
+            }
+        }
+    }
+    out
+}
+
+/// The calls a rule set matches, replayed over every class by a shell and a JIT on the host
+/// and in a container: each match must be one the kernel captures.
+fn calls_replay_is_sound(engine: &Engine, f: &KernelFilter) -> (usize, usize) {
+    let procs: Vec<Arc<Process>> = [("bash", "/bin/bash"), ("python3", "/usr/bin/python3")]
+        .iter()
+        .flat_map(|(c, e)| {
+            let p = ROOT.process(30, 10, c, e, &[c]);
+            let in_ctr = Arc::new(Process {
+                cgroup_id: 7,
+                ..(*p).clone()
+            });
+            [p, in_ctr]
+        })
+        .collect();
+    let (mut matched, mut dropped) = (0, 0);
+    for call in open_filter::CALLS {
+        for (ret, value) in call_samples(call) {
+            let captured = f.captures_call(call, ret, value);
+            dropped += usize::from(!captured);
+            for p in &procs {
+                let hits = engine.evaluate(&call_event(call, p.clone(), ret, value));
+                if !hits.is_empty() {
+                    matched += 1;
+                    assert!(
+                        captured,
+                        "{call} (ret {ret}, argument {value:#x}) by {} matches {:?}, but the kernel filter passes over it",
+                        p.comm,
+                        hits.iter().map(|a| &a.rule).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+    }
+    (matched, dropped)
+}
+
+#[test]
+fn calls_are_kept_by_their_argument_and_result() {
+    let f = engine(&[
+        "evt.type=mprotect and evt.res=SUCCESS and evt.arg.prot contains PROT_EXEC \
+         and evt.arg.prot contains PROT_WRITE",
+        "evt.type=fcntl and evt.arg.cmd in (F_DUPFD, F_DUPFD_CLOEXEC) and evt.res=SUCCESS \
+         and evt.rawres in (0, 1, 2)",
+    ])
+    .kernel_filter();
+    let m = |ret, prot| f.captures_call("mprotect", ret, prot);
+    assert!(m(0, 7) && m(0, 6) && m(0, 0x0100_0006));
+    assert!(!m(0, 5) && !m(0, 3) && !m(0, 0) && !m(-13, 6));
+    let c = |ret, cmd| f.captures_call("fcntl", ret, cmd);
+    assert!(c(1, 0) && c(0, 1030) && c(2, 1 << 32));
+    // A result above stderr, another command, a failure.
+    assert!(!c(5, 0) && !c(0, 4) && !c(0, 3) && !c(-9, 0) && !c(0, 2));
+    // Other syscalls are not the filter's.
+    assert!(f.captures_call("dup2", 5, 0));
+
+    // What the class cannot tell apart is captured: another command by name or number, a
+    // protection bit it does not record, anything about the process, a negative success.
+    for (cond, ret, value) in [
+        ("evt.type=fcntl and evt.arg.cmd=F_GETFL", 0, 3u64),
+        ("evt.type=fcntl and evt.rawarg.cmd=4", 0, 4),
+        ("evt.type=fcntl and evt.arg.cmd != F_DUPFD", 0, 4),
+        (
+            "evt.type=fcntl and evt.res=SUCCESS and evt.rawres < 0",
+            -5000,
+            9,
+        ),
+        (
+            "evt.type=mprotect and evt.arg.prot contains PROT_GROWSDOWN",
+            0,
+            0x0100_0000,
+        ),
+        ("evt.type=mprotect and proc.name=java", -1, 0),
+    ] {
+        let f = engine(&[cond]).kernel_filter();
+        assert!(f.captures_call(call_of(cond), ret, value), "{cond}");
+    }
+    // ...and what it can is not: F_DUPFD is not "another command", a success is not EBADF.
+    let f = engine(&["evt.type=fcntl and evt.arg.cmd != F_DUPFD"]).kernel_filter();
+    assert!(!f.captures_call("fcntl", 0, 0) && f.captures_call("fcntl", 0, 1030));
+    let f = engine(&["evt.type=mprotect and evt.res=EACCES"]).kernel_filter();
+    assert!(!f.captures_call("mprotect", 0, 7) && f.captures_call("mprotect", -13, 7));
+}
+
+fn call_of(cond: &str) -> &'static str {
+    if cond.contains("mprotect") {
+        "mprotect"
+    } else {
+        "fcntl"
+    }
+}
+
+#[test]
+fn the_rules_filters_capture_every_call_they_match() {
+    let e = engine_of(load_files(&[default_rules()]).ruleset);
+    let (matched, dropped) = calls_replay_is_sound(&e, &e.kernel_filter());
+    // The W^X rule matches in a container; most classes of both calls go.
+    assert!(matched > 0 && dropped > 100, "{matched} {dropped}");
+    let e = engine_of(load_files(&[crate::tests::upstream_path()]).ruleset);
+    calls_replay_is_sound(&e, &e.kernel_filter());
+    let e = engine(&[
+        "evt.type=fcntl and evt.arg.cmd in (F_DUPFD, F_DUPFD_CLOEXEC) and evt.res=SUCCESS \
+         and evt.rawres in (0, 1, 2)",
+        "evt.type=fcntl and evt.arg.cmd=F_SETFL and proc.name=bash",
+        "evt.type=mprotect and evt.arg.prot contains PROT_EXEC and evt.rawres=0",
+    ]);
+    let (matched, _) = calls_replay_is_sound(&e, &e.kernel_filter());
+    assert!(matched > 50, "{matched}");
+}
