@@ -250,6 +250,49 @@ fn kernel_profile_kill_on_socket_stops_the_connection_before_it_is_made() {
     );
 }
 
+/// A condition on an `int` argument holds whatever the register's upper half says: the kernel
+/// reads the low 32 bits of socket's family, so socket(AF_PACKET | 1 << 32, ...) makes the
+/// same packet socket as socket(AF_PACKET, ...), and the profile judges both. On the host, with
+/// `alert` (nothing is killed): the node's python makes both calls.
+#[test]
+fn kernel_profile_int_argument_conditions_ignore_the_upper_half() {
+    let _t = turn();
+    let dir = Dir::new("argwidth");
+    let rules = dir.join("p.yaml");
+    std::fs::write(
+        &rules,
+        "- profile: packet-sockets\n  scope: host\n  default: allow\n  syscalls:\n    - names: [socket]\n      action: alert\n      args:\n        - {index: 0, op: eq, value: AF_PACKET}\n",
+    )
+    .unwrap();
+    let mut agent = agent_with(&rules);
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import ctypes, sys\n\
+             libc = ctypes.CDLL(None, use_errno=True)\n\
+             libc.syscall.restype = ctypes.c_long\n\
+             L = ctypes.c_long\n\
+             fam = int(sys.argv[1])\n\
+             assert libc.syscall(L(41), L(17), L(3), L(0)) >= 0\n\
+             assert libc.syscall(L(41), L(fam), L(3), L(0)) >= 0\n",
+            &((1u64 << 32) | 17).to_string(),
+            "osprey-argwidth",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let seen = agent.collect_for(Duration::from_secs(4));
+    let ours: Vec<&Value> = profile_alerts(seen, "packet-sockets")
+        .into_iter()
+        .filter(|v| {
+            v["output_fields"]["proc.cmdline"]
+                .as_str()
+                .is_some_and(|c| c.contains("osprey-argwidth"))
+        })
+        .collect();
+    assert_eq!(ours.len(), 2, "both sockets judged: {ours:?}");
+}
+
 #[test]
 fn kernel_profile_kill_on_open_is_too_late_for_the_file_and_in_time_for_the_data() {
     let _t = turn();

@@ -736,6 +736,14 @@ pub mod arg_op {
     pub const MASKED_EQ: u32 = 7;
     /// `arg & value != 0`: any of the bits is set.
     pub const MASKED_ANY: u32 = 8;
+    /// The operation, without the width bits.
+    pub const OP: u32 = 0xff;
+    /// Or'd into the operation: the argument is an `int` (or another 32-bit type) in the
+    /// kernel, which reads the low 32 bits of the register; compare those alone. The value
+    /// and mask are cut to 32 bits too.
+    pub const LOW32: u32 = 0x100;
+    /// Likewise for a 16-bit argument (`umode_t`).
+    pub const LOW16: u32 = 0x200;
 }
 
 /// One condition on an argument register (unsigned 64-bit comparison).

@@ -114,7 +114,16 @@ fn match_rules(rules: &ArgRules, args: &[u64; 6]) -> Option<u32> {
                 all = false;
                 break;
             };
-            let ok = match c.op {
+            // The bits the kernel reads of an int or umode_t argument; the rest is anything a
+            // caller likes (socket(AF_PACKET | 1 << 32, ...) is an AF_PACKET socket).
+            let a = if c.op & arg_op::LOW16 != 0 {
+                a & 0xffff
+            } else if c.op & arg_op::LOW32 != 0 {
+                a & 0xffff_ffff
+            } else {
+                a
+            };
+            let ok = match c.op & arg_op::OP {
                 arg_op::EQ => a == c.value,
                 arg_op::NE => a != c.value,
                 arg_op::LT => a < c.value,

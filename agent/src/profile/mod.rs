@@ -19,7 +19,7 @@ use std::{
 use agent_common::{MAX_PROFILE_SLOTS, ProfileScope};
 pub use osprey_engine::profile::{
     ArgCondition, ArgOp, CompileError, Compiled, ContainerSelector, Profile, Scope, SyscallRule,
-    compile, constant, parse_value,
+    compile, compile_with, constant, parse_value,
 };
 use osprey_model::ContainerInfo;
 
@@ -63,6 +63,11 @@ pub trait Backend {
     fn free_slot(&mut self, slot: u32, c: &Compiled) -> Result<(), Self::Error>;
     fn set_scope(&mut self, cgroup: u64, scope: ProfileScope) -> Result<(), Self::Error>;
     fn remove_scope(&mut self, cgroup: u64) -> Result<(), Self::Error>;
+    /// How many low bits of argument `index` of syscall `nr` the kernel reads: conditions on
+    /// a narrower argument compare those bits alone (`osprey_engine::profile::compile_with`).
+    fn arg_bits(&self, _nr: u32, _index: u8) -> u8 {
+        64
+    }
 }
 
 /// The kernel's maps, as a sensor loaded them.
@@ -80,6 +85,9 @@ impl Backend for crate::sensor::profile::ProfileMaps {
     }
     fn remove_scope(&mut self, cgroup: u64) -> Result<(), Self::Error> {
         crate::sensor::profile::ProfileMaps::remove_scope(self, cgroup)
+    }
+    fn arg_bits(&self, nr: u32, index: u8) -> u8 {
+        crate::sensor::profile::ProfileMaps::arg_bits(self, nr, index)
     }
 }
 
@@ -177,7 +185,8 @@ impl<B: Backend> ProfileSet<B> {
         }
         let mut compiled = Vec::with_capacity(enabled.len());
         for p in &enabled {
-            let c = compile(p).map_err(|source| ApplyError::Compile {
+            let bits = |nr, index| self.backend.arg_bits(nr, index);
+            let c = compile_with(p, &bits).map_err(|source| ApplyError::Compile {
                 name: p.name.clone(),
                 source,
             })?;

@@ -89,6 +89,62 @@ fn compiles_verdicts_argument_rules_and_default() {
     );
 }
 
+/// A condition on a 32-bit argument compares its low 32 bits (value cut to match); one on a
+/// 64-bit argument all of them. The widths are the kernel's, from the syscalls' formats.
+#[test]
+fn conditions_on_narrow_arguments_compare_the_bits_the_kernel_reads() {
+    let cond = |index, op, value| ArgCondition {
+        index,
+        op,
+        value,
+        mask: 0,
+    };
+    let p = profile(
+        "w",
+        Scope::Host,
+        Action::Allow,
+        vec![
+            rule(&["socket"], Action::Kill, vec![cond(0, ArgOp::Eq, 17)]),
+            rule(
+                &["fchmodat"],
+                Action::Kill,
+                vec![cond(2, ArgOp::MaskedAny, 0x1_0800)],
+            ),
+            rule(
+                &["unshare"],
+                Action::Kill,
+                vec![cond(0, ArgOp::MaskedAny, 1 << 40)],
+            ),
+        ],
+    );
+    // socket(int, int, int); fchmodat(int, const char *, umode_t); unshare(unsigned long).
+    let bits = |nr: u32, index: u8| match (nr, index) {
+        (41, _) => osprey_engine::profile::arg_bits("int"),
+        (268, 2) => osprey_engine::profile::arg_bits("umode_t"),
+        _ => osprey_engine::profile::arg_bits("unsigned long"),
+    };
+    let c = osprey_engine::profile::compile_with(&p, &bits).unwrap();
+    let socket = c.args[&41].rules[0].conds[0];
+    assert_eq!(
+        socket.op,
+        agent_common::arg_op::EQ | agent_common::arg_op::LOW32
+    );
+    assert_eq!(socket.value, 17);
+    let chmod = c.args[&268].rules[0].conds[0];
+    assert_eq!(
+        chmod.op & agent_common::arg_op::LOW16,
+        agent_common::arg_op::LOW16
+    );
+    assert_eq!(chmod.value, 0x0800, "cut to the 16 bits of a umode_t");
+    let unshare = c.args[&272].rules[0].conds[0];
+    assert_eq!(unshare.op, agent_common::arg_op::MASKED_ANY);
+    assert_eq!(unshare.value, 1 << 40);
+    // Unknown or pointer types are compared in full.
+    assert_eq!(osprey_engine::profile::arg_bits("const char *"), 64);
+    assert_eq!(osprey_engine::profile::arg_bits("size_t"), 64);
+    assert_eq!(osprey_engine::profile::arg_bits("pid_t"), 32);
+}
+
 #[test]
 fn values_and_globs() {
     assert_eq!(parse_value("0x10"), Ok(16));

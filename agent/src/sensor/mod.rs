@@ -215,6 +215,8 @@ pub struct Sensor {
     uring_submit: Option<&'static str>,
     /// `sys_enter`'s link while it is attached (see [`SensorConfig::entry_hook`]).
     entry_link: Option<RawTracePointLinkId>,
+    /// Where tracefs is mounted (the syscalls' argument types, for profiles).
+    tracefs: std::path::PathBuf,
 }
 
 /// Checks the effective capabilities the sensor needs and names the missing ones.
@@ -775,6 +777,7 @@ impl Sensor {
             kernel,
             uring_submit: report.uring_submit,
             entry_link: None,
+            tracefs,
         };
         if !cfg.inert {
             sensor.set_interest(&cfg.syscalls)?;
@@ -1015,7 +1018,7 @@ impl Sensor {
 
     /// The syscall-profile maps; can be taken once.
     pub fn profile_maps(&mut self) -> Result<profile::ProfileMaps, SensorError> {
-        profile::ProfileMaps::take(&mut self._ebpf)
+        profile::ProfileMaps::take(&mut self._ebpf, &self.tracefs)
     }
 
     /// The ring-buffer reader; can be taken once.

@@ -16,16 +16,44 @@ pub struct ProfileMaps {
     verdicts: Array<MapData, u32>,
     args: HashMap<MapData, u32, ArgRules>,
     record: HashMap<MapData, u64, RecordSeen>,
+    /// How many low bits of each argument the kernel reads, by syscall number (those whose
+    /// `sys_enter_*` format declares a narrower type than a register).
+    arg_bits: std::collections::HashMap<u32, Vec<u8>>,
 }
 
 impl ProfileMaps {
-    pub(super) fn take(ebpf: &mut aya::Ebpf) -> Result<Self, SensorError> {
+    pub(super) fn take(
+        ebpf: &mut aya::Ebpf,
+        tracefs: &std::path::Path,
+    ) -> Result<Self, SensorError> {
+        let arg_bits = osprey_model::syscalls::SYSCALL_NUMBERS
+            .iter()
+            .filter_map(|(nr, name)| {
+                let types = super::tracefs::syscall_arg_types(tracefs, name)?;
+                let bits: Vec<u8> = types
+                    .iter()
+                    .map(|t| osprey_engine::profile::arg_bits(t))
+                    .collect();
+                bits.iter().any(|b| *b < 64).then_some((*nr, bits))
+            })
+            .collect();
         Ok(Self {
             scope: take_map(ebpf, "PROFILE_SCOPE")?,
             verdicts: take_map(ebpf, "PROFILE_VERDICTS")?,
             args: take_map(ebpf, "PROFILE_ARGS")?,
             record: take_map(ebpf, "PROFILE_RECORD")?,
+            arg_bits,
         })
+    }
+
+    /// How many low bits of argument `index` of syscall `nr` the kernel reads (64 when its
+    /// format does not say otherwise).
+    pub fn arg_bits(&self, nr: u32, index: u8) -> u8 {
+        self.arg_bits
+            .get(&nr)
+            .and_then(|b| b.get(usize::from(index)))
+            .copied()
+            .unwrap_or(64)
     }
 
     /// Starts recording the syscalls of a cgroup (keeps its profile, if any).

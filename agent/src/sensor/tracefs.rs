@@ -101,9 +101,56 @@ impl Format {
     }
 }
 
+/// The C types of a syscall's arguments, in order, as its `syscalls:sys_enter_NAME` format
+/// declares them (`int family`, `unsigned long arg`): None when the kernel has no such event.
+pub fn syscall_arg_types(root: &std::path::Path, name: &str) -> Option<Vec<String>> {
+    let path = root
+        .join("events/syscalls")
+        .join(format!("sys_enter_{name}"))
+        .join("format");
+    Some(arg_types(&fs::read_to_string(path).ok()?))
+}
+
+/// The declared types of a `sys_enter_*` format's argument fields (those after
+/// `__syscall_nr`): each `field:` declaration without its last word, the name.
+fn arg_types(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = false;
+    for line in text.lines() {
+        let Some(decl) = line
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("field:"))
+        else {
+            continue;
+        };
+        let decl = decl.trim();
+        let (ty, name) = decl.rsplit_once(char::is_whitespace).unwrap_or(("", decl));
+        if args {
+            out.push(ty.trim().to_string());
+        } else if name == "__syscall_nr" {
+            args = true;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_syscalls_argument_types() {
+        let text = "name: sys_enter_fcntl\nID: 1\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:unsigned int cmd;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:unsigned long arg;\toffset:32;\tsize:8;\tsigned:0;\n\tfield:const char __attribute__((btf_type_tag(\"user\"))) * filename;\toffset:40;\tsize:8;\tsigned:0;\n\nprint fmt: \"fd: 0x%08lx\"\n";
+        assert_eq!(
+            arg_types(text),
+            [
+                "unsigned int",
+                "unsigned int",
+                "unsigned long",
+                "const char __attribute__((btf_type_tag(\"user\"))) *"
+            ]
+        );
+    }
 
     #[test]
     fn parses_a_format_file() {

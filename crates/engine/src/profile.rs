@@ -236,9 +236,32 @@ pub struct Compiled {
     pub args: BTreeMap<u32, ArgRules>,
 }
 
+/// Compiles a profile with every argument compared in full (64 bits): for checking a profile's
+/// form. What is put in the kernel is compiled with the kernel's argument widths
+/// ([`compile_with`]).
+pub fn compile(p: &Profile) -> Result<Compiled, CompileError> {
+    compile_with(p, &|_, _| 64)
+}
+
+/// How many low bits of an argument register the kernel reads for an argument of C type `ty`
+/// (as `syscalls:sys_enter_*` formats declare it): 32 for `int` and the 32-bit typedefs, 16
+/// for `umode_t`, else 64 (longs, sizes, pointers, and any type not known here).
+pub fn arg_bits(ty: &str) -> u8 {
+    match ty.trim() {
+        "int" | "unsigned int" | "unsigned" | "signed int" | "u32" | "__u32" | "s32" | "__s32"
+        | "pid_t" | "uid_t" | "gid_t" | "qid_t" | "key_serial_t" | "key_perm_t" | "clockid_t"
+        | "timer_t" | "mqd_t" | "rwf_t" | "__kernel_pid_t" | "__kernel_uid32_t" => 32,
+        "umode_t" | "unsigned short" | "u16" => 16,
+        _ => 64,
+    }
+}
+
 /// Compiles a profile. Per syscall: the entries with argument conditions in file order (first
 /// match wins), then the first entry without conditions, then the profile's default.
-pub fn compile(p: &Profile) -> Result<Compiled, CompileError> {
+/// `bits(nr, index)` is how many low bits of argument `index` of syscall `nr` the kernel
+/// reads ([`arg_bits`]): a condition on a 32- or 16-bit argument compares those bits alone,
+/// as the kernel will use them whatever the rest of the register holds.
+pub fn compile_with(p: &Profile, bits: &dyn Fn(u32, u8) -> u8) -> Result<Compiled, CompileError> {
     let default = p.default.kernel();
     let mut verdicts = vec![default; MAX_SYSCALL_NR as usize];
     let mut plain: HashMap<u32, u32> = HashMap::new();
@@ -265,11 +288,16 @@ pub fn compile(p: &Profile) -> Result<Compiled, CompileError> {
                 ..Default::default()
             };
             for (j, c) in rule.args.iter().enumerate() {
+                let (width, keep) = match bits(nr, c.index) {
+                    16 => (arg_op::LOW16, 0xffff),
+                    32 => (arg_op::LOW32, 0xffff_ffff),
+                    _ => (0, u64::MAX),
+                };
                 r.conds[j] = ArgCond {
-                    op: c.op.kernel(),
+                    op: c.op.kernel() | width,
                     index: u32::from(c.index),
-                    value: c.value,
-                    mask: c.mask,
+                    value: c.value & keep,
+                    mask: c.mask & keep,
                 };
             }
             entry.rules[i] = r;
