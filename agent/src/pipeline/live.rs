@@ -273,6 +273,12 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         metrics.set_ready(true);
         pipeline.observe(batch.drain(..));
         reader.recycle(pipeline.spent());
+        // This loop runs as a task on a runtime worker (main.rs), and on a busy node the ring
+        // buffer never runs dry, so nothing in it ever waits: once its cooperative budget is
+        // spent it lets the tasks queued behind it on this worker (the metrics server, the
+        // gRPC stream) have their turn. Without it a flood kept /metrics from answering for
+        // seconds; a yield after every batch cost a wake-up of the other worker each time.
+        tokio::task::coop::consume_budget().await;
     }
     // Events still waiting for container metadata go on with what is known; every sink writes
     // out what it holds.
