@@ -242,21 +242,27 @@ fn evasion_process_renamed_like_a_kernel_thread() {
 
 #[test]
 fn evasion_writable_executable_memory_in_container() {
-    // Shellcode's way in: memory mapped writable, then made executable as well.
+    // Shellcode's way in: memory mapped writable, then made executable as well; or mapped
+    // writable and executable at once; or made so with pkey_mprotect (key -1: no key).
     let mut agent = agent();
     let c = run_with_perl(
         &["--network", "none"],
         "/usr/bin/perl -e 'my $a = syscall(9, 0, 4096, 3, 0x22, -1, 0); \
-         syscall(10, $a, 4096, 7) == 0 or die \"mprotect: $!\"' osprey-wx",
+         syscall(10, $a, 4096, 7) == 0 or die \"mprotect: $!\"; \
+         syscall(9, 0, 4096, 7, 0x22, -1, 0) > 0 or die \"mmap: $!\"; \
+         my $b = syscall(9, 0, 4096, 3, 0x22, -1, 0); \
+         syscall(329, $b, 4096, 7, -1) == 0 or die \"pkey_mprotect: $!\"' osprey-wx",
     );
-    let a = container_alert(
-        &mut agent,
-        "Memory made writable and executable in container",
-        &c,
-        |_| true,
-    );
-    check(&a, "Notice", &["T1055"], &[("proc.name", "perl")]);
-    assert!(field(&a, "evt.arg.prot").contains("PROT_EXEC"), "{a}");
+    for call in ["mprotect", "mmap", "pkey_mprotect"] {
+        let a = container_alert(
+            &mut agent,
+            "Memory made writable and executable in container",
+            &c,
+            |v| field(v, "evt.type") == call,
+        );
+        check(&a, "Notice", &["T1055"], &[("proc.name", "perl")]);
+        assert!(field(&a, "evt.arg.prot").contains("PROT_EXEC"), "{a}");
+    }
 }
 
 #[test]

@@ -441,13 +441,16 @@ pub mod open_filter {
     /// The opens filtered, by slot (`SyscallSpec::filter_slot` - 1).
     pub const SYSCALLS: [&str; 3] = ["open", "openat", "creat"];
     /// Calls filtered on one argument and their result alone (no path), by slot after the
-    /// opens': `mprotect` on its protection bits (the W^X rule wants PROT_WRITE with
-    /// PROT_EXEC; a freshly exec'd program makes three or four others), `fcntl` on its
-    /// command (the reverse-shell rule and the fd table want F_DUPFD, F_DUPFD_CLOEXEC and
-    /// F_SETFD; servers make F_GETFL/F_SETFL calls by the thousand).
-    pub const CALLS: [&str; 2] = ["mprotect", "fcntl"];
+    /// opens': `mprotect`, `mmap` and `pkey_mprotect` on their protection bits (the W^X rule
+    /// wants PROT_WRITE with PROT_EXEC; a freshly exec'd program makes eight mmaps and three
+    /// or four mprotects of other kinds), `fcntl` on its command (the reverse-shell rule and
+    /// the fd table want F_DUPFD, F_DUPFD_CLOEXEC and F_SETFD; servers make F_GETFL/F_SETFL
+    /// calls by the thousand).
+    pub const CALLS: [&str; 4] = ["mprotect", "fcntl", "mmap", "pkey_mprotect"];
     /// The argument each call's class is read from.
-    pub const CALL_ARGS: [&str; 2] = ["prot", "cmd"];
+    pub const CALL_ARGS: [&str; 4] = ["prot", "cmd", "prot", "prot"];
+    /// fcntl's index in [`CALLS`]; every other call is classed by protection bits.
+    pub const FCNTL_CALL: u32 = 1;
     /// Slots in all: the opens', then the calls'.
     pub const SLOTS: u32 = (SYSCALLS.len() + CALLS.len()) as u32;
     /// Classes of a call: bit 0 success, then three bits of the argument (see [`call_class`]).
@@ -467,14 +470,15 @@ pub mod open_filter {
     }
 
     /// The class of call `call` (index into [`CALLS`]) that returned `ret`, with `arg`.
-    /// mprotect: bit 0 success, bits 1-3 PROT_READ, PROT_WRITE, PROT_EXEC. fcntl: bit 0
+    /// mprotect, mmap, pkey_mprotect: bit 0 success, bits 1-3 PROT_READ, PROT_WRITE,
+    /// PROT_EXEC. fcntl: bit 0
     /// success, bits 1-2 the command's index in [`FCNTL_CMDS`] plus one (0: another command),
     /// bit 3 [`FCNTL_STDIO`]. fcntl's command is an `unsigned int`: the kernel reads the low
     /// 32 bits of the register, and so does the class.
     #[inline(always)]
     pub fn call_class(call: u32, ret: i64, arg: u64) -> u32 {
         let ok = succeeded(ret);
-        if call == 0 {
+        if call != FCNTL_CALL {
             return ok as u32 | ((arg & 7) as u32) << 1;
         }
         let cmd = arg as u32;

@@ -209,7 +209,7 @@ fn describe(filter: &osprey_engine::compile::KernelFilter) -> String {
 /// (and whether it returned 0-2).
 fn call_class_label(call: &str, class: u32) -> String {
     use agent_common::open_filter::{FCNTL_CMDS, FCNTL_STDIO};
-    if call == "mprotect" {
+    if call != "fcntl" {
         let bits: Vec<&str> = ["PROT_READ", "PROT_WRITE", "PROT_EXEC"]
             .iter()
             .enumerate()

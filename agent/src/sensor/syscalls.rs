@@ -305,6 +305,8 @@ pub static SYSCALLS: &[SyscallDef] = &[
     SyscallDef { name: "fcntl", nr: 72, args: args!("fd": Fd, "cmd": Enum(FCNTL_COMMANDS), "arg": Int) },
     // Memory and other processes' descriptors.
     SyscallDef { name: "mprotect", nr: 10, args: args!("start": Ptr, "len": Int, "prot": Flags(PROT_FLAGS)) },
+    SyscallDef { name: "pkey_mprotect", nr: 329, args: args!("start": Ptr, "len": Int, "prot": Flags(PROT_FLAGS), "pkey": Int) },
+    SyscallDef { name: "mmap", nr: 9, args: args!("addr": Ptr, "len": Int, "prot": Flags(PROT_FLAGS), "flags": Int, "fd": Fd, "off": Int) },
     SyscallDef { name: "process_vm_readv", nr: 310, args: args!("pid": Int, "lvec": Ptr, "liovcnt": Int, "rvec": Ptr, "riovcnt": Int, "flags": Int) },
     SyscallDef { name: "process_vm_writev", nr: 311, args: args!("pid": Int, "lvec": Ptr, "liovcnt": Int, "rvec": Ptr, "riovcnt": Int, "flags": Int) },
     SyscallDef { name: "pidfd_open", nr: 434, args: args!("pid": Int, "flags": Int) },

@@ -190,7 +190,8 @@ enum What {
         /// The flag names the decoder gives `flags`.
         names: Vec<std::borrow::Cow<'static, str>>,
     },
-    /// mprotect: PROT_READ, PROT_WRITE, PROT_EXEC as they are (other bits unknown).
+    /// mprotect, mmap, pkey_mprotect: PROT_READ, PROT_WRITE, PROT_EXEC as they are (other
+    /// bits unknown).
     Prot {
         prot: u64,
         names: Vec<std::borrow::Cow<'static, str>>,
@@ -236,7 +237,7 @@ impl<'t> Known<'t> {
 
     /// A class of call `ty` (one of `open_filter::CALLS`).
     fn call(ty: &'t str, class: u32) -> Self {
-        let what = if ty == "mprotect" {
+        let what = if ty != "fcntl" {
             let prot = u64::from(class >> 1) & 7;
             let mut names = Vec::new();
             push_flag_names(&mut names, prot, PROT_FLAGS);

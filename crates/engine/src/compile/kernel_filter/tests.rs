@@ -444,18 +444,26 @@ fn falco_upstream_rules_filter_passes_every_open_they_match() {
     replay_is_sound(&[crate::tests::upstream_path()]);
 }
 
-/// An mprotect or fcntl event as the decoder makes it: fcntl's command from the low 32 bits
-/// of its register, mprotect's protection named by its bits.
+/// A filtered call's event as the decoder makes it: fcntl's command from the low 32 bits of
+/// its register, the others' protection named by its bits.
 fn call_event(call: &'static str, p: Arc<Process>, ret: i64, value: u64) -> Enriched {
     use osprey_model::syscalls::flags::{FCNTL_COMMANDS, PROT_FLAGS, push_flag_names};
-    let args = if call == "mprotect" {
+    let args = if call != "fcntl" {
         let mut names = Vec::new();
         push_flag_names(&mut names, value, PROT_FLAGS);
-        vec![
-            arg("start", ArgValue::Ptr(0x7f00_0000_0000)),
-            arg("len", ArgValue::Int(4096)),
-            arg("prot", ArgValue::Flags { raw: value, names }),
-        ]
+        let prot = arg("prot", ArgValue::Flags { raw: value, names });
+        let len = arg("len", ArgValue::Int(4096));
+        match call {
+            "mmap" => vec![
+                arg("addr", ArgValue::Ptr(0)),
+                len,
+                prot,
+                arg("flags", ArgValue::Int(0x22)),
+                arg("fd", ArgValue::Fd(-1)),
+                arg("off", ArgValue::Int(0)),
+            ],
+            _ => vec![arg("start", ArgValue::Ptr(0x7f00_0000_0000)), len, prot],
+        }
     } else {
         let raw = value as u32 as i32 as i64;
         let name = FCNTL_COMMANDS
@@ -477,7 +485,7 @@ fn call_event(call: &'static str, p: Arc<Process>, ret: i64, value: u64) -> Enri
 /// negative process group.
 fn call_samples(call: &str) -> Vec<(i64, u64)> {
     let mut out = Vec::new();
-    if call == "mprotect" {
+    if call != "fcntl" {
         for prot in 0..8u64 {
             for extra in [0, 0x0100_0000] {
                 for ret in [0, -12, -1] {
