@@ -36,7 +36,15 @@ impl ProfileMaps {
                     .collect();
                 bits.iter().any(|b| *b < 64).then_some((*nr, bits))
             })
-            .collect();
+            .collect::<std::collections::HashMap<_, _>>();
+        if arg_bits.is_empty() {
+            tracing::warn!(
+                tracefs = %tracefs.display(),
+                "no syscalls:sys_enter_* formats in tracefs (a kernel without \
+                 CONFIG_FTRACE_SYSCALLS?): syscall profile conditions compare all 64 bits of \
+                 an argument register, also for int arguments, whose upper half the kernel ignores"
+            );
+        }
         Ok(Self {
             scope: take_map(ebpf, "PROFILE_SCOPE")?,
             verdicts: take_map(ebpf, "PROFILE_VERDICTS")?,
