@@ -77,7 +77,8 @@ pub mod counter {
     pub const DROP_CGROUP_SHARE: u32 = 10;
     /// Opens the open filter passed over: no loaded rule could match them (not a loss).
     pub const OPEN_FILTERED: u32 = 11;
-    /// mprotect and fcntl calls the filter passed over on their argument and result.
+    /// mprotect, mmap, pkey_mprotect and fcntl calls the filter passed over on their argument
+    /// and result.
     pub const CALLS_FILTERED: u32 = 12;
     pub const COUNT: u32 = 16;
 }
@@ -471,10 +472,9 @@ pub mod open_filter {
 
     /// The class of call `call` (index into [`CALLS`]) that returned `ret`, with `arg`.
     /// mprotect, mmap, pkey_mprotect: bit 0 success, bits 1-3 PROT_READ, PROT_WRITE,
-    /// PROT_EXEC. fcntl: bit 0
-    /// success, bits 1-2 the command's index in [`FCNTL_CMDS`] plus one (0: another command),
-    /// bit 3 [`FCNTL_STDIO`]. fcntl's command is an `unsigned int`: the kernel reads the low
-    /// 32 bits of the register, and so does the class.
+    /// PROT_EXEC. fcntl: bit 0 success, bits 1-2 the command's index in [`FCNTL_CMDS`] plus
+    /// one (0: another command), bit 3 [`FCNTL_STDIO`]. fcntl's command is an `unsigned int`:
+    /// the kernel reads the low 32 bits of the register, and so does the class.
     #[inline(always)]
     pub fn call_class(call: u32, ret: i64, arg: u64) -> u32 {
         let ok = succeeded(ret);

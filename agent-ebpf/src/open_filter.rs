@@ -18,7 +18,8 @@
 //! open that passes is walked again, in full, for its record.
 //!
 //! The same verdict array holds the calls judged on one argument and their result alone
-//! (`mprotect`'s protection bits, `fcntl`'s command): pass or drop, never keyed.
+//! (the protection bits of `mprotect`, `mmap` and `pkey_mprotect`, `fcntl`'s command): pass
+//! or drop, never keyed.
 
 use agent_common::{
     KernelConfig, SyscallSpec, counter,

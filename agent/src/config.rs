@@ -101,8 +101,9 @@ ring_buffer_cgroup_share: 64
 # Pass over, in the kernel, the opens no loaded rule can match (from each rule's condition:
 # the flags, the result and the names of the path the kernel resolved it needs); they never
 # reach the ring buffer and are counted in osprey_kernel_open_filtered_total. Likewise the
-# mprotect and fcntl calls none can match on their protection bits or command and result
-# (osprey_kernel_calls_filtered_total; the fcntl commands the fd table follows are kept).
+# mprotect, mmap, pkey_mprotect and fcntl calls none can match on their protection bits or
+# command and result (osprey_kernel_calls_filtered_total; the fcntl commands the fd table
+# follows are kept).
 # false captures every open and call the rules' event types name (the fd table then also
 # learns every file).
 kernel_open_filter: true

@@ -165,7 +165,8 @@ impl Metrics {
         );
         r.register(
             "kernel_calls_filtered",
-            "mprotect and fcntl calls the kernel passed over on their argument and result \
+            "mprotect, mmap, pkey_mprotect and fcntl calls the kernel passed over on their \
+             argument and result \
              because no loaded rule (nor the fd table) could match them (kernel_open_filter): \
              not judged, by design, and not losses",
             m.kernel_calls_filtered.clone(),

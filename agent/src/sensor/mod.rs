@@ -150,7 +150,8 @@ pub struct KernelCounters {
     /// Opens the open filter passed over because no loaded rule could match them (not a
     /// loss: see [`Sensor::set_open_filter`]).
     pub open_filtered: u64,
-    /// mprotect and fcntl calls passed over on their argument and result, likewise.
+    /// mprotect, mmap, pkey_mprotect and fcntl calls passed over on their argument and
+    /// result, likewise.
     pub calls_filtered: u64,
 }
 

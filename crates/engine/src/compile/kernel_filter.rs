@@ -1,5 +1,6 @@
-//! What the kernel may pass over: the opens no loaded rule can match, and the mprotect and
-//! fcntl calls none can match on their argument and result (`open_filter::CALLS`).
+//! What the kernel may pass over: the opens no loaded rule can match, and the mprotect, mmap,
+//! pkey_mprotect and fcntl calls none can match on their argument and result
+//! (`open_filter::CALLS`).
 //!
 //! At an open's exit the sensor knows, before it walks the path or builds a record, which
 //! syscall it was, its flags and whether it succeeded: the open's *class*
