@@ -35,7 +35,7 @@ fn marker_rule(name: &str, marker: &std::path::Path) -> String {
 }
 
 /// The agent on the rules in `rules` with its metrics on a port of its own, for
-/// `open_filtered` to read.
+/// `passed_over` to read.
 fn filter_agent(rules: &std::path::Path) -> (Agent, u16) {
     let port = free_port();
     let metrics = format!("127.0.0.1:{port}");
@@ -54,15 +54,41 @@ fn filter_agent(rules: &std::path::Path) -> (Agent, u16) {
     (agent, port)
 }
 
-/// osprey_kernel_open_filtered_total of the agent whose metrics are on `port`.
-fn open_filtered(port: u16) -> f64 {
+/// What the kernel filter passed over: opens and the calls judged on an argument.
+const OPENS: &str = "osprey_kernel_open_filtered_total";
+const CALLS: &str = "osprey_kernel_calls_filtered_total";
+
+/// Counter `series` of the agent whose metrics are on `port`.
+fn passed_over(port: u16, series: &str) -> f64 {
     let (_, body) = http_get(port, "/metrics").expect("metrics");
-    metric(&body, "osprey_kernel_open_filtered_total").unwrap_or(0.0)
+    metric(&body, series).unwrap_or(0.0)
+}
+
+/// Waits until counter `series` has grown by `n` since `before` (the counters are read every
+/// few seconds); `what` names what was passed over.
+fn wait_passed_over(port: u16, series: &str, before: f64, n: u32, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while passed_over(port, series) - before < f64::from(n) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not passed over: {}",
+            passed_over(port, series) - before
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the agent says it reloaded its rules.
+fn wait_for_reload(agent: &mut Agent, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !agent.stderr().contains("rules reloaded") {
+        assert!(Instant::now() < deadline, "{what}: {}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Reads `file` `n` times, each by a process of its own, then waits until the kernel has
-/// counted at least `n` opens passed over since `before` (the counters are read every few
-/// seconds).
+/// counted at least `n` opens passed over since `before`.
 fn reads_are_passed_over(port: u16, before: f64, file: &std::path::Path, n: u32) {
     let out = Command::new("sh")
         .args([
@@ -72,16 +98,8 @@ fn reads_are_passed_over(port: u16, before: f64, file: &std::path::Path, n: u32)
         .output()
         .unwrap();
     assert!(out.status.success());
-    let deadline = Instant::now() + WAIT;
-    while open_filtered(port) - before < f64::from(n) {
-        assert!(
-            Instant::now() < deadline,
-            "reads of {} not passed over: {}",
-            file.display(),
-            open_filtered(port) - before
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let what = format!("reads of {}", file.display());
+    wait_passed_over(port, OPENS, before, n, &what);
 }
 
 /// The kernel's open filter follows the loaded rules: an open no rule wants never leaves the
@@ -108,14 +126,10 @@ fn kernel_open_filter_follows_the_rules() {
     .unwrap();
     let (mut agent, port) = filter_agent(&rules);
     // No rule names the file: 200 reads of it are passed over in the kernel.
-    reads_are_passed_over(port, open_filtered(port), &target, 200);
+    reads_are_passed_over(port, passed_over(port, OPENS), &target, 200);
     // A rule names it: after the reload its reads alert, through the symlink too.
     std::fs::write(rules.join("b.yaml"), marker_rule("Rule B", &target)).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while !agent.stderr().contains("rules reloaded") {
-        assert!(Instant::now() < deadline, "no reload: {}", agent.stderr());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_reload(&mut agent, "no reload");
     Command::new("head").arg("-c0").arg(&link).output().unwrap();
     let a = agent.expect("Rule B through the symlink", WAIT, |v| {
         v["rule"] == "Rule B"
@@ -128,12 +142,6 @@ fn kernel_open_filter_follows_the_rules() {
     std::fs::remove_file(&link).unwrap();
     std::fs::remove_dir_all(&watched).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// osprey_kernel_calls_filtered_total of the agent whose metrics are on `port`.
-fn calls_filtered(port: u16) -> f64 {
-    let (_, body) = http_get(port, "/metrics").expect("metrics");
-    metric(&body, "osprey_kernel_calls_filtered_total").unwrap_or(0.0)
 }
 
 /// mprotect and fcntl are judged in the kernel on their argument and result: a python makes
@@ -162,7 +170,7 @@ fn kernel_filter_passes_over_calls_by_their_argument() {
     )
     .unwrap();
     let (mut agent, port) = filter_agent(&rules);
-    let before = calls_filtered(port);
+    let before = passed_over(port, CALLS);
     let out = Command::new("python3")
         .args([
             "-c",
@@ -186,15 +194,7 @@ fn kernel_filter_passes_over_calls_by_their_argument() {
         "{a}"
     );
     agent.expect("Flags set", WAIT, |v| v["rule"] == "Flags set");
-    let deadline = Instant::now() + WAIT;
-    while calls_filtered(port) - before < 200.0 {
-        assert!(
-            Instant::now() < deadline,
-            "read-write mprotects not passed over: {}",
-            calls_filtered(port) - before
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_passed_over(port, CALLS, before, 200, "read-write mprotects");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -245,7 +245,7 @@ fn kernel_open_filter_judges_each_name() {
     .concat();
     std::fs::write(rules.join("names.yaml"), text).unwrap();
     let (mut agent, port) = filter_agent(&rules);
-    reads_are_passed_over(port, open_filtered(port), &other, 100);
+    reads_are_passed_over(port, passed_over(port, OPENS), &other, 100);
     for (rule, file) in [
         ("Long name", &long),
         ("Renamed", &renamed),
@@ -289,15 +289,7 @@ fn kernel_a_rule_changed_while_the_agent_starts_is_loaded() {
         "rules loaded",
     );
     std::fs::write(rules.join("b.yaml"), marker_rule("Rule B", &marker)).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while !agent.stderr().contains("rules reloaded") {
-        assert!(
-            Instant::now() < deadline,
-            "the change made while starting was not loaded: {}",
-            agent.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_reload(&mut agent, "the change made while starting was not loaded");
     Command::new("cat").arg(&marker).output().unwrap();
     agent.expect("Rule B", WAIT, |v| v["rule"] == "Rule B");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -336,6 +336,21 @@ fn open_event(
     ROOT.event(ROOT.syscall(syscall, ret, args), p, vec![parent])
 }
 
+/// Each program (comm, exe) as a host process and as one in a container (cgroup 7).
+fn on_host_and_in_a_container(programs: &[(&str, &str)]) -> Vec<Arc<Process>> {
+    programs
+        .iter()
+        .flat_map(|(c, e)| {
+            let p = ROOT.process(30, 10, c, e, &[c]);
+            let in_ctr = Arc::new(Process {
+                cgroup_id: 7,
+                ..(*p).clone()
+            });
+            [p, in_ctr]
+        })
+        .collect()
+}
+
 /// Replays opens of every path the rules name, in a spread of classes, by a shell, a web
 /// server and a tool, on the host and in a container: every open some rule matches must be
 /// one the filter captures, and one the filter of that rule alone captures (so that another
@@ -362,21 +377,11 @@ fn replay_is_sound(sources: &[std::path::PathBuf]) {
     let engine = engine_of(ruleset);
     let f = engine.kernel_filter();
     let paths = path_corpus(sources);
-    let procs: Vec<Arc<Process>> = [
+    let procs = on_host_and_in_a_container(&[
         ("bash", "/bin/bash"),
         ("nginx", "/usr/sbin/nginx"),
         ("python3", "/usr/bin/python3"),
-    ]
-    .iter()
-    .flat_map(|(c, e)| {
-        let p = ROOT.process(30, 10, c, e, &[c]);
-        let in_ctr = Arc::new(Process {
-            cgroup_id: 7,
-            ..(*p).clone()
-        });
-        [p, in_ctr]
-    })
-    .collect();
+    ]);
     // A spread of classes (a fixed pseudo-random sample), with flags a class does not
     // record mixed in.
     let untracked = [0, O_CLOEXEC, 0o4000, 0o400000, 0o4010000, 0o1000000];
@@ -517,17 +522,8 @@ fn call_samples(call: &str) -> Vec<(i64, u64)> {
 /// The calls a rule set matches, replayed over every class by a shell and a JIT on the host
 /// and in a container: each match must be one the kernel captures.
 fn calls_replay_is_sound(engine: &Engine, f: &KernelFilter) -> (usize, usize) {
-    let procs: Vec<Arc<Process>> = [("bash", "/bin/bash"), ("python3", "/usr/bin/python3")]
-        .iter()
-        .flat_map(|(c, e)| {
-            let p = ROOT.process(30, 10, c, e, &[c]);
-            let in_ctr = Arc::new(Process {
-                cgroup_id: 7,
-                ..(*p).clone()
-            });
-            [p, in_ctr]
-        })
-        .collect();
+    let procs =
+        on_host_and_in_a_container(&[("bash", "/bin/bash"), ("python3", "/usr/bin/python3")]);
     let (mut matched, mut dropped) = (0, 0);
     for call in open_filter::CALLS {
         for (ret, value) in call_samples(call) {
