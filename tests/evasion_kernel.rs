@@ -125,12 +125,14 @@ fn evasion_a_parent_named_apt_is_not_a_package_manager() {
 /// and ignores the rest. A raw syscall with the high bits set does what the plain one does; the
 /// rules name the value the kernel used. Each call here is made through `syscall(2)` by the
 /// node's python: fcntl(sock, F_DUPFD | 1 << 32, 0) onto a closed stdin, socket(AF_PACKET |
-/// 1 << 32, SOCK_RAW, 0), prctl(PR_SET_NAME | 1 << 32, "kworker/0:9").
+/// 1 << 32, SOCK_RAW, 0), prctl(PR_SET_NAME | 1 << 32, "kworker/0:9"), and ptrace(PTRACE_ATTACH,
+/// pid | 1 << 32), which attaches to `pid` (its `long` is passed on as a pid_t): the alert must
+/// name the process attached to, not a pid four billion above it.
 #[test]
 fn evasion_high_bits_above_a_32_bit_argument() {
     let mut agent = agent();
     let port = loopback_listener();
-    bash_ok(&format!(
+    let out = bash_ok(&format!(
         r#"timeout 10 /usr/bin/python3 -c '
 import ctypes, os, socket
 libc = ctypes.CDLL(None, use_errno=True)
@@ -143,8 +145,14 @@ assert libc.syscall(L(72), L(s.fileno()), L(HI | 0), L(0)) == 0, "fcntl"
 p = libc.syscall(L(41), L(HI | 17), L(3), L(0))
 assert p >= 0, "socket %d" % ctypes.get_errno()
 assert libc.syscall(L(157), L(HI | 15), ctypes.c_char_p(b"kworker/0:9"), L(0), L(0), L(0)) == 0, "prctl"
+import subprocess
+c = subprocess.Popen(["sleep", "30"])
+assert libc.syscall(L(101), L(16), L(HI | c.pid), L(0), L(0)) == 0, "ptrace %d" % ctypes.get_errno()
+print(c.pid)
+c.kill()
 ' osprey-high-bits"#
     ));
+    let traced = out.trim().lines().last().unwrap_or_default().to_string();
     let a = alert(&mut agent, "Reverse shell", |v| {
         field(v, "evt.type") == "fcntl" && field(v, "proc.cmdline").contains("osprey-high-bits")
     });
@@ -157,6 +165,10 @@ assert libc.syscall(L(157), L(HI | 15), ctypes.c_char_p(b"kworker/0:9"), L(0), L
     alert(&mut agent, "Process renamed to a system name", |v| {
         field(v, "proc.cmdline").contains("osprey-high-bits")
     });
+    let a = alert(&mut agent, "PTRACE attached to process", |v| {
+        field(v, "proc.cmdline").contains("osprey-high-bits")
+    });
+    assert_eq!(field(&a, "evt.arg.pid"), traced, "{a}");
 }
 
 #[test]

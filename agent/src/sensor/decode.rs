@@ -654,11 +654,15 @@ fn profile(rec: &[u8]) -> Result<ProfileVerdict, DecodeError> {
 fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>, spare: &mut Spare) -> ArgValue {
     let data = data.unwrap_or(&[]);
     match ty {
+        // Each argument is what the kernel reads of its register: the low 32 bits of an `int`
+        // (sign-extended) or `unsigned int`, the low 16 of a `umode_t`, whatever the rest holds.
         ArgType::Int => ArgValue::Int(raw as i64),
+        ArgType::Int32 => ArgValue::Int(raw as u32 as i32 as i64),
+        ArgType::UInt32 => ArgValue::Int(i64::from(raw as u32)),
         // Fds are C ints: sign-extend the low 32 bits so AT_FDCWD reads -100.
         ArgType::Fd => ArgValue::Fd(raw as u32 as i32 as i64),
         ArgType::Id => ArgValue::Id(raw as u32),
-        ArgType::Mode => ArgValue::Mode(raw as u32),
+        ArgType::Mode => ArgValue::Mode(u32::from(raw as u16)),
         ArgType::Ptr => ArgValue::Ptr(raw),
         ArgType::Path => {
             let raw_path = spare.lossy(data);
@@ -685,10 +689,17 @@ fn decode_arg(ty: ArgType, raw: u64, data: Option<&[u8]>, spare: &mut Spare) -> 
             push_flag_names(&mut names, raw, table);
             ArgValue::Flags { raw, names }
         }
-        ArgType::OpenFlags => open_flags(raw, spare),
+        ArgType::Flags32(table) => {
+            let raw = u64::from(raw as u32);
+            let mut names = spare.names();
+            push_flag_names(&mut names, raw, table);
+            ArgValue::Flags { raw, names }
+        }
+        ArgType::OpenFlags => open_flags(u64::from(raw as u32), spare),
         ArgType::Enum(table) => enum_value(raw as u32 as i32 as i64, table),
         ArgType::LongEnum(table) => enum_value(raw as i64, table),
         ArgType::SockType => {
+            let raw = u64::from(raw as u32);
             let ty = (raw & 0xf) as i64;
             let mut names: Vec<Cow<'static, str>> = SOCKET_TYPES
                 .iter()
@@ -1007,6 +1018,43 @@ mod tests {
                 raw: hi as i64,
                 name: None
             })
+        );
+        // Numbers and bit sets too: ptrace(PTRACE_ATTACH, pid | 1 << 32) attaches to `pid`,
+        // kill(-1 | 1 << 32, 0) signals every process, close_range(3 | 1 << 32, ...) closes
+        // from 3, chmod(path, 04755 | 1 << 16) sets 04755, openat(..., O_WRONLY | 1 << 32).
+        assert_eq!(
+            arg(101, [16, hi | 4321, 0, 0, 0, 0], "pid"),
+            Some(ArgValue::Int(4321))
+        );
+        assert_eq!(
+            arg(62, [hi | 0xffff_ffff, 0, 0, 0, 0, 0], "pid"),
+            Some(ArgValue::Int(-1))
+        );
+        assert_eq!(
+            arg(436, [hi | 3, hi | 9, 0, 0, 0, 0], "fd"),
+            Some(ArgValue::Int(3))
+        );
+        assert_eq!(
+            arg(436, [3, hi | 9, 0, 0, 0, 0], "max_fd"),
+            Some(ArgValue::Int(9))
+        );
+        assert_eq!(
+            arg(90, [0, 0o4755 | 1 << 16, 0, 0, 0, 0], "mode"),
+            Some(ArgValue::Mode(0o4755))
+        );
+        let Some(ArgValue::Flags { raw, names }) = arg(257, [0, 0, hi | 1, 0, 0, 0], "flags")
+        else {
+            panic!()
+        };
+        assert_eq!((raw, names.iter().any(|n| n == "O_WRONLY")), (1, true));
+        let Some(ArgValue::Flags { raw, .. }) = arg(436, [3, 9, hi | 4, 0, 0, 0], "flags") else {
+            panic!()
+        };
+        assert_eq!(raw, 4);
+        // A `long` is read whole: ftruncate's length.
+        assert_eq!(
+            arg(77, [3, hi, 0, 0, 0, 0], "length"),
+            Some(ArgValue::Int(hi as i64))
         );
     }
 

@@ -12,10 +12,17 @@ use agent_common::{
 /// How an argument is decoded (and, for pointers, captured).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArgType {
+    /// A number the kernel reads as a `long`, `unsigned long` or `size_t`: all 64 bits.
     Int,
+    /// An `int` or `pid_t`: the kernel reads the low 32 bits of the register and ignores the
+    /// rest (kill(pid | 1 << 32, sig) signals `pid`), so the value is those bits, signed.
+    Int32,
+    /// An `unsigned int` or `u32`: the low 32 bits, unsigned.
+    UInt32,
     Fd,
     /// A uid or gid.
     Id,
+    /// A `umode_t`: the low 16 bits.
     Mode,
     /// A pointer not followed.
     Ptr,
@@ -33,9 +40,11 @@ pub enum ArgType {
         len_arg: u8,
     },
     Argv,
-    /// A bit set named by a table.
+    /// A bit set named by a table, an `unsigned long` in the kernel.
     Flags(&'static [(u64, &'static str)]),
-    /// `open(2)` flags: an access mode plus bits.
+    /// A bit set named by a table, an `int` or `unsigned int` in the kernel: the low 32 bits.
+    Flags32(&'static [(u64, &'static str)]),
+    /// `open(2)` flags (an `int`): an access mode plus bits.
     OpenFlags,
     /// An enumeration named by a table, an `int` or `unsigned int` in the kernel: the kernel
     /// reads the low 32 bits of the register and ignores the rest, so the value is those bits
@@ -218,34 +227,34 @@ pub static SYSCALLS: &[SyscallDef] = &[
     SyscallDef { name: "openat", nr: 257, args: args!("dfd": Fd, "filename": Path, "flags": OpenFlags, "mode": Mode) },
     SyscallDef { name: "openat2", nr: 437, args: args!("dfd": Fd, "filename": Path, "how": OpenHow, "usize": Int) },
     SyscallDef { name: "execve", nr: 59, args: args!("filename": Path, "argv": Argv, "envp": Ptr) },
-    SyscallDef { name: "execveat", nr: 322, args: args!("fd": Fd, "filename": Path, "argv": Argv, "envp": Ptr, "flags": Flags(AT_FLAGS)) },
-    SyscallDef { name: "connect", nr: 42, args: args!("fd": Fd, "uservaddr": SockAddr { len_arg: 2 }, "addrlen": Int) },
+    SyscallDef { name: "execveat", nr: 322, args: args!("fd": Fd, "filename": Path, "argv": Argv, "envp": Ptr, "flags": Flags32(AT_FLAGS)) },
+    SyscallDef { name: "connect", nr: 42, args: args!("fd": Fd, "uservaddr": SockAddr { len_arg: 2 }, "addrlen": Int32) },
     SyscallDef { name: "accept", nr: 43, args: args!("fd": Fd, "upeer_sockaddr": SockAddrOut { len_arg: 2 }, "upeer_addrlen": Ptr) },
-    SyscallDef { name: "accept4", nr: 288, args: args!("fd": Fd, "upeer_sockaddr": SockAddrOut { len_arg: 2 }, "upeer_addrlen": Ptr, "flags": Flags(SOCK_FLAGS)) },
-    SyscallDef { name: "sendto", nr: 44, args: args!("fd": Fd, "buff": Ptr, "len": Int, "flags": Int, "addr": SockAddr { len_arg: 5 }, "addr_len": Int) },
-    SyscallDef { name: "recvfrom", nr: 45, args: args!("fd": Fd, "ubuf": Ptr, "size": Int, "flags": Int, "addr": Ptr, "addr_len": Ptr) },
-    SyscallDef { name: "sendmsg", nr: 46, args: args!("fd": Fd, "msg": Ptr, "flags": Int) },
-    SyscallDef { name: "recvmsg", nr: 47, args: args!("fd": Fd, "msg": Ptr, "flags": Int) },
-    SyscallDef { name: "splice", nr: 275, args: args!("fd_in": Fd, "off_in": Ptr, "fd_out": Fd, "off_out": Ptr, "len": Int, "flags": Int) },
-    SyscallDef { name: "tee", nr: 276, args: args!("fdin": Fd, "fdout": Fd, "len": Int, "flags": Int) },
-    SyscallDef { name: "bind", nr: 49, args: args!("fd": Fd, "umyaddr": SockAddr { len_arg: 2 }, "addrlen": Int) },
-    SyscallDef { name: "listen", nr: 50, args: args!("fd": Fd, "backlog": Int) },
-    SyscallDef { name: "socket", nr: 41, args: args!("family": Enum(SOCKET_FAMILIES), "type": SockType, "protocol": Int) },
-    SyscallDef { name: "ptrace", nr: 101, args: args!("request": LongEnum(PTRACE_REQUESTS), "pid": Int, "addr": Ptr, "data": Ptr) },
-    SyscallDef { name: "setns", nr: 308, args: args!("fd": Fd, "flags": Flags(CLONE_FLAGS)) },
+    SyscallDef { name: "accept4", nr: 288, args: args!("fd": Fd, "upeer_sockaddr": SockAddrOut { len_arg: 2 }, "upeer_addrlen": Ptr, "flags": Flags32(SOCK_FLAGS)) },
+    SyscallDef { name: "sendto", nr: 44, args: args!("fd": Fd, "buff": Ptr, "len": Int, "flags": UInt32, "addr": SockAddr { len_arg: 5 }, "addr_len": Int32) },
+    SyscallDef { name: "recvfrom", nr: 45, args: args!("fd": Fd, "ubuf": Ptr, "size": Int, "flags": UInt32, "addr": Ptr, "addr_len": Ptr) },
+    SyscallDef { name: "sendmsg", nr: 46, args: args!("fd": Fd, "msg": Ptr, "flags": UInt32) },
+    SyscallDef { name: "recvmsg", nr: 47, args: args!("fd": Fd, "msg": Ptr, "flags": UInt32) },
+    SyscallDef { name: "splice", nr: 275, args: args!("fd_in": Fd, "off_in": Ptr, "fd_out": Fd, "off_out": Ptr, "len": Int, "flags": UInt32) },
+    SyscallDef { name: "tee", nr: 276, args: args!("fdin": Fd, "fdout": Fd, "len": Int, "flags": UInt32) },
+    SyscallDef { name: "bind", nr: 49, args: args!("fd": Fd, "umyaddr": SockAddr { len_arg: 2 }, "addrlen": Int32) },
+    SyscallDef { name: "listen", nr: 50, args: args!("fd": Fd, "backlog": Int32) },
+    SyscallDef { name: "socket", nr: 41, args: args!("family": Enum(SOCKET_FAMILIES), "type": SockType, "protocol": Int32) },
+    SyscallDef { name: "ptrace", nr: 101, args: args!("request": LongEnum(PTRACE_REQUESTS), "pid": Int32, "addr": Ptr, "data": Ptr) },
+    SyscallDef { name: "setns", nr: 308, args: args!("fd": Fd, "flags": Flags32(CLONE_FLAGS)) },
     SyscallDef { name: "unshare", nr: 272, args: args!("unshare_flags": Flags(CLONE_FLAGS)) },
     SyscallDef { name: "clone", nr: 56, args: args!("clone_flags": Flags(CLONE_FLAGS), "newsp": Ptr, "parent_tidptr": Ptr, "child_tidptr": Ptr, "tls": Ptr) },
     SyscallDef { name: "clone3", nr: 435, args: args!("uargs": CloneArgs, "size": Int) },
     SyscallDef { name: "mount", nr: 165, args: args!("dev_name": Str, "dir_name": Path, "type": Str, "flags": Flags(MOUNT_FLAGS), "data": Ptr) },
-    SyscallDef { name: "umount2", nr: 166, args: args!("name": Path, "flags": Flags(UMOUNT_FLAGS)) },
+    SyscallDef { name: "umount2", nr: 166, args: args!("name": Path, "flags": Flags32(UMOUNT_FLAGS)) },
     SyscallDef { name: "pivot_root", nr: 155, args: args!("new_root": Path, "put_old": Path) },
     SyscallDef { name: "chroot", nr: 161, args: args!("filename": Path) },
     SyscallDef { name: "init_module", nr: 175, args: args!("umod": Ptr, "len": Int, "uargs": Str) },
-    SyscallDef { name: "finit_module", nr: 313, args: args!("fd": Fd, "uargs": Str, "flags": Flags(MODULE_INIT_FLAGS)) },
-    SyscallDef { name: "delete_module", nr: 176, args: args!("name_user": Str, "flags": Int) },
+    SyscallDef { name: "finit_module", nr: 313, args: args!("fd": Fd, "uargs": Str, "flags": Flags32(MODULE_INIT_FLAGS)) },
+    SyscallDef { name: "delete_module", nr: 176, args: args!("name_user": Str, "flags": UInt32) },
     SyscallDef { name: "kexec_load", nr: 246, args: args!("entry": Ptr, "nr_segments": Int, "segments": Ptr, "flags": Int) },
     SyscallDef { name: "kexec_file_load", nr: 320, args: args!("kernel_fd": Fd, "initrd_fd": Fd, "cmdline_len": Int, "cmdline_ptr": Str, "flags": Int) },
-    SyscallDef { name: "bpf", nr: 321, args: args!("cmd": Enum(BPF_COMMANDS), "uattr": Ptr, "size": Int) },
+    SyscallDef { name: "bpf", nr: 321, args: args!("cmd": Enum(BPF_COMMANDS), "uattr": Ptr, "size": UInt32) },
     SyscallDef { name: "setuid", nr: 105, args: args!("uid": Id) },
     SyscallDef { name: "setgid", nr: 106, args: args!("gid": Id) },
     SyscallDef { name: "setreuid", nr: 113, args: args!("ruid": Id, "euid": Id) },
@@ -256,67 +265,67 @@ pub static SYSCALLS: &[SyscallDef] = &[
     SyscallDef { name: "chmod", nr: 90, args: args!("filename": Path, "mode": Mode) },
     SyscallDef { name: "fchmod", nr: 91, args: args!("fd": Fd, "mode": Mode) },
     SyscallDef { name: "fchmodat", nr: 268, args: args!("dfd": Fd, "filename": Path, "mode": Mode) },
-    SyscallDef { name: "fchmodat2", nr: 452, args: args!("dfd": Fd, "filename": Path, "mode": Mode, "flags": Flags(AT_FLAGS)) },
+    SyscallDef { name: "fchmodat2", nr: 452, args: args!("dfd": Fd, "filename": Path, "mode": Mode, "flags": Flags32(AT_FLAGS)) },
     SyscallDef { name: "symlink", nr: 88, args: args!("oldname": Str, "newname": Path) },
     SyscallDef { name: "symlinkat", nr: 266, args: args!("oldname": Str, "newdfd": Fd, "newname": Path) },
     SyscallDef { name: "link", nr: 86, args: args!("oldname": Path, "newname": Path) },
-    SyscallDef { name: "linkat", nr: 265, args: args!("olddfd": Fd, "oldname": Path, "newdfd": Fd, "newname": Path, "flags": Flags(AT_FLAGS)) },
+    SyscallDef { name: "linkat", nr: 265, args: args!("olddfd": Fd, "oldname": Path, "newdfd": Fd, "newname": Path, "flags": Flags32(AT_FLAGS)) },
     SyscallDef { name: "unlink", nr: 87, args: args!("pathname": Path) },
-    SyscallDef { name: "unlinkat", nr: 263, args: args!("dfd": Fd, "pathname": Path, "flag": Flags(AT_FLAGS)) },
+    SyscallDef { name: "unlinkat", nr: 263, args: args!("dfd": Fd, "pathname": Path, "flag": Flags32(AT_FLAGS)) },
     SyscallDef { name: "rename", nr: 82, args: args!("oldname": Path, "newname": Path) },
     SyscallDef { name: "renameat", nr: 264, args: args!("olddfd": Fd, "oldname": Path, "newdfd": Fd, "newname": Path) },
-    SyscallDef { name: "renameat2", nr: 316, args: args!("olddfd": Fd, "oldname": Path, "newdfd": Fd, "newname": Path, "flags": Flags(RENAME_FLAGS)) },
-    SyscallDef { name: "memfd_create", nr: 319, args: args!("uname": Str, "flags": Flags(MEMFD_FLAGS)) },
+    SyscallDef { name: "renameat2", nr: 316, args: args!("olddfd": Fd, "oldname": Path, "newdfd": Fd, "newname": Path, "flags": Flags32(RENAME_FLAGS)) },
+    SyscallDef { name: "memfd_create", nr: 319, args: args!("uname": Str, "flags": Flags32(MEMFD_FLAGS)) },
     SyscallDef { name: "dup", nr: 32, args: args!("fildes": Fd) },
     SyscallDef { name: "dup2", nr: 33, args: args!("oldfd": Fd, "newfd": Fd) },
-    SyscallDef { name: "dup3", nr: 292, args: args!("oldfd": Fd, "newfd": Fd, "flags": Flags(OPEN_BITS)) },
-    SyscallDef { name: "kill", nr: 62, args: args!("pid": Int, "sig": Enum(SIGNALS)) },
-    SyscallDef { name: "tkill", nr: 200, args: args!("pid": Int, "sig": Enum(SIGNALS)) },
-    SyscallDef { name: "tgkill", nr: 234, args: args!("tgid": Int, "pid": Int, "sig": Enum(SIGNALS)) },
+    SyscallDef { name: "dup3", nr: 292, args: args!("oldfd": Fd, "newfd": Fd, "flags": Flags32(OPEN_BITS)) },
+    SyscallDef { name: "kill", nr: 62, args: args!("pid": Int32, "sig": Enum(SIGNALS)) },
+    SyscallDef { name: "tkill", nr: 200, args: args!("pid": Int32, "sig": Enum(SIGNALS)) },
+    SyscallDef { name: "tgkill", nr: 234, args: args!("tgid": Int32, "pid": Int32, "sig": Enum(SIGNALS)) },
     SyscallDef { name: "prctl", nr: 157, args: args!("option": Enum(PRCTL_OPTIONS), "arg2": StrOrInt, "arg3": Int, "arg4": Int, "arg5": Int) },
-    SyscallDef { name: "userfaultfd", nr: 323, args: args!("flags": Flags(OPEN_BITS)) },
-    SyscallDef { name: "io_uring_setup", nr: 425, args: args!("entries": Int, "params": Ptr) },
-    SyscallDef { name: "personality", nr: 135, args: args!("personality": Int) },
-    SyscallDef { name: "mknod", nr: 133, args: args!("filename": Path, "mode": Mode, "dev": Int) },
-    SyscallDef { name: "mknodat", nr: 259, args: args!("dfd": Fd, "filename": Path, "mode": Mode, "dev": Int) },
+    SyscallDef { name: "userfaultfd", nr: 323, args: args!("flags": Flags32(OPEN_BITS)) },
+    SyscallDef { name: "io_uring_setup", nr: 425, args: args!("entries": UInt32, "params": Ptr) },
+    SyscallDef { name: "personality", nr: 135, args: args!("personality": UInt32) },
+    SyscallDef { name: "mknod", nr: 133, args: args!("filename": Path, "mode": Mode, "dev": UInt32) },
+    SyscallDef { name: "mknodat", nr: 259, args: args!("dfd": Fd, "filename": Path, "mode": Mode, "dev": UInt32) },
     SyscallDef { name: "chdir", nr: 80, args: args!("filename": Path) },
     SyscallDef { name: "fchdir", nr: 81, args: args!("fd": Fd) },
     // Files changed in place: truncation (log and history wiping), extended attributes
     // (security.capability is a file capability: setcap), times (timestomping), owners.
     SyscallDef { name: "truncate", nr: 76, args: args!("path": Path, "length": Int) },
     SyscallDef { name: "ftruncate", nr: 77, args: args!("fd": Fd, "length": Int) },
-    SyscallDef { name: "setxattr", nr: 188, args: args!("pathname": Path, "name": Str, "value": Ptr, "size": Int, "flags": Int) },
-    SyscallDef { name: "lsetxattr", nr: 189, args: args!("pathname": Path, "name": Str, "value": Ptr, "size": Int, "flags": Int) },
-    SyscallDef { name: "fsetxattr", nr: 190, args: args!("fd": Fd, "name": Str, "value": Ptr, "size": Int, "flags": Int) },
+    SyscallDef { name: "setxattr", nr: 188, args: args!("pathname": Path, "name": Str, "value": Ptr, "size": Int, "flags": Int32) },
+    SyscallDef { name: "lsetxattr", nr: 189, args: args!("pathname": Path, "name": Str, "value": Ptr, "size": Int, "flags": Int32) },
+    SyscallDef { name: "fsetxattr", nr: 190, args: args!("fd": Fd, "name": Str, "value": Ptr, "size": Int, "flags": Int32) },
     SyscallDef { name: "removexattr", nr: 197, args: args!("pathname": Path, "name": Str) },
     SyscallDef { name: "lremovexattr", nr: 198, args: args!("pathname": Path, "name": Str) },
     SyscallDef { name: "fremovexattr", nr: 199, args: args!("fd": Fd, "name": Str) },
-    SyscallDef { name: "utimensat", nr: 280, args: args!("dfd": Fd, "filename": Path, "utimes": Ptr, "flags": Flags(AT_FLAGS)) },
+    SyscallDef { name: "utimensat", nr: 280, args: args!("dfd": Fd, "filename": Path, "utimes": Ptr, "flags": Flags32(AT_FLAGS)) },
     SyscallDef { name: "utimes", nr: 235, args: args!("filename": Path, "utimes": Ptr) },
     SyscallDef { name: "futimesat", nr: 261, args: args!("dfd": Fd, "filename": Path, "utimes": Ptr) },
     SyscallDef { name: "utime", nr: 132, args: args!("filename": Path, "times": Ptr) },
     SyscallDef { name: "chown", nr: 92, args: args!("filename": Path, "user": Id, "group": Id) },
     SyscallDef { name: "lchown", nr: 94, args: args!("filename": Path, "user": Id, "group": Id) },
     SyscallDef { name: "fchown", nr: 93, args: args!("fd": Fd, "user": Id, "group": Id) },
-    SyscallDef { name: "fchownat", nr: 260, args: args!("dfd": Fd, "filename": Path, "user": Id, "group": Id, "flag": Flags(AT_FLAGS)) },
+    SyscallDef { name: "fchownat", nr: 260, args: args!("dfd": Fd, "filename": Path, "user": Id, "group": Id, "flag": Flags32(AT_FLAGS)) },
     // The file-descriptor table's: what closes or changes a descriptor (what makes one is above).
     SyscallDef { name: "close", nr: 3, args: args!("fd": Fd) },
-    SyscallDef { name: "close_range", nr: 436, args: args!("fd": Int, "max_fd": Int, "flags": Flags(CLOSE_RANGE_FLAGS)) },
+    SyscallDef { name: "close_range", nr: 436, args: args!("fd": UInt32, "max_fd": UInt32, "flags": Flags32(CLOSE_RANGE_FLAGS)) },
     SyscallDef { name: "fcntl", nr: 72, args: args!("fd": Fd, "cmd": Enum(FCNTL_COMMANDS), "arg": Int) },
     // Memory and other processes' descriptors.
     SyscallDef { name: "mprotect", nr: 10, args: args!("start": Ptr, "len": Int, "prot": Flags(PROT_FLAGS)) },
-    SyscallDef { name: "pkey_mprotect", nr: 329, args: args!("start": Ptr, "len": Int, "prot": Flags(PROT_FLAGS), "pkey": Int) },
+    SyscallDef { name: "pkey_mprotect", nr: 329, args: args!("start": Ptr, "len": Int, "prot": Flags(PROT_FLAGS), "pkey": Int32) },
     SyscallDef { name: "mmap", nr: 9, args: args!("addr": Ptr, "len": Int, "prot": Flags(PROT_FLAGS), "flags": Int, "fd": Fd, "off": Int) },
-    SyscallDef { name: "process_vm_readv", nr: 310, args: args!("pid": Int, "lvec": Ptr, "liovcnt": Int, "rvec": Ptr, "riovcnt": Int, "flags": Int) },
-    SyscallDef { name: "process_vm_writev", nr: 311, args: args!("pid": Int, "lvec": Ptr, "liovcnt": Int, "rvec": Ptr, "riovcnt": Int, "flags": Int) },
-    SyscallDef { name: "pidfd_open", nr: 434, args: args!("pid": Int, "flags": Int) },
-    SyscallDef { name: "pidfd_getfd", nr: 438, args: args!("pidfd": Fd, "fd": Int, "flags": Int) },
+    SyscallDef { name: "process_vm_readv", nr: 310, args: args!("pid": Int32, "lvec": Ptr, "liovcnt": Int, "rvec": Ptr, "riovcnt": Int, "flags": Int) },
+    SyscallDef { name: "process_vm_writev", nr: 311, args: args!("pid": Int32, "lvec": Ptr, "liovcnt": Int, "rvec": Ptr, "riovcnt": Int, "flags": Int) },
+    SyscallDef { name: "pidfd_open", nr: 434, args: args!("pid": Int32, "flags": UInt32) },
+    SyscallDef { name: "pidfd_getfd", nr: 438, args: args!("pidfd": Fd, "fd": Int32, "flags": UInt32) },
     SyscallDef { name: "open_by_handle_at", nr: 304, args: args!("mountdirfd": Fd, "handle": Ptr, "flags": OpenFlags) },
     // The new mount API (5.2): a mount made without mount(2).
-    SyscallDef { name: "fsopen", nr: 430, args: args!("_fs_name": Str, "flags": Int) },
-    SyscallDef { name: "fsconfig", nr: 431, args: args!("fd": Fd, "cmd": Enum(FSCONFIG_COMMANDS), "_key": Str, "_value": Str, "aux": Int) },
-    SyscallDef { name: "fsmount", nr: 432, args: args!("fs_fd": Fd, "flags": Int, "attr_flags": Int) },
-    SyscallDef { name: "move_mount", nr: 429, args: args!("from_dfd": Fd, "from_pathname": Path, "to_dfd": Fd, "to_pathname": Path, "flags": Flags(MOVE_MOUNT_FLAGS)) },
+    SyscallDef { name: "fsopen", nr: 430, args: args!("_fs_name": Str, "flags": UInt32) },
+    SyscallDef { name: "fsconfig", nr: 431, args: args!("fd": Fd, "cmd": Enum(FSCONFIG_COMMANDS), "_key": Str, "_value": Str, "aux": Int32) },
+    SyscallDef { name: "fsmount", nr: 432, args: args!("fs_fd": Fd, "flags": UInt32, "attr_flags": UInt32) },
+    SyscallDef { name: "move_mount", nr: 429, args: args!("from_dfd": Fd, "from_pathname": Path, "to_dfd": Fd, "to_pathname": Path, "flags": Flags32(MOVE_MOUNT_FLAGS)) },
 ];
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -337,6 +346,74 @@ mod tests {
                 def.name
             );
         }
+    }
+
+    /// How many low bits of its register the decoder reads for an argument, and whether it
+    /// sign-extends them (pointers and captured data count as 64-bit numbers).
+    fn decoded_width(ty: ArgType) -> (u8, bool) {
+        match ty {
+            Int32 | Fd | Enum(_) => (32, true),
+            UInt32 | Id | Flags32(_) | OpenFlags | SockType => (32, false),
+            Mode => (16, false),
+            Int
+            | LongEnum(_)
+            | Flags(_)
+            | Ptr
+            | Path
+            | Str
+            | SockAddr { .. }
+            | SockAddrOut { .. }
+            | Argv
+            | OpenHow
+            | CloneArgs
+            | CapData
+            | StrOrInt => (64, false),
+        }
+    }
+
+    /// Every argument is decoded at the width the running kernel reads it, as its
+    /// `syscalls:sys_enter_*` format declares the type: a 32-bit argument decoded from the
+    /// whole register lets high bits change what a rule sees while the kernel does the same
+    /// thing (kill(pid | 1 << 32, sig) signals `pid`).
+    #[test]
+    fn arguments_are_as_wide_as_the_kernel_declares_them() {
+        let root = crate::sensor::tracefs::ensure_mounted()
+            .expect("this test reads the syscall formats in tracefs (run as root)");
+        // Declared wider than the kernel then uses them: ptrace's `long pid` and mmap's
+        // `unsigned long fd` are passed on as a pid_t and an unsigned int.
+        let narrowed = [("ptrace", "pid"), ("mmap", "fd")];
+        let mut checked = 0;
+        for def in SYSCALLS {
+            // x86_64's umount2 is the kernel's `umount`.
+            let event = if def.name == "umount2" {
+                "umount"
+            } else {
+                def.name
+            };
+            // Kernels built without a subsystem (modules, kexec) have no event for its calls.
+            let Some(types) = crate::sensor::tracefs::syscall_arg_types(&root, event) else {
+                continue;
+            };
+            assert_eq!(types.len(), def.args.len(), "{}: {types:?}", def.name);
+            for (a, ty) in def.args.iter().zip(&types) {
+                let (bits, signed) = decoded_width(a.ty);
+                if narrowed.contains(&(def.name, a.name)) {
+                    assert_eq!(bits, 32, "{}.{}", def.name, a.name);
+                    continue;
+                }
+                let declared = osprey_engine::profile::arg_bits(ty);
+                assert_eq!(bits, declared, "{}.{}: `{ty}`", def.name, a.name);
+                if bits == 32 && matches!(a.ty, Int32 | UInt32) {
+                    let unsigned = ty.starts_with("unsigned") || ty.starts_with('u');
+                    assert_eq!(signed, !unsigned, "{}.{}: `{ty}`", def.name, a.name);
+                }
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 150,
+            "only {checked} arguments had a format to check"
+        );
     }
 
     /// The open filter decides `evt.arg.*` of the opens it judges from the engine's idea of
