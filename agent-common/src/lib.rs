@@ -159,7 +159,29 @@ pub struct ExecEvent {
     /// The value of the last `LD_PRELOAD=` entry (the one the dynamic loader uses), cut to
     /// `PRELOAD_LEN - 1` bytes.
     pub preload: [u8; PRELOAD_LEN],
+    /// Descriptors 0, 1 and 2 as the new program starts with them (close-on-exec ones
+    /// already closed), read from the kernel's own descriptor table: [`stdio`] encoding.
+    pub stdio: [u32; 3],
+    pub _stdio_pad: u32,
     pub data: [u8; DATA_BUF],
+}
+
+/// `ExecEvent::stdio` encoding: the file type bits of the descriptor's inode (`i_mode >> 12`,
+/// `S_IFREG` = 8, `S_IFSOCK` = 12...) in the low byte, [`stdio::OPEN`] when there is a
+/// descriptor at all, and a socket's address family (`AF_INET`...) in bits 16-31.
+pub mod stdio {
+    /// The descriptor is open (its file type may still be 0: an anonymous inode).
+    pub const OPEN: u32 = 1 << 8;
+    pub const TYPE_MASK: u32 = 0xf;
+    pub const FAMILY_SHIFT: u32 = 16;
+    /// `S_IFMT >> 12` values.
+    pub const S_IFIFO: u32 = 0o01;
+    pub const S_IFCHR: u32 = 0o02;
+    pub const S_IFDIR: u32 = 0o04;
+    pub const S_IFBLK: u32 = 0o06;
+    pub const S_IFREG: u32 = 0o10;
+    pub const S_IFLNK: u32 = 0o12;
+    pub const S_IFSOCK: u32 = 0o14;
 }
 
 /// Length of `ExecEvent::preload`.
@@ -914,6 +936,12 @@ pub struct KernelConfig {
     /// `inode.i_sb` → `super_block.s_magic`.
     pub inode_sb: u32,
     pub sb_magic: u32,
+    /// `inode.i_mode`; and for a socket's file, `file.private_data` (its `struct socket`) →
+    /// `socket.sk` → `sock.__sk_common.skc_family`.
+    pub inode_mode: u32,
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub sock_family: u32,
     /// 1 when overlayfs is built in and its `ovl_inode` offsets below are valid.
     pub ovl_ok: u32,
     /// Offset of `vfs_inode` in `struct ovl_inode` (the overlay inode embeds the VFS one).
@@ -1248,7 +1276,8 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 96);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 120);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 104);
-const _: () = assert!(EXEC_DATA_OFFSET == 120 + NAME_LEN + 2 * CGROUP_NAME_LEN + 8 + PRELOAD_LEN);
+const _: () =
+    assert!(EXEC_DATA_OFFSET == 120 + NAME_LEN + 2 * CGROUP_NAME_LEN + 8 + PRELOAD_LEN + 16);
 const _: () = assert!(SYSCALL_DATA_OFFSET == 96 + 8 + 8 + 8 + 48 + 8 + 8 + 8 + 8);
 // The kernel side clears the four lengths with one u64 store (agent-ebpf/src/syscall.rs).
 const _: () = assert!(core::mem::offset_of!(SyscallEvent, cap_len) % 8 == 0);

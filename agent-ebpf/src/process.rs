@@ -2,7 +2,7 @@
 
 use agent_common::{
     DATA_MAX, EXEC_DATA_OFFSET, EventKind, ExecEvent, ExitEvent, ForkEvent, PRELOAD_LEN, counter,
-    exe_flags, exec_env, fork_flags, trunc,
+    exe_flags, exec_env, fork_flags, stdio, trunc,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -21,7 +21,7 @@ use aya_ebpf::{
 use crate::{
     maps::config,
     output::{Lane, emit_in},
-    path::{path_at, walk},
+    path::{file_of_fd, path_at, walk},
     task::{fill_header, pid_view, read_kernel, read_words, with_pid_view},
 };
 
@@ -217,6 +217,8 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     }
 
     exe_and_cgroup(ev, cfg, mm, task);
+    ev.stdio = stdio_of(cur.files, cfg);
+    ev._stdio_pad = 0;
 
     // The file the kernel loaded, walked from `mm->exe_file`: never `/proc/self/exe` or
     // `/dev/fd/3`, whatever path the process gave.
@@ -239,6 +241,32 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     ev.header.size = size as u32;
     emit_in(Lane::Lifecycle, ev, &ev.header, size, counter::DROP_EXEC);
     Ok(())
+}
+
+/// Descriptors 0, 1 and 2 of the descriptor table `files` (`agent_common::stdio` encoding):
+/// what the program really reads and writes, whichever syscall put it there (a socket received
+/// with SCM_RIGHTS, or made on a number close() freed, is seen by no fd table in userspace).
+#[inline(always)]
+fn stdio_of(files: u64, cfg: &agent_common::KernelConfig) -> [u32; 3] {
+    let mut out = [0u32; 3];
+    for (fd, o) in out.iter_mut().enumerate() {
+        let file = file_of_fd(files, fd as u64, cfg);
+        if file == 0 {
+            continue;
+        }
+        let inode: u64 = read_kernel(file, cfg.file_inode);
+        let mode: u16 = read_kernel(inode, cfg.inode_mode);
+        let ty = (mode as u32 >> 12) & stdio::TYPE_MASK;
+        let family = if ty == stdio::S_IFSOCK {
+            let socket: u64 = read_kernel(file, cfg.file_private_data);
+            let sk: u64 = read_kernel(socket, cfg.socket_sk);
+            read_kernel::<u16>(sk, cfg.sock_family) as u32
+        } else {
+            0
+        };
+        *o = stdio::OPEN | ty | family << stdio::FAMILY_SHIFT;
+    }
+    out
 }
 
 /// `statfs` magic of overlayfs (include/uapi/linux/magic.h).

@@ -28,6 +28,7 @@ use std::{
 use osprey_model::{
     event::{ArgValue, Event, EventKind, SockAddr, Syscall},
     fd::{FdEntry, FdKind, L4Proto},
+    process::Stdio,
 };
 
 /// The syscalls the table follows, captured whatever the rules name: what makes and changes
@@ -224,6 +225,39 @@ impl FdTable {
             Arc::make_mut(t).retain(|_, s| !s.entry.cloexec);
             self.total -= before - t.len();
         }
+    }
+
+    /// The standard descriptors of `tgid` as the kernel found them at its exec (`kinds`),
+    /// named from the table. The kernel's kind is the truth: a table entry of another kind is
+    /// stale (its number was closed, which the table does not follow, and reused by a syscall
+    /// it does not see: a socket received with SCM_RIGHTS, a pipe) and is replaced, from
+    /// /proc for a socket (within the budget, for its ends), else by a nameless entry.
+    pub fn stdio(&mut self, tgid: u32, kinds: &[Option<FdKind>; 3]) -> [Option<Stdio>; 3] {
+        let same = |table: FdKind, kernel: FdKind| {
+            table == kernel || (kernel == FdKind::File && table == FdKind::Memfd)
+        };
+        std::array::from_fn(|fd| {
+            let num = fd as i64;
+            let Some(kind) = kinds[fd] else {
+                self.drop_fd(tgid, num);
+                return None;
+            };
+            let entry = match self.get(tgid, num) {
+                Some(e) if same(e.kind, kind) => e.clone(),
+                _ => {
+                    let fresh = kind
+                        .is_socket()
+                        .then(|| self.procfs_within_budget(tgid, num))
+                        .flatten()
+                        .filter(|e| e.kind == kind);
+                    self.put(tgid, fresh.unwrap_or_else(|| FdEntry::new(num, kind)))
+                }
+            };
+            Some(Stdio {
+                kind: entry.kind,
+                name: entry.name(),
+            })
+        })
     }
 
     /// Applies one event and returns the entry of the descriptor it uses: for a syscall that

@@ -364,6 +364,7 @@ impl ProcessTable {
                 p.mnt_ns = ev.mnt_ns;
                 p.vpid = ev.vpid;
                 p.from_procfs = false;
+                p.stdio = self.fds.stdio(ev.tgid, &exec.stdio);
                 self.put(ev.tgid, process.clone());
             }
             EventKind::Fork(fork) if !fork.is_thread => {
@@ -403,6 +404,7 @@ impl ProcessTable {
                     cgroup: parent.cgroup.clone(),
                     from_procfs: false,
                     exited_ts: None,
+                    stdio: parent.stdio.clone(),
                 };
                 self.insert(child);
             }

@@ -198,5 +198,6 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         cgroup: String::new(),
         from_procfs: true,
         exited_ts: None,
+        stdio: Default::default(),
     })
 }

@@ -11,8 +11,9 @@ use std::{
 use agent_common::{
     CGROUP_NAME_LEN, DATA_MAX, EXEC_DATA_OFFSET, EventHeader, EventKind as RawKind, ExecEvent,
     ExitEvent, ForkEvent, NAME_LEN, PRELOAD_LEN, ProfileEvent, SYSCALL_DATA_OFFSET, SyscallEvent,
-    exe_flags, exec_env, fork_flags, kpath, ring, taken, trunc,
+    exe_flags, exec_env, fork_flags, kpath, ring, stdio, taken, trunc,
 };
+use osprey_model::fd::FdKind;
 use std::mem::offset_of;
 
 use osprey_model::syscalls::flags::{
@@ -435,8 +436,36 @@ impl Decoder {
             },
             exe_file,
             env: Some(exec_env(rec)),
+            stdio: std::array::from_fn(|i| {
+                stdio_kind(u32_at(rec, offset_of!(ExecEvent, stdio) + 4 * i))
+            }),
         })
     }
+}
+
+/// One of `ExecEvent::stdio` as an fd kind; `None` for a closed descriptor.
+fn stdio_kind(code: u32) -> Option<FdKind> {
+    const AF_UNIX: u32 = 1;
+    const AF_INET: u32 = 2;
+    const AF_INET6: u32 = 10;
+    const AF_NETLINK: u32 = 16;
+    if code & stdio::OPEN == 0 {
+        return None;
+    }
+    Some(match code & stdio::TYPE_MASK {
+        stdio::S_IFSOCK => match code >> stdio::FAMILY_SHIFT {
+            AF_INET => FdKind::Ipv4,
+            AF_INET6 => FdKind::Ipv6,
+            AF_UNIX => FdKind::Unix,
+            AF_NETLINK => FdKind::Netlink,
+            _ => FdKind::Socket,
+        },
+        stdio::S_IFIFO => FdKind::Pipe,
+        stdio::S_IFDIR => FdKind::Directory,
+        // No type bits: an anonymous inode (eventfd, epoll, pidfd...).
+        0 => FdKind::AnonInode,
+        _ => FdKind::File,
+    })
 }
 
 /// A syscall record, its strings and vectors taken from `spare`.
@@ -1113,6 +1142,12 @@ mod tests {
         ev.env_flags = exec_env::COMPLETE | exec_env::PRELOAD;
         ev.preload[..9].copy_from_slice(b"/x/h.so\0\0");
         ev.preload_len = 7;
+        // stdin a TCP socket (S_IFSOCK, AF_INET), stdout a pipe, stderr closed.
+        ev.stdio = [
+            stdio::OPEN | stdio::S_IFSOCK | 2 << stdio::FAMILY_SHIFT,
+            stdio::OPEN | stdio::S_IFIFO,
+            0,
+        ];
         let size = EXEC_DATA_OFFSET + path.len() + args.len();
         ev.header = header(RawKind::Exec, size);
         let mut rec = as_bytes(&ev);
@@ -1124,6 +1159,23 @@ mod tests {
         assert_eq!(exec.args, vec!["env", "-i", "true"]);
         assert_eq!(exec.exe_name, "env");
         assert_eq!(exec.cgroup, "parent/libpod-x");
+        assert_eq!(exec.stdio, [Some(FdKind::Ipv4), Some(FdKind::Pipe), None]);
+        // Every kind the kernel's codes map to: a terminal or /dev/null is a file, an eventfd
+        // (no type bits) an anonymous inode, a socket of another family a socket.
+        let kinds = [
+            (stdio::S_IFCHR, 0, FdKind::File),
+            (stdio::S_IFREG, 0, FdKind::File),
+            (stdio::S_IFDIR, 0, FdKind::Directory),
+            (0, 0, FdKind::AnonInode),
+            (stdio::S_IFSOCK, 10, FdKind::Ipv6),
+            (stdio::S_IFSOCK, 1, FdKind::Unix),
+            (stdio::S_IFSOCK, 16, FdKind::Netlink),
+            (stdio::S_IFSOCK, 17, FdKind::Socket),
+        ];
+        for (ty, family, kind) in kinds {
+            let code = stdio::OPEN | ty | family << stdio::FAMILY_SHIFT;
+            assert_eq!(super::stdio_kind(code), Some(kind), "{code:#x}");
+        }
         let env = |flags, len| {
             let mut e = ev;
             e.env_flags = flags;

@@ -124,6 +124,11 @@ pub struct Exec {
     /// What the kernel read of the environment exec gave the program, before it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<ExecEnv>,
+    /// What descriptors 0, 1 and 2 were as the program started, from the kernel's own
+    /// descriptor table (`None`: closed). A socket is told by its family; a file, a device
+    /// (a terminal, /dev/null) and a memfd are all `File`.
+    #[serde(default)]
+    pub stdio: [Option<crate::fd::FdKind>; 3],
 }
 
 /// A file as the kernel holds it: its location walked from its dentries and mounts up to the

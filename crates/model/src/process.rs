@@ -7,6 +7,19 @@ use serde::{Deserialize, Serialize};
 /// reader (and an equality in a rule) never takes a cut value for the whole one.
 pub const TRUNCATED_MARKER: &str = "...[truncated]";
 
+/// One of a process's standard descriptors: what the kernel said it is, and its name (a path,
+/// a socket's ends) where the fd table or /proc knew it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stdio {
+    pub kind: crate::fd::FdKind,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+fn no_stdio(s: &[Option<Stdio>; 3]) -> bool {
+    s.iter().all(Option::is_none)
+}
+
 /// What is known about one process (thread group).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Process {
@@ -73,6 +86,11 @@ pub struct Process {
     /// Boot-time nanoseconds of the exit, once it happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exited_ts: Option<u64>,
+    /// Descriptors 0, 1 and 2 (stdin, stdout, stderr) as the process started with them, read
+    /// by the kernel at its exec (a fork's child has its parent's until it execs); `None`
+    /// where the descriptor was closed, or for a process found in /proc at start-up.
+    #[serde(default, skip_serializing_if = "no_stdio")]
+    pub stdio: [Option<Stdio>; 3],
 }
 
 fn unset_id() -> u32 {

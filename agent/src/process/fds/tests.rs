@@ -462,3 +462,35 @@ fn the_kernel_filter_keeps_the_fcntl_calls_the_table_follows() {
         .collect();
     assert_eq!(followed, [F_DUPFD, F_DUPFD_CLOEXEC, F_SETFD]);
 }
+
+#[test]
+fn stdio_at_exec_is_the_kernels_and_replaces_stale_entries() {
+    // fd 0 was /dev/null, closed (not followed), and a TCP connection received there with
+    // SCM_RIGHTS (not followed either): the table still says /dev/null, the kernel says an
+    // IPv4 socket, /proc names it. fd 1 is the pipe the table knows; fd 2 was closed.
+    let root = FakeProc::new("stdio");
+    let mut t = table(&root.0);
+    t.observe(&open("/dev/null", 0, 0));
+    t.observe(&open("/tmp/err", 2, 1));
+    t.put(PID, FdEntry::new(1, FdKind::Pipe));
+    root.fd(0, "socket:[999]");
+    root.net("tcp", TCP_999);
+    let s = t.stdio(PID, &[Some(FdKind::Ipv4), Some(FdKind::Pipe), None]);
+    let zero = s[0].as_ref().unwrap();
+    assert_eq!(zero.kind, FdKind::Ipv4);
+    assert_eq!(zero.name, "127.0.0.1:8080->10.0.0.5:4444");
+    assert_eq!(s[1].as_ref().unwrap().kind, FdKind::Pipe);
+    assert!(s[2].is_none());
+    // The table follows the kernel: fd 0 is the socket, fd 2 is gone.
+    assert_eq!(t.get(PID, 0).unwrap().kind, FdKind::Ipv4);
+    assert!(t.get(PID, 2).is_none());
+    // A socket /proc cannot show (the process is gone) is still a socket, without a name.
+    let s = t.stdio(PID + 1, &[Some(FdKind::Ipv6), None, None]);
+    assert_eq!(
+        s[0],
+        Some(Stdio {
+            kind: FdKind::Ipv6,
+            name: String::new()
+        })
+    );
+}

@@ -122,6 +122,45 @@ pub(super) const FIELDS: &[FieldDef] = &[
         |c, _| c.process().map(|p| Val::Num(i64::from(p.tty))),
     ),
     FieldDef::new(
+        "proc.stdin.type",
+        T::Charbuf,
+        "What the process's stdin (fd 0) was when it started, as the kernel's descriptor table \
+         held it at its exec: ipv4, ipv6, unix, pipe, file (a device such as a terminal too)... \
+         unset when closed, and for processes found at start-up.",
+        |c, _| stdio_type(c, 0),
+    ),
+    FieldDef::new(
+        "proc.stdout.type",
+        T::Charbuf,
+        "proc.stdin.type for stdout (fd 1).",
+        |c, _| stdio_type(c, 1),
+    ),
+    FieldDef::new(
+        "proc.stderr.type",
+        T::Charbuf,
+        "proc.stdin.type for stderr (fd 2).",
+        |c, _| stdio_type(c, 2),
+    ),
+    FieldDef::new(
+        "proc.stdin.name",
+        T::Charbuf,
+        "The name of that stdin, as fd.name shows one (a path, a socket's \
+         client_ip:port->server_ip:port), where the fd table or /proc knew it.",
+        |c, _| stdio_name(c, 0),
+    ),
+    FieldDef::new(
+        "proc.stdout.name",
+        T::Charbuf,
+        "proc.stdin.name for stdout (fd 1).",
+        |c, _| stdio_name(c, 1),
+    ),
+    FieldDef::new(
+        "proc.stderr.name",
+        T::Charbuf,
+        "proc.stdin.name for stderr (fd 2).",
+        |c, _| stdio_name(c, 2),
+    ),
+    FieldDef::new(
         "proc.cwd",
         T::Charbuf,
         "Working directory, with a trailing '/'.",
@@ -430,4 +469,15 @@ impl<'a> Ctx<'a> {
             .get_or_init(|| Some(format!("{c}/")))
             .as_deref()
     }
+}
+
+/// `proc.stdin.type` and the like: descriptor `fd` as the process started with it.
+fn stdio_type<'a>(c: &Ctx<'a>, fd: usize) -> Option<Val<'a>> {
+    let s = c.process()?.stdio.get(fd)?.as_ref()?;
+    Val::str(s.kind.as_str())
+}
+
+/// `proc.stdin.name` and the like.
+fn stdio_name<'a>(c: &Ctx<'a>, fd: usize) -> Option<Val<'a>> {
+    Val::nonempty(&c.process()?.stdio.get(fd)?.as_ref()?.name)
 }
