@@ -171,6 +171,62 @@ c.kill()
     assert_eq!(field(&a, "evt.arg.pid"), traced, "{a}");
 }
 
+/// A shell handed a connection without a dup2 for the Reverse shell rule to see: stdin,
+/// stdout and stderr closed and three sockets connected straight onto 0, 1 and 2; and a
+/// connection received from another process with SCM_RIGHTS onto 0 and 1, which no syscall the
+/// fd table follows shows (the table still holds what 0 and 1 were before). Both raised no
+/// alert at all before the kernel's descriptor table was read at exec.
+#[test]
+fn evasion_shell_started_on_a_connection_without_dup() {
+    let mut agent = agent();
+    let (direct, passed) = (loopback_listener(), loopback_listener());
+    bash_ok(&format!(
+        r#"timeout 10 /usr/bin/python3 -c '
+import os, socket
+for fd in (0, 1, 2):
+    os.close(fd)
+for fd in (0, 1, 2):
+    s = socket.create_connection(("127.0.0.1", {direct}))
+    assert s.fileno() == fd, s.fileno()
+    os.set_inheritable(fd, True)
+    s.detach()
+os.execv("/bin/sh", ["sh", "-c", "sleep 1; echo osprey-nodup"])
+' </dev/null >/dev/null 2>&1"#
+    ));
+    bash_ok(&format!(
+        r#"timeout 10 /usr/bin/python3 -c '
+import os, socket
+parent, child = socket.socketpair()
+if os.fork() == 0:
+    for fd in (0, 1):
+        os.close(fd)
+    _, fds, _, _ = socket.recv_fds(child, 1, 2)
+    assert fds == [0, 1], fds
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    os.execv("/bin/sh", ["sh", "-c", "sleep 1; echo osprey-scm-rights"])
+c = socket.create_connection(("127.0.0.1", {passed}))
+socket.send_fds(parent, [b"x"], [c.fileno(), c.fileno()])
+os.wait()
+' </dev/null >/dev/null 2>&1"#
+    ));
+    for (marker, port) in [("osprey-nodup", direct), ("osprey-scm-rights", passed)] {
+        let a = alert(&mut agent, "Program started on a network connection", |v| {
+            field(v, "proc.cmdline").contains(marker)
+        });
+        check(
+            &a,
+            "Warning",
+            &["T1059.004"],
+            &[("proc.stdin.type", "ipv4"), ("proc.stdout.type", "ipv4")],
+        );
+        assert!(
+            field(&a, "proc.stdin.name").ends_with(&format!("->127.0.0.1:{port}")),
+            "{a}"
+        );
+    }
+}
+
 #[test]
 fn evasion_renamed_process_is_judged_by_its_executable() {
     // The node's own python renames its thread `sshd` (prctl PR_SET_NAME), then reads a key:

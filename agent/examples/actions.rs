@@ -9,6 +9,7 @@
 //! actions userns         unshare(CLONE_NEWUSER)
 //! actions init_module    init_module() of an invalid image (refused; the attempt is the event)
 //! actions acct           acct(NULL): the syscall the matrix's kill profile kills
+//! actions netstdio EXE   connect two sockets straight onto fds 0 and 1 (no dup2), exec EXE
 //! ```
 
 use std::{ffi::CString, io, ptr};
@@ -21,8 +22,11 @@ fn main() {
         Some("userns") => userns(),
         Some("init_module") => init_module(),
         Some("acct") => acct(),
+        Some("netstdio") if args.len() == 2 => netstdio(&args[1]),
         _ => {
-            eprintln!("usage: actions ptrace | memfd EXE ARG | userns | init_module | acct");
+            eprintln!(
+                "usage: actions ptrace | memfd EXE ARG | userns | init_module | acct | netstdio EXE"
+            );
             std::process::exit(2);
         }
     };
@@ -123,5 +127,43 @@ fn acct() -> io::Result<()> {
     // SAFETY: NULL turns process accounting off, which it already is.
     let r = unsafe { libc::acct(ptr::null()) };
     println!("acct: returned {r}; a kill profile should have stopped this process");
+    Ok(())
+}
+
+fn netstdio(exe: &str) -> io::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let exe_c = CString::new(exe).map_err(io::Error::other)?;
+    // SAFETY: the child only makes syscalls and execs (or exits).
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: our own descriptors; the sockets take the lowest free numbers, 0 and 1.
+        unsafe {
+            libc::close(0);
+            libc::close(1);
+        }
+        for fd in 0..2 {
+            let Ok(s) = std::net::TcpStream::connect(addr) else {
+                std::process::exit(3)
+            };
+            let n = std::os::fd::IntoRawFd::into_raw_fd(s);
+            // SAFETY: clears close-on-exec on the socket we own.
+            if n != fd || unsafe { libc::fcntl(n, libc::F_SETFD, 0) } != 0 {
+                std::process::exit(4);
+            }
+        }
+        let argv = [c"true".as_ptr(), ptr::null()];
+        // SAFETY: NULL-terminated argv of valid C strings.
+        unsafe { libc::execv(exe_c.as_ptr(), argv.as_ptr()) };
+        std::process::exit(5);
+    }
+    check(child.into(), "fork")?;
+    let mut status = 0;
+    // SAFETY: our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(io::Error::other(format!("child status {status:#x}")));
+    }
+    println!("netstdio: {exe} started with two connections to {addr} as stdin and stdout");
     Ok(())
 }

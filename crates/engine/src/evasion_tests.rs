@@ -170,6 +170,51 @@ fn reverse_shell_is_a_socket_on_stdio_and_a_pipe_is_not() {
 }
 
 #[test]
+fn a_program_started_on_a_connection_is_judged_by_its_stdio() {
+    use osprey_model::process::Stdio;
+    let started = |name: &str, stdio: [Option<FdKind>; 3]| {
+        let mut p = (*proc_named(name, &[name, "-i"])).clone();
+        p.stdio = stdio.map(|k| {
+            k.map(|kind| Stdio {
+                kind,
+                name: String::new(),
+            })
+        });
+        ROOT.execve(Arc::new(p), vec![])
+    };
+    let rule = "Program started on a network connection".to_string();
+    let tcp = Some(FdKind::Ipv4);
+    // Whatever the program is called; stdin or stdout is enough.
+    let e = started("kworker", [tcp, tcp, tcp]);
+    assert!(hits(&e).contains(&rule));
+    assert_eq!(field(&e, "proc.stdin.type"), "ipv4");
+    assert_eq!(field(&e, "proc.stderr.type"), "ipv4");
+    assert!(hits(&started("sh", [None, Some(FdKind::Ipv6), None])).contains(&rule));
+    // A terminal, pipes, a unix socket (sshd's, a supervisor's), closed descriptors: no alert.
+    let file = Some(FdKind::File);
+    assert!(!hits(&started("sh", [file, file, file])).contains(&rule));
+    let pipe = Some(FdKind::Pipe);
+    assert!(!hits(&started("sh", [pipe, pipe, pipe])).contains(&rule));
+    let unix = Some(FdKind::Unix);
+    assert!(!hits(&started("sh", [unix, unix, unix])).contains(&rule));
+    let e = started("sh", [None, None, None]);
+    assert!(!hits(&e).contains(&rule));
+    assert_eq!(field(&e, "proc.stdin.type"), "");
+    // Only an exec is a start: the same process's other events are not.
+    let mut p = (*proc_named("sh", &["sh"])).clone();
+    p.stdio[0] = Some(Stdio {
+        kind: FdKind::Ipv4,
+        name: "10.0.0.2:40000->10.0.0.5:4444".into(),
+    });
+    let open = ROOT.openat(Arc::new(p), vec![], "/tmp/x", flags(0, &["O_RDONLY"]), 3);
+    assert!(!hits(&open).contains(&rule));
+    assert_eq!(
+        field(&open, "proc.stdin.name"),
+        "10.0.0.2:40000->10.0.0.5:4444"
+    );
+}
+
+#[test]
 fn truncation_is_visible_in_fields() {
     let mut p = (*proc_named("python3", &["python3", "-c", "aaaa"])).clone();
     p.args_truncated = true;

@@ -90,6 +90,13 @@ pub const EXPECTED: &[Expect] = &[
         since: None,
     },
     Expect {
+        action: "network_stdio",
+        rule: "Program started on a network connection",
+        output_has: Some("stdin_type=ipv4"),
+        status: 0,
+        since: None,
+    },
+    Expect {
         action: "io_uring_read",
         rule: "Read sensitive file",
         output_has: Some("process=uring"),

@@ -61,6 +61,8 @@ if [ -n "$AGENT" ]; then
     # busybox picks its applet by the name it runs under: /dev/shm/true is `true`.
     act dev_shm_exec sh -c 'cp /bin/busybox /dev/shm/true && /dev/shm/true'
     act profile_kill /actions acct
+    # A program handed connections as stdin and stdout with no dup2: the kernel's fd table at exec.
+    act network_stdio /actions netstdio /bin/busybox
     # /etc/shadow opened through an io_uring ring: no openat syscall at all.
     act io_uring_read /uring open /etc/shadow
     # Alerts are judged within milliseconds; a few seconds cover a slow emulated CPU.
