@@ -250,6 +250,89 @@ fn kernel_profile_kill_on_socket_stops_the_connection_before_it_is_made() {
     );
 }
 
+/// A ring's request is judged as the syscall it stands for. `IORING_OP_CONNECT` makes a
+/// connection with no connect(2) for `sys_enter` to see: before requests were judged at
+/// submission, agent/examples/uring connected from a container whose profile kills `connect`
+/// and exited 0, with no verdict at all. Both ways of submitting: `io_uring_enter` from the
+/// process, and the ring's own kernel-side thread (SQPOLL), which belongs to the process.
+/// The container runs without a seccomp filter, as a Kubernetes pod does by default, so the
+/// ring can be set up at all.
+#[test]
+fn kernel_profile_judges_io_uring_requests_as_the_syscalls_they_stand_for() {
+    let _t = turn();
+    let dir = Dir::new("uring");
+    let (port, _) = listener();
+    let cname = name("uring");
+    let rules = dir.join("p.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "- profile: no-connect\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [connect]\n      action: kill\n"
+        ),
+    )
+    .unwrap();
+    // agent/examples/uring, built beside this test binary, and the libraries it links.
+    let examples = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples");
+    assert!(
+        examples.join("uring").is_file(),
+        "{} has no uring",
+        examples.display()
+    );
+    let mount = format!("{}:/ex:ro", examples.display());
+    let mut agent = agent_with(&rules);
+    let out = podman(
+        &cname,
+        &[
+            "--network",
+            "host",
+            "--security-opt",
+            "seccomp=unconfined",
+            "-v",
+            &mount,
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+        ],
+        &format!(
+            "sleep 1; /ex/uring connect 127.0.0.1 {port}; echo ring=$?; \
+             /ex/uring --sqpoll connect 127.0.0.1 {port}; echo sqpoll=$?"
+        ),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ring=137") && stdout.contains("sqpoll=137"),
+        "both died by SIGKILL: {out:?}"
+    );
+    for sqpoll in [false, true] {
+        let a = agent.expect("a kill verdict on a ring's connect", WAIT, |v| {
+            v["rule"] == "Syscall profile no-connect"
+                && v["output_fields"]["proc.cmdline"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("--sqpoll") == sqpoll)
+        });
+        assert_eq!(a["priority"], "Critical");
+        let f = &a["output_fields"];
+        assert_eq!(f["evt.type"], "connect", "{a}");
+        assert_eq!(f["evt.is_io_uring"], true, "{a}");
+        assert_eq!(f["profile.action_taken"], "killed", "{a}");
+        assert_eq!(f["container.name"], cname.as_str());
+        assert!(
+            a["output"]
+                .as_str()
+                .unwrap()
+                .contains("judged connect (an io_uring request)"),
+            "{a}"
+        );
+    }
+}
+
 /// A condition on an `int` argument holds whatever the register's upper half says: the kernel
 /// reads the low 32 bits of socket's family, so socket(AF_PACKET | 1 << 32, ...) makes the
 /// same packet socket as socket(AF_PACKET, ...), and the profile judges both. On the host, with

@@ -869,6 +869,9 @@ pub mod taken {
     pub const KILLED: u32 = 1;
     /// `bpf_send_signal` failed (a kernel thread, or the task is exiting).
     pub const KILL_FAILED: u32 = 2;
+    /// The verdict is on an io_uring request that stands for the syscall (`IORING_OP_CONNECT`
+    /// for connect...), judged as it was submitted; `args` are the request's.
+    pub const IO_URING: u32 = 4;
 }
 
 /// Kernel facts the programs need that differ between kernels: struct member offsets from the

@@ -31,6 +31,24 @@ const SIGKILL: u32 = 9;
 /// Judges the current syscall `nr` by the profile of the current task's cgroup, if any.
 #[inline(always)]
 pub fn check(ctx: &RawTracePointContext, nr: u64) {
+    let regs: u64 = ctx.arg(0);
+    judge(nr, || read_args(regs, config()), 0);
+}
+
+/// Judges an io_uring request as the syscall `nr` it stands for, with the syscall's
+/// arguments `args` taken from the request, when it is submitted. Without this a ring is a way
+/// around every profile: `IORING_OP_CONNECT` connects without a connect(2) for `sys_enter` to
+/// see. The task is the submitter (or the ring's kernel-side submission thread, one of the
+/// process's threads): a kill ends the process, and cancels what its ring has not done yet.
+#[inline(always)]
+pub fn check_ring_request(nr: u64, args: &[u64; 6]) {
+    judge(nr, || *args, taken::IO_URING);
+}
+
+/// The profile's verdict on syscall `nr` with arguments `args()` (read only when an argument
+/// rule or a record needs them); `via` is added to the record's `taken` bits.
+#[inline(always)]
+fn judge<F: Fn() -> [u64; 6]>(nr: u64, args: F, via: u32) {
     // SAFETY: helper without arguments.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
     let Some(scope) = (unsafe { PROFILE_SCOPE.get(&cgroup) }) else {
@@ -52,12 +70,11 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
     if cfg.ready == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.agent_tgid {
         return;
     }
-    let regs: u64 = ctx.arg(0);
     let mut act = v & verdict::ACTION_MASK;
     if v & verdict::HAS_ARGS != 0
         && let Some(rules) = unsafe { PROFILE_ARGS.get(&args_key(slot, nr as u32)) }
     {
-        let args = read_args(regs, cfg);
+        let args = args();
         if let Some(a) = match_rules(rules, &args) {
             act = a;
         }
@@ -66,15 +83,15 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
         return;
     }
     let mut ev = ProfileEvent::default();
-    ev.taken = 0;
+    ev.taken = via;
     if act == action::KILL {
         // SAFETY: sends to the current task; no pointers.
         let r = unsafe { bpf_send_signal(SIGKILL) };
         if r == 0 {
-            ev.taken = taken::KILLED;
+            ev.taken |= taken::KILLED;
             count(counter::PROFILE_KILLS);
         } else {
-            ev.taken = taken::KILL_FAILED;
+            ev.taken |= taken::KILL_FAILED;
         }
     }
     let cur = fill_header(&mut ev.header, EventKind::Profile as u32, cfg);
@@ -83,7 +100,7 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
     ev.nr = nr as u32;
     ev.slot = slot;
     ev.action = act;
-    ev.args = read_args(regs, cfg);
+    ev.args = args();
     count(counter::PROFILE_VERDICTS);
     emit(
         &ev,

@@ -37,6 +37,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{URING_SCRATCH, config},
+    profile,
     syscall::{file_obj, resolve_and_emit, spec_for, walk_into},
     task::{fill_header, read_kernel},
 };
@@ -100,6 +101,93 @@ fn filename(cmd: u64, off: u32) -> u64 {
     read_kernel(f, cfg.filename_name)
 }
 
+/// The arguments of the syscall that request `req` (opcode `op`, its own struct at `cmd`,
+/// its descriptor `fd`) stands for, in that syscall's order; zero where the request has none.
+#[inline(always)]
+fn request_args(op: u8, cmd: u64, fd: i32) -> [u64; 6] {
+    let cfg = config();
+    let mut a = [0u64; 6];
+    match op {
+        ring::OP_OPENAT | ring::OP_OPENAT2 => {
+            // openat(dfd, filename, flags, mode); openat2's open_how reads as its flags and mode.
+            let dfd: i32 = read_kernel(cmd, cfg.open_dfd);
+            a[0] = int(dfd);
+            a[2] = read_kernel(cmd, cfg.open_flags);
+            a[3] = read_kernel(cmd, cfg.open_mode);
+        }
+        ring::OP_UNLINKAT => {
+            // unlinkat(dfd, pathname, flag)
+            let dfd: i32 = read_kernel(cmd, cfg.unlink_dfd);
+            let fl: i32 = read_kernel(cmd, cfg.unlink_flags);
+            a[0] = int(dfd);
+            a[2] = fl as u32 as u64;
+        }
+        ring::OP_RENAMEAT => {
+            // renameat2(olddfd, oldname, newdfd, newname, flags)
+            let old: i32 = read_kernel(cmd, cfg.rename_old_dfd);
+            let new: i32 = read_kernel(cmd, cfg.rename_new_dfd);
+            let fl: i32 = read_kernel(cmd, cfg.rename_flags);
+            a[0] = int(old);
+            a[2] = int(new);
+            a[4] = fl as u32 as u64;
+        }
+        ring::OP_CONNECT => {
+            // connect(fd, uservaddr, addrlen)
+            let len: i32 = read_kernel(cmd, cfg.connect_addr_len);
+            a[0] = int(fd);
+            a[1] = read_kernel(cmd, cfg.connect_addr);
+            a[2] = len as u32 as u64;
+        }
+        ring::OP_ACCEPT => {
+            // accept4(fd, upeer_sockaddr, upeer_addrlen, flags); the peer comes from the
+            // returned descriptor.
+            let fl: i32 = read_kernel(cmd, cfg.accept_flags);
+            a[0] = int(fd);
+            a[3] = fl as u32 as u64;
+        }
+        ring::OP_SOCKET => {
+            let domain: i32 = read_kernel(cmd, cfg.socket_domain);
+            let ty: i32 = read_kernel(cmd, cfg.socket_type);
+            let proto: i32 = read_kernel(cmd, cfg.socket_protocol);
+            a[0] = domain as u32 as u64;
+            a[1] = ty as u32 as u64;
+            a[2] = proto as u32 as u64;
+        }
+        ring::OP_SEND | ring::OP_RECV | ring::OP_SENDMSG | ring::OP_RECVMSG => {
+            // sendto/recvfrom(fd, buf, len, flags, NULL, 0); sendmsg/recvmsg(fd, msg, flags)
+            let len: u32 = read_kernel(cmd, cfg.sr_len);
+            let fl: u32 = read_kernel(cmd, cfg.sr_msg_flags);
+            a[0] = int(fd);
+            a[1] = read_kernel(cmd, cfg.sr_buf);
+            if op == ring::OP_SEND || op == ring::OP_RECV {
+                a[2] = len as u64;
+                a[3] = fl as u64;
+            } else {
+                a[2] = fl as u64;
+            }
+        }
+        ring::OP_SPLICE | ring::OP_TEE => {
+            // splice(fd_in, off_in, fd_out, off_out, len, flags); tee(fd_in, fd_out, len,
+            // flags). The request's own file is the output.
+            let fd_in: i32 = read_kernel(cmd, cfg.splice_fd_in);
+            let len: u32 = read_kernel(cmd, cfg.splice_len);
+            let fl: u32 = read_kernel(cmd, cfg.splice_flags);
+            a[0] = int(fd_in);
+            if op == ring::OP_SPLICE {
+                a[2] = int(fd);
+                a[4] = len as u64;
+                a[5] = fl as u64;
+            } else {
+                a[1] = int(fd);
+                a[2] = len as u64;
+                a[3] = fl as u64;
+            }
+        }
+        _ => {}
+    }
+    a
+}
+
 fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
     let cfg = config();
     if cfg.ready == 0 || cfg.uring_ok == 0 {
@@ -111,13 +199,18 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
     if nr == 0 {
         return Ok(());
     }
+    let req: u64 = read_kernel(tp, cfg.uring_submit_req);
+    let cmd = req.wrapping_add(cfg.req_cmd as u64);
+    let fd: i32 = read_kernel(req, cfg.req_fd);
+    let args = request_args(op, cmd, fd);
+    // Profiles judge the request as the syscall it stands for, whatever the rules capture.
+    profile::check_ring_request(nr as u64, &args);
     let Some(spec) = spec_for(nr as u64) else {
         return Ok(());
     };
     if (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.agent_tgid {
         return Ok(());
     }
-    let req: u64 = read_kernel(tp, cfg.uring_submit_req);
     let flags: u64 = read_kernel(tp, cfg.uring_submit_flags);
     let ev = URING_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU slot owned by this invocation.
@@ -130,23 +223,18 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
         ev.ring |= ring::FIXED_FILE;
     }
     ev.ring_req = req;
-    ev.args = [0; 6];
+    ev.args = args;
     crate::syscall::clear_cap_len(ev);
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
     ev.kpath_ino = 0;
     let cur = fill_header(&mut ev.header, agent_common::EventKind::Syscall as u32, cfg);
 
-    let cmd = req.wrapping_add(cfg.req_cmd as u64);
-    let fd: i32 = read_kernel(req, cfg.req_fd);
+    // The captures: a path is the kernel's own copy, a socket address the user memory
+    // connect(2) would read.
     let mut total = 0usize;
     match op {
         ring::OP_OPENAT | ring::OP_OPENAT2 => {
-            // openat(dfd, filename, flags, mode); openat2's open_how reads as its flags and mode.
-            let dfd: i32 = read_kernel(cmd, cfg.open_dfd);
-            ev.args[0] = int(dfd);
-            ev.args[2] = read_kernel(cmd, cfg.open_flags);
-            ev.args[3] = read_kernel(cmd, cfg.open_mode);
             let slot: u32 = read_kernel(cmd, cfg.open_file_slot);
             if slot != 0 {
                 ev.ring |= ring::DIRECT;
@@ -154,21 +242,9 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
             total = kernel_str(ev, 0, 0, filename(cmd, cfg.open_filename));
         }
         ring::OP_UNLINKAT => {
-            // unlinkat(dfd, pathname, flag)
-            let dfd: i32 = read_kernel(cmd, cfg.unlink_dfd);
-            let fl: i32 = read_kernel(cmd, cfg.unlink_flags);
-            ev.args[0] = int(dfd);
-            ev.args[2] = fl as u32 as u64;
             total = kernel_str(ev, 0, 0, filename(cmd, cfg.unlink_filename));
         }
         ring::OP_RENAMEAT => {
-            // renameat2(olddfd, oldname, newdfd, newname, flags)
-            let old: i32 = read_kernel(cmd, cfg.rename_old_dfd);
-            let new: i32 = read_kernel(cmd, cfg.rename_new_dfd);
-            let fl: i32 = read_kernel(cmd, cfg.rename_flags);
-            ev.args[0] = int(old);
-            ev.args[2] = int(new);
-            ev.args[4] = fl as u32 as u64;
             total = kernel_str(ev, 0, 0, filename(cmd, cfg.rename_oldpath));
             // SAFETY: a field of the per-CPU event we own; volatile so that the verifier
             // bounds one unknown length rather than following the first copy's states.
@@ -177,69 +253,29 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
             total = kernel_str(ev, 1, off, filename(cmd, cfg.rename_newpath));
         }
         ring::OP_CONNECT => {
-            // connect(fd, uservaddr, addrlen): the address in user memory, as connect(2)'s.
-            let addr: u64 = read_kernel(cmd, cfg.connect_addr);
-            let len: i32 = read_kernel(cmd, cfg.connect_addr_len);
-            ev.args[0] = int(fd);
-            ev.args[2] = len as u32 as u64;
-            let size = if len as u32 > SOCKADDR_MAX {
+            let len = ev.args[2] as u32;
+            let size = if len > SOCKADDR_MAX {
                 SOCKADDR_MAX
             } else {
-                len as u32
+                len
             };
             // SAFETY: at most SOCKADDR_MAX bytes at the start of `data`.
-            let r =
-                unsafe { bpf_probe_read_user(ev.data.as_mut_ptr().cast(), size, addr as *const _) };
+            let r = unsafe {
+                bpf_probe_read_user(ev.data.as_mut_ptr().cast(), size, ev.args[1] as *const _)
+            };
             if r == 0 {
                 ev.cap_len[0] = size as u16;
                 total = size as usize;
             }
         }
-        ring::OP_ACCEPT => {
-            // accept4(fd, upeer_sockaddr, upeer_addrlen, flags); the peer comes from the
-            // returned descriptor.
-            let fl: i32 = read_kernel(cmd, cfg.accept_flags);
-            ev.args[0] = int(fd);
-            ev.args[3] = fl as u32 as u64;
-        }
-        ring::OP_SOCKET => {
-            let domain: i32 = read_kernel(cmd, cfg.socket_domain);
-            let ty: i32 = read_kernel(cmd, cfg.socket_type);
-            let proto: i32 = read_kernel(cmd, cfg.socket_protocol);
-            ev.args[0] = domain as u32 as u64;
-            ev.args[1] = ty as u32 as u64;
-            ev.args[2] = proto as u32 as u64;
-        }
-        ring::OP_SEND | ring::OP_RECV | ring::OP_SENDMSG | ring::OP_RECVMSG => {
-            // sendto/recvfrom(fd, buf, len, flags, NULL, 0); sendmsg/recvmsg(fd, msg, flags)
-            let len: u32 = read_kernel(cmd, cfg.sr_len);
-            let fl: u32 = read_kernel(cmd, cfg.sr_msg_flags);
-            ev.args[0] = int(fd);
-            ev.args[1] = read_kernel(cmd, cfg.sr_buf);
-            if op == ring::OP_SEND || op == ring::OP_RECV {
-                ev.args[2] = len as u64;
-                ev.args[3] = fl as u64;
-            } else {
-                ev.args[2] = fl as u64;
-            }
-        }
-        ring::OP_SPLICE | ring::OP_TEE => {
-            // splice(fd_in, off_in, fd_out, off_out, len, flags); tee(fd_in, fd_out, len,
-            // flags). The request's own file is the output.
-            let fd_in: i32 = read_kernel(cmd, cfg.splice_fd_in);
-            let len: u32 = read_kernel(cmd, cfg.splice_len);
-            let fl: u32 = read_kernel(cmd, cfg.splice_flags);
-            ev.args[0] = int(fd_in);
-            if op == ring::OP_SPLICE {
-                ev.args[2] = int(fd);
-                ev.args[4] = len as u64;
-                ev.args[5] = fl as u64;
-            } else {
-                ev.args[1] = int(fd);
-                ev.args[2] = len as u64;
-                ev.args[3] = fl as u64;
-            }
-        }
+        ring::OP_ACCEPT
+        | ring::OP_SOCKET
+        | ring::OP_SEND
+        | ring::OP_RECV
+        | ring::OP_SENDMSG
+        | ring::OP_RECVMSG
+        | ring::OP_SPLICE
+        | ring::OP_TEE => {}
         _ => return Ok(()),
     }
     resolve_and_emit(ev, spec, total, cur);

@@ -161,9 +161,14 @@ pub fn to_alert(
         osprey_model::event::ActionTaken::Reported => "reported",
     };
     let output = format!(
-        "Syscall profile {profile} judged {sc}: verdict={verdict} action={taken} (proc.name={name} proc.exepath={exe} proc.cmdline={cmd} proc.pid={pid} container.id={cid} container.image={image} args=[{args}])",
+        "Syscall profile {profile} judged {sc}{via}: verdict={verdict} action={taken} (proc.name={name} proc.exepath={exe} proc.cmdline={cmd} proc.pid={pid} container.id={cid} container.image={image} args=[{args}])",
         profile = v.profile,
         sc = v.name,
+        via = if v.io_uring {
+            " (an io_uring request)"
+        } else {
+            ""
+        },
         verdict = v.verdict,
         exe = exe.unwrap_or("<NA>"),
         cmd = cmdline.as_deref().unwrap_or("<NA>"),
@@ -179,6 +184,7 @@ pub fn to_alert(
         json!(v.action_taken.as_str()),
     );
     f.insert("evt.type".into(), json!(v.name));
+    f.insert("evt.is_io_uring".into(), json!(v.io_uring));
     f.insert("syscall.nr".into(), json!(v.nr));
     f.insert("syscall.args".into(), json!(v.args));
     f.insert("proc.name".into(), json!(name));

@@ -677,6 +677,7 @@ fn profile(rec: &[u8]) -> Result<ProfileVerdict, DecodeError> {
         args: p.args,
         verdict,
         action_taken,
+        io_uring: p.taken & taken::IO_URING != 0,
     })
 }
 
@@ -1238,6 +1239,13 @@ mod tests {
         assert_eq!(v.verdict, osprey_model::Action::Kill);
         assert_eq!(v.action_taken, ActionTaken::Killed);
         assert_eq!(v.args[0], 0x1000_0000);
+        assert!(!v.io_uring);
+        // The same verdict on a ring's request: killed, and said to come from the ring.
+        p.taken = taken::KILLED | taken::IO_URING;
+        let EventKind::Profile(v) = Decoder::new(0).try_decode(&as_bytes(&p)).unwrap().kind else {
+            panic!("not a profile verdict");
+        };
+        assert_eq!((v.action_taken, v.io_uring), (ActionTaken::Killed, true));
         p.action = 77;
         assert!(Decoder::new(0).try_decode(&as_bytes(&p)).is_err());
         let short = &as_bytes(&p)[..100];

@@ -488,14 +488,14 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         Ok(u) => {
             u.apply(&mut config);
             format!(
-                "io_uring requests reported as the syscalls they stand for (tracepoint \
-                 io_uring:{})",
+                "io_uring requests reported, and judged by syscall profiles, as the syscalls \
+                 they stand for (tracepoint io_uring:{})",
                 u.submit_tracepoint
             )
         }
         Err(why) => format!(
-            "io_uring operations are not reported ({why}); io_uring_setup and io_uring_enter \
-             still are"
+            "io_uring operations are not reported ({why}), nor judged by syscall profiles; \
+             io_uring_setup and io_uring_enter still are (a profile can kill io_uring_setup)"
         ),
     };
 

@@ -95,6 +95,10 @@ pub struct ProfileVerdict {
     pub args: [u64; 6],
     pub verdict: crate::action::Action,
     pub action_taken: ActionTaken,
+    /// The verdict is on an io_uring request that stands for the syscall, judged as it was
+    /// submitted (`args` are the request's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub io_uring: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
