@@ -267,7 +267,7 @@ fn kernel_profile_judges_io_uring_requests_as_the_syscalls_they_stand_for() {
     std::fs::write(
         &rules,
         format!(
-            "- profile: no-connect\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [connect]\n      action: kill\n"
+            "- profile: no-connect\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [connect]\n      action: kill\n    - names: [mkdir, mkdirat]\n      action: kill\n"
         ),
     )
     .unwrap();
@@ -302,17 +302,27 @@ fn kernel_profile_judges_io_uring_requests_as_the_syscalls_they_stand_for() {
         ],
         &format!(
             "sleep 1; /ex/uring connect 127.0.0.1 {port}; echo ring=$?; \
-             /ex/uring --sqpoll connect 127.0.0.1 {port}; echo sqpoll=$?"
+             /ex/uring --sqpoll connect 127.0.0.1 {port}; echo sqpoll=$?; \
+             /ex/uring mkdir /tmp/ring-dir; echo mkdir=$?"
         ),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("ring=137") && stdout.contains("sqpoll=137"),
-        "both died by SIGKILL: {out:?}"
+        stdout.contains("ring=137")
+            && stdout.contains("sqpoll=137")
+            && stdout.contains("mkdir=137"),
+        "all three died by SIGKILL: {out:?}"
     );
+    // An opcode the sensor does not report (IORING_OP_MKDIRAT) is judged as its syscall too.
+    let a = agent.expect("a kill verdict on a ring's mkdirat", WAIT, |v| {
+        v["rule"] == "Syscall profile no-connect" && v["output_fields"]["evt.type"] == "mkdirat"
+    });
+    assert_eq!(a["output_fields"]["evt.is_io_uring"], true, "{a}");
+    assert_eq!(a["output_fields"]["profile.action_taken"], "killed", "{a}");
     for sqpoll in [false, true] {
         let a = agent.expect("a kill verdict on a ring's connect", WAIT, |v| {
             v["rule"] == "Syscall profile no-connect"
+                && v["output_fields"]["evt.type"] == "connect"
                 && v["output_fields"]["proc.cmdline"]
                     .as_str()
                     .is_some_and(|c| c.contains("--sqpoll") == sqpoll)

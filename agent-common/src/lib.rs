@@ -348,6 +348,55 @@ pub mod ring {
         }
     }
 
+    /// The syscall (x86_64 number) a syscall profile judges an opcode as: every opcode that
+    /// does what a syscall does, reported or not (`IORING_OP_MKDIRAT` is a mkdirat, `READ` a
+    /// read); `None` for one that does nothing a syscall does on its own (a timeout, a cancel,
+    /// a message to another ring, a buffer registration). Values from `enum io_uring_op`, which
+    /// only ever grows.
+    pub const fn judged_as(op: u8) -> Option<u32> {
+        Some(match op {
+            1 => 19,        // READV: readv
+            2 => 20,        // WRITEV: writev
+            3 => 74,        // FSYNC: fsync
+            4 => 17,        // READ_FIXED: pread64
+            5 => 18,        // WRITE_FIXED: pwrite64
+            8 => 277,       // SYNC_FILE_RANGE: sync_file_range
+            17 => 285,      // FALLOCATE: fallocate
+            19 => 3,        // CLOSE: close
+            21 => 332,      // STATX: statx
+            22 | 49 => 0,   // READ, READ_MULTISHOT: read
+            23 => 1,        // WRITE: write
+            24 => 221,      // FADVISE: fadvise64
+            25 => 28,       // MADVISE: madvise
+            29 => 233,      // EPOLL_CTL: epoll_ctl
+            34 => 48,       // SHUTDOWN: shutdown
+            37 => 258,      // MKDIRAT: mkdirat
+            38 => 266,      // SYMLINKAT: symlinkat
+            39 => 265,      // LINKAT: linkat
+            41 => 190,      // FSETXATTR: fsetxattr
+            42 => 188,      // SETXATTR: setxattr
+            43 => 193,      // FGETXATTR: fgetxattr
+            44 => 191,      // GETXATTR: getxattr
+            47 => 44,       // SEND_ZC: sendto
+            48 => 46,       // SENDMSG_ZC: sendmsg
+            50 => 247,      // WAITID: waitid
+            51 | 52 => 202, // FUTEX_WAIT, FUTEX_WAKE: futex
+            53 => 449,      // FUTEX_WAITV: futex_waitv
+            55 => 77,       // FTRUNCATE: ftruncate
+            56 => 49,       // BIND: bind
+            57 => 50,       // LISTEN: listen
+            58 => 45,       // RECV_ZC: recvfrom
+            59 => 232,      // EPOLL_WAIT: epoll_wait
+            60 => 295,      // READV_FIXED: preadv
+            61 => 296,      // WRITEV_FIXED: pwritev
+            62 => 293,      // PIPE: pipe2
+            _ => match syscall_of(op) {
+                0 => return None,
+                nr => nr,
+            },
+        })
+    }
+
     /// The opcode's name, as liburing and the kernel's tracepoints spell it without `IORING_OP_`.
     pub const fn name_of(op: u8) -> &'static str {
         match op {

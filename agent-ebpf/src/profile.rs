@@ -32,7 +32,7 @@ const SIGKILL: u32 = 9;
 #[inline(always)]
 pub fn check(ctx: &RawTracePointContext, nr: u64) {
     let regs: u64 = ctx.arg(0);
-    judge(nr, || read_args(regs, config()), 0);
+    judge(nr, || read_args(regs, config()), true, 0);
 }
 
 /// Judges an io_uring request as the syscall `nr` it stands for, with the syscall's
@@ -40,15 +40,26 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
 /// around every profile: `IORING_OP_CONNECT` connects without a connect(2) for `sys_enter` to
 /// see. The task is the submitter (or the ring's kernel-side submission thread, one of the
 /// process's threads): a kill ends the process, and cancels what its ring has not done yet.
+/// `known` is false for an opcode whose arguments are not read (one the sensor does not
+/// report: `IORING_OP_MKDIRAT`, `READ`...): where the syscall has argument rules it meets the
+/// strictest of them, since the request could be any call they tell apart.
 #[inline(always)]
-pub fn check_ring_request(nr: u64, args: &[u64; 6]) {
-    judge(nr, || *args, taken::IO_URING);
+pub fn check_ring_request(nr: u64, args: &[u64; 6], known: bool) {
+    // SAFETY: reads six integers through a valid reference; volatile so that the values are
+    // loaded from where the caller stored them, not carried over in registers.
+    judge(
+        nr,
+        || unsafe { core::ptr::read_volatile(args) },
+        known,
+        taken::IO_URING,
+    );
 }
 
 /// The profile's verdict on syscall `nr` with arguments `args()` (read only when an argument
-/// rule or a record needs them); `via` is added to the record's `taken` bits.
+/// rule or a record needs them; not known when `known` is false); `via` is added to the
+/// record's `taken` bits.
 #[inline(always)]
-fn judge<F: Fn() -> [u64; 6]>(nr: u64, args: F, via: u32) {
+fn judge<F: Fn() -> [u64; 6]>(nr: u64, args: F, known: bool, via: u32) {
     // SAFETY: helper without arguments.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
     let Some(scope) = (unsafe { PROFILE_SCOPE.get(&cgroup) }) else {
@@ -74,9 +85,12 @@ fn judge<F: Fn() -> [u64; 6]>(nr: u64, args: F, via: u32) {
     if v & verdict::HAS_ARGS != 0
         && let Some(rules) = unsafe { PROFILE_ARGS.get(&args_key(slot, nr as u32)) }
     {
-        let args = args();
-        if let Some(a) = match_rules(rules, &args) {
-            act = a;
+        if known {
+            if let Some(a) = match_rules(rules, &args()) {
+                act = a;
+            }
+        } else {
+            act = strictest(rules, act);
         }
     }
     if act == action::ALLOW {
@@ -108,6 +122,23 @@ fn judge<F: Fn() -> [u64; 6]>(nr: u64, args: F, via: u32) {
         size_of::<ProfileEvent>(),
         counter::DROP_PROFILE,
     );
+}
+
+/// The most severe of `act` and the rules' actions (`action` values grow with severity).
+#[inline(always)]
+fn strictest(rules: &ArgRules, act: u32) -> u32 {
+    let n = rules.nrules as usize;
+    let mut most = act;
+    for i in 0..MAX_ARG_RULES {
+        if i >= n {
+            break;
+        }
+        let a = rules.rules[i].action;
+        if a > most && a <= action::KILL {
+            most = a;
+        }
+    }
+    most
 }
 
 /// The action of the first rule whose conditions all hold.

@@ -7,6 +7,7 @@
 //! uring openat DIR NAME    open(2) DIR, then IORING_OP_OPENAT of NAME relative to it
 //! uring connect IP PORT    socket(2), then IORING_OP_CONNECT to IP:PORT (IPv4)
 //! uring unlink PATH        IORING_OP_UNLINKAT
+//! uring mkdir PATH         IORING_OP_MKDIRAT (an opcode the sensor does not report)
 //! uring rename OLD NEW     IORING_OP_RENAMEAT
 //! uring net               IORING_OP_ACCEPT of a loopback connection of our own, then
 //!                          IORING_OP_SEND on one end and IORING_OP_RECV on the other
@@ -39,6 +40,7 @@ const OP_RECV: u8 = 27;
 const OP_SPLICE: u8 = 30;
 const OP_RENAMEAT: u8 = 35;
 const OP_UNLINKAT: u8 = 36;
+const OP_MKDIRAT: u8 = 37;
 
 #[repr(C)]
 #[derive(Default)]
@@ -243,7 +245,7 @@ fn main() {
         args.get(i).map(String::as_str).unwrap_or_else(|| {
             eprintln!(
                 "usage: uring [--sqpoll] open PATH | openat DIR NAME | connect IP PORT | unlink PATH \
-                 | rename OLD NEW | net | splice PATH | flood-open PATH N"
+                 | mkdir PATH | rename OLD NEW | net | splice PATH | flood-open PATH N"
             );
             std::process::exit(2)
         })
@@ -409,6 +411,19 @@ fn main() {
                     opcode: OP_UNLINKAT,
                     fd: libc::AT_FDCWD,
                     addr: path.as_ptr() as u64,
+                    ..Sqe::default()
+                },
+                sqpoll,
+            )
+        }
+        "mkdir" => {
+            let path = cstr(a(1));
+            submit(
+                Sqe {
+                    opcode: OP_MKDIRAT,
+                    fd: libc::AT_FDCWD,
+                    addr: path.as_ptr() as u64,
+                    len: 0o755,
                     ..Sqe::default()
                 },
                 sqpoll,

@@ -416,6 +416,38 @@ mod tests {
         );
     }
 
+    /// A ring's opcodes are judged by syscall profiles as the syscalls they do, by the
+    /// numbers of those syscalls' names.
+    #[test]
+    fn ring_opcodes_are_judged_as_their_syscalls() {
+        #[rustfmt::skip]
+        let does = [
+            (1, "readv"), (2, "writev"), (3, "fsync"), (4, "pread64"), (5, "pwrite64"),
+            (8, "sync_file_range"), (9, "sendmsg"), (10, "recvmsg"), (13, "accept4"),
+            (16, "connect"), (17, "fallocate"), (18, "openat"), (19, "close"), (21, "statx"),
+            (22, "read"), (23, "write"), (24, "fadvise64"), (25, "madvise"), (26, "sendto"),
+            (27, "recvfrom"), (28, "openat"), (29, "epoll_ctl"), (30, "splice"), (33, "tee"),
+            (34, "shutdown"), (35, "renameat2"), (36, "unlinkat"), (37, "mkdirat"),
+            (38, "symlinkat"), (39, "linkat"), (41, "fsetxattr"), (42, "setxattr"),
+            (43, "fgetxattr"), (44, "getxattr"), (45, "socket"), (47, "sendto"), (48, "sendmsg"),
+            (49, "read"), (50, "waitid"), (51, "futex"), (52, "futex"), (53, "futex_waitv"),
+            (55, "ftruncate"), (56, "bind"), (57, "listen"), (58, "recvfrom"),
+            (59, "epoll_wait"), (60, "preadv"), (61, "pwritev"), (62, "pipe2"),
+        ];
+        for op in 0..=u8::MAX {
+            let want = does
+                .iter()
+                .find(|(o, _)| *o == op)
+                .map(|(_, n)| osprey_model::syscalls::number(n).unwrap());
+            assert_eq!(agent_common::ring::judged_as(op), want, "opcode {op}");
+            // What is reported is judged as what it is reported as.
+            match agent_common::ring::syscall_of(op) {
+                0 => {}
+                nr => assert_eq!(want, Some(nr), "opcode {op}"),
+            }
+        }
+    }
+
     /// The open filter decides `evt.arg.*` of the opens it judges from the engine's idea of
     /// their arguments: this table must agree, and the kernel must find their flags.
     #[test]
