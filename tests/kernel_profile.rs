@@ -254,8 +254,9 @@ fn kernel_profile_kill_on_socket_stops_the_connection_before_it_is_made() {
 /// connection with no connect(2) for `sys_enter` to see: before requests were judged at
 /// submission, agent/examples/uring connected from a container whose profile kills `connect`
 /// and exited 0, with no verdict at all. Both ways of submitting: `io_uring_enter` from the
-/// process, and the ring's own kernel-side thread (SQPOLL), which belongs to the process.
-/// The container runs without a seccomp filter, as a Kubernetes pod does by default, so the
+/// process, and the ring's own kernel-side thread (SQPOLL), which belongs to the process. And
+/// an opcode the sensor does not report, `IORING_OP_MKDIRAT`, which made its directory past a
+/// profile that kills mkdirat: judged as that syscall, without its arguments. The container runs without a seccomp filter, as a Kubernetes pod does by default, so the
 /// ring can be set up at all.
 #[test]
 fn kernel_profile_judges_io_uring_requests_as_the_syscalls_they_stand_for() {
