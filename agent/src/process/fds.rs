@@ -708,13 +708,7 @@ fn socket_entry(sc: &Syscall) -> FdEntry {
         Some(ArgValue::Enum { raw, .. }) => *raw,
         _ => -1,
     };
-    let kind = match family {
-        1 => FdKind::Unix,
-        2 => FdKind::Ipv4,
-        10 => FdKind::Ipv6,
-        16 => FdKind::Netlink,
-        _ => FdKind::Socket,
-    };
+    let kind = FdKind::of_family(family);
     let ty = sc.arg("type").and_then(ArgValue::as_i64).unwrap_or(0) as u64;
     let mut e = FdEntry::new(sc.ret, kind);
     if kind.is_ip() {

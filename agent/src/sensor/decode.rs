@@ -445,21 +445,11 @@ impl Decoder {
 
 /// One of `ExecEvent::stdio` as an fd kind; `None` for a closed descriptor.
 fn stdio_kind(code: u32) -> Option<FdKind> {
-    const AF_UNIX: u32 = 1;
-    const AF_INET: u32 = 2;
-    const AF_INET6: u32 = 10;
-    const AF_NETLINK: u32 = 16;
     if code & stdio::OPEN == 0 {
         return None;
     }
     Some(match code & stdio::TYPE_MASK {
-        stdio::S_IFSOCK => match code >> stdio::FAMILY_SHIFT {
-            AF_INET => FdKind::Ipv4,
-            AF_INET6 => FdKind::Ipv6,
-            AF_UNIX => FdKind::Unix,
-            AF_NETLINK => FdKind::Netlink,
-            _ => FdKind::Socket,
-        },
+        stdio::S_IFSOCK => FdKind::of_family(i64::from(code >> stdio::FAMILY_SHIFT)),
         stdio::S_IFIFO => FdKind::Pipe,
         stdio::S_IFDIR => FdKind::Directory,
         // No type bits: an anonymous inode (eventfd, epoll, pidfd...).

@@ -62,6 +62,17 @@ impl FdKind {
         }
     }
 
+    /// The kind of a socket of address family `family` (`AF_INET`...).
+    pub fn of_family(family: i64) -> Self {
+        match family {
+            1 => FdKind::Unix,
+            2 => FdKind::Ipv4,
+            10 => FdKind::Ipv6,
+            16 => FdKind::Netlink,
+            _ => FdKind::Socket,
+        }
+    }
+
     pub fn is_ip(self) -> bool {
         matches!(self, FdKind::Ipv4 | FdKind::Ipv6)
     }
