@@ -70,12 +70,12 @@ pub fn check(v: &Value, priority: &str, tags: &[&str], fields: &[(&str, &str)]) 
 }
 
 /// Runs `bash -c script`; returns its output whatever the exit status.
+/// Bounded (two minutes): a script that hangs fails its test with where it hung.
 pub fn bash(script: &str) -> Output {
-    Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("running bash")
+    crate::support::output_within(
+        Command::new("bash").arg("-c").arg(script),
+        Duration::from_secs(120),
+    )
 }
 
 /// Like [`bash`], but the script must succeed.

@@ -5,7 +5,7 @@
 use std::{
     ffi::OsStr,
     io::{BufRead, BufReader},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
@@ -180,10 +180,19 @@ impl Agent {
         &self.seen
     }
 
-    /// Kills the process with SIGKILL, as a crash would end it, and reaps it.
+    /// Kills the process with SIGKILL, as a crash would end it, and reaps it. A process that
+    /// SIGKILL does not end within a minute (stuck in the kernel) is reported with where it is
+    /// stuck and left behind, rather than hanging the test run.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        if self.wait_exit(Duration::from_secs(60)).is_none() {
+            eprintln!(
+                "{} (pid {}) survived SIGKILL for a minute; left behind:\n{}",
+                self.name,
+                self.child.id(),
+                process_report(self.child.id())
+            );
+        }
     }
 
     /// Waits up to `timeout` for the process to exit.
@@ -207,6 +216,99 @@ impl Drop for Agent {
             self.kill9();
         }
     }
+}
+
+/// Runs `cmd` to completion like [`Command::output`], but within `limit`: a command that is not
+/// done by then (or whose descendants still hold its output open) is killed with its process
+/// group, and the test fails with what it printed and where its processes were stuck. A
+/// hung helper otherwise hangs the whole test run until CI's own timeout, with no word on why.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    use std::{io::Read, os::unix::process::CommandExt};
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let readers = [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ]
+    .map(|mut pipe| {
+        let tx = tx.clone();
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                b.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+            let _ = tx.send(());
+        });
+        buf
+    });
+    drop(tx);
+    let deadline = Instant::now() + limit;
+    let mut closed = 0;
+    while closed < 2 {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        if rx.recv_timeout(left).is_ok() {
+            closed += 1;
+        }
+    }
+    let text = |i: usize| String::from_utf8_lossy(&readers[i].lock().unwrap()).into_owned();
+    if closed < 2 {
+        let report = process_report(pid);
+        // SAFETY: kill(2) on the process group this function made for the command.
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{cmd:?} was not done within {limit:?} (its output still open); killed.\n\
+             stdout:\n{}\nstderr:\n{}\n{report}",
+            text(0),
+            text(1)
+        );
+    }
+    let status = child
+        .wait()
+        .expect("waiting for a command whose output closed");
+    Output {
+        status,
+        stdout: text(0).into_bytes(),
+        stderr: text(1).into_bytes(),
+    }
+}
+
+/// Where the processes of the machine are and what they wait in (`ps` as a forest, with the
+/// kernel stack of each stopped or uninterruptible one), for a failure message about `pid`.
+pub fn process_report(pid: u32) -> String {
+    let ps = Command::new("ps")
+        .args([
+            "-e",
+            "--forest",
+            "-o",
+            "pid,ppid,pgid,stat,wchan:24,etime,args",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(ps: {e})"));
+    let mut report = format!("processes (looking for {pid}):\n{ps}");
+    for line in ps.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [p, _, _, stat, ..] = f[..]
+            && (stat.starts_with('D') || stat.starts_with('T') || stat.starts_with('t'))
+        {
+            let stack = std::fs::read_to_string(format!("/proc/{p}/stack")).unwrap_or_default();
+            report.push_str(&format!("kernel stack of {p} ({stat}):\n{stack}"));
+        }
+    }
+    report
 }
 
 /// `ev["event"][field]` shortcuts for trace output.

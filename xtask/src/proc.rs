@@ -1,6 +1,10 @@
 //! Running child processes: one line saying what runs, and errors that name the step.
 
-use std::process::{Command, Output};
+use std::{
+    collections::HashMap,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -18,6 +22,99 @@ pub fn run(cmd: &mut Command, what: &str) -> Result<()> {
         bail!("{what} failed ({status}): `{}`", display(cmd));
     }
     Ok(())
+}
+
+/// Like [`run`], but a command still running after `limit` is stopped: what every process of
+/// the machine is waiting in is printed (a hang in CI otherwise ends in CI's own timeout with no
+/// word on which test hung or why), then the command and its descendants are killed.
+pub fn run_within(cmd: &mut Command, what: &str, limit: Duration) -> Result<()> {
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("{what}: cannot start `{}`", display(cmd)))?;
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            step(format!(
+                "{what} has run for {} minutes: stopping it; the processes and where they wait:",
+                limit.as_secs() / 60
+            ));
+            report_processes();
+            let mut doomed = descendants(child.id());
+            doomed.push(child.id());
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(doomed.iter().map(u32::to_string))
+                .status();
+            let _ = child.wait();
+            bail!(
+                "{what} did not finish within {} minutes: `{}`",
+                limit.as_secs() / 60,
+                display(cmd)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    if !status.success() {
+        bail!("{what} failed ({status}): `{}`", display(cmd));
+    }
+    Ok(())
+}
+
+/// `ps` as a forest with each process's wait channel, then the kernel stack of every process
+/// that is stopped, traced or in uninterruptible sleep.
+fn report_processes() {
+    let ps = Command::new("ps")
+        .args(["-e", "--forest", "-o", "pid,ppid,stat,wchan:24,etime,args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(ps: {e})"));
+    println!("{ps}");
+    for line in ps.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [pid, _, stat, ..] = fields[..]
+            && stat.starts_with(['D', 'T', 't'])
+        {
+            let stack = std::fs::read_to_string(format!("/proc/{pid}/stack")).unwrap_or_default();
+            println!("kernel stack of {pid} ({stat}):\n{stack}");
+        }
+    }
+}
+
+/// Every live process below `pid`, from /proc's parent links.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // The fields after the command name (which may hold spaces): state, then the parent.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|pp| pp.parse::<u32>().ok());
+        if let Some(parent) = parent {
+            children.entry(parent).or_default().push(p);
+        }
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            found.push(c);
+            queue.push(c);
+        }
+    }
+    found
 }
 
 /// Runs `cmd` capturing its output; a non-zero exit is an error with its stderr.
@@ -46,4 +143,38 @@ pub fn display(cmd: &Command) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_past_its_limit_is_killed_with_its_descendants() {
+        let started = Instant::now();
+        let marker = std::env::temp_dir().join(format!("xtask-within-{}", std::process::id()));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 300 & echo $! > \"$0\"; wait"])
+            .arg(&marker);
+        let err = run_within(&mut cmd, "the sleeper", Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("did not finish within"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(60));
+        let sleeper = std::fs::read_to_string(&marker).unwrap();
+        let _ = std::fs::remove_file(&marker);
+        // Killed and reaped by its new parent, or a zombie at most: not sleeping.
+        let state =
+            std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
+        assert!(
+            !state.contains(") S "),
+            "the background sleep lives on: {state}"
+        );
+    }
+
+    #[test]
+    fn a_command_within_its_limit_runs_as_run_does() {
+        run_within(&mut Command::new("true"), "true", Duration::from_secs(60)).unwrap();
+        let err =
+            run_within(&mut Command::new("false"), "false", Duration::from_secs(60)).unwrap_err();
+        assert!(err.to_string().contains("failed"), "{err}");
+    }
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: lints, every test, manifest checks, the kernel matrix, in that order; the
 //! first failure stops.
 
-use std::{ffi::OsString, path::Path, process::Command};
+use std::{ffi::OsString, path::Path, process::Command, time::Duration};
 
 use anyhow::{Result, bail};
 
@@ -24,6 +24,9 @@ pub struct Args {
     #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
     pub(crate) cargo_test_args: Vec<OsString>,
 }
+
+/// How long `cargo test` (build included) may run before it is stopped as hung.
+const TEST_LIMIT: Duration = Duration::from_secs(50 * 60);
 
 pub fn run(root: &Path, args: Args) -> Result<()> {
     let root_user = system::is_root();
@@ -52,7 +55,11 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         let triple = env.host.to_uppercase().replace('-', "_");
         test.env(format!("CARGO_TARGET_{triple}_RUNNER"), "sudo -E");
     }
-    step(&mut test)?;
+    // The suite takes about 15 minutes on a fresh clone; a hang is stopped well inside CI's 90
+    // with a report of where it hung.
+    let line = proc::display(&test);
+    proc::step(&line);
+    proc::run_within(&mut test, &format!("step `{line}`"), TEST_LIMIT)?;
 
     let manifest = "daemonset.yaml";
     if env.root().join(manifest).is_file() {
