@@ -74,13 +74,29 @@ fn rules_container_drift() {
         "echo 'echo pwned' > /bin/evil; /bin/chmod +x /bin/evil; \
          /bin/mkdir /opt; /bin/cp /bin/busybox /opt/true; /opt/true",
     );
-    // /tmp as a Kubernetes emptyDir usually is: a tmpfs, not the overlay's upper layer (an
-    // executable dropped there in the overlay is reported as drift: the first matching rule
-    // wins, as in Falco).
+    // Volumes: no image supplies what is on them. /tmp as a Kubernetes emptyDir with
+    // `medium: Memory` is (a tmpfs), a directory of the node as a hostPath or a disk-backed
+    // emptyDir is (a bind mount). Neither is the overlay's upper layer, where drift used to be
+    // looked for alone: both ran with no alert but the /tmp rule's Notice. A read-only volume
+    // (a configMap) cannot have been written from inside: not drift.
+    let vol = TempDir::new("drift-volume");
+    let ro = TempDir::new("drift-readonly");
+    std::fs::copy("/bin/busybox", ro.join("echo")).unwrap();
     let t = run(
-        &["--network", "none", "--tmpfs", "/tmp:rw,exec"],
-        "/bin/cp /bin/busybox /tmp/true; /tmp/true",
+        &[
+            "--network",
+            "none",
+            "--tmpfs",
+            "/tmp:rw,exec",
+            "-v",
+            &format!("{}:/data", vol.s()),
+            "-v",
+            &format!("{}:/config:ro", ro.s()),
+        ],
+        "/bin/cp /bin/busybox /tmp/true; /tmp/true; /bin/cp /bin/busybox /data/true; /data/true; \
+         /config/echo osprey-read-only-volume",
     );
+    assert!(t.out.contains("osprey-read-only-volume"), "{}", t.out);
     let a = container_alert(
         &mut agent,
         "Write below system directory in container",
@@ -102,18 +118,32 @@ fn rules_container_drift() {
     );
     check(&a, "Critical", &["T1525"], &[("proc.name", "true")]);
 
-    let a = container_alert(&mut agent, "Execution from /tmp in container", &t, |v| {
-        field(v, "proc.exepath") == "/tmp/true"
-    });
-    check(&a, "Notice", &["mitre_execution"], &[("proc.name", "true")]);
+    for exe in ["/tmp/true", "/data/true"] {
+        let a = container_alert(
+            &mut agent,
+            "Drop and execute new binary in container",
+            &t,
+            |v| field(v, "proc.exepath") == exe,
+        );
+        check(
+            &a,
+            "Critical",
+            &["T1525"],
+            &[
+                ("proc.is_exe_upper_layer", "false"),
+                ("proc.is_exe_from_writable_volume", "true"),
+            ],
+        );
+    }
 
-    // Programs of the image itself are not drift.
+    // Programs of the image itself are not drift, nor one on a read-only volume.
     let seen = agent.collect_for(std::time::Duration::from_millis(300));
     assert!(
         !seen
             .iter()
             .any(|v| v["rule"] == "Drop and execute new binary in container"
-                && field(v, "proc.exepath").starts_with("/bin/")),
+                && (field(v, "proc.exepath").starts_with("/bin/")
+                    || field(v, "proc.exepath") == "/config/echo")),
         "{seen:?}"
     );
 }

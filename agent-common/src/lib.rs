@@ -212,6 +212,11 @@ pub mod exe_flags {
     pub const UPPER: u32 = 2;
     /// It has lower-layer copies: it came with the image.
     pub const LOWER: u32 = 4;
+    /// It lives on another mount than the process's root (a volume, a tmpfs, a bind mount):
+    /// in a container, not the image's root file system.
+    pub const OTHER_MOUNT: u32 = 8;
+    /// That mount, or its file system, is read-only.
+    pub const READ_ONLY_MOUNT: u32 = 16;
 }
 
 /// `EventKind::Fork`.
@@ -985,9 +990,12 @@ pub struct KernelConfig {
     pub file_inode: u32,
     pub file_dentry: u32,
     pub dentry_name: u32,
-    /// `inode.i_sb` → `super_block.s_magic`.
+    /// `inode.i_sb` → `super_block.s_magic` and `.s_flags` (`SB_RDONLY`); `vfsmount.mnt_flags`
+    /// (`MNT_READONLY`).
     pub inode_sb: u32,
     pub sb_magic: u32,
+    pub sb_flags: u32,
+    pub vfsmount_flags: u32,
     /// `inode.i_mode`; and for a socket's file, `file.private_data` (its `struct socket`) →
     /// `socket.sk` → `sock.__sk_common.skc_family`.
     pub inode_mode: u32,

@@ -227,13 +227,9 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     // SAFETY: a field of the per-CPU event we own.
     let exe_off = unsafe { core::ptr::read_volatile(&ev.exe_path_len) } as usize & (DATA_MAX - 1);
     let file: u64 = read_kernel(mm, cfg.mm_exe_file);
-    let w = walk(
-        &mut ev.data,
-        exe_off,
-        &mut ev.exe_path_len,
-        path_at(file, cfg.file_path, cfg),
-        cur.fs,
-    );
+    let exe = path_at(file, cfg.file_path, cfg);
+    ev.exe_flags |= mount_flags(exe.mnt, cur.fs, file, cfg);
+    let w = walk(&mut ev.data, exe_off, &mut ev.exe_path_len, exe, cur.fs);
     ev.exe_path_len = (w.len & (DATA_MAX - 1)) as u32;
     ev.exe_path_flags = w.flags;
 
@@ -267,6 +263,30 @@ fn stdio_of(files: u64, cfg: &agent_common::KernelConfig) -> [u32; 3] {
         *o = stdio::OPEN | ty | family << stdio::FAMILY_SHIFT;
     }
     out
+}
+
+/// Whether the executable's mount `mnt` is another than the task's root mount (a volume, a
+/// tmpfs, a bind mount: in a container, not the image's root file system), and whether it is
+/// read-only. A container's image is its root mount, whatever the storage driver (overlayfs,
+/// devmapper, a plain directory); a file on any other mount came from outside the image.
+#[inline(always)]
+fn mount_flags(mnt: u64, fs: u64, file: u64, cfg: &agent_common::KernelConfig) -> u32 {
+    /// `MNT_READONLY` (include/linux/mount.h) and `SB_RDONLY` (include/linux/fs.h).
+    const MNT_READONLY: u32 = 0x40;
+    const SB_RDONLY: u64 = 1;
+    let root = path_at(fs, cfg.fs_root, cfg);
+    if mnt == 0 || root.mnt == 0 || mnt == root.mnt {
+        return 0;
+    }
+    let mut flags = exe_flags::OTHER_MOUNT;
+    let inode: u64 = read_kernel(file, cfg.file_inode);
+    let sb: u64 = read_kernel(inode, cfg.inode_sb);
+    if read_kernel::<u32>(mnt, cfg.vfsmount_flags) & MNT_READONLY != 0
+        || read_kernel::<u64>(sb, cfg.sb_flags) & SB_RDONLY != 0
+    {
+        flags |= exe_flags::READ_ONLY_MOUNT;
+    }
+    flags
 }
 
 /// `statfs` magic of overlayfs (include/uapi/linux/magic.h).

@@ -353,6 +353,7 @@ impl ProcessTable {
                 p.exec_env = exec.env.clone();
                 p.exe_name = exec.exe_name.clone();
                 p.exe_layer = exec.exe_layer;
+                p.exe_mount = exec.exe_mount;
                 p.cgroup = exec.cgroup.clone();
                 p.comm = ev.comm.clone();
                 p.exec_ts = ev.ts;
@@ -400,6 +401,7 @@ impl ProcessTable {
                     loginuid: parent.loginuid,
                     exe_name: parent.exe_name.clone(),
                     exe_layer: parent.exe_layer,
+                    exe_mount: parent.exe_mount,
                     exec_env: parent.exec_env.clone(),
                     cgroup: parent.cgroup.clone(),
                     from_procfs: false,

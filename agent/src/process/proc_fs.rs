@@ -194,6 +194,7 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         tty,
         loginuid,
         exe_layer: None,
+        exe_mount: None,
         exec_env: None,
         cgroup: String::new(),
         from_procfs: true,

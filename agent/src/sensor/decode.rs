@@ -25,8 +25,8 @@ use super::{
     syscalls::{self, ArgType},
 };
 use osprey_model::event::{
-    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, Exec, ExecEnv, Exit, Fork, IoUring,
-    KernelFile, KernelFileOf, ProfileVerdict, SockAddr, Syscall, TRUNCATED_MARKER,
+    ActionTaken, Arg, ArgValue, Event, EventKind, ExeLayer, ExeMount, Exec, ExecEnv, Exit, Fork,
+    IoUring, KernelFile, KernelFileOf, ProfileVerdict, SockAddr, Syscall, TRUNCATED_MARKER,
 };
 
 /// Why a record was not decoded.
@@ -428,6 +428,9 @@ impl Decoder {
             exe_layer: (exe_flags & exe_flags::OVERLAY != 0).then_some(ExeLayer {
                 upper: exe_flags & exe_flags::UPPER != 0,
                 lower: exe_flags & exe_flags::LOWER != 0,
+            }),
+            exe_mount: (exe_flags & exe_flags::OTHER_MOUNT != 0).then_some(ExeMount {
+                read_only: exe_flags & exe_flags::READ_ONLY_MOUNT != 0,
             }),
             cgroup: if cgroup_parent.is_empty() {
                 cgroup_name
@@ -1126,7 +1129,7 @@ mod tests {
         ev.data[path.len()..path.len() + args.len()].copy_from_slice(args);
         ev.filename_len = path.len() as u32;
         ev.args_len = args.len() as u32;
-        ev.exe_flags = exe_flags::OVERLAY | exe_flags::UPPER;
+        ev.exe_flags = exe_flags::OVERLAY | exe_flags::UPPER | exe_flags::OTHER_MOUNT;
         ev.exe_name[..4].copy_from_slice(b"env\0");
         ev.cgroup_name[..8].copy_from_slice(b"libpod-x");
         ev.cgroup_parent[..6].copy_from_slice(b"parent");
@@ -1199,6 +1202,7 @@ mod tests {
                 lower: false
             })
         );
+        assert_eq!(exec.exe_mount, Some(ExeMount { read_only: false }));
 
         let exit = ExitEvent {
             header: header(RawKind::Exit, size_of::<ExitEvent>()),

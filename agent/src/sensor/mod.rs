@@ -449,6 +449,8 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         dentry_name: m("dentry", "d_name.name")?,
         inode_sb: m("inode", "i_sb")?,
         sb_magic: m("super_block", "s_magic")?,
+        sb_flags: m("super_block", "s_flags")?,
+        vfsmount_flags: m("vfsmount", "mnt_flags")?,
         inode_mode: m("inode", "i_mode")?,
         file_private_data: m("file", "private_data")?,
         socket_sk: m("socket", "sk")?,

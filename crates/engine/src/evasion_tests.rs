@@ -276,6 +276,45 @@ fn in_container(p: Arc<Process>) -> Arc<Process> {
     })
 }
 
+/// A binary on a container's volume (an emptyDir, a hostPath, a tmpfs) came from no image: it
+/// is drift when the volume is writable, and never a trusted image path (an exemption such as
+/// `installed_binary` matches /opt, where volumes are often mounted).
+#[test]
+fn a_binary_on_a_volume_is_not_the_image() {
+    use osprey_model::process::ExeMount;
+    let started = |exe: &str, mount: Option<ExeMount>, from_host: bool| {
+        let mut p = (*in_container(ROOT.process(30, 10, "apt-get", exe, &["apt-get"]))).clone();
+        p.exe_mount = mount;
+        p.exe_from_host = from_host;
+        ROOT.execve(Arc::new(p), vec![])
+    };
+    let drift = "Drop and execute new binary in container".to_string();
+    let writable = Some(ExeMount { read_only: false });
+    let e = started("/opt/data/apt-get", writable, false);
+    assert!(hits(&e).contains(&drift));
+    assert_eq!(field(&e, "proc.is_exe_from_volume"), "true");
+    assert_eq!(field(&e, "proc.is_exe_from_writable_volume"), "true");
+    assert_eq!(field(&e, "proc.image_exepath"), "");
+    // Read-only (a configMap): not written from inside, but still not the image's.
+    let e = started("/config/apt-get", Some(ExeMount { read_only: true }), false);
+    assert!(!hits(&e).contains(&drift));
+    assert_eq!(field(&e, "proc.is_exe_from_writable_volume"), "false");
+    assert_eq!(field(&e, "proc.image_exepath"), "");
+    // The image's own file, and CI tools' known copies, and /dev/shm (a rule of its own).
+    let e = started("/usr/bin/apt-get", None, false);
+    assert!(!hits(&e).contains(&drift));
+    assert_eq!(field(&e, "proc.image_exepath"), "/usr/bin/apt-get");
+    assert!(!hits(&started("/var/run/argo/argoexec", writable, false)).contains(&drift));
+    let shm = hits(&started("/dev/shm/x", writable, false));
+    assert!(!shm.contains(&drift));
+    assert!(shm.contains(&"Execution from /dev/shm".to_string()));
+    // Exec'd in the node's mount namespace (runc before it enters the container, /usr on a
+    // partition of its own): the node's file.
+    let e = started("/usr/bin/runc", writable, true);
+    assert!(!hits(&e).contains(&drift));
+    assert_eq!(field(&e, "proc.image_exepath"), "/usr/bin/runc");
+}
+
 #[test]
 fn evasion_rules_fire_on_their_events() {
     let sh = proc_named("sh", &["sh"]);

@@ -9,7 +9,7 @@ use std::{borrow::Cow, net::IpAddr, sync::Arc};
 use serde::{Deserialize, Serialize};
 
 use crate::process::Process;
-pub use crate::process::{ExeLayer, ExecEnv};
+pub use crate::process::{ExeLayer, ExeMount, ExecEnv};
 
 /// One thing that happened in the kernel, with the identity of the task that did it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +117,9 @@ pub struct Exec {
     /// Where the executable sits when it is on overlayfs (a container's root file system).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_layer: Option<ExeLayer>,
+    /// The executable's mount, when it is another than the task's root mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_mount: Option<ExeMount>,
     /// The task's cgroup v2 directory as `parent/name` (kernfs names), where container
     /// runtimes put the container id.
     #[serde(default)]

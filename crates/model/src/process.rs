@@ -69,6 +69,10 @@ pub struct Process {
     /// Overlay layers of the executable, when it is on overlayfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_layer: Option<ExeLayer>,
+    /// The mount the executable was loaded from, when it is another than the process's root
+    /// (in a container: a volume, not the image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_mount: Option<ExeMount>,
     /// The cgroup v2 directory as `parent/name`, from the last exec (empty when unknown).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cgroup: String,
@@ -131,6 +135,15 @@ pub struct ExeLayer {
     pub upper: bool,
     /// Came with the image.
     pub lower: bool,
+}
+
+/// An executable's mount when it is not the process's root mount: for a container, one of its
+/// volumes (emptyDir, hostPath, tmpfs, configMap...) rather than its image, whatever the
+/// storage driver; on the node, any other mount (/usr on its own partition, a tmpfs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExeMount {
+    /// The mount or its file system is read-only (a configMap, a `readOnly` volume).
+    pub read_only: bool,
 }
 
 /// The environment exec gave a program, as the kernel read it before the program ran: what a

@@ -217,9 +217,9 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "proc.image_exepath",
         T::Charbuf,
         "proc.exepath when the executable came with the node or with the container's image: \
-         exec'd in the node's mount namespace, or in a container from a lower overlayfs layer \
-         (not written or copied up after the container started); empty for a file the \
-         workload wrote. Where the kernel's overlayfs layout is unknown (overlayfs built as a \
+         exec'd in the node's mount namespace, or in a container from its root file system and \
+         not its overlayfs upper layer (not written or copied up after the container started, \
+         not on a volume); empty for a file the workload wrote or a volume supplied. Where the kernel's overlayfs layout is unknown (overlayfs built as a \
          module), a container's file counts as its image's.",
         |c, _| {
             c.process()
@@ -247,6 +247,25 @@ pub(super) const FIELDS: &[FieldDef] = &[
         |c, _| {
             c.process()
                 .map(|p| Val::Bool(p.exe_layer.is_some_and(|l| l.upper)))
+        },
+    ),
+    FieldDef::new(
+        "proc.is_exe_from_volume",
+        T::Bool,
+        "The executable was loaded from another mount than the process's root file system: in \
+         a container, one of its volumes (emptyDir, hostPath, tmpfs, configMap...), not its \
+         image, whatever the storage driver; on the node, any other mount (/usr on its own \
+         partition, a tmpfs). False for a process found at start-up.",
+        |c, _| c.process().map(|p| Val::Bool(p.exe_mount.is_some())),
+    ),
+    FieldDef::new(
+        "proc.is_exe_from_writable_volume",
+        T::Bool,
+        "proc.is_exe_from_volume, and neither that mount nor its file system is read-only: \
+         whoever runs in the container could have written the file.",
+        |c, _| {
+            c.process()
+                .map(|p| Val::Bool(p.exe_mount.is_some_and(|m| !m.read_only)))
         },
     ),
     FieldDef::unset(
@@ -424,8 +443,11 @@ fn ancestor<'a>(c: &Ctx<'a>, a: &FieldArg) -> Option<&'a Process> {
 
 /// The executable's path when it came with the node or the image, not from the workload.
 fn image_exepath(p: &Process) -> Option<&str> {
-    let written = p.exe_layer.is_some_and(|l| l.upper) || p.exe_from_memfd();
-    (p.exe_from_host || !written).then_some(p.exe.as_str())
+    // Written in the container, fileless, or from one of its volumes (another mount than its
+    // root: the image is the root mount).
+    let not_the_image =
+        p.exe_layer.is_some_and(|l| l.upper) || p.exe_from_memfd() || p.exe_mount.is_some();
+    (p.exe_from_host || !not_the_image).then_some(p.exe.as_str())
 }
 
 /// Falco's `proc.exe` is argv[0]; a process known only from its event header has no argv.
