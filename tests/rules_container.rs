@@ -82,6 +82,7 @@ fn rules_container_drift() {
     let vol = TempDir::new("drift-volume");
     let ro = TempDir::new("drift-readonly");
     std::fs::copy("/bin/busybox", ro.join("echo")).unwrap();
+    std::fs::copy("/usr/bin/id", vol.join("id")).unwrap();
     let t = run(
         &[
             "--network",
@@ -92,9 +93,16 @@ fn rules_container_drift() {
             &format!("{}:/data", vol.s()),
             "-v",
             &format!("{}:/config:ro", ro.s()),
+            // The node's loader and libraries, read-only, for a program run through the loader.
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+            "-v",
+            "/usr/lib:/usr/lib:ro",
         ],
         "/bin/cp /bin/busybox /tmp/true; /tmp/true; /bin/cp /bin/busybox /data/true; /data/true; \
-         /config/echo osprey-read-only-volume",
+         /config/echo osprey-read-only-volume; /lib64/ld-linux-x86-64.so.2 /data/id -u",
     );
     assert!(t.out.contains("osprey-read-only-volume"), "{}", t.out);
     let a = container_alert(
@@ -135,6 +143,20 @@ fn rules_container_drift() {
             ],
         );
     }
+
+    // The same kind of file run through the loader: the executable is the loader (on a
+    // read-only volume here, as an image's would be on its root), not drift, but reported.
+    let a = container_alert(
+        &mut agent,
+        "Program run through the dynamic loader",
+        &t,
+        |v| field(v, "proc.args").contains("/data/id"),
+    );
+    check(&a, "Warning", &["T1218"], &[]);
+    assert!(
+        field(&a, "proc.exepath").ends_with("ld-linux-x86-64.so.2"),
+        "{a}"
+    );
 
     // Programs of the image itself are not drift, nor one on a read-only volume.
     let seen = agent.collect_for(std::time::Duration::from_millis(300));

@@ -136,6 +136,37 @@ fn rules_execution_from_dev_shm() {
     check(&a, "Warning", &["mitre_defense_evasion", "T1036.005"], &[]);
 }
 
+/// The loader run as a program on a copy of `id` (the process's executable is the loader,
+/// whatever it ran), and ldd, which runs the loader itself.
+#[test]
+fn rules_program_run_through_the_dynamic_loader() {
+    let d = TempDir::new("loader");
+    let exe = d.join("id");
+    std::fs::copy("/usr/bin/id", &exe).unwrap();
+    let mut agent = agent();
+    let ran = bash(&format!(
+        "/lib64/ld-linux-x86-64.so.2 {} -u; ldd /usr/bin/true",
+        exe.display()
+    ));
+    assert!(ran.status.success(), "{ran:?}");
+    assert!(
+        String::from_utf8_lossy(&ran.stdout).starts_with("0\n"),
+        "{ran:?}"
+    );
+    let a = alert(&mut agent, "Program run through the dynamic loader", |v| {
+        field(v, "proc.args").contains(exe.to_str().unwrap())
+    });
+    check(&a, "Warning", &["T1218"], &[("container.id", "host")]);
+    let seen = agent.collect_for(std::time::Duration::from_millis(500));
+    assert!(
+        !seen
+            .iter()
+            .any(|v| v["rule"] == "Program run through the dynamic loader"
+                && field(v, "proc.args").contains("/usr/bin/true")),
+        "ldd reported: {seen:?}"
+    );
+}
+
 #[test]
 fn rules_namespace_changes_on_host() {
     let mut agent = agent();

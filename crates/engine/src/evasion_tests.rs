@@ -315,6 +315,42 @@ fn a_binary_on_a_volume_is_not_the_image() {
     assert_eq!(field(&e, "proc.image_exepath"), "/usr/bin/runc");
 }
 
+/// The loader run as a program runs whatever file it is given, under its own executable.
+#[test]
+fn a_program_run_through_the_dynamic_loader_is_reported_and_ldd_is_not() {
+    let rule = "Program run through the dynamic loader".to_string();
+    let loader = |exe: &str, requested: &str, parent_requested: &str| {
+        let mut p =
+            (*ROOT.process(30, 10, "ld-linux-x86-64", exe, &[requested, "/data/x"])).clone();
+        p.exe_requested = requested.into();
+        let mut parent = (*ROOT.process(10, 1, "ldd", "/usr/bin/bash", &["bash"])).clone();
+        parent.exe_requested = parent_requested.into();
+        ROOT.execve(Arc::new(p), vec![Arc::new(parent)])
+    };
+    let glibc = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+    let e = loader(glibc, "/lib64/ld-linux-x86-64.so.2", "/usr/bin/bash");
+    assert!(hits(&e).contains(&rule));
+    assert_eq!(field(&e, "proc.args"), "/data/x");
+    // Older glibc's file name, and musl's.
+    assert!(hits(&loader("/lib/x86_64-linux-gnu/ld-2.31.so", "/lib64/x", "")).contains(&rule));
+    assert!(hits(&loader("/lib/ld-musl-x86_64.so.1", "/lib/x", "")).contains(&rule));
+    // glibc's ldd script runs the loader; musl's ldd is the loader by another path.
+    assert!(
+        !hits(&loader(
+            glibc,
+            "/lib64/ld-linux-x86-64.so.2",
+            "/usr/bin/ldd"
+        ))
+        .contains(&rule)
+    );
+    assert!(!hits(&loader("/lib/ld-musl-x86_64.so.1", "/usr/bin/ldd", "")).contains(&rule));
+    // A parent started through a symlink named ldd elsewhere is no ldd.
+    assert!(hits(&loader(glibc, "/lib64/ld-linux-x86-64.so.2", "/tmp/ldd")).contains(&rule));
+    // An ordinary dynamically linked program (the kernel maps the loader, but the executable
+    // is the program).
+    assert!(!hits(&ROOT.execve(proc_named("id", &["id"]), vec![])).contains(&rule));
+}
+
 #[test]
 fn evasion_rules_fire_on_their_events() {
     let sh = proc_named("sh", &["sh"]);

@@ -102,6 +102,14 @@ pub(super) const FIELDS: &[FieldDef] = &[
     )
     .with_arg(ArgSpec::Index),
     FieldDef::new(
+        "proc.aexepath_raw",
+        T::Charbuf,
+        "proc.exepath_raw of ancestor N (1 = parent): the path it gave to exec (for a script, \
+         the script's); without [N], any ancestor.",
+        |c, a| ancestor(c, a).and_then(|a| Val::nonempty(&a.exe_requested)),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
         "proc.apid",
         T::Int64,
         "Pid of ancestor N; without [N], any ancestor.",
