@@ -232,11 +232,35 @@ fn rules_container_service_account_token() {
         d.s()
     );
     let mut agent = agent();
-    // The application reading its own token (md5sum stands in for it) is not reported; a
-    // shell's cat is.
+    // The application reading its own token (the node's md5sum, mounted read-only with its
+    // libraries, stands in for it) is not reported; a shell's cat is, and so are a cat renamed
+    // by a symlink (the node's coreutils cat, as a Debian-based image has it: it ran with no
+    // alert when only the process's name was matched) and busybox called by its own name.
     let c = run(
-        &["--network", "none", "-v", &mount],
-        "T=/var/run/secrets/kubernetes.io/serviceaccount/token; /bin/md5sum $T; /bin/cat $T",
+        &[
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            "-v",
+            "/usr/bin/md5sum:/app/md5sum:ro",
+            "-v",
+            "/usr/bin/cat:/usr/bin/cat:ro",
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+            "-v",
+            "/usr/lib:/usr/lib:ro",
+        ],
+        "T=/var/run/secrets/kubernetes.io/serviceaccount/token; /app/md5sum $T; /bin/cat $T; \
+         /bin/ln -s /usr/bin/cat /tmp/r && /tmp/r $T; /bin/busybox cat $T",
+    );
+    assert_eq!(
+        c.out.matches("eyJhbGciOiJSUzI1NiJ9.test").count(),
+        3,
+        "{}",
+        c.out
     );
     let a = container_alert(
         &mut agent,
@@ -256,6 +280,14 @@ fn rules_container_service_account_token() {
             ),
         ],
     );
+    for name in ["r", "busybox"] {
+        container_alert(
+            &mut agent,
+            "Read Kubernetes service account token",
+            &c,
+            |v| field(v, "proc.name") == name,
+        );
+    }
     let seen = agent.collect_for(std::time::Duration::from_millis(300));
     assert!(
         !seen.iter().any(|v| field(v, "proc.name") == "md5sum"),
