@@ -8,6 +8,17 @@ mod support;
 
 use rules_support::*;
 
+/// The node's loader and libraries, mounted read-only, for the node's dynamically linked
+/// programs (the image is busybox alone).
+const NODE_LIBRARIES: [&str; 6] = [
+    "-v",
+    "/lib:/lib:ro",
+    "-v",
+    "/lib64:/lib64:ro",
+    "-v",
+    "/usr/lib:/usr/lib:ro",
+];
+
 #[test]
 fn rules_container_shells() {
     image();
@@ -93,14 +104,11 @@ fn rules_container_drift() {
             &format!("{}:/data", vol.s()),
             "-v",
             &format!("{}:/config:ro", ro.s()),
-            // The node's loader and libraries, read-only, for a program run through the loader.
-            "-v",
-            "/lib:/lib:ro",
-            "-v",
-            "/lib64:/lib64:ro",
-            "-v",
-            "/usr/lib:/usr/lib:ro",
-        ],
+        ]
+        .iter()
+        .chain(&NODE_LIBRARIES)
+        .copied()
+        .collect::<Vec<_>>(),
         "/bin/cp /bin/busybox /tmp/true; /tmp/true; /bin/cp /bin/busybox /data/true; /data/true; \
          /config/echo osprey-read-only-volume; /lib64/ld-linux-x86-64.so.2 /data/id -u",
     );
@@ -246,13 +254,11 @@ fn rules_container_service_account_token() {
             "/usr/bin/md5sum:/app/md5sum:ro",
             "-v",
             "/usr/bin/cat:/usr/bin/cat:ro",
-            "-v",
-            "/lib:/lib:ro",
-            "-v",
-            "/lib64:/lib64:ro",
-            "-v",
-            "/usr/lib:/usr/lib:ro",
-        ],
+        ]
+        .iter()
+        .chain(&NODE_LIBRARIES)
+        .copied()
+        .collect::<Vec<_>>(),
         "T=/var/run/secrets/kubernetes.io/serviceaccount/token; /app/md5sum $T; /bin/cat $T; \
          /bin/ln -s /usr/bin/cat /tmp/r && /tmp/r $T; /bin/busybox cat $T",
     );
