@@ -40,7 +40,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use agent_common::{CgroupShare, EventHeader, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS, counter};
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     macros::map,
     maps::{Array, LruHashMap, RingBuf},
 };
@@ -95,6 +95,11 @@ const WAKEUP_EVERY_NS: u64 = 1_000_000;
 /// between two CPUs costs at most one extra wake-up.
 #[map]
 static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+
+/// When the reader will next look at the ring unasked (boot-time ns): written by userspace
+/// (through a mapping of this map) each time it goes to sleep; 0 until it first does.
+#[map]
+pub static READER: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE as u32);
 
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
@@ -298,31 +303,37 @@ fn add(n: &mut u64) {
 ///
 /// With the default flags every record the reader has caught up with wakes it (irq_work,
 /// then an epoll wake-up), and a reader that keeps up is always caught up: one wake-up per
-/// event, paid inside the traced task's syscall. Instead a record wakes the reader only when
-/// the last wake-up is more than a millisecond old (so a lone event is read at once) or when
-/// it is the one that takes the backlog past `WAKEUP_BYTES` (so a burst is read before the
-/// ring fills); otherwise it is written silently and the reader's own poll
-/// (agent/src/sensor/mod.rs, 1 ms while events flow) picks it up. A backlog that stays above
-/// the mark is one the reader is already draining: waking it again for every record there was
-/// a self-interrupt (an APIC write, a VM exit on a virtual machine) per record, a fifth of a
-/// captured syscall's kernel time whenever the reader fell behind. Under load that is at most
-/// about a thousand wake-ups a second, plus one per crossing of the mark.
+/// event, paid inside the traced task's syscall as a self-interrupt (an APIC write: a VM exit
+/// on a virtual machine, 3% of a captured-`openat` loop's time at one a millisecond). So a
+/// record wakes the reader only when it is the one that takes the backlog past
+/// `WAKEUP_BYTES` (so a burst is read before the ring fills), or when the reader said
+/// (`READER`) that it will not look for more than a millisecond and the last wake-up is more
+/// than a millisecond old (so a lone event is read at once). While events flow the reader
+/// looks every millisecond by itself (agent/src/sensor/mod.rs), and nothing wakes it; a reader
+/// that is busy with a batch has a time in the past there, and a wake-up would find it awake.
 #[inline(always)]
 fn wakeup_flags(now: u64, waiting: u64, size: u64, bytes: u64) -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
-    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: a valid map value pointer; a torn or racing update only moves a wake-up.
-    let due = now.wrapping_sub(unsafe { *last }) >= WAKEUP_EVERY_NS;
     let quarter = size / 4;
     let mark = if quarter < WAKEUP_BYTES {
         quarter
     } else {
         WAKEUP_BYTES
     };
-    if due || (waiting < mark && waiting + bytes >= mark) {
+    if waiting < mark && waiting + bytes >= mark {
+        return BPF_RB_FORCE_WAKEUP;
+    }
+    // A reader that has not said when it looks (0) is treated as asleep.
+    let next_look = READER.get(0).copied().unwrap_or(0);
+    if next_look != 0 && next_look <= now + WAKEUP_EVERY_NS {
+        return BPF_RB_NO_WAKEUP;
+    }
+    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a valid map value pointer; a torn or racing update only moves a wake-up.
+    if now.wrapping_sub(unsafe { *last }) >= WAKEUP_EVERY_NS {
         // SAFETY: as above.
         unsafe { *last = now };
         BPF_RB_FORCE_WAKEUP

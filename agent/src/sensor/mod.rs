@@ -13,6 +13,7 @@ pub mod record;
 pub mod ring;
 pub mod syscalls;
 pub mod tracefs;
+mod wakeup;
 
 use std::{collections::BTreeSet, path::Path};
 
@@ -210,6 +211,7 @@ pub struct Sensor {
     open_keys: HashMap<MapData, open_filter::Key, u8>,
     open_sets: Array<MapData, open_filter::SetSig>,
     ring: Option<RingBuf<MapData>>,
+    next_look: Option<wakeup::NextLook>,
     current: Vec<SyscallSpec>,
     kernel: String,
     /// The io_uring submission tracepoint, when io_uring requests are reported.
@@ -770,6 +772,18 @@ impl Sensor {
         let open_verdicts: Array<MapData, u32> = take_map(&mut ebpf, "OPEN_FILTER")?;
         let open_keys: HashMap<MapData, open_filter::Key, u8> = take_map(&mut ebpf, "OPEN_KEYS")?;
         let open_sets: Array<MapData, open_filter::SetSig> = take_map(&mut ebpf, "OPEN_SETS")?;
+        let reader = match ebpf.take_map("READER") {
+            Some(aya::maps::Map::Array(data)) => data,
+            _ => return Err(SensorError::NoObject),
+        };
+        let next_look = wakeup::NextLook::new(reader)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "cannot map the reader's wake-up time ({e}): the kernel programs will wake \
+                     the agent up to once a millisecond while events flow"
+                )
+            })
+            .ok();
 
         let mut sensor = Sensor {
             _ebpf: ebpf,
@@ -780,6 +794,7 @@ impl Sensor {
             open_keys,
             open_sets,
             ring: Some(ring),
+            next_look,
             current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
             kernel,
             uring_submit: report.uring_submit,
@@ -1043,6 +1058,7 @@ impl Sensor {
             ring,
             decoder: Decoder::new(crate::process::boot_time_ns()),
             poll: POLL_MIN,
+            next_look: self.next_look.take(),
         })
     }
 }
@@ -1084,9 +1100,10 @@ where
     T::try_from(map).map_err(|source| SensorError::Map { map: name, source })
 }
 
-/// How often the reader looks at the ring buffer when no wake-up came: every millisecond
-/// while events flow (records written within a millisecond of a wake-up come without one),
-/// backing off to every 8 ms when there are none (a lone event then wakes the reader itself).
+/// How often the reader looks at the ring buffer unasked: every millisecond while events flow
+/// (the kernel programs then never wake it, but for a backlog), backing off to every 8 ms when
+/// there are none (a lone event then wakes the reader: it said it would not look for longer
+/// than a millisecond).
 const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(1);
 const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(8);
 
@@ -1095,18 +1112,25 @@ pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
     decoder: Decoder,
     poll: std::time::Duration,
+    next_look: Option<wakeup::NextLook>,
 }
 
 impl EventReader {
     /// Waits until records are available, then decodes up to `max` of them into `out`.
     ///
-    /// The kernel programs wake the reader at most once a millisecond, or for a backlog (see
-    /// `wakeup_flags` in agent-ebpf); the rest is read by polling ([`POLL_MIN`]). Cancel-safe: events are only added right before it returns.
+    /// Before it sleeps the reader says when it will look again ([`wakeup::NextLook`]); the
+    /// kernel programs wake it when that is more than a millisecond away (at most once a
+    /// millisecond), or for a backlog (see `wakeup_flags` in agent-ebpf); the rest is read by
+    /// polling ([`POLL_MIN`]). Cancel-safe: events are only added right before it returns.
     pub async fn read_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
         loop {
             if self.drain(out, max) > 0 {
                 self.poll = POLL_MIN;
                 return Ok(());
+            }
+            let now = crate::process::boot_clock_ns();
+            if let Some(n) = &self.next_look {
+                n.set(now + self.poll.as_nanos() as u64);
             }
             tokio::select! {
                 r = self.ring.readable_mut() => r?.clear_ready(),
@@ -1114,6 +1138,10 @@ impl EventReader {
                     // Nothing came: look less often while the node is quiet.
                     self.poll = (self.poll * 2).min(POLL_MAX);
                 }
+            }
+            // Awake: records written until the next sleep need no wake-up.
+            if let Some(n) = &self.next_look {
+                n.set(crate::process::boot_clock_ns());
             }
         }
     }
