@@ -324,3 +324,152 @@ fn kernel_trace_rejects_unknown_event_names() {
         "{stderr}"
     );
 }
+
+/// The kernel's program types of the agent's loaded programs (`prog_type` in
+/// `/proc/PID/fdinfo`: 17 raw tracepoint, 26 tracing).
+fn program_types(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let link = std::fs::read_link(e.path()).unwrap_or_default();
+        if link.to_str() != Some("anon_inode:bpf-prog") {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            e.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let ty = info
+            .lines()
+            .find_map(|l| l.strip_prefix("prog_type:"))
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        out.push(ty);
+    }
+    out
+}
+
+/// Whether this kernel must take the BTF tracepoint: 5.11 or later (for
+/// `bpf_get_current_task_btf`) with kernel BTF.
+fn typed_kernel() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    version >= (5, 11) && std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
+}
+
+/// The two ways `sys_exit` reads the task (plain loads in its BTF tracepoint form, helper
+/// calls in its raw form) give the same record: credentials and capabilities of a process
+/// that dropped them, its mount namespace, a file opened through a descriptor table too big
+/// to be the one embedded in `files_struct`, and a relative path that failed, resolved from
+/// the working directory the kernel holds.
+#[test]
+fn kernel_typed_and_helper_reads_agree() {
+    let dir = std::env::temp_dir().join(format!("osprey-typed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rel.txt"), "x\n").unwrap();
+    let dir_s = dir.to_str().unwrap().to_string();
+    let rel_ino = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir.join("rel.txt")).unwrap().ino()
+    };
+    let host_mnt_ns = std::fs::metadata("/proc/self/ns/mnt").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    });
+    let mut records = Vec::new();
+    for (form, args) in [
+        ("BTF tracepoint", vec!["trace", "--event", "openat"]),
+        (
+            "raw tracepoint",
+            vec!["trace", "--event", "openat", "--no-kernel-btf-tracepoint"],
+        ),
+    ] {
+        let mut agent = Agent::start(&args, "tracing; Ctrl-C to stop");
+        let log = agent.stderr();
+        let attached = format!("sys_exit attached as a {form}");
+        if form == "raw tracepoint" || typed_kernel() {
+            assert!(log.contains(&attached), "{form}: {log}");
+        }
+        let tracing_programs = program_types(agent.pid())
+            .iter()
+            .filter(|&&ty| ty == 26)
+            .count();
+        if log.contains("sys_exit attached as a BTF tracepoint") {
+            assert_eq!(tracing_programs, 1, "{form}: one BTF tracepoint loaded");
+        } else {
+            assert_eq!(tracing_programs, 0, "{form}: no BTF tracepoint loaded");
+        }
+        // Descriptors 3 to 72 inherited: cat's open returns 73, past the 64 of the table
+        // embedded in files_struct.
+        let out = output_within(
+            Command::new("bash").current_dir(&dir).args([
+                "-c",
+                "for i in $(seq 3 72); do eval \"exec $i</dev/null\"; done; \
+                 exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+                 cat rel.txt missing/nothing",
+            ]),
+            Duration::from_secs(60),
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n");
+        let opened = agent.expect("cat's open of rel.txt", WAIT, |v| {
+            syscall_name(v) == "openat" && arg(v, "filename")["value"]["raw"] == "rel.txt"
+        });
+        let failed = agent.expect("cat's open of missing/nothing", WAIT, |v| {
+            syscall_name(v) == "openat" && arg(v, "filename")["value"]["raw"] == "missing/nothing"
+        });
+        let e = &opened["event"];
+        assert_eq!(e["ret"], 73, "{form}: {opened}");
+        // The path, inode and file system the kernel's own walk of the file found (userspace
+        // would name it from the path string alone).
+        assert_eq!(e["file"]["path"], format!("{dir_s}/rel.txt"), "{form}");
+        assert_eq!(e["file"]["ino"].as_u64(), Some(rel_ino), "{form}: {opened}");
+        assert!(e["file"]["fs_magic"].as_u64().unwrap_or(0) != 0, "{form}");
+        assert_eq!(e["file"]["of"], "returned", "{form}");
+        for id in ["uid", "euid", "gid", "egid"] {
+            assert_eq!(e[id], 65534, "{form}: {id}");
+        }
+        // Root's capabilities are gone once its ids are not 0.
+        assert_eq!(e["cap_effective"], 0, "{form}");
+        assert_eq!(e["cap_permitted"], 0, "{form}");
+        assert_eq!(
+            e["mnt_ns"].as_u64(),
+            host_mnt_ns.as_ref().ok().copied(),
+            "{form}"
+        );
+        let f = &failed["event"];
+        assert_eq!(f["ret"], -libc::ENOENT as i64, "{form}");
+        assert_eq!(
+            arg(&failed, "filename")["value"]["resolved"],
+            format!("{dir_s}/missing/nothing"),
+            "{form}"
+        );
+        records.push((opened, failed));
+    }
+    // Field by field, the two forms agree (but for times and the process's ids).
+    let pick = |v: &Value| {
+        let e = &v["event"];
+        json!([
+            e["uid"],
+            e["euid"],
+            e["gid"],
+            e["egid"],
+            e["cap_effective"],
+            e["cap_permitted"],
+            e["mnt_ns"],
+            e["cgroup_id"],
+            e["comm"],
+            e["ret"],
+            e["file"],
+            e["args"]
+        ])
+    };
+    assert_eq!(pick(&records[0].0), pick(&records[1].0));
+    assert_eq!(pick(&records[0].1), pick(&records[1].1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -37,8 +37,8 @@ use aya_ebpf::{
 
 use crate::{
     maps::{config, count},
-    path::{MAX_DEPTH, Obj, mount_of, path_at},
-    task::{read_kernel, read_words},
+    path::{MAX_DEPTH, mount_of},
+    task::{Obj, read_kernel, read_words},
 };
 
 /// Verdict per (slot, class): `slot * CLASSES + class`, the opens' slots then the calls'
@@ -93,9 +93,9 @@ pub fn verdict(spec: &SyscallSpec, ret: i64, args: &[u64; 6]) -> u32 {
 }
 
 /// Whether a keyed verdict (`KEYS` set) admits the open of `obj`, the file behind its
-/// returned descriptor, for the task whose `task->fs` is `fs`.
+/// returned descriptor, for the task whose root directory is `root`.
 #[inline(always)]
-pub fn admits(verdict: u32, obj: Obj, fs: u64) -> bool {
+pub fn admits(verdict: u32, obj: Obj, root: Obj) -> bool {
     let cfg = config();
     let (Some(j), Some(sigs)) = (JUDGED.get_ptr_mut(0), OPEN_SETS.get(verdict & SET)) else {
         return true;
@@ -106,7 +106,6 @@ pub fn admits(verdict: u32, obj: Obj, fs: u64) -> bool {
     if obj.dentry == 0 || obj.mnt == 0 {
         return true;
     }
-    let root = path_at(fs, cfg.fs_root, cfg);
     let mut dentry = obj.dentry;
     let mut mnt = obj.mnt;
     let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_in(mnt, root.mnt, cfg);

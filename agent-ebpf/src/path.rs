@@ -18,7 +18,7 @@
 use agent_common::{DATA_MAX, KernelConfig, kpath, span};
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 
-use crate::task::{read_kernel, read_words};
+use crate::task::{Access, Obj, read_kernel, read_words};
 
 /// Directory levels walked, mount crossings included. Deeper paths are reported leaf side
 /// first with `kpath::TRUNCATED`.
@@ -28,13 +28,6 @@ const MAX_BYTES: usize = 2048;
 const NAME_READ: u32 = 256;
 const _: () = assert!(MAX_BYTES + NAME_READ as usize <= DATA_MAX && MAX_BYTES.is_power_of_two());
 
-/// A file system object the kernel holds: the (vfsmount, dentry) pair of a `struct path`.
-#[derive(Clone, Copy)]
-pub struct Obj {
-    pub mnt: u64,
-    pub dentry: u64,
-}
-
 /// What a walk wrote.
 pub struct Walked {
     pub len: usize,
@@ -43,29 +36,12 @@ pub struct Walked {
     pub ino: u64,
 }
 
-/// The `struct path` at `base + off`.
-#[inline(always)]
-pub fn path_at(base: u64, off: u32, cfg: &KernelConfig) -> Obj {
-    let [mnt, dentry] = read_words(
-        base.wrapping_add(off as u64),
-        cfg.spans[span::PATH],
-        cfg.path_words(),
-    );
-    Obj { mnt, dentry }
-}
-
 /// The `struct file` behind descriptor `fd` in the table `files` (`files->fdt->fd[fd]`), or 0.
+/// The array's entry is read with a helper whatever `A`: its type (`struct file **`) is one
+/// the verifier does not follow.
 #[inline(always)]
-pub fn file_of_fd(files: u64, fd: u64, cfg: &KernelConfig) -> u64 {
-    // `files->fdt` and the table embedded in `files` in one read: a process with at most 64
-    // descriptors (most of them) uses the embedded one; the others' table is read on its own.
-    let [fdt, max, array] = read_words(files, cfg.spans[span::FILES], cfg.files_words());
-    let (max, array) = if fdt == files.wrapping_add(cfg.files_fdtab as u64) {
-        (max, array)
-    } else {
-        let [max, array] = read_words(fdt, cfg.spans[span::FDT], cfg.fdt_words());
-        (max, array)
-    };
+pub fn file_of_fd<A: Access>(files: u64, fd: u64, cfg: &KernelConfig) -> u64 {
+    let (max, array) = A::fd_table(files, cfg);
     if fd >= max as u32 as u64 {
         return 0;
     }
@@ -81,7 +57,7 @@ pub fn mount_of(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
     (parent, mountpoint, root)
 }
 
-/// Walks `obj` up to the root of the task whose `task->fs` is `fs`, writing names at
+/// Walks `obj` up to `root` (the task's root directory, `task->fs->root`), writing names at
 /// `data[start..]`. `start` must be below `DATA_MAX`; writes stay below
 /// `start + MAX_BYTES + NAME_READ`, inside `2 * DATA_MAX`.
 ///
@@ -96,14 +72,13 @@ pub fn walk(
     start: usize,
     cursor: &mut u32,
     obj: Obj,
-    fs: u64,
+    root: Obj,
 ) -> Walked {
     // Masked after a volatile read: the caller's own bound checks let LLVM drop a plain mask,
     // and the verifier needs it here.
     // SAFETY: reads a parameter.
     let start = unsafe { core::ptr::read_volatile(&start) } & (DATA_MAX - 1);
     let cfg = crate::maps::config();
-    let root = path_at(fs, cfg.fs_root, cfg);
     let mut out = Walked {
         len: 0,
         flags: 0,

@@ -21,8 +21,8 @@ use aya_ebpf::{
 use crate::{
     maps::config,
     output::{Lane, emit_in},
-    path::{file_of_fd, path_at, walk},
-    task::{fill_header, pid_view, read_kernel, read_words, with_pid_view},
+    path::{file_of_fd, walk},
+    task::{Obj, Probed, fill_header, path_at, pid_view, read_kernel, read_words, with_pid_view},
 };
 
 #[map]
@@ -228,8 +228,9 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     let exe_off = unsafe { core::ptr::read_volatile(&ev.exe_path_len) } as usize & (DATA_MAX - 1);
     let file: u64 = read_kernel(mm, cfg.mm_exe_file);
     let exe = path_at(file, cfg.file_path, cfg);
-    ev.exe_flags |= mount_flags(exe.mnt, cur.fs, file, cfg);
-    let w = walk(&mut ev.data, exe_off, &mut ev.exe_path_len, exe, cur.fs);
+    let root = path_at(cur.fs, cfg.fs_root, cfg);
+    ev.exe_flags |= mount_flags(exe.mnt, root, file, cfg);
+    let w = walk(&mut ev.data, exe_off, &mut ev.exe_path_len, exe, root);
     ev.exe_path_len = (w.len & (DATA_MAX - 1)) as u32;
     ev.exe_path_flags = w.flags;
 
@@ -246,7 +247,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
 fn stdio_of(files: u64, cfg: &agent_common::KernelConfig) -> [u32; 3] {
     let mut out = [0u32; 3];
     for (fd, o) in out.iter_mut().enumerate() {
-        let file = file_of_fd(files, fd as u64, cfg);
+        let file = file_of_fd::<Probed>(files, fd as u64, cfg);
         if file == 0 {
             continue;
         }
@@ -270,11 +271,10 @@ fn stdio_of(files: u64, cfg: &agent_common::KernelConfig) -> [u32; 3] {
 /// read-only. A container's image is its root mount, whatever the storage driver (overlayfs,
 /// devmapper, a plain directory); a file on any other mount came from outside the image.
 #[inline(always)]
-fn mount_flags(mnt: u64, fs: u64, file: u64, cfg: &agent_common::KernelConfig) -> u32 {
+fn mount_flags(mnt: u64, root: Obj, file: u64, cfg: &agent_common::KernelConfig) -> u32 {
     /// `MNT_READONLY` (include/linux/mount.h) and `SB_RDONLY` (include/linux/fs.h).
     const MNT_READONLY: u32 = 0x40;
     const SB_RDONLY: u64 = 1;
-    let root = path_at(fs, cfg.fs_root, cfg);
     if mnt == 0 || root.mnt == 0 || mnt == root.mnt {
         return 0;
     }

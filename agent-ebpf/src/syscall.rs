@@ -21,25 +21,26 @@
 //! did not produce a descriptor (unlink, rename, chmod...).
 
 use agent_common::{
-    DATA_MAX, DIRFD_CWD, EventKind, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec,
-    capture, counter, kpath, open_filter as open_filter_abi, ring, spec_flags, trunc,
+    DATA_MAX, DIRFD_CWD, EventKind, KernelConfig, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET,
+    SyscallEvent, SyscallSpec, capture, counter, kpath, open_filter as open_filter_abi, ring,
+    spec_flags, trunc,
 };
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_user, bpf_probe_read_user_str},
     },
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::{btf_tracepoint, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext},
 };
 
 use crate::{
     maps::{SCRATCH, SYSCALL_SPECS, config, count},
     open_filter,
     output::{Lane, emit_in},
-    path::{Obj, file_of_fd, path_at, walk},
+    path::{file_of_fd, walk},
     profile,
-    task::{Current, current, fill_header_of, read_args, read_kernel},
+    task::{Access, Current, Obj, Probed, Typed, fill_header_of, path_at},
 };
 
 /// The most argv strings captured for execve/execveat; more set `trunc::ARGS`.
@@ -198,10 +199,23 @@ pub fn clear_cap_len(ev: &mut SyscallEvent) {
     unsafe { core::ptr::write_volatile((&raw mut ev.cap_len).cast::<u64>(), 0) };
 }
 
-/// `raw_syscalls:sys_exit`: `TP_PROTO(struct pt_regs *regs, long ret)`.
+/// `raw_syscalls:sys_exit`: `TP_PROTO(struct pt_regs *regs, long ret)`, where the BTF form
+/// below does not load (kernels before 5.11, or without BTF).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
-    match try_sys_exit(&ctx) {
+    match try_sys_exit::<Probed>(ctx.arg(0), ctx.arg::<u64>(1) as i64) {
+        Ok(()) => 0,
+        Err(()) => 1,
+    }
+}
+
+/// The same as a BTF tracepoint: the registers and the task are typed pointers, so the
+/// syscall number every syscall on the node needs, and the arguments, credentials,
+/// namespaces, root and descriptor table a captured one needs, are plain loads rather than
+/// helper calls ([`Typed`]).
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit_btf(ctx: BtfTracePointContext) -> u32 {
+    match try_sys_exit::<Typed>(ctx.arg(0), ctx.arg::<u64>(1) as i64) {
         Ok(()) => 0,
         Err(()) => 1,
     }
@@ -212,10 +226,10 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
 const ERESTART_FIRST: i64 = -516;
 const ERESTART_LAST: i64 = -512;
 
-fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
+#[inline(always)]
+fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
     let cfg = config();
-    let regs: u64 = ctx.arg(0);
-    let nr: u64 = read_kernel(regs, cfg.regs_nr);
+    let nr = A::nr(regs, cfg);
     let Some(spec) = spec_for(nr) else {
         return Ok(());
     };
@@ -223,7 +237,6 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     if cfg.ready == 0 || (pid_tgid >> 32) as u32 == cfg.agent_tgid {
         return Ok(());
     }
-    let ret = ctx.arg::<u64>(1) as i64;
     if (ERESTART_FIRST..=ERESTART_LAST).contains(&ret)
         || (ret == 0 && spec.flags & spec_flags::PARENT_ONLY != 0)
     {
@@ -232,7 +245,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
     let ev = SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU slot owned by this invocation.
     let ev = unsafe { &mut *ev };
-    ev.args = read_args(regs, cfg);
+    ev.args = A::args(regs, cfg);
     // An open no loaded rule can match ends here, on its class, or once the names of the file
     // it returned are judged; so does an mprotect or fcntl no rule wants, on its class.
     let verdict = open_filter::verdict(spec, ret, &ev.args);
@@ -240,11 +253,15 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         open_filter::filtered(spec);
         return Ok(());
     }
-    let cur = current(cfg);
+    let cur = A::current(cfg);
     if verdict & open_filter_abi::KEYS != 0
         && ret >= 0
         && spec.flags & spec_flags::RET_FD != 0
-        && !open_filter::admits(verdict, file_obj(cur.files, ret as u64), cur.fs)
+        && !open_filter::admits(
+            verdict,
+            file_obj::<A>(cur.files, ret as u64),
+            A::fs_path(cur.fs, cfg.fs_root, cfg),
+        )
     {
         open_filter::filtered(spec);
         return Ok(());
@@ -271,21 +288,26 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), ()> {
         };
         total = capture(ev, spec, 2, total);
     }
-    fill_header_of(&mut ev.header, EventKind::Syscall as u32, cfg, &cur);
-    resolve_and_emit(ev, spec, total, cur);
+    fill_header_of::<A>(&mut ev.header, EventKind::Syscall as u32, cfg, &cur);
+    resolve_and_emit::<A>(ev, spec, total, cur);
     Ok(())
 }
 
 /// Appends the kernel path to a record whose header and captures (`total` bytes) are written,
 /// and emits the record.
 #[inline(always)]
-pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize, cur: Current) {
+pub fn resolve_and_emit<A: Access>(
+    ev: &mut SyscallEvent,
+    spec: &SyscallSpec,
+    total: usize,
+    cur: Current,
+) {
     // Through memory, so the verifier sees one unknown length here rather than one state per
     // path through the captures: every path then shares one check of the walk that follows.
     ev.header.size = total as u32;
     // SAFETY: a field of the per-CPU event we own.
     let start = unsafe { core::ptr::read_volatile(&ev.header.size) } as usize;
-    let total = resolve(ev, spec, start, cur);
+    let total = resolve::<A>(ev, spec, start, cur);
 
     let size = SYSCALL_DATA_OFFSET + (total & (2 * DATA_MAX - 1));
     ev.header.size = size as u32;
@@ -304,18 +326,23 @@ pub fn resolve_and_emit(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize,
 /// descriptor, else of a descriptor argument, else the directory a relative path in capture 0
 /// starts from. At most one walk per syscall.
 #[inline(always)]
-fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize, cur: Current) -> usize {
+fn resolve<A: Access>(
+    ev: &mut SyscallEvent,
+    spec: &SyscallSpec,
+    total: usize,
+    cur: Current,
+) -> usize {
     const AT_FDCWD: i64 = -100;
     let cfg = config();
     let (obj, of) = if spec.flags & spec_flags::RET_FD != 0 && ev.ret >= 0 {
-        (file_obj(cur.files, ev.ret as u64), kpath::OF_RET)
+        (file_obj::<A>(cur.files, ev.ret as u64), kpath::OF_RET)
     } else if spec.fd_arg != 0 {
         let fd = arg(ev, spec.fd_arg - 1) as u32 as i32;
         // A registered file's index is not a descriptor of the process.
         if fd < 0 || ev.ring & ring::FIXED_FILE != 0 {
             return total;
         }
-        (file_obj(cur.files, fd as u64), kpath::OF_FD_ARG)
+        (file_obj::<A>(cur.files, fd as u64), kpath::OF_FD_ARG)
     } else if spec.dirfd != 0 && ev.cap_len[0] > 0 && ev.data[0] != b'/' {
         let dirfd = if spec.dirfd == DIRFD_CWD {
             AT_FDCWD
@@ -323,26 +350,27 @@ fn resolve(ev: &mut SyscallEvent, spec: &SyscallSpec, total: usize, cur: Current
             arg(ev, spec.dirfd - 1) as u32 as i32 as i64
         };
         if dirfd == AT_FDCWD {
-            (path_at(cur.fs, cfg.fs_pwd, cfg), kpath::OF_DIR)
+            (A::fs_path(cur.fs, cfg.fs_pwd, cfg), kpath::OF_DIR)
         } else if dirfd >= 0 {
-            (file_obj(cur.files, dirfd as u64), kpath::OF_DIR)
+            (file_obj::<A>(cur.files, dirfd as u64), kpath::OF_DIR)
         } else {
             return total;
         }
     } else {
         return total;
     };
-    walk_into(ev, total, obj, of, cur.fs)
+    walk_into(ev, total, obj, of, A::fs_path(cur.fs, cfg.fs_root, cfg))
 }
 
-/// Walks `obj` into `ev.data` at `total` as the record's kernel path; returns the new total.
+/// Walks `obj` up to `root` into `ev.data` at `total` as the record's kernel path; returns
+/// the new total.
 #[inline(always)]
-pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, fs: u64) -> usize {
+pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, root: Obj) -> usize {
     if total >= DATA_MAX {
         return total;
     }
     ev.kpath_flags = of;
-    let w = walk(&mut ev.data, total, &mut ev.kpath_cursor, obj, fs);
+    let w = walk(&mut ev.data, total, &mut ev.kpath_cursor, obj, root);
     ev.kpath_flags |= w.flags;
     ev.kpath_magic = w.magic;
     ev.kpath_ino = w.ino;
@@ -352,8 +380,8 @@ pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, fs: u64
 
 /// The (mount, dentry) of the file behind descriptor `fd` in the table `files`.
 #[inline(always)]
-pub fn file_obj(files: u64, fd: u64) -> Obj {
+pub fn file_obj<A: Access>(files: u64, fd: u64) -> Obj {
     let cfg = config();
-    let file = file_of_fd(files, fd, cfg);
+    let file = file_of_fd::<A>(files, fd, cfg);
     path_at(file, cfg.file_path, cfg)
 }

@@ -1,16 +1,19 @@
-//! The identity of the current task, for every event's header.
+//! The identity of the current task, for every event's header, and how kernel memory is read.
 //!
 //! What helpers give directly (pid/tgid, real uid/gid, comm, cgroup id) comes from helpers.
 //! Effective ids and namespace inode numbers need a walk of `task_struct`; its member offsets
-//! come from the running kernel's BTF through `CONFIG` (Rust eBPF has no CO-RE), and every read
-//! goes through `bpf_probe_read_kernel`, so a wrong offset yields a wrong value, never a fault.
+//! come from the running kernel's BTF through `CONFIG` (Rust eBPF has no CO-RE). A wrong offset
+//! yields a wrong value, never a fault, whichever of the two ways a read takes ([`Access`]):
+//! `bpf_probe_read_kernel` into the program's memory ([`Probed`]), or, in a BTF tracepoint
+//! whose pointers the verifier knows the types of, a plain load that the verifier checks
+//! against the member at that offset and the kernel makes fault-safe ([`Typed`]).
 
 use agent_common::{EventHeader, KernelConfig, PID_LEVELS_SPANNED, SPAN_MAX, Span, span};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, generated::bpf_get_current_comm,
-        generated::bpf_probe_read_kernel,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        generated::{bpf_get_current_comm, bpf_get_current_task_btf, bpf_probe_read_kernel},
     },
     macros::map,
     maps::PerCpuArray,
@@ -78,6 +81,166 @@ pub fn read_kernel<T: Copy>(base: u64, off: u32) -> T {
     }
 }
 
+/// A file system object the kernel holds: the (vfsmount, dentry) pair of a `struct path`.
+#[derive(Clone, Copy)]
+pub struct Obj {
+    pub mnt: u64,
+    pub dentry: u64,
+}
+
+/// The `struct path` at `base + off`.
+#[inline(always)]
+pub fn path_at(base: u64, off: u32, cfg: &KernelConfig) -> Obj {
+    let [mnt, dentry] = read_words(
+        base.wrapping_add(off as u64),
+        cfg.spans[span::PATH],
+        cfg.path_words(),
+    );
+    Obj { mnt, dentry }
+}
+
+/// How a program reads the saved registers and the current task's own structures (its
+/// credentials, namespaces, root and descriptor table). Everything reached from elsewhere (a
+/// descriptor's file, a dentry's parent, a mount) is read with the helper in either case: the
+/// verifier does not follow `files->fdt->fd[i]` (a `struct file **`) nor `container_of`.
+pub trait Access: Copy {
+    /// The syscall number in `regs` (`orig_ax` on x86_64).
+    fn nr(regs: u64, cfg: &KernelConfig) -> u64;
+    /// The six argument registers in `regs`.
+    fn args(regs: u64, cfg: &KernelConfig) -> [u64; 6];
+    /// The current task and the pointers a record reads through.
+    fn current(cfg: &KernelConfig) -> Current;
+    /// `euid`, `egid`, and the permitted and effective capability sets of `cred`.
+    fn creds(cred: u64, cfg: &KernelConfig) -> [u64; 4];
+    /// The inode number of the mount namespace of `nsproxy`.
+    fn mnt_ns(nsproxy: u64, cfg: &KernelConfig) -> u32;
+    /// The `struct path` at `fs + off` (`task->fs`: `root` or `pwd`).
+    fn fs_path(fs: u64, off: u32, cfg: &KernelConfig) -> Obj;
+    /// The descriptor table in use by `files`: its size and its array.
+    fn fd_table(files: u64, cfg: &KernelConfig) -> (u64, u64);
+}
+
+/// Every read through `bpf_probe_read_kernel`; fields read together are one read of the span
+/// that holds them ([`read_words`]). For raw tracepoints, whose arguments are plain numbers.
+#[derive(Clone, Copy)]
+pub struct Probed;
+
+impl Access for Probed {
+    #[inline(always)]
+    fn nr(regs: u64, cfg: &KernelConfig) -> u64 {
+        read_kernel(regs, cfg.regs_nr)
+    }
+    #[inline(always)]
+    fn args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
+        read_args(regs, cfg)
+    }
+    #[inline(always)]
+    fn current(cfg: &KernelConfig) -> Current {
+        current(cfg)
+    }
+    #[inline(always)]
+    fn creds(cred: u64, cfg: &KernelConfig) -> [u64; 4] {
+        read_words(cred, cfg.spans[span::CRED], cfg.cred_words())
+    }
+    #[inline(always)]
+    fn mnt_ns(nsproxy: u64, cfg: &KernelConfig) -> u32 {
+        let mnt_ns: u64 = read_kernel(nsproxy, cfg.nsproxy_mnt_ns);
+        read_kernel(mnt_ns, cfg.mnt_ns_inum)
+    }
+    #[inline(always)]
+    fn fs_path(fs: u64, off: u32, cfg: &KernelConfig) -> Obj {
+        path_at(fs, off, cfg)
+    }
+    #[inline(always)]
+    fn fd_table(files: u64, cfg: &KernelConfig) -> (u64, u64) {
+        // `files->fdt` and the table embedded in `files` in one read: a process with at most
+        // 64 descriptors (most of them) uses the embedded one; the others' table is read on
+        // its own.
+        let [fdt, max, array] = read_words(files, cfg.spans[span::FILES], cfg.files_words());
+        if fdt == files.wrapping_add(cfg.files_fdtab as u64) {
+            (max, array)
+        } else {
+            let [max, array] = read_words(fdt, cfg.spans[span::FDT], cfg.fdt_words());
+            (max, array)
+        }
+    }
+}
+
+/// Plain loads, for a BTF tracepoint on a kernel with `bpf_get_current_task_btf` (5.11+):
+/// the registers and the task are typed pointers, and so is every pointer loaded from them,
+/// so the verifier checks each load against the member of the struct at that offset (the
+/// offsets are `CONFIG` constants, a frozen read-only map it sees the values of) and the
+/// kernel's exception table turns a fault into a zero, without the helper's call, checks and
+/// copy. A kernel whose structures do not fit (a member of another size) fails the program's
+/// verification, and the agent loads the raw tracepoint instead.
+#[derive(Clone, Copy)]
+pub struct Typed;
+
+/// A load of a `T` at `base + off`, `base` a pointer the verifier knows the type of.
+#[inline(always)]
+fn load<T: Copy>(base: u64, off: u32) -> T {
+    // SAFETY: the verifier admits this only as a load of a member of `base`'s type, which
+    // the kernel makes fault-safe (`BPF_PROBE_MEM`): a NULL or stale pointer reads zero.
+    unsafe { core::ptr::read_volatile(base.wrapping_add(off as u64) as *const T) }
+}
+
+impl Access for Typed {
+    #[inline(always)]
+    fn nr(regs: u64, cfg: &KernelConfig) -> u64 {
+        load(regs, cfg.regs_nr)
+    }
+    #[inline(always)]
+    fn args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
+        core::array::from_fn(|i| load(regs, cfg.regs_args[i]))
+    }
+    #[inline(always)]
+    fn current(cfg: &KernelConfig) -> Current {
+        // SAFETY: helper without arguments.
+        let task = unsafe { bpf_get_current_task_btf() } as u64;
+        Current {
+            task,
+            fs: load(task, cfg.task_fs),
+            files: load(task, cfg.task_files),
+            cred: load(task, cfg.task_cred),
+            nsproxy: load(task, cfg.task_nsproxy),
+        }
+    }
+    #[inline(always)]
+    fn creds(cred: u64, cfg: &KernelConfig) -> [u64; 4] {
+        // A capability set in two 32-bit halves: `kernel_cap_t` is one u64 since 6.3 and two
+        // u32 before, and a load must fall inside one member.
+        let caps =
+            |off: u32| load::<u32>(cred, off) as u64 | (load::<u32>(cred, off + 4) as u64) << 32;
+        [
+            load::<u32>(cred, cfg.cred_euid) as u64,
+            load::<u32>(cred, cfg.cred_egid) as u64,
+            caps(cfg.cred_cap_permitted),
+            caps(cfg.cred_cap_effective),
+        ]
+    }
+    #[inline(always)]
+    fn mnt_ns(nsproxy: u64, cfg: &KernelConfig) -> u32 {
+        let mnt_ns: u64 = load(nsproxy, cfg.nsproxy_mnt_ns);
+        load(mnt_ns, cfg.mnt_ns_inum)
+    }
+    #[inline(always)]
+    fn fs_path(fs: u64, off: u32, cfg: &KernelConfig) -> Obj {
+        // With the helper: the walk compares these with the dentries and mounts it reads,
+        // and typed pointers there multiplied the loop's verifier states past its budget.
+        path_at(fs, off, cfg)
+    }
+    #[inline(always)]
+    fn fd_table(files: u64, cfg: &KernelConfig) -> (u64, u64) {
+        // `files->fdt` points at the table embedded in `files` or at one of its own: either
+        // way a typed pointer.
+        let fdt: u64 = load(files, cfg.files_fdt);
+        (
+            load::<u32>(fdt, cfg.fdt_max_fds) as u64,
+            load(fdt, cfg.fdt_fd),
+        )
+    }
+}
+
 /// What the header read of the current task that a record's other parts need too.
 #[derive(Clone, Copy)]
 pub struct Current {
@@ -111,13 +274,18 @@ pub fn current(cfg: &KernelConfig) -> Current {
 #[inline(always)]
 pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) -> Current {
     let cur = current(cfg);
-    fill_header_of(h, kind, cfg, &cur);
+    fill_header_of::<Probed>(h, kind, cfg, &cur);
     cur
 }
 
-/// [`fill_header`] for a task already read with [`current`].
+/// [`fill_header`] for a task already read with `A::current`.
 #[inline(always)]
-pub fn fill_header_of(h: &mut EventHeader, kind: u32, cfg: &KernelConfig, cur: &Current) {
+pub fn fill_header_of<A: Access>(
+    h: &mut EventHeader,
+    kind: u32,
+    cfg: &KernelConfig,
+    cur: &Current,
+) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     h.kind = kind;
@@ -135,15 +303,12 @@ pub fn fill_header_of(h: &mut EventHeader, kind: u32, cfg: &KernelConfig, cur: &
     // SAFETY: 16 writable bytes.
     unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), 16) };
 
-    let [euid, egid, permitted, effective] =
-        read_words(cur.cred, cfg.spans[span::CRED], cfg.cred_words());
+    let [euid, egid, permitted, effective] = A::creds(cur.cred, cfg);
     h.euid = euid as u32;
     h.egid = egid as u32;
     h.cap_permitted = permitted;
     h.cap_effective = effective;
-
-    let mnt_ns: u64 = read_kernel(cur.nsproxy, cfg.nsproxy_mnt_ns);
-    h.mnt_ns = read_kernel(mnt_ns, cfg.mnt_ns_inum);
+    h.mnt_ns = A::mnt_ns(cur.nsproxy, cfg);
     // Fixed for a process's life, so learned by userspace from its exec and fork records
     // (`with_pid_view`) rather than read for every syscall: four probe reads fewer per
     // captured syscall.

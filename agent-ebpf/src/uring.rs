@@ -39,7 +39,7 @@ use crate::{
     maps::{URING_SCRATCH, config},
     profile,
     syscall::{file_obj, resolve_and_emit, spec_for, walk_into},
-    task::{fill_header, read_kernel},
+    task::{Probed, fill_header, path_at, read_kernel},
 };
 
 /// `IOSQE_FIXED_FILE`, mirrored in the low bits of `io_kiocb.flags` (`REQ_F_FIXED_FILE`).
@@ -288,7 +288,7 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
         | ring::OP_TEE => {}
         _ => return Ok(()),
     }
-    resolve_and_emit(ev, spec, total, cur);
+    resolve_and_emit::<Probed>(ev, spec, total, cur);
     Ok(())
 }
 
@@ -351,9 +351,9 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
             total = walk_into(
                 ev,
                 0,
-                file_obj(cur.files, res as u64),
+                file_obj::<Probed>(cur.files, res as u64),
                 kpath::OF_RET,
-                cur.fs,
+                path_at(cur.fs, cfg.fs_root, cfg),
             );
         }
     }

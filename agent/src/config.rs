@@ -108,6 +108,13 @@ ring_buffer_cgroup_share: 64
 # learns every file).
 kernel_open_filter: true
 
+# Attach the syscall-exit program as a BTF tracepoint where the kernel allows it (5.11 and
+# later, with BTF): the saved registers and the task's credentials, namespaces and descriptor
+# table are then read with plain loads the verifier checks, not helper calls (cheaper for
+# every syscall on the node). false, or a kernel where it does not load, attaches the raw
+# tracepoint; the agent logs which it attached.
+kernel_btf_tracepoint: true
+
 # Most processes kept in the process table (oldest exited ones go first).
 process_table_capacity: 65536
 
@@ -148,6 +155,7 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     pub ring_buffer_cgroup_share: u32,
     pub kernel_open_filter: bool,
+    pub kernel_btf_tracepoint: bool,
     pub process_table_capacity: usize,
     pub fd_table_per_process: usize,
     pub fd_table_total: usize,
@@ -263,6 +271,7 @@ impl Default for Config {
             ring_buffer_bytes: 16 * 1024 * 1024,
             ring_buffer_cgroup_share: crate::sensor::DEFAULT_CGROUP_SHARE,
             kernel_open_filter: true,
+            kernel_btf_tracepoint: true,
             process_table_capacity: 65_536,
             fd_table_per_process: 1024,
             fd_table_total: 262_144,

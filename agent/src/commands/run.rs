@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// passing over, in the kernel, those no loaded rule can match (`kernel_open_filter`).
     #[arg(long)]
     pub no_kernel_open_filter: bool,
+    /// Attach the syscall-exit program as a raw tracepoint (helper reads) even where its BTF
+    /// form would load (`kernel_btf_tracepoint`).
+    #[arg(long)]
+    pub no_kernel_btf_tracepoint: bool,
     /// Print a line on stderr when this marker is reached (tests wait for it).
     #[arg(long, hide = true, default_value = "osprey is running")]
     pub ready_message: String,
@@ -83,6 +87,9 @@ impl RunArgs {
         }
         if self.no_kernel_open_filter {
             c.kernel_open_filter = false;
+        }
+        if self.no_kernel_btf_tracepoint {
+            c.kernel_btf_tracepoint = false;
         }
         if self.stream.grpc_insecure_allow_remote {
             anyhow::bail!(

@@ -43,6 +43,10 @@ pub struct TraceArgs {
     /// that `cargo xtask bench` compares the agent with. Prints no events.
     #[arg(long, hide = true)]
     pub floor: bool,
+    /// Attach the syscall-exit program as a raw tracepoint (helper reads) even where its BTF
+    /// form would load, as `run --no-kernel-btf-tracepoint` does.
+    #[arg(long)]
+    pub no_kernel_btf_tracepoint: bool,
 }
 
 pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
@@ -58,6 +62,7 @@ pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
         stats: a.stats,
         read_delay_ms: a.read_delay_ms,
         floor: a.floor,
+        btf_tracepoint: !a.no_kernel_btf_tracepoint,
     })
     .await?)
 }

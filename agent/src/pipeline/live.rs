@@ -180,6 +180,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         cgroup_share: cfg.ring_buffer_cgroup_share,
         syscalls: interest,
         entry_hook: needs_entry_hook(&profile_defs),
+        btf_tracepoint: cfg.kernel_btf_tracepoint,
         ..Default::default()
     })?;
     let mut reader = sensor.reader()?;

@@ -34,6 +34,8 @@ pub struct TraceOptions {
     pub stats: Option<f64>,
     pub read_delay_ms: u64,
     pub floor: bool,
+    /// Attach `sys_exit` as a BTF tracepoint where it loads.
+    pub btf_tracepoint: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,7 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
         // trace loads no syscall profiles (and the floor is then what `run` without profiles
         // attaches).
         entry_hook: false,
+        btf_tracepoint: args.btf_tracepoint,
         ..Default::default()
     };
     let mut sensor = Sensor::start(&cfg)?;

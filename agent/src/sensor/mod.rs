@@ -107,6 +107,9 @@ pub struct SensorConfig {
     /// The node's mount namespace (0: unknown), whose processes in the cgroup v2 root each
     /// have a share rather than one for them all.
     pub host_mnt_ns: u32,
+    /// Attach `sys_exit` as a BTF tracepoint where it loads (typed reads; see
+    /// agent-ebpf/src/task.rs), else as a raw tracepoint.
+    pub btf_tracepoint: bool,
 }
 
 /// The default share of the ring buffer's reserved room per cgroup: 64 records per millisecond
@@ -125,6 +128,7 @@ impl Default for SensorConfig {
             entry_hook: true,
             cgroup_share: DEFAULT_CGROUP_SHARE,
             host_mnt_ns: crate::process::host_mnt_ns(),
+            btf_tracepoint: true,
         }
     }
 }
@@ -212,6 +216,8 @@ pub struct Sensor {
     open_sets: Array<MapData, open_filter::SetSig>,
     ring: Option<RingBuf<MapData>>,
     next_look: Option<wakeup::NextLook>,
+    /// `sys_exit` is attached in its BTF tracepoint form.
+    sys_exit_btf: bool,
     current: Vec<SyscallSpec>,
     kernel: String,
     /// The io_uring submission tracepoint, when io_uring requests are reported.
@@ -795,6 +801,7 @@ impl Sensor {
             open_sets,
             ring: Some(ring),
             next_look,
+            sys_exit_btf: false,
             current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
             kernel,
             uring_submit: report.uring_submit,
@@ -804,12 +811,12 @@ impl Sensor {
         if !cfg.inert {
             sensor.set_interest(&cfg.syscalls)?;
         }
-        sensor.attach()?;
+        sensor.attach(cfg.btf_tracepoint)?;
         sensor.set_entry_hook(cfg.entry_hook)?;
         Ok(sensor)
     }
 
-    fn attach(&mut self) -> Result<(), SensorError> {
+    fn attach(&mut self, btf_tracepoint: bool) -> Result<(), SensorError> {
         let ebpf = &mut self._ebpf;
         // (program, category, tracepoint). io_uring only where the kernel's tracepoints carry
         // the request (uring.rs), completions first, so that a request seen submitted always
@@ -831,7 +838,23 @@ impl Sensor {
             prog.load().map_err(wrap)?;
             prog.attach(category, tp).map_err(wrap)?;
         }
-        for program in ["sched_process_fork", "sys_exit", "sys_enter"] {
+        let typed = if btf_tracepoint {
+            attach_typed_sys_exit(ebpf)
+        } else {
+            Err("kernel_btf_tracepoint is off".to_string())
+        };
+        match &typed {
+            Ok(()) => tracing::info!(
+                "sys_exit attached as a BTF tracepoint: registers, credentials, namespaces and \
+                 descriptor table read with plain loads"
+            ),
+            Err(e) => tracing::info!(
+                "sys_exit attached as a raw tracepoint, every read a helper call ({e})"
+            ),
+        }
+        self.sys_exit_btf = typed.is_ok();
+        let untyped: &[&str] = if typed.is_ok() { &[] } else { &["sys_exit"] };
+        for &program in ["sched_process_fork", "sys_enter"].iter().chain(untyped) {
             let prog: &mut RawTracePoint = ebpf
                 .program_mut(program)
                 .and_then(|p| p.try_into().ok())
@@ -868,6 +891,11 @@ impl Sensor {
             "syscall entry hook (sys_enter, for syscall profiles)"
         );
         Ok(())
+    }
+
+    /// Whether `sys_exit` is attached as a BTF tracepoint (typed reads) rather than a raw one.
+    pub fn sys_exit_btf(&self) -> bool {
+        self.sys_exit_btf
     }
 
     /// Whether `sys_enter` is attached.
@@ -1100,6 +1128,46 @@ where
     T::try_from(map).map_err(|source| SensorError::Map { map: name, source })
 }
 
+/// Loads and attaches `sys_exit_btf`, the BTF tracepoint form of `sys_exit` (its registers
+/// and task typed: plain loads instead of helper calls); an error where the kernel has no BTF,
+/// no BTF tracepoints or no `bpf_get_current_task_btf` (before 5.11), or its structures fail
+/// the verifier's checks (`sys_exit`, the raw tracepoint, is then attached instead).
+fn attach_typed_sys_exit(ebpf: &mut Ebpf) -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+    let prog: &mut aya::programs::BtfTracePoint = ebpf
+        .program_mut("sys_exit_btf")
+        .and_then(|p| p.try_into().ok())
+        .ok_or("no sys_exit_btf in the object")?;
+    prog.load("sys_exit", &btf)
+        .map_err(|e| verifier_error(&e))?;
+    prog.attach().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The line of a verifier log that says what it refused: the last before its statistics.
+fn refused(log: &str) -> &str {
+    let statistics = ["verification time", "stack depth", "processed "];
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !statistics.iter().any(|s| l.starts_with(s)))
+        .unwrap_or("(no verifier output)")
+}
+
+/// A program error with what the verifier refused, where it said.
+fn verifier_error(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            format!("{io_error}; the verifier: {}", refused(&log))
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// How often the reader looks at the ring buffer unasked: every millisecond while events flow
 /// (the kernel programs then never wake it, but for a backlog), backing off to every 8 ms when
 /// there are none (a lone event then wakes the reader: it said it would not look for longer
@@ -1170,6 +1238,15 @@ impl EventReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verifier_refusal_is_the_line_before_its_statistics() {
+        let log = "0: R1=ctx() R10=fp0\n233: (85) call unknown#158\ninvalid func unknown#158\n\
+                   verification time 13063 usec\nstack depth 128+0\n\
+                   processed 165 insns (limit 1000000) max_states_per_insn 0\n";
+        assert_eq!(refused(log), "invalid func unknown#158");
+        assert_eq!(refused(""), "(no verifier output)");
+    }
 
     #[test]
     fn btf_renames_parse_pairs_and_skip_junk() {

@@ -131,8 +131,14 @@ pub struct Outcome {
     pub alerts_seen: Vec<String>,
     /// `osprey kernel`'s output: features and the offset table.
     pub kernel_report: String,
+    /// How `sys_exit` was attached: "BTF tracepoint" or "raw tracepoint" (or "-").
+    pub sys_exit: String,
     pub failures: Vec<String>,
 }
+
+/// Kernels from which `sys_exit` must attach as a BTF tracepoint (typed reads):
+/// `bpf_get_current_task_btf` came in 5.11.
+const TYPED_SINCE: (u32, u32) = (5, 11);
 
 /// Boots `vmlinuz` with `initramfs` and judges the run. `log` receives the whole console.
 pub fn run(qemu: &Path, vmlinuz: &Path, initramfs: &Path, log: &Path) -> Result<Outcome> {
@@ -252,6 +258,29 @@ pub fn judge(console: &[String], seconds: f64) -> Outcome {
     }
     if !agent_log.iter().any(|l| l.contains("kernel features")) && failures.is_empty() {
         failures.push("the agent did not log the kernel features it found".into());
+    }
+
+    // The form `sys_exit` took, and why where it is the raw one.
+    let form_line = agent_log
+        .iter()
+        .find(|l| l.contains("sys_exit attached as a"));
+    let sys_exit = match form_line {
+        Some(l) if l.contains("as a BTF tracepoint") => "BTF tracepoint",
+        Some(_) => "raw tracepoint",
+        None => "-",
+    };
+    if marker(console, "agent-failed").is_none() {
+        let want = if version(&uname) >= TYPED_SINCE {
+            "BTF tracepoint"
+        } else {
+            "raw tracepoint"
+        };
+        if sys_exit != want {
+            failures.push(format!(
+                "sys_exit attached as {sys_exit} on {uname}, expected a {want}: {}",
+                form_line.copied().unwrap_or("(no line in the agent's log)")
+            ));
+        }
     }
 
     // Actions and their statuses.
@@ -390,6 +419,7 @@ pub fn judge(console: &[String], seconds: f64) -> Outcome {
         actions,
         alerts_seen,
         kernel_report,
+        sys_exit: sys_exit.to_string(),
         failures,
     }
 }
@@ -423,6 +453,9 @@ mod tests {
         }
         text.push_str(
             "@@end alerts\n@@begin agent\n{\"fields\":{\"message\":\"kernel features\"}}\n",
+        );
+        text.push_str(
+            "{\"fields\":{\"message\":\"sys_exit attached as a raw tracepoint, every read a helper call (no bpf_get_current_task_btf)\"}}\n",
         );
         text.push_str(
             "{\"level\":\"WARN\",\"fields\":{\"message\":\"io_uring operations are not reported (no req)\"}}\n",
@@ -460,6 +493,28 @@ mod tests {
             "{:?}",
             bad.failures
         );
+        // From 5.11 sys_exit must be the BTF tracepoint; the raw one there is a failure that
+        // carries the agent's reason.
+        assert!(
+            bad.failures.iter().any(
+                |f| f.contains("sys_exit attached as raw tracepoint on 6.1.0")
+                    && f.contains("no bpf_get_current_task_btf")
+            ),
+            "{:?}",
+            bad.failures
+        );
+        let typed = newer.replace(
+            "attached as a raw tracepoint, every read a helper call",
+            "attached as a BTF tracepoint",
+        );
+        let out = judge(&lines(&typed), 1.0);
+        assert_eq!(out.sys_exit, "BTF tracepoint");
+        assert!(
+            !out.failures.iter().any(|f| f.contains("sys_exit")),
+            "{:?}",
+            out.failures
+        );
+        assert_eq!(ok.sys_exit, "raw tracepoint");
 
         let warned = text.replace(
             "[0.1] hello",
