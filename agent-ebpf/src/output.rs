@@ -91,10 +91,16 @@ const WAKEUP_BYTES: u64 = 256 * 1024;
 /// At most one time-driven wake-up per this many nanoseconds.
 const WAKEUP_EVERY_NS: u64 = 1_000_000;
 
-/// When a record last woke the reader (boot-time ns). One slot shared by every CPU: a race
-/// between two CPUs costs at most one extra wake-up.
+/// When a record last woke the reader, or last decided not to (boot-time ns), and the ring's
+/// producer position then. One pair shared by every CPU: a race between two CPUs costs at
+/// most one extra wake-up or one more millisecond's wait.
 #[map]
-static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+static LAST_WAKEUP: Array<u64> = Array::with_max_entries(2, 0);
+
+/// Bytes written to the ring in the millisecond or more since the last wake-up decision above
+/// which the flow counts as busy (about 64 records a millisecond): the reader then looks every
+/// millisecond by itself and is not woken.
+const BUSY_BYTES: u64 = 16 * 1024;
 
 /// When the reader will next look at the ring unasked (boot-time ns): written by userspace
 /// (through a mapping of this map) each time it goes to sleep; 0 until it first does.
@@ -103,6 +109,7 @@ pub static READER: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE as u32
 
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
+const BPF_RB_PROD_POS: u64 = 3;
 
 /// The ring's size: from the configuration (one helper call fewer per record), else asked.
 #[inline(always)]
@@ -304,13 +311,14 @@ fn add(n: &mut u64) {
 /// With the default flags every record the reader has caught up with wakes it (irq_work,
 /// then an epoll wake-up), and a reader that keeps up is always caught up: one wake-up per
 /// event, paid inside the traced task's syscall as a self-interrupt (an APIC write: a VM exit
-/// on a virtual machine, 3% of a captured-`openat` loop's time at one a millisecond). So a
-/// record wakes the reader only when it is the one that takes the backlog past
-/// `WAKEUP_BYTES` (so a burst is read before the ring fills), or when the reader said
-/// (`READER`) that it will not look for more than a millisecond and the last wake-up is more
-/// than a millisecond old (so a lone event is read at once). While events flow the reader
-/// looks every millisecond by itself (agent/src/sensor/mod.rs), and nothing wakes it; a reader
-/// that is busy with a batch has a time in the past there, and a wake-up would find it awake.
+/// on a virtual machine). So a record wakes the reader when it is the one that takes the
+/// backlog past `WAKEUP_BYTES` (so a burst is read before the ring fills), and otherwise at
+/// most once a millisecond: one record a millisecond decides. It wakes the reader when the
+/// reader said (`READER`) that it will not look for more than a millisecond, or when the flow
+/// since the last decision was light (under `BUSY_BYTES`), so that a lone event is read at
+/// once. A busy flow is left to the reader's own look every millisecond
+/// (agent/src/sensor/mod.rs): waking it there too cost 3% of a captured-`openat` loop's time
+/// and gained nothing, the reader already being due.
 #[inline(always)]
 fn wakeup_flags(now: u64, waiting: u64, size: u64, bytes: u64) -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -324,18 +332,25 @@ fn wakeup_flags(now: u64, waiting: u64, size: u64, bytes: u64) -> u64 {
     if waiting < mark && waiting + bytes >= mark {
         return BPF_RB_FORCE_WAKEUP;
     }
-    // A reader that has not said when it looks (0) is treated as asleep.
-    let next_look = READER.get(0).copied().unwrap_or(0);
-    if next_look != 0 && next_look <= now + WAKEUP_EVERY_NS {
-        return BPF_RB_NO_WAKEUP;
-    }
-    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+    let (Some(last), Some(last_pos)) = (LAST_WAKEUP.get_ptr_mut(0), LAST_WAKEUP.get_ptr_mut(1))
+    else {
         return 0;
     };
-    // SAFETY: a valid map value pointer; a torn or racing update only moves a wake-up.
-    if now.wrapping_sub(unsafe { *last }) >= WAKEUP_EVERY_NS {
-        // SAFETY: as above.
-        unsafe { *last = now };
+    // SAFETY: valid map value pointers; a torn or racing update only moves a wake-up.
+    if now.wrapping_sub(unsafe { *last }) < WAKEUP_EVERY_NS {
+        return BPF_RB_NO_WAKEUP;
+    }
+    let pos = EVENTS.query(BPF_RB_PROD_POS);
+    // SAFETY: as above.
+    let written = pos.wrapping_sub(unsafe { *last_pos });
+    unsafe {
+        *last = now;
+        *last_pos = pos;
+    }
+    // A reader that has not said when it looks (0) is treated as asleep.
+    let next_look = READER.get(0).copied().unwrap_or(0);
+    let asleep = next_look == 0 || next_look > now + WAKEUP_EVERY_NS;
+    if asleep || written < BUSY_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
