@@ -458,6 +458,19 @@ impl Btf {
             .ok_or_else(|| BtfError::NoType(name.to_string()))
     }
 
+    /// The type id of the `btf_trace_<tracepoint>` typedef: what a BTF tracepoint program
+    /// names as the tracepoint it attaches to.
+    pub fn tracepoint_typedef(&self, tracepoint: &str) -> Result<u32, BtfError> {
+        let name = format!("btf_trace_{tracepoint}");
+        self.by_name
+            .get(&name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|&id| self.ty(id).is_some_and(|t| t.kind == KIND_TYPEDEF))
+            .ok_or(BtfError::NoType(name))
+    }
+
     /// Number of `TP_PROTO` arguments of a raw tracepoint, from its `btf_trace_<name>` typedef:
     /// a pointer to a function prototype whose first parameter is the `void *__data` cookie,
     /// which is not counted.
