@@ -473,3 +473,85 @@ fn kernel_typed_and_helper_reads_agree() {
     assert_eq!(pick(&records[0].1), pick(&records[1].1));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The `READER` map's value (when the agent's reader will next look at the ring buffer,
+/// boot-time ns) of the agent process `pid`, read with bpftool.
+fn reader_next_look(pid: u32) -> u64 {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        let Some(map_id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .map(|v| v.trim().to_string())
+        else {
+            continue;
+        };
+        let show = Command::new("bpftool")
+            .args(["-j", "map", "show", "id", &map_id])
+            .output()
+            .expect("bpftool");
+        let m: Value = serde_json::from_slice(&show.stdout).unwrap_or(Value::Null);
+        if m["name"] != "READER" {
+            continue;
+        }
+        let out = Command::new("bpftool")
+            .args([
+                "-j", "map", "lookup", "id", &map_id, "key", "0", "0", "0", "0",
+            ])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if let Some(n) = v["formatted"]["value"].as_u64() {
+            return n;
+        }
+        // Without BTF: the value's bytes, little-endian, as hex strings.
+        let bytes: Vec<u8> = v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+            .collect();
+        return u64::from_le_bytes(bytes.try_into().unwrap());
+    }
+    panic!("the agent holds no READER map");
+}
+
+fn boot_clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The reader tells the kernel programs, through its mapping of `READER`, when it will next
+/// look at the ring buffer by itself (they wake it only when that is more than a millisecond
+/// away), and keeps it current: it looks at least every 8 ms, writing the time before each
+/// sleep. A lone event after a quiet spell still comes.
+#[test]
+fn kernel_reader_says_when_it_looks_next() {
+    let mut agent = trace("openat");
+    // A quiet spell: the reader backs off to its longest sleep.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = boot_clock_ns();
+    let next = reader_next_look(agent.pid());
+    let after = boot_clock_ns();
+    // Written within the last second (by the reader's latest sleep or wake-up), and no
+    // further ahead than its longest sleep (8 ms) from now.
+    assert!(
+        next + 1_000_000_000 > before && next <= after + 8_000_000,
+        "READER {next}, boot clock {before}..{after}"
+    );
+    let path = std::env::temp_dir().join(format!("osprey-lone-{}", std::process::id()));
+    std::fs::write(&path, "x").unwrap();
+    let p = path.to_str().unwrap().to_string();
+    agent.expect("the lone open", WAIT, |v| {
+        syscall_name(v) == "openat" && tgid(v) == me() && arg(v, "filename")["value"]["raw"] == p
+    });
+    std::fs::remove_file(&path).unwrap();
+}

@@ -399,6 +399,8 @@ pub struct KernelCost {
     pub rounds: usize,
     /// The CPUs the agent and the loops were held to (`taskset`), when the machine has two.
     pub pinned: Option<(usize, usize)>,
+    /// `sys_exit` was the BTF tracepoint (typed reads), not the raw one.
+    pub typed: bool,
 }
 
 /// Rounds of each kernel-cost loop: single runs moved by 40% from one to the next here, and
@@ -424,13 +426,16 @@ impl Spread {
     }
 }
 
-/// Over the raw tracepoint programs the agent holds (`sys_exit`, `sys_enter` while profiles
-/// are loaded, and `sched_process_fork`, rare, in the noise): run_time_ns summed, and the
-/// largest run_cnt, which is the number of syscalls (`sys_exit` runs once for each, and so
-/// does `sys_enter` when it is attached).
-fn raw_tracepoint_stats(pid: u32) -> Result<(u64, u64)> {
+/// Over the syscall programs the agent holds: `sys_exit` (a BTF tracepoint, program type
+/// tracing, where the kernel allows it; else a raw tracepoint), `sys_enter` while profiles are
+/// loaded, and `sched_process_fork` (a raw tracepoint, rare, in the noise): run_time_ns
+/// summed, and the largest run_cnt, which is the number of syscalls (`sys_exit` runs once for
+/// each, and so does `sys_enter` when it is attached); and whether `sys_exit` is the BTF
+/// tracepoint (the only tracing program).
+fn syscall_program_stats(pid: u32) -> Result<(u64, u64, bool)> {
     const BPF_PROG_TYPE_RAW_TRACEPOINT: u64 = 17;
-    let (mut ns, mut cnt) = (0, 0);
+    const BPF_PROG_TYPE_TRACING: u64 = 26;
+    let (mut ns, mut cnt, mut typed) = (0, 0, false);
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let fd = fd?;
         let Ok(link) = std::fs::read_link(fd.path()) else {
@@ -448,12 +453,14 @@ fn raw_tracepoint_stats(pid: u32) -> Result<(u64, u64)> {
                 .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
                 .unwrap_or(0)
         };
-        if field("prog_type:") == BPF_PROG_TYPE_RAW_TRACEPOINT {
+        let ty = field("prog_type:");
+        if ty == BPF_PROG_TYPE_RAW_TRACEPOINT || ty == BPF_PROG_TYPE_TRACING {
             ns += field("run_time_ns:");
             cnt = cnt.max(field("run_cnt:"));
+            typed |= ty == BPF_PROG_TYPE_TRACING;
         }
     }
-    Ok((ns, cnt))
+    Ok((ns, cnt, typed))
 }
 
 pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
@@ -481,6 +488,7 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             syscalls: LOOP_SYSCALLS,
             rounds: KERNEL_ROUNDS,
             pinned: on.pinned,
+            typed: on.typed,
         })
     })();
     let _ = std::fs::write(STATS, before.trim());
@@ -493,6 +501,7 @@ const LOOP_SYSCALLS: u64 = 1_000_000;
 struct Loops<const K: usize> {
     rows: [Spread; K],
     pinned: Option<(usize, usize)>,
+    typed: bool,
 }
 
 /// Kernel ns per syscall of each `syscall_loop` kind under one agent, `KERNEL_ROUNDS` rounds;
@@ -522,8 +531,9 @@ fn loops<const K: usize>(bins: &Bins, args: &[String], kinds: &[&str; K]) -> Res
         )?;
     }
     std::thread::sleep(Duration::from_millis(500));
+    let (_, _, typed) = syscall_program_stats(agent.pid)?;
     let run = |what: &str| -> Result<(f64, f64)> {
-        let (ns0, cnt0) = raw_tracepoint_stats(agent.pid)?;
+        let (ns0, cnt0, _) = syscall_program_stats(agent.pid)?;
         let mut cmd = match pinned {
             Some((_, loop_cpu)) => {
                 let mut c = std::process::Command::new("taskset");
@@ -534,7 +544,7 @@ fn loops<const K: usize>(bins: &Bins, args: &[String], kinds: &[&str; K]) -> Res
             None => std::process::Command::new(&bins.syscall_loop),
         };
         proc::output(cmd.args([what, &N.to_string()]), "syscall_loop")?;
-        let (ns1, cnt1) = raw_tracepoint_stats(agent.pid)?;
+        let (ns1, cnt1, _) = syscall_program_stats(agent.pid)?;
         Ok(((ns1 - ns0) as f64, (cnt1 - cnt0) as f64))
     };
     // Every syscall on the machine runs the programs meanwhile; with N large the loop's own
@@ -555,6 +565,7 @@ fn loops<const K: usize>(bins: &Bins, args: &[String], kinds: &[&str; K]) -> Res
     Ok(Loops {
         rows: rows.map(Spread::of),
         pinned,
+        typed,
     })
 }
 

@@ -415,14 +415,20 @@ pub fn render(r: &Results, notes: &str) -> String {
         o,
         "Kernel time of the agent's programs as the kernel counts it (`sysctl \
          kernel.bpf_stats_enabled=1`; `run_time_ns` and `run_cnt` of its raw tracepoint \
-         programs in `/proc/PID/fdinfo`), every program a syscall runs together (`sys_exit`; \
-         `sys_enter` only while syscall profiles are loaded, so not under the default rules), \
+         and BTF tracepoint programs in `/proc/PID/fdinfo`), every program a syscall runs \
+         together (`sys_exit`, here {}; `sys_enter` only while syscall profiles are loaded, so \
+         not under the default rules), \
          under `{}` and again with its open filter off: loops of {} \
          `getppid` (no rule captures it) and of {} `open`+`close` (the opens of the rows \
          below; each close's share taken off at the uncaptured rate). Every syscall on the \
          machine runs the programs meanwhile, so background work is in the averages. \
          Binary: `target/release/examples/syscall_loop`. Each loop ran {} times, the loops \
          in turn; the median, and the least and most in brackets.{}\n",
+        if k.typed {
+            "a BTF tracepoint (typed reads)"
+        } else {
+            "a raw tracepoint (helper reads)"
+        },
         k.command,
         k.syscalls,
         k.syscalls,
