@@ -105,31 +105,9 @@ fn profile_alerts<'a>(seen: &'a [Value], profile: &str) -> Vec<&'a Value> {
 /// Sum over CPUs of the agent's kernel counter `index`, read with bpftool from the COUNTERS
 /// map that the agent process `pid` holds (its map fds name their ids in /proc fdinfo).
 fn kernel_counter(pid: u32, index: u32) -> u64 {
-    let mut id = None;
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .unwrap()
-        .flatten()
-    {
-        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
-        let Some(map_id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("map_id:"))
-            .map(|v| v.trim().to_string())
-        else {
-            continue;
-        };
-        let out = Command::new("bpftool")
-            .args(["-j", "map", "show", "id", &map_id])
-            .output()
-            .expect("bpftool");
-        let m: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if m["name"] == "COUNTERS" {
-            id = m["id"].as_u64();
-        }
-    }
-    let id = id.expect("the agent's COUNTERS map");
+    let id = bpf_map_id(pid, "COUNTERS").expect("the agent's COUNTERS map");
     let out = Command::new("bpftool")
-        .args(["-j", "map", "lookup", "id", &id.to_string(), "key"])
+        .args(["-j", "map", "lookup", "id", &id, "key"])
         .args(index.to_le_bytes().iter().map(|b| b.to_string()))
         .output()
         .unwrap();

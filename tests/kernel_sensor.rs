@@ -477,46 +477,25 @@ fn kernel_typed_and_helper_reads_agree() {
 /// The `READER` map's value (when the agent's reader will next look at the ring buffer,
 /// boot-time ns) of the agent process `pid`, read with bpftool.
 fn reader_next_look(pid: u32) -> u64 {
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .unwrap()
-        .flatten()
-    {
-        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
-        let Some(map_id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("map_id:"))
-            .map(|v| v.trim().to_string())
-        else {
-            continue;
-        };
-        let show = Command::new("bpftool")
-            .args(["-j", "map", "show", "id", &map_id])
-            .output()
-            .expect("bpftool");
-        let m: Value = serde_json::from_slice(&show.stdout).unwrap_or(Value::Null);
-        if m["name"] != "READER" {
-            continue;
-        }
-        let out = Command::new("bpftool")
-            .args([
-                "-j", "map", "lookup", "id", &map_id, "key", "0", "0", "0", "0",
-            ])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        if let Some(n) = v["formatted"]["value"].as_u64() {
-            return n;
-        }
-        // Without BTF: the value's bytes, little-endian, as hex strings.
-        let bytes: Vec<u8> = v["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-            .collect();
-        return u64::from_le_bytes(bytes.try_into().unwrap());
+    let map_id = bpf_map_id(pid, "READER").expect("the agent's READER map");
+    let out = Command::new("bpftool")
+        .args([
+            "-j", "map", "lookup", "id", &map_id, "key", "0", "0", "0", "0",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    if let Some(n) = v["formatted"]["value"].as_u64() {
+        return n;
     }
-    panic!("the agent holds no READER map");
+    // Without BTF: the value's bytes, little-endian, as hex strings.
+    let bytes: Vec<u8> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    u64::from_le_bytes(bytes.try_into().unwrap())
 }
 
 fn boot_clock_ns() -> u64 {

@@ -369,3 +369,30 @@ pub fn metric(body: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// The id of the BPF map called `name` that process `pid` holds (its map descriptors name
+/// their ids in /proc fdinfo; bpftool names the maps), or None.
+pub fn bpf_map_id(pid: u32, name: &str) -> Option<String> {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .ok()?
+        .flatten()
+    {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        let Some(map_id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .map(|v| v.trim().to_string())
+        else {
+            continue;
+        };
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "show", "id", &map_id])
+            .output()
+            .expect("bpftool");
+        let m: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if m["name"] == name {
+            return Some(map_id);
+        }
+    }
+    None
+}

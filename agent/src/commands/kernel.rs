@@ -13,7 +13,7 @@ pub struct KernelArgs {
     #[arg(long)]
     pub json: bool,
     /// Where the kernel's BTF is read from.
-    #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+    #[arg(long, default_value = crate::sensor::btf::KERNEL_BTF)]
     pub btf: PathBuf,
 }
 

@@ -123,7 +123,7 @@ impl Default for SensorConfig {
         Self {
             ring_buffer_bytes: 16 * 1024 * 1024,
             syscalls: BTreeSet::new(),
-            btf_path: "/sys/kernel/btf/vmlinux".into(),
+            btf_path: btf::KERNEL_BTF.into(),
             inert: false,
             entry_hook: true,
             cgroup_share: DEFAULT_CGROUP_SHARE,
@@ -216,8 +216,6 @@ pub struct Sensor {
     open_sets: Array<MapData, open_filter::SetSig>,
     ring: Option<RingBuf<MapData>>,
     next_look: Option<wakeup::NextLook>,
-    /// `sys_exit` is attached in its BTF tracepoint form.
-    sys_exit_btf: bool,
     current: Vec<SyscallSpec>,
     kernel: String,
     /// The io_uring submission tracepoint, when io_uring requests are reported.
@@ -599,7 +597,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         },
     });
     // Ids are the running kernel's only in its own BTF: another file's would name another type.
-    let sys_exit_typedef = (btf_path == Path::new("/sys/kernel/btf/vmlinux"))
+    let sys_exit_typedef = (btf_path == Path::new(btf::KERNEL_BTF))
         .then(|| btf.tracepoint_typedef("sys_exit").ok())
         .flatten();
     Ok(KernelReport {
@@ -817,7 +815,6 @@ impl Sensor {
             open_sets,
             ring: Some(ring),
             next_look,
-            sys_exit_btf: false,
             current: vec![SyscallSpec::default(); MAX_SYSCALL_NR as usize],
             kernel,
             uring_submit: report.uring_submit,
@@ -829,10 +826,12 @@ impl Sensor {
         }
         let typedef = match (cfg.btf_tracepoint, report.sys_exit_typedef) {
             (false, _) => Err("kernel_btf_tracepoint is off".to_string()),
-            (true, None) => Err(format!(
-                "no btf_trace_sys_exit in {}",
-                cfg.btf_path.display()
+            (true, None) if cfg.btf_path != Path::new(btf::KERNEL_BTF) => Err(format!(
+                "BTF read from {}, not the kernel's own {}: its type ids may not be the kernel's",
+                cfg.btf_path.display(),
+                btf::KERNEL_BTF
             )),
+            (true, None) => Err("no btf_trace_sys_exit in the kernel's BTF".to_string()),
             (true, Some(id)) => Ok(id),
         };
         sensor.attach(typedef)?;
@@ -874,7 +873,6 @@ impl Sensor {
                 "sys_exit attached as a raw tracepoint, every read a helper call ({e})"
             ),
         }
-        self.sys_exit_btf = typed.is_ok();
         let untyped: &[&str] = if typed.is_ok() { &[] } else { &["sys_exit"] };
         for &program in ["sched_process_fork", "sys_enter"].iter().chain(untyped) {
             let prog: &mut RawTracePoint = ebpf
@@ -913,11 +911,6 @@ impl Sensor {
             "syscall entry hook (sys_enter, for syscall profiles)"
         );
         Ok(())
-    }
-
-    /// Whether `sys_exit` is attached as a BTF tracepoint (typed reads) rather than a raw one.
-    pub fn sys_exit_btf(&self) -> bool {
-        self.sys_exit_btf
     }
 
     /// Whether `sys_enter` is attached.
@@ -1172,7 +1165,9 @@ fn attach_typed_sys_exit(ebpf: &mut Ebpf, typedef: u32) -> Result<(), String> {
 fn naming_btf(id: u32, name: &str) -> Result<aya::Btf, String> {
     const KIND_INT: u32 = 1;
     const KIND_TYPEDEF: u32 = 8;
-    let id = id.max(2);
+    if id == 0 {
+        return Err("type id 0 is void, not a typedef".into());
+    }
     let mut types = Vec::with_capacity(id as usize * 16);
     // Ids 1 .. id-1: a nameless 32-bit int each (header, then the int's encoding word).
     for _ in 1..id {
@@ -1180,8 +1175,8 @@ fn naming_btf(id: u32, name: &str) -> Result<aya::Btf, String> {
             types.extend_from_slice(&u32::to_le_bytes(w));
         }
     }
-    // Id `id`: the typedef, of type 1, named at string offset 1.
-    for w in [1, KIND_TYPEDEF << 24, 1] {
+    // Id `id`: the typedef, of type 1 (void when it is id 1 itself), named at string offset 1.
+    for w in [1, KIND_TYPEDEF << 24, u32::from(id > 1)] {
         types.extend_from_slice(&u32::to_le_bytes(w));
     }
     let mut strings = vec![0u8];
@@ -1311,9 +1306,10 @@ mod tests {
 
     #[test]
     fn a_naming_btf_parses_whatever_the_id() {
-        for id in [0, 1, 2, 11_328, 200_000] {
+        for id in [1, 2, 11_328, 200_000] {
             naming_btf(id, "btf_trace_sys_exit").unwrap();
         }
+        assert!(naming_btf(0, "btf_trace_sys_exit").is_err());
     }
 
     #[test]

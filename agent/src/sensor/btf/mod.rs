@@ -111,6 +111,9 @@ struct Type {
     members: Range<usize>,
 }
 
+/// Where the running kernel exposes its own BTF.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
 /// The kernel's types, parsed once, with an index from name to type ids.
 pub struct Btf {
     /// Index = type id; id 0 is `void`.
