@@ -509,9 +509,9 @@ fn boot_clock_ns() -> u64 {
 }
 
 /// The reader tells the kernel programs, through its mapping of `READER`, when it will next
-/// look at the ring buffer by itself (they wake it only when that is more than a millisecond
-/// away), and keeps it current: it looks at least every 8 ms, writing the time before each
-/// sleep. A lone event after a quiet spell still comes.
+/// look at the ring buffer by itself (they wake it only when that is more than two
+/// milliseconds away), and keeps it current: it looks at least every 8 ms (a quarter
+/// millisecond more allowed for its scheduling), writing the time before each sleep. A lone event after a quiet spell still comes.
 #[test]
 fn kernel_reader_says_when_it_looks_next() {
     let mut agent = trace("openat");
@@ -521,9 +521,9 @@ fn kernel_reader_says_when_it_looks_next() {
     let next = reader_next_look(agent.pid());
     let after = boot_clock_ns();
     // Written within the last second (by the reader's latest sleep or wake-up), and no
-    // further ahead than its longest sleep (8 ms) from now.
+    // further ahead than its longest sleep with its slack (8.25 ms) from now.
     assert!(
-        next + 1_000_000_000 > before && next <= after + 8_000_000,
+        next + 1_000_000_000 > before && next <= after + 8_250_000,
         "READER {next}, boot clock {before}..{after}"
     );
     let path = std::env::temp_dir().join(format!("osprey-lone-{}", std::process::id()));

@@ -299,6 +299,11 @@ pub struct SyscallEvent {
     pub data: [u8; DATA_BUF],
 }
 
+/// A ring-buffer reader that said (the `READER` map) it looks within this many nanoseconds
+/// is not woken by the kernel programs (agent-ebpf/src/output.rs); userspace polls at least
+/// this often while events flow (agent/src/sensor/mod.rs).
+pub const LOOKS_SOON_NS: u64 = 2_000_000;
+
 /// io_uring requests (agent-ebpf/src/uring.rs) travel as the syscall they stand for
 /// (`IORING_OP_OPENAT` as `openat`...), in two records: the submission, with the arguments
 /// and the captures (paths from the kernel's own copy), and the completion, with the result and

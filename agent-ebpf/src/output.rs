@@ -38,7 +38,9 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use agent_common::{CgroupShare, EventHeader, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS, counter};
+use agent_common::{
+    CgroupShare, EventHeader, LOOKS_SOON_NS, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS, counter,
+};
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     macros::map,
@@ -88,28 +90,24 @@ fn burst(share: u64, size: u64) -> u64 {
 /// ring when that is less, for the small rings `--ring-buffer-size` allows).
 const WAKEUP_BYTES: u64 = 256 * 1024;
 
-/// At most one time-driven wake-up per this many nanoseconds.
+/// At most one wake-up of a sleeping reader per this many nanoseconds: the reader marks
+/// itself awake (`READER`) within microseconds of one, so a second is a wake-up that went
+/// astray.
 const WAKEUP_EVERY_NS: u64 = 1_000_000;
 
-/// When a record last woke the reader, or last decided not to (boot-time ns), and the ring's
-/// producer position then. One pair shared by every CPU: a race between two CPUs costs at
-/// most one extra wake-up or one more millisecond's wait.
+/// When a record last woke the reader (boot-time ns). One value shared by every CPU: a race
+/// between two CPUs costs at most one extra wake-up.
 #[map]
-static LAST_WAKEUP: Array<u64> = Array::with_max_entries(2, 0);
-
-/// Bytes written to the ring in the millisecond or more since the last wake-up decision above
-/// which the flow counts as busy (about 64 records a millisecond): the reader then looks every
-/// millisecond by itself and is not woken.
-const BUSY_BYTES: u64 = 16 * 1024;
+static LAST_WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
 
 /// When the reader will next look at the ring unasked (boot-time ns): written by userspace
-/// (through a mapping of this map) each time it goes to sleep; 0 until it first does.
+/// (through a mapping of this map) each time it goes to sleep, and as it wakes; 0 until it
+/// first does.
 #[map]
 pub static READER: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE as u32);
 
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
-const BPF_RB_PROD_POS: u64 = 3;
 
 /// The ring's size: from the configuration (one helper call fewer per record), else asked.
 #[inline(always)]
@@ -311,14 +309,14 @@ fn add(n: &mut u64) {
 /// With the default flags every record the reader has caught up with wakes it (irq_work,
 /// then an epoll wake-up), and a reader that keeps up is always caught up: one wake-up per
 /// event, paid inside the traced task's syscall as a self-interrupt (an APIC write: a VM exit
-/// on a virtual machine). So a record wakes the reader when it is the one that takes the
-/// backlog past `WAKEUP_BYTES` (so a burst is read before the ring fills), and otherwise at
-/// most once a millisecond: one record a millisecond decides. It wakes the reader when the
-/// reader said (`READER`) that it will not look for more than a millisecond, or when the flow
-/// since the last decision was light (under `BUSY_BYTES`), so that a lone event is read at
-/// once. A busy flow is left to the reader's own look every millisecond
-/// (agent/src/sensor/mod.rs): waking it there too cost 3% of a captured-`openat` loop's time
-/// and gained nothing, the reader already being due.
+/// on a virtual machine, measured at tens of microseconds on ours). So a record wakes the
+/// reader only when the reader will not look soon by itself: when it said (`READER`) that its
+/// next look is more than `LOOKS_SOON_NS` away, the node having been quiet, and then at most
+/// once a millisecond; or when it is the record that takes the backlog past `WAKEUP_BYTES`,
+/// so that a burst is read before the ring fills. While events flow the reader looks every
+/// millisecond and is never woken: a build's light but steady flow (a few records a
+/// millisecond) woke it every millisecond under the rule before, about half of the programs'
+/// time in that build.
 #[inline(always)]
 fn wakeup_flags(now: u64, waiting: u64, size: u64, bytes: u64) -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -332,27 +330,20 @@ fn wakeup_flags(now: u64, waiting: u64, size: u64, bytes: u64) -> u64 {
     if waiting < mark && waiting + bytes >= mark {
         return BPF_RB_FORCE_WAKEUP;
     }
-    let (Some(last), Some(last_pos)) = (LAST_WAKEUP.get_ptr_mut(0), LAST_WAKEUP.get_ptr_mut(1))
-    else {
-        return 0;
-    };
-    // SAFETY: valid map value pointers; a torn or racing update only moves a wake-up.
-    if now.wrapping_sub(unsafe { *last }) < WAKEUP_EVERY_NS {
-        return BPF_RB_NO_WAKEUP;
-    }
-    let pos = EVENTS.query(BPF_RB_PROD_POS);
-    // SAFETY: as above.
-    let written = pos.wrapping_sub(unsafe { *last_pos });
-    unsafe {
-        *last = now;
-        *last_pos = pos;
-    }
     // A reader that has not said when it looks (0) is treated as asleep.
     let next_look = READER.get(0).copied().unwrap_or(0);
-    let asleep = next_look == 0 || next_look > now + WAKEUP_EVERY_NS;
-    if asleep || written < BUSY_BYTES {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
+    if next_look != 0 && next_look <= now + LOOKS_SOON_NS {
+        return BPF_RB_NO_WAKEUP;
     }
+    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a valid map value pointer; a torn or racing update only moves a wake-up.
+    unsafe {
+        if now.wrapping_sub(*last) < WAKEUP_EVERY_NS {
+            return BPF_RB_NO_WAKEUP;
+        }
+        *last = now;
+    }
+    BPF_RB_FORCE_WAKEUP
 }

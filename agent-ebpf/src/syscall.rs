@@ -21,9 +21,8 @@
 //! did not produce a descriptor (unlink, rename, chmod...).
 
 use agent_common::{
-    DATA_MAX, DIRFD_CWD, EventKind, KernelConfig, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET,
-    SyscallEvent, SyscallSpec, capture, counter, kpath, open_filter as open_filter_abi, ring,
-    spec_flags, trunc,
+    DATA_MAX, DIRFD_CWD, EventKind, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec,
+    capture, counter, kpath, open_filter as open_filter_abi, ring, spec_flags, trunc,
 };
 use aya_ebpf::{
     helpers::{

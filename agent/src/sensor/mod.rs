@@ -1101,6 +1101,8 @@ impl Sensor {
             ring,
             decoder: Decoder::new(crate::process::boot_time_ns()),
             poll: POLL_MIN,
+            empty: 0,
+            timer: wakeup::PollTimer::new().map_err(SensorError::Io)?,
             next_look: self.next_look.take(),
         })
     }
@@ -1234,17 +1236,41 @@ fn verifier_error(e: &aya::programs::ProgramError) -> String {
 }
 
 /// How often the reader looks at the ring buffer unasked: every millisecond while events flow
-/// (the kernel programs then never wake it, but for a backlog), backing off to every 8 ms when
-/// there are none (a lone event then wakes the reader: it said it would not look for longer
-/// than a millisecond).
+/// and for `STEADY_LOOKS` empty looks after, backing off to every 8 ms when none come. The
+/// kernel programs never wake a reader that looks within two milliseconds
+/// (`agent_common::LOOKS_SOON_NS`, `wakeup_flags` in agent-ebpf/src/output.rs): a wake-up is a
+/// self-interrupt inside the traced task's syscall, a look every millisecond costs the reader
+/// alone. A lone event after a quiet spell wakes it.
 const POLL_MIN: std::time::Duration = std::time::Duration::from_millis(1);
 const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(8);
+/// Empty looks every `POLL_MIN` before the reader backs off: a flow with gaps shorter than
+/// this (a build's processes starting one after another) is read without wake-ups.
+const STEADY_LOOKS: u32 = 8;
+/// How late the reader may look after its timer fired (being scheduled), added to the time it
+/// says it will look.
+const TIMER_SLACK: std::time::Duration = std::time::Duration::from_micros(250);
+
+// The reader's poll while events flow, as it declares it, is what the kernel counts as looking soon.
+const _: () =
+    assert!(POLL_MIN.as_nanos() + TIMER_SLACK.as_nanos() <= agent_common::LOOKS_SOON_NS as u128);
+
+/// The poll after an empty look, the `empty`-th in a row.
+fn backed_off(poll: std::time::Duration, empty: u32) -> std::time::Duration {
+    if poll == POLL_MIN && empty < STEADY_LOOKS {
+        POLL_MIN
+    } else {
+        (poll * 2).min(POLL_MAX)
+    }
+}
 
 /// Reads records from the ring buffer and decodes them.
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
     decoder: Decoder,
     poll: std::time::Duration,
+    /// Empty looks since the last record.
+    empty: u32,
+    timer: wakeup::PollTimer,
     next_look: Option<wakeup::NextLook>,
 }
 
@@ -1252,24 +1278,28 @@ impl EventReader {
     /// Waits until records are available, then decodes up to `max` of them into `out`.
     ///
     /// Before it sleeps the reader says when it will look again ([`wakeup::NextLook`]); the
-    /// kernel programs wake it when that is more than a millisecond away (at most once a
-    /// millisecond), or for a backlog (see `wakeup_flags` in agent-ebpf); the rest is read by
-    /// polling ([`POLL_MIN`]). Cancel-safe: events are only added right before it returns.
+    /// kernel programs wake it only when that is more than two milliseconds away (a quiet
+    /// spell; at most once a millisecond), or for a backlog (see `wakeup_flags` in
+    /// agent-ebpf); a flow is read by polling ([`POLL_MIN`]). Cancel-safe: events are only
+    /// added right before it returns.
     pub async fn read_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
         loop {
             if self.drain(out, max) > 0 {
                 self.poll = POLL_MIN;
+                self.empty = 0;
                 return Ok(());
             }
             let now = crate::process::boot_clock_ns();
             if let Some(n) = &self.next_look {
-                n.set(now + self.poll.as_nanos() as u64);
+                n.set(now + (self.poll + TIMER_SLACK).as_nanos() as u64);
             }
             tokio::select! {
                 r = self.ring.readable_mut() => r?.clear_ready(),
-                () = tokio::time::sleep(self.poll) => {
-                    // Nothing came: look less often while the node is quiet.
-                    self.poll = (self.poll * 2).min(POLL_MAX);
+                r = self.timer.sleep(self.poll) => {
+                    r?;
+                    // Nothing came: look less often once the node is quiet.
+                    self.empty = self.empty.saturating_add(1);
+                    self.poll = backed_off(self.poll, self.empty);
                 }
             }
             // Awake: records written until the next sleep need no wake-up.
@@ -1303,6 +1333,19 @@ impl EventReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reader_polls_steadily_then_backs_off() {
+        let mut poll = POLL_MIN;
+        let mut looks = vec![];
+        for empty in 1..=STEADY_LOOKS + 4 {
+            poll = backed_off(poll, empty);
+            looks.push(poll.as_millis());
+        }
+        let mut want = vec![1; STEADY_LOOKS as usize - 1];
+        want.extend([2, 4, 8, 8, 8]);
+        assert_eq!(looks, want);
+    }
 
     #[test]
     fn a_naming_btf_parses_whatever_the_id() {

@@ -173,6 +173,20 @@ pub fn number_before(line: &str, unit: &str) -> Option<f64> {
     head.split_whitespace().last()?.parse().ok()
 }
 
+/// The node's irq_work interrupts so far, every CPU (`IWI` in /proc/interrupts).
+pub fn irq_work_interrupts() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/interrupts")?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("IWI:"))
+        .context("no IWI line in /proc/interrupts")?;
+    Ok(line
+        .split_whitespace()
+        .skip(1)
+        .map_while(|w| w.parse::<u64>().ok())
+        .sum())
+}
+
 /// CPU seconds (user + system) a process has used.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;

@@ -11,8 +11,8 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::host::{
-    Agent, Bins, Counters, Mode, cpu_seconds, free_port, median, number_before, percentile, scrape,
-    status_kib, workload,
+    Agent, Bins, Counters, Mode, cpu_seconds, free_port, irq_work_interrupts, median,
+    number_before, percentile, scrape, status_kib, workload,
 };
 use crate::proc;
 
@@ -401,6 +401,8 @@ pub struct KernelCost {
     pub pinned: Option<(usize, usize)>,
     /// `sys_exit` was the BTF tracepoint (typed reads), not the raw one.
     pub typed: bool,
+    /// Whole workloads: the programs' share of their time.
+    pub shares: Vec<KernelShare>,
 }
 
 /// Rounds of each kernel-cost loop: single runs moved by 40% from one to the next here, and
@@ -426,16 +428,16 @@ impl Spread {
     }
 }
 
-/// Over the syscall programs the agent holds: `sys_exit` (a BTF tracepoint, program type
-/// tracing, where the kernel allows it; else a raw tracepoint), `sys_enter` while profiles are
-/// loaded, and `sched_process_fork` (a raw tracepoint, rare, in the noise): run_time_ns
-/// summed, and the largest run_cnt, which is the number of syscalls (`sys_exit` runs once for
-/// each, and so does `sys_enter` when it is attached); and whether `sys_exit` is the BTF
-/// tracepoint (the only tracing program).
-fn syscall_program_stats(pid: u32) -> Result<(u64, u64, bool)> {
-    const BPF_PROG_TYPE_RAW_TRACEPOINT: u64 = 17;
-    const BPF_PROG_TYPE_TRACING: u64 = 26;
-    let (mut ns, mut cnt, mut typed) = (0, 0, false);
+/// One of the agent's programs as the kernel counts it (its descriptor's `/proc/PID/fdinfo`).
+struct ProgramStat {
+    ty: u64,
+    run_ns: u64,
+    runs: u64,
+}
+
+/// Every program the agent process `pid` holds.
+fn program_stats(pid: u32) -> Result<Vec<ProgramStat>> {
+    let mut out = vec![];
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let fd = fd?;
         let Ok(link) = std::fs::read_link(fd.path()) else {
@@ -453,14 +455,93 @@ fn syscall_program_stats(pid: u32) -> Result<(u64, u64, bool)> {
                 .find_map(|l| l.strip_prefix(k)?.trim().parse().ok())
                 .unwrap_or(0)
         };
-        let ty = field("prog_type:");
-        if ty == BPF_PROG_TYPE_RAW_TRACEPOINT || ty == BPF_PROG_TYPE_TRACING {
-            ns += field("run_time_ns:");
-            cnt = cnt.max(field("run_cnt:"));
-            typed |= ty == BPF_PROG_TYPE_TRACING;
+        out.push(ProgramStat {
+            ty: field("prog_type:"),
+            run_ns: field("run_time_ns:"),
+            runs: field("run_cnt:"),
+        });
+    }
+    Ok(out)
+}
+
+/// Over the syscall programs the agent holds: `sys_exit` (a BTF tracepoint, program type
+/// tracing, where the kernel allows it; else a raw tracepoint), `sys_enter` while profiles are
+/// loaded, and `sched_process_fork` (a raw tracepoint, rare, in the noise): run_time_ns
+/// summed, and the largest run_cnt, which is the number of syscalls (`sys_exit` runs once for
+/// each, and so does `sys_enter` when it is attached); and whether `sys_exit` is the BTF
+/// tracepoint (the only tracing program).
+fn syscall_program_stats(pid: u32) -> Result<(u64, u64, bool)> {
+    const BPF_PROG_TYPE_RAW_TRACEPOINT: u64 = 17;
+    const BPF_PROG_TYPE_TRACING: u64 = 26;
+    let (mut ns, mut cnt, mut typed) = (0, 0, false);
+    for p in program_stats(pid)? {
+        if p.ty == BPF_PROG_TYPE_RAW_TRACEPOINT || p.ty == BPF_PROG_TYPE_TRACING {
+            ns += p.run_ns;
+            cnt = cnt.max(p.runs);
+            typed |= p.ty == BPF_PROG_TYPE_TRACING;
         }
     }
     Ok((ns, cnt, typed))
+}
+
+/// Workloads timed whole under the default rules for [`KernelShare`]: the two that start
+/// processes, where the lifecycle programs and the reader's wake-ups count.
+pub const SHARE_WORKLOADS: &[(&str, &[&str])] = &[
+    ("exec /bin/true", &["exec", "300"]),
+    ("build (sh, coreutils, cc)", &["build", "6"]),
+];
+
+/// A workload as a whole: the kernel time of every program of the agent while it ran (the
+/// exec, fork and exit tracepoints with the syscall ones), as a share of its wall time, and
+/// the node's irq_work interrupts meanwhile: a ring-buffer record that wakes the reader raises
+/// one inside the traced task (a VM exit on a virtual machine), so they count the wake-ups
+/// (and any other irq_work on the node).
+pub struct KernelShare {
+    pub workload: String,
+    pub command: String,
+    /// Programs' kernel time per workload iteration, µs.
+    pub per_iteration_us: Spread,
+    /// Programs' kernel time over the workload's wall time, percent.
+    pub percent: Spread,
+    pub irq_work_per_s: Spread,
+}
+
+fn kernel_shares(bins: &Bins, args: &[String]) -> Result<Vec<KernelShare>> {
+    proc::step(format!(
+        "kernel share of workloads (bpf_stats): osprey {}",
+        args.join(" ")
+    ));
+    let agent = Agent::start(&bins.osprey, args, false)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let total = |pid| -> Result<u64> { Ok(program_stats(pid)?.iter().map(|p| p.run_ns).sum()) };
+    let mut rows: Vec<[Vec<f64>; 3]> = SHARE_WORKLOADS.iter().map(|_| Default::default()).collect();
+    for _ in 0..KERNEL_ROUNDS {
+        for (i, (_, wargs)) in SHARE_WORKLOADS.iter().enumerate() {
+            let wargs: Vec<String> = wargs.iter().map(|s| s.to_string()).collect();
+            let iterations: f64 = wargs[1].parse()?;
+            let (ns0, irq0) = (total(agent.pid)?, irq_work_interrupts()?);
+            let start = std::time::Instant::now();
+            workload(&bins.workload, &wargs)?;
+            let wall = start.elapsed().as_secs_f64();
+            let (ns1, irq1) = (total(agent.pid)?, irq_work_interrupts()?);
+            let ns = (ns1 - ns0) as f64;
+            rows[i][0].push(ns / iterations / 1000.0);
+            rows[i][1].push(ns / (wall * 1e9) * 100.0);
+            rows[i][2].push((irq1 - irq0) as f64 / wall);
+        }
+    }
+    agent.stop()?;
+    Ok(SHARE_WORKLOADS
+        .iter()
+        .zip(rows)
+        .map(|((name, wargs), [us, pct, irq])| KernelShare {
+            workload: format!("{name} (`workload {}`)", wargs.join(" ")),
+            command: format!("osprey {}", args.join(" ")),
+            per_iteration_us: Spread::of(us),
+            percent: Spread::of(pct),
+            irq_work_per_s: Spread::of(irq),
+        })
+        .collect())
 }
 
 pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
@@ -476,6 +557,7 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
         let off = loops(bins, &unfiltered, &["getppid", "open", "enoent"])?;
         let [u, fw, fc, d] = on.rows;
         let [_, c, nw] = off.rows;
+        let shares = kernel_shares(bins, &args)?;
         Ok(KernelCost {
             command: format!("osprey {}", args.join(" ")),
             unfiltered_command: format!("osprey {}", unfiltered.join(" ")),
@@ -489,6 +571,7 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             rounds: KERNEL_ROUNDS,
             pinned: on.pinned,
             typed: on.typed,
+            shares,
         })
     })();
     let _ = std::fs::write(STATS, before.trim());

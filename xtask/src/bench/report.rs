@@ -465,6 +465,37 @@ pub fn render(r: &Results, notes: &str) -> String {
         "Open filter off: `{}`; on: `{}`.\n",
         k.unfiltered_command, k.command
     );
+    if let Some(first) = k.shares.first() {
+        let _ = writeln!(
+            o,
+            "Whole workloads under `{}` (not pinned): the kernel time of every program of the \
+             agent while the workload ran (exec, fork and exit tracepoints with the syscall \
+             programs), per iteration and as a share of the workload's wall time, and the \
+             node's irq_work interrupts meanwhile (a record that wakes the reader raises one in \
+             the traced task: a VM exit on a virtual machine). {} rounds, the workloads in \
+             turn; the median, least and most.\n\n\
+             | workload | programs' kernel time per iteration | share of the workload's time | \
+             irq_work interrupts per second |\n|---|---|---|---|",
+            first.command, k.rounds
+        );
+        for sh in &k.shares {
+            let _ = writeln!(
+                o,
+                "| {} | {:.1} µs ({:.1}–{:.1}) | {:.2}% ({:.2}–{:.2}) | {:.0} ({:.0}–{:.0}) |",
+                sh.workload,
+                sh.per_iteration_us.median,
+                sh.per_iteration_us.min,
+                sh.per_iteration_us.max,
+                sh.percent.median,
+                sh.percent.min,
+                sh.percent.max,
+                sh.irq_work_per_s.median,
+                sh.irq_work_per_s.min,
+                sh.irq_work_per_s.max
+            );
+        }
+        let _ = writeln!(o);
+    }
     let b = &r.blinding;
     let _ = writeln!(
         o,
