@@ -365,7 +365,7 @@ fn typed_kernel() -> bool {
 
 /// The two ways `sys_exit` reads the task (plain loads in its BTF tracepoint form, helper
 /// calls in its raw form) give the same record: credentials and capabilities of a process
-/// that dropped them, its mount namespace, a file opened through a descriptor table too big
+/// that dropped them, its comm, cgroup and mount namespace, a file opened through a descriptor table too big
 /// to be the one embedded in `files_struct`, and a relative path that failed, resolved from
 /// the working directory the kernel holds.
 #[test]
@@ -382,6 +382,19 @@ fn kernel_typed_and_helper_reads_agree() {
         use std::os::unix::fs::MetadataExt;
         m.ino()
     });
+    // Our cgroup v2 directory's inode number: the cgroup id (where v2 is at /sys/fs/cgroup).
+    let cgroup_id = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(|p| format!("/sys/fs/cgroup{p}"))
+        })
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.ino()
+        });
     let mut records = Vec::new();
     for (form, args) in [
         ("BTF tracepoint", vec!["trace", "--event", "openat"]),
@@ -433,6 +446,10 @@ fn kernel_typed_and_helper_reads_agree() {
         assert_eq!(e["file"]["of"], "returned", "{form}");
         for id in ["uid", "euid", "gid", "egid"] {
             assert_eq!(e[id], 65534, "{form}: {id}");
+        }
+        assert_eq!(e["comm"], "cat", "{form}");
+        if let Some(id) = cgroup_id {
+            assert_eq!(e["cgroup_id"].as_u64(), Some(id), "{form}: {opened}");
         }
         // Root's capabilities are gone once its ids are not 0.
         assert_eq!(e["cap_effective"], 0, "{form}");

@@ -98,7 +98,7 @@ pub struct EventHeader {
     pub tgid: u32,
     /// Thread id as seen from the initial pid namespace.
     pub tid: u32,
-    /// Real user and group id (`bpf_get_current_uid_gid`).
+    /// Real user and group id (`task->cred`, as `bpf_get_current_uid_gid` gives them).
     pub uid: u32,
     pub gid: u32,
     /// Effective user and group id, from `task->cred`.
@@ -117,7 +117,8 @@ pub struct EventHeader {
     /// process table. The mount namespace can change (`setns`, `unshare`): every record has it.
     pub vpid: u32,
     pub _pad: u32,
-    /// `task->comm`, NUL-padded.
+    /// `task->comm`, up to its NUL (the bytes after it are zero but for a BTF tracepoint's
+    /// plain read of all 16, which has what the kernel left there).
     pub comm: [u8; COMM_LEN],
     /// Effective and permitted capability sets, from `task->cred` (bit N = capability N).
     pub cap_effective: u64,
@@ -955,6 +956,14 @@ pub struct KernelConfig {
     pub task_exit_code: u32,
     pub cred_euid: u32,
     pub cred_egid: u32,
+    /// `cred.uid`, `cred.gid` (the real ids) and `task_struct.comm`: read as plain loads in
+    /// the BTF tracepoint, where the helpers giving them cost more than the loads.
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub task_comm: u32,
+    /// `kernfs_node.id`: a cgroup's id (its directory's inode number, the cgroup id the
+    /// helper gives), at the end of `task->cgroups->dfl_cgrp->kn`.
+    pub kernfs_id: u32,
     /// `cred.cap_effective` and `cred.cap_permitted` (`kernel_cap_t`: a u64 since 6.3, two
     /// u32 words before, the same bytes either way on little-endian).
     pub cred_cap_effective: u32,

@@ -1,7 +1,8 @@
 //! The identity of the current task, for every event's header, and how kernel memory is read.
 //!
-//! What helpers give directly (pid/tgid, real uid/gid, comm, cgroup id) comes from helpers.
-//! Effective ids and namespace inode numbers need a walk of `task_struct`; its member offsets
+//! What helpers give directly (pid/tgid, real uid/gid, comm, cgroup id) comes from helpers,
+//! but in a BTF tracepoint, where plain loads give the last three for less. Effective ids and
+//! namespace inode numbers need a walk of `task_struct`; its member offsets
 //! come from the running kernel's BTF through `CONFIG` (Rust eBPF has no CO-RE). A wrong offset
 //! yields a wrong value, never a fault, whichever of the two ways a read takes ([`Access`]):
 //! `bpf_probe_read_kernel` into the program's memory ([`Probed`]), or, in a BTF tracepoint
@@ -112,6 +113,8 @@ pub trait Access: Copy {
     fn current(cfg: &KernelConfig) -> Current;
     /// `euid`, `egid`, and the permitted and effective capability sets of `cred`.
     fn creds(cred: u64, cfg: &KernelConfig) -> [u64; 4];
+    /// The header's real uid and gid, cgroup id and comm, of the current task `cur`.
+    fn identity(h: &mut EventHeader, cur: &Current, cfg: &KernelConfig);
     /// The inode number of the mount namespace of `nsproxy`.
     fn mnt_ns(nsproxy: u64, cfg: &KernelConfig) -> u32;
     /// The `struct path` at `fs + off` (`task->fs`: `root` or `pwd`).
@@ -141,6 +144,19 @@ impl Access for Probed {
     #[inline(always)]
     fn creds(cred: u64, cfg: &KernelConfig) -> [u64; 4] {
         read_words(cred, cfg.spans[span::CRED], cfg.cred_words())
+    }
+    #[inline(always)]
+    fn identity(h: &mut EventHeader, _cur: &Current, _cfg: &KernelConfig) {
+        let uid_gid = bpf_get_current_uid_gid();
+        h.uid = uid_gid as u32;
+        h.gid = (uid_gid >> 32) as u32;
+        // SAFETY: helper without arguments.
+        h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+        // Straight into the header: the helper pads with NULs (and zeroes the buffer on a
+        // failure); a zeroed local first was a byte-by-byte memset, as the BPF target cannot
+        // store wider than a `[u8; 16]`'s alignment.
+        // SAFETY: 16 writable bytes.
+        unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), 16) };
     }
     #[inline(always)]
     fn mnt_ns(nsproxy: u64, cfg: &KernelConfig) -> u32 {
@@ -218,6 +234,29 @@ impl Access for Typed {
             caps(cfg.cred_cap_effective),
         ]
     }
+    /// The helpers' values by loads: `bpf_get_current_uid_gid` maps the ids through the
+    /// initial user namespace (the identity) at a call's and a lookup's price,
+    /// `bpf_get_current_cgroup_id` is the same four loads behind a call, and
+    /// `bpf_get_current_comm` a checked string copy (`perf`: the three were about a tenth of a
+    /// captured `openat`'s time in the program).
+    #[inline(always)]
+    fn identity(h: &mut EventHeader, cur: &Current, cfg: &KernelConfig) {
+        h.uid = load(cur.cred, cfg.cred_uid);
+        h.gid = load(cur.cred, cfg.cred_gid);
+        let css_set: u64 = load(cur.task, cfg.task_cgroups);
+        let cgroup: u64 = load(css_set, cfg.css_set_dfl_cgrp);
+        let kn: u64 = load(cgroup, cfg.cgroup_kn);
+        h.cgroup_id = load(kn, cfg.kernfs_id);
+        // Two words inside the `char[16]`, which the verifier allows (an access within an
+        // array member of scalars); the header's comm is 8-aligned.
+        const _: () = assert!(core::mem::offset_of!(EventHeader, comm) % 8 == 0);
+        let comm = h.comm.as_mut_ptr().cast::<u64>();
+        // SAFETY: 16 bytes of the header at an 8-aligned offset of an 8-aligned struct.
+        unsafe {
+            core::ptr::write_volatile(comm, load(cur.task, cfg.task_comm));
+            core::ptr::write_volatile(comm.add(1), load(cur.task, cfg.task_comm + 8));
+        }
+    }
     #[inline(always)]
     fn mnt_ns(nsproxy: u64, cfg: &KernelConfig) -> u32 {
         let mnt_ns: u64 = load(nsproxy, cfg.nsproxy_mnt_ns);
@@ -287,21 +326,13 @@ pub fn fill_header_of<A: Access>(
     cur: &Current,
 ) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
     h.kind = kind;
     h._pad = 0;
-    // SAFETY: helpers without arguments.
+    // SAFETY: helper without arguments.
     h.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.tgid = (pid_tgid >> 32) as u32;
     h.tid = pid_tgid as u32;
-    h.uid = uid_gid as u32;
-    h.gid = (uid_gid >> 32) as u32;
-    h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    // Straight into the header: the helper pads with NULs (and zeroes the buffer on a
-    // failure); a zeroed local first was a byte-by-byte memset, as the BPF target cannot store
-    // wider than a `[u8; 16]`'s alignment.
-    // SAFETY: 16 writable bytes.
-    unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), 16) };
+    A::identity(h, cur, cfg);
 
     let [euid, egid, permitted, effective] = A::creds(cur.cred, cfg);
     h.euid = euid as u32;
