@@ -125,8 +125,8 @@ impl PollTimer {
         loop {
             let mut guard = self.fd.readable().await?;
             let mut ticks = 0u64;
-            // SAFETY: reads the 8-byte expiration count into `ticks`.
             let got = guard.try_io(|fd| {
+                // SAFETY: reads the 8-byte expiration count into `ticks`.
                 let n = unsafe {
                     libc::read(fd.as_raw_fd(), (&raw mut ticks).cast(), size_of::<u64>())
                 };
