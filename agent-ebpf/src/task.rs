@@ -24,6 +24,11 @@ use aya_ebpf::{
 #[map]
 static BLOCK: PerCpuArray<[u64; SPAN_MAX as usize / 8]> = PerCpuArray::with_max_entries(1, 0);
 
+/// Where [`Typed::fs_path`] stores the task's root or working directory, loaded as typed
+/// pointers, and reads them back as plain numbers.
+#[map]
+static LAUNDER: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
 /// The 64-bit words at offsets `offs` of the kernel object at `base`, each shifted down by
 /// its offset's misalignment (so a 32-bit field at offset 4 is the low half): one probe read
 /// of `span`, the bytes that hold them all (`KernelConfig::spans`, computed by userspace from
@@ -262,11 +267,28 @@ impl Access for Typed {
         let mnt_ns: u64 = load(nsproxy, cfg.nsproxy_mnt_ns);
         load(mnt_ns, cfg.mnt_ns_inum)
     }
+    /// Two loads, laundered: the walk compares these with the dentries and mounts it reads
+    /// with the helper, and as typed pointers there they multiplied the loop's verifier
+    /// states past its budget. Stored in map memory and read back they are plain numbers (a
+    /// pointer may be stored in a map by a program loaded with `CAP_PERFMON`, as the agent's
+    /// are), one probe read fewer per judged or captured open.
     #[inline(always)]
     fn fs_path(fs: u64, off: u32, cfg: &KernelConfig) -> Obj {
-        // With the helper: the walk compares these with the dentries and mounts it reads,
-        // and typed pointers there multiplied the loop's verifier states past its budget.
-        path_at(fs, off, cfg)
+        let Some(slot) = LAUNDER.get_ptr_mut(0) else {
+            return path_at(fs, off, cfg);
+        };
+        let mnt: u64 = load(fs, off + cfg.path_mnt);
+        let dentry: u64 = load(fs, off + cfg.path_dentry);
+        // SAFETY: this CPU's slot, owned by this invocation; volatile so that the compiler
+        // hands on what memory returns, not the registers it stored.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*slot)[0], mnt);
+            core::ptr::write_volatile(&raw mut (*slot)[1], dentry);
+            Obj {
+                mnt: core::ptr::read_volatile(&raw const (*slot)[0]),
+                dentry: core::ptr::read_volatile(&raw const (*slot)[1]),
+            }
+        }
     }
     #[inline(always)]
     fn fd_table(files: u64, cfg: &KernelConfig) -> (u64, u64) {
