@@ -551,3 +551,44 @@ fn kernel_reader_says_when_it_looks_next() {
     });
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A chrooted process's file is named as the process sees it: the kernel's walk of the file
+/// stops at the task's root (`task->fs->root`), not at the node's. A walk that took a wrong
+/// root would name it from the node's `/`.
+#[test]
+fn kernel_walk_stops_at_a_chroot() {
+    let mut agent = trace("openat");
+    let dir = std::env::temp_dir().join(format!("osprey-chroot-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::write(dir.join("etc/jailed.txt"), "x").unwrap();
+    let root = CString::new(dir.to_str().unwrap()).unwrap();
+    let inside = CString::new("/etc/jailed.txt").unwrap();
+    // SAFETY: the child makes only async-signal-safe calls (chroot, open, _exit) before it
+    // exits; the parent waits for it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        unsafe {
+            if libc::chroot(root.as_ptr()) != 0 {
+                libc::_exit(2);
+            }
+            let fd = libc::open(inside.as_ptr(), libc::O_RDONLY);
+            libc::_exit(if fd >= 0 { 0 } else { 3 });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: our child, a valid out pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the chrooted child failed: {status:#x}"
+    );
+    let opened = agent.expect("the chrooted open", WAIT, |v| {
+        syscall_name(v) == "openat"
+            && tgid(v) == pid as u64
+            && arg(v, "filename")["value"]["raw"] == "/etc/jailed.txt"
+    });
+    let file = &opened["event"]["file"];
+    assert_eq!(file["path"], "/etc/jailed.txt", "{file}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
