@@ -484,12 +484,9 @@ fn syscall_program_stats(pid: u32) -> Result<(u64, u64, bool)> {
     Ok((ns, cnt, typed))
 }
 
-/// Workloads timed whole under the default rules for [`KernelShare`]: the two that start
-/// processes, where the lifecycle programs and the reader's wake-ups count.
-pub const SHARE_WORKLOADS: &[(&str, &[&str])] = &[
-    ("exec /bin/true", &["exec", "300"]),
-    ("build (sh, coreutils, cc)", &["build", "6"]),
-];
+/// The [`WORKLOADS`] timed whole under the default rules for [`KernelShare`]: the two that
+/// start processes, where the lifecycle programs and the reader's wake-ups count.
+const SHARE_WORKLOADS: [&str; 2] = ["exec", "build"];
 
 /// A workload as a whole: the kernel time of every program of the agent while it ran (the
 /// exec, fork and exit tracepoints with the syscall ones), as a share of its wall time, and
@@ -498,7 +495,6 @@ pub const SHARE_WORKLOADS: &[(&str, &[&str])] = &[
 /// (and any other irq_work on the node).
 pub struct KernelShare {
     pub workload: String,
-    pub command: String,
     /// Programs' kernel time per workload iteration, µs.
     pub per_iteration_us: Spread,
     /// Programs' kernel time over the workload's wall time, percent.
@@ -514,9 +510,13 @@ fn kernel_shares(bins: &Bins, args: &[String]) -> Result<Vec<KernelShare>> {
     let agent = Agent::start(&bins.osprey, args, false)?;
     std::thread::sleep(Duration::from_millis(500));
     let total = |pid| -> Result<u64> { Ok(program_stats(pid)?.iter().map(|p| p.run_ns).sum()) };
-    let mut rows: Vec<[Vec<f64>; 3]> = SHARE_WORKLOADS.iter().map(|_| Default::default()).collect();
+    let workloads: Vec<_> = WORKLOADS
+        .iter()
+        .filter(|(_, wargs)| SHARE_WORKLOADS.contains(&wargs[0]))
+        .collect();
+    let mut rows: Vec<[Vec<f64>; 3]> = workloads.iter().map(|_| Default::default()).collect();
     for _ in 0..KERNEL_ROUNDS {
-        for (i, (_, wargs)) in SHARE_WORKLOADS.iter().enumerate() {
+        for (i, (_, wargs)) in workloads.iter().enumerate() {
             let wargs: Vec<String> = wargs.iter().map(|s| s.to_string()).collect();
             let iterations: f64 = wargs[1].parse()?;
             let (ns0, irq0) = (total(agent.pid)?, irq_work_interrupts()?);
@@ -531,12 +531,11 @@ fn kernel_shares(bins: &Bins, args: &[String]) -> Result<Vec<KernelShare>> {
         }
     }
     agent.stop()?;
-    Ok(SHARE_WORKLOADS
-        .iter()
+    Ok(workloads
+        .into_iter()
         .zip(rows)
         .map(|((name, wargs), [us, pct, irq])| KernelShare {
             workload: format!("{name} (`workload {}`)", wargs.join(" ")),
-            command: format!("osprey {}", args.join(" ")),
             per_iteration_us: Spread::of(us),
             percent: Spread::of(pct),
             irq_work_per_s: Spread::of(irq),

@@ -465,7 +465,7 @@ pub fn render(r: &Results, notes: &str) -> String {
         "Open filter off: `{}`; on: `{}`.\n",
         k.unfiltered_command, k.command
     );
-    if let Some(first) = k.shares.first() {
+    if !k.shares.is_empty() {
         let _ = writeln!(
             o,
             "Whole workloads under `{}` (not pinned): the kernel time of every program of the \
@@ -476,7 +476,7 @@ pub fn render(r: &Results, notes: &str) -> String {
              turn; the median, least and most.\n\n\
              | workload | programs' kernel time per iteration | share of the workload's time | \
              irq_work interrupts per second |\n|---|---|---|---|",
-            first.command, k.rounds
+            k.command, k.rounds
         );
         for sh in &k.shares {
             let _ = writeln!(
