@@ -26,6 +26,11 @@ pub const WORKLOADS: &[(&str, &[&str])] = &[
 ];
 
 pub const ROUNDS: usize = 5;
+/// Runs of a workload per agent start, of which the median is the round's sample: the
+/// workloads take a fraction of a second each, an agent's start several, and one run alone
+/// caught whatever else the host did in that fraction (the floor's ratio on open+close
+/// ranged 0.89x to 1.38x over five rounds).
+pub const REPEATS: usize = 3;
 
 /// Nanoseconds per iteration, every round (in round order), per mode and workload.
 pub struct Overhead {
@@ -63,10 +68,10 @@ pub struct Ratio {
 }
 
 /// Every workload under every mode, `ROUNDS` times. In a round each workload runs under every
-/// mode back to back (an agent started for it, stopped after), the order of the modes rotating
-/// from workload to workload and round to round: a mode and the one it is compared with ran
-/// seconds apart, where running every workload under one agent put the whole table between
-/// them, and this machine's speed moves by half within a minute.
+/// mode back to back (an agent started for it, `REPEATS` runs, stopped after), the order of
+/// the modes rotating from workload to workload and round to round: a mode and the one it is
+/// compared with ran seconds apart, where running every workload under one agent put the
+/// whole table between them, and this machine's speed moves by half within a minute.
 pub fn overhead(bins: &Bins) -> Result<Overhead> {
     let mut modes = vec![
         Mode::None,
@@ -95,10 +100,15 @@ pub fn overhead(bins: &Bins) -> Result<Overhead> {
                 };
                 // Let the agent's start-up work (the /proc scan) finish before timing.
                 std::thread::sleep(Duration::from_millis(500));
-                let line = workload(&bins.workload, &args)?;
-                let ns = number_before(&line, "ns/iteration")
-                    .with_context(|| format!("unexpected workload output: {line}"))?;
-                samples.entry((m, w)).or_default().push(ns);
+                let mut runs = Vec::with_capacity(REPEATS);
+                for _ in 0..REPEATS {
+                    let line = workload(&bins.workload, &args)?;
+                    runs.push(
+                        number_before(&line, "ns/iteration")
+                            .with_context(|| format!("unexpected workload output: {line}"))?,
+                    );
+                }
+                samples.entry((m, w)).or_default().push(median(&runs));
                 if let Some(a) = agent {
                     a.stop()?;
                 }

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use super::{
     host::{Machine, Mode},
     measure::{
-        ALERTS, Blinding, KernelCost, Latency, Load, Overhead, ROUNDS, STEP_SECS, Step, WORKLOADS,
+        ALERTS, Blinding, KernelCost, Latency, Load, Overhead, REPEATS, ROUNDS, STEP_SECS, Step,
+        WORKLOADS,
     },
 };
 
@@ -199,8 +200,9 @@ pub fn render(r: &Results, notes: &str) -> String {
     let _ = writeln!(
         o,
         "Nanoseconds per iteration, median of {ROUNDS} rounds. In each round every workload \
-         runs under every mode back to back (an agent started for it and stopped after), the \
-         order of the modes rotating, so that the runs a ratio compares are seconds apart. \
+         runs under every mode back to back (an agent started for it, the workload run \
+         {REPEATS} times and the median kept, the agent stopped after), the order of the \
+         modes rotating, so that the runs a ratio compares are seconds apart. \
          Ratios are to no agent and to the floor (the same programs attached, returning at \
          their first check: `osprey trace -q --floor`), taken round by round: the median of \
          the {ROUNDS} rounds' ratios, and in brackets the least and greatest.\n"
