@@ -231,6 +231,55 @@ fn rules_container_escapes() {
     check(&a, "Critical", &["T1611"], &[("proc.name", "sh")]);
 }
 
+/// A shell under another name: the node's bash through a symlink named `x`, and `busybox sh`,
+/// each matched only by `shell_procs`' program (both ran with no alert when only the name
+/// was). A script run by its path is not a shell, though its interpreter is (busybox's sh,
+/// whose argv[0] the kernel sets to `/bin/sh`): the kernel says an interpreter was loaded.
+/// (Each runs with a command after it: the container's shell runs its last command in its
+/// own process, the container's pid 1, which the rule leaves to the terminal test.)
+#[test]
+fn rules_container_shells_by_program() {
+    let mut agent = agent();
+    let c = run(
+        &["--network", "none", "-v", "/usr/bin/bash:/usr/bin/bash:ro"]
+            .iter()
+            .chain(&NODE_LIBRARIES)
+            .copied()
+            .collect::<Vec<_>>(),
+        "printf '#!/bin/sh\\n/bin/true\\n' >/tmp/job.sh && /bin/chmod +x /tmp/job.sh && /tmp/job.sh \
+         && /bin/ln -s /usr/bin/bash /tmp/x && /tmp/x -c '/bin/echo symlinked' \
+         && /bin/busybox sh -c '/bin/echo applet' && /bin/true",
+    );
+    assert!(
+        c.out.contains("symlinked") && c.out.contains("applet"),
+        "{}",
+        c.out
+    );
+    for (name, cmdline) in [
+        ("x", "x -c /bin/echo symlinked"),
+        ("busybox", "busybox sh -c /bin/echo applet"),
+    ] {
+        let a = container_alert(&mut agent, "Shell spawned in container", &c, |v| {
+            field(v, "proc.name") == name
+        });
+        check(
+            &a,
+            "Notice",
+            &["T1059.004"],
+            &[("proc.cmdline", cmdline), ("proc.pname", "sh")],
+        );
+    }
+    let seen = agent.collect_for(std::time::Duration::from_millis(300));
+    assert!(
+        !seen
+            .iter()
+            .any(|v| v["rule"] == "Shell spawned in container"
+                && field(v, "container.id") == c.id
+                && field(v, "proc.name") == "job.sh"),
+        "the script was reported as a shell: {seen:?}"
+    );
+}
+
 #[test]
 fn rules_container_service_account_token() {
     let d = TempDir::new("token");

@@ -218,6 +218,10 @@ pub mod exe_flags {
     pub const OTHER_MOUNT: u32 = 8;
     /// That mount, or its file system, is read-only.
     pub const READ_ONLY_MOUNT: u32 = 16;
+    /// Exec loaded an interpreter for the file it was given (a `#!` script, or a binfmt_misc
+    /// handler): the executable is the interpreter, and the path given to exec its script.
+    /// From the kernel's own record of the exec (`bprm->interp`), which argv cannot forge.
+    pub const INTERPRETED: u32 = 32;
 }
 
 /// `EventKind::Fork`.
@@ -986,8 +990,10 @@ pub struct KernelConfig {
     pub regs_args: [u32; 6],
     /// Offset in `struct pt_regs` of the syscall number (`orig_ax` on x86_64).
     pub regs_nr: u32,
-    /// `sched_process_exec` record: offset of the `__data_loc char[] filename` field.
-    pub exec_filename_loc: u32,
+    /// `struct linux_binprm`: the path given to exec (`filename`) and the one whose file was
+    /// loaded last (`interp`: the same pointer unless an interpreter was loaded for it).
+    pub bprm_filename: u32,
+    pub bprm_interp: u32,
     /// `sched_process_exit` record: offset of `bool group_dead`, or `u32::MAX` on kernels
     /// whose record lacks it (before 6.x the field did not exist).
     pub exit_group_dead: u32,

@@ -134,20 +134,22 @@ fn scan_env(ev: &mut ExecEvent, start: u64, end: u64) {
     }
 }
 
-/// `sched:sched_process_exec` (all kernels with tracefs): runs in the new image after a
-/// successful exec. Reads the `__data_loc char[] filename` of the record (offset from the
-/// tracefs format file) and the new argv from `mm->arg_start..arg_end` in user memory, which
-/// exec has just written, so it is resident. Emitting argv here, in the exec'ing task itself,
-/// means a process that exits a microsecond later still has its args on record.
-#[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+/// `sched:sched_process_exec` as a raw tracepoint, `TP_PROTO(struct task_struct *p, pid_t
+/// old_pid, struct linux_binprm *bprm)`: runs in the new image after a successful exec. Reads
+/// the path given to exec and whether an interpreter was loaded for it from `bprm` (the
+/// tracepoint's record has the path only), and the new argv from `mm->arg_start..arg_end` in
+/// user memory, which exec has just written, so it is resident. Emitting argv here, in the
+/// exec'ing task itself, means a process that exits a microsecond later still has its args on
+/// record.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
     match try_sched_process_exec(&ctx) {
         Ok(()) => 0,
         Err(()) => 1,
     }
 }
 
-fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
+fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), ()> {
     let cfg = config();
     if cfg.ready == 0 {
         return Err(());
@@ -159,14 +161,22 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     with_pid_view(&mut ev.header, &cur, cfg);
     ev.flags = 0;
 
-    let loc: u32 = read_kernel(ctx.as_ptr() as u64, cfg.exec_filename_loc);
-    let src = ctx.as_ptr() as u64 + (loc & 0xffff) as u64;
+    let bprm: u64 = ctx.arg(2);
+    let filename: u64 = read_kernel(bprm, cfg.bprm_filename);
+    let interp: u64 = read_kernel(bprm, cfg.bprm_interp);
+    // binfmt_script and binfmt_misc point `interp` at the interpreter's path; every other
+    // exec leaves it at `filename`.
+    ev.exe_flags = if interp != filename {
+        exe_flags::INTERPRETED
+    } else {
+        0
+    };
     // SAFETY: the destination is inside `data`; the helper bounds the copy by its size.
     let n = unsafe {
         bpf_probe_read_kernel_str(
             ev.data.as_mut_ptr().cast(),
             DATA_MAX as u32,
-            src as *const _,
+            filename as *const _,
         )
     };
     let name_len = if n > 0 { (n - 1) as usize } else { 0 };
@@ -317,7 +327,7 @@ fn exe_and_cgroup(ev: &mut ExecEvent, cfg: &agent_common::KernelConfig, mm: u64,
     let inode: u64 = read_kernel(file, cfg.file_inode);
     let sb: u64 = read_kernel(inode, cfg.inode_sb);
     let magic: u64 = read_kernel(sb, cfg.sb_magic);
-    ev.exe_flags = 0;
+    // `exe_flags` holds INTERPRETED already (set from `bprm`).
     if magic & 0xffff_ffff == OVERLAYFS_SUPER_MAGIC {
         ev.exe_flags |= exe_flags::OVERLAY;
         if cfg.ovl_ok != 0 {

@@ -352,6 +352,7 @@ impl ProcessTable {
                 p.args_truncated = exec.args_truncated;
                 p.exec_env = exec.env.clone();
                 p.exe_name = exec.exe_name.clone();
+                p.interpreted = exec.interpreted;
                 p.exe_layer = exec.exe_layer;
                 p.exe_mount = exec.exe_mount;
                 p.cgroup = exec.cgroup.clone();
@@ -400,6 +401,7 @@ impl ProcessTable {
                     tty: parent.tty,
                     loginuid: parent.loginuid,
                     exe_name: parent.exe_name.clone(),
+                    interpreted: parent.interpreted,
                     exe_layer: parent.exe_layer,
                     exe_mount: parent.exe_mount,
                     exec_env: parent.exec_env.clone(),

@@ -171,8 +171,16 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         .unwrap_or(u32::MAX);
 
     let exe_name = exe.rsplit('/').next().unwrap_or_default().to_string();
+    // No exec was seen, so the kernel's word on an interpreter is missing: a script's argv is
+    // `interpreter script...` and its comm the script's name (cut to 15 bytes), not the
+    // interpreter's.
+    let interpreted = comm != exe_name
+        && args
+            .get(1)
+            .is_some_and(|a| a.rsplit('/').next().unwrap_or(a).starts_with(comm.as_str()));
     Some(Process {
         exe_name,
+        interpreted,
         pid,
         ppid,
         comm,
@@ -201,4 +209,44 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         exited_ts: None,
         stdio: Default::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{os::unix::fs::PermissionsExt, path::Path, process::Command, time::Duration};
+
+    /// Runs `cmd`, waits (bounded) until its comm is `comm` and its argv is in place (exec
+    /// sets the name before the new image's argv), and reads it from /proc.
+    fn found(cmd: &mut Command, comm: &str) -> super::Process {
+        let mut child = cmd.spawn().expect("spawning");
+        let pid = child.id();
+        for _ in 0..200 {
+            let now = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if now.trim_end() == comm && argv.split(|&b| b == 0).nth(1).is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let p = super::read_process(Path::new("/proc"), pid, 0);
+        let _ = child.kill();
+        let _ = child.wait();
+        p.expect("the process in /proc")
+    }
+
+    #[test]
+    fn a_script_found_running_is_told_from_its_interpreter() {
+        let dir = std::env::temp_dir().join(format!("osprey-procfs-script-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("job.sh");
+        std::fs::write(&script, "#!/bin/sh\nwhile :; do sleep 1; done\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = found(&mut Command::new(&script), "job.sh");
+        assert!(p.interpreted, "{p:?}");
+        assert_eq!(p.program(), "job.sh");
+        // The same interpreter run by its own name, the script its argument: a shell.
+        let p = found(Command::new("/bin/sh").arg(&script), "sh");
+        assert!(!p.interpreted, "{p:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

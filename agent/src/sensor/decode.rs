@@ -425,6 +425,7 @@ impl Decoder {
             args: split_nul(&data[name_len..name_len + args_len]),
             args_truncated: flags & (trunc::ARGS | trunc::CAPTURE0) != 0,
             exe_name,
+            interpreted: exe_flags & exe_flags::INTERPRETED != 0,
             exe_layer: (exe_flags & exe_flags::OVERLAY != 0).then_some(ExeLayer {
                 upper: exe_flags & exe_flags::UPPER != 0,
                 lower: exe_flags & exe_flags::LOWER != 0,
@@ -1152,6 +1153,7 @@ mod tests {
         assert_eq!(exec.filename, "/usr/bin/env");
         assert_eq!(exec.args, vec!["env", "-i", "true"]);
         assert_eq!(exec.exe_name, "env");
+        assert!(!exec.interpreted);
         assert_eq!(exec.cgroup, "parent/libpod-x");
         assert_eq!(exec.stdio, [Some(FdKind::Ipv4), Some(FdKind::Pipe), None]);
         // Every kind the kernel's codes map to: a terminal or /dev/null is a file, an eventfd
@@ -1203,6 +1205,17 @@ mod tests {
             })
         );
         assert_eq!(exec.exe_mount, Some(ExeMount { read_only: false }));
+        let mut script = ev;
+        script.exe_flags = exe_flags::INTERPRETED;
+        let EventKind::Exec(s) = Decoder::new(0)
+            .try_decode(&as_bytes(&script)[..size])
+            .unwrap()
+            .kind
+        else {
+            panic!()
+        };
+        assert!(s.interpreted);
+        assert_eq!((s.exe_layer, s.exe_mount), (None, None));
 
         let exit = ExitEvent {
             header: header(RawKind::Exit, size_of::<ExitEvent>()),

@@ -289,7 +289,7 @@ fn raise_memlock() {
 
 /// One value the kernel programs are given: a struct member's byte offset from BTF
 /// (`task_struct.cred`), a type's size (`sizeof(upid)`), or a tracepoint record field's offset
-/// from tracefs (`sched_process_exec.filename`).
+/// from tracefs (`sched_process_exit.group_dead`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Offset {
     pub name: String,
@@ -380,13 +380,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         }
         value
     };
-    let exec = tracefs::Format::read(tracefs, "sched", "sched_process_exec")?;
     let exit = tracefs::Format::read(tracefs, "sched", "sched_process_exit")?;
-    let exec_filename_loc = field("sched_process_exec", &exec, "filename").ok_or_else(|| {
-        SensorError::Tracefs(
-            "sched_process_exec's format has no `filename` field; unsupported kernel".into(),
-        )
-    })?;
     let exit_group_dead = field("sched_process_exit", &exit, "group_dead");
     #[cfg(target_arch = "x86_64")]
     let (regs, nr) = (["di", "si", "dx", "r10", "r8", "r9"], "orig_ax");
@@ -449,7 +443,8 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         mm_env_end: m("mm_struct", "env_end")?,
         regs_args,
         regs_nr: m("pt_regs", nr)?,
-        exec_filename_loc,
+        bprm_filename: m("linux_binprm", "filename")?,
+        bprm_interp: m("linux_binprm", "interp")?,
         exit_group_dead: exit_group_dead.unwrap_or(u32::MAX),
         task_cgroups: m("task_struct", "cgroups")?,
         css_set_dfl_cgrp: m("css_set", "dfl_cgrp")?,
@@ -850,10 +845,7 @@ impl Sensor {
         // (program, category, tracepoint). io_uring only where the kernel's tracepoints carry
         // the request (uring.rs), completions first, so that a request seen submitted always
         // finds its completion program.
-        let mut tracepoints = vec![
-            ("sched_process_exec", "sched", "sched_process_exec"),
-            ("sched_process_exit", "sched", "sched_process_exit"),
-        ];
+        let mut tracepoints = vec![("sched_process_exit", "sched", "sched_process_exit")];
         if let Some(submit) = self.uring_submit {
             tracepoints.push(("io_uring_complete", "io_uring", "io_uring_complete"));
             tracepoints.push(("io_uring_submit", "io_uring", submit));
@@ -878,7 +870,10 @@ impl Sensor {
             ),
         }
         let untyped: &[&str] = if typed.is_ok() { &[] } else { &["sys_exit"] };
-        for &program in ["sched_process_fork", "sys_enter"].iter().chain(untyped) {
+        for &program in ["sched_process_exec", "sched_process_fork", "sys_enter"]
+            .iter()
+            .chain(untyped)
+        {
             let prog: &mut RawTracePoint = ebpf
                 .program_mut(program)
                 .and_then(|p| p.try_into().ok())

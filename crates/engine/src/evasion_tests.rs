@@ -276,6 +276,73 @@ fn in_container(p: Arc<Process>) -> Arc<Process> {
     })
 }
 
+/// A shell is known by the program it runs, not only by its name: a symlink named otherwise,
+/// a prctl rename, `busybox sh`; a script is its own program, not its interpreter.
+#[test]
+fn a_shell_under_another_name_is_a_shell_and_a_script_is_not() {
+    let rule = "Shell spawned in container".to_string();
+    let started = |comm: &str, exe: &str, args: &[&str], requested: &str, interpreted: bool| {
+        let mut p = (*in_container(ROOT.process(30, 10, comm, exe, args))).clone();
+        p.exe_requested = requested.into();
+        p.interpreted = interpreted;
+        let parent = in_container(ROOT.process(10, 1, "app", "/app/server", &["server"]));
+        ROOT.execve(Arc::new(p), vec![parent])
+    };
+    // `ln -s /bin/bash /tmp/x; /tmp/x`: comm and argv[0] say x, the file is bash.
+    let e = started("x", "/usr/bin/bash", &["/tmp/x"], "/tmp/x", false);
+    assert_eq!(field(&e, "proc.program"), "bash");
+    assert!(hits(&e).contains(&rule));
+    // `busybox sh -c ...`.
+    let e = started(
+        "busybox",
+        "/bin/busybox",
+        &["busybox", "sh", "-c", "id"],
+        "/bin/busybox",
+        false,
+    );
+    assert_eq!(field(&e, "proc.program"), "sh");
+    assert!(hits(&e).contains(&rule));
+    // busybox's own applets are not shells: `busybox cat`, and an applet busybox's shell
+    // re-runs through /proc/self/exe (named `exe`).
+    let e = started(
+        "busybox",
+        "/bin/busybox",
+        &["busybox", "cat", "/x"],
+        "/bin/busybox",
+        false,
+    );
+    assert!(!hits(&e).contains(&rule));
+    let e = started(
+        "exe",
+        "/bin/busybox",
+        &["cat", "/x"],
+        "/proc/self/exe",
+        false,
+    );
+    assert_eq!(field(&e, "proc.program"), "cat");
+    assert!(!hits(&e).contains(&rule));
+    // A script run by its path: its interpreter is bash, the program is the script.
+    let e = started(
+        "deploy.sh",
+        "/usr/bin/bash",
+        &["/bin/bash", "/app/deploy.sh"],
+        "/app/deploy.sh",
+        true,
+    );
+    assert_eq!(field(&e, "proc.program"), "deploy.sh");
+    assert!(!hits(&e).contains(&rule));
+    // The same argv from an exec the kernel did not give an interpreter (bash reached through
+    // a symlink, argv made to look like a script's): a shell.
+    let e = started(
+        "x",
+        "/usr/bin/bash",
+        &["/bin/bash", "-s", "/tmp/x"],
+        "/tmp/x",
+        false,
+    );
+    assert!(hits(&e).contains(&rule));
+}
+
 /// A binary on a container's volume (an emptyDir, a hostPath, a tmpfs) came from no image: it
 /// is drift when the volume is writable, and never a trusted image path (an exemption such as
 /// `installed_binary` matches /opt, where volumes are often mounted).

@@ -114,6 +114,10 @@ pub struct Exec {
     /// (`/dev/fd/3`) exec was given.
     #[serde(default)]
     pub exe_name: String,
+    /// Exec loaded an interpreter for `filename` (a `#!` script, a binfmt_misc handler): the
+    /// executable is the interpreter. The kernel's own record (`bprm->interp`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interpreted: bool,
     /// Where the executable sits when it is on overlayfs (a container's root file system).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_layer: Option<ExeLayer>,

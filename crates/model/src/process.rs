@@ -66,6 +66,10 @@ pub struct Process {
     /// The executable file's own name (`memfd:NAME` for fileless execution).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub exe_name: String,
+    /// Its last exec loaded an interpreter for the file it was given (a `#!` script): `exe` is
+    /// the interpreter, `exe_requested` the script.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interpreted: bool,
     /// Overlay layers of the executable, when it is on overlayfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_layer: Option<ExeLayer>,
@@ -101,6 +105,18 @@ fn unset_id() -> u32 {
     u32::MAX
 }
 
+/// A multi-call binary's own name: it runs the applet argv[0] names, or argv[1] when argv[0]
+/// is this name (`busybox sh`). Both pick their applet by a prefix of their name
+/// (`busybox.static`, `busybox-x86_64` run as busybox).
+fn is_multi_call(name: &str) -> bool {
+    name.starts_with("busybox") || name.starts_with("toybox")
+}
+
+/// The last component of a path.
+fn base(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 impl Process {
     /// `comm` followed by the arguments after argv[0], as Falco's `proc.cmdline` shows it;
     /// ending with [`TRUNCATED_MARKER`] when argv was longer
@@ -125,6 +141,33 @@ impl Process {
     /// The executable's file name (Falco's `proc.exe` is argv[0]; this is the path's base).
     pub fn exe_name(&self) -> &str {
         self.exe.rsplit('/').next().unwrap_or(&self.exe)
+    }
+
+    /// The program the process runs, by a name it cannot choose by how it was started: the
+    /// executable's file name (a symlink to bash, `exec -a`, or a rename with
+    /// `prctl(PR_SET_NAME)` leave it `bash`); for a multi-call binary (busybox, toybox) the
+    /// applet it runs, which it takes from argv[0], or from argv[1] when argv[0] is its own
+    /// name (`busybox sh`); for a script, the script's own name, as `comm` has it (its
+    /// executable is its interpreter). A copy or hard link of a program under another name
+    /// is that name.
+    pub fn program(&self) -> &str {
+        if self.interpreted {
+            return match base(&self.exe_requested) {
+                "" => &self.comm,
+                script => script,
+            };
+        }
+        let exe = self.exe_name();
+        if !is_multi_call(exe) {
+            return exe;
+        }
+        match self.args.first().map(|a| base(a)) {
+            Some(a0) if !a0.is_empty() && !is_multi_call(a0) => a0,
+            _ => match self.args.get(1).map(|a| base(a)) {
+                Some(applet) if !applet.is_empty() => applet,
+                _ => exe,
+            },
+        }
     }
 }
 
@@ -158,4 +201,84 @@ pub struct ExecEnv {
     /// [`TRUNCATED_MARKER`] when longer than the kernel keeps (255 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ld_preload: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Process;
+
+    fn process(exe: &str, args: &[&str], interpreted: bool, requested: &str) -> Process {
+        Process {
+            comm: "comm".into(),
+            exe: exe.into(),
+            exe_requested: requested.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            interpreted,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_program_is_the_executable_whatever_it_was_called() {
+        // A symlink named otherwise, `exec -a`: argv[0] and comm say what the caller chose.
+        let p = process("/usr/bin/bash", &["/tmp/x"], false, "/tmp/x");
+        assert_eq!(p.program(), "bash");
+        assert_eq!(
+            process("/usr/bin/bash", &["-bash"], false, "").program(),
+            "bash"
+        );
+    }
+
+    #[test]
+    fn a_multi_call_binary_runs_the_applet_its_arguments_name() {
+        assert_eq!(
+            process("/bin/busybox", &["busybox", "sh"], false, "").program(),
+            "sh"
+        );
+        assert_eq!(
+            process("/bin/busybox", &["/bin/sh", "-c", "x"], false, "").program(),
+            "sh"
+        );
+        assert_eq!(
+            process(
+                "/bin/busybox.static",
+                &["/bin/busybox.static", "ash"],
+                false,
+                ""
+            )
+            .program(),
+            "ash"
+        );
+        assert_eq!(
+            process("/usr/bin/toybox", &["toybox", "sh"], false, "").program(),
+            "sh"
+        );
+        // Its own name alone: busybox itself (it prints its applets).
+        assert_eq!(
+            process("/bin/busybox", &["busybox"], false, "").program(),
+            "busybox"
+        );
+        assert_eq!(process("/bin/busybox", &[], false, "").program(), "busybox");
+    }
+
+    #[test]
+    fn a_script_is_its_own_program_not_its_interpreter() {
+        let p = process(
+            "/usr/bin/bash",
+            &["/bin/bash", "/opt/run.sh"],
+            true,
+            "/opt/run.sh",
+        );
+        assert_eq!(p.program(), "run.sh");
+        // argv made to look like a script's does not make one: the kernel says what ran.
+        let p = process(
+            "/usr/bin/bash",
+            &["/bin/bash", "-s", "/tmp/x"],
+            false,
+            "/tmp/x",
+        );
+        assert_eq!(p.program(), "bash");
+        // No path given to exec known: comm.
+        assert_eq!(process("/usr/bin/bash", &[], true, "").program(), "comm");
+    }
 }

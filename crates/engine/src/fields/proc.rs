@@ -201,6 +201,24 @@ pub(super) const FIELDS: &[FieldDef] = &[
         },
     ),
     FieldDef::new(
+        "proc.program",
+        T::Charbuf,
+        "The program the process runs, by a name the way it was started cannot choose: \
+         proc.exe_basename (a symlink named otherwise, `exec -a` or prctl(PR_SET_NAME) leave \
+         it `bash`), but for a multi-call binary (busybox, toybox) the applet it runs (`busybox \
+         sh` is `sh`), and for a script the script's own name (its executable is its \
+         interpreter; the kernel says which execs loaded one). A copy of a binary under \
+         another name is that name.",
+        |c, _| c.process().and_then(|p| Val::nonempty(p.program())),
+    ),
+    FieldDef::new(
+        "proc.aprogram",
+        T::Charbuf,
+        "proc.program of ancestor N (1 = parent); without [N], any ancestor.",
+        |c, a| ancestor(c, a).and_then(|p| Val::nonempty(p.program())),
+    )
+    .with_arg(ArgSpec::Index),
+    FieldDef::new(
         "proc.aexe_basename",
         T::Charbuf,
         "proc.exe_basename of ancestor N (1 = parent); without [N], any ancestor.",
