@@ -50,9 +50,13 @@ fn hits(e: &Enriched) -> Vec<String> {
         .collect()
 }
 
-/// A field's text for an event ("" when unset).
+/// A field's text for an event ("" when unset); `name[arg]` for a field with an argument.
 fn field(e: &Enriched, name: &str) -> String {
-    let f = resolve(name, None).unwrap();
+    let f = match name.split_once('[') {
+        Some((name, arg)) => resolve(name, Some(arg.trim_end_matches(']'))),
+        None => resolve(name, None),
+    }
+    .unwrap();
     let users = crate::env::NoUsers;
     let containers = StaticContainers::default();
     let groups = crate::env::NoProcessGroups;
@@ -341,6 +345,12 @@ fn a_shell_under_another_name_is_a_shell_and_a_script_is_not() {
         false,
     );
     assert!(hits(&e).contains(&rule));
+    // What that shell runs knows its parent by program too.
+    let shell = in_container(ROOT.process(30, 10, "x", "/usr/bin/bash", &["/tmp/x"]));
+    let child = in_container(ROOT.process(40, 30, "id", "/usr/bin/id", &["id"]));
+    let e = ROOT.execve(child, vec![shell]);
+    assert_eq!(field(&e, "proc.aname[1]"), "x");
+    assert_eq!(field(&e, "proc.aprogram[1]"), "bash");
 }
 
 /// A binary on a container's volume (an emptyDir, a hostPath, a tmpfs) came from no image: it
