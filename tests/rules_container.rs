@@ -66,15 +66,11 @@ fn rules_container_shells() {
             ("proc.pname", "sh"),
         ],
     );
-    let seen = agent.collect_for(std::time::Duration::from_millis(300));
-    assert!(
-        !seen
-            .iter()
-            .any(|v| v["rule"] == "Shell spawned in container"
-                && field(v, "container.id") == c.id
-                && field(v, "proc.cmdline").contains("echo entrypoint")),
-        "the entrypoint was reported: {seen:?}"
-    );
+    none_seen(&mut agent, "the entrypoint was reported", |v| {
+        v["rule"] == "Shell spawned in container"
+            && field(v, "container.id") == c.id
+            && field(v, "proc.cmdline").contains("echo entrypoint")
+    });
 }
 
 #[test]
@@ -167,14 +163,14 @@ fn rules_container_drift() {
     );
 
     // Programs of the image itself are not drift, nor one on a read-only volume.
-    let seen = agent.collect_for(std::time::Duration::from_millis(300));
-    assert!(
-        !seen
-            .iter()
-            .any(|v| v["rule"] == "Drop and execute new binary in container"
+    none_seen(
+        &mut agent,
+        "an image's or a read-only volume's binary was drift",
+        |v| {
+            v["rule"] == "Drop and execute new binary in container"
                 && (field(v, "proc.exepath").starts_with("/bin/")
-                    || field(v, "proc.exepath") == "/config/echo")),
-        "{seen:?}"
+                    || field(v, "proc.exepath") == "/config/echo")
+        },
     );
 }
 
@@ -269,15 +265,11 @@ fn rules_container_shells_by_program() {
             &[("proc.cmdline", cmdline), ("proc.pname", "sh")],
         );
     }
-    let seen = agent.collect_for(std::time::Duration::from_millis(300));
-    assert!(
-        !seen
-            .iter()
-            .any(|v| v["rule"] == "Shell spawned in container"
-                && field(v, "container.id") == c.id
-                && field(v, "proc.name") == "job.sh"),
-        "the script was reported as a shell: {seen:?}"
-    );
+    none_seen(&mut agent, "the script was reported as a shell", |v| {
+        v["rule"] == "Shell spawned in container"
+            && field(v, "container.id") == c.id
+            && field(v, "proc.name") == "job.sh"
+    });
 }
 
 #[test]
@@ -343,11 +335,9 @@ fn rules_container_service_account_token() {
             |v| field(v, "proc.name") == name,
         );
     }
-    let seen = agent.collect_for(std::time::Duration::from_millis(300));
-    assert!(
-        !seen.iter().any(|v| field(v, "proc.name") == "md5sum"),
-        "{seen:?}"
-    );
+    none_seen(&mut agent, "the application's own read was reported", |v| {
+        field(v, "proc.name") == "md5sum"
+    });
 }
 
 /// A network namespace with a veth pair to a second one that plays the cluster: the API

@@ -43,6 +43,14 @@ pub fn alert(agent: &mut Agent, rule: &str, pred: impl Fn(&Value) -> bool) -> Va
     })
 }
 
+/// Asserts that no line the agent printed, up to now and over the next 300 ms, satisfies
+/// `pred`; `what` names the line that must not be there. Call it after the alerts the same
+/// run does raise have arrived: the ones it must not raise came before them.
+pub fn none_seen(agent: &mut Agent, what: &str, pred: impl Fn(&Value) -> bool) {
+    let seen = agent.collect_for(std::time::Duration::from_millis(300));
+    assert!(!seen.iter().any(pred), "{what}: {seen:?}");
+}
+
 /// `output_fields[name]` as text (numbers and booleans as their JSON text, unset as "").
 pub fn field(v: &Value, name: &str) -> String {
     match &v["output_fields"][name] {

@@ -285,66 +285,42 @@ fn in_container(p: Arc<Process>) -> Arc<Process> {
 #[test]
 fn a_shell_under_another_name_is_a_shell_and_a_script_is_not() {
     let rule = "Shell spawned in container".to_string();
-    let started = |comm: &str, exe: &str, args: &[&str], requested: &str, interpreted: bool| {
+    // comm, executable, argv, path given to exec, an interpreter loaded (the kernel's word);
+    // the program, and whether it is a shell.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        &'a str,
+        bool,
+        &'a str,
+        bool,
+    );
+    #[rustfmt::skip]
+    let cases: [Case; 6] = [
+        // `ln -s /bin/bash /tmp/x; /tmp/x`: comm and argv[0] say x, the file is bash.
+        ("x", "/usr/bin/bash", &["/tmp/x"], "/tmp/x", false, "bash", true),
+        // `busybox sh -c ...`.
+        ("busybox", "/bin/busybox", &["busybox", "sh", "-c", "id"], "/bin/busybox", false, "sh", true),
+        // busybox's own applets are not shells: `busybox cat`, and an applet busybox's shell
+        // re-runs through /proc/self/exe (named `exe`).
+        ("busybox", "/bin/busybox", &["busybox", "cat", "/x"], "/bin/busybox", false, "cat", false),
+        ("exe", "/bin/busybox", &["cat", "/x"], "/proc/self/exe", false, "cat", false),
+        // A script run by its path: its interpreter is bash, the program is the script.
+        ("deploy.sh", "/usr/bin/bash", &["/bin/bash", "/app/deploy.sh"], "/app/deploy.sh", true, "deploy.sh", false),
+        // The same argv from an exec the kernel did not give an interpreter (bash reached
+        // through a symlink, argv made to look like a script's): a shell.
+        ("x", "/usr/bin/bash", &["/bin/bash", "-s", "/tmp/x"], "/tmp/x", false, "bash", true),
+    ];
+    for (comm, exe, args, requested, interpreted, program, shell) in cases {
         let mut p = (*in_container(ROOT.process(30, 10, comm, exe, args))).clone();
         p.exe_requested = requested.into();
         p.interpreted = interpreted;
         let parent = in_container(ROOT.process(10, 1, "app", "/app/server", &["server"]));
-        ROOT.execve(Arc::new(p), vec![parent])
-    };
-    // `ln -s /bin/bash /tmp/x; /tmp/x`: comm and argv[0] say x, the file is bash.
-    let e = started("x", "/usr/bin/bash", &["/tmp/x"], "/tmp/x", false);
-    assert_eq!(field(&e, "proc.program"), "bash");
-    assert!(hits(&e).contains(&rule));
-    // `busybox sh -c ...`.
-    let e = started(
-        "busybox",
-        "/bin/busybox",
-        &["busybox", "sh", "-c", "id"],
-        "/bin/busybox",
-        false,
-    );
-    assert_eq!(field(&e, "proc.program"), "sh");
-    assert!(hits(&e).contains(&rule));
-    // busybox's own applets are not shells: `busybox cat`, and an applet busybox's shell
-    // re-runs through /proc/self/exe (named `exe`).
-    let e = started(
-        "busybox",
-        "/bin/busybox",
-        &["busybox", "cat", "/x"],
-        "/bin/busybox",
-        false,
-    );
-    assert!(!hits(&e).contains(&rule));
-    let e = started(
-        "exe",
-        "/bin/busybox",
-        &["cat", "/x"],
-        "/proc/self/exe",
-        false,
-    );
-    assert_eq!(field(&e, "proc.program"), "cat");
-    assert!(!hits(&e).contains(&rule));
-    // A script run by its path: its interpreter is bash, the program is the script.
-    let e = started(
-        "deploy.sh",
-        "/usr/bin/bash",
-        &["/bin/bash", "/app/deploy.sh"],
-        "/app/deploy.sh",
-        true,
-    );
-    assert_eq!(field(&e, "proc.program"), "deploy.sh");
-    assert!(!hits(&e).contains(&rule));
-    // The same argv from an exec the kernel did not give an interpreter (bash reached through
-    // a symlink, argv made to look like a script's): a shell.
-    let e = started(
-        "x",
-        "/usr/bin/bash",
-        &["/bin/bash", "-s", "/tmp/x"],
-        "/tmp/x",
-        false,
-    );
-    assert!(hits(&e).contains(&rule));
+        let e = ROOT.execve(Arc::new(p), vec![parent]);
+        assert_eq!(field(&e, "proc.program"), program, "{comm} {args:?}");
+        assert_eq!(hits(&e).contains(&rule), shell, "{comm} {args:?}");
+    }
     // What that shell runs knows its parent by program too.
     let shell = in_container(ROOT.process(30, 10, "x", "/usr/bin/bash", &["/tmp/x"]));
     let child = in_container(ROOT.process(40, 30, "id", "/usr/bin/id", &["id"]));

@@ -140,7 +140,7 @@ impl Process {
 
     /// The executable's file name (Falco's `proc.exe` is argv[0]; this is the path's base).
     pub fn exe_name(&self) -> &str {
-        self.exe.rsplit('/').next().unwrap_or(&self.exe)
+        base(&self.exe)
     }
 
     /// The program the process runs, by a name it cannot choose by how it was started: the
