@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! workload open N               open+close of /dev/null, N times         -> ns/iteration
+//! workload getppid N            getppid, N times (a syscall no rule wants) -> ns/iteration
 //! workload exec N               fork+exec of /bin/true, N times          -> ns/iteration
 //! workload connect N            loopback TCP connect to our own listener -> ns/iteration
 //! workload build N              N rounds of a small build: sh, file churn, cc -> ns/iteration
@@ -52,6 +53,7 @@ fn main() {
     };
     match args.first().map(String::as_str) {
         Some("open") => timed("open", num(1, 200_000), open_close_loop),
+        Some("getppid") => timed("getppid", num(1, 2_000_000), getppid_loop),
         Some("exec") => timed("exec", num(1, 300), exec_loop),
         Some("connect") => timed("connect", num(1, 2_000), connect_loop),
         Some("build") => timed("build", num(1, 10), build_loop),
@@ -61,7 +63,7 @@ fn main() {
         Some("redis") => redis(num(1, 100_000)),
         _ => {
             eprintln!(
-                "usage: workload open|exec|connect|build|redis N | rate R SECS THREADS \
+                "usage: workload open|getppid|exec|connect|build|redis N | rate R SECS THREADS \
                  | trigger N GAP_US | blind N M"
             );
             std::process::exit(2);
@@ -85,6 +87,13 @@ fn open_close_loop(n: u64) {
             let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
             libc::close(fd);
         }
+    }
+}
+
+fn getppid_loop(n: u64) {
+    for _ in 0..n {
+        // SAFETY: a syscall without arguments.
+        unsafe { libc::getppid() };
     }
 }
 

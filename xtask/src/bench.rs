@@ -70,6 +70,7 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         workload: release.join("examples/workload"),
         process_table: release.join("examples/process_table"),
         syscall_loop: release.join("examples/syscall_loop"),
+        empty_hook: release.join("examples/empty_hook"),
         falco_rules: falco
             .exists()
             .then(|| std::fs::canonicalize(&falco).unwrap_or(falco.clone())),

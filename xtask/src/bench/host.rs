@@ -20,6 +20,8 @@ pub struct Bins {
     pub workload: PathBuf,
     pub process_table: PathBuf,
     pub syscall_loop: PathBuf,
+    /// A two-instruction program on `raw_syscalls:sys_exit`: the hook's own cost.
+    pub empty_hook: PathBuf,
     /// Falco's upstream stable rules, when `../shared` sits beside the clone.
     pub falco_rules: Option<PathBuf>,
 }
@@ -29,6 +31,9 @@ pub struct Bins {
 pub enum Mode {
     /// No agent at all.
     None,
+    /// No agent, a program of two instructions on `sys_exit` (the `empty_hook` example): what
+    /// any program on the syscall hook costs before it does anything.
+    EmptyHook,
     /// Programs attached and inert (`osprey trace --floor`): the cost of the hooks alone.
     Floor,
     /// `osprey run` with its embedded default rules.
@@ -44,6 +49,7 @@ impl Mode {
     pub fn label(self) -> &'static str {
         match self {
             Mode::None => "no agent",
+            Mode::EmptyHook => "empty program on sys_exit (the hook alone)",
             Mode::Floor => "floor (programs attached, inert)",
             Mode::Default => "osprey, default rules",
             Mode::DefaultUnfiltered => "osprey, default rules, open filter off",
@@ -51,10 +57,19 @@ impl Mode {
         }
     }
 
-    /// The agent's command line (relative binary path, for the report), or None.
+    /// The program the mode runs: the agent, or the empty hook.
+    pub fn program(self, bins: &Bins) -> &Path {
+        match self {
+            Mode::EmptyHook => &bins.empty_hook,
+            _ => &bins.osprey,
+        }
+    }
+
+    /// The program's arguments, or None when nothing runs.
     pub fn args(self, bins: &Bins) -> Option<Vec<String>> {
         match self {
             Mode::None => None,
+            Mode::EmptyHook => Some(vec![]),
             Mode::Floor => Some(vec!["trace".into(), "-q".into(), "--floor".into()]),
             Mode::Default => Some(vec!["run".into(), "--no-watch-rules".into()]),
             Mode::DefaultUnfiltered => Some(vec![
@@ -81,8 +96,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts `osprey ARGS` and waits until it says it is running (programs attached, rules
-    /// loaded). Its stdout (alerts) is discarded unless `stdout` asks for it.
+    /// Starts `osprey ARGS` (or the empty hook) and waits until it says it is running
+    /// (programs attached, rules loaded). Its stdout (alerts) is discarded unless `stdout`
+    /// asks for it.
     pub fn start(osprey: &Path, args: &[String], stdout: bool) -> Result<Agent> {
         let mut cmd = Command::new(osprey);
         cmd.args(args)

@@ -23,6 +23,7 @@ pub const WORKLOADS: &[(&str, &[&str])] = &[
     ("loopback TCP connect", &["connect", "5000"]),
     ("build (sh, coreutils, cc)", &["build", "6"]),
     ("redis-benchmark SET+GET, 50 clients", &["redis", "100000"]),
+    ("getppid, a syscall no rule wants", &["getppid", "2000000"]),
 ];
 
 pub const ROUNDS: usize = 5;
@@ -75,6 +76,7 @@ pub struct Ratio {
 pub fn overhead(bins: &Bins) -> Result<Overhead> {
     let mut modes = vec![
         Mode::None,
+        Mode::EmptyHook,
         Mode::Floor,
         Mode::Default,
         Mode::DefaultUnfiltered,
@@ -95,7 +97,7 @@ pub fn overhead(bins: &Bins) -> Result<Overhead> {
                     mode.label()
                 ));
                 let agent = match mode.args(bins) {
-                    Some(args) => Some(Agent::start(&bins.osprey, &args, false)?),
+                    Some(args) => Some(Agent::start(mode.program(bins), &args, false)?),
                     None => None,
                 };
                 // Let the agent's start-up work (the /proc scan) finish before timing.
@@ -405,6 +407,9 @@ pub struct KernelCost {
     pub filtered_walked_ns: Spread,
     /// A failed open, filter on: passed over on its class, before any walk.
     pub filtered_class_ns: Spread,
+    /// A `getppid` under the empty hook alone (a program of two instructions): what any
+    /// program on the hook is counted at on this host before it does anything.
+    pub empty_hook_ns: Spread,
     pub syscalls: u64,
     pub rounds: usize,
     /// The CPUs the agent and the loops were held to (`taskset`), when the machine has two.
@@ -562,10 +567,16 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
     let result = (|| -> Result<KernelCost> {
         // Filter on: getppid, /dev/null (walked, passed over), enoent (passed over on its
         // class), deep (a watched name: captured). Filter off: /dev/null and enoent captured.
-        let on = loops(bins, &args, &["getppid", "open", "enoent", "deep"])?;
-        let off = loops(bins, &unfiltered, &["getppid", "open", "enoent"])?;
+        let on = loops(bins, Mode::Default, &["getppid", "open", "enoent", "deep"])?;
+        let off = loops(
+            bins,
+            Mode::DefaultUnfiltered,
+            &["getppid", "open", "enoent"],
+        )?;
+        let empty = loops(bins, Mode::EmptyHook, &["getppid"])?;
         let [u, fw, fc, d] = on.rows;
         let [_, c, nw] = off.rows;
+        let [e] = empty.rows;
         let shares = kernel_shares(bins, &args)?;
         Ok(KernelCost {
             command: format!("osprey {}", args.join(" ")),
@@ -576,6 +587,7 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             captured_deep_ns: d,
             filtered_walked_ns: fw,
             filtered_class_ns: fc,
+            empty_hook_ns: e,
             syscalls: LOOP_SYSCALLS,
             rounds: KERNEL_ROUNDS,
             pinned: on.pinned,
@@ -596,15 +608,14 @@ struct Loops<const K: usize> {
     typed: bool,
 }
 
-/// Kernel ns per syscall of each `syscall_loop` kind under one agent, `KERNEL_ROUNDS` rounds;
-/// the first kind must be `getppid`, whose rate is taken off the others' other syscalls.
-fn loops<const K: usize>(bins: &Bins, args: &[String], kinds: &[&str; K]) -> Result<Loops<K>> {
+/// Kernel ns per syscall of each `syscall_loop` kind under one agent (or the empty hook),
+/// `KERNEL_ROUNDS` rounds; the first kind must be `getppid`, whose rate is taken off the
+/// others' other syscalls.
+fn loops<const K: usize>(bins: &Bins, mode: Mode, kinds: &[&str; K]) -> Result<Loops<K>> {
     const N: u64 = LOOP_SYSCALLS;
-    proc::step(format!(
-        "kernel cost (bpf_stats): osprey {}",
-        args.join(" ")
-    ));
-    let agent = Agent::start(&bins.osprey, args, false)?;
+    let args = mode.args(bins).expect("a mode that runs a program");
+    proc::step(format!("kernel cost (bpf_stats): {}", mode.label()));
+    let agent = Agent::start(mode.program(bins), &args, false)?;
     // The agent (every thread) on the first CPU and the loops on the last: the agent's
     // reader then never runs between a loop's syscalls on the loop's CPU, where the cache
     // it leaves behind made single runs of the same build differ by half.
