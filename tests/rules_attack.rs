@@ -290,6 +290,19 @@ fn attack_privilege_and_linker_hijacking() {
                 == 5
         },
     );
+    // 4. Read by the kernel alone too (the process exits at once): the environment of a pod
+    //    in a namespace of 50 services (300 entries, 12 KB), with other entries that start
+    //    with `L` and one whose value holds the key, after the real one.
+    let lib5 = format!("{}/k8s.so", d.s());
+    bash(&format!(
+        "python3 -c 'import os; e = dict((\"SVC%d_%s\" % (i, k), \"tcp://10.96.%d.17:8080\" % i) \
+         for i in range(50) for k in (\"SERVICE_HOST\", \"SERVICE_PORT\", \"PORT\", \
+         \"PORT_8080_TCP\", \"PORT_8080_TCP_PROTO\", \"PORT_8080_TCP_ADDR\")); \
+         e.update(LANG=\"C.UTF-8\", LD_PRELOAD=\"{lib5}\", LD_LIBRARY_PATH=\"/opt/lib\", \
+         NOTE=\"LD_PRELOAD=/not/this.so\"); os.execve(\"/bin/true\", [\"true\"], e)' \
+         2>/dev/null"
+    ));
+    alert(&mut agent, PRELOAD, |v| preloads(v, &lib5));
     // Past the kernel's 1,024 reads (an environment padded with 1,100 entries), the answer
     // comes from /proc: a process that stays is still reported.
     let lib4 = format!("{}/padded.so", d.s());
