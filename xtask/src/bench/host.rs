@@ -96,11 +96,11 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts `osprey ARGS` (or the empty hook) and waits until it says it is running
-    /// (programs attached, rules loaded). Its stdout (alerts) is discarded unless `stdout`
-    /// asks for it.
-    pub fn start(osprey: &Path, args: &[String], stdout: bool) -> Result<Agent> {
-        let mut cmd = Command::new(osprey);
+    /// Starts `program ARGS` (the agent, or the empty hook) and waits until it says it is
+    /// running (programs attached, rules loaded). Its stdout (alerts) is discarded unless
+    /// `stdout` asks for it.
+    pub fn start(program: &Path, args: &[String], stdout: bool) -> Result<Agent> {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(if stdout {
