@@ -2,6 +2,8 @@
 
 use std::{fs, os::unix::fs::MetadataExt, path::Path};
 
+use osprey_model::process::base;
+
 use super::Process;
 
 /// Wall-clock nanoseconds since the epoch at which CLOCK_BOOTTIME was zero. Adding it to a
@@ -170,14 +172,14 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(u32::MAX);
 
-    let exe_name = exe.rsplit('/').next().unwrap_or_default().to_string();
+    let exe_name = base(&exe).to_string();
     // No exec was seen, so the kernel's word on an interpreter is missing: a script's argv is
     // `interpreter script...` and its comm the script's name (cut to 15 bytes), not the
     // interpreter's.
     let interpreted = comm != exe_name
         && args
             .get(1)
-            .is_some_and(|a| a.rsplit('/').next().unwrap_or(a).starts_with(comm.as_str()));
+            .is_some_and(|a| base(a).starts_with(comm.as_str()));
     Some(Process {
         exe_name,
         interpreted,

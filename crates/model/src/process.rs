@@ -112,8 +112,8 @@ fn is_multi_call(name: &str) -> bool {
     name.starts_with("busybox") || name.starts_with("toybox")
 }
 
-/// The last component of a path.
-fn base(path: &str) -> &str {
+/// The last component of a path (the whole of one without a slash).
+pub fn base(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 

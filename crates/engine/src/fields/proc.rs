@@ -1,7 +1,7 @@
 //! `proc.*` and `thread.*`: the process, its ancestors and the thread (Falco's
 //! `sinsp_filtercheck_thread`).
 
-use osprey_model::{Process, event::cap_names};
+use osprey_model::{Process, event::cap_names, process::base};
 
 use super::{ArgSpec, Ctx, FieldArg, FieldDef, FieldType as T, Val, why};
 
@@ -197,7 +197,7 @@ pub(super) const FIELDS: &[FieldDef] = &[
          name (proc.exe_basename is then its interpreter's).",
         |c, _| {
             c.process()
-                .and_then(|p| Val::nonempty(p.exe_requested.rsplit('/').next().unwrap_or_default()))
+                .and_then(|p| Val::nonempty(base(&p.exe_requested)))
         },
     ),
     FieldDef::new(
