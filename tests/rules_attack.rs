@@ -303,8 +303,9 @@ fn attack_privilege_and_linker_hijacking() {
          2>/dev/null"
     ));
     alert(&mut agent, PRELOAD, |v| preloads(v, &lib5));
-    // Past the kernel's 1,024 reads (an environment padded with 1,100 entries), the answer
-    // comes from /proc: a process that stays is still reported.
+    // Past 1,024 entries (1,100 here) a kernel without bpf_loop stops reading, and the
+    // answer comes from /proc: a process that stays is still reported. (With bpf_loop the
+    // kernel reads them all: `attack_ld_preload_at_the_edges_of_the_kernels_reads`.)
     let lib4 = format!("{}/padded.so", d.s());
     bash(&format!(
         "python3 -c 'import os; e = {{\"V%d\" % i: \"x\" for i in range(1100)}}; \
@@ -312,6 +313,92 @@ fn attack_privilege_and_linker_hijacking() {
          2>/dev/null"
     ));
     alert(&mut agent, PRELOAD, |v| preloads(v, &lib4));
+}
+
+/// The kernel reads the environment 4 KiB at a time where it has `bpf_loop` (5.17), and looks
+/// for entries by their first byte: an `L` right after a NUL. An attacker who has read that
+/// puts the entry where a chunk ends, the key across two chunks, a decoy after it, or runs a
+/// short environment after a long one on the same CPU (the per-CPU buffer holds the long
+/// one's bytes past the short one's end). Each process here exits at once: only the kernel's
+/// read of its environment can report it.
+#[test]
+fn attack_ld_preload_at_the_edges_of_the_kernels_reads() {
+    let mut agent = agent();
+    assert!(
+        agent
+            .stderr()
+            .contains("sched_process_exec reads the environment in 4 KiB chunks"),
+        "this kernel has bpf_loop; the agent said: {}",
+        agent.stderr()
+    );
+    const PRELOAD: &str = "Privileged process started with LD_PRELOAD";
+    let d = TempDir::new("edges");
+    // Offsets of the entry from the environment's start: a chunk is 4,096 bytes and 16 more
+    // are read past it, so that a key that starts in the last 11 bytes is whole.
+    let offsets = [4096, 4095, 4097, 4086, 4090, 4100, 8192, 8180, 12295];
+    let script = format!(
+        r#"
+import ctypes, os
+os.sched_setaffinity(0, {{sorted(os.sched_getaffinity(0))[0]}})
+libc = ctypes.CDLL(None)
+def run(env, path=b"/bin/true"):
+    pid = os.fork()
+    if pid == 0:
+        e = (ctypes.c_char_p * (len(env) + 1))(*[x.encode() for x in env], None)
+        a = (ctypes.c_char_p * 2)(b"true", None)
+        libc.execve(path, a, e)
+        os._exit(127)
+    os.waitpid(pid, 0)
+# An entry of n - 1 bytes and its NUL: the next entry starts n bytes in.
+pad = lambda n, c="x": "P=" + c * (n - 3)
+for n in {offsets:?}:
+    run([pad(n), "LD_PRELOAD={d}/at%d.so" % n])
+# The last entry counts; entries that hold the key later, or start with L, do not.
+run(["LD_PRELOAD={d}/first.so", pad(5000, "y"), "XLD_PRELOAD=/no.so", "A=LD_PRELOAD=/no.so",
+     "LD_PRELOAD={d}/last.so", "L=1", "LANG=C", "LD_PRELOADX=/no.so"])
+# The key as the environment's last entry, in a second chunk.
+run([pad(4100, "z"), "LD_PRELOAD={d}/end.so"])
+# A long environment with the key 100 bytes in, then one that ends there, on this CPU: the
+# key read from the buffer would be this one's, and its value the path given to exec, which
+# the kernel puts right after the environment.
+run([pad(100, "q"), "LD_PRELOAD={d}/stale.so", pad(300, "w")])
+run([pad(100, "q")], b"/usr/bin/../bin/../bin/true")
+run(["LD_PRELOAD={d}/after.so"])
+"#,
+        d = d.s()
+    );
+    std::fs::write(d.join("edges.py"), script).unwrap();
+    bash_ok(&format!("python3 {}/edges.py 2>/dev/null", d.s()));
+    let mut want: Vec<String> = offsets.iter().map(|n| format!("at{n}.so")).collect();
+    want.extend(["last.so", "end.so", "stale.so", "after.so"].map(String::from));
+    let lib = |v: &Value| {
+        let p = field(v, "proc.env[LD_PRELOAD]");
+        p.strip_prefix(&format!("{}/", d.s())).map(str::to_string)
+    };
+    agent.wait_until(
+        "an LD_PRELOAD alert for each environment that has the entry",
+        Duration::from_secs(20),
+        |seen| {
+            want.iter().all(|w| {
+                seen.iter()
+                    .any(|v| v["rule"] == PRELOAD && lib(v).as_deref() == Some(w))
+            })
+        },
+    );
+    // after.so's alert came after the short environment's exec was judged: no other alert of
+    // the rule for the children of the script (first.so is overridden by last.so; the short
+    // environment has none, whatever the buffer held).
+    let seen = agent.collect_for(Duration::from_millis(500));
+    let ours: Vec<String> = seen
+        .iter()
+        .filter(|v| {
+            v["rule"] == PRELOAD
+                && field(v, "proc.name") == "true"
+                && field(v, "proc.pname") == "python3"
+        })
+        .map(|v| field(v, "proc.env[LD_PRELOAD]"))
+        .collect();
+    assert_eq!(ours.len(), want.len(), "{ours:#?}");
 }
 
 #[test]

@@ -869,11 +869,24 @@ impl Sensor {
                 "sys_exit attached as a raw tracepoint, every read a helper call ({e})"
             ),
         }
-        let untyped: &[&str] = if typed.is_ok() { &[] } else { &["sys_exit"] };
-        for &program in ["sched_process_exec", "sched_process_fork", "sys_enter"]
-            .iter()
-            .chain(untyped)
-        {
+        let chunked = attach_chunked_exec(ebpf);
+        match &chunked {
+            Ok(()) => tracing::info!(
+                "sched_process_exec reads the environment in 4 KiB chunks (bpf_loop)"
+            ),
+            Err(e) => tracing::info!(
+                "sched_process_exec reads the environment an entry at a time, up to 1024 \
+                 entries ({e})"
+            ),
+        }
+        let mut raw = vec!["sched_process_fork", "sys_enter"];
+        if chunked.is_err() {
+            raw.push("sched_process_exec");
+        }
+        if typed.is_err() {
+            raw.push("sys_exit");
+        }
+        for program in raw {
             let prog: &mut RawTracePoint = ebpf
                 .program_mut(program)
                 .and_then(|p| p.try_into().ok())
@@ -1157,6 +1170,21 @@ fn attach_typed_sys_exit(ebpf: &mut Ebpf, typedef: u32) -> Result<(), String> {
     prog.load("sys_exit", &btf)
         .map_err(|e| verifier_error(&e))?;
     prog.attach().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Loads and attaches `sched_process_exec_loop`, the exec program whose environment scan
+/// reads 4 KiB at a time under `bpf_loop`; an error where the kernel has no `bpf_loop`
+/// (before 5.17) or refuses the program (`sched_process_exec`, a read per entry, is then
+/// attached instead).
+fn attach_chunked_exec(ebpf: &mut Ebpf) -> Result<(), String> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut("sched_process_exec_loop")
+        .and_then(|p| p.try_into().ok())
+        .ok_or("no sched_process_exec_loop in the object")?;
+    prog.load().map_err(|e| verifier_error(&e))?;
+    prog.attach("sched_process_exec")
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -97,6 +97,13 @@ pub const EXPECTED: &[Expect] = &[
         since: None,
     },
     Expect {
+        action: "ld_preload",
+        rule: "Privileged process started with LD_PRELOAD",
+        output_has: Some("preload=/tmp/matrix.so"),
+        status: 0,
+        since: None,
+    },
+    Expect {
         action: "io_uring_read",
         rule: "Read sensitive file",
         output_has: Some("process=uring"),
@@ -131,14 +138,44 @@ pub struct Outcome {
     pub alerts_seen: Vec<String>,
     /// `osprey kernel`'s output: features and the offset table.
     pub kernel_report: String,
-    /// How `sys_exit` was attached: "BTF tracepoint" or "raw tracepoint" (or "-").
-    pub sys_exit: String,
+    /// The form each of `FORMS` took (its `newer` or `older`, or "-"), in that order.
+    pub forms: Vec<(&'static str, &'static str)>,
     pub failures: Vec<String>,
 }
 
-/// Kernels from which `sys_exit` must attach as a BTF tracepoint (typed reads):
-/// `bpf_get_current_task_btf` came in 5.11.
-const TYPED_SINCE: (u32, u32) = (5, 11);
+/// A program the agent loads in one of two forms, whichever the kernel takes, and says which.
+pub struct Form {
+    pub program: &'static str,
+    /// The start of the line the agent logs about it.
+    line: &'static str,
+    /// What that line holds for the newer form.
+    says_newer: &'static str,
+    pub newer: &'static str,
+    pub older: &'static str,
+    /// The first kernel that must take the newer form.
+    since: (u32, u32),
+}
+
+pub const FORMS: &[Form] = &[
+    // Typed reads need `bpf_get_current_task_btf` (5.11).
+    Form {
+        program: "sys_exit",
+        line: "sys_exit attached as a",
+        says_newer: "as a BTF tracepoint",
+        newer: "BTF tracepoint",
+        older: "raw tracepoint",
+        since: (5, 11),
+    },
+    // The chunked environment scan needs `bpf_loop` (5.17).
+    Form {
+        program: "sched_process_exec",
+        line: "sched_process_exec reads the environment",
+        says_newer: "in 4 KiB chunks",
+        newer: "environment read in 4 KiB chunks",
+        older: "environment read an entry at a time",
+        since: (5, 17),
+    },
+];
 
 /// Boots `vmlinuz` with `initramfs` and judges the run. `log` receives the whole console.
 pub fn run(qemu: &Path, vmlinuz: &Path, initramfs: &Path, log: &Path) -> Result<Outcome> {
@@ -260,27 +297,30 @@ pub fn judge(console: &[String], seconds: f64) -> Outcome {
         failures.push("the agent did not log the kernel features it found".into());
     }
 
-    // The form `sys_exit` took, and why where it is the raw one.
-    let form_line = agent_log
-        .iter()
-        .find(|l| l.contains("sys_exit attached as a"));
-    let sys_exit = match form_line {
-        Some(l) if l.contains("as a BTF tracepoint") => "BTF tracepoint",
-        Some(_) => "raw tracepoint",
-        None => "-",
-    };
-    if marker(console, "agent-failed").is_none() {
-        let want = if version(&uname) >= TYPED_SINCE {
-            "BTF tracepoint"
-        } else {
-            "raw tracepoint"
+    // The form each program took, and why where it is the older one.
+    let mut forms = Vec::new();
+    for f in FORMS {
+        let line = agent_log.iter().find(|l| l.contains(f.line));
+        let took = match line {
+            Some(l) if l.contains(f.says_newer) => f.newer,
+            Some(_) => f.older,
+            None => "-",
         };
-        if sys_exit != want {
-            failures.push(format!(
-                "sys_exit attached as {sys_exit} on {uname}, expected a {want}: {}",
-                form_line.copied().unwrap_or("(no line in the agent's log)")
-            ));
+        if marker(console, "agent-failed").is_none() {
+            let want = if version(&uname) >= f.since {
+                f.newer
+            } else {
+                f.older
+            };
+            if took != want {
+                failures.push(format!(
+                    "{}: {took} on {uname}, expected {want}: {}",
+                    f.program,
+                    line.copied().unwrap_or("(no line in the agent's log)")
+                ));
+            }
         }
+        forms.push((f.program, took));
     }
 
     // Actions and their statuses.
@@ -419,7 +459,7 @@ pub fn judge(console: &[String], seconds: f64) -> Outcome {
         actions,
         alerts_seen,
         kernel_report,
-        sys_exit: sys_exit.to_string(),
+        forms,
         failures,
     }
 }
@@ -458,6 +498,9 @@ mod tests {
             "{\"fields\":{\"message\":\"sys_exit attached as a raw tracepoint, every read a helper call (no bpf_get_current_task_btf)\"}}\n",
         );
         text.push_str(
+            "{\"fields\":{\"message\":\"sched_process_exec reads the environment an entry at a time, up to 1024 entries (unknown func bpf_loop#181)\"}}\n",
+        );
+        text.push_str(
             "{\"level\":\"WARN\",\"fields\":{\"message\":\"io_uring operations are not reported (no req)\"}}\n",
         );
         text.push_str("{\"fields\":{\"decode\":\"DecodeStats { decoded: 9, short: 0, unknown: 0 }\",\"message\":\"stopped\"}}\n");
@@ -493,28 +536,57 @@ mod tests {
             "{:?}",
             bad.failures
         );
-        // From 5.11 sys_exit must be the BTF tracepoint; the raw one there is a failure that
-        // carries the agent's reason.
-        assert!(
-            bad.failures.iter().any(
-                |f| f.contains("sys_exit attached as raw tracepoint on 6.1.0")
-                    && f.contains("no bpf_get_current_task_btf")
+        // From 5.11 sys_exit must be the BTF tracepoint, from 5.17 the environment read in
+        // chunks; the older forms there are failures that carry the agent's reason.
+        for (program, reason) in [
+            (
+                "sys_exit: raw tracepoint on 6.1.0",
+                "no bpf_get_current_task_btf",
             ),
-            "{:?}",
-            bad.failures
+            (
+                "sched_process_exec: environment read an entry at a time on 6.1.0",
+                "unknown func bpf_loop",
+            ),
+        ] {
+            assert!(
+                bad.failures
+                    .iter()
+                    .any(|f| f.contains(program) && f.contains(reason)),
+                "{program}: {:?}",
+                bad.failures
+            );
+        }
+        let newer_forms = newer
+            .replace(
+                "attached as a raw tracepoint, every read a helper call",
+                "attached as a BTF tracepoint",
+            )
+            .replace(
+                "the environment an entry at a time, up to 1024 entries (unknown func bpf_loop#181)",
+                "the environment in 4 KiB chunks (bpf_loop)",
+            );
+        let out = judge(&lines(&newer_forms), 1.0);
+        assert_eq!(
+            out.forms,
+            [
+                ("sys_exit", "BTF tracepoint"),
+                ("sched_process_exec", "environment read in 4 KiB chunks")
+            ]
         );
-        let typed = newer.replace(
-            "attached as a raw tracepoint, every read a helper call",
-            "attached as a BTF tracepoint",
-        );
-        let out = judge(&lines(&typed), 1.0);
-        assert_eq!(out.sys_exit, "BTF tracepoint");
         assert!(
-            !out.failures.iter().any(|f| f.contains("sys_exit")),
+            !out.failures
+                .iter()
+                .any(|f| f.contains("sys_exit") || f.contains("sched_process_exec")),
             "{:?}",
             out.failures
         );
-        assert_eq!(ok.sys_exit, "raw tracepoint");
+        assert_eq!(
+            ok.forms,
+            [
+                ("sys_exit", "raw tracepoint"),
+                ("sched_process_exec", "environment read an entry at a time")
+            ]
+        );
 
         let warned = text.replace(
             "[0.1] hello",

@@ -63,6 +63,9 @@ if [ -n "$AGENT" ]; then
     act profile_kill /actions acct
     # A program handed connections as stdin and stdout with no dup2: the kernel's fd table at exec.
     act network_stdio /actions netstdio /bin/busybox
+    # A root program started with LD_PRELOAD among 300 entries (9 KB): the kernel reads the
+    # environment in three 4 KiB reads where it has bpf_loop, an entry at a time elsewhere.
+    act ld_preload sh -c 'i=0; while [ $i -lt 300 ]; do export "SVC${i}_SERVICE_HOST=10.96.1.$i"; i=$((i + 1)); done; LD_PRELOAD=/tmp/matrix.so /bin/busybox true'
     # /etc/shadow opened through an io_uring ring: no openat syscall at all.
     act io_uring_read /uring open /etc/shadow
     # Alerts are judged within milliseconds; a few seconds cover a slow emulated CPU.

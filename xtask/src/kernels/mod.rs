@@ -175,7 +175,9 @@ fn print_outcome(k: &fetch::Kernel, o: &guest::Outcome, log: &Path) {
     println!("---- kernel {} ({}): {}", k.spec.label, k.package, o.uname);
     println!("{}", o.kernel_report);
     println!("agent ready after {}", o.ready_after);
-    println!("sys_exit attached as a {}", o.sys_exit);
+    for (program, form) in &o.forms {
+        println!("{program}: {form}");
+    }
     println!("actions run: {}", o.actions.join(", "));
     println!("alerts seen: {}", o.alerts_seen.join(", "));
     if o.failures.is_empty() {
