@@ -321,7 +321,12 @@ pub struct KernelReport {
 }
 
 /// Features whose absence is a documented degradation rather than a reason not to start.
-pub const OPTIONAL_FEATURES: &[&str] = &["exit_group_dead", "overlayfs_btf", "io_uring_ops"];
+pub const OPTIONAL_FEATURES: &[&str] = &[
+    "exit_group_dead",
+    "overlayfs_btf",
+    "io_uring_ops",
+    "bpf_loop",
+];
 
 /// The environment variable that makes the agent look up another member name instead of one
 /// it needs: `OSPREY_BTF_RENAME=task_struct.cred=no_such_field[,...]`. For testing what a
@@ -585,6 +590,18 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         name: "io_uring_ops",
         available: config.uring_ok == 1,
         detail: uring_detail,
+    });
+    let has_loop = btf.has_function("bpf_loop");
+    features.push(Feature {
+        name: "bpf_loop",
+        available: has_loop,
+        detail: if has_loop {
+            "bpf_loop (Linux 5.17): the environment is read whole at exec, 4 KiB at a time".into()
+        } else {
+            "no bpf_loop (before Linux 5.17): the environment is read an entry at a time at \
+             exec, up to 1024 entries; past that proc.env comes from /proc/PID/environ"
+                .into()
+        },
     });
     features.push(Feature {
         name: "kernfs_parent",

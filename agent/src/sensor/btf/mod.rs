@@ -474,6 +474,15 @@ impl Btf {
             .ok_or(BtfError::NoType(name))
     }
 
+    /// Whether the kernel has a function of this name: a BPF helper's implementation, say
+    /// (`bpf_loop`). A walk over the types, made once at start-up: functions are not indexed
+    /// by name, which would hold tens of thousands of names for a few look-ups.
+    pub fn has_function(&self, name: &str) -> bool {
+        self.types
+            .iter()
+            .any(|t| t.kind == KIND_FUNC && self.str(t.name) == name)
+    }
+
     /// Number of `TP_PROTO` arguments of a raw tracepoint, from its `btf_trace_<name>` typedef:
     /// a pointer to a function prototype whose first parameter is the `void *__data` cookie,
     /// which is not counted.

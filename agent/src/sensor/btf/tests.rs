@@ -154,6 +154,8 @@ fn sample() -> Vec<u8> {
     let proto = b.proto(0, &[void_ptr, task_ptr, int]);
     let fn_ptr = b.refer(KIND_PTR, "", proto);
     b.refer(KIND_TYPEDEF, "btf_trace_sched_process_exit", fn_ptr);
+    let helper = b.proto(0, &[int]);
+    b.refer(KIND_FUNC, "bpf_loop", helper);
     b.build()
 }
 
@@ -253,6 +255,16 @@ fn tracepoint_arity_excludes_the_data_cookie() {
 }
 
 #[test]
+fn functions_are_found_by_name_and_kind() {
+    let btf = btf();
+    assert!(btf.has_function("bpf_loop"));
+    // A struct or typedef of the name is not a function; nor is a name nobody declared.
+    assert!(!btf.has_function("task_struct"));
+    assert!(!btf.has_function("task_t"));
+    assert!(!btf.has_function("bpf_lo"));
+}
+
+#[test]
 fn missing_file_says_what_to_do() {
     let e = Btf::from_file(Path::new("/nonexistent/vmlinux")).unwrap_err();
     let msg = e.to_string();
@@ -343,6 +355,8 @@ fn real_kernel_offsets() {
         return;
     }
     let btf = Btf::from_file(path).unwrap();
+    // The helper the chunked environment scan needs (5.17; this machine's kernel is newer).
+    assert!(btf.has_function("bpf_loop"));
     let off = |s: &str, p: &str| {
         let o = btf
             .member_offset(s, p)
