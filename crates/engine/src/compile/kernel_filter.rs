@@ -24,7 +24,10 @@
 use std::collections::BTreeSet;
 
 use agent_common::open_filter::{self, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, NAME_LEN};
-use osprey_model::syscalls::flags::{PROT_FLAGS, push_flag_names, push_open_flag_names};
+use osprey_model::{
+    process::base,
+    syscalls::flags::{PROT_FLAGS, push_flag_names, push_open_flag_names},
+};
 
 use super::{Lhs, Node, NumOp, StrOp, Test};
 use crate::fields::Val;
@@ -485,11 +488,6 @@ fn other_command(test: &Test) -> Tri {
     seen.map_or(Tri::Unknown, Tri::of)
 }
 
-/// The last component of a text (after its last `/`).
-fn last(text: &str) -> &str {
-    text.rsplit('/').next().unwrap_or(text)
-}
-
 /// The first component of every text starting with `prefix`, if the prefix holds all of it.
 fn prefix_first(prefix: &str) -> Option<&str> {
     let rest = prefix.trim_start_matches('/');
@@ -523,8 +521,8 @@ fn path_need(lhs: &Lhs, any_ancestor: bool, test: &Test) -> Need {
         // An exact name pins the file name (`/etc/shadow`: `shadow`), the narrowest of the
         // three; a prefix pins the first component.
         "fd.name" => test_need(test, &|t| match t {
-            Test::Str(StrOp::Eq, s) => Need::names(ATOM_LEAF, [last(s)]),
-            Test::StrIn(set) => Need::names(ATOM_LEAF, set.iter().map(last)),
+            Test::Str(StrOp::Eq, s) => Need::names(ATOM_LEAF, [base(s)]),
+            Test::StrIn(set) => Need::names(ATOM_LEAF, set.iter().map(base)),
             Test::Str(StrOp::StartsWith, p) => {
                 prefix_first(p).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
             }
@@ -549,11 +547,11 @@ fn path_need(lhs: &Lhs, any_ancestor: bool, test: &Test) -> Need {
         // The directory of `/x` is `/`, whose last component is not the path's parent.
         "fd.directory" => test_need(test, &|t| match t {
             Test::Str(StrOp::Eq, d) if d.trim_start_matches('/').is_empty() => Need::Any,
-            Test::Str(StrOp::Eq, d) => Need::names(ATOM_PARENT, [last(d)]),
+            Test::Str(StrOp::Eq, d) => Need::names(ATOM_PARENT, [base(d)]),
             Test::StrIn(set) if set.iter().any(|d| d.trim_start_matches('/').is_empty()) => {
                 Need::Any
             }
-            Test::StrIn(set) => Need::names(ATOM_PARENT, set.iter().map(last)),
+            Test::StrIn(set) => Need::names(ATOM_PARENT, set.iter().map(base)),
             Test::Str(StrOp::StartsWith, p) => {
                 prefix_first(p).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
             }

@@ -149,8 +149,7 @@ pub fn transform(t: Transformer, v: Val<'_>) -> Val<'_> {
         Transformer::ToUpper => Val::Str(Cow::Owned(v.text().to_uppercase())),
         Transformer::Basename => {
             let s = v.text();
-            let base = s.rsplit('/').next().unwrap_or(&s);
-            Val::Str(Cow::Owned(base.to_string()))
+            Val::Str(Cow::Owned(osprey_model::process::base(&s).to_string()))
         }
         Transformer::Len => Val::Num(v.text().len() as i64),
         Transformer::B64 => {

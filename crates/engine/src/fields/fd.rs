@@ -62,7 +62,7 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "File name of fd.name, without its directory.",
         |c, _| {
             c.file_name()
-                .and_then(|n| Val::str(n.rsplit('/').next().unwrap_or(n)))
+                .and_then(|n| Val::str(osprey_model::process::base(n)))
         },
     ),
     FieldDef::new(
