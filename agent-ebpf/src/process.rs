@@ -101,26 +101,11 @@ fn scan_env(ev: &mut ExecEvent, start: u64, end: u64) {
             && s.buf[9] == KEY[9]
             && s.buf[10] == KEY[10]
         {
-            // The value: what follows the key, without the NUL (or the read's last byte).
-            let len = n - 1 - KEY.len() as u64;
-            let keep = if len > (PRELOAD_LEN - 1) as u64 {
-                ev.env_flags |= exec_env::PRELOAD_CUT;
-                (PRELOAD_LEN - 1) as u64
-            } else {
-                ev.env_flags &= !exec_env::PRELOAD_CUT;
-                len
-            };
-            // SAFETY: PRELOAD_LEN bytes from inside the ENV_READ-byte buffer (11 + 256 <
-            // 4096), into the PRELOAD_LEN-byte field.
-            unsafe {
-                bpf_probe_read_kernel(
-                    ev.preload.as_mut_ptr().cast(),
-                    PRELOAD_LEN as u32,
-                    s.buf.as_ptr().add(KEY.len()).cast(),
-                )
-            };
-            ev.preload_len = keep as u32;
-            ev.env_flags |= exec_env::PRELOAD;
+            // The value: what follows the key, without the NUL (or the read's last byte). Its
+            // PRELOAD_LEN bytes are inside the ENV_READ-byte buffer (11 + 256 < 4096).
+            // SAFETY: as above.
+            let value = unsafe { s.buf.as_ptr().add(KEY.len()) };
+            keep_preload(ev, value, n - 1 - KEY.len() as u64);
         }
         // A read that filled the buffer ended inside the entry: the next one continues it
         // from the buffer's last byte (the helper's NUL stands there).
@@ -248,19 +233,26 @@ fn scan_env_loop(ev: &mut ExecEvent, start: u64, end: u64) {
     if n <= 0 {
         return;
     }
-    let len = (n - 1) as u64;
+    keep_preload(ev, st.bytes(), (n - 1) as u64);
+}
+
+/// Keeps an `LD_PRELOAD` value of `len` bytes (without its NUL) read to `value`, a buffer of at
+/// least PRELOAD_LEN bytes in map memory: cut to PRELOAD_LEN - 1 bytes, and said so.
+#[inline(always)]
+fn keep_preload(ev: &mut ExecEvent, value: *const u8, len: u64) {
     let keep = if len > (PRELOAD_LEN - 1) as u64 {
         ev.env_flags |= exec_env::PRELOAD_CUT;
         (PRELOAD_LEN - 1) as u64
     } else {
+        ev.env_flags &= !exec_env::PRELOAD_CUT;
         len
     };
-    // SAFETY: PRELOAD_LEN bytes from the buffer into the PRELOAD_LEN-byte field.
+    // SAFETY: PRELOAD_LEN bytes from the caller's buffer into the PRELOAD_LEN-byte field.
     unsafe {
         bpf_probe_read_kernel(
             ev.preload.as_mut_ptr().cast(),
             PRELOAD_LEN as u32,
-            st.buf.as_ptr().cast(),
+            value.cast(),
         )
     };
     ev.preload_len = keep as u32;
