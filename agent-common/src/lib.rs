@@ -188,6 +188,11 @@ pub mod stdio {
 /// Length of `ExecEvent::preload`.
 pub const PRELOAD_LEN: usize = 256;
 
+/// Reads of the environment per exec where the kernel has no `bpf_loop` (before 5.17) and the
+/// exec program reads it an entry at a time: its entries, plus one per 4 KiB of a long one.
+/// A Kubernetes pod's environment has about seven entries per service in its namespace.
+pub const ENV_READS: u32 = 1024;
+
 /// `ExecEvent::env_flags` bits.
 pub mod exec_env {
     /// Every entry of the environment was read: `preload` is the whole truth about

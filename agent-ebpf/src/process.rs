@@ -1,8 +1,8 @@
 //! Process lifecycle: exec, fork, exit.
 
 use agent_common::{
-    DATA_MAX, EXEC_DATA_OFFSET, EventKind, ExecEvent, ExitEvent, ForkEvent, PRELOAD_LEN, counter,
-    exe_flags, exec_env, fork_flags, stdio, trunc,
+    DATA_MAX, ENV_READS, EXEC_DATA_OFFSET, EventKind, ExecEvent, ExitEvent, ForkEvent, PRELOAD_LEN,
+    counter, exe_flags, exec_env, fork_flags, stdio, trunc,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -33,9 +33,6 @@ const PRELOAD_KEY: &[u8; 11] = b"LD_PRELOAD=";
 
 /// Bytes of an environment entry read at once; a longer entry takes a read per this many.
 const ENV_READ: usize = 4096;
-/// Reads of the environment per exec: its entries, plus one per `ENV_READ` bytes of a long one.
-/// A Kubernetes pod's environment has about seven entries per service in its namespace.
-const ENV_READS: u32 = 1024;
 
 /// Where `scan_env` reads each entry to, per CPU; and the scan's cursor, in map memory so
 /// that the verifier sees one state per iteration (a register would be tracked exactly).

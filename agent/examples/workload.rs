@@ -4,6 +4,9 @@
 //! workload open N               open+close of /dev/null, N times         -> ns/iteration
 //! workload getppid N            getppid, N times (a syscall no rule wants) -> ns/iteration
 //! workload exec N               fork+exec of /bin/true, N times          -> ns/iteration
+//! workload exec-pod N           the same with the environment Kubernetes gives a pod in a
+//!                               namespace of 50 services (300 entries, about 12 KB), which
+//!                               the exec program scans for LD_PRELOAD -> ns/iteration
 //! workload connect N            loopback TCP connect to our own listener -> ns/iteration
 //! workload build N              N rounds of a small build: sh, file churn, cc -> ns/iteration
 //! workload rate R SECS THREADS  open+close paced at R per second in total -> achieved opens/s
@@ -55,6 +58,7 @@ fn main() {
         Some("open") => timed("open", num(1, 200_000), open_close_loop),
         Some("getppid") => timed("getppid", num(1, 2_000_000), getppid_loop),
         Some("exec") => timed("exec", num(1, 300), exec_loop),
+        Some("exec-pod") => timed("exec-pod", num(1, 300), exec_pod_loop),
         Some("connect") => timed("connect", num(1, 2_000), connect_loop),
         Some("build") => timed("build", num(1, 10), build_loop),
         Some("rate") => rate(num(1, 100_000), num(2, 3), num(3, 2)),
@@ -63,7 +67,8 @@ fn main() {
         Some("redis") => redis(num(1, 100_000)),
         _ => {
             eprintln!(
-                "usage: workload open|getppid|exec|connect|build|redis N | rate R SECS THREADS \
+                "usage: workload open|getppid|exec|exec-pod|connect|build|redis N \
+                 | rate R SECS THREADS \
                  | trigger N GAP_US | blind N M"
             );
             std::process::exit(2);
@@ -100,6 +105,37 @@ fn getppid_loop(n: u64) {
 fn exec_loop(n: u64) {
     for _ in 0..n {
         let status = Command::new("/bin/true").status().expect("exec /bin/true");
+        assert!(status.success());
+    }
+}
+
+/// The service variables Kubernetes puts in every container of a namespace with 50 services
+/// (six per service), as `env -i` would pass them: nothing else.
+fn pod_environment() -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for i in 0..50 {
+        let svc = format!("SVC{i}");
+        let addr = format!("10.96.{i}.17");
+        env.extend([
+            (format!("{svc}_SERVICE_HOST"), addr.clone()),
+            (format!("{svc}_SERVICE_PORT"), "8080".to_string()),
+            (format!("{svc}_PORT"), format!("tcp://{addr}:8080")),
+            (format!("{svc}_PORT_8080_TCP"), format!("tcp://{addr}:8080")),
+            (format!("{svc}_PORT_8080_TCP_PROTO"), "tcp".to_string()),
+            (format!("{svc}_PORT_8080_TCP_ADDR"), addr),
+        ]);
+    }
+    env
+}
+
+fn exec_pod_loop(n: u64) {
+    let env = pod_environment();
+    for _ in 0..n {
+        let status = Command::new("/bin/true")
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .status()
+            .expect("exec /bin/true");
         assert!(status.success());
     }
 }

@@ -598,9 +598,11 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         detail: if has_loop {
             "bpf_loop (Linux 5.17): the environment is read whole at exec, 4 KiB at a time".into()
         } else {
-            "no bpf_loop (before Linux 5.17): the environment is read an entry at a time at \
-             exec, up to 1024 entries; past that proc.env comes from /proc/PID/environ"
-                .into()
+            format!(
+                "no bpf_loop (before Linux 5.17): the environment is read an entry at a time \
+                 at exec, up to {} entries; past that proc.env comes from /proc/PID/environ",
+                agent_common::ENV_READS
+            )
         },
     });
     features.push(Feature {
@@ -892,8 +894,9 @@ impl Sensor {
                 "sched_process_exec reads the environment in 4 KiB chunks (bpf_loop)"
             ),
             Err(e) => tracing::info!(
-                "sched_process_exec reads the environment an entry at a time, up to 1024 \
-                 entries ({e})"
+                "sched_process_exec reads the environment an entry at a time, up to {} \
+                 entries ({e})",
+                agent_common::ENV_READS
             ),
         }
         let mut raw = vec!["sched_process_fork", "sys_enter"];

@@ -20,6 +20,10 @@ use crate::proc;
 pub const WORKLOADS: &[(&str, &[&str])] = &[
     ("open+close /dev/null", &["open", "200000"]),
     ("exec /bin/true", &["exec", "300"]),
+    (
+        "exec /bin/true, a pod's environment (300 entries)",
+        &["exec-pod", "300"],
+    ),
     ("loopback TCP connect", &["connect", "5000"]),
     ("build (sh, coreutils, cc)", &["build", "6"]),
     ("redis-benchmark SET+GET, 50 clients", &["redis", "100000"]),
@@ -499,9 +503,10 @@ fn syscall_program_stats(pid: u32) -> Result<(u64, u64, bool)> {
     Ok((ns, cnt, typed))
 }
 
-/// The [`WORKLOADS`] timed whole under the default rules for [`KernelShare`]: the two that
-/// start processes, where the lifecycle programs and the reader's wake-ups count.
-const SHARE_WORKLOADS: [&str; 2] = ["exec", "build"];
+/// The [`WORKLOADS`] timed whole under the default rules for [`KernelShare`]: those that
+/// start processes, where the lifecycle programs and the reader's wake-ups count (and, with a
+/// pod's environment, the exec program's scan of it).
+const SHARE_WORKLOADS: [&str; 3] = ["exec", "exec-pod", "build"];
 
 /// A workload as a whole: the kernel time of every program of the agent while it ran (the
 /// exec, fork and exit tracepoints with the syscall ones), as a share of its wall time, and

@@ -125,6 +125,30 @@ pub fn render(r: &Results, notes: &str) -> String {
                 verdict(worst <= 1.05)
             );
         }
+        // The sensor-cost goals, workload by workload.
+        let goals = [
+            ("open", 1.25),
+            ("exec", 1.10),
+            ("build", 1.03),
+            ("redis", 1.10),
+        ];
+        let measured: Vec<(String, bool)> = goals
+            .iter()
+            .filter_map(|&(what, goal)| {
+                let m = ov.ratio(def, none, at(what)?).median;
+                (!m.is_nan()).then(|| (format!("{what} {m:.2}x (≤ {goal:.2}x)"), m <= goal))
+            })
+            .collect();
+        if !measured.is_empty() {
+            let names: Vec<&str> = measured.iter().map(|(s, _)| s.as_str()).collect();
+            let _ = writeln!(
+                o,
+                "| open+close ≤ 1.25x, exec ≤ 1.10x, build ≤ 1.03x, redis ≤ 1.10x no agent, \
+                 default rules | {} | {} |",
+                names.join("; "),
+                verdict(measured.iter().all(|(_, met)| *met))
+            );
+        }
     }
     match r.engine_default {
         Some(e) => {
