@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod container;
 pub mod dns;
+pub mod fast_hash;
 pub mod host;
 pub mod metrics;
 pub mod pipeline;

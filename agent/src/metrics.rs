@@ -6,12 +6,9 @@
 
 pub mod http;
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Mutex, RwLock,
-        atomic::{AtomicBool, Ordering},
-    },
+use std::sync::{
+    Mutex, RwLock,
+    atomic::{AtomicBool, Ordering},
 };
 
 use prometheus_client::{
@@ -21,6 +18,7 @@ use prometheus_client::{
 };
 
 use crate::{
+    fast_hash::FastMap,
     process::TableStats,
     sensor::{DecodeStats, KernelCounters, losses::ContainerLoss},
 };
@@ -96,7 +94,7 @@ pub struct Metrics {
     /// The `events` counter of each kind seen, so that counting an event (once per event, the
     /// hottest metric) neither builds a label set nor allocates: `cargo bench --bench
     /// pipeline` measured 230 ns per event through `Family::get_or_create`.
-    event_counters: RwLock<HashMap<String, Counter>>,
+    event_counters: RwLock<FastMap<String, Counter>>,
 }
 
 fn labels(k: &'static str, v: impl Into<String>) -> Labels {

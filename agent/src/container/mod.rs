@@ -26,6 +26,7 @@ use std::{
 };
 
 use self::cgroup::CgroupMatch;
+use crate::fast_hash::{FastMap, FastSet};
 use osprey_engine::env::ContainerLookup;
 use osprey_model::{
     ContainerInfo, Process,
@@ -96,7 +97,7 @@ struct Entry {
     info: Arc<ContainerInfo>,
     meta: Meta,
     /// cgroup ids seen for it (the container's own, and its children's).
-    cgroups: HashSet<u64>,
+    cgroups: FastSet<u64>,
     last_used: Instant,
 }
 
@@ -120,10 +121,10 @@ enum Slot {
 
 #[derive(Debug)]
 struct Inner {
-    slots: HashMap<(u64, u32), Slot>,
-    containers: HashMap<Arc<str>, Entry>,
+    slots: FastMap<(u64, u32), Slot>,
+    containers: FastMap<Arc<str>, Entry>,
     /// Mount namespace → container, learned from execs inside containers (for `nsenter`).
-    by_mnt_ns: HashMap<u32, Arc<str>>,
+    by_mnt_ns: FastMap<u32, Arc<str>>,
     /// v2 cgroup inode → path, for events whose process left no path.
     v2_paths: HashMap<u64, String>,
     v2_scanned: Option<Instant>,
@@ -179,9 +180,9 @@ impl ContainerTable {
             host_mnt_ns,
             host: Arc::new(ContainerInfo::host()),
             inner: Mutex::new(Inner {
-                slots: HashMap::new(),
-                containers: HashMap::new(),
-                by_mnt_ns: HashMap::new(),
+                slots: FastMap::default(),
+                containers: FastMap::default(),
+                by_mnt_ns: FastMap::default(),
                 v2_paths: HashMap::new(),
                 v2_scanned: None,
                 v2_max: 0,
@@ -273,7 +274,13 @@ impl ContainerTable {
 
     /// The container of an event's process, `host` outside containers.
     pub fn resolve(&self, event: &Event, process: Option<&Process>) -> Resolution {
-        let now = Instant::now();
+        self.resolve_at(event, process, Instant::now())
+    }
+
+    /// [`ContainerTable::resolve`] at `now`: the pipeline reads the clock once per batch of
+    /// records (the sweep, metadata retries and waits are counted in seconds and tens of
+    /// milliseconds), where a read per event was 3% of the agent's CPU per event.
+    pub fn resolve_at(&self, event: &Event, process: Option<&Process>, now: Instant) -> Resolution {
         let mut inner = self.lock();
         if now.duration_since(inner.last_sweep) >= self.cfg.sweep_every {
             self.sweep(&mut inner, now);
@@ -397,7 +404,7 @@ impl ContainerTable {
                             Meta::Done
                         },
                         hint: m,
-                        cgroups: HashSet::from([event.cgroup_id]),
+                        cgroups: FastSet::from_iter([event.cgroup_id]),
                         last_used: now,
                     };
                     inner.containers.insert(id.clone(), entry);
@@ -616,8 +623,13 @@ impl Attach {
 
     /// Attaches the event's container; pushes it to `out` now, or holds it while the
     /// container's metadata is pending (then [`Attach::poll`] releases it).
-    pub fn push(&mut self, mut e: Enriched, out: &mut Vec<Enriched>) {
-        let r = self.table.resolve(&e.event, e.process.as_deref());
+    pub fn push(&mut self, e: Enriched, out: &mut Vec<Enriched>) {
+        self.push_at(e, Instant::now(), out)
+    }
+
+    /// [`Attach::push`] at `now` (see [`ContainerTable::resolve_at`]).
+    pub fn push_at(&mut self, mut e: Enriched, now: Instant, out: &mut Vec<Enriched>) {
+        let r = self.table.resolve_at(&e.event, e.process.as_deref(), now);
         let wait = r.pending || self.waiting.contains(&r.info.full_id);
         if wait {
             self.waiting.insert(r.info.full_id.clone());

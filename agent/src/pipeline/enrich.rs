@@ -2,7 +2,7 @@
 //! container (the container table, which may hold a new container's events a bounded time for
 //! the runtime's metadata). Shared by `osprey run` ([`super::Pipeline`]) and `osprey trace`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use osprey_model::event::{Enriched, Event};
 
@@ -31,9 +31,10 @@ impl Enrich {
     }
 
     /// One event through the process table; what is ready (its container known) goes to `out`.
-    pub fn push(&mut self, ev: Event, out: &mut Vec<Enriched>) {
+    /// `now`: the clock, read once for the batch the event came in.
+    pub fn push(&mut self, ev: Event, now: Instant, out: &mut Vec<Enriched>) {
         let e = self.table.observe(ev);
-        self.attach.push(e, out);
+        self.attach.push_at(e, now, out);
     }
 
     /// Events whose container metadata arrived, or whose wait ran out.

@@ -142,9 +142,10 @@ impl Pipeline {
     /// Decoded events, in order: each is enriched and, once its container is known, judged.
     pub fn observe(&mut self, events: impl IntoIterator<Item = Event>) {
         let mut ready = std::mem::take(&mut self.ready);
+        let now = std::time::Instant::now();
         for ev in events {
             self.metrics.event(event_kind(&ev));
-            self.enrich.push(ev, &mut ready);
+            self.enrich.push(ev, now, &mut ready);
         }
         self.enrich.poll(&mut ready);
         for e in ready.drain(..) {

@@ -190,7 +190,7 @@ fn a_recording_replays_through_the_same_stages() {
         let mut enrich = Enrich::new(TableConfig::default(), live.containers().clone());
         let mut out = Vec::new();
         for ev in cat_shadow(1_000) {
-            enrich.push(ev, &mut out);
+            enrich.push(ev, std::time::Instant::now(), &mut out);
         }
         enrich.flush(&mut out);
         for e in &out {

@@ -200,8 +200,9 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
             _ = tokio::time::sleep(enrich.poll_in()), if enrich.is_holding() => {}
             r = reader.read_batch(&mut batch, 4096) => r.map_err(io("reading the ring buffer"))?,
         }
+        let now = std::time::Instant::now();
         for ev in batch.drain(..) {
-            enrich.push(ev, &mut ready);
+            enrich.push(ev, now, &mut ready);
         }
         enrich.poll(&mut ready);
         for e in ready.drain(..) {

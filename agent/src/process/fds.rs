@@ -25,6 +25,7 @@ use std::{
     sync::Arc,
 };
 
+use crate::fast_hash::FastMap;
 use osprey_model::{
     event::{ArgValue, Event, EventKind, SockAddr, Syscall},
     fd::{FdEntry, FdKind, L4Proto},
@@ -112,13 +113,13 @@ struct Slot {
     used: u64,
 }
 
-type Fds = HashMap<i64, Slot>;
+type Fds = FastMap<i64, Slot>;
 
 /// Every process's descriptors. Not thread-safe: the pipeline owns it in one task.
 pub struct FdTable {
     cfg: FdConfig,
     /// By tgid. Shared between a parent and a forked child until one of them changes it.
-    procs: HashMap<u32, Arc<Fds>>,
+    procs: FastMap<u32, Arc<Fds>>,
     /// Descriptors over all processes (a forked child's shared copy counts as its own).
     total: usize,
     clock: u64,
@@ -140,7 +141,7 @@ impl FdTable {
     pub fn new(cfg: FdConfig) -> Self {
         Self {
             cfg,
-            procs: HashMap::new(),
+            procs: FastMap::default(),
             total: 0,
             clock: 0,
             stats: FdStats::default(),

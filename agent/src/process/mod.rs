@@ -9,18 +9,14 @@
 mod fds;
 mod proc_fs;
 
-use std::{
-    collections::{HashMap, VecDeque},
-    path::Path,
-    sync::Arc,
-};
+use std::{collections::VecDeque, path::Path, sync::Arc};
 
 use serde::Serialize;
 
 pub use osprey_model::Process;
 use osprey_model::event::{ArgValue, Enriched, Event, EventKind};
 
-use crate::container::cgroup;
+use crate::{container::cgroup, fast_hash::FastMap};
 
 pub use fds::{FdConfig, FdStats, FdTable, SYSCALLS as FD_TABLE_SYSCALLS, keep_followed_calls};
 pub use proc_fs::{boot_clock_ns, boot_time_ns, read_process};
@@ -91,7 +87,7 @@ type Chain = Arc<[Arc<Process>]>;
 
 pub struct ProcessTable {
     cfg: TableConfig,
-    procs: HashMap<u32, Arc<Process>>,
+    procs: FastMap<u32, Arc<Process>>,
     /// Exited processes in exit order, removed after the grace period.
     exited: VecDeque<(u64, u32)>,
     /// Order of insertion for eviction under pressure (pid, start_ts); stale entries skipped.
@@ -102,7 +98,7 @@ pub struct ProcessTable {
     /// they were built in: every event of a process carries its ancestors, and rebuilding the
     /// chain (a lookup and a reference count per level) for each was a tenth of the agent's
     /// work on a syscall-heavy node. Any change to the table starts a new generation.
-    chains: HashMap<u32, (u64, Chain)>,
+    chains: FastMap<u32, (u64, Chain)>,
     generation: u64,
     /// The chain of a process whose parent is not known, shared (an empty `Arc<[_]>` is
     /// still an allocation).
@@ -114,11 +110,11 @@ impl ProcessTable {
         Self {
             fds: FdTable::new(cfg.fds.clone()),
             cfg,
-            procs: HashMap::new(),
+            procs: FastMap::default(),
             exited: VecDeque::new(),
             order: VecDeque::new(),
             stats: TableStats::default(),
-            chains: HashMap::new(),
+            chains: FastMap::default(),
             generation: 0,
             no_ancestors: Arc::new([]),
         }

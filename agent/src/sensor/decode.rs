@@ -502,8 +502,7 @@ fn syscall(rec: &[u8], spare: &mut Spare) -> Result<Syscall, DecodeError> {
         off += cap_len[i];
     }
 
-    let def = syscalls::by_nr(nr).ok_or(DecodeError::UnknownSyscall(nr))?;
-    let slots = def.capture_slots();
+    let (def, slots) = syscalls::decoding(nr).ok_or(DecodeError::UnknownSyscall(nr))?;
     let of = if kflags & kpath::OF_RET != 0 {
         Some(KernelFileOf::Returned)
     } else if kflags & kpath::OF_FD_ARG != 0 {
