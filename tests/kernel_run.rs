@@ -203,4 +203,11 @@ fn kernel_run_serves_health_readiness_and_moving_metrics() {
         Some(0.0),
         "drops are exported, and none happened"
     );
+    // Runs the kernel skipped, read from each program's fdinfo: this kernel (5.12+) reports
+    // them, and its programs cannot be preempted, so there are none.
+    assert_eq!(
+        metric(&after, "osprey_kernel_dropped_total{kind=\"busy\"}"),
+        Some(0.0),
+        "skipped runs are exported: {after}"
+    );
 }

@@ -152,7 +152,9 @@ impl Metrics {
         );
         r.register(
             "kernel_dropped",
-            "Kernel records lost to a full ring buffer (or a cgroup's spent share of it), by kind",
+            "Kernel records lost to a full ring buffer (or a cgroup's spent share of it), or \
+             runs of a program the kernel skipped because it was already running on that CPU \
+             (busy), by kind",
             m.kernel_dropped.clone(),
         );
         r.register(
@@ -421,6 +423,18 @@ impl Metrics {
             table.fds.procfs_lookups_skipped,
             t0.fds.procfs_lookups_skipped,
         );
+        // Skipped runs, where the kernel reports them (Linux 5.12+): the series exists only
+        // there, so that a node that cannot count them does not show a zero.
+        if let Some(busy) = kernel.dropped_busy {
+            add(
+                &self.kernel_dropped,
+                "kind",
+                "busy",
+                busy,
+                k0.dropped_busy.unwrap_or(0),
+            );
+            let _ = self.kernel_dropped.get_or_create(&labels("kind", "busy"));
+        }
         // Make sure every drop series exists from the start, at zero, so dashboards see it.
         for kind in ["exec", "fork", "exit", "syscall", "cgroup_share"] {
             let _ = self.kernel_dropped.get_or_create(&labels("kind", kind));

@@ -234,7 +234,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
                         format!("; most by container: {}", losses::describe(&worst))
                     };
                     pipeline.internal_alert("Osprey dropped kernel events", Priority::Critical, format!(
-                        "Osprey lost {lost} kernel events in the last 10 s (ring buffer full, or containers over their share of it){by}; detection had gaps (ring_buffer_bytes={}, ring_buffer_cgroup_share={})",
+                        "Osprey lost {lost} kernel events in the last 10 s (ring buffer full, containers over their share of it, or program runs the kernel skipped){by}; detection had gaps (ring_buffer_bytes={}, ring_buffer_cgroup_share={})",
                         cfg.ring_buffer_bytes, cfg.ring_buffer_cgroup_share
                     ));
                 }
@@ -478,7 +478,10 @@ fn report_drops(sensor: &Sensor, last: KernelCounters) -> (KernelCounters, u64) 
                 - last.dropped_fork
                 + now.dropped_exit
                 - last.dropped_exit,
-            "kernel events lost; a larger --ring-buffer-size or fewer rules reduce it"
+            program_busy = now.dropped_busy.unwrap_or(0) - last.dropped_busy.unwrap_or(0),
+            "kernel events lost; a larger --ring-buffer-size or fewer rules reduce a full ring \
+             buffer's losses; program_busy counts runs the kernel skipped on a CPU where the \
+             program was already running (a preemptible kernel)"
         );
     }
     (now, lost)

@@ -158,6 +158,13 @@ pub struct KernelCounters {
     /// mprotect, mmap, pkey_mprotect and fcntl calls passed over on their argument and
     /// result, likewise.
     pub calls_filtered: u64,
+    /// Runs of the agent's programs the kernel skipped because the same program was already
+    /// running on that CPU (`recursion_misses`, Linux 5.12+; `None` where the kernel does not
+    /// report it). Every program keeps its work in a per-CPU slot, so the kernel's guard is
+    /// what keeps a second run from overwriting the first's; the event the skipped run would
+    /// have seen is lost. A hook is entered again on a CPU only where a program can be
+    /// preempted (a PREEMPT_RT kernel).
+    pub dropped_busy: Option<u64>,
 }
 
 impl KernelCounters {
@@ -168,6 +175,7 @@ impl KernelCounters {
             + self.dropped_syscall
             + self.dropped_profile
             + self.dropped_cgroup_share
+            + self.dropped_busy.unwrap_or(0)
     }
 }
 
@@ -207,7 +215,7 @@ pub struct CgroupLoss {
 /// Loaded and attached kernel programs.
 pub struct Sensor {
     // Owns the programs and their links: dropping the sensor detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     specs: Array<MapData, SyscallSpec>,
     counters: PerCpuArray<MapData, u64>,
     shares: HashMap<MapData, u64, CgroupShare>,
@@ -824,7 +832,7 @@ impl Sensor {
             .ok();
 
         let mut sensor = Sensor {
-            _ebpf: ebpf,
+            ebpf,
             specs,
             counters,
             shares,
@@ -860,7 +868,7 @@ impl Sensor {
     /// Attaches the programs; `sys_exit` in its BTF form when `typedef` (the kernel's type id
     /// of `btf_trace_sys_exit`) is known and the program loads (else the reason it is not).
     fn attach(&mut self, typedef: Result<u32, String>) -> Result<(), SensorError> {
-        let ebpf = &mut self._ebpf;
+        let ebpf = &mut self.ebpf;
         // (program, category, tracepoint). io_uring only where the kernel's tracepoints carry
         // the request (uring.rs), completions first, so that a request seen submitted always
         // finds its completion program.
@@ -929,7 +937,7 @@ impl Sensor {
         }
         let program = "sys_enter";
         let prog: &mut RawTracePoint = self
-            ._ebpf
+            .ebpf
             .program_mut(program)
             .and_then(|p| p.try_into().ok())
             .ok_or(SensorError::NoObject)?;
@@ -1010,7 +1018,22 @@ impl Sensor {
             dropped_cgroup_share: get(counter::DROP_CGROUP_SHARE),
             open_filtered: get(counter::OPEN_FILTERED),
             calls_filtered: get(counter::CALLS_FILTERED),
+            dropped_busy: self.runs_skipped(),
         }
+    }
+
+    /// The kernel's `recursion_misses` summed over the programs loaded (`/proc/self/fdinfo` of
+    /// each program's descriptor); `None` when no program's reports it.
+    fn runs_skipped(&self) -> Option<u64> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        self.ebpf
+            .programs()
+            .filter_map(|(_, p)| p.fd().ok())
+            .filter_map(|fd| {
+                let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+                fdinfo_field(&std::fs::read_to_string(path).ok()?, "recursion_misses")
+            })
+            .reduce(|a, b| a + b)
     }
 
     /// Writes the open filter: which opens the kernel passes over because no loaded rule can
@@ -1115,7 +1138,7 @@ impl Sensor {
 
     /// The syscall-profile maps; can be taken once.
     pub fn profile_maps(&mut self) -> Result<profile::ProfileMaps, SensorError> {
-        profile::ProfileMaps::take(&mut self._ebpf, &self.tracefs)
+        profile::ProfileMaps::take(&mut self.ebpf, &self.tracefs)
     }
 
     /// The ring-buffer reader; can be taken once.
@@ -1167,6 +1190,14 @@ fn log_features(report: &KernelReport) {
     for o in &report.offsets {
         tracing::debug!(offset = %o.name, value = o.value, "kernel offset");
     }
+}
+
+/// The number on the line `name:` of a `/proc/PID/fdinfo` file (`name:\tvalue`).
+fn fdinfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == name).then(|| v.trim().parse().ok())?
+    })
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, SensorError>
@@ -1392,6 +1423,20 @@ mod tests {
         let mut want = vec![1; STEADY_LOOKS as usize - 1];
         want.extend([2, 4, 8, 8, 8]);
         assert_eq!(looks, want);
+    }
+
+    /// A program's fdinfo as Linux 6.x prints it; before 5.12 there is no `recursion_misses`.
+    #[test]
+    fn the_skipped_runs_come_from_the_programs_fdinfo() {
+        let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1055\nprog_type:\t26\n\
+                    prog_jited:\t1\nprog_tag:\t5f5c0d1a1b9e8a8c\nmemlock:\t69632\n\
+                    prog_id:\t212\nrun_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t37\n\
+                    verified_insns:\t4812\n";
+        assert_eq!(fdinfo_field(text, "recursion_misses"), Some(37));
+        assert_eq!(fdinfo_field(text, "prog_id"), Some(212));
+        let old = text.replace("recursion_misses:\t37\n", "");
+        assert_eq!(fdinfo_field(&old, "recursion_misses"), None);
+        assert_eq!(fdinfo_field("misses:\t1\n", "recursion_misses"), None);
     }
 
     #[test]
