@@ -179,7 +179,14 @@ impl Drop for Agent {
 
 /// Runs a workload example and returns its output line.
 pub fn workload(bin: &Path, args: &[String]) -> Result<String> {
-    let out = proc::output(Command::new(bin).args(args), "benchmark workload")?;
+    // Without the library path `cargo xtask` inherits from cargo (the toolchain's and the
+    // target's directories): with it, the dynamic loader of every program a workload starts
+    // looked for libc there first, about 22 failed opens per exec of /bin/true that no node
+    // makes (the exec row's kernel time 30.9 µs with it, at 22685ce).
+    let out = proc::output(
+        Command::new(bin).args(args).env_remove("LD_LIBRARY_PATH"),
+        "benchmark workload",
+    )?;
     Ok(out.trim().to_string())
 }
 
