@@ -5,7 +5,7 @@
 //! workload getppid N            getppid, N times (a syscall no rule wants) -> ns/iteration
 //! workload exec N               fork+exec of /bin/true, N times          -> ns/iteration
 //! workload exec-pod N           the same with the environment Kubernetes gives a pod in a
-//!                               namespace of 50 services (300 entries, about 12 KB), which
+//!                               namespace of 50 services (300 entries, about 10 KB), which
 //!                               the exec program scans for LD_PRELOAD -> ns/iteration
 //! workload connect N            loopback TCP connect to our own listener -> ns/iteration
 //! workload build N              N rounds of a small build: sh, file churn, cc -> ns/iteration

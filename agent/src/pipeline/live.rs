@@ -468,17 +468,16 @@ fn who(containers: &ContainerTable, share: Share) -> Who {
 
 fn report_drops(sensor: &Sensor, last: KernelCounters) -> (KernelCounters, u64) {
     let now = sensor.counters();
-    let lost = now.dropped() - last.dropped();
+    // Saturating: a counter that could not be read this time reads lower than last time.
+    let lost = now.dropped().saturating_sub(last.dropped());
     if lost > 0 {
         tracing::warn!(
             lost,
-            ring_buffer_full = now.dropped_syscall - last.dropped_syscall + now.dropped_exec
-                - last.dropped_exec
-                + now.dropped_fork
-                - last.dropped_fork
-                + now.dropped_exit
-                - last.dropped_exit,
-            program_busy = now.dropped_busy.unwrap_or(0) - last.dropped_busy.unwrap_or(0),
+            ring_buffer_full = now.ring_full().saturating_sub(last.ring_full()),
+            program_busy = now
+                .dropped_busy
+                .unwrap_or(0)
+                .saturating_sub(last.dropped_busy.unwrap_or(0)),
             "kernel events lost; a larger --ring-buffer-size or fewer rules reduce a full ring \
              buffer's losses; program_busy counts runs the kernel skipped on a CPU where the \
              program was already running (a preemptible kernel)"

@@ -169,13 +169,15 @@ pub struct KernelCounters {
 
 impl KernelCounters {
     pub fn dropped(&self) -> u64 {
-        self.dropped_exec
-            + self.dropped_fork
-            + self.dropped_exit
-            + self.dropped_syscall
+        self.ring_full()
             + self.dropped_profile
             + self.dropped_cgroup_share
             + self.dropped_busy.unwrap_or(0)
+    }
+
+    /// Exec, fork, exit and syscall records a full ring buffer had no room for.
+    pub fn ring_full(&self) -> u64 {
+        self.dropped_exec + self.dropped_fork + self.dropped_exit + self.dropped_syscall
     }
 }
 
@@ -219,6 +221,9 @@ pub struct Sensor {
     specs: Array<MapData, SyscallSpec>,
     counters: PerCpuArray<MapData, u64>,
     shares: HashMap<MapData, u64, CgroupShare>,
+    /// The most skipped runs read so far: a program's fdinfo that could not be read once
+    /// would lower the sum, and the next read would count the difference again.
+    busy_seen: std::sync::atomic::AtomicU64,
     open_verdicts: Array<MapData, u32>,
     open_keys: HashMap<MapData, open_filter::Key, u8>,
     open_sets: Array<MapData, open_filter::SetSig>,
@@ -836,6 +841,7 @@ impl Sensor {
             specs,
             counters,
             shares,
+            busy_seen: std::sync::atomic::AtomicU64::new(0),
             open_verdicts,
             open_keys,
             open_sets,
@@ -1018,7 +1024,12 @@ impl Sensor {
             dropped_cgroup_share: get(counter::DROP_CGROUP_SHARE),
             open_filtered: get(counter::OPEN_FILTERED),
             calls_filtered: get(counter::CALLS_FILTERED),
-            dropped_busy: self.runs_skipped(),
+            dropped_busy: self.runs_skipped().map(|n| {
+                n.max(
+                    self.busy_seen
+                        .fetch_max(n, std::sync::atomic::Ordering::Relaxed),
+                )
+            }),
         }
     }
 
