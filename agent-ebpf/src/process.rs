@@ -396,7 +396,12 @@ fn try_sched_process_exec<const LOOP: bool>(ctx: &RawTracePointContext) -> Resul
     let ev = EXEC_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU slot owned by this program invocation.
     let ev = unsafe { &mut *ev };
-    let cur = fill_header(&mut ev.header, EventKind::Exec as u32, cfg);
+    let cur = fill_header(
+        &mut ev.header,
+        EventKind::Exec as u32,
+        cfg,
+        bpf_get_current_pid_tgid(),
+    );
     with_pid_view(&mut ev.header, &cur, cfg);
     ev.flags = 0;
 
@@ -610,7 +615,12 @@ fn try_sched_process_fork(ctx: &RawTracePointContext) -> Result<(), ()> {
     }
     let child: u64 = ctx.arg(1);
     let mut ev = ForkEvent::default();
-    fill_header(&mut ev.header, EventKind::Fork as u32, cfg);
+    fill_header(
+        &mut ev.header,
+        EventKind::Fork as u32,
+        cfg,
+        bpf_get_current_pid_tgid(),
+    );
     ev.header.size = size_of::<ForkEvent>() as u32;
     ev.child_tid = read_kernel(child, cfg.task_pid);
     ev.child_tgid = read_kernel(child, cfg.task_tgid);
@@ -659,7 +669,7 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), ()> {
         return Ok(());
     }
     let mut ev = ExitEvent::default();
-    let cur = fill_header(&mut ev.header, EventKind::Exit as u32, cfg);
+    let cur = fill_header(&mut ev.header, EventKind::Exit as u32, cfg, pid_tgid);
     with_pid_view(&mut ev.header, &cur, cfg);
     ev.header.size = size_of::<ExitEvent>() as u32;
     ev.exit_code = read_kernel(cur.task, cfg.task_exit_code);

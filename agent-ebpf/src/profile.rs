@@ -78,7 +78,8 @@ fn judge<F: Fn() -> [u64; 6]>(nr: u64, args: F, known: bool, via: u32) {
     let v = *v;
     let cfg = config();
     // The agent never judges itself: a host profile must not kill the thing enforcing it.
-    if cfg.ready == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.agent_tgid {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if cfg.ready == 0 || (pid_tgid >> 32) as u32 == cfg.agent_tgid {
         return;
     }
     let mut act = v & verdict::ACTION_MASK;
@@ -108,7 +109,7 @@ fn judge<F: Fn() -> [u64; 6]>(nr: u64, args: F, known: bool, via: u32) {
             ev.taken |= taken::KILL_FAILED;
         }
     }
-    let cur = fill_header(&mut ev.header, EventKind::Profile as u32, cfg);
+    let cur = fill_header(&mut ev.header, EventKind::Profile as u32, cfg, pid_tgid);
     with_pid_view(&mut ev.header, &cur, cfg);
     ev.header.size = size_of::<ProfileEvent>() as u32;
     ev.nr = nr as u32;

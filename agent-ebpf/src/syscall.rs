@@ -25,10 +25,7 @@ use agent_common::{
     capture, counter, kpath, open_filter as open_filter_abi, ring, spec_flags, trunc,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid,
-        generated::{bpf_probe_read_user, bpf_probe_read_user_str},
-    },
+    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
@@ -227,13 +224,14 @@ const ERESTART_LAST: i64 = -512;
 
 #[inline(always)]
 fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
-    let cfg = config();
-    let nr = A::nr(regs, cfg);
+    let nr = A::nr(regs, config());
     let Some(spec) = spec_for(nr) else {
         return Ok(());
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if cfg.ready == 0 || (pid_tgid >> 32) as u32 == cfg.agent_tgid {
+    // Fetched again rather than kept from above: every syscall on the node takes the path to
+    // here, and a configuration pointer live across the lookup costs it a spill and a reload.
+    let cfg = config();
+    if cfg.ready == 0 {
         return Ok(());
     }
     if (ERESTART_FIRST..=ERESTART_LAST).contains(&ret)
@@ -252,7 +250,13 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
         open_filter::filtered(spec);
         return Ok(());
     }
+    // The agent's own syscalls are not reported (they would feed on themselves). Checked here,
+    // after the filter, so that an open the filter passes over costs no helper call: the
+    // agent's own are passed over with the others (and counted with them).
     let cur = A::current(cfg);
+    if cur.tgid() == cfg.agent_tgid {
+        return Ok(());
+    }
     if verdict & open_filter_abi::KEYS != 0
         && ret >= 0
         && spec.flags & spec_flags::RET_FD != 0
@@ -265,7 +269,9 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
         open_filter::filtered(spec);
         return Ok(());
     }
-    ev.nr = nr as u32;
+    // Loaded again rather than kept from the top: a number live that long is spilled to the
+    // stack, and the path every syscall takes paid a store and a reload before its lookup.
+    ev.nr = A::nr(regs, cfg) as u32;
     ev.flags = 0;
     ev.ret = ret;
     ev.ring = 0;

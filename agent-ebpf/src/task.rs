@@ -144,7 +144,7 @@ impl Access for Probed {
     }
     #[inline(always)]
     fn current(cfg: &KernelConfig) -> Current {
-        current(cfg)
+        current(cfg, bpf_get_current_pid_tgid())
     }
     #[inline(always)]
     fn creds(cred: u64, cfg: &KernelConfig) -> [u64; 4] {
@@ -224,6 +224,11 @@ impl Access for Typed {
             files: load(task, cfg.task_files),
             cred: load(task, cfg.task_cred),
             nsproxy: load(task, cfg.task_nsproxy),
+            // The helper's value by two loads: a helper call is a call and a return, each
+            // with the host's return-stack mitigation (`spec_rstack_overflow`'s safe RET on
+            // AMD hosts), about as dear as the loads of the whole header.
+            pid_tgid: (load::<u32>(task, cfg.task_tgid) as u64) << 32
+                | load::<u32>(task, cfg.task_pid) as u64,
         }
     }
     #[inline(always)]
@@ -312,11 +317,22 @@ pub struct Current {
     pub files: u64,
     pub cred: u64,
     pub nsproxy: u64,
+    /// The thread group id in the high half, the thread id in the low one, as
+    /// `bpf_get_current_pid_tgid` returns them.
+    pub pid_tgid: u64,
+}
+
+impl Current {
+    /// The process id (the thread group's).
+    #[inline(always)]
+    pub fn tgid(&self) -> u32 {
+        (self.pid_tgid >> 32) as u32
+    }
 }
 
 /// The current task and the pointers a record reads through, in one read.
 #[inline(always)]
-pub fn current(cfg: &KernelConfig) -> Current {
+pub fn current(cfg: &KernelConfig, pid_tgid: u64) -> Current {
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     // 112 bytes apart on 6.x: one read.
@@ -327,14 +343,15 @@ pub fn current(cfg: &KernelConfig) -> Current {
         files,
         cred,
         nsproxy,
+        pid_tgid,
     }
 }
 
-/// Fills `h` for the current task but for its pid-namespace view (zero: see
-/// [`with_pid_view`]); `size` is left for the emitter.
+/// Fills `h` for the current task, whose `bpf_get_current_pid_tgid` the caller read, but for
+/// its pid-namespace view (zero: see [`with_pid_view`]); `size` is left for the emitter.
 #[inline(always)]
-pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig) -> Current {
-    let cur = current(cfg);
+pub fn fill_header(h: &mut EventHeader, kind: u32, cfg: &KernelConfig, pid_tgid: u64) -> Current {
+    let cur = current(cfg, pid_tgid);
     fill_header_of::<Probed>(h, kind, cfg, &cur);
     cur
 }
@@ -347,7 +364,7 @@ pub fn fill_header_of<A: Access>(
     cfg: &KernelConfig,
     cur: &Current,
 ) {
-    let pid_tgid = bpf_get_current_pid_tgid();
+    let pid_tgid = cur.pid_tgid;
     h.kind = kind;
     h._pad = 0;
     // SAFETY: helper without arguments.

@@ -222,7 +222,8 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
     let Some(spec) = spec_for(nr as u64) else {
         return Ok(());
     };
-    if (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.agent_tgid {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 == cfg.agent_tgid {
         return Ok(());
     }
     let flags: u64 = read_kernel(tp, cfg.uring_submit_flags);
@@ -238,7 +239,12 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), ()> {
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
     ev.kpath_ino = 0;
-    let cur = fill_header(&mut ev.header, agent_common::EventKind::Syscall as u32, cfg);
+    let cur = fill_header(
+        &mut ev.header,
+        agent_common::EventKind::Syscall as u32,
+        cfg,
+        pid_tgid,
+    );
 
     // The captures: a path is the kernel's own copy, a socket address the user memory
     // connect(2) would read.
@@ -304,7 +310,8 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
     if nr == 0 || spec_for(nr as u64).is_none() {
         return Ok(());
     }
-    if (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.agent_tgid {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 == cfg.agent_tgid {
         return Ok(());
     }
     let res: i32 = read_kernel(tp, cfg.uring_complete_res);
@@ -321,7 +328,12 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
     ev.kpath_flags = 0;
     ev.kpath_magic = 0;
     ev.kpath_ino = 0;
-    let cur = fill_header(&mut ev.header, agent_common::EventKind::Syscall as u32, cfg);
+    let cur = fill_header(
+        &mut ev.header,
+        agent_common::EventKind::Syscall as u32,
+        cfg,
+        pid_tgid,
+    );
 
     // An open's dfd, flags and mode are still in its `io_open` (only the path's copy was
     // freed): with the returned file, the completion alone is a whole `openat`, which
