@@ -554,26 +554,36 @@ fn kernel_reader_says_when_it_looks_next() {
 
 /// A chrooted process's file is named as the process sees it: the kernel's walk of the file
 /// stops at the task's root (`task->fs->root`), not at the node's. A walk that took a wrong
-/// root would name it from the node's `/`.
+/// root would name it from the node's `/`. A file outside the chroot, reached through a
+/// directory opened before it, is named in its file system and flagged outside the root: the
+/// walk does not read the root mount's own root, and finds the file outside at the top of the
+/// file system instead.
 #[test]
 fn kernel_walk_stops_at_a_chroot() {
     let mut agent = trace("openat");
-    let dir = std::env::temp_dir().join(format!("osprey-chroot-{}", std::process::id()));
+    let tmp = std::env::temp_dir();
+    let dir = tmp.join(format!("osprey-chroot-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("etc")).unwrap();
     std::fs::write(dir.join("etc/jailed.txt"), "x").unwrap();
+    let escaped = format!("osprey-escaped-{}.txt", std::process::id());
+    std::fs::write(tmp.join(&escaped), "x").unwrap();
     let root = CString::new(dir.to_str().unwrap()).unwrap();
+    let outer = CString::new(tmp.to_str().unwrap()).unwrap();
     let inside = CString::new("/etc/jailed.txt").unwrap();
-    // SAFETY: the child makes only async-signal-safe calls (chroot, open, _exit) before it
-    // exits; the parent waits for it.
+    let outside = CString::new(escaped.as_str()).unwrap();
+    // SAFETY: the child makes only async-signal-safe calls (open, chroot, openat, _exit)
+    // before it exits; the parent waits for it.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
         unsafe {
-            if libc::chroot(root.as_ptr()) != 0 {
+            let above = libc::open(outer.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            if above < 0 || libc::chroot(root.as_ptr()) != 0 {
                 libc::_exit(2);
             }
             let fd = libc::open(inside.as_ptr(), libc::O_RDONLY);
-            libc::_exit(if fd >= 0 { 0 } else { 3 });
+            let out = libc::openat(above, outside.as_ptr(), libc::O_RDONLY);
+            libc::_exit(if fd >= 0 && out >= 0 { 0 } else { 3 });
         }
     }
     let mut status = 0;
@@ -590,5 +600,19 @@ fn kernel_walk_stops_at_a_chroot() {
     });
     let file = &opened["event"]["file"];
     assert_eq!(file["path"], "/etc/jailed.txt", "{file}");
+    assert_eq!(file.get("outside_root"), None, "{file}");
+    let escaped_open = agent.expect("the open outside the chroot", WAIT, |v| {
+        syscall_name(v) == "openat"
+            && tgid(v) == pid as u64
+            && arg(v, "filename")["value"]["raw"] == escaped.as_str()
+    });
+    let file = &escaped_open["event"]["file"];
+    assert_eq!(
+        file["path"],
+        tmp.join(&escaped).to_str().unwrap(),
+        "named in its file system: {file}"
+    );
+    assert_eq!(file["outside_root"], true, "{file}");
     std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(tmp.join(&escaped)).unwrap();
 }

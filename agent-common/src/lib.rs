@@ -1195,21 +1195,27 @@ pub mod span {
     pub const FDT: usize = 5;
     /// `mount`: mnt_parent, mnt_mountpoint, mnt.mnt_root.
     pub const MOUNT: usize = 6;
-    /// `dentry`, the walk's first: d_parent, d_name.name, d_inode, d_hash.pprev.
+    /// `dentry`, the walk's first: d_parent, d_name.name, d_inode, d_hash.pprev, d_name.len
+    /// and the first `INLINE_NAME` bytes of the short name stored inside it.
     pub const DENTRY: usize = 7;
     /// `inode`: i_ino, i_sb.
     pub const INODE: usize = 8;
     /// `mm_struct`: arg_start, arg_end.
     pub const MM_ARGS: usize = 9;
-    /// `dentry`, every level of the walk above the first: d_parent, d_name.name.
-    pub const DENTRY_UP: usize = 10;
     /// `files_struct`: fdt, and the embedded table's max_fds and fd.
-    pub const FILES: usize = 11;
-    /// `dentry`, as the open filter judges it: d_parent, d_name.len, d_name.name and the
-    /// first `open_filter::NAME_LEN` bytes of the short name stored inside it.
-    pub const NAMED: usize = 12;
-    pub const COUNT: usize = 13;
+    pub const FILES: usize = 10;
+    /// `dentry`, every level of a walk above the first (and every level of the open filter's):
+    /// d_parent, d_name.len, d_name.name and the first `INLINE_NAME` bytes of the short name
+    /// stored inside it.
+    pub const NAMED: usize = 11;
+    pub const COUNT: usize = 12;
 }
+
+/// The bytes of a dentry's short name (`d_shortname`, `d_iname` before 6.14: 32 or 40 bytes
+/// inside the dentry, where a name shorter than that is kept) that a walk reads with the
+/// dentry itself: a name of fewer bytes costs no read of its own.
+pub const INLINE_NAME: usize = 32;
+const _: () = assert!(INLINE_NAME == open_filter::NAME_LEN);
 
 /// The pid levels whose entry the `span::PID` group holds: the host, a container, a container
 /// in a container.
@@ -1284,17 +1290,19 @@ impl KernelConfig {
         ]
     }
 
-    pub const fn dentry_words(&self) -> [u32; 4] {
+    pub const fn dentry_words(&self) -> [u32; 9] {
+        let i = self.dentry_iname;
         [
             self.dentry_parent,
             self.dentry_name,
             self.dentry_inode,
             self.dentry_hash_pprev,
+            self.dentry_name_len,
+            i,
+            i + 8,
+            i + 16,
+            i + 24,
         ]
-    }
-
-    pub const fn dentry_up_words(&self) -> [u32; 2] {
-        [self.dentry_parent, self.dentry_name]
     }
 
     pub const fn dentry_named_words(&self) -> [u32; 7] {
@@ -1335,7 +1343,6 @@ impl KernelConfig {
         s[span::FILES] = Span::of(self.files_words());
         s[span::MOUNT] = Span::of(self.mount_words());
         s[span::DENTRY] = Span::of(self.dentry_words());
-        s[span::DENTRY_UP] = Span::of(self.dentry_up_words());
         s[span::NAMED] = Span::of(self.dentry_named_words());
         s[span::INODE] = Span::of(self.inode_words());
         s[span::MM_ARGS] = Span::of(self.mm_args_words());

@@ -22,7 +22,7 @@
 //! or drop, never keyed.
 
 use agent_common::{
-    KernelConfig, SyscallSpec, counter,
+    SyscallSpec, counter,
     open_filter::{
         ATOM_BITS, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, Key, MAX_SETS, NAME_LEN, PASS, SET,
         SLOTS, SYSCALLS, SetSig, slot_class,
@@ -37,7 +37,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{config, count},
-    path::{MAX_DEPTH, mount_of},
+    path::{MAX_DEPTH, mount_in},
     task::{Obj, read_kernel, read_words},
 };
 
@@ -186,18 +186,6 @@ pub fn admits(verdict: u32, obj: Obj, root: Obj) -> bool {
     found(names, set, verdict, sigs, ATOM_TOP, top)
         || found(names, set, verdict, sigs, ATOM_PARENT, parent)
         || found(names, set, verdict, sigs, ATOM_LEAF, 0)
-}
-
-/// `mount_of(mnt)`, but nothing for the root's own mount (the most common): a walk in it ends at
-/// the root, or, for a file outside the root, at the top of its file system or past
-/// `MAX_DEPTH`, and passes either way, as it does at the mount's root when that is read.
-#[inline(always)]
-fn mount_in(mnt: u64, root_mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
-    if mnt == root_mnt {
-        (0, 0, 0)
-    } else {
-        mount_of(mnt, cfg)
-    }
 }
 
 /// Writes the name of `dentry` into `key` (NUL-padded, cut to `NAME_LEN - 1` bytes) and returns

@@ -10,13 +10,14 @@
 //!
 //! The walk is bounded ([`MAX_DEPTH`] steps, [`MAX_BYTES`] bytes); names are written leaf first,
 //! each followed by a NUL (agent_common::kpath), which is an appending loop the verifier can
-//! follow; userspace reverses the components. Every read is `bpf_probe_read_kernel`: a dentry
+//! follow; userspace reverses the components. Every read is `bpf_probe_read_kernel`, one per level
+//! (a name shorter than `INLINE_NAME` bytes is stored in the dentry and comes with it): a dentry
 //! renamed or freed under us yields a wrong or partial name, never a fault. No locks are taken
 //! (a tracing program cannot take `rename_lock`), so a path renamed during the walk can mix its
 //! old and new names, as an unlocked `d_path` would.
 
-use agent_common::{DATA_MAX, KernelConfig, kpath, span};
-use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
+use agent_common::{DATA_MAX, INLINE_NAME, KernelConfig, kpath, span};
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::map, maps::PerCpuArray};
 
 use crate::task::{Access, Obj, read_kernel, read_words};
 
@@ -27,6 +28,7 @@ pub const MAX_DEPTH: u32 = 48;
 const MAX_BYTES: usize = 2048;
 const NAME_READ: u32 = 256;
 const _: () = assert!(MAX_BYTES + NAME_READ as usize <= DATA_MAX && MAX_BYTES.is_power_of_two());
+const _: () = assert!(INLINE_NAME <= NAME_READ as usize);
 
 /// What a walk wrote.
 pub struct Walked {
@@ -55,6 +57,44 @@ pub fn mount_of(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
     let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
     let [parent, mountpoint, root] = read_words(m, cfg.spans[span::MOUNT], cfg.mount_words());
     (parent, mountpoint, root)
+}
+
+/// `mount_of(mnt)`, but nothing for the task's root mount (the most common): a walk in it ends
+/// at the root, or, for a file outside the root (a chroot below the mount's root), at the top
+/// of its file system or past `MAX_DEPTH`. The open filter passes such a file either way, as
+/// it would at the mount's root; the path walk flags it `kpath::OUTSIDE_ROOT` at the top.
+#[inline(always)]
+pub fn mount_in(mnt: u64, root_mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
+    if mnt == root_mnt {
+        (0, 0, 0)
+    } else {
+        mount_of(mnt, cfg)
+    }
+}
+
+/// Where [`walk`] passes a mount's fields through memory: read back, they are numbers the
+/// verifier knows nothing of whichever way they were made, so the walk's loop is entered in
+/// one state rather than one for a mount read and one for a mount not read.
+#[map]
+static MOUNT: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn launder((a, b, c): (u64, u64, u64)) -> (u64, u64, u64) {
+    let Some(slot) = MOUNT.get_ptr_mut(0) else {
+        return (0, 0, 0);
+    };
+    // SAFETY: this CPU's slot, owned by this invocation; volatile so that the compiler hands
+    // on what memory returns.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*slot)[0], a);
+        core::ptr::write_volatile(&raw mut (*slot)[1], b);
+        core::ptr::write_volatile(&raw mut (*slot)[2], c);
+        (
+            core::ptr::read_volatile(&raw const (*slot)[0]),
+            core::ptr::read_volatile(&raw const (*slot)[1]),
+            core::ptr::read_volatile(&raw const (*slot)[2]),
+        )
+    }
 }
 
 /// Walks `obj` up to `root` (the task's root directory, `task->fs->root`), writing names at
@@ -95,8 +135,17 @@ pub fn walk(
 
     // The file's own dentry in one read: its parent and name for the walk's first level, its
     // inode and hash link for what follows the walk.
-    let [leaf_parent, leaf_name, inode, pprev] =
-        read_words(obj.dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
+    let [
+        leaf_parent,
+        leaf_name,
+        inode,
+        pprev,
+        leaf_len,
+        l0,
+        l1,
+        l2,
+        l3,
+    ] = read_words(obj.dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
     let mut dentry = obj.dentry;
     let mut mnt = obj.mnt;
     let mut done = false;
@@ -104,9 +153,10 @@ pub fn walk(
     // itself, or the top of another mount namespace's tree): the rest of the path is the
     // dentry chain within that file system.
     let mut detached = false;
-    // The mount being walked: its root, and where it is attached (read again only when the
-    // walk crosses a mount).
-    let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_of(mnt, cfg);
+    // The mount being walked: its root, and where it is attached, read again when the walk
+    // crosses a mount. Not read for the task's root mount (most files are in it): the walk
+    // ends at the root, or at the top of the file system for a file outside it (below).
+    let (mut mnt_parent, mut mountpoint, mut mnt_root) = launder(mount_in(mnt, root.mnt, cfg));
     for _ in 0..MAX_DEPTH {
         if dentry == root.dentry && mnt == root.mnt {
             done = true;
@@ -125,13 +175,14 @@ pub fn walk(
                 continue;
             }
         }
-        // Read once for the file's own dentry (above); `d_parent` with `d_name.name` in one
-        // read for each level above it.
-        let (parent, name) = if dentry == obj.dentry {
-            (leaf_parent, leaf_name)
+        // Read once for the file's own dentry (above); for each level above it, `d_parent`,
+        // the name's length and address, and the short name stored in the dentry, in one read.
+        let (parent, name, len, short) = if dentry == obj.dentry {
+            (leaf_parent, leaf_name, leaf_len, [l0, l1, l2, l3])
         } else {
-            let [p, n] = read_words(dentry, cfg.spans[span::DENTRY_UP], cfg.dentry_up_words());
-            (p, n)
+            let [p, len, n, w0, w1, w2, w3] =
+                read_words(dentry, cfg.spans[span::NAMED], cfg.dentry_named_words());
+            (p, n, len, [w0, w1, w2, w3])
         };
         let top = parent == dentry || parent == 0;
         if top && detached {
@@ -146,23 +197,46 @@ pub fn walk(
         }
         // Both terms masked where they are added: below DATA_MAX + MAX_BYTES.
         let at = (start & (DATA_MAX - 1)) + (off & (MAX_BYTES - 1));
-        // SAFETY: at < DATA_MAX + MAX_BYTES, and MAX_BYTES + NAME_READ <= DATA_MAX: the copy
-        // stays inside the 2 * DATA_MAX bytes of `data`; the helper bounds it by NAME_READ.
-        let n = unsafe {
-            bpf_probe_read_kernel_str(
-                data.as_mut_ptr().add(at).cast(),
-                NAME_READ,
-                name as *const _,
-            )
-        };
-        if n > 0 {
+        let len = len as u32;
+        // The short name stored in the dentry, read with it: four word stores, its NUL the
+        // kernel's (`d_alloc` and a rename store one after the name; a rename racing the read
+        // can garble the name, as it can a helper's copy). Made whether or not the name is
+        // stored there (a longer name is copied over them below), so that the verifier
+        // explores one path per level of the loop rather than two; a store of our own NUL,
+        // at an offset that depends on the length, made it explore the exec program's walk
+        // past its million instructions. What follows the NUL (an earlier, longer name's
+        // bytes) is overwritten by the next name or lies past the record's end.
+        let dst = data.as_mut_ptr();
+        // SAFETY: at < DATA_MAX + MAX_BYTES and INLINE_NAME <= NAME_READ: inside the
+        // 2 * DATA_MAX bytes of `data`, as the helper's copy below is.
+        unsafe {
+            for (i, w) in short.into_iter().enumerate() {
+                core::ptr::write_unaligned(dst.add(at + 8 * i).cast::<u64>(), w);
+            }
+        }
+        let next = (off & (MAX_BYTES - 1)) + (len as usize & (INLINE_NAME - 1)) + 1;
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(cursor, next as u32) };
+        if cfg.dentry_iname == 0
+            || name != dentry.wrapping_add(cfg.dentry_iname as u64)
+            || len >= INLINE_NAME as u32
+        {
+            // SAFETY: at < DATA_MAX + MAX_BYTES, and MAX_BYTES + NAME_READ <= DATA_MAX: the
+            // copy stays inside the 2 * DATA_MAX bytes of `data`; the helper bounds it by
+            // NAME_READ.
+            let n = unsafe {
+                bpf_probe_read_kernel_str(dst.add(at).cast(), NAME_READ, name as *const _)
+            };
+            if n <= 0 {
+                out.flags |= kpath::BROKEN;
+                // SAFETY: as above.
+                unsafe { core::ptr::write_volatile(cursor, off as u32) };
+                done = true;
+                break;
+            }
             let next = (off & (MAX_BYTES - 1)) + (n as usize & (2 * NAME_READ as usize - 1));
             // SAFETY: as above.
             unsafe { core::ptr::write_volatile(cursor, next as u32) };
-        } else {
-            out.flags |= kpath::BROKEN;
-            done = true;
-            break;
         }
         if top {
             // The root of a file system that is not the root of its mount: an internal
@@ -175,6 +249,18 @@ pub fn walk(
     }
     if !done {
         out.flags |= kpath::TRUNCATED;
+    }
+    if out.flags & kpath::PSEUDO != 0 && obj.mnt == root.mnt {
+        // The top of the task's root mount, whose root was not read, and not the task's root:
+        // the root is below it (a chroot) and the file outside. Its last name is the file
+        // system root's ("/", as `d_make_root` names it), not a component. (Checked here
+        // rather than in the loop, which the verifier explores once per branch in it.)
+        out.flags = out.flags & !kpath::PSEUDO | kpath::OUTSIDE_ROOT;
+        // SAFETY: as above.
+        unsafe {
+            let off = core::ptr::read_volatile(cursor);
+            core::ptr::write_volatile(cursor, off.saturating_sub(2));
+        }
     }
     // SAFETY: as above.
     out.len = unsafe { core::ptr::read_volatile(cursor) } as usize & (2 * MAX_BYTES - 1);
