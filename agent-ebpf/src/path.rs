@@ -72,28 +72,32 @@ pub fn mount_in(mnt: u64, root_mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) 
     }
 }
 
-/// Where [`walk`] passes a mount's fields through memory: read back, they are numbers the
-/// verifier knows nothing of whichever way they were made, so the walk's loop is entered in
-/// one state rather than one for a mount read and one for a mount not read.
-#[map]
-static MOUNT: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
+/// What [`walk`] keeps in memory rather than on the stack: the walked file's own dentry,
+/// read before the loop and used in it and after it (on the stack it took the io_uring
+/// program past the 512 bytes 6.1 allows a program and its calls), and the first mount's
+/// fields, which read back are numbers the verifier knows nothing of whichever way they were
+/// made, so that the loop is entered in one state rather than one for a mount read and one
+/// for a mount not read.
+#[repr(C)]
+struct WalkScratch {
+    mount: [u64; 3],
+    /// d_parent, d_name.name, d_name.len and the short name's four words.
+    leaf: [u64; 7],
+    inode: u64,
+    pprev: u64,
+}
 
+#[map]
+static WALK: PerCpuArray<WalkScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Stores `v` at `p` and returns what memory holds there.
 #[inline(always)]
-fn launder((a, b, c): (u64, u64, u64)) -> (u64, u64, u64) {
-    let Some(slot) = MOUNT.get_ptr_mut(0) else {
-        return (0, 0, 0);
-    };
-    // SAFETY: this CPU's slot, owned by this invocation; volatile so that the compiler hands
-    // on what memory returns.
+fn through(p: *mut u64, v: u64) -> u64 {
+    // SAFETY: `p` points into this CPU's `WALK` slot, owned by this invocation; volatile so
+    // that the compiler hands on what memory returns.
     unsafe {
-        core::ptr::write_volatile(&raw mut (*slot)[0], a);
-        core::ptr::write_volatile(&raw mut (*slot)[1], b);
-        core::ptr::write_volatile(&raw mut (*slot)[2], c);
-        (
-            core::ptr::read_volatile(&raw const (*slot)[0]),
-            core::ptr::read_volatile(&raw const (*slot)[1]),
-            core::ptr::read_volatile(&raw const (*slot)[2]),
-        )
+        core::ptr::write_volatile(p, v);
+        core::ptr::read_volatile(p)
     }
 }
 
@@ -133,19 +137,22 @@ pub fn walk(
         return out;
     }
 
+    let Some(w) = WALK.get_ptr_mut(0) else {
+        out.flags |= kpath::BROKEN;
+        return out;
+    };
     // The file's own dentry in one read: its parent and name for the walk's first level, its
-    // inode and hash link for what follows the walk.
-    let [
-        leaf_parent,
-        leaf_name,
-        inode,
-        pprev,
-        leaf_len,
-        l0,
-        l1,
-        l2,
-        l3,
-    ] = read_words(obj.dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
+    // inode and hash link for what follows the walk. Kept in `w` (see `WalkScratch`).
+    let [parent, name, inode, pprev, len, s0, s1, s2, s3] =
+        read_words(obj.dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
+    // SAFETY: fields of this CPU's slot, owned by this invocation.
+    unsafe {
+        for (i, v) in [parent, name, len, s0, s1, s2, s3].into_iter().enumerate() {
+            core::ptr::write_volatile(&raw mut (*w).leaf[i], v);
+        }
+        core::ptr::write_volatile(&raw mut (*w).inode, inode);
+        core::ptr::write_volatile(&raw mut (*w).pprev, pprev);
+    }
     let mut dentry = obj.dentry;
     let mut mnt = obj.mnt;
     let mut done = false;
@@ -156,7 +163,17 @@ pub fn walk(
     // The mount being walked: its root, and where it is attached, read again when the walk
     // crosses a mount. Not read for the task's root mount (most files are in it): the walk
     // ends at the root, or at the top of the file system for a file outside it (below).
-    let (mut mnt_parent, mut mountpoint, mut mnt_root) = launder(mount_in(mnt, root.mnt, cfg));
+    let (mut mnt_parent, mut mountpoint, mut mnt_root) = {
+        let (p, m, r) = mount_in(mnt, root.mnt, cfg);
+        // SAFETY: fields of this CPU's slot.
+        unsafe {
+            (
+                through(&raw mut (*w).mount[0], p),
+                through(&raw mut (*w).mount[1], m),
+                through(&raw mut (*w).mount[2], r),
+            )
+        }
+    };
     for _ in 0..MAX_DEPTH {
         if dentry == root.dentry && mnt == root.mnt {
             done = true;
@@ -177,8 +194,16 @@ pub fn walk(
         }
         // Read once for the file's own dentry (above); for each level above it, `d_parent`,
         // the name's length and address, and the short name stored in the dentry, in one read.
-        let (parent, name, len, short) = if dentry == obj.dentry {
-            (leaf_parent, leaf_name, leaf_len, [l0, l1, l2, l3])
+        let (parent, name, len, short) = if dentry == obj.dentry
+            && let Some(w) = WALK.get_ptr(0)
+        {
+            // SAFETY: fields of this CPU's slot, written above. (The slot is looked up again
+            // rather than kept: a map pointer live across the loop doubled the instructions
+            // the verifier explored.)
+            let l: [u64; 7] = core::array::from_fn(|i| unsafe {
+                core::ptr::read_volatile(&raw const (*w).leaf[i])
+            });
+            (l[0], l[1], l[2], [l[3], l[4], l[5], l[6]])
         } else {
             let [p, len, n, w0, w1, w2, w3] =
                 read_words(dentry, cfg.spans[span::NAMED], cfg.dentry_named_words());
@@ -264,6 +289,17 @@ pub fn walk(
     }
     // SAFETY: as above.
     out.len = unsafe { core::ptr::read_volatile(cursor) } as usize & (2 * MAX_BYTES - 1);
+    let Some(w) = WALK.get_ptr(0) else {
+        return out;
+    };
+    // SAFETY: fields of this CPU's slot, written before the loop.
+    let (inode, pprev, leaf_parent) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*w).inode),
+            core::ptr::read_volatile(&raw const (*w).pprev),
+            core::ptr::read_volatile(&raw const (*w).leaf[0]),
+        )
+    };
     // After the walk, so that the verifier enters the loop in one state.
     let [ino, sb] = read_words(inode, cfg.spans[span::INODE], cfg.inode_words());
     out.ino = ino;
