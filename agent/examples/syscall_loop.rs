@@ -2,7 +2,9 @@
 //! or `open`+`close` of /dev/null (one the sensor captures), N times; prints nanoseconds per
 //! iteration. Used by the README's measurements and `cargo xtask bench`. Two more split a
 //! captured open's cost: `enoent` (an open that fails: captured, no file to walk) and `deep`
-//! (open+close of a file eight directories below /tmp: a longer walk).
+//! (open+close of a file eight directories below /tmp: a longer walk). `watched` opens
+//! /etc/passwd, a file below a directory the default rules watch: the kernel's open filter
+//! judges it on its names and captures it.
 //!
 //! `cargo run --release --example syscall_loop -- open 1000000`
 
@@ -23,13 +25,14 @@ fn main() {
             std::fs::write(format!("{dir}/file"), "").expect("creating the deep file");
             CString::new(format!("{dir}/file")).unwrap()
         }
+        "watched" => CString::new("/etc/passwd").unwrap(),
         _ => CString::new("/dev/null").unwrap(),
     };
     let start = Instant::now();
     for _ in 0..n {
         match what.as_str() {
             // SAFETY: plain syscalls with valid arguments.
-            "open" | "enoent" | "deep" => unsafe {
+            "open" | "enoent" | "deep" | "watched" => unsafe {
                 let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
                 libc::close(fd);
             },
