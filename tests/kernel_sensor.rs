@@ -352,22 +352,23 @@ fn program_types(pid: u32) -> Vec<u32> {
     out
 }
 
-/// Whether this kernel must take the BTF tracepoint: 5.11 or later (for
-/// `bpf_get_current_task_btf`) with kernel BTF.
-fn typed_kernel() -> bool {
+/// Whether this kernel is at least `since` and has kernel BTF.
+fn kernel_since(since: (u32, u32)) -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut v = release
         .split(|c: char| !c.is_ascii_digit())
         .map(|p| p.parse::<u32>().unwrap_or(0));
     let version = (v.next().unwrap_or(0), v.next().unwrap_or(0));
-    version >= (5, 11) && std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
+    version >= since && std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
 }
 
-/// The two ways `sys_exit` reads the task (plain loads in its BTF tracepoint form, helper
-/// calls in its raw form) give the same record: credentials and capabilities of a process
-/// that dropped them, its comm, cgroup and mount namespace, a file opened through a descriptor table too big
-/// to be the one embedded in `files_struct`, and a relative path that failed, resolved from
-/// the working directory the kernel holds.
+/// The three ways `sys_exit` reads kernel memory (plain loads in its BTF tracepoint form, the
+/// path walks' objects too through casts where the kernel has `bpf_rdonly_cast`, helper calls
+/// in its raw form) give the same record: credentials and capabilities of a process that
+/// dropped them, its comm, cgroup and mount namespace, a file opened through a descriptor
+/// table too big to be the one embedded in `files_struct`, a file on another mount, and a
+/// relative path that failed, resolved from the working directory the kernel holds. Each form
+/// must be the one taken where the kernel allows it.
 #[test]
 fn kernel_typed_and_helper_reads_agree() {
     let dir = std::env::temp_dir().join(format!("osprey-typed-{}", std::process::id()));
@@ -396,18 +397,30 @@ fn kernel_typed_and_helper_reads_agree() {
             m.ino()
         });
     let mut records = Vec::new();
-    for (form, args) in [
-        ("BTF tracepoint", vec!["trace", "--event", "openat"]),
+    for (form, says, since, args) in [
+        (
+            "BTF tracepoint with casts",
+            "sys_exit attached as a BTF tracepoint with casts",
+            (6, 2),
+            vec!["trace", "--event", "openat"],
+        ),
+        (
+            "BTF tracepoint",
+            "sys_exit attached as a BTF tracepoint:",
+            (5, 11),
+            vec!["trace", "--event", "openat", "--no-kernel-btf-casts"],
+        ),
         (
             "raw tracepoint",
+            "sys_exit attached as a raw tracepoint",
+            (0, 0),
             vec!["trace", "--event", "openat", "--no-kernel-btf-tracepoint"],
         ),
     ] {
         let mut agent = Agent::start(&args, "tracing; Ctrl-C to stop");
         let log = agent.stderr();
-        let attached = format!("sys_exit attached as a {form}");
-        if form == "raw tracepoint" || typed_kernel() {
-            assert!(log.contains(&attached), "{form}: {log}");
+        if since == (0, 0) || kernel_since(since) {
+            assert!(log.contains(says), "{form}: {log}");
         }
         let tracing_programs = program_types(agent.pid())
             .iter()
@@ -425,7 +438,7 @@ fn kernel_typed_and_helper_reads_agree() {
                 "-c",
                 "for i in $(seq 3 72); do eval \"exec $i</dev/null\"; done; \
                  exec setpriv --reuid=65534 --regid=65534 --clear-groups \
-                 cat rel.txt missing/nothing",
+                 cat rel.txt /dev/null missing/nothing",
             ]),
             Duration::from_secs(60),
         );
@@ -433,6 +446,12 @@ fn kernel_typed_and_helper_reads_agree() {
         let opened = agent.expect("cat's open of rel.txt", WAIT, |v| {
             syscall_name(v) == "openat" && arg(v, "filename")["value"]["raw"] == "rel.txt"
         });
+        let other_mount = agent.expect("cat's open of /dev/null", WAIT, |v| {
+            syscall_name(v) == "openat"
+                && v["event"]["comm"] == "cat"
+                && arg(v, "filename")["value"]["raw"] == "/dev/null"
+        });
+        assert_eq!(other_mount["event"]["file"]["path"], "/dev/null", "{form}");
         let failed = agent.expect("cat's open of missing/nothing", WAIT, |v| {
             syscall_name(v) == "openat" && arg(v, "filename")["value"]["raw"] == "missing/nothing"
         });
@@ -466,7 +485,7 @@ fn kernel_typed_and_helper_reads_agree() {
             format!("{dir_s}/missing/nothing"),
             "{form}"
         );
-        records.push((opened, failed));
+        records.push((opened, failed, other_mount));
     }
     // Field by field, the two forms agree (but for times and the process's ids).
     let pick = |v: &Value| {
@@ -486,8 +505,11 @@ fn kernel_typed_and_helper_reads_agree() {
             e["args"]
         ])
     };
-    assert_eq!(pick(&records[0].0), pick(&records[1].0));
-    assert_eq!(pick(&records[0].1), pick(&records[1].1));
+    for r in &records[1..] {
+        assert_eq!(pick(&records[0].0), pick(&r.0));
+        assert_eq!(pick(&records[0].1), pick(&r.1));
+        assert_eq!(pick(&records[0].2)[10], pick(&r.2)[10]);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

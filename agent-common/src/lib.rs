@@ -943,6 +943,41 @@ pub mod taken {
     pub const IO_URING: u32 = 4;
 }
 
+/// Plain loads of kernel memory the verifier has no type for (a descriptor's file, a dentry's
+/// parent, a mount): `bpf_rdonly_cast(addr, btf_id)` (Linux 6.2), a kfunc the verifier turns
+/// into a register move, makes `addr` a read-only, untrusted pointer to a kernel struct, and a
+/// load through it is a plain load the kernel makes fault-safe, where
+/// `bpf_probe_read_kernel` is a helper call. The struct is `pt_regs`, whose first member is an
+/// `unsigned long` on every architecture: a load at its offset 0 is a number to the verifier
+/// whatever the memory holds, as a probe read's is (typed pointers in the path walk's loop
+/// multiplied its verifier states past the million-instruction budget).
+///
+/// The toolchain cannot emit a kfunc call (aya 0.14 resolves none), so the programs carry
+/// placeholder instructions: `r2 = TYPE_MAGIC` and a kfunc call to `CALL_MAGIC`, which the
+/// agent replaces, before load, with the kernel's BTF ids of `pt_regs` and of
+/// `bpf_rdonly_cast`. A program left with a placeholder fails verification (no kfunc has that
+/// id), and the agent loads the form without casts.
+pub mod cast {
+    /// The `imm` of the placeholder kfunc call.
+    pub const CALL_MAGIC: u32 = 0x0ca5_7ca1;
+    /// The `imm` of the placeholder type id.
+    pub const TYPE_MAGIC: u32 = 0x0ca5_7e00;
+    /// The struct the casts name.
+    pub const TYPE: &str = "pt_regs";
+
+    /// `r2 = imm` (`BPF_ALU64 | BPF_MOV | BPF_K`, dst r2), as the 8 bytes of the instruction
+    /// read as a little-endian word.
+    pub const fn mov_r2(imm: u32) -> u64 {
+        0xb7 | 0x02 << 8 | (imm as u64) << 32
+    }
+
+    /// A call of the kfunc with BTF id `imm` in vmlinux (`BPF_JMP | BPF_CALL`, src
+    /// `BPF_PSEUDO_KFUNC_CALL`, offset 0).
+    pub const fn kfunc_call(imm: u32) -> u64 {
+        0x85 | 0x20 << 8 | (imm as u64) << 32
+    }
+}
+
 /// Kernel facts the programs need that differ between kernels: struct member offsets from the
 /// running kernel's BTF and record offsets from tracefs `format` files. Userspace fills this in
 /// before load (`EbpfLoader::override_global("CONFIG", ..)`); nothing here is known at build

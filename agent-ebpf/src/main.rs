@@ -16,6 +16,8 @@
 #![no_main]
 // `atomic_xadd` for the per-cgroup loss counts (output.rs).
 #![feature(core_intrinsics)]
+// The placeholder kfunc calls of `bpf_rdonly_cast` (task.rs, `agent_common::cast`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 mod maps;

@@ -27,7 +27,6 @@ use agent_common::{
         ATOM_BITS, ATOM_LEAF, ATOM_PARENT, ATOM_TOP, CLASSES, Key, MAX_SETS, NAME_LEN, PASS, SET,
         SLOTS, SYSCALLS, SetSig, slot_class,
     },
-    span,
 };
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_kernel_str,
@@ -38,7 +37,7 @@ use aya_ebpf::{
 use crate::{
     maps::{config, count},
     path::{MAX_DEPTH, mount_in},
-    task::{Obj, read_kernel, read_words},
+    task::{Access, Obj},
 };
 
 /// Verdict per (slot, class): `slot * CLASSES + class`, the opens' slots then the calls'
@@ -95,7 +94,7 @@ pub fn verdict(spec: &SyscallSpec, ret: i64, args: &[u64; 6]) -> u32 {
 /// Whether a keyed verdict (`KEYS` set) admits the open of `obj`, the file behind its
 /// returned descriptor, for the task whose root directory is `root`.
 #[inline(always)]
-pub fn admits(verdict: u32, obj: Obj, root: Obj) -> bool {
+pub fn admits<A: Access>(verdict: u32, obj: Obj, root: Obj) -> bool {
     let cfg = config();
     let (Some(j), Some(sigs)) = (JUDGED.get_ptr_mut(0), OPEN_SETS.get(verdict & SET)) else {
         return true;
@@ -108,7 +107,7 @@ pub fn admits(verdict: u32, obj: Obj, root: Obj) -> bool {
     }
     let mut dentry = obj.dentry;
     let mut mnt = obj.mnt;
-    let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_in(mnt, root.mnt, cfg);
+    let (mut mnt_parent, mut mountpoint, mut mnt_root) = mount_in::<A>(mnt, root.mnt, cfg);
     // The walk's count and last component live in map memory, as path.rs's cursor does: a
     // register would be tracked exactly, a state per value, and the loop's states multiplied
     // past the verifier's budget (they did).
@@ -132,15 +131,15 @@ pub fn admits(verdict: u32, obj: Obj, root: Obj) -> bool {
             }
             dentry = mountpoint;
             mnt = mnt_parent.wrapping_add(cfg.mount_mnt as u64);
-            (mnt_parent, mountpoint, mnt_root) = mount_in(mnt, root.mnt, cfg);
+            (mnt_parent, mountpoint, mnt_root) = mount_in::<A>(mnt, root.mnt, cfg);
             continue;
         }
         // SAFETY: as above.
         let named = unsafe { core::ptr::read_volatile(&j.named) };
         let parent = if named < 2 {
-            name_into(&mut j.names[(named & 1) as usize], dentry)
+            name_into::<A>(&mut j.names[(named & 1) as usize], dentry)
         } else {
-            read_kernel(dentry, cfg.dentry_parent)
+            A::dentry_parent(dentry, cfg)
         };
         // A file system's root that is not the root of its mount (an internal mount's lone
         // dentry: pipe, socket, memfd), or a failed read.
@@ -177,7 +176,7 @@ pub fn admits(verdict: u32, obj: Obj, root: Obj) -> bool {
         }
         2 => (1, 1),
         _ => {
-            name_into(&mut j.names[2], last);
+            name_into::<A>(&mut j.names[2], last);
             (2, 1)
         }
     };
@@ -191,10 +190,9 @@ pub fn admits(verdict: u32, obj: Obj, root: Obj) -> bool {
 /// Writes the name of `dentry` into `key` (NUL-padded, cut to `NAME_LEN - 1` bytes) and returns
 /// its parent: one read when the name is stored inside the dentry, else a second for the name.
 #[inline(always)]
-fn name_into(key: &mut Key, dentry: u64) -> u64 {
+fn name_into<A: Access>(key: &mut Key, dentry: u64) -> u64 {
     let cfg = config();
-    let [parent, len, name, w0, w1, w2, w3] =
-        read_words(dentry, cfg.spans[span::NAMED], cfg.dentry_named_words());
+    let [parent, len, name, w0, w1, w2, w3] = A::dentry_named(dentry, cfg);
     let len = len as u32;
     let words = key.name.as_mut_ptr().cast::<u64>();
     if cfg.dentry_iname != 0 && name == dentry.wrapping_add(cfg.dentry_iname as u64) {

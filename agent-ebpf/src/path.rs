@@ -16,10 +16,10 @@
 //! (a tracing program cannot take `rename_lock`), so a path renamed during the walk can mix its
 //! old and new names, as an unlocked `d_path` would.
 
-use agent_common::{DATA_MAX, INLINE_NAME, KernelConfig, kpath, span};
+use agent_common::{DATA_MAX, INLINE_NAME, KernelConfig, kpath};
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, macros::map, maps::PerCpuArray};
 
-use crate::task::{Access, Obj, read_kernel, read_words};
+use crate::task::{Access, Obj};
 
 /// Directory levels walked, mount crossings included. Deeper paths are reported leaf side
 /// first with `kpath::TRUNCATED`.
@@ -39,23 +39,20 @@ pub struct Walked {
 }
 
 /// The `struct file` behind descriptor `fd` in the table `files` (`files->fdt->fd[fd]`), or 0.
-/// The array's entry is read with a helper whatever `A`: its type (`struct file **`) is one
-/// the verifier does not follow.
 #[inline(always)]
 pub fn file_of_fd<A: Access>(files: u64, fd: u64, cfg: &KernelConfig) -> u64 {
     let (max, array) = A::fd_table(files, cfg);
     if fd >= max as u32 as u64 {
         return 0;
     }
-    read_kernel(array.wrapping_add(8 * fd), 0)
+    A::fd_file(array, fd, cfg)
 }
 
-/// A mount's parent (as the `vfsmount` inside it), mountpoint, and the root of the mount
-/// itself (`mnt` is the `vfsmount` inside a `struct mount`): one read.
+/// A mount's parent (the `struct mount`), mountpoint, and the root of the mount itself (`mnt`
+/// is the `vfsmount` inside a `struct mount`).
 #[inline(always)]
-pub fn mount_of(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
-    let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
-    let [parent, mountpoint, root] = read_words(m, cfg.spans[span::MOUNT], cfg.mount_words());
+pub fn mount_of<A: Access>(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
+    let [parent, mountpoint, root] = A::mount(mnt, cfg);
     (parent, mountpoint, root)
 }
 
@@ -64,11 +61,11 @@ pub fn mount_of(mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
 /// of its file system or past `MAX_DEPTH`. The open filter passes such a file either way, as
 /// it would at the mount's root; the path walk flags it `kpath::OUTSIDE_ROOT` at the top.
 #[inline(always)]
-pub fn mount_in(mnt: u64, root_mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
+pub fn mount_in<A: Access>(mnt: u64, root_mnt: u64, cfg: &KernelConfig) -> (u64, u64, u64) {
     if mnt == root_mnt {
         (0, 0, 0)
     } else {
-        mount_of(mnt, cfg)
+        mount_of::<A>(mnt, cfg)
     }
 }
 
@@ -111,7 +108,7 @@ fn through(p: *mut u64, v: u64) -> u64 {
 /// past the verifier's budget (it did: a million instructions on 6.1). A load from map memory
 /// is just "some u32" to the verifier, masked to its bound where it is used.
 #[inline(always)]
-pub fn walk(
+pub fn walk<A: Access>(
     data: &mut [u8; 2 * DATA_MAX],
     start: usize,
     cursor: &mut u32,
@@ -143,8 +140,7 @@ pub fn walk(
     };
     // The file's own dentry in one read: its parent and name for the walk's first level, its
     // inode and hash link for what follows the walk. Kept in `w` (see `WalkScratch`).
-    let [parent, name, inode, pprev, len, s0, s1, s2, s3] =
-        read_words(obj.dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
+    let [parent, name, inode, pprev, len, s0, s1, s2, s3] = A::dentry_leaf(obj.dentry, cfg);
     // SAFETY: fields of this CPU's slot, owned by this invocation.
     unsafe {
         for (i, v) in [parent, name, len, s0, s1, s2, s3].into_iter().enumerate() {
@@ -164,7 +160,7 @@ pub fn walk(
     // crosses a mount. Not read for the task's root mount (most files are in it): the walk
     // ends at the root, or at the top of the file system for a file outside it (below).
     let (mut mnt_parent, mut mountpoint, mut mnt_root) = {
-        let (p, m, r) = mount_in(mnt, root.mnt, cfg);
+        let (p, m, r) = mount_in::<A>(mnt, root.mnt, cfg);
         // SAFETY: fields of this CPU's slot.
         unsafe {
             (
@@ -188,7 +184,7 @@ pub fn walk(
             } else {
                 dentry = mountpoint;
                 mnt = mnt_parent.wrapping_add(cfg.mount_mnt as u64);
-                (mnt_parent, mountpoint, mnt_root) = mount_of(mnt, cfg);
+                (mnt_parent, mountpoint, mnt_root) = mount_of::<A>(mnt, cfg);
                 continue;
             }
         }
@@ -205,8 +201,7 @@ pub fn walk(
             });
             (l[0], l[1], l[2], [l[3], l[4], l[5], l[6]])
         } else {
-            let [p, len, n, w0, w1, w2, w3] =
-                read_words(dentry, cfg.spans[span::NAMED], cfg.dentry_named_words());
+            let [p, len, n, w0, w1, w2, w3] = A::dentry_named(dentry, cfg);
             (p, n, len, [w0, w1, w2, w3])
         };
         let top = parent == dentry || parent == 0;
@@ -301,9 +296,9 @@ pub fn walk(
         )
     };
     // After the walk, so that the verifier enters the loop in one state.
-    let [ino, sb] = read_words(inode, cfg.spans[span::INODE], cfg.inode_words());
+    let [ino, sb] = A::inode(inode, cfg);
     out.ino = ino;
-    out.magic = read_kernel::<u64>(sb, cfg.sb_magic) as u32;
+    out.magic = A::sb_magic(sb, cfg);
     // d_unlinked(): unhashed and not a root.
     if pprev == 0 && leaf_parent != obj.dentry {
         out.flags |= kpath::DELETED;

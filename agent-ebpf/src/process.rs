@@ -488,7 +488,7 @@ fn try_sched_process_exec<const LOOP: bool>(ctx: &RawTracePointContext) -> Resul
     let exe = path_at(file, cfg.file_path, cfg);
     let root = path_at(cur.fs, cfg.fs_root, cfg);
     ev.exe_flags |= mount_flags(exe.mnt, root, file, cfg);
-    let w = walk(&mut ev.data, exe_off, &mut ev.exe_path_len, exe, root);
+    let w = walk::<Probed>(&mut ev.data, exe_off, &mut ev.exe_path_len, exe, root);
     ev.exe_path_len = (w.len & (DATA_MAX - 1)) as u32;
     ev.exe_path_flags = w.flags;
 

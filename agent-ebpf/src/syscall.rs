@@ -36,7 +36,7 @@ use crate::{
     output::{Lane, emit_in},
     path::{file_of_fd, walk},
     profile,
-    task::{Access, Current, Obj, Probed, Typed, fill_header_of, path_at},
+    task::{Access, Cast, Current, Obj, Probed, Typed, fill_header_of},
 };
 
 /// The most argv strings captured for execve/execveat; more set `trunc::ARGS`.
@@ -217,6 +217,16 @@ pub fn sys_exit_btf(ctx: BtfTracePointContext) -> u32 {
     }
 }
 
+/// The BTF tracepoint once more, its walks' objects read through casts ([`Cast`]: Linux 6.2's
+/// `bpf_rdonly_cast`), loaded first where the agent could give the casts their type ids.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit_cast(ctx: BtfTracePointContext) -> u32 {
+    match try_sys_exit::<Cast>(ctx.arg(0), ctx.arg::<u64>(1) as i64) {
+        Ok(()) => 0,
+        Err(()) => 1,
+    }
+}
+
 /// -ERESTARTSYS .. -ERESTART_RESTARTBLOCK: the syscall is restarted after a signal, and its
 /// second run reports it.
 const ERESTART_FIRST: i64 = -516;
@@ -260,7 +270,7 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
     if verdict & open_filter_abi::KEYS != 0
         && ret >= 0
         && spec.flags & spec_flags::RET_FD != 0
-        && !open_filter::admits(
+        && !open_filter::admits::<A>(
             verdict,
             file_obj::<A>(cur.files, ret as u64),
             A::fs_path(cur.fs, cfg.fs_root, cfg),
@@ -364,18 +374,24 @@ fn resolve<A: Access>(
     } else {
         return total;
     };
-    walk_into(ev, total, obj, of, A::fs_path(cur.fs, cfg.fs_root, cfg))
+    walk_into::<A>(ev, total, obj, of, A::fs_path(cur.fs, cfg.fs_root, cfg))
 }
 
 /// Walks `obj` up to `root` into `ev.data` at `total` as the record's kernel path; returns
 /// the new total.
 #[inline(always)]
-pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, root: Obj) -> usize {
+pub fn walk_into<A: Access>(
+    ev: &mut SyscallEvent,
+    total: usize,
+    obj: Obj,
+    of: u32,
+    root: Obj,
+) -> usize {
     if total >= DATA_MAX {
         return total;
     }
     ev.kpath_flags = of;
-    let w = walk(&mut ev.data, total, &mut ev.kpath_cursor, obj, root);
+    let w = walk::<A>(&mut ev.data, total, &mut ev.kpath_cursor, obj, root);
     ev.kpath_flags |= w.flags;
     ev.kpath_magic = w.magic;
     ev.kpath_ino = w.ino;
@@ -388,5 +404,5 @@ pub fn walk_into(ev: &mut SyscallEvent, total: usize, obj: Obj, of: u32, root: O
 pub fn file_obj<A: Access>(files: u64, fd: u64) -> Obj {
     let cfg = config();
     let file = file_of_fd::<A>(files, fd, cfg);
-    path_at(file, cfg.file_path, cfg)
+    A::file_path(file, cfg)
 }

@@ -9,7 +9,7 @@
 //! whose pointers the verifier knows the types of, a plain load that the verifier checks
 //! against the member at that offset and the kernel makes fault-safe ([`Typed`]).
 
-use agent_common::{EventHeader, KernelConfig, PID_LEVELS_SPANNED, SPAN_MAX, Span, span};
+use agent_common::{EventHeader, KernelConfig, PID_LEVELS_SPANNED, SPAN_MAX, Span, cast, span};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
@@ -106,9 +106,11 @@ pub fn path_at(base: u64, off: u32, cfg: &KernelConfig) -> Obj {
 }
 
 /// How a program reads the saved registers and the current task's own structures (its
-/// credentials, namespaces, root and descriptor table). Everything reached from elsewhere (a
-/// descriptor's file, a dentry's parent, a mount) is read with the helper in either case: the
-/// verifier does not follow `files->fdt->fd[i]` (a `struct file **`) nor `container_of`.
+/// credentials, namespaces, root and descriptor table), and the objects reached from
+/// elsewhere (a descriptor's file, a dentry's parent, a mount). The latter are read with the
+/// helper (the provided methods) but in [`Cast`]: the verifier does not follow
+/// `files->fdt->fd[i]` (a `struct file **`) nor `container_of`, so only a cast gives their
+/// pointers a type.
 pub trait Access: Copy {
     /// The syscall number in `regs` (`orig_ax` on x86_64).
     fn nr(regs: u64, cfg: &KernelConfig) -> u64;
@@ -126,6 +128,53 @@ pub trait Access: Copy {
     fn fs_path(fs: u64, off: u32, cfg: &KernelConfig) -> Obj;
     /// The descriptor table in use by `files`: its size and its array.
     fn fd_table(files: u64, cfg: &KernelConfig) -> (u64, u64);
+
+    /// The `struct file` in slot `fd` of the descriptor array `array`, or 0.
+    #[inline(always)]
+    fn fd_file(array: u64, fd: u64, _cfg: &KernelConfig) -> u64 {
+        read_kernel(array.wrapping_add(8 * fd), 0)
+    }
+    /// The (vfsmount, dentry) of `file`.
+    #[inline(always)]
+    fn file_path(file: u64, cfg: &KernelConfig) -> Obj {
+        path_at(file, cfg.file_path, cfg)
+    }
+    /// The parent mount, mountpoint and root of the `struct mount` whose vfsmount is `mnt`
+    /// (`KernelConfig::mount_words`).
+    #[inline(always)]
+    fn mount(mnt: u64, cfg: &KernelConfig) -> [u64; 3] {
+        let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
+        read_words(m, cfg.spans[span::MOUNT], cfg.mount_words())
+    }
+    /// A walk's first dentry: `KernelConfig::dentry_words`, the length a number.
+    #[inline(always)]
+    fn dentry_leaf(dentry: u64, cfg: &KernelConfig) -> [u64; 9] {
+        let mut w = read_words(dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
+        w[4] = w[4] as u32 as u64;
+        w
+    }
+    /// A dentry above it: `KernelConfig::dentry_named_words`, the length a number.
+    #[inline(always)]
+    fn dentry_named(dentry: u64, cfg: &KernelConfig) -> [u64; 7] {
+        let mut w = read_words(dentry, cfg.spans[span::NAMED], cfg.dentry_named_words());
+        w[1] = w[1] as u32 as u64;
+        w
+    }
+    /// `dentry->d_parent`.
+    #[inline(always)]
+    fn dentry_parent(dentry: u64, cfg: &KernelConfig) -> u64 {
+        read_kernel(dentry, cfg.dentry_parent)
+    }
+    /// An inode's number and super block.
+    #[inline(always)]
+    fn inode(inode: u64, cfg: &KernelConfig) -> [u64; 2] {
+        read_words(inode, cfg.spans[span::INODE], cfg.inode_words())
+    }
+    /// A super block's magic number.
+    #[inline(always)]
+    fn sb_magic(sb: u64, cfg: &KernelConfig) -> u32 {
+        read_kernel::<u64>(sb, cfg.sb_magic) as u32
+    }
 }
 
 /// Every read through `bpf_probe_read_kernel`; fields read together are one read of the span
@@ -304,6 +353,150 @@ impl Access for Typed {
             load::<u32>(fdt, cfg.fdt_max_fds) as u64,
             load(fdt, cfg.fdt_fd),
         )
+    }
+}
+
+/// The u64 at `addr` in kernel memory, by a plain load through a cast (`agent_common::cast`):
+/// zero when the address is bad, as with the helper. The placeholder cast, its rewrite into a
+/// move, and the load are one piece of assembly, which the compiler cannot merge with a load
+/// from elsewhere (where the walk takes a level's words from its per-CPU slot on one path and
+/// from a dentry on another, LLVM made the two one load of a chosen address, and the verifier
+/// refuses an instruction that reads through pointers of two kinds).
+#[inline(always)]
+fn word(addr: u64) -> u64 {
+    let r: u64;
+    // SAFETY: reads kernel memory the kernel makes fault-safe (`BPF_PROBE_MEM`: a bad address
+    // reads zero); writes no memory. The call clobbers r1-r5 as any call does.
+    unsafe {
+        core::arch::asm!(
+            ".8byte {mov}",
+            ".8byte {call}",
+            "r0 = *(u64 *)(r0 + 0)",
+            mov = const cast::mov_r2(cast::TYPE_MAGIC),
+            call = const cast::kfunc_call(cast::CALL_MAGIC),
+            inlateout("r1") addr => _,
+            lateout("r0") r,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            options(pure, readonly, nostack),
+        )
+    };
+    r
+}
+
+/// [`word`] of the u32 at `addr`.
+#[inline(always)]
+fn word32(addr: u64) -> u64 {
+    let r: u64;
+    // SAFETY: as in `word`.
+    unsafe {
+        core::arch::asm!(
+            ".8byte {mov}",
+            ".8byte {call}",
+            "r0 = *(u32 *)(r0 + 0)",
+            mov = const cast::mov_r2(cast::TYPE_MAGIC),
+            call = const cast::kfunc_call(cast::CALL_MAGIC),
+            inlateout("r1") addr => _,
+            lateout("r0") r,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            options(pure, readonly, nostack),
+        )
+    };
+    r
+}
+
+/// [`word`] at `base + off`.
+#[inline(always)]
+fn at(base: u64, off: u32) -> u64 {
+    word(base.wrapping_add(off as u64))
+}
+
+/// [`Typed`], and every object a walk reaches read with plain loads through casts
+/// (`bpf_rdonly_cast`, Linux 6.2; [`word`]): a captured or judged open's descriptor, file,
+/// dentries, mounts, inode and super block, which otherwise take a helper call each. On the
+/// AMD host of the benchmarks a helper call pays a mitigated call and return
+/// (`spec_rstack_overflow`'s safe RET) inside and out.
+#[derive(Clone, Copy)]
+pub struct Cast;
+
+impl Access for Cast {
+    #[inline(always)]
+    fn nr(regs: u64, cfg: &KernelConfig) -> u64 {
+        Typed::nr(regs, cfg)
+    }
+    #[inline(always)]
+    fn args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
+        Typed::args(regs, cfg)
+    }
+    #[inline(always)]
+    fn current(cfg: &KernelConfig) -> Current {
+        Typed::current(cfg)
+    }
+    #[inline(always)]
+    fn creds(cred: u64, cfg: &KernelConfig) -> [u64; 4] {
+        Typed::creds(cred, cfg)
+    }
+    #[inline(always)]
+    fn identity(h: &mut EventHeader, cur: &Current, cfg: &KernelConfig) {
+        Typed::identity(h, cur, cfg)
+    }
+    #[inline(always)]
+    fn mnt_ns(nsproxy: u64, cfg: &KernelConfig) -> u32 {
+        Typed::mnt_ns(nsproxy, cfg)
+    }
+    #[inline(always)]
+    fn fs_path(fs: u64, off: u32, cfg: &KernelConfig) -> Obj {
+        Typed::fs_path(fs, off, cfg)
+    }
+    #[inline(always)]
+    fn fd_table(files: u64, cfg: &KernelConfig) -> (u64, u64) {
+        Typed::fd_table(files, cfg)
+    }
+    #[inline(always)]
+    fn fd_file(array: u64, fd: u64, _cfg: &KernelConfig) -> u64 {
+        word(array.wrapping_add(8 * fd))
+    }
+    #[inline(always)]
+    fn file_path(file: u64, cfg: &KernelConfig) -> Obj {
+        let p = file.wrapping_add(cfg.file_path as u64);
+        Obj {
+            mnt: at(p, cfg.path_mnt),
+            dentry: at(p, cfg.path_dentry),
+        }
+    }
+    #[inline(always)]
+    fn mount(mnt: u64, cfg: &KernelConfig) -> [u64; 3] {
+        let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
+        cfg.mount_words().map(|off| at(m, off))
+    }
+    #[inline(always)]
+    fn dentry_leaf(dentry: u64, cfg: &KernelConfig) -> [u64; 9] {
+        let mut w = cfg.dentry_words().map(|off| at(dentry, off));
+        w[4] = word32(dentry.wrapping_add(cfg.dentry_name_len as u64));
+        w
+    }
+    #[inline(always)]
+    fn dentry_named(dentry: u64, cfg: &KernelConfig) -> [u64; 7] {
+        let mut w = cfg.dentry_named_words().map(|off| at(dentry, off));
+        w[1] = word32(dentry.wrapping_add(cfg.dentry_name_len as u64));
+        w
+    }
+    #[inline(always)]
+    fn dentry_parent(dentry: u64, cfg: &KernelConfig) -> u64 {
+        at(dentry, cfg.dentry_parent)
+    }
+    #[inline(always)]
+    fn inode(inode: u64, cfg: &KernelConfig) -> [u64; 2] {
+        cfg.inode_words().map(|off| at(inode, off))
+    }
+    #[inline(always)]
+    fn sb_magic(sb: u64, cfg: &KernelConfig) -> u32 {
+        at(sb, cfg.sb_magic) as u32
     }
 }
 

@@ -360,7 +360,7 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), ()> {
         } else {
             // The completing task shares the submitter's descriptor table (the submitter
             // itself, or one of its io-wq workers).
-            total = walk_into(
+            total = walk_into::<Probed>(
                 ev,
                 0,
                 file_obj::<Probed>(cur.files, res as u64),

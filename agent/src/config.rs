@@ -115,6 +115,11 @@ kernel_open_filter: true
 # tracepoint; the agent logs which it attached.
 kernel_btf_tracepoint: true
 
+# In that form, read the file, dentries and mounts of a captured or judged open with plain
+# loads through bpf_rdonly_cast casts (Linux 6.2), not a helper call each. false, or a kernel
+# without it, keeps the helper calls; the agent logs which form it attached.
+kernel_btf_casts: true
+
 # Most processes kept in the process table (oldest exited ones go first).
 process_table_capacity: 65536
 
@@ -156,6 +161,7 @@ pub struct Config {
     pub ring_buffer_cgroup_share: u32,
     pub kernel_open_filter: bool,
     pub kernel_btf_tracepoint: bool,
+    pub kernel_btf_casts: bool,
     pub process_table_capacity: usize,
     pub fd_table_per_process: usize,
     pub fd_table_total: usize,
@@ -272,6 +278,7 @@ impl Default for Config {
             ring_buffer_cgroup_share: crate::sensor::DEFAULT_CGROUP_SHARE,
             kernel_open_filter: true,
             kernel_btf_tracepoint: true,
+            kernel_btf_casts: true,
             process_table_capacity: 65_536,
             fd_table_per_process: 1024,
             fd_table_total: 262_144,

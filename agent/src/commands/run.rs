@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// form would load (`kernel_btf_tracepoint`).
     #[arg(long)]
     pub no_kernel_btf_tracepoint: bool,
+    /// Read the files, dentries and mounts of path walks with a helper call each even where
+    /// casts would load (`kernel_btf_casts`).
+    #[arg(long)]
+    pub no_kernel_btf_casts: bool,
     /// Print a line on stderr when this marker is reached (tests wait for it).
     #[arg(long, hide = true, default_value = "osprey is running")]
     pub ready_message: String,
@@ -90,6 +94,9 @@ impl RunArgs {
         }
         if self.no_kernel_btf_tracepoint {
             c.kernel_btf_tracepoint = false;
+        }
+        if self.no_kernel_btf_casts {
+            c.kernel_btf_casts = false;
         }
         if self.stream.grpc_insecure_allow_remote {
             anyhow::bail!(

@@ -47,6 +47,10 @@ pub struct TraceArgs {
     /// form would load, as `run --no-kernel-btf-tracepoint` does.
     #[arg(long)]
     pub no_kernel_btf_tracepoint: bool,
+    /// Read the files, dentries and mounts of path walks with a helper call each even where
+    /// casts would load, as `run --no-kernel-btf-casts` does.
+    #[arg(long)]
+    pub no_kernel_btf_casts: bool,
 }
 
 pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
         read_delay_ms: a.read_delay_ms,
         floor: a.floor,
         btf_tracepoint: !a.no_kernel_btf_tracepoint,
+        btf_casts: !a.no_kernel_btf_casts,
     })
     .await?)
 }

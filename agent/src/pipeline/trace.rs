@@ -36,6 +36,8 @@ pub struct TraceOptions {
     pub floor: bool,
     /// Attach `sys_exit` as a BTF tracepoint where it loads.
     pub btf_tracepoint: bool,
+    /// In that form, read path walks' objects through casts where they load.
+    pub btf_casts: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +146,7 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
         // attaches).
         entry_hook: false,
         btf_tracepoint: args.btf_tracepoint,
+        btf_casts: args.btf_casts,
         ..Default::default()
     };
     let mut sensor = Sensor::start(&cfg)?;

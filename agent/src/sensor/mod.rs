@@ -6,6 +6,7 @@
 //! the object with those offsets as globals, fill the syscall interest map, attach.
 
 pub mod btf;
+mod casts;
 pub mod decode;
 pub mod losses;
 pub mod profile;
@@ -110,6 +111,9 @@ pub struct SensorConfig {
     /// Attach `sys_exit` as a BTF tracepoint where it loads (typed reads; see
     /// agent-ebpf/src/task.rs), else as a raw tracepoint.
     pub btf_tracepoint: bool,
+    /// In that form, read the objects a path walk reaches through casts where the kernel has
+    /// `bpf_rdonly_cast` (sensor/casts.rs).
+    pub btf_casts: bool,
 }
 
 /// The default share of the ring buffer's reserved room per cgroup: 64 records per millisecond
@@ -129,6 +133,7 @@ impl Default for SensorConfig {
             cgroup_share: DEFAULT_CGROUP_SHARE,
             host_mnt_ns: crate::process::host_mnt_ns(),
             btf_tracepoint: true,
+            btf_casts: true,
         }
     }
 }
@@ -331,6 +336,8 @@ pub struct KernelReport {
     /// The kernel's type id of `btf_trace_sys_exit`, where BTF tracepoints can name it (the
     /// BTF read is the kernel's own, `/sys/kernel/btf/vmlinux`).
     pub sys_exit_typedef: Option<u32>,
+    /// The BTF ids `sys_exit_cast` is patched with (sensor/casts.rs), or why there are none.
+    pub cast_ids: Result<casts::CastIds, String>,
 }
 
 /// Features whose absence is a documented degradation rather than a reason not to start.
@@ -339,6 +346,7 @@ pub const OPTIONAL_FEATURES: &[&str] = &[
     "overlayfs_btf",
     "io_uring_ops",
     "bpf_loop",
+    "bpf_rdonly_cast",
 ];
 
 /// The environment variable that makes the agent look up another member name instead of one
@@ -628,9 +636,31 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         },
     });
     // Ids are the running kernel's only in its own BTF: another file's would name another type.
-    let sys_exit_typedef = (btf_path == Path::new(btf::KERNEL_BTF))
+    let own_btf = btf_path == Path::new(btf::KERNEL_BTF);
+    let sys_exit_typedef = own_btf
         .then(|| btf.tracepoint_typedef("sys_exit").ok())
         .flatten();
+    let cast_ids = if own_btf {
+        casts::CastIds::find(&btf)
+    } else {
+        Err(format!(
+            "BTF read from {}, not the kernel's own: its type ids may not be the kernel's",
+            btf_path.display()
+        ))
+    };
+    features.push(Feature {
+        name: "bpf_rdonly_cast",
+        available: cast_ids.is_ok(),
+        detail: match &cast_ids {
+            Ok(_) => "bpf_rdonly_cast (Linux 6.2): a captured or judged open's file, dentries \
+                      and mounts read with plain loads"
+                .into(),
+            Err(why) => format!(
+                "{why}: a captured or judged open's file, dentries and mounts are read with \
+                 a helper call each"
+            ),
+        },
+    });
     Ok(KernelReport {
         release,
         uring_submit,
@@ -638,6 +668,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         offsets: offsets.into_inner(),
         features,
         sys_exit_typedef,
+        cast_ids,
     })
 }
 
@@ -809,12 +840,31 @@ impl Sensor {
         let mut loader = EbpfLoader::new();
         loader.btf(None);
         trim_heap();
+        // The object with its casts given this kernel's type ids, where it has them and the
+        // BTF tracepoint is wanted: `sys_exit_cast` is then tried first.
+        let casts = match (cfg.btf_tracepoint && cfg.btf_casts, &report.cast_ids) {
+            (false, _) => Err("kernel_btf_casts or kernel_btf_tracepoint is off".to_string()),
+            (true, Err(why)) => Err(why.clone()),
+            (true, Ok(ids)) => Ok(casts::patch(OBJECT, ids)),
+        };
+        let object = match &casts {
+            Ok((patched, _)) => patched.bytes(),
+            Err(_) => OBJECT,
+        };
         let mut ebpf = loader
             .override_global("CONFIG", &kcfg, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
-            .load(OBJECT)
+            .load(object)
             .map_err(SensorError::Load)?;
         drop(loader);
+        let casts = casts.and_then(|(patched, n)| {
+            drop(patched);
+            if n == 0 {
+                Err("the object has no cast placeholders".to_string())
+            } else {
+                Ok(())
+            }
+        });
 
         let specs: Array<MapData, SyscallSpec> = take_map(&mut ebpf, "SYSCALL_SPECS")?;
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
@@ -866,14 +916,19 @@ impl Sensor {
             (true, None) => Err("no btf_trace_sys_exit in the kernel's BTF".to_string()),
             (true, Some(id)) => Ok(id),
         };
-        sensor.attach(typedef)?;
+        sensor.attach(typedef, casts)?;
         sensor.set_entry_hook(cfg.entry_hook)?;
         Ok(sensor)
     }
 
     /// Attaches the programs; `sys_exit` in its BTF form when `typedef` (the kernel's type id
-    /// of `btf_trace_sys_exit`) is known and the program loads (else the reason it is not).
-    fn attach(&mut self, typedef: Result<u32, String>) -> Result<(), SensorError> {
+    /// of `btf_trace_sys_exit`) is known and the program loads (else the reason it is not),
+    /// its form with casts first when `casts` (the object was patched).
+    fn attach(
+        &mut self,
+        typedef: Result<u32, String>,
+        casts: Result<(), String>,
+    ) -> Result<(), SensorError> {
         let ebpf = &mut self.ebpf;
         // (program, category, tracepoint). io_uring only where the kernel's tracepoints carry
         // the request (uring.rs), completions first, so that a request seen submitted always
@@ -892,13 +947,29 @@ impl Sensor {
             prog.load().map_err(wrap)?;
             prog.attach(category, tp).map_err(wrap)?;
         }
-        let typed = typedef.and_then(|id| attach_typed_sys_exit(ebpf, id));
-        match &typed {
-            Ok(()) => tracing::info!(
-                "sys_exit attached as a BTF tracepoint: registers, credentials, namespaces and \
-                 descriptor table read with plain loads"
+        let cast = match (&typedef, casts) {
+            (Ok(id), Ok(())) => attach_typed_sys_exit(ebpf, "sys_exit_cast", *id),
+            (Err(e), _) => Err(e.clone()),
+            (_, Err(e)) => Err(e),
+        };
+        let typed = match (&cast, typedef) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), typedef) => {
+                typedef.and_then(|id| attach_typed_sys_exit(ebpf, "sys_exit_btf", id))
+            }
+        };
+        match (&cast, &typed) {
+            (Ok(()), _) => tracing::info!(
+                "sys_exit attached as a BTF tracepoint with casts: registers, credentials, \
+                 namespaces, descriptor table, and the files, dentries and mounts of path walks \
+                 read with plain loads"
             ),
-            Err(e) => tracing::info!(
+            (Err(why), Ok(())) => tracing::info!(
+                "sys_exit attached as a BTF tracepoint: registers, credentials, namespaces and \
+                 descriptor table read with plain loads; path walks with a helper call per \
+                 object (no casts: {why})"
+            ),
+            (_, Err(e)) => tracing::info!(
                 "sys_exit attached as a raw tracepoint, every read a helper call ({e})"
             ),
         }
@@ -1219,16 +1290,17 @@ where
     T::try_from(map).map_err(|source| SensorError::Map { map: name, source })
 }
 
-/// Loads and attaches `sys_exit_btf`, the BTF tracepoint form of `sys_exit` (its registers
-/// and task typed: plain loads instead of helper calls); an error where the kernel has no BTF,
-/// no BTF tracepoints or no `bpf_get_current_task_btf` (before 5.11), or its structures fail
-/// the verifier's checks (`sys_exit`, the raw tracepoint, is then attached instead).
-fn attach_typed_sys_exit(ebpf: &mut Ebpf, typedef: u32) -> Result<(), String> {
+/// Loads and attaches `program`, a BTF tracepoint form of `sys_exit` (`sys_exit_btf`: its
+/// registers and task typed, plain loads instead of helper calls; `sys_exit_cast`: the objects
+/// of its path walks too); an error where the kernel has no BTF, no BTF tracepoints or no
+/// `bpf_get_current_task_btf` (before 5.11), no `bpf_rdonly_cast` (before 6.2, for the casts),
+/// or its structures fail the verifier's checks (the next form is then tried).
+fn attach_typed_sys_exit(ebpf: &mut Ebpf, program: &str, typedef: u32) -> Result<(), String> {
     let btf = naming_btf(typedef, "btf_trace_sys_exit")?;
     let prog: &mut aya::programs::BtfTracePoint = ebpf
-        .program_mut("sys_exit_btf")
+        .program_mut(program)
         .and_then(|p| p.try_into().ok())
-        .ok_or("no sys_exit_btf in the object")?;
+        .ok_or_else(|| format!("no {program} in the object"))?;
     prog.load("sys_exit", &btf)
         .map_err(|e| verifier_error(&e))?;
     prog.attach().map_err(|e| e.to_string())?;
@@ -1318,6 +1390,9 @@ fn verifier_error(e: &aya::programs::ProgramError) -> String {
             verifier_log,
         } => {
             let log = verifier_log.to_string();
+            if let Some(p) = std::env::var_os("OSPREY_DEBUG_VERIFIER_LOG") {
+                let _ = std::fs::write(p, &log);
+            }
             format!("{io_error}; the verifier: {}", refused(&log))
         }
         _ => e.to_string(),

@@ -166,6 +166,15 @@ pub const FORMS: &[Form] = &[
         older: "raw tracepoint",
         since: (5, 11),
     },
+    // Its path walks read by plain loads need `bpf_rdonly_cast` (6.2).
+    Form {
+        program: "sys_exit walks",
+        line: "sys_exit attached as a",
+        says_newer: "with casts",
+        newer: "plain loads through casts",
+        older: "a helper call per object",
+        since: (6, 2),
+    },
     // The chunked environment scan needs `bpf_loop` (5.17).
     Form {
         program: "sched_process_exec",
@@ -570,8 +579,33 @@ mod tests {
             out.forms,
             [
                 ("sys_exit", "BTF tracepoint"),
+                ("sys_exit walks", "a helper call per object"),
                 ("sched_process_exec", "environment read in 4 KiB chunks")
             ]
+        );
+        // From 6.2 the walks must read through casts.
+        let cast_kernel = newer_forms.replace("@@uname 6.1.0-40", "@@uname 6.12.0-40");
+        let bad = judge(&lines(&cast_kernel), 1.0);
+        assert!(
+            bad.failures
+                .iter()
+                .any(|f| f.contains("sys_exit walks: a helper call per object on 6.12.0")),
+            "{:?}",
+            bad.failures
+        );
+        let casts = cast_kernel.replace(
+            "attached as a BTF tracepoint",
+            "attached as a BTF tracepoint with casts",
+        );
+        let out = judge(&lines(&casts), 1.0);
+        assert_eq!(
+            out.forms[1],
+            ("sys_exit walks", "plain loads through casts")
+        );
+        assert!(
+            !out.failures.iter().any(|f| f.contains("sys_exit")),
+            "{:?}",
+            out.failures
         );
         assert!(
             !out.failures
@@ -584,6 +618,7 @@ mod tests {
             ok.forms,
             [
                 ("sys_exit", "raw tracepoint"),
+                ("sys_exit walks", "a helper call per object"),
                 ("sched_process_exec", "environment read an entry at a time")
             ]
         );

@@ -483,6 +483,26 @@ impl Btf {
             .any(|t| t.kind == KIND_FUNC && self.str(t.name) == name)
     }
 
+    /// The type id of the kernel function `name` (a kfunc's, which a program's call names by
+    /// it), where the kernel has one.
+    pub fn function_id(&self, name: &str) -> Option<u32> {
+        self.types
+            .iter()
+            .position(|t| t.kind == KIND_FUNC && self.str(t.name) == name)
+            .map(|id| id as u32)
+    }
+
+    /// The type id of the struct called `name`.
+    pub fn struct_id(&self, name: &str) -> Result<u32, BtfError> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|&id| self.ty(id).is_some_and(|t| t.kind == KIND_STRUCT))
+            .ok_or_else(|| BtfError::NoType(name.to_string()))
+    }
+
     /// Number of `TP_PROTO` arguments of a raw tracepoint, from its `btf_trace_<name>` typedef:
     /// a pointer to a function prototype whose first parameter is the `void *__data` cookie,
     /// which is not counted.

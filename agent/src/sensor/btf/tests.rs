@@ -262,6 +262,14 @@ fn functions_are_found_by_name_and_kind() {
     assert!(!btf.has_function("task_struct"));
     assert!(!btf.has_function("task_t"));
     assert!(!btf.has_function("bpf_lo"));
+    // Ids, for the placeholders a kfunc call and its type argument carry (sensor/casts.rs).
+    let id = btf.function_id("bpf_loop").unwrap();
+    assert_eq!(btf.ty(id).map(|t| t.kind), Some(KIND_FUNC));
+    assert_eq!(btf.function_id("task_struct"), None);
+    let id = btf.struct_id("task_struct").unwrap();
+    assert_eq!(btf.ty(id).map(|t| t.kind), Some(KIND_STRUCT));
+    // A typedef is not the struct a cast names.
+    assert!(matches!(btf.struct_id("task_t"), Err(BtfError::NoType(_))));
 }
 
 #[test]
