@@ -146,19 +146,16 @@ pub trait Access: Copy {
         let m = mnt.wrapping_sub(cfg.mount_mnt as u64);
         read_words(m, cfg.spans[span::MOUNT], cfg.mount_words())
     }
-    /// A walk's first dentry: `KernelConfig::dentry_words`, the length a number.
+    /// A walk's first dentry: `KernelConfig::dentry_words` (the length in the low half of its
+    /// word).
     #[inline(always)]
     fn dentry_leaf(dentry: u64, cfg: &KernelConfig) -> [u64; 9] {
-        let mut w = read_words(dentry, cfg.spans[span::DENTRY], cfg.dentry_words());
-        w[4] = w[4] as u32 as u64;
-        w
+        read_words(dentry, cfg.spans[span::DENTRY], cfg.dentry_words())
     }
-    /// A dentry above it: `KernelConfig::dentry_named_words`, the length a number.
+    /// A dentry above it: `KernelConfig::dentry_named_words` (the length as above).
     #[inline(always)]
     fn dentry_named(dentry: u64, cfg: &KernelConfig) -> [u64; 7] {
-        let mut w = read_words(dentry, cfg.spans[span::NAMED], cfg.dentry_named_words());
-        w[1] = w[1] as u32 as u64;
-        w
+        read_words(dentry, cfg.spans[span::NAMED], cfg.dentry_named_words())
     }
     /// `dentry->d_parent`.
     #[inline(always)]
