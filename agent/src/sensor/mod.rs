@@ -857,8 +857,14 @@ impl Sensor {
             .load(object)
             .map_err(SensorError::Load)?;
         drop(loader);
+        // aya keeps none of the object's bytes; the pages read of it (all of them for the
+        // copy above, debug sections included) are dropped from the resident set.
+        release_pages(OBJECT);
         let casts = casts.and_then(|(patched, n)| {
+            // The copy (2.5 MiB, most of it the object's debug sections) goes back to the
+            // kernel: kept by glibc, it stayed in the agent's resident set.
             drop(patched);
+            trim_heap();
             if n == 0 {
                 Err("the object has no cast placeholders".to_string())
             } else {
@@ -1360,6 +1366,23 @@ fn naming_btf(id: u32, name: &str) -> Result<aya::Btf, String> {
     blob.extend_from_slice(&types);
     blob.extend_from_slice(&strings);
     aya::Btf::parse(&blob, aya::Endianness::Little).map_err(|e| format!("BTF for the attach: {e}"))
+}
+
+/// Drops the pages wholly inside `bytes`, a part of the binary's read-only data, from the
+/// resident set (`MADV_DONTNEED`): they are read again from the file if touched again.
+fn release_pages(bytes: &'static [u8]) {
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => return,
+    };
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: whole pages of a read-only, file-backed mapping that nothing holds a
+        // reference into but `bytes`, whose contents come back unchanged from the file.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
 }
 
 /// Hands the heap's free memory back to the kernel (glibc keeps it otherwise; musl returns
