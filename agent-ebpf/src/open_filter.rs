@@ -36,7 +36,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{config, count},
-    path::{MAX_DEPTH, mount_in},
+    path::{MAX_DEPTH, mount_in, stored_in_dentry},
     task::{Access, Obj},
 };
 
@@ -195,7 +195,7 @@ fn name_into<A: Access>(key: &mut Key, dentry: u64) -> u64 {
     let [parent, len, name, w0, w1, w2, w3] = A::dentry_named(dentry, cfg);
     let len = len as u32;
     let words = key.name.as_mut_ptr().cast::<u64>();
-    if cfg.dentry_iname != 0 && name == dentry.wrapping_add(cfg.dentry_iname as u64) {
+    if stored_in_dentry(dentry, name, cfg) {
         let n = if len > NAME_LEN as u32 - 1 {
             NAME_LEN as u32 - 1
         } else {

@@ -48,6 +48,14 @@ pub fn file_of_fd<A: Access>(files: u64, fd: u64, cfg: &KernelConfig) -> u64 {
     A::fd_file(array, fd, cfg)
 }
 
+/// Whether `name`, the `d_name.name` of `dentry`, points at the short name stored inside the
+/// dentry itself (`d_shortname`, `d_iname` before 6.14), whose first `INLINE_NAME` bytes come
+/// with the dentry's read; 0 for `dentry_iname` means it is never read there.
+#[inline(always)]
+pub fn stored_in_dentry(dentry: u64, name: u64, cfg: &KernelConfig) -> bool {
+    cfg.dentry_iname != 0 && name == dentry.wrapping_add(cfg.dentry_iname as u64)
+}
+
 /// A mount's parent (the `struct mount`), mountpoint, and the root of the mount itself (`mnt`
 /// is the `vfsmount` inside a `struct mount`).
 #[inline(always)]
@@ -237,10 +245,7 @@ pub fn walk<A: Access>(
         let next = (off & (MAX_BYTES - 1)) + (len as usize & (INLINE_NAME - 1)) + 1;
         // SAFETY: as above.
         unsafe { core::ptr::write_volatile(cursor, next as u32) };
-        if cfg.dentry_iname == 0
-            || name != dentry.wrapping_add(cfg.dentry_iname as u64)
-            || len >= INLINE_NAME as u32
-        {
+        if !stored_in_dentry(dentry, name, cfg) || len >= INLINE_NAME as u32 {
             // SAFETY: at < DATA_MAX + MAX_BYTES, and MAX_BYTES + NAME_READ <= DATA_MAX: the
             // copy stays inside the 2 * DATA_MAX bytes of `data`; the helper bounds it by
             // NAME_READ.
