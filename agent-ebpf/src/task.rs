@@ -383,30 +383,6 @@ fn word(addr: u64) -> u64 {
     r
 }
 
-/// [`word`] of the u32 at `addr`.
-#[inline(always)]
-fn word32(addr: u64) -> u64 {
-    let r: u64;
-    // SAFETY: as in `word`.
-    unsafe {
-        core::arch::asm!(
-            ".8byte {mov}",
-            ".8byte {call}",
-            "r0 = *(u32 *)(r0 + 0)",
-            mov = const cast::mov_r2(cast::TYPE_MAGIC),
-            call = const cast::kfunc_call(cast::CALL_MAGIC),
-            inlateout("r1") addr => _,
-            lateout("r0") r,
-            out("r2") _,
-            out("r3") _,
-            out("r4") _,
-            out("r5") _,
-            options(pure, readonly, nostack),
-        )
-    };
-    r
-}
-
 /// [`word`] at `base + off`.
 #[inline(always)]
 fn at(base: u64, off: u32) -> u64 {
@@ -473,15 +449,13 @@ impl Access for Cast {
     }
     #[inline(always)]
     fn dentry_leaf(dentry: u64, cfg: &KernelConfig) -> [u64; 9] {
-        let mut w = cfg.dentry_words().map(|off| at(dentry, off));
-        w[4] = word32(dentry.wrapping_add(cfg.dentry_name_len as u64));
-        w
+        // The length's word as it is at its offset: the length in its low half, as the
+        // provided method gives it, the rest dropped where it is used.
+        cfg.dentry_words().map(|off| at(dentry, off))
     }
     #[inline(always)]
     fn dentry_named(dentry: u64, cfg: &KernelConfig) -> [u64; 7] {
-        let mut w = cfg.dentry_named_words().map(|off| at(dentry, off));
-        w[1] = word32(dentry.wrapping_add(cfg.dentry_name_len as u64));
-        w
+        cfg.dentry_named_words().map(|off| at(dentry, off))
     }
     #[inline(always)]
     fn dentry_parent(dentry: u64, cfg: &KernelConfig) -> u64 {
