@@ -6,14 +6,35 @@
 //! own statistics (`kernel.bpf_stats_enabled`), as the floor of the host the figures come
 //! from. Needs root (or CAP_BPF and CAP_PERFMON).
 //!
-//! `sudo target/release/examples/empty_hook` (Ctrl-C to detach)
+//! `empty_hook capture` attaches instead the capture floor: a BTF tracepoint program on the same
+//! hook that, for an `openat`, does what any agent's capture of it must do and nothing more:
+//! it reads the clock and the calling thread's ids, copies the path string the process passed,
+//! and writes that record (64 bytes and the path) to a ring buffer, which a thread of this
+//! process drains every millisecond without reading it. What the agent's own capture costs
+//! over this is its design (identity, arguments, the path walk, the filter, fairness); what
+//! this costs is the host's (its helper calls, clock and string copy).
+//!
+//! `sudo target/release/examples/empty_hook [capture]` (Ctrl-C to detach)
 
-use std::{ffi::CStr, io::Error, mem::size_of};
+use std::{
+    ffi::CStr,
+    io::Error,
+    mem::size_of,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
-/// `bpf(2)` commands and the program type (include/uapi/linux/bpf.h).
+use osprey::sensor::btf::Btf;
+
+/// `bpf(2)` commands, program and map types (include/uapi/linux/bpf.h).
+const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
+const BPF_PROG_TYPE_TRACING: u32 = 26;
+const BPF_TRACE_RAW_TP: u32 = 23;
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 /// The head of `union bpf_attr` for `BPF_PROG_LOAD`; the kernel reads a shorter attribute
 /// as if the rest were zero.
@@ -30,6 +51,26 @@ struct ProgLoad {
     kern_version: u32,
     prog_flags: u32,
     prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+}
+
+/// The head of `union bpf_attr` for `BPF_MAP_CREATE`.
+#[repr(C)]
+struct MapCreate {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
 }
 
 /// `union bpf_attr` for `BPF_RAW_TRACEPOINT_OPEN`.
@@ -58,50 +99,248 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> Result<i32, Error> {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("empty_hook: {e}");
-        std::process::exit(1);
+    let signals = block_signals();
+    let result = match std::env::args().nth(1).as_deref() {
+        None => empty(),
+        Some("capture") => capture(),
+        Some(other) => Err(format!(
+            "unknown mode `{other}`: none (the empty program) or `capture` (the capture floor)"
+        )),
+    };
+    match result {
+        Ok(()) => wait_for(&signals),
+        Err(e) => {
+            eprintln!("empty_hook: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run() -> Result<(), String> {
+fn empty() -> Result<(), String> {
     // mov64 r0, 0; exit (an instruction: opcode, registers, offset, immediate).
     let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-    let license: &CStr = c"GPL";
-    let mut name = [0u8; 16];
-    name[..10].copy_from_slice(b"empty_hook");
-    let mut load = ProgLoad {
+    let prog = load(ProgLoad {
         prog_type: BPF_PROG_TYPE_RAW_TRACEPOINT,
+        ..program(&insns, b"empty_hook")
+    })?;
+    attach(prog, Some(c"sys_exit"))?;
+    // The bench waits for this line, as it waits for the agent's.
+    eprintln!("empty program attached to raw_syscalls:sys_exit; tracing; Ctrl-C to stop");
+    Ok(())
+}
+
+/// x86_64 `openat`, and where `struct pt_regs` keeps the syscall number and the second
+/// argument (arch/x86/include/asm/ptrace.h).
+const NR_OPENAT: i32 = 257;
+const REGS_ORIG_AX: i16 = 120;
+const REGS_SI: i16 = 104;
+/// The record: 64 bytes (the clock, the thread's ids, room for the rest of a header), then
+/// the path string.
+const HEAD: i32 = 64;
+const PATH_MAX: i32 = 4096;
+const RING_BYTES: u32 = 16 << 20;
+
+fn capture() -> Result<(), String> {
+    let typedef = Btf::from_file(std::path::Path::new("/sys/kernel/btf/vmlinux"))
+        .and_then(|btf| btf.tracepoint_typedef("sys_exit"))
+        .map_err(|e| format!("the capture floor needs the kernel's BTF: {e}"))?;
+    let scratch = map(MapCreate {
+        map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+        key_size: 4,
+        value_size: (HEAD + PATH_MAX) as u32,
+        max_entries: 1,
+        map_flags: 0,
+    })?;
+    let ring = map(MapCreate {
+        map_type: BPF_MAP_TYPE_RINGBUF,
+        key_size: 0,
+        value_size: 0,
+        max_entries: RING_BYTES,
+        map_flags: 0,
+    })?;
+    let exit = 29;
+    let insns = [
+        ldx(6, 1, 0),                          // 0: r6 = ctx[0], the registers (typed)
+        ldx(7, 6, REGS_ORIG_AX),               // 1: r7 = regs->orig_ax
+        jmp_imm(0x55, 7, NR_OPENAT, exit - 3), // 2: not openat: done
+        ldx(8, 6, REGS_SI),                    // 3: r8 = the path's address
+        insn(0x62, 10, 0, -4, 0),              // 4: *(u32 *)(r10 - 4) = 0
+        insn(0xbf, 2, 10, 0, 0),               // 5: r2 = r10
+        insn(0x07, 2, 0, 0, -4),               // 6: r2 += -4
+        ld_map(1, scratch)[0],                 // 7: r1 = the scratch map
+        ld_map(1, scratch)[1],                 // 8
+        call(1),                               // 9: bpf_map_lookup_elem
+        jmp_imm(0x15, 0, 0, exit - 11),        // 10: no slot: done
+        insn(0xbf, 9, 0, 0, 0),                // 11: r9 = the slot
+        call(125),                             // 12: bpf_ktime_get_boot_ns
+        insn(0x7b, 9, 0, 0, 0),                // 13: *(u64 *)(r9 + 0) = r0
+        call(14),                              // 14: bpf_get_current_pid_tgid
+        insn(0x7b, 9, 0, 8, 0),                // 15: *(u64 *)(r9 + 8) = r0
+        insn(0xbf, 1, 9, 0, 0),                // 16: r1 = r9
+        insn(0x07, 1, 0, 0, HEAD),             // 17: r1 += HEAD
+        insn(0xb7, 2, 0, 0, PATH_MAX),         // 18: r2 = PATH_MAX
+        insn(0xbf, 3, 8, 0, 0),                // 19: r3 = r8
+        call(114),                             // 20: bpf_probe_read_user_str
+        insn(0xbf, 3, 0, 0, 0),                // 21: r3 = the length with its NUL (or an error)
+        insn(0x57, 3, 0, 0, PATH_MAX - 1),     // 22: r3 &= PATH_MAX - 1
+        insn(0x07, 3, 0, 0, HEAD),             // 23: r3 += HEAD
+        ld_map(1, ring)[0],                    // 24: r1 = the ring
+        ld_map(1, ring)[1],                    // 25
+        insn(0xbf, 2, 9, 0, 0),                // 26: r2 = r9
+        insn(0xb7, 4, 0, 0, 1),                // 27: r4 = BPF_RB_NO_WAKEUP
+        call(130),                             // 28: bpf_ringbuf_output
+        insn(0xb7, 0, 0, 0, 0),                // 29: r0 = 0
+        insn(0x95, 0, 0, 0, 0),                // 30: exit
+    ];
+    let prog = load(ProgLoad {
+        prog_type: BPF_PROG_TYPE_TRACING,
+        expected_attach_type: BPF_TRACE_RAW_TP,
+        attach_btf_id: typedef,
+        ..program(&insns, b"capture_floor")
+    })?;
+    let drain = Drain::map(ring)?;
+    attach(prog, None)?;
+    std::thread::spawn(move || {
+        loop {
+            drain.skip_all();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    eprintln!(
+        "capture floor attached to raw_syscalls:sys_exit (openat: clock, ids, path, record); \
+         tracing; Ctrl-C to stop"
+    );
+    Ok(())
+}
+
+/// An instruction: opcode, destination and source registers, offset, immediate.
+const fn insn(op: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    op as u64
+        | ((dst as u64 | (src as u64) << 4) << 8)
+        | (off as u16 as u64) << 16
+        | (imm as u32 as u64) << 32
+}
+
+/// `dst = *(u64 *)(src + off)`.
+const fn ldx(dst: u8, src: u8, off: i16) -> u64 {
+    insn(0x79, dst, src, off, 0)
+}
+
+/// A conditional jump on an immediate, `off` instructions forward.
+const fn jmp_imm(op: u8, dst: u8, imm: i32, off: i16) -> u64 {
+    insn(op, dst, 0, off, imm)
+}
+
+const fn call(helper: i32) -> u64 {
+    insn(0x85, 0, 0, 0, helper)
+}
+
+/// `dst = map` (two instruction words, `BPF_PSEUDO_MAP_FD`).
+const fn ld_map(dst: u8, fd: i32) -> [u64; 2] {
+    [insn(0x18, dst, 1, 0, fd), 0]
+}
+
+fn program(insns: &[u64], name: &[u8]) -> ProgLoad {
+    let mut prog_name = [0u8; 16];
+    prog_name[..name.len()].copy_from_slice(name);
+    let license: &'static CStr = c"GPL";
+    ProgLoad {
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        prog_name: name,
+        prog_name,
         ..ProgLoad::default()
-    };
-    let prog = bpf(BPF_PROG_LOAD, &mut load).map_err(|e| {
+    }
+}
+
+fn load(mut attr: ProgLoad) -> Result<i32, String> {
+    bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| {
         format!("loading the program: {e} (run as root, or with CAP_BPF and CAP_PERFMON)")
-    })?;
-    let tracepoint: &CStr = c"sys_exit";
+    })
+}
+
+fn map(mut attr: MapCreate) -> Result<i32, String> {
+    bpf(BPF_MAP_CREATE, &mut attr).map_err(|e| format!("creating a map: {e}"))
+}
+
+/// Attaches `prog` to `raw_syscalls:sys_exit`: by name for a raw tracepoint program, by the
+/// type it was loaded for (`None`) for a BTF one. The link lives as long as its descriptor,
+/// which this process holds until it exits.
+fn attach(prog: i32, name: Option<&'static CStr>) -> Result<(), String> {
     let mut open = RawTracepointOpen {
-        name: tracepoint.as_ptr() as u64,
+        name: name.map_or(0, |n| n.as_ptr() as u64),
         prog_fd: prog as u32,
         _pad: 0,
     };
-    // The link lives as long as its descriptor, which this process holds until it exits.
     bpf(BPF_RAW_TRACEPOINT_OPEN, &mut open)
-        .map_err(|e| format!("attaching to raw_syscalls:sys_exit: {e}"))?;
-    // The bench waits for this line, as it waits for the agent's.
-    eprintln!("empty program attached to raw_syscalls:sys_exit; tracing; Ctrl-C to stop");
-    // SAFETY: a signal set built and waited on by this thread alone; SIGINT and SIGTERM are
-    // blocked first so that they wait here instead of ending the process.
+        .map(drop)
+        .map_err(|e| format!("attaching to raw_syscalls:sys_exit: {e}"))
+}
+
+/// A ring buffer's positions, mapped: the consumer's (writable) and the producer's.
+struct Drain {
+    consumer: &'static AtomicU64,
+    producer: &'static AtomicU64,
+}
+
+impl Drain {
+    fn map(ring: i32) -> Result<Drain, String> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let map = |prot, offset| {
+            // SAFETY: a fresh shared mapping of one page of the ring's descriptor, which the
+            // kernel allows at these offsets (the consumer page writable, the next read-only).
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    page,
+                    prot,
+                    libc::MAP_SHARED,
+                    ring,
+                    offset,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                Err(format!(
+                    "mapping the ring buffer: {}",
+                    Error::last_os_error()
+                ))
+            } else {
+                // SAFETY: a page-aligned mapping that lives until the process exits; the
+                // position at its start is a u64 the kernel updates atomically.
+                Ok(unsafe { &*(p as *const AtomicU64) })
+            }
+        };
+        Ok(Drain {
+            consumer: map(libc::PROT_READ | libc::PROT_WRITE, 0)?,
+            producer: map(libc::PROT_READ, page as libc::off_t)?,
+        })
+    }
+
+    /// Marks every record written so far as read.
+    fn skip_all(&self) {
+        let p = self.producer.load(Ordering::Acquire);
+        self.consumer.store(p, Ordering::Release);
+    }
+}
+
+/// SIGINT and SIGTERM blocked in this thread and the threads it starts after, so that they
+/// wait for [`wait_for`] instead of ending the process.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: a signal set built by this thread and installed as its own mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let mut sig = 0;
-        libc::sigwait(&set, &mut sig);
+        set
     }
-    Ok(())
+}
+
+/// Waits for one of the signals in `set`, which every thread blocks.
+fn wait_for(set: &libc::sigset_t) {
+    let mut sig = 0;
+    // SAFETY: a valid set and a place for the signal's number.
+    unsafe { libc::sigwait(set, &mut sig) };
 }

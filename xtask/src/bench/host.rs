@@ -34,6 +34,10 @@ pub enum Mode {
     /// No agent, a program of two instructions on `sys_exit` (the `empty_hook` example): what
     /// any program on the syscall hook costs before it does anything.
     EmptyHook,
+    /// No agent, the capture floor on `sys_exit` (`empty_hook capture`): per `openat`, the
+    /// clock, the thread's ids, the path string and a ring-buffer record, nothing else: what
+    /// any agent's capture of an open costs on this host before its own design.
+    CaptureFloor,
     /// Programs attached and inert (`osprey trace --floor`): the cost of the hooks alone.
     Floor,
     /// `osprey run` with its embedded default rules.
@@ -50,6 +54,7 @@ impl Mode {
         match self {
             Mode::None => "no agent",
             Mode::EmptyHook => "empty program on sys_exit (the hook alone)",
+            Mode::CaptureFloor => "capture floor on sys_exit (clock, ids, path, record)",
             Mode::Floor => "floor (programs attached, inert)",
             Mode::Default => "osprey, default rules",
             Mode::DefaultUnfiltered => "osprey, default rules, open filter off",
@@ -60,7 +65,7 @@ impl Mode {
     /// The program the mode runs: the agent, or the empty hook.
     pub fn program(self, bins: &Bins) -> &Path {
         match self {
-            Mode::EmptyHook => &bins.empty_hook,
+            Mode::EmptyHook | Mode::CaptureFloor => &bins.empty_hook,
             _ => &bins.osprey,
         }
     }
@@ -70,6 +75,7 @@ impl Mode {
         match self {
             Mode::None => None,
             Mode::EmptyHook => Some(vec![]),
+            Mode::CaptureFloor => Some(vec!["capture".into()]),
             Mode::Floor => Some(vec!["trace".into(), "-q".into(), "--floor".into()]),
             Mode::Default => Some(vec!["run".into(), "--no-watch-rules".into()]),
             Mode::DefaultUnfiltered => Some(vec![

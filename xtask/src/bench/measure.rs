@@ -414,6 +414,10 @@ pub struct KernelCost {
     /// A `getppid` under the empty hook alone (a program of two instructions): what any
     /// program on the hook is counted at on this host before it does anything.
     pub empty_hook_ns: Spread,
+    /// An open of /dev/null under the capture floor alone (`empty_hook capture`): the clock,
+    /// the ids, the path string and the record, which every capture of an open pays on this
+    /// host whatever its design.
+    pub capture_floor_ns: Spread,
     pub syscalls: u64,
     pub rounds: usize,
     /// The CPUs the agent and the loops were held to (`taskset`), when the machine has two.
@@ -579,9 +583,11 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             &["getppid", "open", "enoent"],
         )?;
         let empty = loops(bins, Mode::EmptyHook, &["getppid"])?;
+        let capture_floor = loops(bins, Mode::CaptureFloor, &["getppid", "open"])?;
         let [u, fw, fc, d] = on.rows;
         let [_, c, nw] = off.rows;
         let [e] = empty.rows;
+        let [_, cf] = capture_floor.rows;
         let shares = kernel_shares(bins, &args)?;
         Ok(KernelCost {
             command: format!("osprey {}", args.join(" ")),
@@ -593,6 +599,7 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             filtered_walked_ns: fw,
             filtered_class_ns: fc,
             empty_hook_ns: e,
+            capture_floor_ns: cf,
             syscalls: LOOP_SYSCALLS,
             rounds: KERNEL_ROUNDS,
             pinned: on.pinned,
