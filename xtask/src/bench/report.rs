@@ -136,7 +136,13 @@ pub fn render(r: &Results, notes: &str) -> String {
             .iter()
             .filter_map(|&(what, name, goal)| {
                 let m = ov.ratio(def, none, at(what)?).median;
-                (!m.is_nan()).then(|| (format!("{name} {m:.2}x (≤ {goal:.2}x)"), m <= goal))
+                // Three decimals where two would hide which side of the goal it fell on.
+                let shown = if format!("{m:.2}") == format!("{goal:.2}") {
+                    format!("{m:.3}")
+                } else {
+                    format!("{m:.2}")
+                };
+                (!m.is_nan()).then(|| (format!("{name} {shown}x (≤ {goal:.2}x)"), m <= goal))
             })
             .collect();
         if !measured.is_empty() {
@@ -381,7 +387,8 @@ pub fn render(r: &Results, notes: &str) -> String {
     let _ = writeln!(
         o,
         "Criterion, `cargo bench -p osprey-engine --bench engine`: 100 synthetic enriched events (60 \
-         opens, 20 execs, 15 connects, 5 others, a few raising alerts) through `Engine::evaluate` \
+         opens, 20 execs, 15 connects, 5 others; Osprey's default rules raise about 22 alerts on \
+         them, Falco's upstream rules 3) through `Engine::evaluate` \
          on one core; median estimate.\n"
     );
     let _ = writeln!(o, "| rules | events/s/core |\n|---|---|");
