@@ -49,7 +49,7 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
 }
 
 /// Debian packages the node-level benchmark needs beyond the tests'.
-const BENCH_APT_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
+const BENCH_APT_PACKAGES: &[&str] = &["redis-server", "redis-tools", "valgrind"];
 
 /// The node-level benchmark: the agent under real workloads, its overhead on them against no
 /// agent and against the floor, its throughput, latency, CPU and memory, written to
@@ -62,6 +62,11 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         env.cargo()
             .args(["build", "--release", "-p", "osprey", "--bins", "--examples"]),
         "cargo build --release -p osprey --bins --examples",
+    )?;
+    proc::run(
+        env.cargo()
+            .args(["build", "--release", "-p", "osprey-engine", "--examples"]),
+        "cargo build --release -p osprey-engine --examples",
     )?;
     let release = env.target_dir().join("release");
     let falco = env.root().join("../shared/compat/falco_rules.yaml");
@@ -84,6 +89,13 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
     let table = measure::process_table(&bins)?;
     let kernel = measure::kernel_cost(&bins)?;
     let blinding = measure::blinding(&bins)?;
+    let engine_mix = release.join("examples/engine_mix");
+    let engine_instructions = (
+        measure::engine_instructions(&engine_mix, "default"),
+        bins.falco_rules
+            .as_ref()
+            .map(|f| measure::engine_instructions(&engine_mix, &f.display().to_string())),
+    );
     let target = env.target_dir();
     let results = report::Results {
         machine,
@@ -99,6 +111,7 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         engine_upstream: measure::criterion(&target, "engine", "upstream_stable_mix"),
         pipeline_hot_path: measure::criterion(&target, "pipeline", "hot_path_open_close"),
         pipeline_flood: measure::criterion(&target, "pipeline", "hot_path_flood"),
+        engine_instructions,
         falco_rules: bins
             .falco_rules
             .as_ref()

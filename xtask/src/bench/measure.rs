@@ -390,6 +390,51 @@ pub fn criterion(target: &Path, group: &str, name: &str) -> Option<f64> {
     Some(elements / (ns * 1e-9))
 }
 
+/// Rounds of the mix `engine_instructions` counts (each 100 events).
+pub const MIX_ROUNDS: u64 = 20;
+
+/// The engine's instructions per event on the benchmark's mix with `rules` (a rules file, or
+/// `default`), counted by callgrind in the judging alone (`engine_mix`'s `judge_rounds`,
+/// [`MIX_ROUNDS`] rounds): the median of three runs, which differ by a percent or two (the
+/// hash tables' random seeds). Unlike the criterion figure it does not move with the host's
+/// speed, so two runs compare. The reason when valgrind is missing or the count fails.
+pub fn engine_instructions(engine_mix: &Path, rules: &str) -> std::result::Result<f64, String> {
+    proc::step(format!(
+        "engine instructions per event (callgrind): {rules}"
+    ));
+    let count = || -> std::result::Result<f64, String> {
+        let out = std::process::Command::new("valgrind")
+            .args([
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                "--toggle-collect=engine_mix::judge_rounds",
+            ])
+            .arg(engine_mix)
+            .args([rules, &MIX_ROUNDS.to_string()])
+            .output()
+            .map_err(|e| format!("valgrind: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(format!(
+                "engine_mix under valgrind failed: {}",
+                stderr.trim_end()
+            ));
+        }
+        stderr
+            .lines()
+            .find_map(|l| {
+                l.split_once("Collected :")
+                    .map(|(_, n)| n.trim().parse::<u64>().ok())
+            })
+            .flatten()
+            .filter(|&n| n > 0)
+            .map(|n| n as f64 / (MIX_ROUNDS * 100) as f64)
+            .ok_or_else(|| "callgrind counted nothing in engine_mix::judge_rounds".to_string())
+    };
+    let runs = [count()?, count()?, count()?];
+    Ok(median(&runs))
+}
+
 /// Kernel time of the agent's programs, from the kernel's own BPF statistics
 /// (`kernel.bpf_stats_enabled`, `run_time_ns`/`run_cnt` of each program in
 /// `/proc/PID/fdinfo`), under the default rules: per syscall no rule captures (a `getppid`

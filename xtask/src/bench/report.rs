@@ -26,6 +26,12 @@ pub struct Results {
     pub blinding: Blinding,
     pub engine_default: Option<f64>,
     pub engine_upstream: Option<f64>,
+    /// Instructions per event on the mix (callgrind), default rules and Falco's when present;
+    /// the reason where they could not be counted.
+    pub engine_instructions: (
+        std::result::Result<f64, String>,
+        Option<std::result::Result<f64, String>>,
+    ),
     /// Criterion `pipeline/hot_path_open_close`: records decoded, enriched and judged per
     /// second on one core.
     pub pipeline_hot_path: Option<f64>,
@@ -391,19 +397,42 @@ pub fn render(r: &Results, notes: &str) -> String {
          them, Falco's upstream rules 3) through `Engine::evaluate` \
          on one core; median estimate.\n"
     );
-    let _ = writeln!(o, "| rules | events/s/core |\n|---|---|");
+    let instructions = |i: &std::result::Result<f64, String>| match i {
+        Ok(n) => format!("{n:.0}"),
+        Err(e) => format!("not counted ({e})"),
+    };
     let _ = writeln!(
         o,
-        "| default rules (`engine/default_rules_mix`) | {} |",
-        r.engine_default.map_or("not measured".into(), rate)
+        "| rules | events/s/core | instructions per event (callgrind) |\n|---|---|---|"
     );
     let _ = writeln!(
         o,
-        "| Falco upstream stable (`engine/upstream_stable_mix`) | {} |\n",
+        "| default rules (`engine/default_rules_mix`) | {} | {} |",
+        r.engine_default.map_or("not measured".into(), rate),
+        instructions(&r.engine_instructions.0)
+    );
+    let _ = writeln!(
+        o,
+        "| Falco upstream stable (`engine/upstream_stable_mix`) | {} | {} |\n",
         r.engine_upstream.map_or(
             "not measured (Falco's falco_rules.yaml missing)".into(),
             rate
-        )
+        ),
+        r.engine_instructions
+            .1
+            .as_ref()
+            .map_or("not counted".into(), instructions)
+    );
+    let _ = writeln!(
+        o,
+        "Instructions per event: `examples/engine_mix RULES {MIX}` (`cargo build --release -p \
+         osprey-engine --examples`) under `valgrind --tool=callgrind \
+         --toggle-collect=engine_mix::judge_rounds`, the judging of the mix alone over the \
+         {events} events, the median of three runs (they differ by a percent or two: the hash \
+         tables' random seeds): a count that does not move with the host's speed, so that two \
+         runs, or two builds, compare where the events/s figure cannot.\n",
+        MIX = super::measure::MIX_ROUNDS,
+        events = super::measure::MIX_ROUNDS * 100,
     );
     let _ = writeln!(
         o,
