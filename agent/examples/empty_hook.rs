@@ -158,40 +158,51 @@ fn capture() -> Result<(), String> {
         max_entries: RING_BYTES,
         map_flags: 0,
     })?;
-    let exit = 29;
+    // The instruction every early way out jumps to (`r0 = 0`), and the offset of a jump at
+    // instruction `at` that lands there.
+    const EXIT: i16 = 29;
+    const fn to_exit(at: i16) -> i16 {
+        EXIT - at - 1
+    }
     let insns = [
-        ldx(6, 1, 0),                          // 0: r6 = ctx[0], the registers (typed)
-        ldx(7, 6, REGS_ORIG_AX),               // 1: r7 = regs->orig_ax
-        jmp_imm(0x55, 7, NR_OPENAT, exit - 3), // 2: not openat: done
-        ldx(8, 6, REGS_SI),                    // 3: r8 = the path's address
-        insn(0x62, 10, 0, -4, 0),              // 4: *(u32 *)(r10 - 4) = 0
-        insn(0xbf, 2, 10, 0, 0),               // 5: r2 = r10
-        insn(0x07, 2, 0, 0, -4),               // 6: r2 += -4
-        ld_map(1, scratch)[0],                 // 7: r1 = the scratch map
-        ld_map(1, scratch)[1],                 // 8
-        call(1),                               // 9: bpf_map_lookup_elem
-        jmp_imm(0x15, 0, 0, exit - 11),        // 10: no slot: done
-        insn(0xbf, 9, 0, 0, 0),                // 11: r9 = the slot
-        call(125),                             // 12: bpf_ktime_get_boot_ns
-        insn(0x7b, 9, 0, 0, 0),                // 13: *(u64 *)(r9 + 0) = r0
-        call(14),                              // 14: bpf_get_current_pid_tgid
-        insn(0x7b, 9, 0, 8, 0),                // 15: *(u64 *)(r9 + 8) = r0
-        insn(0xbf, 1, 9, 0, 0),                // 16: r1 = r9
-        insn(0x07, 1, 0, 0, HEAD),             // 17: r1 += HEAD
-        insn(0xb7, 2, 0, 0, PATH_MAX),         // 18: r2 = PATH_MAX
-        insn(0xbf, 3, 8, 0, 0),                // 19: r3 = r8
-        call(114),                             // 20: bpf_probe_read_user_str
-        insn(0xbf, 3, 0, 0, 0),                // 21: r3 = the length with its NUL (or an error)
-        insn(0x57, 3, 0, 0, PATH_MAX - 1),     // 22: r3 &= PATH_MAX - 1
-        insn(0x07, 3, 0, 0, HEAD),             // 23: r3 += HEAD
-        ld_map(1, ring)[0],                    // 24: r1 = the ring
-        ld_map(1, ring)[1],                    // 25
-        insn(0xbf, 2, 9, 0, 0),                // 26: r2 = r9
-        insn(0xb7, 4, 0, 0, 1),                // 27: r4 = BPF_RB_NO_WAKEUP
-        call(130),                             // 28: bpf_ringbuf_output
-        insn(0xb7, 0, 0, 0, 0),                // 29: r0 = 0
-        insn(0x95, 0, 0, 0, 0),                // 30: exit
+        ldx(6, 1, 0),                            // 0: r6 = ctx[0], the registers (typed)
+        ldx(7, 6, REGS_ORIG_AX),                 // 1: r7 = regs->orig_ax
+        jmp_imm(0x55, 7, NR_OPENAT, to_exit(2)), // 2: not openat: done
+        ldx(8, 6, REGS_SI),                      // 3: r8 = the path's address
+        insn(0x62, 10, 0, -4, 0),                // 4: *(u32 *)(r10 - 4) = 0
+        insn(0xbf, 2, 10, 0, 0),                 // 5: r2 = r10
+        insn(0x07, 2, 0, 0, -4),                 // 6: r2 += -4
+        ld_map(1, scratch)[0],                   // 7: r1 = the scratch map
+        ld_map(1, scratch)[1],                   // 8
+        call(1),                                 // 9: bpf_map_lookup_elem
+        jmp_imm(0x15, 0, 0, to_exit(10)),        // 10: no slot: done
+        insn(0xbf, 9, 0, 0, 0),                  // 11: r9 = the slot
+        call(125),                               // 12: bpf_ktime_get_boot_ns
+        insn(0x7b, 9, 0, 0, 0),                  // 13: *(u64 *)(r9 + 0) = r0
+        call(14),                                // 14: bpf_get_current_pid_tgid
+        insn(0x7b, 9, 0, 8, 0),                  // 15: *(u64 *)(r9 + 8) = r0
+        insn(0xbf, 1, 9, 0, 0),                  // 16: r1 = r9
+        insn(0x07, 1, 0, 0, HEAD),               // 17: r1 += HEAD
+        insn(0xb7, 2, 0, 0, PATH_MAX),           // 18: r2 = PATH_MAX
+        insn(0xbf, 3, 8, 0, 0),                  // 19: r3 = r8
+        call(114),                               // 20: bpf_probe_read_user_str
+        insn(0xbf, 3, 0, 0, 0),                  // 21: r3 = the length with its NUL (or an error)
+        insn(0x57, 3, 0, 0, PATH_MAX - 1),       // 22: r3 &= PATH_MAX - 1
+        insn(0x07, 3, 0, 0, HEAD),               // 23: r3 += HEAD
+        ld_map(1, ring)[0],                      // 24: r1 = the ring
+        ld_map(1, ring)[1],                      // 25
+        insn(0xbf, 2, 9, 0, 0),                  // 26: r2 = r9
+        insn(0xb7, 4, 0, 0, 1),                  // 27: r4 = BPF_RB_NO_WAKEUP
+        call(130),                               // 28: bpf_ringbuf_output
+        insn(0xb7, 0, 0, 0, 0),                  // 29: r0 = 0
+        insn(0x95, 0, 0, 0, 0),                  // 30: exit
     ];
+    // The comments' numbering, which the jumps rely on.
+    assert_eq!(
+        insns.len(),
+        EXIT as usize + 2,
+        "the instructions numbered as commented"
+    );
     let prog = load(ProgLoad {
         prog_type: BPF_PROG_TYPE_TRACING,
         expected_attach_type: BPF_TRACE_RAW_TP,
