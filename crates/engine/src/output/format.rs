@@ -13,7 +13,14 @@ pub struct Format {
     /// The fields it shows, by the name written in the rule (`proc.aname[2]`,
     /// `toupper(user.name)`), each once, in order: JSON `output_fields` keys.
     fields: Vec<(String, Lhs)>,
+    /// What the rendered text is first given room for: the literal text and a typical field's
+    /// worth per field, so that most alerts are rendered without growing their string.
+    capacity: usize,
 }
+
+/// Room given to each field of a rendered output (a process name, a path, a command line
+/// run longer and grow the string once).
+const FIELD_ROOM: usize = 24;
 
 #[derive(Debug, Clone)]
 enum Part {
@@ -83,7 +90,18 @@ impl Format {
         if !lit.is_empty() {
             parts.push(Part::Lit(lit));
         }
-        Ok(Self { parts, fields })
+        let capacity = parts
+            .iter()
+            .map(|p| match p {
+                Part::Lit(s) => s.len(),
+                Part::Field { width, .. } => (*width).max(FIELD_ROOM),
+            })
+            .sum();
+        Ok(Self {
+            parts,
+            fields,
+            capacity,
+        })
     }
 
     /// Extracts every field once.
@@ -99,7 +117,7 @@ impl Format {
 
     /// The output text, with `<NA>` for unset fields.
     pub fn render(&self, values: &[Option<Val<'_>>]) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.capacity);
         for p in &self.parts {
             match p {
                 Part::Lit(s) => out.push_str(s),
@@ -107,9 +125,11 @@ impl Format {
                     let v = values.get(*field).and_then(Option::as_ref);
                     let text = v.map_or(std::borrow::Cow::Borrowed("<NA>"), Val::text);
                     out.push_str(&text);
-                    let n = text.chars().count();
-                    for _ in n..*width {
-                        out.push(' ');
+                    // Counted only for a field with a width (`%5proc.pid`), rare in rules.
+                    if *width > 0 {
+                        for _ in text.chars().count()..*width {
+                            out.push(' ');
+                        }
                     }
                 }
             }
