@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use osprey::sensor::btf::Btf;
+use osprey::sensor::btf::{Btf, KERNEL_BTF};
 
 /// `bpf(2)` commands, program and map types (include/uapi/linux/bpf.h).
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -141,7 +141,7 @@ const PATH_MAX: i32 = 4096;
 const RING_BYTES: u32 = 16 << 20;
 
 fn capture() -> Result<(), String> {
-    let typedef = Btf::from_file(std::path::Path::new("/sys/kernel/btf/vmlinux"))
+    let typedef = Btf::from_file(std::path::Path::new(KERNEL_BTF))
         .and_then(|btf| btf.tracepoint_typedef("sys_exit"))
         .map_err(|e| format!("the capture floor needs the kernel's BTF: {e}"))?;
     let scratch = map(MapCreate {

@@ -397,12 +397,16 @@ pub const MIX_ROUNDS: u64 = 20;
 /// `default`), counted by callgrind in the judging alone (`engine_mix`'s `judge_rounds`,
 /// [`MIX_ROUNDS`] rounds): the median of three runs, which differ by a percent or two (the
 /// hash tables' random seeds). Unlike the criterion figure it does not move with the host's
-/// speed, so two runs compare. The reason when valgrind is missing or the count fails.
-pub fn engine_instructions(engine_mix: &Path, rules: &str) -> std::result::Result<f64, String> {
+/// speed, so two runs compare. With it, the alerts the rules raise per 100 events of the mix
+/// (`engine_mix` prints them). The reason when valgrind is missing or the count fails.
+pub fn engine_instructions(
+    engine_mix: &Path,
+    rules: &str,
+) -> std::result::Result<MixCount, String> {
     proc::step(format!(
         "engine instructions per event (callgrind): {rules}"
     ));
-    let count = || -> std::result::Result<f64, String> {
+    let count = || -> std::result::Result<(f64, f64), String> {
         let out = std::process::Command::new("valgrind")
             .args([
                 "--tool=callgrind",
@@ -414,6 +418,11 @@ pub fn engine_instructions(engine_mix: &Path, rules: &str) -> std::result::Resul
             .output()
             .map_err(|e| format!("valgrind: {e}"))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
+        // `N events, M alerts`.
+        let alerts = String::from_utf8_lossy(&out.stdout)
+            .split_once(" events, ")
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse::<f64>().ok())
+            .ok_or_else(|| "engine_mix printed no alert count".to_string())?;
         if !out.status.success() {
             return Err(format!(
                 "engine_mix under valgrind failed: {}",
@@ -428,11 +437,28 @@ pub fn engine_instructions(engine_mix: &Path, rules: &str) -> std::result::Resul
             })
             .flatten()
             .filter(|&n| n > 0)
-            .map(|n| n as f64 / (MIX_ROUNDS * 100) as f64)
+            .map(|n| {
+                (
+                    n as f64 / (MIX_ROUNDS * 100) as f64,
+                    alerts / MIX_ROUNDS as f64,
+                )
+            })
             .ok_or_else(|| "callgrind counted nothing in engine_mix::judge_rounds".to_string())
     };
     let runs = [count()?, count()?, count()?];
-    Ok(median(&runs))
+    Ok(MixCount {
+        instructions: median(&runs.map(|r| r.0)),
+        alerts: runs[0].1,
+    })
+}
+
+/// [`engine_instructions`]' figures.
+#[derive(Clone, Copy, Debug)]
+pub struct MixCount {
+    /// Instructions per event judged.
+    pub instructions: f64,
+    /// Alerts raised per 100 events.
+    pub alerts: f64,
 }
 
 /// Kernel time of the agent's programs, from the kernel's own BPF statistics
