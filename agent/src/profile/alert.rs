@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use osprey_engine::{
     flood::SUPPRESSED_FIELD,
-    output::{Alert, AlertEvent},
+    output::{Alert, AlertEvent, OutputFields},
 };
 use osprey_model::{
     Action, ContainerInfo, Priority,
@@ -176,7 +176,7 @@ pub fn to_alert(
         cid = cid.unwrap_or("<NA>"),
         image = image.unwrap_or("<NA>"),
     );
-    let mut f = Map::new();
+    let mut f = OutputFields::default();
     f.insert("profile.name".into(), json!(v.profile));
     f.insert("profile.verdict".into(), json!(v.verdict.as_str()));
     f.insert(

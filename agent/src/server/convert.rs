@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::pb::{self, field_value::Kind};
-use osprey_engine::output::{Alert, AlertEvent};
+use osprey_engine::output::{Alert, AlertEvent, OutputFields};
 use osprey_model::{ContainerInfo, Priority};
 
 use crate::alert::{Gap, GapReason};
@@ -65,7 +65,7 @@ pub fn field_from_pb(v: &pb::FieldValue) -> Value {
     }
 }
 
-fn text(fields: &Map<String, Value>, key: &str) -> String {
+fn text(fields: &OutputFields, key: &str) -> String {
     match fields.get(key) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
@@ -73,7 +73,7 @@ fn text(fields: &Map<String, Value>, key: &str) -> String {
     }
 }
 
-fn number(fields: &Map<String, Value>, key: &str) -> Option<u32> {
+fn number(fields: &OutputFields, key: &str) -> Option<u32> {
     match fields.get(key)? {
         Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
         Value::String(s) => s.parse().ok(),
@@ -196,7 +196,7 @@ pub fn alert_to_pb(a: &Alert, node: &str) -> pb::Alert {
         source: a.source.clone(),
         tags: a.tags.clone(),
         output: a.output.clone(),
-        output_fields: f.iter().map(|(k, v)| (k.clone(), field_to_pb(v))).collect(),
+        output_fields: f.iter().map(|(k, v)| (k.into(), field_to_pb(v))).collect(),
         process: Some(process),
         container: (!container.id.is_empty()).then_some(container),
         pod: (!pod.name.is_empty()).then_some(pod),
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn falco_shape_survives_the_round_trip_through_the_api() {
-        let mut fields = Map::new();
+        let mut fields = OutputFields::default();
         fields.insert("evt.time".into(), json!(1_685_022_245_478_445_995u64));
         fields.insert("proc.name".into(), json!("cat"));
         fields.insert("proc.pname".into(), json!("bash"));
@@ -411,7 +411,7 @@ mod tests {
             tags: vec![],
             output: "o".into(),
             // The rule's output shows no container field at all.
-            output_fields: Map::new(),
+            output_fields: OutputFields::default(),
             hostname: "h".into(),
             event: AlertEvent {
                 evt_type: "openat".into(),

@@ -458,7 +458,7 @@ mod tests {
     }
 
     fn alert(rule: &str) -> Arc<Alert> {
-        let mut output_fields = serde_json::Map::new();
+        let mut output_fields = osprey_engine::output::OutputFields::default();
         output_fields.insert("proc.name".into(), "cat".into());
         Arc::new(Alert {
             time: 1_700_000_000_000_000_000,

@@ -308,14 +308,11 @@ impl FloodControl {
                     .map(str::to_string)
             })
             .unwrap_or_default();
-        // In name order, as the engine hashes them: serde_json's map is sorted by name, unless
-        // some crate in the build turns on its `preserve_order`.
-        let mut targets: Vec<_> = a
+        // In name order, as the engine hashes them: the order `output_fields` keeps.
+        let targets = a
             .output_fields
             .iter()
-            .filter(|(name, _)| target_field(name))
-            .collect();
-        targets.sort_unstable_by(|x, y| x.0.cmp(y.0));
+            .filter(|(name, _)| target_field(name));
         let mut h = self.target_hasher();
         for (name, value) in targets {
             h.field(name, value);

@@ -411,8 +411,6 @@ impl Engine {
         self.rendered.fetch_add(1, Ordering::Relaxed);
         let values = c.output.values(ctx);
         let ev = &ctx.en.event;
-        let mut output_fields = c.output.json_fields(&values);
-        output_fields.insert("evt.time".into(), ev.time.into());
         Alert {
             time: ev.time,
             rule: rule.name.clone(),
@@ -420,7 +418,7 @@ impl Engine {
             source: rule.source.clone(),
             tags: rule.tags.clone(),
             output: c.output.render(&values),
-            output_fields,
+            output_fields: c.output.json_fields(&values, ev.time),
             hostname: self.opts.hostname.to_string(),
             event: AlertEvent {
                 evt_type: ty.to_string(),

@@ -1,5 +1,8 @@
 //! Output strings: `%field` interpolation (`libs:userspace/libsinsp/eventformatter.cpp`).
 
+use std::sync::Arc;
+
+use super::OutputFields;
 use crate::{
     compile::{self, Lhs},
     fields::{Ctx, Val},
@@ -13,6 +16,9 @@ pub struct Format {
     /// The fields it shows, by the name written in the rule (`proc.aname[2]`,
     /// `toupper(user.name)`), each once, in order: JSON `output_fields` keys.
     fields: Vec<(String, Lhs)>,
+    /// `output_fields`' names in name order, each with where its value comes from: what every
+    /// alert of the output shares instead of copying and sorting its own.
+    json: Box<[(Arc<str>, JsonValue)]>,
     /// What the rendered text is first given room for: the literal text and a typical field's
     /// worth per field, so that most alerts are rendered without growing their string.
     capacity: usize,
@@ -21,6 +27,16 @@ pub struct Format {
 /// Room given to each field of a rendered output (a process name, a path, a command line
 /// run longer and grow the string once).
 const FIELD_ROOM: usize = 24;
+
+/// A value of `output_fields`.
+#[derive(Debug, Clone, Copy)]
+enum JsonValue {
+    /// The output's field of this index.
+    Field(usize),
+    /// `evt.time`, which Falco adds to every alert's fields: the event's wall-clock time, a
+    /// number even where the output shows it as text.
+    Time,
+}
 
 #[derive(Debug, Clone)]
 enum Part {
@@ -97,9 +113,18 @@ impl Format {
                 Part::Field { width, .. } => (*width).max(FIELD_ROOM),
             })
             .sum();
+        let mut json: Vec<(Arc<str>, JsonValue)> = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, _))| name != "evt.time")
+            .map(|(i, (name, _))| (name.as_str().into(), JsonValue::Field(i)))
+            .chain([("evt.time".into(), JsonValue::Time)])
+            .collect();
+        json.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(Self {
             parts,
             fields,
+            json: json.into(),
             capacity,
         })
     }
@@ -137,21 +162,19 @@ impl Format {
         out
     }
 
-    /// `output_fields`: field name → typed value, null when unset.
-    pub fn json_fields(
-        &self,
-        values: &[Option<Val<'_>>],
-    ) -> serde_json::Map<String, serde_json::Value> {
-        self.fields
-            .iter()
-            .zip(values)
-            .map(|((k, _), v)| {
-                (
-                    k.clone(),
-                    v.as_ref().map_or(serde_json::Value::Null, Val::to_json),
-                )
-            })
-            .collect()
+    /// `output_fields`: field name → typed value, null when unset, and `evt.time`, the
+    /// event's wall-clock time (`time`).
+    pub fn json_fields(&self, values: &[Option<Val<'_>>], time: u64) -> OutputFields {
+        let fields = self.json.iter().map(|(name, value)| {
+            let value = match *value {
+                JsonValue::Field(i) => values[i]
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, Val::to_json),
+                JsonValue::Time => time.into(),
+            };
+            (name.clone(), value)
+        });
+        OutputFields::from_sorted(fields.collect())
     }
 
     pub fn field_names(&self) -> impl Iterator<Item = &str> {
@@ -172,9 +195,11 @@ mod tests {
         assert_eq!(names, ["proc.name", "proc.pid", "toupper(user.name)"]);
         let vals = vec![Some(Val::Str("sh".into())), Some(Val::Num(42)), None];
         assert_eq!(f.render(&vals), "a=sh b=42    c=<NA> 100% sh. %");
-        let json = f.json_fields(&vals);
-        assert_eq!(json["proc.pid"], 42);
-        assert!(json["toupper(user.name)"].is_null());
+        let json = f.json_fields(&vals, 7);
+        assert_eq!(
+            serde_json::to_string(&json).unwrap(),
+            r#"{"evt.time":7,"proc.name":"sh","proc.pid":42,"toupper(user.name)":null}"#
+        );
     }
 
     #[test]

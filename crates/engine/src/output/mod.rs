@@ -1,8 +1,10 @@
 //! Alerts and their rendering: Falco's text line and Falco's JSON (falco.md §3), so that
 //! Falcosidekick and other tools built for Falco read Osprey's output unchanged.
 
+mod fields;
 mod format;
 
+pub use fields::OutputFields;
 pub use format::{Format, FormatError};
 use serde::Serialize;
 
@@ -37,7 +39,7 @@ pub struct Alert {
     pub output: String,
     /// Every field the output shows, typed (numbers stay numbers, unset is null), plus
     /// `evt.time`.
-    pub output_fields: serde_json::Map<String, serde_json::Value>,
+    pub output_fields: OutputFields,
     pub hostname: String,
     pub event: AlertEvent,
 }
