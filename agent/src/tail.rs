@@ -277,7 +277,7 @@ impl Printer {
                     rule: "Osprey alerts missed".into(),
                     priority: Priority::Warning,
                     source: "internal".into(),
-                    tags: vec!["osprey".into(), "internal".into()],
+                    tags: vec!["osprey".into(), "internal".into()].into(),
                     output: format!(
                         "{} alerts of node {} (seq {}..{}) were not delivered ({})",
                         g.missed,
@@ -287,7 +287,7 @@ impl Printer {
                         convert::gap_reason_str(g)
                     ),
                     output_fields: Default::default(),
-                    hostname: g.node.clone(),
+                    hostname: g.node.as_str().into(),
                     event: osprey_engine::output::AlertEvent {
                         evt_type: "internal".into(),
                         evt_num: 0,

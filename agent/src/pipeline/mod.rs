@@ -226,7 +226,7 @@ impl Pipeline {
         {
             self.metrics
                 .suppressed
-                .get_or_create(&vec![("rule", a.rule.clone())])
+                .get_or_create(&vec![("rule", a.rule.to_string())])
                 .inc_by(n);
         }
         self.sinks.deliver(a);
@@ -253,7 +253,7 @@ fn internal_alert(hostname: &str, rule: &str, priority: Priority, output: String
         rule: rule.into(),
         priority,
         source: "internal".into(),
-        tags: vec!["osprey".into(), "internal".into()],
+        tags: vec!["osprey".into(), "internal".into()].into(),
         output,
         output_fields: Default::default(),
         hostname: hostname.into(),

@@ -115,7 +115,7 @@ fn decoded_events_become_alerts_in_a_sink() {
     let alerts = seen.lock().unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     let a = &alerts[0];
-    assert_eq!(a.rule, "Read sensitive file");
+    assert_eq!(&*a.rule, "Read sensitive file");
     // The process table gave the open its process and parent, the container stage its
     // container: the alert carries what no single event said.
     assert!(a.output.contains("process=cat"), "{}", a.output);
@@ -140,7 +140,7 @@ fn flood_control_folds_repeats_and_reports_them_at_the_window_end() {
     p.tick(u64::MAX / 2);
     p.finish();
     let alerts = seen.lock().unwrap();
-    let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_str()).collect();
+    let rules: Vec<&str> = alerts.iter().map(|a| &*a.rule).collect();
     assert_eq!(
         rules
             .iter()

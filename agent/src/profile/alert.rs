@@ -210,14 +210,15 @@ pub fn to_alert(
     f.insert("evt.time".into(), json!(ev.time));
     Alert {
         time: ev.time,
-        rule: format!("Syscall profile {}", v.profile),
+        rule: format!("Syscall profile {}", v.profile).into(),
         priority: priority(v.verdict),
         source: "syscall".into(),
         tags: vec![
             "osprey".into(),
             "profile".into(),
             format!("profile.{}", v.verdict),
-        ],
+        ]
+        .into(),
         output,
         output_fields: f,
         hostname: hostname.into(),

@@ -191,17 +191,17 @@ pub fn alert_to_pb(a: &Alert, node: &str) -> pb::Alert {
         node: node.to_string(),
         seq: 0,
         time_unix_nano: a.time,
-        rule: a.rule.clone(),
+        rule: a.rule.to_string(),
         priority: priority_to_pb(a.priority) as i32,
-        source: a.source.clone(),
-        tags: a.tags.clone(),
+        source: a.source.to_string(),
+        tags: a.tags.to_vec(),
         output: a.output.clone(),
         output_fields: f.iter().map(|(k, v)| (k.into(), field_to_pb(v))).collect(),
         process: Some(process),
         container: (!container.id.is_empty()).then_some(container),
         pod: (!pod.name.is_empty()).then_some(pod),
         action: pb::Action::Alert as i32,
-        hostname: a.hostname.clone(),
+        hostname: a.hostname.to_string(),
         evt_type: a.event.evt_type.clone(),
         evt_num: a.event.evt_num,
     }
@@ -212,17 +212,17 @@ pub fn alert_from_pb(a: &pb::Alert) -> Alert {
     let p = a.process.clone().unwrap_or_default();
     Alert {
         time: a.time_unix_nano,
-        rule: a.rule.clone(),
+        rule: a.rule.as_str().into(),
         priority: priority_from_pb(a.priority()),
-        source: a.source.clone(),
-        tags: a.tags.clone(),
+        source: a.source.as_str().into(),
+        tags: a.tags.as_slice().into(),
         output: a.output.clone(),
         output_fields: a
             .output_fields
             .iter()
             .map(|(k, v)| (k.clone(), field_from_pb(v)))
             .collect(),
-        hostname: a.hostname.clone(),
+        hostname: a.hostname.as_str().into(),
         event: AlertEvent {
             evt_type: a.evt_type.clone(),
             evt_num: a.evt_num,
@@ -356,7 +356,7 @@ mod tests {
             rule: "Read sensitive file".into(),
             priority: Priority::Warning,
             source: "syscall".into(),
-            tags: vec!["T1003".into()],
+            tags: vec!["T1003".into()].into(),
             output: "Sensitive file opened".into(),
             output_fields: fields,
             hostname: "h".into(),
@@ -408,7 +408,7 @@ mod tests {
             rule: "r".into(),
             priority: Priority::Notice,
             source: "syscall".into(),
-            tags: vec![],
+            tags: std::sync::Arc::new([]),
             output: "o".into(),
             // The rule's output shows no container field at all.
             output_fields: OutputFields::default(),

@@ -465,7 +465,7 @@ mod tests {
             rule: rule.into(),
             priority: osprey_model::Priority::Warning,
             source: "syscall".into(),
-            tags: vec!["test".into()],
+            tags: vec!["test".into()].into(),
             output: format!("{rule} fired"),
             output_fields,
             hostname: "node".into(),

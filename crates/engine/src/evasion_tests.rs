@@ -46,7 +46,7 @@ fn hits(e: &Enriched) -> Vec<String> {
     default_engine()
         .evaluate(e)
         .into_iter()
-        .map(|a| a.rule)
+        .map(|a| a.rule.to_string())
         .collect()
 }
 

@@ -318,7 +318,7 @@ impl FloodControl {
             h.field(name, value);
         }
         Key {
-            rule: a.rule.clone(),
+            rule: a.rule.to_string(),
             container,
             pid: a.event.pid,
             target: h.finish(),
@@ -432,6 +432,8 @@ fn summary(w: &mut Window) -> Option<Alert> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::output::AlertEvent;
 
     fn alert(rule: &str, pid: u32, time: u64) -> Alert {
@@ -440,7 +442,7 @@ mod tests {
             rule: rule.into(),
             priority: Priority::Warning,
             source: "syscall".into(),
-            tags: vec![],
+            tags: Arc::new([]),
             output: "x".into(),
             output_fields: Default::default(),
             hostname: "h".into(),

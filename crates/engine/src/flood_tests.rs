@@ -70,7 +70,7 @@ fn keys_and_alerts(e: &Engine, en: &Enriched, flood: &FloodControl) -> Vec<(Key,
         }
         let rule = &e.ruleset.rules[a.rule];
         let key = a.flood_key(rule, &ctx, flood);
-        out.push((Key::from(&key), e.alert(rule, &a.compiled, &ctx, &ty)));
+        out.push((Key::from(&key), e.alert(a, rule.priority, &ctx, &ty)));
     }
     out
 }
@@ -106,10 +106,10 @@ fn the_key_from_the_match_is_the_key_of_the_rendered_alert() {
         }
     }
     // Shadow read and Any open on /etc/shadow, Any open on /etc/gshadow, ...
-    assert_eq!(targets[1].0, "Any open");
-    assert_eq!(targets[2].0, "Any open");
+    assert_eq!(&*targets[1].0, "Any open");
+    assert_eq!(&*targets[2].0, "Any open");
     assert_ne!(targets[1].1, targets[2].1, "the hash sees the file");
-    assert_eq!(targets[3].0, "Shadow read");
+    assert_eq!(&*targets[3].0, "Shadow read");
     assert_eq!(targets[0].1, targets[3].1, "the container is not a target");
 }
 
@@ -167,12 +167,7 @@ fn gated_evaluation_gives_what_evaluate_then_admit_gives() {
 
     let counts: Vec<(&str, u64)> = after
         .iter()
-        .filter_map(|a| {
-            Some((
-                a.rule.as_str(),
-                a.output_fields.get(SUPPRESSED_FIELD)?.as_u64()?,
-            ))
-        })
+        .filter_map(|a| Some((&*a.rule, a.output_fields.get(SUPPRESSED_FIELD)?.as_u64()?)))
         .collect();
     assert_eq!(
         counts,
@@ -194,7 +189,7 @@ fn gated_evaluation_gives_what_evaluate_then_admit_gives() {
         let Some(n) = a.output_fields.get(SUPPRESSED_FIELD) else {
             continue;
         };
-        let (ix, limit) = if a.rule == "Shadow read" {
+        let (ix, limit) = if &*a.rule == "Shadow read" {
             (0, shadow)
         } else {
             (1, notice)

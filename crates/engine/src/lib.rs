@@ -100,6 +100,10 @@ impl SyscallInterest {
 
 struct Active {
     rule: usize,
+    /// The rule's name, source and tags, as its alerts share them.
+    name: Arc<str>,
+    source: Arc<str>,
+    tags: Arc<[String]>,
     compiled: Arc<Compiled>,
     /// The output's fields that flood control keys by ([`flood::target_field`]), as indices
     /// into its fields, in name order: the order it hashes a rendered alert's in.
@@ -204,6 +208,9 @@ impl Engine {
                 targets.sort_unstable();
                 active.push(Active {
                     rule: i,
+                    name: r.name.as_str().into(),
+                    source: r.source.as_str().into(),
+                    tags: r.tags.as_slice().into(),
                     compiled: c.clone(),
                     targets: targets.into_iter().map(|(_, i)| i).collect(),
                 });
@@ -392,7 +399,7 @@ impl Engine {
             }
             let a = &self.active[cand.active as usize];
             let rule = &self.ruleset.rules[a.rule];
-            let render = || self.alert(rule, &a.compiled, ctx, ty);
+            let render = || self.alert(a, rule.priority, ctx, ty);
             match flood.as_deref_mut() {
                 Some(f) => {
                     let key = a.flood_key(rule, ctx, f);
@@ -406,20 +413,21 @@ impl Engine {
         out
     }
 
-    fn alert(&self, rule: &Rule, c: &Compiled, ctx: &Ctx<'_>, ty: &str) -> Alert {
+    fn alert(&self, a: &Active, priority: Priority, ctx: &Ctx<'_>, ty: &str) -> Alert {
         #[cfg(test)]
         self.rendered.fetch_add(1, Ordering::Relaxed);
-        let values = c.output.values(ctx);
+        let output = &a.compiled.output;
+        let values = output.values(ctx);
         let ev = &ctx.en.event;
         Alert {
             time: ev.time,
-            rule: rule.name.clone(),
-            priority: rule.priority,
-            source: rule.source.clone(),
-            tags: rule.tags.clone(),
-            output: c.output.render(&values),
-            output_fields: c.output.json_fields(&values, ev.time),
-            hostname: self.opts.hostname.to_string(),
+            rule: a.name.clone(),
+            priority,
+            source: a.source.clone(),
+            tags: a.tags.clone(),
+            output: output.render(&values),
+            output_fields: output.json_fields(&values, ev.time),
+            hostname: self.opts.hostname.clone(),
             event: AlertEvent {
                 evt_type: ty.to_string(),
                 evt_num: ctx.evt_num,

@@ -422,7 +422,11 @@ pub(crate) fn engine_on_scene(ruleset: crate::rules::Ruleset) -> Engine {
 }
 
 fn rules_hit(engine: &Engine, e: &Enriched) -> Vec<String> {
-    engine.evaluate(e).into_iter().map(|a| a.rule).collect()
+    engine
+        .evaluate(e)
+        .into_iter()
+        .map(|a| a.rule.to_string())
+        .collect()
 }
 
 fn in_container(p: &Process) -> Arc<Process> {
@@ -442,7 +446,7 @@ fn upstream_rules_fire_on_matching_events() {
     // Read sensitive file untrusted: cat /etc/shadow from a shell.
     let alerts = engine.evaluate(&cat_shadow());
     assert_eq!(
-        alerts.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(),
+        alerts.iter().map(|a| &*a.rule).collect::<Vec<_>>(),
         ["Read sensitive file untrusted"]
     );
     let a = &alerts[0];
@@ -622,7 +626,7 @@ fn upstream_rules_fire_on_matching_events() {
     );
     let alerts = engine.evaluate(&e);
     assert_eq!(alerts.len(), 1);
-    assert_eq!(alerts[0].rule, "Create Symlink Over Sensitive Files");
+    assert_eq!(&*alerts[0].rule, "Create Symlink Over Sensitive Files");
     assert!(
         alerts[0]
             .output

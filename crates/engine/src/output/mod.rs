@@ -4,6 +4,8 @@
 mod fields;
 mod format;
 
+use std::sync::Arc;
+
 pub use fields::OutputFields;
 pub use format::{Format, FormatError};
 use serde::Serialize;
@@ -23,24 +25,25 @@ pub struct AlertEvent {
     /// The container of the process (`host` outside containers), whatever the output shows:
     /// the gRPC stream's `container` and `pod` and its filters read it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<std::sync::Arc<osprey_model::ContainerInfo>>,
+    pub container: Option<Arc<osprey_model::ContainerInfo>>,
 }
 
-/// One rule match.
+/// One rule match. What every alert of a rule repeats (its name, source and tags, the
+/// hostname) is shared, not copied per alert.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Alert {
     /// Wall-clock nanoseconds since the epoch.
     pub time: u64,
-    pub rule: String,
+    pub rule: Arc<str>,
     pub priority: Priority,
-    pub source: String,
-    pub tags: Vec<String>,
+    pub source: Arc<str>,
+    pub tags: Arc<[String]>,
     /// The rule's output with fields interpolated (no time or priority prefix).
     pub output: String,
     /// Every field the output shows, typed (numbers stay numbers, unset is null), plus
     /// `evt.time`.
     pub output_fields: OutputFields,
-    pub hostname: String,
+    pub hostname: Arc<str>,
     pub event: AlertEvent,
 }
 

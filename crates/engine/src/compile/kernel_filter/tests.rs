@@ -425,7 +425,7 @@ fn replay_is_sound(sources: &[std::path::PathBuf]) {
                     }
                     for hit in &hits {
                         assert!(
-                            alone[&hit.rule].captures(syscall, ok, flags, file),
+                            alone[&*hit.rule].captures(syscall, ok, flags, file),
                             "{syscall} of {file} (flags {flags:o}, ok {ok}) by {} matches {:?}, but that rule's own filter passes over it",
                             p.comm,
                             hit.rule

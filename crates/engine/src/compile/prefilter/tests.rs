@@ -174,7 +174,11 @@ fn never_skips_a_rule_that_matches() {
         }
         matched += matching.len();
         // What the engine reports is exactly what holds.
-        let alerts: Vec<_> = e.evaluate(&en).into_iter().map(|a| a.rule).collect();
+        let alerts: Vec<_> = e
+            .evaluate(&en)
+            .into_iter()
+            .map(|a| a.rule.to_string())
+            .collect();
         let want: Vec<_> = matching.iter().map(|i| format!("r{i}")).collect();
         assert_eq!(alerts, want);
     }
