@@ -122,14 +122,21 @@ impl Process {
     /// ending with [`TRUNCATED_MARKER`] when argv was longer
     /// than what the kernel captured.
     pub fn cmdline(&self) -> String {
-        let mut s = self.comm.clone();
-        for a in self.args.iter().skip(1) {
+        let args = self.args.iter().skip(1);
+        let marker = if self.args_truncated {
+            TRUNCATED_MARKER
+        } else {
+            ""
+        };
+        // Sized first: grown argument by argument, it was copied again at every doubling.
+        let len = args.clone().map(|a| 1 + a.len()).sum::<usize>();
+        let mut s = String::with_capacity(self.comm.len() + len + marker.len());
+        s.push_str(&self.comm);
+        for a in args {
             s.push(' ');
             s.push_str(a);
         }
-        if self.args_truncated {
-            s.push_str(TRUNCATED_MARKER);
-        }
+        s.push_str(marker);
         s
     }
 
