@@ -46,7 +46,7 @@ impl StrSet {
 #[derive(Debug, Default, Clone)]
 pub struct PathTrie {
     terminal: bool,
-    children: HashMap<Box<str>, PathTrie>,
+    children: HashMap<Box<str>, PathTrie, FastBuild>,
     globs: Vec<(Box<str>, PathTrie)>,
 }
 
