@@ -113,8 +113,15 @@ fn is_multi_call(name: &str) -> bool {
 }
 
 /// The last component of a path (the whole of one without a slash).
+///
+/// A byte loop: paths are short, and `rsplit` set up a searcher that cost four times as much
+/// for the rule engine's prefilter, which takes the last component of every file opened.
+#[inline]
 pub fn base(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+    match path.bytes().rposition(|b| b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
 }
 
 impl Process {

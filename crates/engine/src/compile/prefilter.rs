@@ -1,34 +1,86 @@
 //! A prefilter over the rules one event type offers: most candidates of an `openat` require
 //! `fd.name` (or `evt.is_open_write`, `proc.name`...) to have one of a few literal values, and
-//! one hash probe per such field rules them all out at once, before any condition is walked.
+//! a hash probe per such field and key kind rules them all out at once, before any condition
+//! is walked.
 //!
-//! From each condition it derives a *necessary* condition: for some fields, the set of keys
-//! the field's value must have for the condition to hold. The key of a text is its first path
-//! component (`etc` for `/etc/shadow`, the whole text when it has no `/`), so that `=`, `in`,
-//! `startswith`, `pmatch` and `glob` with a literal first component all give keys. Whatever
-//! the derivation cannot bound (negations, transformers, `contains`, `endswith`, an `or` whose
-//! branches test other fields) constrains nothing, so a candidate is only ever skipped when its
-//! condition is false: the prefilter changes how much is evaluated, never what matches.
+//! From each condition it derives a *necessary* condition: for some fields, a set of keys one
+//! of which the field's value must have. A key is a [`Part`] of the text read as a path: its
+//! first component (`etc` of `/etc/pam.d/sshd`, the whole text when it has no `/`), its
+//! directory's own name (`pam.d`) or its last component (`sshd`). `=` and `in` give the last
+//! component when a literal has a `/` (`shadow` of `/etc/shadow`, narrower than `etc`), else
+//! the whole text; `startswith`, `pmatch` and `glob` with a literal first component give the
+//! first; `endswith` a literal with a `/` (`/.ssh`) and `glob` with a literal file name give
+//! the last. A check on `fd.filename` constrains the last component of `fd.name`, one on
+//! `fd.directory` its directory's name or first component, so that an `or` across the three
+//! (Falco's `sensitive_files`) is one constraint. Whatever the derivation cannot bound
+//! (negations, transformers, `contains`, `endswith` a text without a `/`, an `or` whose
+//! branches test other fields) constrains nothing, so a candidate is only ever skipped when
+//! its condition is false: the prefilter changes how much is evaluated, never what matches.
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{FastBuild, Lhs, Node, StrOp, Test};
-use crate::fields::{Ctx, FieldRef};
+use osprey_model::process::base;
 
-/// Most fields one event type indexes: each costs an extraction and a probe per event.
+use super::{FastBuild, Lhs, Node, StrOp, Test};
+use crate::fields::{Ctx, FieldRef, directory};
+
+/// Most fields one event type indexes: each costs an extraction and a probe per part per
+/// event.
 const MAX_FIELDS: usize = 8;
 
-/// The key of a value: its first path component, leading `/`s skipped.
+/// A part of a text read as a path, what a key is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Part {
+    /// The first component, leading `/`s skipped; the whole text when it has no `/`.
+    First,
+    /// The last component of the directory `fd.directory` gives: `pam.d` of
+    /// `/etc/pam.d/sshd`, "" for `/x`, `.` for a text without `/`.
+    Dir,
+    /// The last component, what `fd.filename` gives: "" after a trailing `/`.
+    Last,
+}
+
+impl Part {
+    /// This part of `text`.
+    #[inline]
+    fn of(self, text: &str) -> &str {
+        match self {
+            Part::First => key(text),
+            Part::Dir => base(directory(text)),
+            Part::Last => base(text),
+        }
+    }
+
+    /// How much a key of this part admits, roughly: all below a first component, one
+    /// directory's files, files of one name. An `and` keeps its narrower side.
+    fn breadth(self) -> usize {
+        match self {
+            Part::First => 1000,
+            Part::Dir => 30,
+            Part::Last => 1,
+        }
+    }
+}
+
+/// The first path component of a text, leading `/`s skipped. Byte loops: the texts are short,
+/// and `trim_start_matches` and `find` set up searchers that cost more than the scan.
 #[inline]
 fn key(text: &str) -> &str {
-    let rest = text.trim_start_matches('/');
-    rest.find('/').map_or(rest, |i| &rest[..i])
+    let b = text.as_bytes();
+    let start = b.iter().position(|&c| c != b'/').unwrap_or(b.len());
+    let len = b[start..].iter().position(|&c| c == b'/');
+    &text[start..len.map_or(b.len(), |n| start + n)]
 }
 
 /// The key every text starting with `prefix` has, if the prefix holds a whole first component.
 fn prefix_key(prefix: &str) -> Option<&str> {
     let rest = prefix.trim_start_matches('/');
     rest.find('/').map(|i| &rest[..i])
+}
+
+/// The last component of every text ending with `suffix`, if the suffix holds all of it.
+fn suffix_key(suffix: &str) -> Option<&str> {
+    suffix.rfind('/').map(|i| &suffix[i + 1..])
 }
 
 /// The text every match of a glob starts with: up to its first `*`, `?`, `[` or `\`.
@@ -38,9 +90,47 @@ fn glob_literal(pattern: &str) -> &str {
         .map_or(pattern, |i| &pattern[..i])
 }
 
-type Keys = BTreeSet<Box<str>>;
+/// The last component of every text a glob matches, when the pattern ends in a `/` and a
+/// literal name. A `/` in a class (`[a/]b`) is followed by its `]`, which the name may not
+/// hold.
+fn glob_name(pattern: &str) -> Option<&str> {
+    let (_, name) = pattern.rsplit_once('/')?;
+    (!name.contains(['*', '?', '[', ']', '\\'])).then_some(name)
+}
 
-/// A necessary condition: each listed field's key is one of its set.
+type Keys = BTreeSet<(Part, Box<str>)>;
+
+fn one(part: Part, k: &str) -> Option<Keys> {
+    Some(Keys::from([(part, k.into())]))
+}
+
+/// The keys of a value equal to one of `texts`: their last components when one has a `/`,
+/// else the texts whole.
+fn exact(texts: &[&str]) -> Keys {
+    let part = if texts.iter().any(|t| t.contains('/')) {
+        Part::Last
+    } else {
+        Part::First
+    };
+    texts.iter().map(|t| (part, part.of(t).into())).collect()
+}
+
+/// Both sets of keys are necessary: their common keys when they are of one part, else the
+/// narrower set.
+fn both(a: Keys, b: Keys) -> Keys {
+    let part = |k: &Keys| {
+        let first = k.first()?.0;
+        k.iter().all(|(p, _)| *p == first).then_some(first)
+    };
+    let breadth = |k: &Keys| k.iter().map(|(p, _)| p.breadth()).sum::<usize>();
+    match (part(&a), part(&b)) {
+        (Some(x), Some(y)) if x == y => a.intersection(&b).cloned().collect(),
+        _ if breadth(&b) < breadth(&a) => b,
+        _ => a,
+    }
+}
+
+/// A necessary condition: for each listed field, the value has one of its keys.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Need(Vec<(FieldRef, Keys)>);
 
@@ -49,11 +139,11 @@ impl Need {
         self.0.iter().find(|(g, _)| g == f).map(|(_, k)| k)
     }
 
-    /// Both conditions hold: every constraint of each, intersected where they share a field.
+    /// Both conditions hold: every constraint of each, both kept where they share a field.
     fn and(mut self, other: Need) -> Need {
         for (f, keys) in other.0 {
             match self.0.iter_mut().find(|(g, _)| *g == f) {
-                Some((_, mine)) => mine.retain(|k| keys.contains(k)),
+                Some((_, mine)) => *mine = both(std::mem::take(mine), keys),
                 None => self.0.push((f, keys)),
             }
         }
@@ -76,22 +166,29 @@ impl Need {
 
 impl Test {
     /// The keys a value passing this test can have, None when any can. Every test that
-    /// gives keys decides on the value's text alone, as [`key`] does.
+    /// gives keys decides on the value's text alone, as [`Part::of`] reads it.
     fn keys(&self) -> Option<Keys> {
-        let one = |k: &str| Some(Keys::from([k.into()]));
         match self {
-            Test::Str(StrOp::Eq, s) => one(key(s)),
-            Test::Str(StrOp::StartsWith, p) => one(prefix_key(p)?),
-            Test::Glob(p) => one(prefix_key(glob_literal(p))?),
-            Test::StrIn(set) => Some(set.iter().map(|s| key(s).into()).collect()),
-            Test::PMatch(trie) => Some(trie.first_components()?.map(Into::into).collect()),
-            Test::Bool(b, false) => one(if *b { "true" } else { "false" }),
-            // anyof, oneof: some item passes; allof: every item does, so any item's keys.
+            Test::Str(StrOp::Eq, s) => Some(exact(&[s])),
+            Test::StrIn(set) => Some(exact(&set.iter().collect::<Vec<_>>())),
+            Test::Str(StrOp::StartsWith, p) => one(Part::First, prefix_key(p)?),
+            Test::Str(StrOp::EndsWith, s) => one(Part::Last, suffix_key(s)?),
+            Test::Glob(p) => match glob_name(p) {
+                Some(name) => one(Part::Last, name),
+                None => one(Part::First, prefix_key(glob_literal(p))?),
+            },
+            Test::PMatch(trie) => Some(
+                trie.first_components()?
+                    .map(|k| (Part::First, k.into()))
+                    .collect(),
+            ),
+            Test::Bool(b, false) => one(Part::First, if *b { "true" } else { "false" }),
+            // anyof, oneof: some item passes; allof: every item does.
             Test::Any(ts) | Test::One(ts) => ts.iter().try_fold(Keys::new(), |mut acc, t| {
                 acc.extend(t.keys()?);
                 Some(acc)
             }),
-            Test::All(ts) => ts.iter().find_map(Test::keys),
+            Test::All(ts) => ts.iter().filter_map(Test::keys).reduce(both),
             _ => None,
         }
     }
@@ -121,17 +218,33 @@ impl Node {
     }
 }
 
-/// A constraint on `fd.directory` as one on `fd.name`, so that a macro testing either (Falco's
-/// `sensitive_files`) is one constraint: `fd.name` is `fd.directory`, `/` and the file name,
-/// so their keys agree, except for the directories `/` (key "") and `.` (a name without `/`).
+/// Keys of `fd.filename` and `fd.directory` as keys of `fd.name`, which they split, so that a
+/// macro testing all three is one constraint. Both fields are unset unless the fd is a file
+/// or directory, and then they are made from `fd.name`. A constraint with a key that is no
+/// part of the name stays on its own field.
 fn on_name(f: &FieldRef, keys: Keys) -> (FieldRef, Keys) {
-    if f.name() == "fd.directory"
-        && !keys.iter().any(|k| k.is_empty() || &**k == ".")
-        && let Ok(name) = crate::fields::resolve("fd.name", None)
-    {
-        return (name, keys);
+    let field = f.name();
+    let mapped: Option<Keys> = keys
+        .iter()
+        .map(|(p, k)| Some((name_part(field, *p, k)?, k.clone())))
+        .collect();
+    match (mapped, crate::fields::resolve("fd.name", None)) {
+        (Some(mapped), Ok(name)) => (name, mapped),
+        _ => (f.clone(), keys),
     }
-    (f.clone(), keys)
+}
+
+/// The part of `fd.name` that `part` of `field` is, when `field` is made from `fd.name` and
+/// its key `k` is one.
+fn name_part(field: &str, part: Part, k: &str) -> Option<Part> {
+    match (field, part) {
+        // A file name has no `/`: it is its own first and last component.
+        ("fd.filename", Part::First | Part::Last) => Some(Part::Last),
+        ("fd.directory", Part::Last) => Some(Part::Dir),
+        // Except for the directories `/` (key "") and `.` (of a name without `/`).
+        ("fd.directory", Part::First) if !k.is_empty() && k != "." => Some(Part::First),
+        _ => None,
+    }
 }
 
 /// One indexed field of a [`Prefilter`].
@@ -140,9 +253,12 @@ struct FieldIndex {
     field: FieldRef,
     /// The candidates the field does not constrain, one bit each.
     free: Box<[u64]>,
-    /// A key → the candidates a value with that key leaves possible (the free ones too).
-    by_key: HashMap<Box<str>, Box<[u64]>, FastBuild>,
+    /// For each part some candidate has keys of, the candidates by key.
+    parts: Box<[(Part, ByKey)]>,
 }
+
+/// A key → the candidates a value with that key leaves possible (the free ones too).
+type ByKey = HashMap<Box<str>, Box<[u64]>, FastBuild>;
 
 /// The candidates of one event type, narrowed per event before their conditions run.
 #[derive(Debug, Default)]
@@ -173,27 +289,34 @@ impl Prefilter {
             .into_iter()
             .map(|(field, _)| {
                 let mut free = vec![0u64; words];
-                let mut keyed: HashMap<Box<str>, Vec<usize>, FastBuild> = HashMap::default();
+                let mut keyed: HashMap<Part, HashMap<&str, Vec<usize>>> = HashMap::new();
                 for (i, need) in needs.iter().enumerate() {
                     match need.get(&field) {
-                        Some(keys) => keys
-                            .iter()
-                            .for_each(|k| keyed.entry(k.clone()).or_default().push(i)),
+                        Some(keys) => keys.iter().for_each(|(p, k)| {
+                            keyed.entry(*p).or_default().entry(k).or_default().push(i);
+                        }),
                         None => free[i / 64] |= 1 << (i % 64),
                     }
                 }
-                let by_key = keyed
+                let mut parts: Vec<_> = keyed
                     .into_iter()
-                    .map(|(k, cands)| {
-                        let mut mask = free.clone();
-                        cands.iter().for_each(|i| mask[i / 64] |= 1 << (i % 64));
-                        (k, mask.into_boxed_slice())
+                    .map(|(part, by_key)| {
+                        let by_key = by_key
+                            .into_iter()
+                            .map(|(k, cands)| {
+                                let mut mask = free.clone();
+                                cands.iter().for_each(|i| mask[i / 64] |= 1 << (i % 64));
+                                (k.into(), mask.into_boxed_slice())
+                            })
+                            .collect();
+                        (part, by_key)
                     })
                     .collect();
+                parts.sort_by_key(|(part, _)| *part);
                 FieldIndex {
                     field,
                     free: free.into_boxed_slice(),
-                    by_key,
+                    parts: parts.into_boxed_slice(),
                 }
             })
             .collect();
@@ -204,27 +327,22 @@ impl Prefilter {
     }
 
     /// Calls `each` with the index of every candidate this event leaves possible, in order,
-    /// until it returns false.
+    /// until it returns false. Probing stops at the first field that leaves none; an event
+    /// type with more than 64 candidates probes once per 64.
     #[inline]
     pub fn for_each_possible(&self, ctx: &Ctx<'_>, mut each: impl FnMut(usize) -> bool) {
         let n = self.len;
-        let mut masks: [&[u64]; MAX_FIELDS] = [&[]; MAX_FIELDS];
-        for (m, ix) in masks.iter_mut().zip(&*self.fields) {
-            *m = match ctx.extract(&ix.field) {
-                Some(v) => ix.by_key.get(key(&v.text())).unwrap_or(&ix.free),
-                // A check of an unset field is false.
-                None => &ix.free,
-            };
-        }
-        let masks = &masks[..self.fields.len()];
         for w in 0..n.div_ceil(64) {
             let mut word = if w == n / 64 {
                 (1u64 << (n % 64)) - 1
             } else {
                 u64::MAX
             };
-            for m in masks {
-                word &= m[w];
+            for ix in &*self.fields {
+                if word == 0 {
+                    break;
+                }
+                word &= ix.possible(ctx, w);
             }
             while word != 0 {
                 let bit = word.trailing_zeros() as usize;
@@ -234,6 +352,22 @@ impl Prefilter {
                 }
             }
         }
+    }
+}
+
+impl FieldIndex {
+    /// Word `w` of the candidates the event's value of the field leaves possible: those one
+    /// of its parts' keys leaves.
+    #[inline]
+    fn possible(&self, ctx: &Ctx<'_>, w: usize) -> u64 {
+        let Some(v) = ctx.extract(&self.field) else {
+            // A check of an unset field is false.
+            return self.free[w];
+        };
+        let text = v.text();
+        self.parts.iter().fold(0, |any, (part, by_key)| {
+            any | by_key.get(part.of(&text)).unwrap_or(&self.free)[w]
+        })
     }
 }
 

@@ -46,15 +46,7 @@ pub(super) const FIELDS: &[FieldDef] = &[
         "fd.directory",
         T::Charbuf,
         "Directory of fd.name.",
-        |c, _| {
-            c.file_name().and_then(|n| {
-                Val::str(match n.rfind('/') {
-                    Some(0) => "/",
-                    Some(i) => &n[..i],
-                    None => ".",
-                })
-            })
-        },
+        |c, _| c.file_name().and_then(|n| Val::str(directory(n))),
     ),
     FieldDef::new(
         "fd.filename",
@@ -356,6 +348,17 @@ impl<'a> Ctx<'a> {
             return None;
         }
         self.fd_name()
+    }
+}
+
+/// `fd.directory` of a file named `name`: up to its last `/`, `/` for a file right under the
+/// root, `.` for a name without a `/`.
+#[inline]
+pub(crate) fn directory(name: &str) -> &str {
+    match name.bytes().rposition(|b| b == b'/') {
+        Some(0) => "/",
+        Some(i) => &name[..i],
+        None => ".",
     }
 }
 

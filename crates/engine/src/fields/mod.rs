@@ -30,6 +30,7 @@ use serde::Serialize;
 use osprey_model::time::format_time;
 
 pub use ctx::{Ctx, EventCache, Services};
+pub(crate) use fd::directory;
 
 /// The type of a field, as `osprey fields` shows it (Falco's type names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -21,7 +21,7 @@ const O_TRUNC: u64 = 0o1000;
 const O_DIRECTORY: u64 = 0o200000;
 const O_CLOEXEC: u64 = 0o2000000;
 
-use crate::tests::engine_on_scene as engine_of;
+use crate::tests::{engine_on_scene as engine_of, path_corpus};
 
 fn engine(conditions: &[&str]) -> Engine {
     let mut src = String::new();
@@ -238,77 +238,6 @@ fn the_default_rules_pass_over_reads_of_dev_null_and_libraries() {
     }
     let (drop, keys, pass) = f.counts();
     assert!(drop > 0 && keys > 0, "{drop} {keys} {pass}");
-}
-
-/// Every path the rule files name (and paths below, beside and above them), plus some.
-fn path_corpus(sources: &[std::path::PathBuf]) -> Vec<String> {
-    let mut out = std::collections::BTreeSet::new();
-    for extra in [
-        "/",
-        "/dev/null",
-        "/etc",
-        "/etc/shadow",
-        "/etc/passwd",
-        "/etc/sudoers.d/x",
-        "/etc/pam.d/sshd",
-        "/etc/ld.so.preload",
-        "/etc/cron.d/job",
-        "/etc/systemd/system/x.service",
-        "/etc/systemd/system/x.timer",
-        "/root/.ssh/id_rsa",
-        "/root/.bashrc",
-        "/home/u/.ssh/id_rsa",
-        "/home/u/.ssh/authorized_keys",
-        "/home/u/.bash_history",
-        "/home/u/.aws/credentials",
-        "/var/run/secrets/kubernetes.io/serviceaccount/token",
-        "/run/secrets/kubernetes.io/serviceaccount/token",
-        "/var/lib/kubelet/pki/kubelet-client-current.pem",
-        "/proc/1/mem",
-        "/proc/12/task/13/mem",
-        "/proc/sys/kernel/core_pattern",
-        "/sys/fs/cgroup/x/release_agent",
-        "/var/log/syslog",
-        "/var/log/wtmp",
-        "/var/spool/mail/root",
-        "/tmp/x",
-        "/dev/shm/x",
-        "/usr/bin/x",
-        "/bin/x",
-        "/lib/modules/x.ko",
-        "/x.timer",
-        "/srv/app/id_rsa",
-    ] {
-        out.insert(extra.to_string());
-    }
-    for src in sources {
-        let text = std::fs::read_to_string(src).unwrap();
-        let mut i = 0;
-        let b = text.as_bytes();
-        while i < b.len() {
-            if b[i] == b'/' && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
-                let end = text[i..]
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || "/._-".contains(c)))
-                    .map_or(text.len(), |n| i + n);
-                let p = text[i..end].trim_end_matches(['.', '/']);
-                if p.len() > 1 && !p.contains("//") {
-                    out.insert(p.to_string());
-                    out.insert(format!("{p}/x"));
-                    out.insert(format!("{p}/.ssh/id_rsa"));
-                    out.insert(format!("{p}x"));
-                    if let Some((dir, _)) = p.rsplit_once('/')
-                        && !dir.is_empty()
-                    {
-                        out.insert(dir.to_string());
-                    }
-                }
-                i = end.max(i + 1);
-            } else {
-                i += 1;
-            }
-        }
-    }
-    out.into_iter().collect()
 }
 
 fn open_event(

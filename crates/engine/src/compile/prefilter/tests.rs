@@ -1,16 +1,20 @@
 //! The prefilter never skips a rule whose condition holds, and does skip the rules an
 //! ordinary open cannot match.
 
-use std::cell::Cell;
+use std::{cell::Cell, net::IpAddr, sync::Arc};
 
 use super::*;
 use crate::{
     Engine, EngineOptions, RuleMatching,
     fields::EventCache,
-    rules::load_sources,
-    testing::{ROOT, flags},
+    rules::{load_files, load_sources},
+    testing::{ROOT, arg, default_rules, flags, mix},
+    tests::{engine_on_scene, path_corpus, upstream_path},
 };
-use osprey_model::event::Enriched;
+use osprey_model::{
+    Process,
+    event::{ArgValue, Enriched, EventKind, SockAddr},
+};
 
 /// Conditions that key on literals, that must not (negations, `or` across fields,
 /// transformers, `contains`...), and macros and lists in between; each becomes one rule.
@@ -67,6 +71,44 @@ const CONDITIONS: &[&str] = &[
     "evt.arg.flags contains O_CREAT",
     "evt.arg.flags in (O_RDONLY|O_CLOEXEC)",
     "fd.sip.name = example.com",
+    // Last components, directory names and extensions.
+    "fd.filename = shadow",
+    "fd.filename in (shadow, .bashrc, 'id rsa')",
+    "fd.filename = SHADOW",
+    "fd.filename = ''",
+    "fd.filename = etc/shadow",
+    "fd.filename startswith sha",
+    "fd.filename endswith .pub",
+    "not fd.filename endswith .pub",
+    "fd.filename endswith ow",
+    "fd.name = /etc/",
+    "fd.name = ''",
+    "fd.name in (/etc/shadow, shadow)",
+    "fd.name endswith /shadow",
+    "fd.name endswith /",
+    "fd.name endswith .timer",
+    "fd.name endswith .",
+    "fd.name endswith .tar.gz",
+    "fd.name endswith /docker.sock",
+    "fd.name endswith .d/x",
+    "fd.name endswith .timer and fd.name startswith /etc/",
+    "fd.name endswith .timer or fd.name endswith /shadow",
+    "fd.name endswith .timer or evt.arg.newpath endswith .timer",
+    "fd.name glob '/etc/*/shadow'",
+    "fd.name glob '/etc/[a/]b'",
+    "fd.name glob '*.timer'",
+    "fd.directory endswith /.ssh",
+    "fd.directory endswith .ssh",
+    "fd.directory endswith /.ssh and fd.filename startswith id_ and not fd.filename endswith .pub",
+    "fd.directory = /etc/ssh and fd.filename endswith _key",
+    "fd.directory = /etc/",
+    "fd.directory in (/etc, /tmp) or fd.filename = shadow",
+    "fd.name = /dev/null or fd.directory = /etc/sudoers.d or fd.filename in (.bashrc)",
+    "fd.filename in (.bashrc, .profile) or fd.name startswith /etc/profile.d/",
+    "proc.name = cat or fd.filename = shadow",
+    "fd.name contains /.ssh/ or fd.filename = shadow",
+    "evt.arg.newpath = /etc/shadow",
+    "not evt.arg.newpath exists",
 ];
 
 fn rules() -> String {
@@ -127,6 +169,33 @@ fn events() -> Vec<Enriched> {
         "/tmp/shadowy",
         "/root/.ssh/id rsa",
         "/home/u/.bashrc",
+        "/home/u/.bashrc/",
+        "/root/.ssh/id_rsa",
+        "/root/.ssh/id_rsa.pub",
+        "/root/.ssh",
+        "/root/x.ssh/id_rsa",
+        "/etc/ssh/ssh_host_rsa_key",
+        "/etc/systemd/system/x.timer",
+        "/x.timer",
+        ".timer",
+        "x.timer",
+        "/etc/x.timer/y",
+        "/a.",
+        "/srv/x.tar.gz",
+        "/var/run/docker.sock",
+        "/var/run/docker.sock.d/x",
+        "/etc//",
+        "/etc//x",
+        "/etc/profile.d/x.sh",
+        "/etc/ab",
+        "/etc/]b",
+        "/etc/sudoers.d",
+        "shadow",
+        "/SHADOW",
+        "/etc/x/shadow",
+        "/etc/x/y/shadow",
+        "/d/x",
+        "/e.d/x",
     ];
     let mut out = Vec::new();
     for p in paths {
@@ -142,11 +211,12 @@ fn events() -> Vec<Enriched> {
 
 /// The candidates the prefilter leaves for `en`, and those whose condition holds.
 fn possible_and_matching(e: &Engine, en: &Enriched) -> (Vec<usize>, Vec<usize>) {
-    let cands = &e.by_type["openat"];
     let svc = e.services();
     let cache = EventCache::default();
+    let ctx = Ctx::new(en, 1, &svc, &cache);
+    let cands = e.by_type.get(ctx.evt_type()).unwrap_or(&e.any_type);
     let memo = vec![Cell::new(0); e.memo_slots];
-    let ctx = Ctx::new(en, 1, &svc, &cache).with_memo(&memo);
+    let ctx = ctx.with_memo(&memo);
     let mut possible = Vec::new();
     cands.prefilter.for_each_possible(&ctx, |i| {
         possible.push(i);
@@ -201,6 +271,12 @@ fn an_ordinary_open_skips_the_rules_about_other_files() {
         "evt.is_open_write=true",
         "proc.name in (cat, vi)",
         "sensitive_file and evt.is_open_read=true",
+        "fd.filename in (shadow, .bashrc, 'id rsa')",
+        "fd.name endswith /docker.sock",
+        "fd.directory endswith /.ssh",
+        "fd.directory endswith /.ssh and fd.filename startswith id_ and not fd.filename endswith .pub",
+        "fd.directory in (/etc, /tmp) or fd.filename = shadow",
+        "fd.filename in (.bashrc, .profile) or fd.name startswith /etc/profile.d/",
     ] {
         assert!(skipped.contains(&c), "{c} not skipped");
     }
@@ -210,6 +286,12 @@ fn an_ordinary_open_skips_the_rules_about_other_files() {
         "fd.name glob '*shadow'",
         "fd.name = /dev/null or proc.name = cat",
         "tolower(fd.name) = /etc/shadow",
+        "not fd.filename endswith .pub",
+        "fd.filename endswith ow",
+        "fd.name glob '*.timer'",
+        "proc.name = cat or fd.filename = shadow",
+        "fd.name contains /.ssh/ or fd.filename = shadow",
+        "not evt.arg.newpath exists",
     ] {
         assert!(!skipped.contains(&c), "{c} skipped");
     }
@@ -217,15 +299,162 @@ fn an_ordinary_open_skips_the_rules_about_other_files() {
 }
 
 #[test]
-fn keys_are_first_path_components() {
-    assert_eq!(key("/etc/shadow"), "etc");
-    assert_eq!(key("//etc//shadow"), "etc");
-    assert_eq!(key("etc/shadow"), "etc");
-    assert_eq!(key("cat"), "cat");
-    assert_eq!(key("/"), "");
+fn keys_are_parts_of_paths() {
+    // text, first component, directory's name, last component
+    for (text, first, dir, last) in [
+        ("/etc/shadow", "etc", "etc", "shadow"),
+        ("//etc//shadow", "etc", "", "shadow"),
+        ("etc/shadow", "etc", "etc", "shadow"),
+        ("cat", "cat", ".", "cat"),
+        ("", "", ".", ""),
+        ("/", "", "", ""),
+        ("/x", "x", "", "x"),
+        ("/etc/", "etc", "etc", ""),
+        ("/root/.ssh/id_rsa.pub", "root", ".ssh", "id_rsa.pub"),
+        ("/home/u/.bashrc", "home", "u", ".bashrc"),
+        ("/srv/x.tar.gz", "srv", "srv", "x.tar.gz"),
+        ("/a.d/x", "a.d", "a.d", "x"),
+        ("/a.", "a.", "", "a."),
+        ("/ETC/SHADOW", "ETC", "ETC", "SHADOW"),
+    ] {
+        let got = [Part::First, Part::Dir, Part::Last].map(|p| p.of(text));
+        assert_eq!(got, [first, dir, last], "{text:?}");
+    }
     assert_eq!(prefix_key("/etc/"), Some("etc"));
     assert_eq!(prefix_key("/etc"), None, "/etcetera starts with /etc too");
     assert_eq!(prefix_key("/"), None);
     assert_eq!(glob_literal("/proc/[0-9]*/mem"), "/proc/");
     assert_eq!(glob_literal("\\/etc/*"), "");
+    assert_eq!(glob_name("/proc/[0-9]*/mem"), Some("mem"));
+    assert_eq!(glob_name("/etc/[a/]b"), None, "the / is in a class");
+    assert_eq!(glob_name("*.timer"), None);
+    assert_eq!(suffix_key("/.ssh"), Some(".ssh"));
+    assert_eq!(suffix_key("/"), Some(""));
+    assert_eq!(suffix_key(".d/x"), Some("x"));
+    assert_eq!(suffix_key(".timer"), None);
+}
+
+/// The directory name and last component are what `fd.directory` and `fd.filename` give
+/// (their own last component): the keys of checks on those fields are keys of `fd.name`.
+#[test]
+fn name_parts_are_what_the_fields_split() {
+    let e = engine();
+    let svc = e.services();
+    let field = |n: &str| crate::fields::resolve(n, None).unwrap();
+    let (name, dir, file) = (
+        field("fd.name"),
+        field("fd.directory"),
+        field("fd.filename"),
+    );
+    for en in events() {
+        let cache = EventCache::default();
+        let ctx = Ctx::new(&en, 1, &svc, &cache);
+        let text = |f: &FieldRef| ctx.extract(f).map(|v| v.text().into_owned());
+        let (Some(n), Some(d), Some(f)) = (text(&name), text(&dir), text(&file)) else {
+            panic!("an open names a file: {:?}", en.event);
+        };
+        assert_eq!(Part::Dir.of(&n), base(&d), "{n:?}");
+        assert_eq!(Part::Last.of(&n), f, "{n:?}");
+        assert_eq!(Part::Last.of(&f), f, "{n:?}");
+        if !matches!(&*d, "/" | ".") {
+            assert_eq!(Part::First.of(&n), Part::First.of(&d), "{n:?}");
+        }
+    }
+}
+
+/// Osprey's default rules and Falco's: opens of every path they name, by a shell and a tool
+/// on the host and a web server in a container, reading, writing, failing and through `../`;
+/// those paths as programs run and as unix sockets connected to; the programs their lists
+/// name; the benchmark's mix. Every candidate whose condition holds is one the prefilter
+/// leaves.
+#[test]
+fn the_rulesets_never_lose_a_match_to_the_prefilter() {
+    for source in [default_rules(), upstream_path()] {
+        let e = engine_on_scene(load_files(&[&source]).ruleset);
+        let paths = path_corpus(std::slice::from_ref(&source));
+        let names: Vec<String> = e
+            .ruleset()
+            .lists
+            .iter()
+            .flat_map(|(_, items)| items.iter().cloned())
+            .collect();
+        let bash = ROOT.process(10, 1, "bash", "/bin/bash", &["bash"]);
+        let in_container = |p: Arc<Process>| {
+            Arc::new(Process {
+                cgroup_id: 7,
+                ..(*p).clone()
+            })
+        };
+        let nginx = in_container(ROOT.process(11, 1, "nginx", "/usr/sbin/nginx", &["nginx"]));
+        let python = ROOT.process(12, 10, "python3", "/usr/bin/python3", &["python3"]);
+        let mut events = mix();
+        for p in &paths {
+            for proc in [&bash, &nginx, &python] {
+                for (write, ret) in [(false, 3), (true, 3), (false, -2)] {
+                    let fl = if write {
+                        flags(0o1101, &["O_WRONLY", "O_CREAT", "O_TRUNC"])
+                    } else {
+                        flags(0, &["O_RDONLY"])
+                    };
+                    events.push(ROOT.openat(proc.clone(), vec![bash.clone()], p, fl, ret));
+                }
+            }
+            let mut up = ROOT.openat(
+                nginx.clone(),
+                vec![bash.clone()],
+                p,
+                flags(0, &["O_RDONLY"]),
+                3,
+            );
+            if let EventKind::Syscall(sc) = &mut up.event.kind {
+                sc.args[1].value = ArgValue::Path {
+                    raw: format!("/srv/www/../../..{p}"),
+                    resolved: Some(p.clone()),
+                };
+            }
+            events.push(up);
+            let sock = ArgValue::SockAddr(SockAddr::Unix { path: p.clone() });
+            let args = vec![arg("fd", ArgValue::Fd(3)), arg("uservaddr", sock)];
+            let connect = ROOT.syscall("connect", 0, args);
+            events.push(ROOT.event(connect, nginx.clone(), vec![bash.clone()]));
+        }
+        for (i, n) in paths.iter().chain(&names).enumerate() {
+            let exe = if n.starts_with('/') {
+                n.clone()
+            } else {
+                format!("/usr/bin/{n}")
+            };
+            let comm: String = base(n).chars().take(15).collect();
+            let arg1 = if i % 3 == 0 {
+                "stratum+tcp://pool:3333"
+            } else {
+                "/tmp/x"
+            };
+            let p = ROOT.process(30, 10, &comm, &exe, &[n, "-c", arg1]);
+            let p = if i % 2 == 0 { p } else { in_container(p) };
+            let parent = if i % 2 == 0 { &bash } else { &nginx };
+            events.push(ROOT.execve(p.clone(), vec![parent.clone(), bash.clone()]));
+            let ip: IpAddr = [10, 96, 0, 1].into();
+            events.push(ROOT.connect(p, vec![parent.clone()], 5, ip, 443));
+        }
+        let (mut checked, mut matched) = (0, 0);
+        for en in &events {
+            let (possible, matching) = possible_and_matching(&e, en);
+            for i in &matching {
+                assert!(
+                    possible.contains(i),
+                    "{}: candidate {i} matches but is skipped: {:?}",
+                    source.display(),
+                    en.event
+                );
+            }
+            checked += possible.len();
+            matched += matching.len();
+        }
+        assert!(
+            matched > 50 && checked > 5 * matched,
+            "{}: {matched} matches, {checked} evaluated",
+            source.display()
+        );
+    }
 }
