@@ -873,6 +873,11 @@ fn type_specialized_conditions_agree_with_the_rule() {
         "evt.type contains anyof (xx, at) and not (evt.type in (connect) or evt.type = execve)",
         "evt.type = val(proc.name) or evt.type = openat",
         "(evt.type = execve and proc.name = cat) or (evt.type = openat and proc.name = cat)",
+        "evt.arg.newpath = /etc/shadow or fd.name = /etc/shadow",
+        "not evt.arg.newpath exists and proc.name = cat",
+        "tolower(evt.arg.newpath) = /etc/shadow or len(evt.rawarg.newpath) = 0",
+        "evt.arg.name = /etc/shadow and evt.arg.flags contains O_RDONLY",
+        "evt.arg[1] = /etc/shadow or evt.arg.filename = /etc/shadow",
     ];
     let cat = ROOT.process(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
     let bash = bash();
@@ -912,6 +917,20 @@ fn type_specialized_conditions_agree_with_the_rule() {
         m.specialize("execve"),
         Some(compile::Node::Check(_))
     ));
+    // An open has no newpath: only the check on fd.name is left. A rename keeps both.
+    let res = load_sources(&[("t.yaml", rule_src(conds[11]))]);
+    let m = &res.ruleset.rules[0].compiled.as_ref().unwrap().matcher;
+    assert!(matches!(
+        m.specialize("openat"),
+        Some(compile::Node::Check(_))
+    ));
+    assert!(m.specialize("renameat2").is_none());
+    // Arguments an open has, by name, alias or position, stay.
+    for cond in &conds[14..] {
+        let res = load_sources(&[("t.yaml", rule_src(cond))]);
+        let m = &res.ruleset.rules[0].compiled.as_ref().unwrap().matcher;
+        assert!(m.specialize("openat").is_none(), "{cond}");
+    }
 }
 
 #[test]

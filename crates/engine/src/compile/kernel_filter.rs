@@ -400,7 +400,7 @@ pub const OPEN_ARGS: [(&str, &[&str]); 3] = [
 ];
 
 /// Whether an `evt.arg` reference can name an argument of `ty` (by position: any).
-fn has_arg(ty: &str, arg: &crate::fields::FieldArg) -> bool {
+pub(super) fn has_arg(ty: &str, arg: &crate::fields::FieldArg) -> bool {
     let Some((_, args)) = OPEN_ARGS.iter().find(|(t, _)| *t == ty) else {
         return true;
     };

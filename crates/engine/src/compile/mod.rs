@@ -665,11 +665,19 @@ impl Test {
 
 impl Node {
     /// This condition for events of type `ty` only, if that changes it: `evt.type` checks
-    /// (the rule index already chose the type) become constants, and constants fold away.
-    /// None when nothing changed.
+    /// (the rule index already chose the type) become constants, checks of an argument the
+    /// type does not have (`evt.arg.newpath` of an open, whose arguments
+    /// [`OPEN_ARGS`] lists) become false, as checks of an unset field are, and constants fold
+    /// away. None when nothing changed.
     pub fn specialize(&self, ty: &str) -> Option<Node> {
         match self {
             Node::Check(c) => {
+                let f = c.lhs.field();
+                if matches!(f.name(), "evt.arg" | "evt.rawarg")
+                    && !kernel_filter::has_arg(ty, &f.arg)
+                {
+                    return Some(Node::Const(false));
+                }
                 let Lhs::Field(f) = &c.lhs else { return None };
                 if f.name() != "evt.type" || c.any_ancestor {
                     return None;
