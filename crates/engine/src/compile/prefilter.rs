@@ -24,8 +24,8 @@ use osprey_model::process::base;
 use super::{FastBuild, Lhs, Node, StrOp, Test};
 use crate::fields::{Ctx, FieldRef, directory};
 
-/// Most fields one event type indexes: each costs an extraction and a probe per part per
-/// event.
+/// Most fields one event type indexes: each may cost an extraction and a probe per part
+/// per event.
 const MAX_FIELDS: usize = 8;
 
 /// A part of a text read as a path, what a key is of.
@@ -269,8 +269,11 @@ pub struct Prefilter {
 }
 
 impl Prefilter {
-    /// For `conditions`, the candidates in order. Fields that constrain fewer than two
-    /// candidates are not worth a probe: evaluating the condition costs the same.
+    /// For `conditions`, the candidates in order. Every field that constrains one is
+    /// indexed, up to [`MAX_FIELDS`]: an event probes a field only while a candidate it
+    /// constrains is left, so a field of one rule costs a probe only where that rule would be
+    /// evaluated, and the probe is cheaper than the checks the rule makes before it gets to
+    /// the field.
     pub fn new<'n>(conditions: impl IntoIterator<Item = &'n Node>) -> Self {
         let needs: Vec<Need> = conditions.into_iter().map(Node::need).collect();
         let words = needs.len().div_ceil(64);
@@ -281,7 +284,6 @@ impl Prefilter {
                 None => fields.push((f.clone(), 1)),
             }
         }
-        fields.retain(|(_, count)| *count >= 2);
         // The most constraining first: a miss there ends the probing soonest.
         fields.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         fields.truncate(MAX_FIELDS);
@@ -327,8 +329,7 @@ impl Prefilter {
     }
 
     /// Calls `each` with the index of every candidate this event leaves possible, in order,
-    /// until it returns false. Probing stops at the first field that leaves none; an event
-    /// type with more than 64 candidates probes once per 64.
+    /// until it returns false. An event type with more than 64 candidates probes once per 64.
     #[inline]
     pub fn for_each_possible(&self, ctx: &Ctx<'_>, mut each: impl FnMut(usize) -> bool) {
         let n = self.len;
@@ -339,10 +340,10 @@ impl Prefilter {
                 u64::MAX
             };
             for ix in &*self.fields {
-                if word == 0 {
-                    break;
+                // A field none of the candidates left constrains is not worth its probe.
+                if word & !ix.free[w] != 0 {
+                    word &= ix.possible(ctx, w);
                 }
-                word &= ix.possible(ctx, w);
             }
             while word != 0 {
                 let bit = word.trailing_zeros() as usize;

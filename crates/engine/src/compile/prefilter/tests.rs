@@ -299,6 +299,21 @@ fn an_ordinary_open_skips_the_rules_about_other_files() {
 }
 
 #[test]
+fn a_field_of_one_rule_is_probed_too() {
+    let res = load_sources(&[(
+        "t.yaml",
+        "- rule: r\n  desc: d\n  condition: evt.type = openat and fd.directory endswith /.ssh\n  output: o\n  priority: INFO\n"
+            .to_string(),
+    )]);
+    let e = Engine::new(res.ruleset, EngineOptions::default());
+    let (possible, _) = possible_and_matching(&e, &open("cat", "/dev/null", false, 3));
+    assert!(possible.is_empty());
+    let (possible, matching) =
+        possible_and_matching(&e, &open("cat", "/root/.ssh/id_rsa", false, 3));
+    assert_eq!((possible, matching), (vec![0], vec![0]));
+}
+
+#[test]
 fn keys_are_parts_of_paths() {
     // text, first component, directory's name, last component
     for (text, first, dir, last) in [
