@@ -29,7 +29,10 @@ use osprey_model::{
     syscalls::flags::{PROT_FLAGS, push_flag_names, push_open_flag_names},
 };
 
-use super::{Lhs, Node, NumOp, StrOp, Test};
+use super::{
+    Lhs, Node, NumOp, StrOp, Test,
+    prefilter::{glob_literal, glob_name, prefix_key, suffix_key},
+};
 use crate::fields::Val;
 
 /// Names of one path component, as the kernel compares them (at most `NAME_LEN - 1` bytes).
@@ -488,24 +491,10 @@ fn other_command(test: &Test) -> Tri {
     seen.map_or(Tri::Unknown, Tri::of)
 }
 
-/// The first component of every text starting with `prefix`, if the prefix holds all of it.
-fn prefix_first(prefix: &str) -> Option<&str> {
-    let rest = prefix.trim_start_matches('/');
-    rest.find('/').map(|i| &rest[..i])
-}
-
-/// The last component of every text ending with `suffix`, if the suffix holds all of it.
+/// The last component of every text ending with `suffix`, if the suffix holds one: a walked
+/// path never ends with `/`, so an empty one pins nothing.
 fn suffix_last(suffix: &str) -> Option<&str> {
-    let i = suffix.rfind('/')?;
-    let last = &suffix[i + 1..];
-    (!last.is_empty()).then_some(last)
-}
-
-/// The text every match of a glob starts with.
-fn glob_literal(pattern: &str) -> &str {
-    pattern
-        .find(['*', '?', '[', '\\'])
-        .map_or(pattern, |i| &pattern[..i])
+    suffix_key(suffix).filter(|k| !k.is_empty())
 }
 
 /// What a check on the path needs of it, for a successful open whose `fd.name` is the path
@@ -524,17 +513,13 @@ fn path_need(lhs: &Lhs, any_ancestor: bool, test: &Test) -> Need {
             Test::Str(StrOp::Eq, s) => Need::names(ATOM_LEAF, [base(s)]),
             Test::StrIn(set) => Need::names(ATOM_LEAF, set.iter().map(base)),
             Test::Str(StrOp::StartsWith, p) => {
-                prefix_first(p).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
+                prefix_key(p).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
             }
             // `*` may match `/`, so only the text after a pattern's last `/`, when it is
             // literal, pins a component (the file name); else its literal prefix the first.
-            Test::Glob(p) => match p.rsplit_once('/') {
-                Some((_, name)) if !name.is_empty() && glob_literal(name) == name => {
-                    Need::names(ATOM_LEAF, [name])
-                }
-                _ => {
-                    prefix_first(glob_literal(p)).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
-                }
+            Test::Glob(p) => match glob_name(p) {
+                Some(name) if !name.is_empty() => Need::names(ATOM_LEAF, [name]),
+                _ => prefix_key(glob_literal(p)).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k])),
             },
             Test::PMatch(trie) => trie
                 .first_components()
@@ -553,10 +538,10 @@ fn path_need(lhs: &Lhs, any_ancestor: bool, test: &Test) -> Need {
             }
             Test::StrIn(set) => Need::names(ATOM_PARENT, set.iter().map(base)),
             Test::Str(StrOp::StartsWith, p) => {
-                prefix_first(p).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
+                prefix_key(p).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
             }
             Test::Glob(p) => {
-                prefix_first(glob_literal(p)).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
+                prefix_key(glob_literal(p)).map_or(Need::Any, |k| Need::names(ATOM_TOP, [k]))
             }
             Test::PMatch(trie) => match trie.first_components() {
                 Some(ks) => {

@@ -73,18 +73,19 @@ fn key(text: &str) -> &str {
 }
 
 /// The key every text starting with `prefix` has, if the prefix holds a whole first component.
-fn prefix_key(prefix: &str) -> Option<&str> {
+/// (The kernel filter derives its names with these helpers too.)
+pub(super) fn prefix_key(prefix: &str) -> Option<&str> {
     let rest = prefix.trim_start_matches('/');
     rest.find('/').map(|i| &rest[..i])
 }
 
 /// The last component of every text ending with `suffix`, if the suffix holds all of it.
-fn suffix_key(suffix: &str) -> Option<&str> {
+pub(super) fn suffix_key(suffix: &str) -> Option<&str> {
     suffix.rfind('/').map(|i| &suffix[i + 1..])
 }
 
 /// The text every match of a glob starts with: up to its first `*`, `?`, `[` or `\`.
-fn glob_literal(pattern: &str) -> &str {
+pub(super) fn glob_literal(pattern: &str) -> &str {
     pattern
         .find(['*', '?', '[', '\\'])
         .map_or(pattern, |i| &pattern[..i])
@@ -93,7 +94,7 @@ fn glob_literal(pattern: &str) -> &str {
 /// The last component of every text a glob matches, when the pattern ends in a `/` and a
 /// literal name. A `/` in a class (`[a/]b`) is followed by its `]`, which the name may not
 /// hold.
-fn glob_name(pattern: &str) -> Option<&str> {
+pub(super) fn glob_name(pattern: &str) -> Option<&str> {
     let (_, name) = pattern.rsplit_once('/')?;
     (!name.contains(['*', '?', '[', ']', '\\'])).then_some(name)
 }

@@ -204,6 +204,15 @@ fn exact_names_pin_the_file_name_and_directories_the_directory_name() {
 }
 
 #[test]
+fn a_slash_inside_a_glob_class_pins_no_file_name() {
+    // `[a/]b` matches `/b`, whose file name is `b`, not the `]b` after the pattern's last `/`.
+    let f = engine(&["evt.type = openat and fd.name glob \"/x[a/]b\""]).kernel_filter();
+    assert!(crate::compile::glob_match("/x[a/]b", "/x/b"));
+    assert!(f.captures("openat", true, 0, "/x/b"));
+    assert!(f.captures("openat", true, 0, "/xab"));
+}
+
+#[test]
 fn long_and_odd_names_compare_as_the_kernel_compares_them() {
     let long = "a".repeat(40);
     let f = engine(&[&format!("evt.type = openat and fd.filename = {long}")]).kernel_filter();
