@@ -119,10 +119,7 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
     };
     let path = env.root().join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let notes = old
-        .split_once(report::NOTES_MARKER)
-        .map_or("", |(_, n)| n)
-        .to_string();
+    let notes = report::kept_notes(&old).to_string();
     std::fs::create_dir_all(path.parent().expect("docs/"))?;
     std::fs::write(&path, report::render(&results, &notes))
         .with_context(|| format!("writing {}", path.display()))?;

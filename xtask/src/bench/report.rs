@@ -635,7 +635,30 @@ pub fn render(r: &Results, notes: &str) -> String {
         "**Published (Falco, falco.md §5.1, §5.6):** RSS 36–121 MB under the event generator; \
          291 MB on an 8-CPU node at 2.4K ev/s (falco#813).\n"
     );
-    let _ = writeln!(o, "{NOTES_MARKER}");
+    let _ = writeln!(o, "{NOTES_MARKER}\n");
     o.push_str(notes);
     o
+}
+
+/// The people's notes in an earlier docs/benchmarks.md: what follows `NOTES_MARKER`, without
+/// the blank lines `render` puts after it (kept, each run would add one).
+pub fn kept_notes(old: &str) -> &str {
+    old.split_once(NOTES_MARKER)
+        .map_or("", |(_, n)| n.trim_start_matches(['\n', '\r']))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_survive_runs_unchanged() {
+        let notes = "## Issue 16\n\nWhat each step bought.\n";
+        let first = format!("# Osprey benchmarks\n\ntables\n{NOTES_MARKER}\n\n\n\n{notes}");
+        assert_eq!(kept_notes(&first), notes);
+        // What render writes after the marker reads back as the same notes.
+        let again = format!("tables\n{NOTES_MARKER}\n\n{}", kept_notes(&first));
+        assert_eq!(kept_notes(&again), notes);
+        assert_eq!(kept_notes("no marker"), "");
+    }
 }
