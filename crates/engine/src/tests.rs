@@ -207,6 +207,50 @@ fn numeric_bool_and_flag_operators() {
 }
 
 #[test]
+fn open_mode_from_each_open_syscall_and_any_argument_order() {
+    let cat = ROOT.process(20, 10, "cat", "/usr/bin/cat", &["cat", "/etc/shadow"]);
+    let wronly = || flags(1, &["O_WRONLY"]);
+    let open =
+        |name: &'static str, args| ROOT.event(ROOT.syscall(name, 3, args), cat.clone(), vec![]);
+    let cases = [
+        // Where the decoder puts them.
+        open(
+            "open",
+            vec![
+                arg("filename", path("/x")),
+                arg("flags", wronly()),
+                arg("mode", ArgValue::Mode(0)),
+            ],
+        ),
+        open(
+            "openat2",
+            vec![
+                arg("dfd", ArgValue::Fd(-100)),
+                arg("filename", path("/x")),
+                arg("how", wronly()),
+                arg("usize", ArgValue::Int(24)),
+            ],
+        ),
+        // creat has no flags: O_CREAT|O_WRONLY|O_TRUNC.
+        open(
+            "creat",
+            vec![arg("pathname", path("/x")), arg("mode", ArgValue::Mode(0))],
+        ),
+        // Another layout (a replayed event): found by name.
+        open(
+            "openat",
+            vec![arg("flags", wronly()), arg("filename", path("/x"))],
+        ),
+    ];
+    for e in &cases {
+        assert!(eval("evt.is_open_write = true", e), "{:?}", e.event.kind);
+        assert!(!eval("evt.is_open_read = true", e), "{:?}", e.event.kind);
+    }
+    let connect = ROOT.connect(cat.clone(), vec![], 3, "127.0.0.1".parse().unwrap(), 80);
+    assert!(!eval("evt.is_open_write = true", &connect));
+}
+
+#[test]
 fn transformers_in_conditions() {
     let e = cat_shadow();
     for (cond, want) in [

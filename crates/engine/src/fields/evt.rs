@@ -211,12 +211,20 @@ fn arg<'a>(c: &Ctx<'a>, a: &FieldArg) -> Option<&'a ArgValue> {
 /// The open flags of an open syscall; None for any other event.
 fn open_flags(c: &Ctx<'_>) -> Option<u64> {
     let sc = c.sc?;
-    if !matches!(&*sc.name, "open" | "openat" | "openat2" | "creat") {
-        return None;
-    }
-    let flags = sc
-        .arg("flags")
-        .or_else(|| sc.arg("how"))
+    // Where the sensor's decoder puts the flags (`how` for openat2), tried first: several
+    // checks of the default rules read them on every open, and a search by name costs a
+    // comparison per argument. Any other layout (a replayed event) is searched.
+    let at = match &*sc.name {
+        "open" => 1,
+        "openat" | "openat2" => 2,
+        "creat" => usize::MAX,
+        _ => return None,
+    };
+    let flags = match sc.args.get(at) {
+        Some(a) if a.name == "flags" || a.name == "how" => Some(&a.value),
+        _ => sc.arg("flags").or_else(|| sc.arg("how")),
+    };
+    let flags = flags
         .and_then(ArgValue::as_i64)
         // creat() is open(O_CREAT|O_WRONLY|O_TRUNC).
         .unwrap_or(if sc.name == "creat" { 0o1101 } else { 0 });

@@ -394,10 +394,8 @@ fn fd_info(sc: &Syscall) -> FdInfo<'_> {
     match &*sc.name {
         "open" | "openat" | "openat2" | "creat" => {
             fd.num = Some(ret_fd.unwrap_or(-1));
-            if let Some(ArgValue::Path { raw, resolved }) =
-                sc.arg("filename").or_else(|| sc.arg("pathname"))
-            {
-                let v = sc.arg("filename").or_else(|| sc.arg("pathname"));
+            let v = sc.arg("filename").or_else(|| sc.arg("pathname"));
+            if let Some(ArgValue::Path { raw, resolved }) = v {
                 // The marker says the name is cut. A file the kernel walked is named whole
                 // whatever the path string's length: a path of 4,095 bytes (PATH_MAX with its
                 // NUL, which fills the capture) to /etc/shadow is /etc/shadow, or padding the
