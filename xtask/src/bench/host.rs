@@ -246,6 +246,71 @@ pub fn status_kib(pid: u32, key: &str) -> Result<u64> {
         .with_context(|| format!("no {key} in /proc/{pid}/status"))
 }
 
+/// Where an agent's memory is, beyond its RSS: the BPF ring buffer's data pages are mapped
+/// twice into the consumer (so that a record wrapping the end reads as one), and counted twice
+/// in its RSS, though they are kernel memory, charged once; the other maps and the programs
+/// hold kernel memory that no RSS shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// RSS of the process's mappings of BPF maps (`anon_inode:bpf-map`): the ring buffer's.
+    pub maps_mapped_kib: u64,
+    /// Kernel memory of the BPF maps and programs it holds (`memlock` of their fdinfo).
+    pub kernel_kib: u64,
+}
+
+impl Footprint {
+    pub fn of(pid: u32) -> Result<Self> {
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
+            .with_context(|| format!("reading /proc/{pid}/smaps"))?;
+        let mut kernel = 0;
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+            // A descriptor closed meanwhile has no fdinfo left: nothing to count.
+            if let Ok(info) = std::fs::read_to_string(fd?.path()) {
+                kernel += bpf_memlock(&info);
+            }
+        }
+        Ok(Self {
+            maps_mapped_kib: mapped_maps_kib(&smaps),
+            kernel_kib: kernel / 1024,
+        })
+    }
+}
+
+/// The `Rss:` of every mapping of a BPF map in `/proc/PID/smaps` text, in KiB.
+pub fn mapped_maps_kib(smaps: &str) -> u64 {
+    let mut in_map = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        // A mapping's header: `start-end perms offset dev inode [path]`.
+        if first.contains('-') && !first.ends_with(':') {
+            in_map = words.nth(4) == Some("anon_inode:bpf-map");
+        } else if in_map && first == "Rss:" {
+            kib += words
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    kib
+}
+
+/// The `memlock` bytes of a BPF map's or program's fdinfo text; 0 for any other descriptor.
+pub fn bpf_memlock(fdinfo: &str) -> u64 {
+    let bpf = fdinfo
+        .lines()
+        .any(|l| l.starts_with("map_type:") || l.starts_with("prog_type:"));
+    if !bpf {
+        return 0;
+    }
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// A free loopback port for the agent's metrics.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -368,6 +433,30 @@ pub fn percentile(xs: &[f64], p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_the_maps_mappings_and_their_kernel_memory() {
+        let smaps = "\
+55d0a0000000-55d0a1000000 r-xp 00000000 fd:01 123 /usr/bin/osprey
+Size:              16384 kB
+Rss:                9000 kB
+7f0000000000-7f0002001000 rw-s 00000000 00:0f 4321 anon_inode:bpf-map
+Size:              32772 kB
+Rss:               32772 kB
+7f1000000000-7f1000100000 rw-p 00000000 00:00 0 
+Rss:                 512 kB
+7f2000000000-7f2000001000 rw-s 00000000 00:0f 4322 anon_inode:bpf-map
+Rss:                   4 kB
+";
+        assert_eq!(mapped_maps_kib(smaps), 32776);
+        let ring = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t4321\nmap_type:\t27\n\
+                    key_size:\t0\nvalue_size:\t0\nmax_entries:\t16777216\n\
+                    map_flags:\t0x0\nmap_extra:\t0x0\nmemlock:\t16855368\n";
+        assert_eq!(bpf_memlock(ring), 16_855_368);
+        let prog = "pos:\t0\nprog_type:\t26\nprog_jited:\t1\nmemlock:\t8192\n";
+        assert_eq!(bpf_memlock(prog), 8192);
+        assert_eq!(bpf_memlock("pos:\t0\nflags:\t02\nmnt_id:\t15\n"), 0);
+    }
 
     #[test]
     fn parses_workload_lines() {

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::host::{
-    Agent, Bins, Counters, Mode, cpu_seconds, free_port, irq_work_interrupts, median,
+    Agent, Bins, Counters, Footprint, Mode, cpu_seconds, free_port, irq_work_interrupts, median,
     number_before, percentile, scrape, status_kib, workload,
 };
 use crate::proc;
@@ -151,6 +151,9 @@ pub struct Load {
     pub filtered: Option<Step>,
     pub filtered_command: String,
     pub hwm_kib: u64,
+    /// Idle: the RSS of the ring buffer's mapping, and the kernel memory of the maps and
+    /// programs.
+    pub footprint_idle: Footprint,
 }
 
 impl Load {
@@ -189,6 +192,7 @@ pub fn load(bins: &Bins) -> Result<Load> {
     std::thread::sleep(Duration::from_secs(3));
     let cpu_idle = (cpu_seconds(agent.pid)? - cpu0) / t0.elapsed().as_secs_f64();
     let rss_idle_kib = status_kib(agent.pid, "VmRSS")?;
+    let footprint_idle = Footprint::of(agent.pid)?;
 
     let mut fixed = Vec::new();
     for &rate in FIXED_RATES {
@@ -215,6 +219,7 @@ pub fn load(bins: &Bins) -> Result<Load> {
         filtered: None,
         filtered_command: String::new(),
         hwm_kib: 0,
+        footprint_idle,
     };
     if let Some(best) = load.best_zero_drop() {
         let target = (2.0 * best.generated).round() as u64;

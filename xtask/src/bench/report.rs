@@ -215,12 +215,17 @@ pub fn render(r: &Results, notes: &str) -> String {
         )
     );
     let rss = r.load.rss_idle_kib.max(r.load.rss_load_kib);
+    let f = &r.load.footprint_idle;
     let _ = writeln!(
         o,
-        "| RSS < 64 MiB, default rules | idle {}, under load {}, peak {} | {} |",
+        "| RSS < 64 MiB, default rules | idle {} ({} of it the ring buffer's pages, mapped twice; \
+         the agent's own {}), under load {}, peak {}; the maps' and programs' kernel memory {} | {} |",
         mib(r.load.rss_idle_kib),
+        mib(f.maps_mapped_kib),
+        mib(r.load.rss_idle_kib.saturating_sub(f.maps_mapped_kib)),
         mib(r.load.rss_load_kib),
         mib(r.load.hwm_kib),
+        mib(f.kernel_kib),
         verdict(rss < 64 * 1024 && r.load.hwm_kib < 64 * 1024)
     );
     let k = &r.kernel;
@@ -616,6 +621,27 @@ pub fn render(r: &Results, notes: &str) -> String {
         o,
         "| agent peak (VmHWM) over the whole load run | {} | same agent |",
         mib(l.hwm_kib)
+    );
+    let f = &l.footprint_idle;
+    let _ = writeln!(
+        o,
+        "| of the idle RSS: the mappings of BPF maps (the ring buffer's data pages, mapped twice \
+         so that a record across its end reads whole; kernel memory, charged once) | {} | \
+         `Rss` of `anon_inode:bpf-map` in `/proc/PID/smaps` |",
+        mib(f.maps_mapped_kib)
+    );
+    let _ = writeln!(
+        o,
+        "| of the idle RSS: the agent's own (its heap, stacks, binary and libraries) | {} | \
+         the two above's difference |",
+        mib(l.rss_idle_kib.saturating_sub(f.maps_mapped_kib))
+    );
+    let _ = writeln!(
+        o,
+        "| kernel memory of the agent's BPF maps and programs, idle (the ring buffer, the \
+         process and share tables, the open filter's keys...); in no RSS | {} | \
+         `memlock` of every BPF descriptor in `/proc/PID/fdinfo` |",
+        mib(f.kernel_kib)
     );
     let _ = writeln!(
         o,
