@@ -77,27 +77,37 @@ impl PathTrie {
     }
 
     pub fn matches(&self, path: &str) -> bool {
-        self.walk(path.split('/').filter(|c| !c.is_empty()))
+        self.walk(path)
     }
 
-    fn walk<'p>(&self, mut comps: impl Iterator<Item = &'p str> + Clone) -> bool {
+    /// Matches the components of `rest` from this node down. Components are cut with a byte
+    /// loop: a `split('/')` iterator, cloned at each level, cost more than the lookups.
+    fn walk(&self, rest: &str) -> bool {
         if self.terminal {
             return true;
         }
-        let Some(first) = comps.next() else {
+        let Some((first, rest)) = next_component(rest) else {
             return false;
         };
-        if self
-            .children
-            .get(first)
-            .is_some_and(|c| c.walk(comps.clone()))
-        {
+        if !self.children.is_empty() && self.children.get(first).is_some_and(|c| c.walk(rest)) {
             return true;
         }
         self.globs
             .iter()
-            .any(|(g, child)| glob_match(g, first) && child.walk(comps.clone()))
+            .any(|(g, child)| glob_match(g, first) && child.walk(rest))
     }
+}
+
+/// The first non-empty component of `path` and what follows it, or None when there is none.
+#[inline]
+fn next_component(path: &str) -> Option<(&str, &str)> {
+    let b = path.as_bytes();
+    let start = b.iter().position(|&c| c != b'/')?;
+    let end = b[start..]
+        .iter()
+        .position(|&c| c == b'/')
+        .map_or(b.len(), |n| start + n);
+    Some((&path[start..end], &path[end..]))
 }
 
 /// The texts of an `or`'s `contains` checks of one field, searched for in one pass over the

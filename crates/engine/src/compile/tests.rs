@@ -26,6 +26,11 @@ fn path_trie() {
     assert!(!t.matches("/tmp"));
     assert!(t.matches("/var/app/log/x"));
     assert!(!t.matches("/var/app/logs"));
+    // Empty components are skipped, as the kernel resolves `//` and a trailing `/`.
+    assert!(t.matches("//tmp//hello/"));
+    assert!(t.matches("tmp/hello/x"));
+    assert!(!t.matches("/tmp/"));
+    assert!(!t.matches(""));
     let mut root = PathTrie::default();
     root.insert("/");
     assert!(root.matches("/anything"));
