@@ -147,13 +147,24 @@ struct Candidate {
 #[derive(Default)]
 struct Candidates {
     list: Box<[Candidate]>,
+    /// Each candidate's matcher as the program that judges it, in the order of `list`.
+    programs: Box<[compile::Program]>,
     prefilter: compile::Prefilter,
 }
 
 impl Candidates {
+    /// From candidates whose shared checks are numbered.
     fn new(list: Box<[Candidate]>) -> Self {
         let prefilter = compile::Prefilter::new(list.iter().map(|c| &c.matcher));
-        Self { list, prefilter }
+        let programs = list
+            .iter()
+            .map(|c| compile::Program::new(&c.matcher))
+            .collect();
+        Self {
+            list,
+            programs,
+            prefilter,
+        }
     }
 }
 
@@ -394,7 +405,7 @@ impl Engine {
         let mut out = Vec::new();
         candidates.prefilter.for_each_possible(ctx, |i| {
             let cand = &candidates.list[i];
-            if !cand.matcher.eval(ctx) {
+            if !candidates.programs[i].eval(ctx) {
                 return true;
             }
             let a = &self.active[cand.active as usize];

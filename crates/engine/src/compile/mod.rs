@@ -13,6 +13,7 @@ use regex::Regex;
 mod hash;
 mod kernel_filter;
 mod prefilter;
+mod program;
 mod sets;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ pub use hash::{FastBuild, FastHash};
 pub use kernel_filter::{KernelFilter, Names, OPEN_ARGS, PathKeys, Verdict, key_name};
 pub use osprey_model::glob::glob_match;
 pub use prefilter::Prefilter;
+pub use program::Program;
 pub use sets::{PathTrie, StrSet, TextSet};
 
 use super::fields::{self, Ctx, FieldRef, FieldType, Val};
@@ -814,18 +816,26 @@ impl Node {
             Node::Or(v) => v.iter().any(|n| n.eval(ctx)),
             Node::Not(n) => !n.eval(ctx),
             Node::Const(b) => *b,
-            Node::Check(c) => match ctx.memo.get(c.memo as usize) {
-                // 0: not evaluated yet for this event, 1: false, 2: true.
-                Some(slot) => match slot.get() {
-                    0 => {
-                        let r = c.eval(ctx);
-                        slot.set(1 + u8::from(r));
-                        r
-                    }
-                    m => m == 2,
-                },
-                None => c.eval(ctx),
+            Node::Check(c) => c.eval_shared(ctx),
+        }
+    }
+}
+
+impl CheckM {
+    /// [`CheckM::eval`], through the event's result table when other rules make this check.
+    #[inline]
+    fn eval_shared(&self, ctx: &Ctx<'_>) -> bool {
+        match ctx.memo.get(self.memo as usize) {
+            // 0: not evaluated yet for this event, 1: false, 2: true.
+            Some(slot) => match slot.get() {
+                0 => {
+                    let r = self.eval(ctx);
+                    slot.set(1 + u8::from(r));
+                    r
+                }
+                m => m == 2,
             },
+            None => self.eval(ctx),
         }
     }
 }
