@@ -31,6 +31,19 @@ fn path_trie() {
     assert!(t.matches("tmp/hello/x"));
     assert!(!t.matches("/tmp/"));
     assert!(!t.matches(""));
+    // Siblings inserted out of order are found (children are searched by halves).
+    let mut t = PathTrie::default();
+    for p in ["/srv/b", "/srv/a", "/etc/x", "/srv/c/d", "/boot", "/srv/a"] {
+        t.insert(p);
+    }
+    for p in ["/srv/a", "/srv/b/1", "/srv/c/d/e", "/etc/x", "/boot/vmlinuz"] {
+        assert!(t.matches(p), "{p}");
+    }
+    for p in ["/srv/c", "/srv/aa", "/srv", "/etc/y", "/bin"] {
+        assert!(!t.matches(p), "{p}");
+    }
+    let firsts: Vec<&str> = t.first_components().expect("no glob, no root").collect();
+    assert_eq!(firsts, ["boot", "etc", "srv"]);
     let mut root = PathTrie::default();
     root.insert("/");
     assert!(root.matches("/anything"));
