@@ -36,7 +36,13 @@ fn path_trie() {
     for p in ["/srv/b", "/srv/a", "/etc/x", "/srv/c/d", "/boot", "/srv/a"] {
         t.insert(p);
     }
-    for p in ["/srv/a", "/srv/b/1", "/srv/c/d/e", "/etc/x", "/boot/vmlinuz"] {
+    for p in [
+        "/srv/a",
+        "/srv/b/1",
+        "/srv/c/d/e",
+        "/etc/x",
+        "/boot/vmlinuz",
+    ] {
         assert!(t.matches(p), "{p}");
     }
     for p in ["/srv/c", "/srv/aa", "/srv", "/etc/y", "/bin"] {
