@@ -198,7 +198,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     let cgroup_mount = start_profiles(&mut sensor, &mut pipeline, &profile_defs, &hostname)?;
     tracing::info!(kernel = sensor.kernel(), "{ready_message}");
 
-    let mut batch = Vec::with_capacity(4096);
+    let mut batch = Vec::with_capacity(crate::sensor::BATCH_MAX);
     let mut last_counters = sensor.counters();
     let mut last_table = pipeline.table_stats();
     let mut losses = Losses::default();
@@ -265,7 +265,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
                 pipeline.tick(boot_time_ns() + boot_clock_ns());
                 continue;
             }
-            r = reader.read_batch(&mut batch, 4096) => r.map_err(io("reading the ring buffer"))?,
+            r = reader.read_batch(&mut batch, crate::sensor::BATCH_MAX) => r.map_err(io("reading the ring buffer"))?,
         }
         if reload {
             reload_rules(&cfg, &mut pipeline, &mut sensor, &stream, &dns);

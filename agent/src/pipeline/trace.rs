@@ -201,7 +201,7 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
             _ = sigterm.recv() => break,
             _ = tick => {}
             _ = tokio::time::sleep(enrich.poll_in()), if enrich.is_holding() => {}
-            r = reader.read_batch(&mut batch, 4096) => r.map_err(io("reading the ring buffer"))?,
+            r = reader.read_batch(&mut batch, crate::sensor::BATCH_MAX) => r.map_err(io("reading the ring buffer"))?,
         }
         let now = std::time::Instant::now();
         for ev in batch.drain(..) {
