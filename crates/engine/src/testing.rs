@@ -196,6 +196,15 @@ pub fn path(p: &str) -> ArgValue {
     }
 }
 
+/// An open's flags: `O_WRONLY|O_CREAT|O_TRUNC` for a write, `O_RDONLY` for a read.
+pub fn open_flags(write: bool) -> ArgValue {
+    if write {
+        flags(0o1101, &["O_WRONLY", "O_CREAT", "O_TRUNC"])
+    } else {
+        flags(0, &["O_RDONLY"])
+    }
+}
+
 pub fn flags(raw: u64, names: &[&'static str]) -> ArgValue {
     ArgValue::Flags {
         raw,

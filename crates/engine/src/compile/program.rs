@@ -73,11 +73,7 @@ impl Program {
         }
     }
 
-    /// How many checks the program holds.
-    pub fn len(&self) -> usize {
-        self.steps.len()
-    }
-
+    /// Whether the program holds no check (its condition is a constant).
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }

@@ -8,7 +8,7 @@ use crate::{
     Engine, EngineOptions, RuleMatching,
     fields::EventCache,
     rules::{load_files, load_sources},
-    testing::{ROOT, arg, default_rules, flags, mix},
+    testing::{ROOT, arg, default_rules, flags, mix, open_flags},
     tests::{engine_on_scene, path_corpus, upstream_path},
 };
 use osprey_model::{
@@ -406,12 +406,13 @@ fn the_rulesets_never_lose_a_match_to_the_prefilter() {
         for p in &paths {
             for proc in [&bash, &nginx, &python] {
                 for (write, ret) in [(false, 3), (true, 3), (false, -2)] {
-                    let fl = if write {
-                        flags(0o1101, &["O_WRONLY", "O_CREAT", "O_TRUNC"])
-                    } else {
-                        flags(0, &["O_RDONLY"])
-                    };
-                    events.push(ROOT.openat(proc.clone(), vec![bash.clone()], p, fl, ret));
+                    events.push(ROOT.openat(
+                        proc.clone(),
+                        vec![bash.clone()],
+                        p,
+                        open_flags(write),
+                        ret,
+                    ));
                 }
             }
             let mut up = ROOT.openat(

@@ -8,7 +8,7 @@ use crate::{
     Engine,
     fields::{Ctx, EventCache},
     rules::{load_files, load_sources},
-    testing::{ROOT, default_rules, flags, mix},
+    testing::{ROOT, default_rules, mix, open_flags},
     tests::{engine_on_scene, path_corpus, upstream_path},
 };
 use osprey_model::event::Enriched;
@@ -49,12 +49,7 @@ fn events() -> Vec<Enriched> {
         for comm in ["cat", "nginx", "python3"] {
             let p = ROOT.process(20, 10, comm, &format!("/usr/bin/{comm}"), &[comm]);
             for (write, ret) in [(false, 3), (true, 3), (false, -2)] {
-                let fl = if write {
-                    flags(0o1101, &["O_WRONLY", "O_CREAT", "O_TRUNC"])
-                } else {
-                    flags(0, &["O_RDONLY"])
-                };
-                out.push(ROOT.openat(p.clone(), vec![bash.clone()], path, fl, ret));
+                out.push(ROOT.openat(p.clone(), vec![bash.clone()], path, open_flags(write), ret));
             }
         }
     }
@@ -134,12 +129,13 @@ fn the_rulesets_judge_as_their_trees() {
         for p in path_corpus(std::slice::from_ref(&source)) {
             for proc in [&bash, &nginx] {
                 for (write, ret) in [(false, 3), (true, 3)] {
-                    let fl = if write {
-                        flags(0o1101, &["O_WRONLY", "O_CREAT", "O_TRUNC"])
-                    } else {
-                        flags(0, &["O_RDONLY"])
-                    };
-                    events.push(ROOT.openat(proc.clone(), vec![bash.clone()], &p, fl, ret));
+                    events.push(ROOT.openat(
+                        proc.clone(),
+                        vec![bash.clone()],
+                        &p,
+                        open_flags(write),
+                        ret,
+                    ));
                 }
             }
         }
