@@ -6,11 +6,13 @@
 //! From each condition it derives a *necessary* condition: for some fields, a set of keys one
 //! of which the field's value must have. A key is a [`Part`] of the text read as a path: its
 //! first component (`etc` of `/etc/pam.d/sshd`, the whole text when it has no `/`), its
-//! directory's own name (`pam.d`) or its last component (`sshd`). `=` and `in` give the last
+//! directory's own name (`pam.d`), its last component (`sshd`), or its leading components
+//! (`etc/pam.d`), which a walk down a tree of such prefixes matches. `=` and `in` give the last
 //! component when a literal has a `/` (`shadow` of `/etc/shadow`, narrower than `etc`), else
 //! the whole text; `startswith`, `pmatch` and `glob` with a literal first component give the
-//! first; `endswith` a literal with a `/` (`/.ssh`) and `glob` with a literal file name give
-//! the last. A check on `fd.filename` constrains the last component of `fd.name`, one on
+//! literal's whole leading components (`pmatch (/etc/cron.d)` keys on `etc/cron.d`, so that an
+//! open of `/etc/hosts` is not judged by the cron rules); `endswith` a literal with a `/`
+//! (`/.ssh`) and `glob` with a literal file name give the last. A check on `fd.filename` constrains the last component of `fd.name`, one on
 //! `fd.directory` its directory's name or first component, so that an `or` across the three
 //! (Falco's `sensitive_files`) is one constraint. Whatever the derivation cannot bound
 //! (negations, transformers, `contains`, `endswith` a text without a `/`, an `or` whose
@@ -21,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use osprey_model::process::base;
 
-use super::{FastBuild, Lhs, Node, StrOp, Test};
+use super::{FastBuild, Lhs, Node, StrOp, Test, sets::next_component};
 use crate::fields::{Ctx, FieldRef, directory};
 
 /// Most fields one event type indexes: each may cost an extraction and a probe per part
@@ -38,16 +40,22 @@ enum Part {
     Dir,
     /// The last component, what `fd.filename` gives: "" after a trailing `/`.
     Last,
+    /// Two or more leading components, joined by one `/` (`var/lib/sss`): the text has them
+    /// when its own components, empty ones skipped as `pmatch` skips them, begin with them.
+    /// Matched by a walk of the text down a tree of the keys ([`PrefixNode`]), not a hash.
+    Prefix,
 }
 
 impl Part {
-    /// This part of `text`.
+    /// This part of `text`; for `Prefix`, the whole text, whose components a prefix key is
+    /// matched against.
     #[inline]
     fn of(self, text: &str) -> &str {
         match self {
             Part::First => key(text),
             Part::Dir => base(directory(text)),
             Part::Last => base(text),
+            Part::Prefix => text,
         }
     }
 
@@ -56,6 +64,7 @@ impl Part {
     fn breadth(self) -> usize {
         match self {
             Part::First => 1000,
+            Part::Prefix => 100,
             Part::Dir => 30,
             Part::Last => 1,
         }
@@ -77,6 +86,19 @@ fn key(text: &str) -> &str {
 pub(super) fn prefix_key(prefix: &str) -> Option<&str> {
     let rest = prefix.trim_start_matches('/');
     rest.find('/').map(|i| &rest[..i])
+}
+
+/// The key every text starting with `prefix` has: the components the prefix holds whole
+/// (each followed by a `/`), the first alone as [`Part::First`], two or more as
+/// [`Part::Prefix`]. None when it holds none.
+fn leading(prefix: &str) -> Option<(Part, Box<str>)> {
+    let whole = &prefix[..prefix.rfind('/')?];
+    let components: Vec<&str> = whole.split('/').filter(|c| !c.is_empty()).collect();
+    match components[..] {
+        [] => None,
+        [first] => Some((Part::First, first.into())),
+        _ => Some((Part::Prefix, components.join("/").into())),
+    }
 }
 
 /// The last component of every text ending with `suffix`, if the suffix holds all of it.
@@ -117,7 +139,8 @@ fn exact(texts: &[&str]) -> Keys {
 }
 
 /// Both sets of keys are necessary: their common keys when they are of one part, else the
-/// narrower set.
+/// narrower set. Prefix keys are not intersected: `etc` and `etc/cron.d` have no key in
+/// common, yet `/etc/cron.d/x` has both.
 fn both(a: Keys, b: Keys) -> Keys {
     let part = |k: &Keys| {
         let first = k.first()?.0;
@@ -125,7 +148,7 @@ fn both(a: Keys, b: Keys) -> Keys {
     };
     let breadth = |k: &Keys| k.iter().map(|(p, _)| p.breadth()).sum::<usize>();
     match (part(&a), part(&b)) {
-        (Some(x), Some(y)) if x == y => a.intersection(&b).cloned().collect(),
+        (Some(x), Some(y)) if x == y && x != Part::Prefix => a.intersection(&b).cloned().collect(),
         _ if breadth(&b) < breadth(&a) => b,
         _ => a,
     }
@@ -172,15 +195,19 @@ impl Test {
         match self {
             Test::Str(StrOp::Eq, s) => Some(exact(&[s])),
             Test::StrIn(set) => Some(exact(&set.iter().collect::<Vec<_>>())),
-            Test::Str(StrOp::StartsWith, p) => one(Part::First, prefix_key(p)?),
+            Test::Str(StrOp::StartsWith, p) => Some(Keys::from([leading(p)?])),
             Test::Str(StrOp::EndsWith, s) => one(Part::Last, suffix_key(s)?),
             Test::Glob(p) => match glob_name(p) {
                 Some(name) => one(Part::Last, name),
-                None => one(Part::First, prefix_key(glob_literal(p))?),
+                None => Some(Keys::from([leading(glob_literal(p))?])),
             },
             Test::PMatch(trie) => Some(
-                trie.first_components()?
-                    .map(|k| (Part::First, k.into()))
+                trie.prefixes()?
+                    .into_iter()
+                    .map(|k| match k.contains('/') {
+                        true => (Part::Prefix, k.into()),
+                        false => (Part::First, k.into()),
+                    })
                     .collect(),
             ),
             Test::Bool(b, false) => one(Part::First, if *b { "true" } else { "false" }),
@@ -242,6 +269,8 @@ fn name_part(field: &str, part: Part, k: &str) -> Option<Part> {
         // A file name has no `/`: it is its own first and last component.
         ("fd.filename", Part::First | Part::Last) => Some(Part::Last),
         ("fd.directory", Part::Last) => Some(Part::Dir),
+        // The directory is the name up to its last `/`, and a prefix key has two components.
+        ("fd.directory", Part::Prefix) => Some(Part::Prefix),
         // Except for the directories `/` (key "") and `.` (of a name without `/`).
         ("fd.directory", Part::First) if !k.is_empty() && k != "." => Some(Part::First),
         _ => None,
@@ -254,8 +283,52 @@ struct FieldIndex {
     field: FieldRef,
     /// The candidates the field does not constrain, one bit each.
     free: Box<[u64]>,
-    /// For each part some candidate has keys of, the candidates by key.
+    /// For each part some candidate has keys of, the candidates by key; prefix keys apart.
     parts: Box<[(Part, ByKey)]>,
+    /// The prefix keys, when some candidate has them.
+    prefixes: Option<PrefixNode>,
+}
+
+/// A tree of prefix keys by component: a node a key ends at holds the candidates a value with
+/// that prefix leaves possible (the free ones too). Children in name order, searched by halves.
+#[derive(Debug, Default)]
+struct PrefixNode {
+    candidates: Option<Box<[u64]>>,
+    children: Vec<(Box<str>, PrefixNode)>,
+}
+
+impl PrefixNode {
+    fn insert(&mut self, key: &str, candidates: Box<[u64]>) {
+        let mut node = self;
+        for c in key.split('/') {
+            let i = match node.children.binary_search_by(|(k, _)| (**k).cmp(c)) {
+                Ok(i) => i,
+                Err(i) => {
+                    node.children.insert(i, (c.into(), PrefixNode::default()));
+                    i
+                }
+            };
+            node = &mut node.children[i].1;
+        }
+        node.candidates = Some(candidates);
+    }
+
+    /// Word `w` of the candidates the prefixes of `text` leave: those of every key it walks
+    /// through, and the free ones.
+    #[inline]
+    fn possible(&self, text: &str, w: usize, free: &[u64]) -> u64 {
+        let (mut any, mut node, mut rest) = (free[w], self, text);
+        while let Some((c, after)) = next_component(rest)
+            && let Ok(i) = node.children.binary_search_by(|(k, _)| (**k).cmp(c))
+        {
+            node = &node.children[i].1;
+            if let Some(m) = &node.candidates {
+                any |= m[w];
+            }
+            rest = after;
+        }
+        any
+    }
 }
 
 /// A key → the candidates a value with that key leaves possible (the free ones too).
@@ -301,16 +374,24 @@ impl Prefilter {
                         None => free[i / 64] |= 1 << (i % 64),
                     }
                 }
+                let mask = |cands: &[usize]| {
+                    let mut mask = free.clone();
+                    cands.iter().for_each(|i| mask[i / 64] |= 1 << (i % 64));
+                    mask.into_boxed_slice()
+                };
+                let prefixes = keyed.remove(&Part::Prefix).map(|by_key| {
+                    let mut tree = PrefixNode::default();
+                    by_key
+                        .into_iter()
+                        .for_each(|(k, cands)| tree.insert(k, mask(&cands)));
+                    tree
+                });
                 let mut parts: Vec<_> = keyed
                     .into_iter()
                     .map(|(part, by_key)| {
                         let by_key = by_key
                             .into_iter()
-                            .map(|(k, cands)| {
-                                let mut mask = free.clone();
-                                cands.iter().for_each(|i| mask[i / 64] |= 1 << (i % 64));
-                                (k.into(), mask.into_boxed_slice())
-                            })
+                            .map(|(k, cands)| (k.into(), mask(&cands)))
                             .collect();
                         (part, by_key)
                     })
@@ -320,6 +401,7 @@ impl Prefilter {
                     field,
                     free: free.into_boxed_slice(),
                     parts: parts.into_boxed_slice(),
+                    prefixes,
                 }
             })
             .collect();
@@ -367,9 +449,13 @@ impl FieldIndex {
             return self.free[w];
         };
         let text = v.text();
-        self.parts.iter().fold(0, |any, (part, by_key)| {
+        let any = self.parts.iter().fold(0, |any, (part, by_key)| {
             any | by_key.get(part.of(&text)).unwrap_or(&self.free)[w]
-        })
+        });
+        match &self.prefixes {
+            Some(tree) => any | tree.possible(&text, w, &self.free),
+            None => any,
+        }
     }
 }
 

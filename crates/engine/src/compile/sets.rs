@@ -88,6 +88,37 @@ impl PathTrie {
         (!self.terminal && self.globs.is_empty()).then(|| self.children.iter().map(|(k, _)| &**k))
     }
 
+    /// The literal paths every match passes through, deepest first met: each entry's
+    /// components down to its end or to its first glob (`/var/lib/kubelet/pods/*/volumes` gives
+    /// `var/lib/kubelet/pods`), joined by `/`. None when any path can match (a `/` entry, or a
+    /// glob as the first component) or the entries are too many to be worth keys.
+    pub fn prefixes(&self) -> Option<Vec<String>> {
+        /// More keys than this cost more to index than the prefix saves.
+        const MAX: usize = 256;
+        fn collect(node: &PathTrie, path: &mut String, out: &mut Vec<String>) -> Option<()> {
+            if node.terminal || !node.globs.is_empty() {
+                (out.len() < MAX).then(|| out.push(path.clone()))
+            } else {
+                for (name, child) in &node.children {
+                    let len = path.len();
+                    if len > 0 {
+                        path.push('/');
+                    }
+                    path.push_str(name);
+                    collect(child, path, out)?;
+                    path.truncate(len);
+                }
+                Some(())
+            }
+        }
+        if self.terminal || !self.globs.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        collect(self, &mut String::new(), &mut out)?;
+        Some(out)
+    }
+
     pub fn matches(&self, path: &str) -> bool {
         self.walk(path)
     }
@@ -114,7 +145,7 @@ impl PathTrie {
 
 /// The first non-empty component of `path` and what follows it, or None when there is none.
 #[inline]
-fn next_component(path: &str) -> Option<(&str, &str)> {
+pub(super) fn next_component(path: &str) -> Option<(&str, &str)> {
     let b = path.as_bytes();
     let start = b.iter().position(|&c| c != b'/')?;
     let end = b[start..]

@@ -50,9 +50,30 @@ fn path_trie() {
     }
     let firsts: Vec<&str> = t.first_components().expect("no glob, no root").collect();
     assert_eq!(firsts, ["boot", "etc", "srv"]);
+    // What every match passes through: each entry, or its part before a glob; an entry
+    // below another is covered by it.
+    let mut t = PathTrie::default();
+    for p in [
+        "/srv/b",
+        "//srv//a/",
+        "/srv/a/deeper",
+        "/k/pods/*/vol",
+        "/k/pods/x",
+        "/etc",
+    ] {
+        t.insert(p);
+    }
+    assert_eq!(
+        t.prefixes().expect("no glob first, no root"),
+        ["etc", "k/pods", "srv/a", "srv/b"]
+    );
     let mut root = PathTrie::default();
     root.insert("/");
     assert!(root.matches("/anything"));
+    assert_eq!(root.prefixes(), None);
+    let mut glob = PathTrie::default();
+    glob.insert("/*/shadow");
+    assert_eq!(glob.prefixes(), None);
 }
 
 #[test]

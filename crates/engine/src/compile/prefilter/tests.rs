@@ -31,6 +31,18 @@ const CONDITIONS: &[&str] = &[
     "fd.name startswith oneof (/var/, /etc/)",
     "fd.name startswith anyof (/var, /etc/)",
     "fd.name pmatch (/var/lib/kubelet, /etc)",
+    "fd.name pmatch (/var/lib/kubelet/pki, /etc/cron.d, /etc/sudoers.d/x)",
+    "fd.name pmatch (/etc) and fd.name pmatch (/etc/cron.d)",
+    "fd.name pmatch (/etc/cron.d) and fd.name startswith /etc/",
+    "fd.name pmatch (/etc/cron.d) and fd.name startswith /etc/cron.d/y/",
+    "fd.name pmatch (/var/lib/kubelet/*/pki)",
+    "fd.name startswith /etc/cron.d/",
+    "fd.name startswith /var//lib/",
+    "fd.name startswith /etc/cron.d",
+    "fd.name glob '/etc/cron.d/*'",
+    "fd.name pmatch (/etc/cron.d) or fd.name = /dev/null",
+    "fd.directory pmatch (/etc/cron.d)",
+    "fd.directory startswith /etc/cron.d/",
     "fd.name pmatch (/)",
     "fd.name pmatch (/*/shadow)",
     "fd.name glob '/proc/[0-9]*/mem'",
@@ -196,6 +208,16 @@ fn events() -> Vec<Enriched> {
         "/etc/x/y/shadow",
         "/d/x",
         "/e.d/x",
+        "/etc/cron.d",
+        "/etc/cron.d/x",
+        "/etc//cron.d//x",
+        "etc/cron.d/x",
+        "/etc/cron.daily/x",
+        "/etc/cron.d/y/z",
+        "/var/lib/kubelet/a/pki/k",
+        "/var//lib/x",
+        "/var/lib/x",
+        "/etc/sudoers.d/x/y",
     ];
     let mut out = Vec::new();
     for p in paths {
@@ -298,6 +320,58 @@ fn an_ordinary_open_skips_the_rules_about_other_files() {
     assert!(matching.iter().all(|i| possible.contains(i)));
 }
 
+/// `pmatch`, `startswith` and `glob` literals of two or more components key on all of them, so
+/// that the cron rules are not judged on every open below /etc; and never on what a path walk
+/// would skip (`//`).
+#[test]
+fn prefixes_key_on_all_their_components() {
+    let e = engine();
+    let leaves = |path: &str| {
+        let (possible, _) = possible_and_matching(&e, &open("nginx", path, true, 3));
+        let c = |c: &str| CONDITIONS.iter().position(|x| *x == c).unwrap();
+        move |cond: &str| possible.contains(&c(cond))
+    };
+    let hosts = leaves("/etc/hosts");
+    for c in [
+        "fd.name pmatch (/var/lib/kubelet/pki, /etc/cron.d, /etc/sudoers.d/x)",
+        "fd.name pmatch (/etc) and fd.name pmatch (/etc/cron.d)",
+        "fd.name pmatch (/etc/cron.d) and fd.name startswith /etc/",
+        "fd.name startswith /etc/cron.d/",
+        "fd.name glob '/etc/cron.d/*'",
+        "fd.directory pmatch (/etc/cron.d)",
+        "fd.directory startswith /etc/cron.d/",
+    ] {
+        assert!(!hosts(c), "/etc/hosts leaves {c}");
+    }
+    for c in [
+        "fd.name pmatch (/var/lib/kubelet, /etc)",
+        "fd.name startswith /etc/",
+        // Not a whole component: /etc/cron.daily starts with it.
+        "fd.name startswith /etc/cron.d",
+    ] {
+        assert!(hosts(c), "/etc/hosts skips {c}");
+    }
+    for path in ["/etc/cron.d/x", "/etc//cron.d//x", "/etc/cron.d"] {
+        let cron = leaves(path);
+        assert!(cron(
+            "fd.name pmatch (/var/lib/kubelet/pki, /etc/cron.d, /etc/sudoers.d/x)"
+        ));
+        assert!(cron(
+            "fd.name pmatch (/etc) and fd.name pmatch (/etc/cron.d)"
+        ));
+    }
+    let daily = leaves("/etc/cron.daily/x");
+    assert!(!daily(
+        "fd.name pmatch (/etc/cron.d) or fd.name = /dev/null"
+    ));
+    assert!(daily("fd.name startswith /etc/cron.d"));
+    let kubelet = leaves("/var/lib/kubelet/a/pki/k");
+    assert!(kubelet("fd.name pmatch (/var/lib/kubelet/*/pki)"));
+    assert!(!leaves("/var/lib/kubelet2/a/pki")(
+        "fd.name pmatch (/var/lib/kubelet/*/pki)"
+    ));
+}
+
 #[test]
 fn a_field_of_one_rule_is_probed_too() {
     let res = load_sources(&[(
@@ -338,6 +412,25 @@ fn keys_are_parts_of_paths() {
     assert_eq!(prefix_key("/etc/"), Some("etc"));
     assert_eq!(prefix_key("/etc"), None, "/etcetera starts with /etc too");
     assert_eq!(prefix_key("/"), None);
+    for (prefix, want) in [
+        ("/etc/", Some((Part::First, "etc"))),
+        ("/etc/cron", Some((Part::First, "etc"))),
+        ("/etc", None),
+        ("/", None),
+        ("etc/", Some((Part::First, "etc"))),
+        ("/etc/cron.d/", Some((Part::Prefix, "etc/cron.d"))),
+        ("//var//lib//x", Some((Part::Prefix, "var/lib"))),
+        (
+            "/var/lib/kubelet/pods/",
+            Some((Part::Prefix, "var/lib/kubelet/pods")),
+        ),
+    ] {
+        assert_eq!(
+            leading(prefix),
+            want.map(|(p, k)| (p, k.into())),
+            "{prefix:?}"
+        );
+    }
     assert_eq!(glob_literal("/proc/[0-9]*/mem"), "/proc/");
     assert_eq!(glob_literal("\\/etc/*"), "");
     assert_eq!(glob_name("/proc/[0-9]*/mem"), Some("mem"));
