@@ -46,6 +46,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    proc::stop_descendants_on_signal();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

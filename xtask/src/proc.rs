@@ -3,6 +3,7 @@
 use std::{
     collections::HashMap,
     process::{Command, Output},
+    sync::atomic::{AtomicI32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -63,6 +64,62 @@ pub fn run_within(cmd: &mut Command, what: &str, limit: Duration) -> Result<()> 
     Ok(())
 }
 
+/// The signal that asked xtask to stop; 0 until one did.
+static STOP: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop(sig: libc::c_int) {
+    STOP.store(sig, Ordering::Relaxed);
+}
+
+/// From now on SIGINT, SIGTERM or SIGHUP stop what xtask started before xtask exits. Killed
+/// alone (a CI timeout, `kill PID`), xtask used to leave its children running: `cargo bench`
+/// went on timing, and an agent the benchmark or a test had started stayed loaded, its
+/// programs on every syscall of the node, in every later measurement. The handler only notes
+/// the signal (exec resets it, so children keep the default actions); a thread sends the
+/// descendants SIGTERM, then SIGKILL to what is left after [`STOP_GRACE`], and exits with
+/// 128 + the signal.
+pub fn stop_descendants_on_signal() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_stop as *const () as libc::sighandler_t) };
+    }
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let sig = STOP.load(Ordering::Relaxed);
+            if sig != 0 {
+                step(format!(
+                    "signal {sig}: stopping the processes xtask started, then exiting"
+                ));
+                stop_tree(std::process::id(), STOP_GRACE);
+                std::process::exit(128 + sig);
+            }
+        }
+    });
+}
+
+/// How long the processes below a stopped xtask have to exit after SIGTERM (an agent detaches
+/// its programs and flushes its sinks) before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Sends SIGTERM to every live process below `root`, waits up to `grace` for them to exit, then
+/// sends SIGKILL to those left (and any they started meanwhile).
+fn stop_tree(root: u32, grace: Duration) {
+    let signal = |pids: &[u32], sig| {
+        for &p in pids {
+            // SAFETY: kill(2) with a pid read from /proc; a pid reused meanwhile is the risk
+            // every `kill` takes, within the 100 ms of one look.
+            unsafe { libc::kill(p as libc::pid_t, sig) };
+        }
+    };
+    signal(&descendants(root), libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !descendants(root).is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&descendants(root), libc::SIGKILL);
+}
+
 /// `ps` as a forest with each process's wait channel, then the kernel stack of every process
 /// that is stopped, traced or in uninterruptible sleep.
 fn report_processes() {
@@ -83,7 +140,8 @@ fn report_processes() {
     }
 }
 
-/// Every live process below `pid`, from /proc's parent links.
+/// Every live process below `pid`, from /proc's parent links; zombies (exited, not yet reaped)
+/// are not live.
 fn descendants(pid: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -98,11 +156,15 @@ fn descendants(pid: u32) -> Vec<u32> {
             continue;
         };
         // The fields after the command name (which may hold spaces): state, then the parent.
-        let parent = stat
+        let mut fields = stat
             .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|pp| pp.parse::<u32>().ok());
-        if let Some(parent) = parent {
+            .map(|(_, rest)| rest.split_whitespace())
+            .into_iter()
+            .flatten();
+        let (state, parent) = (fields.next(), fields.next());
+        if let Some(parent) = parent.and_then(|pp| pp.parse::<u32>().ok())
+            && state != Some("Z")
+        {
             children.entry(parent).or_default().push(p);
         }
     }
@@ -162,6 +224,52 @@ mod tests {
         let sleeper = std::fs::read_to_string(&marker).unwrap();
         let _ = std::fs::remove_file(&marker);
         // Killed and reaped by its new parent, or a zombie at most: not sleeping.
+        let state =
+            std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
+        assert!(
+            !state.contains(") S "),
+            "the background sleep lives on: {state}"
+        );
+    }
+
+    /// What a stopped xtask does to the processes below it: a background sleep goes at
+    /// SIGTERM; a shell that ignores SIGTERM, and its sleep (which inherits that), at SIGKILL
+    /// after the grace.
+    #[test]
+    fn stopping_a_tree_terminates_then_kills() {
+        let marker = std::env::temp_dir().join(format!("xtask-stop-{}", std::process::id()));
+        let script = "sh -c 'trap \"\" TERM; sleep 300' & sleep 300 & echo $! > \"$0\"; wait";
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .arg(&marker)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let ready = || {
+            descendants(child.id()).len() == 3
+                && std::fs::read_to_string(&marker).is_ok_and(|s| s.ends_with('\n'))
+        };
+        while !ready() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sleeper = std::fs::read_to_string(&marker).unwrap();
+        let _ = std::fs::remove_file(&marker);
+        assert_eq!(
+            descendants(child.id()).len(),
+            3,
+            "two shells' sleeps and a shell"
+        );
+        let started = Instant::now();
+        stop_tree(child.id(), Duration::from_millis(500));
+        let left = descendants(child.id());
+        // The root is the caller's to stop (xtask exits; here, the test kills it).
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(left.is_empty(), "left: {left:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "what ignores SIGTERM had its grace"
+        );
         let state =
             std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
         assert!(
