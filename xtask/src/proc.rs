@@ -45,10 +45,7 @@ pub fn run_within(cmd: &mut Command, what: &str, limit: Duration) -> Result<()> 
             report_processes();
             let mut doomed = descendants(child.id());
             doomed.push(child.id());
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .args(doomed.iter().map(u32::to_string))
-                .status();
+            signal(&doomed, libc::SIGKILL);
             let _ = child.wait();
             bail!(
                 "{what} did not finish within {} minutes: `{}`",
@@ -105,19 +102,21 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Sends SIGTERM to every live process below `root`, waits up to `grace` for them to exit, then
 /// sends SIGKILL to those left (and any they started meanwhile).
 fn stop_tree(root: u32, grace: Duration) {
-    let signal = |pids: &[u32], sig| {
-        for &p in pids {
-            // SAFETY: kill(2) with a pid read from /proc; a pid reused meanwhile is the risk
-            // every `kill` takes, within the 100 ms of one look.
-            unsafe { libc::kill(p as libc::pid_t, sig) };
-        }
-    };
     signal(&descendants(root), libc::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && !descendants(root).is_empty() {
         std::thread::sleep(Duration::from_millis(100));
     }
     signal(&descendants(root), libc::SIGKILL);
+}
+
+/// Sends `sig` to each of `pids`.
+fn signal(pids: &[u32], sig: libc::c_int) {
+    for &p in pids {
+        // SAFETY: kill(2) with a pid just read from /proc; a pid reused meanwhile is the risk
+        // every `kill` takes.
+        unsafe { libc::kill(p as libc::pid_t, sig) };
+    }
 }
 
 /// `ps` as a forest with each process's wait channel, then the kernel stack of every process

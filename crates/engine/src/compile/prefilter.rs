@@ -12,9 +12,10 @@
 //! the whole text; `startswith`, `pmatch` and `glob` with a literal first component give the
 //! literal's whole leading components (`pmatch (/etc/cron.d)` keys on `etc/cron.d`, so that an
 //! open of `/etc/hosts` is not judged by the cron rules); `endswith` a literal with a `/`
-//! (`/.ssh`) and `glob` with a literal file name give the last. A check on `fd.filename` constrains the last component of `fd.name`, one on
-//! `fd.directory` its directory's name or first component, so that an `or` across the three
-//! (Falco's `sensitive_files`) is one constraint. Whatever the derivation cannot bound
+//! (`/.ssh`) and `glob` with a literal file name give the last. A check on `fd.filename`
+//! constrains the last component of `fd.name`, one on `fd.directory` its directory's name or
+//! first component, so that an `or` across the three (Falco's `sensitive_files`) is one
+//! constraint. Whatever the derivation cannot bound
 //! (negations, transformers, `contains`, `endswith` a text without a `/`, an `or` whose
 //! branches test other fields) constrains nothing, so a candidate is only ever skipped when
 //! its condition is false: the prefilter changes how much is evaluated, never what matches.

@@ -88,7 +88,7 @@ impl PathTrie {
         (!self.terminal && self.globs.is_empty()).then(|| self.children.iter().map(|(k, _)| &**k))
     }
 
-    /// The literal paths every match passes through, deepest first met: each entry's
+    /// The literal paths one of which every match starts with: each entry's
     /// components down to its end or to its first glob (`/var/lib/kubelet/pods/*/volumes` gives
     /// `var/lib/kubelet/pods`), joined by `/`. None when any path can match (a `/` entry, or a
     /// glob as the first component) or the entries are too many to be worth keys.
