@@ -1429,14 +1429,20 @@ const TIMER_SLACK: std::time::Duration = std::time::Duration::from_micros(250);
 /// `STEADY_LOOKS` empty looks after: as seldom as the kernel programs still count as looking
 /// soon (`agent_common::LOOKS_SOON_NS`, two milliseconds, less the slack: they never wake a
 /// reader that looks within it; `wakeup_flags` in agent-ebpf/src/output.rs). Then it backs
-/// off to every 8 ms, and a lone event after a quiet spell wakes it. A wake-up is a
+/// off, doubling, to `POLL_MAX`, and a lone event after a quiet spell wakes it. A wake-up is a
 /// self-interrupt inside the traced task's syscall; a look costs the reader alone, about
 /// 40 µs of its CPU on a virtual machine (a timer, a sleep and a wake-up), so that a trickle of
 /// events kept the reader at about a thousand looks a second when it looked every
 /// millisecond: 1.75 ms is 43% fewer (docs/benchmarks.md).
 const POLL_MIN: std::time::Duration =
     std::time::Duration::from_nanos(agent_common::LOOKS_SOON_NS - TIMER_SLACK.as_nanos() as u64);
-const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(8);
+/// The longest the reader sleeps. On a quiet node a record wakes it, so looks this far apart
+/// cost nothing in latency but for one case: a record whose program read `READER` while the
+/// reader was still awake, and wrote it after the reader's last look before sleeping (a
+/// window of a few hundred nanoseconds, narrowed by that last look, `read_batch`). This
+/// bounds how late such a record is read. At 8 ms, the looks of an idle agent were about 125
+/// a second, 1.2-1.4% of a core on this VM, taken from whatever the node was running.
+const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 /// Empty looks every `POLL_MIN` before the reader backs off: a flow with gaps shorter than
 /// this (a build's processes starting one after another) is read without wake-ups.
 const STEADY_LOOKS: u32 = 8;
@@ -1483,9 +1489,18 @@ impl EventReader {
                 self.empty = 0;
                 return Ok(());
             }
-            let now = crate::process::boot_clock_ns();
             if let Some(n) = &self.next_look {
+                let now = crate::process::boot_clock_ns();
                 n.set(now + (self.poll + TIMER_SLACK).as_nanos() as u64);
+                // The store before the ring's positions are read (x86 may let a load pass an
+                // earlier store).
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                // A record written since the look above by a program that still saw the reader
+                // awake raised no wake-up: look once more now that the programs see it asleep.
+                if self.drain(out, max) > 0 {
+                    self.awake();
+                    return Ok(());
+                }
             }
             tokio::select! {
                 r = self.ring.readable_mut() => r?.clear_ready(),
@@ -1501,6 +1516,16 @@ impl EventReader {
                 n.set(crate::process::boot_clock_ns());
             }
         }
+    }
+
+    /// Records came in a look made after the reader said it would sleep: it says it is awake
+    /// again, and polls as while events flow.
+    fn awake(&mut self) {
+        if let Some(n) = &self.next_look {
+            n.set(crate::process::boot_clock_ns());
+        }
+        self.poll = POLL_MIN;
+        self.empty = 0;
     }
 
     fn drain(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
@@ -1532,12 +1557,14 @@ mod tests {
     fn the_reader_polls_steadily_then_backs_off() {
         let mut poll = POLL_MIN;
         let mut looks = vec![];
-        for empty in 1..=STEADY_LOOKS + 4 {
+        for empty in 1..=STEADY_LOOKS + 8 {
             poll = backed_off(poll, empty);
             looks.push(poll.as_micros());
         }
         let mut want = vec![1750; STEADY_LOOKS as usize - 1];
-        want.extend([3500, 7000, 8000, 8000, 8000]);
+        want.extend([
+            3500, 7000, 14000, 28000, 56000, 100_000, 100_000, 100_000, 100_000,
+        ]);
         assert_eq!(looks, want);
     }
 

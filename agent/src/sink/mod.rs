@@ -111,9 +111,6 @@ pub struct SinkHandle<T = Alert> {
 /// retries must not hold up a shutdown (the kubelet's grace period is 30 s).
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a worker waits for more items before it flushes what it wrote.
-const IDLE_FLUSH: Duration = Duration::from_millis(200);
-
 impl<T: Send + Sync + 'static> SinkHandle<T> {
     /// Starts `sink` on its own thread behind a queue of `capacity` items.
     pub fn spawn<S: Sink<T>>(
@@ -130,19 +127,11 @@ impl<T: Send + Sync + 'static> SinkHandle<T> {
             .name(format!("sink-{name}"))
             .spawn(move || {
                 let mut closed = false;
-                let mut unflushed = false;
                 loop {
-                    let item = match rx.recv_timeout(IDLE_FLUSH) {
-                        Ok(item) => item,
-                        Err(RecvTimeoutError::Timeout) => {
-                            if unflushed && !closed {
-                                report(name, &counter, sink.flush(), &mut closed);
-                            }
-                            unflushed = false;
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    };
+                    // Blocks until an item comes: what was written is flushed below as soon as
+                    // the queue is empty, so an idle sink has nothing to wake for.
+                    let Ok(item) = rx.recv() else { break };
+                    let mut wrote = false;
                     for item in std::iter::once(item).chain(rx.try_iter()) {
                         if closed {
                             counter.add(1);
@@ -152,12 +141,11 @@ impl<T: Send + Sync + 'static> SinkHandle<T> {
                             counter.add(1);
                             report(name, &counter, Err(e), &mut closed);
                         }
-                        unflushed = true;
+                        wrote = true;
                     }
                     // The queue is empty: what was written goes out now.
-                    if unflushed && !closed {
+                    if wrote && !closed {
                         report(name, &counter, sink.flush(), &mut closed);
-                        unflushed = false;
                     }
                 }
                 if !closed {
