@@ -14,7 +14,12 @@
 //! over this is its design (identity, arguments, the path walk, the filter, fairness); what
 //! this costs is the host's (its helper calls, clock and string copy).
 //!
-//! `sudo target/release/examples/empty_hook [capture]` (Ctrl-C to detach)
+//! `empty_hook per-syscall` attaches the empty program to `syscalls:sys_exit_openat` alone:
+//! every syscall still takes the tracepoint's slow path, but only an `openat` runs a program,
+//! so the difference to the first mode is what the dispatch of a program costs a syscall no
+//! rule wants (docs/benchmarks.md).
+//!
+//! `sudo target/release/examples/empty_hook [capture|per-syscall]` (Ctrl-C to detach)
 
 use std::{
     ffi::CStr,
@@ -103,8 +108,10 @@ fn main() {
     let result = match std::env::args().nth(1).as_deref() {
         None => empty(),
         Some("capture") => capture(),
+        Some("per-syscall") => per_syscall(),
         Some(other) => Err(format!(
-            "unknown mode `{other}`: none (the empty program) or `capture` (the capture floor)"
+            "unknown mode `{other}`: none (the empty program), `capture` (the capture floor) \
+             or `per-syscall` (the empty program on openat's own tracepoint)"
         )),
     };
     match result {
@@ -126,6 +133,63 @@ fn empty() -> Result<(), String> {
     attach(prog, Some(c"sys_exit"))?;
     // The bench waits for this line, as it waits for the agent's.
     eprintln!("empty program attached to raw_syscalls:sys_exit; tracing; Ctrl-C to stop");
+    Ok(())
+}
+
+/// The empty program on `syscalls:sys_exit_openat` alone (a perf tracepoint program): other
+/// syscalls take the tracepoint's slow path but run no program, the kernel's per-syscall
+/// bitmap turning them away first.
+fn per_syscall() -> Result<(), String> {
+    const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+    const PERF_TYPE_TRACEPOINT: u32 = 2;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+    const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+    const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+    const EVENT_ID: &str = "/sys/kernel/tracing/events/syscalls/sys_exit_openat/id";
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let prog = load(ProgLoad {
+        prog_type: BPF_PROG_TYPE_TRACEPOINT,
+        ..program(&insns, b"empty_openat")
+    })?;
+    let id: u64 = std::fs::read_to_string(EVENT_ID)
+        .map_err(|e| format!("{EVENT_ID}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{EVENT_ID}: {e}"))?;
+    // struct perf_event_attr: type, size, config (the event), sample_period 1; the rest zero.
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&PERF_TYPE_TRACEPOINT.to_ne_bytes());
+    attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&id.to_ne_bytes());
+    attr[16..24].copy_from_slice(&1u64.to_ne_bytes());
+    // One event, on CPU 0, any process: a tracepoint's programs are the tracepoint's and run
+    // on every CPU (the same program on a second CPU's event is refused with EEXIST).
+    // SAFETY: a perf_event_attr of the size it declares; the descriptor stays open for the
+    // life of the process, which holds the program attached.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            -1,
+            0,
+            -1,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    } as i32;
+    if fd < 0 {
+        return Err(format!("perf_event_open: {}", Error::last_os_error()));
+    }
+    // SAFETY: ioctls on the event just opened, with the program's descriptor.
+    let r = unsafe {
+        libc::ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog) | libc::ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+    };
+    if r < 0 {
+        return Err(format!(
+            "attaching to syscalls:sys_exit_openat: {}",
+            Error::last_os_error()
+        ));
+    }
+    eprintln!("empty program attached to syscalls:sys_exit_openat; tracing; Ctrl-C to stop");
     Ok(())
 }
 
