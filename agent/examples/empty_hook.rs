@@ -14,12 +14,19 @@
 //! over this is its design (identity, arguments, the path walk, the filter, fairness); what
 //! this costs is the host's (its helper calls, clock and string copy).
 //!
+//! `empty_hook capture without PART...` leaves parts of it out, each helper call replaced by
+//! one instruction that sets what it would return (`clock`, `ids`, `path`: a pretended length
+//! of 8, `record`), so that what each part costs on this host is the difference to the whole;
+//! `empty_hook capture fixed-read` copies the path's first 64 bytes with `bpf_probe_read_user`
+//! rather than the string copy, which is what a reader that finds the NUL itself would pay.
+//!
 //! `empty_hook per-syscall` attaches the empty program to `syscalls:sys_exit_openat` alone:
 //! every syscall still takes the tracepoint's slow path, but only an `openat` runs a program,
 //! so the difference to the first mode is what the dispatch of a program costs a syscall no
 //! rule wants (docs/benchmarks.md).
 //!
-//! `sudo target/release/examples/empty_hook [capture|per-syscall]` (Ctrl-C to detach)
+//! `sudo target/release/examples/empty_hook [capture [without clock|ids|path|record...] |
+//! capture fixed-read | per-syscall]` (Ctrl-C to detach)
 
 use std::{
     ffi::CStr,
@@ -107,7 +114,7 @@ fn main() {
     let signals = block_signals();
     let result = match std::env::args().nth(1).as_deref() {
         None => empty(),
-        Some("capture") => capture(),
+        Some("capture") => Floor::from_args(std::env::args().skip(2)).and_then(capture),
         Some("per-syscall") => per_syscall(),
         Some(other) => Err(format!(
             "unknown mode `{other}`: none (the empty program), `capture` (the capture floor) \
@@ -204,7 +211,52 @@ const HEAD: i32 = 64;
 const PATH_MAX: i32 = 4096;
 const RING_BYTES: u32 = 16 << 20;
 
-fn capture() -> Result<(), String> {
+/// What the capture floor does: all of it by default.
+#[derive(Default)]
+struct Floor {
+    no_clock: bool,
+    no_ids: bool,
+    no_path: bool,
+    no_record: bool,
+    /// The path's first 64 bytes by `bpf_probe_read_user`, not the string copy.
+    fixed_read: bool,
+}
+
+impl Floor {
+    fn from_args(args: impl Iterator<Item = String>) -> Result<Floor, String> {
+        let mut floor = Floor::default();
+        let mut without = false;
+        for arg in args {
+            match (without, arg.as_str()) {
+                (false, "without") => without = true,
+                (false, "fixed-read") => floor.fixed_read = true,
+                (true, "clock") => floor.no_clock = true,
+                (true, "ids") => floor.no_ids = true,
+                (true, "path") => floor.no_path = true,
+                (true, "record") => floor.no_record = true,
+                _ => {
+                    return Err(format!(
+                        "capture: unexpected `{arg}`: `without` followed by any of clock, ids, \
+                         path, record; or `fixed-read`"
+                    ));
+                }
+            }
+        }
+        Ok(floor)
+    }
+
+    /// `call(helper)`, or the instruction that stands for it when the part is left out: `r0`
+    /// set to what the call would return (`r0 = imm`).
+    fn call_or(left_out: bool, helper: i32, r0: i32) -> u64 {
+        if left_out {
+            insn(0xb7, 0, 0, 0, r0)
+        } else {
+            call(helper)
+        }
+    }
+}
+
+fn capture(floor: Floor) -> Result<(), String> {
     let typedef = Btf::from_file(std::path::Path::new(KERNEL_BTF))
         .and_then(|btf| btf.tracepoint_typedef("sys_exit"))
         .map_err(|e| format!("the capture floor needs the kernel's BTF: {e}"))?;
@@ -228,38 +280,45 @@ fn capture() -> Result<(), String> {
     const fn to_exit(at: i16) -> i16 {
         EXIT - at - 1
     }
+    // A fixed read returns 0, not a length: the record then carries the 64 bytes read.
+    const FIXED_READ: i32 = 64;
+    let (helper, read, length) = if floor.fixed_read {
+        (112, FIXED_READ, insn(0xb7, 3, 0, 0, FIXED_READ))
+    } else {
+        (114, PATH_MAX, insn(0xbf, 3, 0, 0, 0))
+    };
     let insns = [
-        ldx(6, 1, 0),                            // 0: r6 = ctx[0], the registers (typed)
-        ldx(7, 6, REGS_ORIG_AX),                 // 1: r7 = regs->orig_ax
-        jmp_imm(0x55, 7, NR_OPENAT, to_exit(2)), // 2: not openat: done
-        ldx(8, 6, REGS_SI),                      // 3: r8 = the path's address
-        insn(0x62, 10, 0, -4, 0),                // 4: *(u32 *)(r10 - 4) = 0
-        insn(0xbf, 2, 10, 0, 0),                 // 5: r2 = r10
-        insn(0x07, 2, 0, 0, -4),                 // 6: r2 += -4
-        ld_map(1, scratch)[0],                   // 7: r1 = the scratch map
-        ld_map(1, scratch)[1],                   // 8
-        call(1),                                 // 9: bpf_map_lookup_elem
-        jmp_imm(0x15, 0, 0, to_exit(10)),        // 10: no slot: done
-        insn(0xbf, 9, 0, 0, 0),                  // 11: r9 = the slot
-        call(125),                               // 12: bpf_ktime_get_boot_ns
-        insn(0x7b, 9, 0, 0, 0),                  // 13: *(u64 *)(r9 + 0) = r0
-        call(14),                                // 14: bpf_get_current_pid_tgid
-        insn(0x7b, 9, 0, 8, 0),                  // 15: *(u64 *)(r9 + 8) = r0
-        insn(0xbf, 1, 9, 0, 0),                  // 16: r1 = r9
-        insn(0x07, 1, 0, 0, HEAD),               // 17: r1 += HEAD
-        insn(0xb7, 2, 0, 0, PATH_MAX),           // 18: r2 = PATH_MAX
-        insn(0xbf, 3, 8, 0, 0),                  // 19: r3 = r8
-        call(114),                               // 20: bpf_probe_read_user_str
-        insn(0xbf, 3, 0, 0, 0),                  // 21: r3 = the length with its NUL (or an error)
-        insn(0x57, 3, 0, 0, PATH_MAX - 1),       // 22: r3 &= PATH_MAX - 1
-        insn(0x07, 3, 0, 0, HEAD),               // 23: r3 += HEAD
-        ld_map(1, ring)[0],                      // 24: r1 = the ring
-        ld_map(1, ring)[1],                      // 25
-        insn(0xbf, 2, 9, 0, 0),                  // 26: r2 = r9
-        insn(0xb7, 4, 0, 0, 1),                  // 27: r4 = BPF_RB_NO_WAKEUP
-        call(130),                               // 28: bpf_ringbuf_output
-        insn(0xb7, 0, 0, 0, 0),                  // 29: r0 = 0
-        insn(0x95, 0, 0, 0, 0),                  // 30: exit
+        ldx(6, 1, 0),                             // 0: r6 = ctx[0], the registers (typed)
+        ldx(7, 6, REGS_ORIG_AX),                  // 1: r7 = regs->orig_ax
+        jmp_imm(0x55, 7, NR_OPENAT, to_exit(2)),  // 2: not openat: done
+        ldx(8, 6, REGS_SI),                       // 3: r8 = the path's address
+        insn(0x62, 10, 0, -4, 0),                 // 4: *(u32 *)(r10 - 4) = 0
+        insn(0xbf, 2, 10, 0, 0),                  // 5: r2 = r10
+        insn(0x07, 2, 0, 0, -4),                  // 6: r2 += -4
+        ld_map(1, scratch)[0],                    // 7: r1 = the scratch map
+        ld_map(1, scratch)[1],                    // 8
+        call(1),                                  // 9: bpf_map_lookup_elem
+        jmp_imm(0x15, 0, 0, to_exit(10)),         // 10: no slot: done
+        insn(0xbf, 9, 0, 0, 0),                   // 11: r9 = the slot
+        Floor::call_or(floor.no_clock, 125, 0),   // 12: bpf_ktime_get_boot_ns
+        insn(0x7b, 9, 0, 0, 0),                   // 13: *(u64 *)(r9 + 0) = r0
+        Floor::call_or(floor.no_ids, 14, 0),      // 14: bpf_get_current_pid_tgid
+        insn(0x7b, 9, 0, 8, 0),                   // 15: *(u64 *)(r9 + 8) = r0
+        insn(0xbf, 1, 9, 0, 0),                   // 16: r1 = r9
+        insn(0x07, 1, 0, 0, HEAD),                // 17: r1 += HEAD
+        insn(0xb7, 2, 0, 0, read),                // 18: r2 = PATH_MAX (or FIXED_READ)
+        insn(0xbf, 3, 8, 0, 0),                   // 19: r3 = r8
+        Floor::call_or(floor.no_path, helper, 8), // 20: bpf_probe_read_user_str (or _user)
+        length,                                   // 21: r3 = the length with its NUL (or an error)
+        insn(0x57, 3, 0, 0, PATH_MAX - 1),        // 22: r3 &= PATH_MAX - 1
+        insn(0x07, 3, 0, 0, HEAD),                // 23: r3 += HEAD
+        ld_map(1, ring)[0],                       // 24: r1 = the ring
+        ld_map(1, ring)[1],                       // 25
+        insn(0xbf, 2, 9, 0, 0),                   // 26: r2 = r9
+        insn(0xb7, 4, 0, 0, 1),                   // 27: r4 = BPF_RB_NO_WAKEUP
+        Floor::call_or(floor.no_record, 130, 0),  // 28: bpf_ringbuf_output
+        insn(0xb7, 0, 0, 0, 0),                   // 29: r0 = 0
+        insn(0x95, 0, 0, 0, 0),                   // 30: exit
     ];
     // The comments' numbering, which the jumps rely on.
     assert_eq!(

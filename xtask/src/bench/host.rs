@@ -38,6 +38,9 @@ pub enum Mode {
     /// clock, the thread's ids, the path string and a ring-buffer record, nothing else: what
     /// any agent's capture of an open costs on this host before its own design.
     CaptureFloor,
+    /// The capture floor with one of its parts left out (`empty_hook capture without PART`):
+    /// what that part costs on this host is the floor's time less this.
+    CaptureFloorWithout(FloorPart),
     /// Programs attached and inert (`osprey trace --floor`): the cost of the hooks alone.
     Floor,
     /// `osprey run` with its embedded default rules.
@@ -49,12 +52,60 @@ pub enum Mode {
     Falco,
 }
 
+/// A part of the capture floor: a helper call every capture of an open makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloorPart {
+    /// `bpf_ktime_get_boot_ns`.
+    Clock,
+    /// `bpf_get_current_pid_tgid`.
+    Ids,
+    /// `bpf_probe_read_user_str` of the path.
+    Path,
+    /// `bpf_ringbuf_output` of the record.
+    Record,
+}
+
+impl FloorPart {
+    pub const ALL: [FloorPart; 4] = [
+        FloorPart::Clock,
+        FloorPart::Ids,
+        FloorPart::Path,
+        FloorPart::Record,
+    ];
+
+    /// The word `empty_hook capture without` takes.
+    pub fn arg(self) -> &'static str {
+        match self {
+            FloorPart::Clock => "clock",
+            FloorPart::Ids => "ids",
+            FloorPart::Path => "path",
+            FloorPart::Record => "record",
+        }
+    }
+
+    /// What the part is, for the report.
+    pub fn what(self) -> &'static str {
+        match self {
+            FloorPart::Clock => "the clock (`bpf_ktime_get_boot_ns`)",
+            FloorPart::Ids => "the thread's ids (`bpf_get_current_pid_tgid`)",
+            FloorPart::Path => "the path string (`bpf_probe_read_user_str`)",
+            FloorPart::Record => "the record (`bpf_ringbuf_output`)",
+        }
+    }
+}
+
 impl Mode {
     pub fn label(self) -> &'static str {
         match self {
             Mode::None => "no agent",
             Mode::EmptyHook => "empty program on sys_exit (the hook alone)",
             Mode::CaptureFloor => "capture floor on sys_exit (clock, ids, path, record)",
+            Mode::CaptureFloorWithout(part) => match part {
+                FloorPart::Clock => "capture floor without its clock",
+                FloorPart::Ids => "capture floor without the thread's ids",
+                FloorPart::Path => "capture floor without the path string",
+                FloorPart::Record => "capture floor without the record",
+            },
             Mode::Floor => "floor (programs attached, inert)",
             Mode::Default => "osprey, default rules",
             Mode::DefaultUnfiltered => "osprey, default rules, open filter off",
@@ -65,7 +116,7 @@ impl Mode {
     /// The program the mode runs: the agent, or the empty hook.
     pub fn program(self, bins: &Bins) -> &Path {
         match self {
-            Mode::EmptyHook | Mode::CaptureFloor => &bins.empty_hook,
+            Mode::EmptyHook | Mode::CaptureFloor | Mode::CaptureFloorWithout(_) => &bins.empty_hook,
             _ => &bins.osprey,
         }
     }
@@ -76,6 +127,9 @@ impl Mode {
             Mode::None => None,
             Mode::EmptyHook => Some(vec![]),
             Mode::CaptureFloor => Some(vec!["capture".into()]),
+            Mode::CaptureFloorWithout(part) => {
+                Some(vec!["capture".into(), "without".into(), part.arg().into()])
+            }
             Mode::Floor => Some(vec!["trace".into(), "-q".into(), "--floor".into()]),
             Mode::Default => Some(vec!["run".into(), "--no-watch-rules".into()]),
             Mode::DefaultUnfiltered => Some(vec![

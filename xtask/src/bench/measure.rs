@@ -11,8 +11,8 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::host::{
-    Agent, Bins, Counters, Footprint, Mode, cpu_seconds, free_port, irq_work_interrupts, median,
-    number_before, percentile, scrape, status_kib, workload,
+    Agent, Bins, Counters, FloorPart, Footprint, Mode, cpu_seconds, free_port, irq_work_interrupts,
+    median, number_before, percentile, scrape, status_kib, workload,
 };
 use crate::proc;
 
@@ -483,6 +483,10 @@ pub struct KernelCost {
     /// An open eight directories below /tmp (`deep`), filter on: a long walk, judged on its
     /// names (no default rule watches it).
     pub captured_deep_ns: Spread,
+    /// An open of /etc/passwd, filter on (`watched`): a name the default rules watch, so
+    /// walked and judged on its names, admitted, then walked again for its record: what a
+    /// captured open costs as the agent is deployed.
+    pub captured_watched_ns: Spread,
     /// An open of /dev/null, filter on: walked, judged on its names, passed over.
     pub filtered_walked_ns: Spread,
     /// A failed open, filter on: passed over on its class, before any walk.
@@ -494,6 +498,9 @@ pub struct KernelCost {
     /// the ids, the path string and the record, which every capture of an open pays on this
     /// host whatever its design.
     pub capture_floor_ns: Spread,
+    /// The capture floor with each of its parts left out in turn: what the part costs is the
+    /// floor's time less this.
+    pub floor_without_ns: Vec<(FloorPart, Spread)>,
     pub syscalls: u64,
     pub rounds: usize,
     /// The CPUs the agent and the loops were held to (`taskset`), when the machine has two.
@@ -651,8 +658,13 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
     std::fs::write(STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
     let result = (|| -> Result<KernelCost> {
         // Filter on: getppid, /dev/null (walked, passed over), enoent (passed over on its
-        // class), deep (a watched name: captured). Filter off: /dev/null and enoent captured.
-        let on = loops(bins, Mode::Default, &["getppid", "open", "enoent", "deep"])?;
+        // class), deep (a long walk, passed over), watched (/etc/passwd: judged, admitted,
+        // walked again, captured). Filter off: /dev/null and enoent captured.
+        let on = loops(
+            bins,
+            Mode::Default,
+            &["getppid", "open", "enoent", "deep", "watched"],
+        )?;
         let off = loops(
             bins,
             Mode::DefaultUnfiltered,
@@ -660,10 +672,15 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
         )?;
         let empty = loops(bins, Mode::EmptyHook, &["getppid"])?;
         let capture_floor = loops(bins, Mode::CaptureFloor, &["getppid", "open"])?;
-        let [u, fw, fc, d] = on.rows;
+        let [u, fw, fc, d, w] = on.rows;
         let [_, c, nw] = off.rows;
         let [e] = empty.rows;
         let [_, cf] = capture_floor.rows;
+        let mut floor_without_ns = Vec::new();
+        for part in FloorPart::ALL {
+            let [_, w] = loops(bins, Mode::CaptureFloorWithout(part), &["getppid", "open"])?.rows;
+            floor_without_ns.push((part, w));
+        }
         let shares = kernel_shares(bins, &args)?;
         Ok(KernelCost {
             command: format!("osprey {}", args.join(" ")),
@@ -672,10 +689,12 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             captured_ns: c,
             captured_no_walk_ns: nw,
             captured_deep_ns: d,
+            captured_watched_ns: w,
             filtered_walked_ns: fw,
             filtered_class_ns: fc,
             empty_hook_ns: e,
             capture_floor_ns: cf,
+            floor_without_ns,
             syscalls: LOOP_SYSCALLS,
             rounds: KERNEL_ROUNDS,
             pinned: on.pinned,

@@ -539,6 +539,9 @@ pub fn render(r: &Results, notes: &str) -> String {
          the thread's ids, the path string and a record of 64 bytes and the path, nothing \
          else; what any capture of an open pays on this host | {} | |\n\
          | captured, no walk (`syscall_loop enoent`: an open that fails; open filter off) | {} | |\n\
+         | captured as deployed, the open filter on (`syscall_loop watched`: /etc/passwd, a name \
+         the default rules watch): walked and judged on its names, admitted, walked again for \
+         its record | {} | |\n\
          | open filter: /dev/null walked, judged on its names, passed over | {} | |\n\
          | open filter: a failed open, passed over on its class, no walk | {} | |\n\
          | open filter: a file eight directories below /tmp (`syscall_loop deep`): a long walk, \
@@ -548,6 +551,7 @@ pub fn render(r: &Results, notes: &str) -> String {
         cell(&k.captured_ns),
         cell(&k.capture_floor_ns),
         cell(&k.captured_no_walk_ns),
+        cell(&k.captured_watched_ns),
         cell(&k.filtered_walked_ns),
         cell(&k.filtered_class_ns),
         cell(&k.captured_deep_ns)
@@ -557,6 +561,28 @@ pub fn render(r: &Results, notes: &str) -> String {
         "Open filter off: `{}`; on: `{}`.\n",
         k.unfiltered_command, k.command
     );
+    if !k.floor_without_ns.is_empty() {
+        let _ = writeln!(
+            o,
+            "What the capture floor's parts cost: the floor with each part left out in turn \
+             (`examples/empty_hook capture without PART`, the helper call replaced by one \
+             instruction that sets what it would return), the same loops and rounds; a part's \
+             cost is the floor's median less the median without it. What the floor leaves when \
+             all are taken off is the hook, the scratch slot's look-up and the program's few \
+             instructions.\n\n\
+             | part | the floor without it | the part |\n|---|---|---|"
+        );
+        for (part, without) in &k.floor_without_ns {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} |",
+                part.what(),
+                cell(without),
+                k.capture_floor_ns.median - without.median
+            );
+        }
+        let _ = writeln!(o);
+    }
     if !k.shares.is_empty() {
         let _ = writeln!(
             o,
