@@ -498,9 +498,11 @@ pub struct KernelCost {
     /// the ids, the path string and the record, which every capture of an open pays on this
     /// host whatever its design.
     pub capture_floor_ns: Spread,
-    /// The capture floor with each of its parts left out in turn: what the part costs is the
-    /// floor's time less this.
-    pub floor_without_ns: Vec<(FloorPart, Spread)>,
+    /// The captured open (filter off) over the capture floor, round by round.
+    pub captured_over_floor: Spread,
+    /// The capture floor with each of its parts left out in turn, and what the part costs:
+    /// the floor's time less that, round by round.
+    pub floor_parts_ns: Vec<(FloorPart, Spread, Spread)>,
     pub syscalls: u64,
     pub rounds: usize,
     /// The CPUs the agent and the loops were held to (`taskset`), when the machine has two.
@@ -660,27 +662,55 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
         // Filter on: getppid, /dev/null (walked, passed over), enoent (passed over on its
         // class), deep (a long walk, passed over), watched (/etc/passwd: judged, admitted,
         // walked again, captured). Filter off: /dev/null and enoent captured.
-        let on = loops(
-            bins,
-            Mode::Default,
-            &["getppid", "open", "enoent", "deep", "watched"],
-        )?;
-        let off = loops(
-            bins,
-            Mode::DefaultUnfiltered,
-            &["getppid", "open", "enoent"],
-        )?;
-        let empty = loops(bins, Mode::EmptyHook, &["getppid"])?;
-        let capture_floor = loops(bins, Mode::CaptureFloor, &["getppid", "open"])?;
-        let [u, fw, fc, d, w] = on.rows;
-        let [_, c, nw] = off.rows;
-        let [e] = empty.rows;
-        let [_, cf] = capture_floor.rows;
-        let mut floor_without_ns = Vec::new();
-        for part in FloorPart::ALL {
-            let [_, w] = loops(bins, Mode::CaptureFloorWithout(part), &["getppid", "open"])?.rows;
-            floor_without_ns.push((part, w));
+        const ON: [&str; 5] = ["getppid", "open", "enoent", "deep", "watched"];
+        const OFF: [&str; 3] = ["getppid", "open", "enoent"];
+        const FLOOR: [&str; 2] = ["getppid", "open"];
+        // Round by round, every program started afresh in each: this host's speed moves by
+        // half within minutes, and a mode's rounds run back to back compared the agent in one
+        // phase with the floor in another (the same build read 565 and 1,069 ns).
+        let mut on: [Vec<f64>; 5] = Default::default();
+        let mut off: [Vec<f64>; 3] = Default::default();
+        let mut empty: [Vec<f64>; 1] = Default::default();
+        let mut floor: [Vec<f64>; 2] = Default::default();
+        let mut without: Vec<[Vec<f64>; 2]> =
+            FloorPart::ALL.iter().map(|_| Default::default()).collect();
+        let (mut pinned, mut typed) = (None, false);
+        for round in 1..=KERNEL_ROUNDS {
+            proc::step(format!(
+                "kernel cost (bpf_stats): round {round} of {KERNEL_ROUNDS}"
+            ));
+            let l = loops(bins, Mode::Default, &ON)?;
+            (pinned, typed) = (l.pinned, l.typed);
+            append(&mut on, l.rows);
+            append(&mut off, loops(bins, Mode::DefaultUnfiltered, &OFF)?.rows);
+            append(&mut empty, loops(bins, Mode::EmptyHook, &["getppid"])?.rows);
+            append(&mut floor, loops(bins, Mode::CaptureFloor, &FLOOR)?.rows);
+            for (part, rows) in FloorPart::ALL.iter().zip(&mut without) {
+                append(
+                    rows,
+                    loops(bins, Mode::CaptureFloorWithout(*part), &FLOOR)?.rows,
+                );
+            }
         }
+        let paired = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| {
+            Spread::of(a.iter().zip(b).map(|(a, b)| f(*a, *b)).collect())
+        };
+        let captured_over_floor = paired(&off[1], &floor[1], |a, b| a / b);
+        let floor_parts_ns = FloorPart::ALL
+            .into_iter()
+            .zip(&without)
+            .map(|(part, w)| {
+                (
+                    part,
+                    Spread::of(w[1].clone()),
+                    paired(&floor[1], &w[1], |a, b| a - b),
+                )
+            })
+            .collect();
+        let [u, fw, fc, d, w] = on.map(Spread::of);
+        let [_, c, nw] = off.map(Spread::of);
+        let [e] = empty.map(Spread::of);
+        let [_, cf] = floor.map(Spread::of);
         let shares = kernel_shares(bins, &args)?;
         Ok(KernelCost {
             command: format!("osprey {}", args.join(" ")),
@@ -694,11 +724,12 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             filtered_class_ns: fc,
             empty_hook_ns: e,
             capture_floor_ns: cf,
-            floor_without_ns,
+            captured_over_floor,
+            floor_parts_ns,
             syscalls: LOOP_SYSCALLS,
             rounds: KERNEL_ROUNDS,
-            pinned: on.pinned,
-            typed: on.typed,
+            pinned,
+            typed,
             shares,
         })
     })();
@@ -710,14 +741,21 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
 const LOOP_SYSCALLS: u64 = 1_000_000;
 
 struct Loops<const K: usize> {
-    rows: [Spread; K],
+    rows: [Vec<f64>; K],
     pinned: Option<(usize, usize)>,
     typed: bool,
 }
 
-/// Kernel ns per syscall of each `syscall_loop` kind under one agent (or the empty hook),
-/// `KERNEL_ROUNDS` rounds; the first kind must be `getppid`, whose rate is taken off the
-/// others' other syscalls.
+/// Appends one round's figures to those of the rounds before.
+fn append<const K: usize>(to: &mut [Vec<f64>; K], round: [Vec<f64>; K]) {
+    for (to, round) in to.iter_mut().zip(round) {
+        to.extend(round);
+    }
+}
+
+/// Kernel ns per syscall of each `syscall_loop` kind under one start of an agent (or the
+/// empty hook), one run of each; the first kind must be `getppid`, whose rate is taken off
+/// the others' other syscalls.
 fn loops<const K: usize>(bins: &Bins, mode: Mode, kinds: &[&str; K]) -> Result<Loops<K>> {
     const N: u64 = LOOP_SYSCALLS;
     let args = mode.args(bins).expect("a mode that runs a program");
@@ -758,22 +796,20 @@ fn loops<const K: usize>(bins: &Bins, mode: Mode, kinds: &[&str; K]) -> Result<L
         Ok(((ns1 - ns0) as f64, (cnt1 - cnt0) as f64))
     };
     // Every syscall on the machine runs the programs meanwhile; with N large the loop's own
-    // syscalls are nearly all of them. Each round runs every loop once.
+    // syscalls are nearly all of them.
     let mut rows: [Vec<f64>; K] = std::array::from_fn(|_| Vec::new());
-    for _ in 0..KERNEL_ROUNDS {
-        let (ns, syscalls) = run(kinds[0])?;
-        let uncaptured = ns / syscalls;
-        rows[0].push(uncaptured);
-        // N opens and the rest (N closes, which the default rules do not capture, and
-        // others' syscalls) at this round's uncaptured rate.
-        for (i, what) in kinds.iter().enumerate().skip(1) {
-            let (ns, syscalls) = run(what)?;
-            rows[i].push((ns - (syscalls - N as f64) * uncaptured) / N as f64);
-        }
+    let (ns, syscalls) = run(kinds[0])?;
+    let uncaptured = ns / syscalls;
+    rows[0].push(uncaptured);
+    // N opens and the rest (N closes, which the default rules do not capture, and others'
+    // syscalls) at this run's uncaptured rate.
+    for (i, what) in kinds.iter().enumerate().skip(1) {
+        let (ns, syscalls) = run(what)?;
+        rows[i].push((ns - (syscalls - N as f64) * uncaptured) / N as f64);
     }
     agent.stop()?;
     Ok(Loops {
-        rows: rows.map(Spread::of),
+        rows,
         pinned,
         typed,
     })

@@ -507,8 +507,10 @@ pub fn render(r: &Results, notes: &str) -> String {
          `getppid` (no rule captures it) and of {} `open`+`close` (the opens of the rows \
          below; each close's share taken off at the uncaptured rate). Every syscall on the \
          machine runs the programs meanwhile, so background work is in the averages. \
-         Binary: `target/release/examples/syscall_loop`. Each loop ran {} times, the loops \
-         in turn; the median, and the least and most in brackets.{}\n",
+         Binary: `target/release/examples/syscall_loop`. {} rounds, each starting \
+         every program below afresh (the agent twice, the empty program, the capture floor and \
+         the floor without each of its parts) and running its loops once; the median, and the \
+         least and most in brackets.{}\n",
         if k.typed {
             "a BTF tracepoint (typed reads)"
         } else {
@@ -561,24 +563,28 @@ pub fn render(r: &Results, notes: &str) -> String {
         "Open filter off: `{}`; on: `{}`.\n",
         k.unfiltered_command, k.command
     );
-    if !k.floor_without_ns.is_empty() {
+    if !k.floor_parts_ns.is_empty() {
         let _ = writeln!(
             o,
-            "What the capture floor's parts cost: the floor with each part left out in turn \
+            "Round by round, the captured open (filter off) cost {:.2}x the capture floor \
+             ({:.2}–{:.2}): each round starts every program afresh, so that a ratio compares \
+             runs minutes apart at most.\n\n\
+             What the capture floor's parts cost: the floor with each part left out in turn \
              (`examples/empty_hook capture without PART`, the helper call replaced by one \
-             instruction that sets what it would return), the same loops and rounds; a part's \
-             cost is the floor's median less the median without it. What the floor leaves when \
-             all are taken off is the hook, the scratch slot's look-up and the program's few \
-             instructions.\n\n\
-             | part | the floor without it | the part |\n|---|---|---|"
+             instruction that sets what it would return), in the same rounds; a part's cost is \
+             the floor's time less the time without it, round by round. What the floor leaves \
+             when all are taken off is the hook, the scratch slot's look-up and the program's \
+             few instructions.\n\n\
+             | part | the floor without it | the part |\n|---|---|---|",
+            k.captured_over_floor.median, k.captured_over_floor.min, k.captured_over_floor.max
         );
-        for (part, without) in &k.floor_without_ns {
+        for (part, without, cost) in &k.floor_parts_ns {
             let _ = writeln!(
                 o,
-                "| {} | {} | {:.0} |",
+                "| {} | {} | {} |",
                 part.what(),
                 cell(without),
-                k.capture_floor_ns.median - without.median
+                cell(cost)
             );
         }
         let _ = writeln!(o);
