@@ -681,14 +681,14 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
             ));
             let l = loops(bins, Mode::Default, &ON)?;
             (pinned, typed) = (l.pinned, l.typed);
-            append(&mut on, l.rows);
-            append(&mut off, loops(bins, Mode::DefaultUnfiltered, &OFF)?.rows);
-            append(&mut empty, loops(bins, Mode::EmptyHook, &["getppid"])?.rows);
-            append(&mut floor, loops(bins, Mode::CaptureFloor, &FLOOR)?.rows);
+            append(&mut on, l.ns);
+            append(&mut off, loops(bins, Mode::DefaultUnfiltered, &OFF)?.ns);
+            append(&mut empty, loops(bins, Mode::EmptyHook, &["getppid"])?.ns);
+            append(&mut floor, loops(bins, Mode::CaptureFloor, &FLOOR)?.ns);
             for (part, rows) in FloorPart::ALL.iter().zip(&mut without) {
                 append(
                     rows,
-                    loops(bins, Mode::CaptureFloorWithout(*part), &FLOOR)?.rows,
+                    loops(bins, Mode::CaptureFloorWithout(*part), &FLOOR)?.ns,
                 );
             }
         }
@@ -741,15 +741,16 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
 const LOOP_SYSCALLS: u64 = 1_000_000;
 
 struct Loops<const K: usize> {
-    rows: [Vec<f64>; K],
+    /// Kernel ns per syscall of each kind, in the order asked.
+    ns: [f64; K],
     pinned: Option<(usize, usize)>,
     typed: bool,
 }
 
-/// Appends one round's figures to those of the rounds before.
-fn append<const K: usize>(to: &mut [Vec<f64>; K], round: [Vec<f64>; K]) {
-    for (to, round) in to.iter_mut().zip(round) {
-        to.extend(round);
+/// Adds one round's figures to those of the rounds before.
+fn append<const K: usize>(to: &mut [Vec<f64>; K], round: [f64; K]) {
+    for (to, ns) in to.iter_mut().zip(round) {
+        to.push(ns);
     }
 }
 
@@ -797,19 +798,19 @@ fn loops<const K: usize>(bins: &Bins, mode: Mode, kinds: &[&str; K]) -> Result<L
     };
     // Every syscall on the machine runs the programs meanwhile; with N large the loop's own
     // syscalls are nearly all of them.
-    let mut rows: [Vec<f64>; K] = std::array::from_fn(|_| Vec::new());
+    let mut per_syscall = [0.0; K];
     let (ns, syscalls) = run(kinds[0])?;
     let uncaptured = ns / syscalls;
-    rows[0].push(uncaptured);
+    per_syscall[0] = uncaptured;
     // N opens and the rest (N closes, which the default rules do not capture, and others'
     // syscalls) at this run's uncaptured rate.
     for (i, what) in kinds.iter().enumerate().skip(1) {
         let (ns, syscalls) = run(what)?;
-        rows[i].push((ns - (syscalls - N as f64) * uncaptured) / N as f64);
+        per_syscall[i] = (ns - (syscalls - N as f64) * uncaptured) / N as f64;
     }
     agent.stop()?;
     Ok(Loops {
-        rows,
+        ns: per_syscall,
         pinned,
         typed,
     })
