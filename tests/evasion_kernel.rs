@@ -478,3 +478,86 @@ fn evasion_io_uring_operations_read_as_the_syscalls_they_stand_for() {
     );
     assert!(field(&a, "fd.name").starts_with("/etc/hostname"), "{a}");
 }
+
+/// agent/examples/int80: one call, or two, through the 32-bit entry (built by `cargo test`
+/// beside this test binary).
+fn int80(args: &[&str]) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let tool = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/int80");
+    assert!(tool.is_file(), "{} is not built", tool.display());
+    let out = std::process::Command::new(&tool)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "int80 {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every connect the test's tool makes, with the fields a network rule reads.
+const CONNECT_RULE: &str = r#"
+- rule: Connect through the 32-bit entry (test)
+  desc: every connect agent/examples/int80 made
+  condition: evt.type = connect and proc.name = int80
+  output: >
+    connect fd=%fd.name sip=%fd.sip sport=%fd.sport res=%evt.res proc=%proc.name
+    cmd=%proc.cmdline
+  priority: NOTICE
+"#;
+
+#[test]
+fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
+    // `int $0x80` from a 64-bit process runs the i386 call of eax's number with i386's
+    // registers: open is 5 (x86_64's fstat), its path in ebx. The sensor read them as x86_64
+    // calls and saw an fstat: /etc/shadow was read without an alert. Now the 32-bit entry's
+    // calls are translated in the kernel, to the call, the arguments and, for socketcall, the
+    // operation and the argument words in memory.
+    let d = TempDir::new("ev-int80");
+    let rules = d.join("connect.yaml");
+    std::fs::write(&rules, CONNECT_RULE).unwrap();
+    let mut agent = agent_with_extra(&rules);
+    let from_tool = |v: &serde_json::Value| field(v, "proc.name") == "int80";
+
+    int80(&["open", "/etc/shadow"]);
+    let a = alert(&mut agent, "Read sensitive file", from_tool);
+    check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
+    // The kernel reads ebx, the low half of rbx: junk in the upper half is not the path.
+    int80(&["open-high", "/etc/gshadow"]);
+    let a = alert(&mut agent, "Read sensitive file", |v| {
+        from_tool(v) && field(v, "fd.name") == "/etc/gshadow"
+    });
+    check(&a, "Warning", &[], &[("fd.nameraw", "/etc/gshadow")]);
+
+    // Network calls: i386's own socket and connect, and the same through socketcall.
+    let port = loopback_listener();
+    int80(&["connect", "127.0.0.1", &port.to_string()]);
+    let a = alert(&mut agent, "Connect through the 32-bit entry (test)", |v| {
+        from_tool(v) && field(v, "proc.cmdline").contains(" connect ")
+    });
+    check(
+        &a,
+        "Notice",
+        &[],
+        &[("fd.sip", "127.0.0.1"), ("fd.sport", &port.to_string())],
+    );
+    let port = loopback_listener();
+    int80(&["socketcall", "127.0.0.1", &port.to_string()]);
+    let a = alert(&mut agent, "Connect through the 32-bit entry (test)", |v| {
+        from_tool(v) && field(v, "proc.cmdline").contains("socketcall")
+    });
+    check(
+        &a,
+        "Notice",
+        &[],
+        &[("fd.sip", "127.0.0.1"), ("fd.sport", &port.to_string())],
+    );
+}

@@ -322,6 +322,75 @@ fn kernel_profile_judges_io_uring_requests_as_the_syscalls_they_stand_for() {
     }
 }
 
+/// Calls through the 32-bit entry (`int $0x80`, agent/examples/int80) are judged as the 64-bit
+/// calls they are: ia32's own connect (362) and socketcall's SYS_CONNECT meet the profile's
+/// `connect`. Judged by their own numbers they were calls no profile named (362 is past
+/// x86_64's table; socketcall's 102 is x86_64's getuid): a way around every profile.
+#[test]
+fn kernel_profile_judges_calls_through_the_32_bit_entry_as_the_calls_they_are() {
+    let _t = turn();
+    let dir = Dir::new("int80");
+    let (port, _) = listener();
+    let cname = name("int80");
+    let rules = dir.join("p.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "- profile: no-connect\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [connect]\n      action: kill\n"
+        ),
+    )
+    .unwrap();
+    let examples = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples");
+    assert!(
+        examples.join("int80").is_file(),
+        "{} has no int80",
+        examples.display()
+    );
+    let mount = format!("{}:/ex:ro", examples.display());
+    let mut agent = agent_with(&rules);
+    let out = podman(
+        &cname,
+        &[
+            "--network",
+            "host",
+            "--security-opt",
+            "seccomp=unconfined",
+            "-v",
+            &mount,
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+        ],
+        &format!(
+            "sleep 1; /ex/int80 connect 127.0.0.1 {port}; echo direct=$?; \
+             /ex/int80 socketcall 127.0.0.1 {port}; echo socketcall=$?"
+        ),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("direct=137") && stdout.contains("socketcall=137"),
+        "both died by SIGKILL: {out:?}"
+    );
+    for how in ["connect 127", "socketcall"] {
+        let a = agent.expect("a kill verdict on a 32-bit connect", WAIT, |v| {
+            v["rule"] == "Syscall profile no-connect"
+                && v["output_fields"]["proc.cmdline"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(how))
+        });
+        let f = &a["output_fields"];
+        assert_eq!(f["evt.type"], "connect", "{a}");
+        assert_eq!(f["profile.action_taken"], "killed", "{a}");
+    }
+}
+
 /// A condition on an `int` argument holds whatever the register's upper half says: the kernel
 /// reads the low 32 bits of socket's family, so socket(AF_PACKET | 1 << 32, ...) makes the
 /// same packet socket as socket(AF_PACKET, ...), and the profile judges both. On the host, with

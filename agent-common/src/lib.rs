@@ -273,6 +273,45 @@ pub mod trunc {
     pub const ARGS: u32 = 1 << 3;
     /// A user pointer could not be read (unmapped or paged out); its capture is empty.
     pub const FAULT: u32 = 1 << 4;
+    /// Not a truncation: the call came through the 32-bit entry (`int $0x80`, or a 32-bit
+    /// program); `nr` and `args` are the 64-bit call it is (see [`COMPAT_SOCKETCALL`]).
+    pub const COMPAT: u32 = 1 << 5;
+}
+
+/// The 32-bit (ia32) `socketcall` number: one syscall for every socket operation, its first
+/// argument saying which (`SYS_CONNECT`...) and its second pointing at the operation's
+/// arguments, 32-bit words in user memory. `COMPAT_NR` maps it to this marker.
+pub const COMPAT_SOCKETCALL: u32 = u32::MAX;
+
+/// The 64-bit syscall a `socketcall` operation (`call`, from 1) stands for, and how many
+/// argument words the kernel reads for it (`nargs` in net/socket.c); `None` for an unknown
+/// call, which the kernel refuses.
+#[inline(always)]
+pub const fn socketcall(call: u64) -> Option<(u32, u32)> {
+    // x86_64 numbers.
+    Some(match call {
+        1 => (41, 3),   // socket
+        2 => (49, 3),   // bind
+        3 => (42, 3),   // connect
+        4 => (50, 2),   // listen
+        5 => (43, 3),   // accept
+        6 => (51, 3),   // getsockname
+        7 => (52, 3),   // getpeername
+        8 => (53, 4),   // socketpair
+        9 => (44, 4),   // send: sendto with no address
+        10 => (45, 4),  // recv: recvfrom with no address
+        11 => (44, 6),  // sendto
+        12 => (45, 6),  // recvfrom
+        13 => (48, 2),  // shutdown
+        14 => (54, 5),  // setsockopt
+        15 => (55, 5),  // getsockopt
+        16 => (46, 3),  // sendmsg
+        17 => (47, 3),  // recvmsg
+        18 => (288, 4), // accept4
+        19 => (299, 5), // recvmmsg
+        20 => (307, 4), // sendmmsg
+        _ => return None,
+    })
 }
 
 /// `EventKind::Syscall`: one completed syscall.
@@ -744,6 +783,9 @@ pub mod open_filter {
 pub mod spec_flags {
     /// Some consumer wants this syscall: capture it and emit an event at exit.
     pub const INTERESTED: u32 = 1;
+    /// This number, made through the 32-bit entry (`int $0x80` from any process, or a 32-bit
+    /// program), is a syscall some consumer wants (`COMPAT_NR`): the task's entry is checked.
+    pub const COMPAT_CHECK: u32 = 16;
     /// A return value of 0 is the child of a fork-like call returning: not reported (the
     /// parent's return reports the call).
     pub const PARENT_ONLY: u32 = 2;
@@ -1030,6 +1072,14 @@ pub struct KernelConfig {
     pub regs_args: [u32; 6],
     /// Offset in `struct pt_regs` of the syscall number (`orig_ax` on x86_64).
     pub regs_nr: u32,
+    /// Offsets in `struct pt_regs` of the 32-bit entry's six argument registers (bx, cx, dx,
+    /// si, di, bp), whose low 32 bits are what the kernel reads.
+    pub regs_compat_args: [u32; 6],
+    /// Offset in `task_struct` of `thread_info.status`, whose `compat_status` bit says the
+    /// current syscall came through the 32-bit entry (`in_ia32_syscall()`); 0 where the kernel
+    /// has no such entry.
+    pub task_compat: u32,
+    pub compat_status: u32,
     /// `struct linux_binprm`: the path given to exec (`filename`) and the one whose file was
     /// loaded last (`interp`: the same pointer unless an interpreter was loaded for it).
     pub bprm_filename: u32,

@@ -14,6 +14,13 @@ use aya_ebpf::{
 #[map]
 pub static SYSCALL_SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 
+/// The 64-bit syscall each 32-bit (ia32) syscall number stands for, plus one (0: none the
+/// sensor knows; `agent_common::COMPAT_SOCKETCALL`: decided by its first argument); written by
+/// userspace at load. A `SYSCALL_SPECS` entry flagged `spec_flags::COMPAT_CHECK` sends the
+/// 32-bit entry's calls of that number here.
+#[map]
+pub static COMPAT_NR: Array<u32> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
 /// Where a syscall event is built at exit before it is copied into the ring buffer (the BPF
 /// stack is 512 bytes).
 #[map]

@@ -12,18 +12,24 @@
 //! everything the process would do with its result.
 
 use agent_common::{
-    ArgRules, EventKind, MAX_ARG_CONDS, MAX_ARG_RULES, MAX_PROFILE_SLOTS, MAX_SYSCALL_NR, NO_SLOT,
-    ProfileEvent, action, arg_op, args_key, counter, scope_flags, taken, verdict, verdict_index,
+    ArgRules, COMPAT_SOCKETCALL, EventKind, MAX_ARG_CONDS, MAX_ARG_RULES, MAX_PROFILE_SLOTS,
+    MAX_SYSCALL_NR, NO_SLOT, ProfileEvent, action, arg_op, args_key, counter, scope_flags,
+    socketcall, taken, verdict, verdict_index,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, generated::bpf_send_signal},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+        generated::{bpf_probe_read_user, bpf_send_signal},
+    },
     programs::RawTracePointContext,
 };
 
 use crate::{
-    maps::{PROFILE_ARGS, PROFILE_RECORD, PROFILE_SCOPE, PROFILE_VERDICTS, config, count},
+    maps::{
+        COMPAT_NR, PROFILE_ARGS, PROFILE_RECORD, PROFILE_SCOPE, PROFILE_VERDICTS, config, count,
+    },
     output::emit,
-    task::{fill_header, read_args, with_pid_view},
+    task::{Access, Probed, fill_header, read_args, with_pid_view},
 };
 
 const SIGKILL: u32 = 9;
@@ -32,7 +38,46 @@ const SIGKILL: u32 = 9;
 #[inline(always)]
 pub fn check(ctx: &RawTracePointContext, nr: u64) {
     let regs: u64 = ctx.arg(0);
-    judge(nr, || read_args(regs, config()), true, 0);
+    // SAFETY: helper without arguments.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    let Some(scope) = (unsafe { PROFILE_SCOPE.get(&cgroup) }) else {
+        return;
+    };
+    let scope = (cgroup, scope.slot, scope.flags);
+    let cfg = config();
+    if Probed::compat(cfg) {
+        // A call through the 32-bit entry is judged as the 64-bit call it is; one no 64-bit
+        // call stands for falls in the row's last entry, with the numbers no profile names.
+        // Judged by its own number, `int $0x80` was a way around every profile (ia32 `open`
+        // is 5, which an allow list naming `fstat` let through).
+        let args = Probed::compat_args(regs, cfg);
+        let (nr, args) = match COMPAT_NR.get(nr as u32 & (MAX_SYSCALL_NR - 1)).copied() {
+            _ if nr >= MAX_SYSCALL_NR as u64 => (nr, args),
+            Some(COMPAT_SOCKETCALL) => match socketcall(args[0]) {
+                Some((to, words)) => (to as u64, socket_args(args[1], words)),
+                None => (MAX_SYSCALL_NR as u64, args),
+            },
+            Some(to) if to != 0 => (to as u64 - 1, args),
+            _ => (MAX_SYSCALL_NR as u64, args),
+        };
+        judge_in(scope, nr, || args, true, 0);
+    } else {
+        judge_in(scope, nr, || read_args(regs, cfg), true, 0);
+    }
+}
+
+/// The argument words (`words` of them) a 32-bit `socketcall` points at, zero-extended; zeros
+/// where they cannot be read.
+#[inline(always)]
+fn socket_args(at: u64, words: u32) -> [u64; 6] {
+    let mut w = [0u32; 6];
+    let size = words * 4;
+    let size = if size > 24 { 24 } else { size };
+    // SAFETY: at most 24 bytes into `w`; the helper checks the user address.
+    if unsafe { bpf_probe_read_user(w.as_mut_ptr().cast(), size, at as *const _) } < 0 {
+        w = [0; 6];
+    }
+    w.map(|v| v as u64)
 }
 
 /// Judges an io_uring request as the syscall `nr` it stands for, with the syscall's
@@ -65,7 +110,18 @@ fn judge<F: Fn() -> [u64; 6]>(nr: u64, args: F, known: bool, via: u32) {
     let Some(scope) = (unsafe { PROFILE_SCOPE.get(&cgroup) }) else {
         return;
     };
-    let (slot, flags) = (scope.slot, scope.flags);
+    judge_in((cgroup, scope.slot, scope.flags), nr, args, known, via);
+}
+
+/// [`judge`] for a task in scope: `(cgroup, slot, flags)` of its `PROFILE_SCOPE` entry.
+#[inline(always)]
+fn judge_in<F: Fn() -> [u64; 6]>(
+    (cgroup, slot, flags): (u64, u32, u32),
+    nr: u64,
+    args: F,
+    known: bool,
+    via: u32,
+) {
     if flags & scope_flags::RECORD != 0 && nr < MAX_SYSCALL_NR as u64 {
         record(cgroup, nr as u32);
     }

@@ -21,8 +21,9 @@
 //! did not produce a descriptor (unlink, rename, chmod...).
 
 use agent_common::{
-    DATA_MAX, DIRFD_CWD, EventKind, MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec,
-    capture, counter, kpath, open_filter as open_filter_abi, ring, spec_flags, trunc,
+    COMPAT_SOCKETCALL, DATA_MAX, DIRFD_CWD, EventKind, KernelConfig, MAX_SYSCALL_NR,
+    SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec, capture, counter, kpath,
+    open_filter as open_filter_abi, ring, socketcall, spec_flags, trunc,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
@@ -31,7 +32,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{SCRATCH, SYSCALL_SPECS, config, count},
+    maps::{COMPAT_NR, SCRATCH, SYSCALL_SPECS, config, count},
     open_filter,
     output::{Lane, emit_in},
     path::{file_of_fd, walk},
@@ -48,13 +49,67 @@ const BYTES_MAX: u32 = 128;
 
 #[inline(always)]
 pub fn spec_for(nr: u64) -> Option<&'static SyscallSpec> {
+    let spec = entry_for(nr)?;
+    if spec.flags & spec_flags::INTERESTED == 0 {
+        return None;
+    }
+    Some(spec)
+}
+
+/// The `SYSCALL_SPECS` entry of `nr` when the call is wanted on the 64-bit entry, or its
+/// number on the 32-bit one is (`spec_flags::COMPAT_CHECK`): one lookup and one test, as for
+/// a call nobody wants either way.
+#[inline(always)]
+fn entry_for(nr: u64) -> Option<&'static SyscallSpec> {
     if nr >= MAX_SYSCALL_NR as u64 {
         return None;
     }
     let spec = SYSCALL_SPECS.get(nr as u32)?;
-    if spec.flags & spec_flags::INTERESTED == 0 {
+    if spec.flags & (spec_flags::INTERESTED | spec_flags::COMPAT_CHECK) == 0 {
         return None;
     }
+    Some(spec)
+}
+
+/// A call made through the 32-bit entry (`int $0x80`, which any x86_64 process may execute,
+/// or a 32-bit program), number `raw`, as the 64-bit call it is: its spec, with `ev.nr` and
+/// `ev.args` set to the 64-bit call's number and arguments. Without this such a call was read
+/// as the 64-bit call of the same number (ia32 `open` is 5, x86_64 `fstat`), and an open of
+/// /etc/shadow went unseen. `socketcall` is the operation its first argument names, with the
+/// argument words its second points at, as many as the kernel copies for that operation (a
+/// longer read could fault where the kernel's did not). `None` for a call no 64-bit call
+/// stands for, or one nobody wants.
+#[inline(always)]
+fn compat_call<A: Access>(
+    ev: &mut SyscallEvent,
+    regs: u64,
+    raw: u64,
+    cfg: &KernelConfig,
+) -> Option<&'static SyscallSpec> {
+    let to = *COMPAT_NR.get(raw as u32)?;
+    let args = A::compat_args(regs, cfg);
+    if to == COMPAT_SOCKETCALL {
+        let (nr, words) = socketcall(args[0])?;
+        let spec = spec_for(nr as u64)?;
+        let mut w = [0u32; 6];
+        let size = words * 4;
+        let size = if size > 24 { 24 } else { size };
+        // SAFETY: at most 24 bytes into `w`; the helper checks the user address.
+        let r = unsafe { bpf_probe_read_user(w.as_mut_ptr().cast(), size, args[1] as *const _) };
+        if r < 0 {
+            ev.flags |= trunc::FAULT;
+            w = [0; 6];
+        }
+        ev.nr = nr;
+        ev.args = w.map(|v| v as u64);
+        return Some(spec);
+    }
+    if to == 0 {
+        return None;
+    }
+    let spec = spec_for(to as u64 - 1)?;
+    ev.nr = to - 1;
+    ev.args = args;
     Some(spec)
 }
 
@@ -143,6 +198,11 @@ fn capture(ev: &mut SyscallEvent, spec: &SyscallSpec, i: usize, off: usize) -> u
 #[inline(always)]
 fn capture_argv(ev: &mut SyscallEvent, argi: u8, start: usize) -> usize {
     let argv = arg(ev, argi);
+    // A 32-bit call's array holds 4-byte pointers. Taken from memory, so that the verifier
+    // walks the loop once for some width rather than once for each.
+    // SAFETY: a field of the per-CPU event we own.
+    let compat = (unsafe { core::ptr::read_volatile(&ev.flags) } & trunc::COMPAT != 0) as u64;
+    let width = 8 - 4 * compat;
     let mut off = start;
     let mut i = 0;
     while i < MAX_ARGV {
@@ -151,8 +211,13 @@ fn capture_argv(ev: &mut SyscallEvent, argi: u8, start: usize) -> usize {
             break;
         }
         let mut p: u64 = 0;
+        // SAFETY: at most 8 bytes into `p`; the helper checks the user address.
         let r = unsafe {
-            bpf_probe_read_user((&raw mut p).cast(), 8, (argv + 8 * i as u64) as *const _)
+            bpf_probe_read_user(
+                (&raw mut p).cast(),
+                width as u32,
+                (argv + width * i as u64) as *const _,
+            )
         };
         if r < 0 {
             ev.flags |= trunc::FAULT;
@@ -235,24 +300,36 @@ const ERESTART_LAST: i64 = -512;
 #[inline(always)]
 fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
     let nr = A::nr(regs, config());
-    let Some(spec) = spec_for(nr) else {
+    let Some(entry) = entry_for(nr) else {
         return Ok(());
     };
     // Fetched again rather than kept from above: every syscall on the node takes the path to
     // here, and a configuration pointer live across the lookup costs it a spill and a reload.
     let cfg = config();
-    if cfg.ready == 0 {
-        return Ok(());
-    }
-    if (ERESTART_FIRST..=ERESTART_LAST).contains(&ret)
-        || (ret == 0 && spec.flags & spec_flags::PARENT_ONLY != 0)
-    {
+    if cfg.ready == 0 || (ERESTART_FIRST..=ERESTART_LAST).contains(&ret) {
         return Ok(());
     }
     let ev = SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU slot owned by this invocation.
     let ev = unsafe { &mut *ev };
-    ev.args = A::args(regs, cfg);
+    // The task's entry is asked only for a number whose 32-bit call is wanted.
+    let spec = if entry.flags & spec_flags::COMPAT_CHECK != 0 && A::compat(cfg) {
+        ev.flags = trunc::COMPAT;
+        compat_call::<A>(ev, regs, A::nr(regs, cfg), cfg).ok_or(())?
+    } else if entry.flags & spec_flags::INTERESTED != 0 {
+        ev.flags = 0;
+        // Loaded again rather than kept from the top: a number live that long is spilled to
+        // the stack, and the path every syscall takes paid a store and a reload before its
+        // lookup.
+        ev.nr = A::nr(regs, cfg) as u32;
+        ev.args = A::args(regs, cfg);
+        entry
+    } else {
+        return Ok(());
+    };
+    if ret == 0 && spec.flags & spec_flags::PARENT_ONLY != 0 {
+        return Ok(());
+    }
     // An open no loaded rule can match ends here, on its class, or once the names of the file
     // it returned are judged; so does an mprotect or fcntl no rule wants, on its class.
     let verdict = open_filter::verdict(spec, ret, &ev.args);
@@ -279,10 +356,6 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
         open_filter::filtered(spec);
         return Ok(());
     }
-    // Loaded again rather than kept from the top: a number live that long is spilled to the
-    // stack, and the path every syscall takes paid a store and a reload before its lookup.
-    ev.nr = A::nr(regs, cfg) as u32;
-    ev.flags = 0;
     ev.ret = ret;
     ev.ring = 0;
     ev.ring_req = 0;

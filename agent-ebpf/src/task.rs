@@ -112,6 +112,13 @@ pub fn path_at(base: u64, off: u32, cfg: &KernelConfig) -> Obj {
 /// `files->fdt->fd[i]` (a `struct file **`) nor `container_of`, so only a cast gives their
 /// pointers a type.
 pub trait Access: Copy {
+    /// Whether the current syscall came through the 32-bit entry (`in_ia32_syscall()`:
+    /// `int $0x80` from any process, or a 32-bit program's call), where its number and
+    /// registers mean another call than the 64-bit entry's.
+    fn compat(cfg: &KernelConfig) -> bool;
+    /// The 32-bit entry's six arguments in `regs`, each its low 32 bits: what the kernel's
+    /// ia32 wrappers pass on, whatever a 64-bit process left in the upper halves.
+    fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6];
     /// The syscall number in `regs` (`orig_ax` on x86_64).
     fn nr(regs: u64, cfg: &KernelConfig) -> u64;
     /// The six argument registers in `regs`.
@@ -180,6 +187,19 @@ pub trait Access: Copy {
 pub struct Probed;
 
 impl Access for Probed {
+    #[inline(always)]
+    fn compat(cfg: &KernelConfig) -> bool {
+        if cfg.task_compat == 0 {
+            return false;
+        }
+        // SAFETY: helper without arguments.
+        let task = unsafe { bpf_get_current_task() };
+        read_kernel::<u32>(task, cfg.task_compat) & cfg.compat_status != 0
+    }
+    #[inline(always)]
+    fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
+        core::array::from_fn(|i| read_kernel::<u32>(regs, cfg.regs_compat_args[i]) as u64)
+    }
     #[inline(always)]
     fn nr(regs: u64, cfg: &KernelConfig) -> u64 {
         read_kernel(regs, cfg.regs_nr)
@@ -252,6 +272,20 @@ fn load<T: Copy>(base: u64, off: u32) -> T {
 }
 
 impl Access for Typed {
+    #[inline(always)]
+    fn compat(cfg: &KernelConfig) -> bool {
+        if cfg.task_compat == 0 {
+            return false;
+        }
+        // SAFETY: helper without arguments.
+        let task = unsafe { bpf_get_current_task_btf() } as u64;
+        load::<u32>(task, cfg.task_compat) & cfg.compat_status != 0
+    }
+    #[inline(always)]
+    fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
+        // The low half of each register (little-endian): a 32-bit load inside the member.
+        core::array::from_fn(|i| load::<u32>(regs, cfg.regs_compat_args[i]) as u64)
+    }
     #[inline(always)]
     fn nr(regs: u64, cfg: &KernelConfig) -> u64 {
         load(regs, cfg.regs_nr)
@@ -398,6 +432,14 @@ fn at(base: u64, off: u32) -> u64 {
 pub struct Cast;
 
 impl Access for Cast {
+    #[inline(always)]
+    fn compat(cfg: &KernelConfig) -> bool {
+        Typed::compat(cfg)
+    }
+    #[inline(always)]
+    fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
+        Typed::compat_args(regs, cfg)
+    }
     #[inline(always)]
     fn nr(regs: u64, cfg: &KernelConfig) -> u64 {
         Typed::nr(regs, cfg)

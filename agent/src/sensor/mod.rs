@@ -20,7 +20,7 @@ use std::{collections::BTreeSet, path::Path};
 
 use agent_common::{
     CgroupShare, KernelConfig, MAX_SYSCALL_NR, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS,
-    SyscallSpec, counter, open_filter,
+    SyscallSpec, counter, open_filter, spec_flags,
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -423,6 +423,14 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
     for (i, r) in regs.iter().enumerate() {
         regs_args[i] = m("pt_regs", r)?;
     }
+    // The 32-bit entry's argument registers, and the task's bit saying a call came through it
+    // (`TS_COMPAT` in `thread_info.status`, which `in_ia32_syscall()` tests).
+    #[cfg(target_arch = "x86_64")]
+    let (compat_regs, compat_status) = (["bx", "cx", "dx", "si", "di", "bp"], 0x0002);
+    let mut regs_compat_args = [0u32; 6];
+    for (i, r) in compat_regs.iter().enumerate() {
+        regs_compat_args[i] = m("pt_regs", r)?;
+    }
     // Renamed to __parent in Linux 6.15 (kernfs: RCU-protect the parent pointer).
     let kernfs_parent = if btf.member_offset("kernfs_node", "__parent").is_ok() {
         m("kernfs_node", "__parent")?
@@ -469,6 +477,9 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         mm_env_end: m("mm_struct", "env_end")?,
         regs_args,
         regs_nr: m("pt_regs", nr)?,
+        regs_compat_args,
+        task_compat: m("task_struct", "thread_info.status")?,
+        compat_status,
         bprm_filename: m("linux_binprm", "filename")?,
         bprm_interp: m("linux_binprm", "interp")?,
         exit_group_dead: exit_group_dead.unwrap_or(u32::MAX),
@@ -873,6 +884,15 @@ impl Sensor {
         });
 
         let specs: Array<MapData, SyscallSpec> = take_map(&mut ebpf, "SYSCALL_SPECS")?;
+        let mut compat_nr: Array<MapData, u32> = take_map(&mut ebpf, "COMPAT_NR")?;
+        for (n32, to) in compat_table() {
+            compat_nr
+                .set(n32, to, 0)
+                .map_err(|source| SensorError::Map {
+                    map: "COMPAT_NR",
+                    source,
+                })?;
+        }
         let counters: PerCpuArray<MapData, u64> = take_map(&mut ebpf, "COUNTERS")?;
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "EVENTS")?;
         let shares: HashMap<MapData, u64, CgroupShare> = take_map(&mut ebpf, "CGROUP_SHARE")?;
@@ -1062,6 +1082,27 @@ impl Sensor {
                     Some(def) => want[def.nr as usize] = def.spec(),
                     None => unknown.push(n.clone()),
                 }
+            }
+        }
+        // Every wanted number is checked for the 32-bit entry, where it is another call (ia32
+        // `fork` is 2, x86_64 `open`), so that no 32-bit call is read as a 64-bit one; and so
+        // is the 32-bit number of each wanted call.
+        for spec in want.iter_mut() {
+            if spec.flags & spec_flags::INTERESTED != 0 {
+                spec.flags |= spec_flags::COMPAT_CHECK;
+            }
+        }
+        for (n32, to) in compat_table() {
+            let wanted = match to {
+                agent_common::COMPAT_SOCKETCALL => (1..=20).any(|call| {
+                    agent_common::socketcall(call).is_some_and(|(nr, _)| {
+                        want[nr as usize].flags & spec_flags::INTERESTED != 0
+                    })
+                }),
+                to => want[to as usize - 1].flags & spec_flags::INTERESTED != 0,
+            };
+            if wanted {
+                want[n32 as usize].flags |= spec_flags::COMPAT_CHECK;
             }
         }
         let order = (0..want.len())
@@ -1294,6 +1335,15 @@ where
 {
     let map = ebpf.take_map(name).ok_or(SensorError::NoObject)?;
     T::try_from(map).map_err(|source| SensorError::Map { map: name, source })
+}
+
+/// `COMPAT_NR`'s entries: each ia32 number the sensor knows (`syscalls::IA32`) and the x86_64
+/// number it stands for plus one, and `socketcall`'s marker.
+fn compat_table() -> impl Iterator<Item = (u32, u32)> {
+    syscalls::IA32
+        .iter()
+        .filter_map(|&(n32, name)| Some((n32, syscalls::by_name(name)?.nr + 1)))
+        .chain([(syscalls::IA32_SOCKETCALL, agent_common::COMPAT_SOCKETCALL)])
 }
 
 /// Loads and attaches `program`, a BTF tracepoint form of `sys_exit` (`sys_exit_btf`: its

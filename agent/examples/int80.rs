@@ -1,0 +1,159 @@
+//! Syscalls made through the 32-bit entry (`int $0x80`) from a 64-bit process, for the tests of
+//! what Osprey sees of them (tests/evasion_kernel.rs). Any x86_64 process can do this where the
+//! kernel has ia32 emulation (most distributions' kernels): the call numbers and registers are
+//! i386's, so a sensor that reads them as x86_64's sees another call, or none.
+//!
+//! ```text
+//! int80 open PATH             ia32 open (5) of PATH for reading
+//! int80 open-high PATH        the same with junk in the upper half of rbx, which the kernel
+//!                             drops (it reads the low 32 bits)
+//! int80 connect IP PORT       ia32 socket (359) and connect (362) to IP:PORT (IPv4)
+//! int80 socketcall IP PORT    the same through socketcall (102): SYS_SOCKET, then SYS_CONNECT
+//!                             with its arguments in memory
+//! ```
+//!
+//! Pointers passed to the 32-bit entry must be below 4 GiB: everything it reads is in a page
+//! mapped with `MAP_32BIT`. Prints `result N` (the last call's result) and exits 0 when N >= 0.
+
+#[cfg(target_arch = "x86_64")]
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
+    let low = Low::new();
+    let result = match a(0) {
+        "open" => int80(5, [low.string(a(1)), 0, 0, 0, 0, 0]),
+        "open-high" => int80(5, [low.string(a(1)) | 0xdead_beef_0000_0000, 0, 0, 0, 0, 0]),
+        "connect" => {
+            let fd = int80(359, [2, 1, 0, 0, 0, 0]);
+            check("socket", fd);
+            let sa = low.sockaddr(a(1), a(2));
+            int80(362, [fd as u64, sa, 16, 0, 0, 0])
+        }
+        "socketcall" => {
+            const SYS_SOCKET: u64 = 1;
+            const SYS_CONNECT: u64 = 3;
+            let fd = int80(102, [SYS_SOCKET, low.words(&[2, 1, 0]), 0, 0, 0, 0]);
+            check("socket", fd);
+            let sa = low.sockaddr(a(1), a(2));
+            let words = low.words(&[fd as u32, sa as u32, 16]);
+            int80(102, [SYS_CONNECT, words, 0, 0, 0, 0])
+        }
+        _ => {
+            eprintln!("usage: int80 open|open-high PATH | connect|socketcall IP PORT");
+            std::process::exit(2);
+        }
+    };
+    println!("result {result}");
+    check("the call", result);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn main() {
+    eprintln!("int80: the 32-bit entry is an x86_64 thing");
+    std::process::exit(2);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn check(what: &str, r: i64) {
+    if r < 0 {
+        eprintln!(
+            "int80: {what} failed: {}",
+            std::io::Error::from_raw_os_error(-r as i32)
+        );
+        std::process::exit(1);
+    }
+}
+
+/// `int $0x80` with `nr` in eax and the six arguments in ebx, ecx, edx, esi, edi, ebp (rbx is
+/// given whole: the kernel reads its low half).
+#[cfg(target_arch = "x86_64")]
+fn int80(nr: u64, args: [u64; 6]) -> i64 {
+    let ret: u64;
+    // SAFETY: a syscall through the 32-bit entry, whose pointer arguments point into the
+    // `MAP_32BIT` page; rbx and rbp are reserved by the compiler, so they are swapped in and
+    // out around the instruction.
+    unsafe {
+        std::arch::asm!(
+            "xchg rbx, {b}",
+            "xchg rbp, {p}",
+            "int 0x80",
+            "xchg rbp, {p}",
+            "xchg rbx, {b}",
+            b = inout(reg) args[0] => _,
+            p = inout(reg) args[5] => _,
+            inlateout("rax") nr => ret,
+            in("rcx") args[1],
+            in("rdx") args[2],
+            in("rsi") args[3],
+            in("rdi") args[4],
+            // The 64-bit kernel clears r8-r11 on this entry.
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    // The 32-bit entry returns a 32-bit result.
+    ret as u32 as i32 as i64
+}
+
+/// A page below 4 GiB, filled from its start.
+#[cfg(target_arch = "x86_64")]
+struct Low {
+    base: *mut u8,
+    used: std::cell::Cell<usize>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Low {
+    fn new() -> Self {
+        // SAFETY: an anonymous private mapping; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            )
+        };
+        assert!(base != libc::MAP_FAILED, "mmap(MAP_32BIT) failed");
+        Low {
+            base: base.cast(),
+            used: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Copies `bytes` into the page (8-aligned); returns their address.
+    fn put(&self, bytes: &[u8]) -> u64 {
+        let at = self.used.get();
+        assert!(at + bytes.len() <= 4096, "the page is full");
+        // SAFETY: inside the mapped page, which nothing else writes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) };
+        self.used.set((at + bytes.len()).next_multiple_of(8));
+        self.base as u64 + at as u64
+    }
+
+    fn string(&self, s: &str) -> u64 {
+        let mut b = s.as_bytes().to_vec();
+        b.push(0);
+        self.put(&b)
+    }
+
+    fn words(&self, w: &[u32]) -> u64 {
+        let b: Vec<u8> = w.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        self.put(&b)
+    }
+
+    /// A `sockaddr_in` for `ip:port`.
+    fn sockaddr(&self, ip: &str, port: &str) -> u64 {
+        let ip: std::net::Ipv4Addr = ip.parse().expect("an IPv4 address");
+        let port: u16 = port.parse().expect("a port");
+        let mut b = vec![0u8; 16];
+        b[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[4..8].copy_from_slice(&ip.octets());
+        self.put(&b)
+    }
+}
