@@ -510,7 +510,7 @@ const CONNECT_RULE: &str = r#"
   condition: evt.type = connect and proc.name = int80
   output: >
     connect fd=%fd.name sip=%fd.sip sport=%fd.sport res=%evt.res proc=%proc.name
-    cmd=%proc.cmdline
+    ia32=%evt.is_ia32 cmd=%proc.cmdline
   priority: NOTICE
 "#;
 
@@ -547,7 +547,11 @@ fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
         &a,
         "Notice",
         &[],
-        &[("fd.sip", "127.0.0.1"), ("fd.sport", &port.to_string())],
+        &[
+            ("fd.sip", "127.0.0.1"),
+            ("fd.sport", &port.to_string()),
+            ("evt.is_ia32", "true"),
+        ],
     );
     let port = loopback_listener();
     int80(&["socketcall", "127.0.0.1", &port.to_string()]);

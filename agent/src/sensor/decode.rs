@@ -546,6 +546,7 @@ fn syscall(rec: &[u8], spare: &mut Spare) -> Result<Syscall, DecodeError> {
         ret,
         args,
         truncated: flags & (trunc::CAPTURE0 | trunc::CAPTURE1 | trunc::CAPTURE2 | trunc::ARGS) != 0,
+        ia32: flags & trunc::COMPAT != 0,
         latency_ns: 0,
         file,
         io_uring: (ring_bits != 0).then(|| IoUring {

@@ -96,6 +96,7 @@ impl Scene {
             ret,
             args,
             truncated: false,
+            ia32: false,
             latency_ns: self.latency_ns,
             file: None,
             io_uring: None,

@@ -265,6 +265,10 @@ pub struct Syscall {
     /// Some captured user memory (a path, argv) was cut short.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// The call came through the 32-bit entry (`int $0x80` from any process, or a 32-bit
+    /// program); `name`, `nr` and `args` are the x86_64 call it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ia32: bool,
     /// Nanoseconds the syscall took, entry to exit; 0 when not measured (the sensor keeps no
     /// state between a syscall's entry and exit).
     pub latency_ns: u64,

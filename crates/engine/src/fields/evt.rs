@@ -136,6 +136,12 @@ pub(super) const FIELDS: &[FieldDef] = &[
         |c, _| Some(Val::Bool(c.sc.is_some_and(|sc| sc.io_uring.is_some()))),
     ),
     FieldDef::new(
+        "evt.is_ia32",
+        T::Bool,
+        "Osprey: the syscall came through the 32-bit entry (`int $0x80`, which any x86_64 process can execute, or a 32-bit program); it reads as the x86_64 call it is (the i386 open, 5, as open). A 64-bit program has no reason to use that entry but to be read as another call by a sensor that does not translate it.",
+        |c, _| Some(Val::Bool(c.sc.is_some_and(|sc| sc.ia32))),
+    ),
+    FieldDef::new(
         "evt.io_uring_op",
         T::Charbuf,
         "Osprey: the io_uring opcode of an operation a ring submitted, without IORING_OP_ (OPENAT, OPENAT2, CONNECT, ACCEPT, SOCKET, SEND, RECV, SENDMSG, RECVMSG, SPLICE, TEE, UNLINKAT, RENAMEAT); unset for a syscall. A request on a registered file, or one whose result went into a registered slot, leaves the fd.* fields unset: those numbers are not the process's descriptors.",
