@@ -479,17 +479,9 @@ fn evasion_io_uring_operations_read_as_the_syscalls_they_stand_for() {
     assert!(field(&a, "fd.name").starts_with("/etc/hostname"), "{a}");
 }
 
-/// agent/examples/int80: one call, or two, through the 32-bit entry (built by `cargo test`
-/// beside this test binary).
+/// agent/examples/int80: one call, or two, through the 32-bit entry.
 fn int80(args: &[&str]) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let tool = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/int80");
-    assert!(tool.is_file(), "{} is not built", tool.display());
+    let tool = support::example("int80");
     let out = std::process::Command::new(&tool)
         .args(args)
         .output()

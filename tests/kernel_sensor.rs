@@ -638,3 +638,45 @@ fn kernel_walk_stops_at_a_chroot() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_file(tmp.join(&escaped)).unwrap();
 }
+
+#[test]
+fn kernel_32_bit_entry_calls_are_translated_and_never_read_as_other_calls() {
+    let mut agent = trace("open,close");
+    let tool = example("int80");
+    // i386 read (3) of 0 bytes from stdin, with 1000 in rdi: to a sensor reading it as an
+    // x86_64 call, close(1000), which would make the descriptor table forget descriptor 1000.
+    let forger = Command::new(&tool)
+        .args(["read-as-close", "1000"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let forger_pid = forger.id() as u64;
+    assert!(forger.wait_with_output().unwrap().status.success());
+    // i386 open (5, x86_64's fstat), after it: reported as the open it is.
+    let child = Command::new(&tool)
+        .args(["open", "/etc/hostname"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as u64;
+    assert!(child.wait_with_output().unwrap().status.success());
+    let open = agent.expect("the i386 open, as open", WAIT, |v| {
+        syscall_name(v) == "open" && tgid(v) == pid
+    });
+    assert_eq!(open["event"]["ia32"], true, "{open}");
+    assert_eq!(
+        arg(&open, "filename")["value"]["raw"],
+        "/etc/hostname",
+        "{open}"
+    );
+    assert!(open["event"]["ret"].as_i64().unwrap() >= 0, "{open}");
+    // The forger's records came before the open's (one ring, written in order).
+    let forged: Vec<_> = agent
+        .seen
+        .iter()
+        .filter(|v| syscall_name(v) == "close" && tgid(v) == forger_pid)
+        .filter(|v| arg(v, "fd")["value"] == 1000)
+        .collect();
+    assert!(forged.is_empty(), "an i386 read read as close: {forged:?}");
+}

@@ -312,7 +312,8 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
     let ev = SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: a per-CPU slot owned by this invocation.
     let ev = unsafe { &mut *ev };
-    // The task's entry is asked only for a number whose 32-bit call is wanted.
+    // The task's entry is asked here only for a number whose 32-bit call is wanted; for the
+    // others, below, where the task is at hand.
     let spec = if entry.flags & spec_flags::COMPAT_CHECK != 0 && A::compat(cfg) {
         ev.flags = trunc::COMPAT;
         compat_call::<A>(ev, regs, A::nr(regs, cfg), cfg).ok_or(())?
@@ -342,6 +343,13 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
     // agent's own are passed over with the others (and counted with them).
     let cur = A::current(cfg);
     if cur.tgid() == cfg.agent_tgid {
+        return Ok(());
+    }
+    // A 32-bit call whose number is a wanted 64-bit call (i386 `fork` is 2, x86_64 `open`) is
+    // not that call: nobody wants it. Checked after the filter, which may pass over it as the
+    // call it is not (harmless: nobody wants it either way), so that an open the filter passes
+    // over pays no helper call for the check; here it is one load from the task.
+    if ev.flags & trunc::COMPAT == 0 && A::compat_of(&cur, cfg) {
         return Ok(());
     }
     if verdict & open_filter_abi::KEYS != 0

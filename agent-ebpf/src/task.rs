@@ -116,6 +116,8 @@ pub trait Access: Copy {
     /// `int $0x80` from any process, or a 32-bit program's call), where its number and
     /// registers mean another call than the 64-bit entry's.
     fn compat(cfg: &KernelConfig) -> bool;
+    /// [`Access::compat`] of the task `cur` already holds: one read, no helper call.
+    fn compat_of(cur: &Current, cfg: &KernelConfig) -> bool;
     /// The 32-bit entry's six arguments in `regs`, each its low 32 bits: what the kernel's
     /// ia32 wrappers pass on, whatever a 64-bit process left in the upper halves.
     fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6];
@@ -195,6 +197,11 @@ impl Access for Probed {
         // SAFETY: helper without arguments.
         let task = unsafe { bpf_get_current_task() };
         read_kernel::<u32>(task, cfg.task_compat) & cfg.compat_status != 0
+    }
+    #[inline(always)]
+    fn compat_of(cur: &Current, cfg: &KernelConfig) -> bool {
+        cfg.task_compat != 0
+            && read_kernel::<u32>(cur.task, cfg.task_compat) & cfg.compat_status != 0
     }
     #[inline(always)]
     fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
@@ -280,6 +287,10 @@ impl Access for Typed {
         // SAFETY: helper without arguments.
         let task = unsafe { bpf_get_current_task_btf() } as u64;
         load::<u32>(task, cfg.task_compat) & cfg.compat_status != 0
+    }
+    #[inline(always)]
+    fn compat_of(cur: &Current, cfg: &KernelConfig) -> bool {
+        cfg.task_compat != 0 && load::<u32>(cur.task, cfg.task_compat) & cfg.compat_status != 0
     }
     #[inline(always)]
     fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
@@ -435,6 +446,10 @@ impl Access for Cast {
     #[inline(always)]
     fn compat(cfg: &KernelConfig) -> bool {
         Typed::compat(cfg)
+    }
+    #[inline(always)]
+    fn compat_of(cur: &Current, cfg: &KernelConfig) -> bool {
+        Typed::compat_of(cur, cfg)
     }
     #[inline(always)]
     fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {

@@ -10,6 +10,8 @@
 //! int80 connect IP PORT       ia32 socket (359) and connect (362) to IP:PORT (IPv4)
 //! int80 socketcall IP PORT    the same through socketcall (102): SYS_SOCKET, then SYS_CONNECT
 //!                             with its arguments in memory
+//! int80 read-as-close FD      ia32 read (3) of 0 bytes from stdin with FD in rdi: 3 is
+//!                             x86_64's close, whose descriptor argument is rdi
 //! ```
 //!
 //! Pointers passed to the 32-bit entry must be below 4 GiB: everything it reads is in a page
@@ -29,6 +31,10 @@ fn main() {
             let sa = low.sockaddr(a(1), a(2));
             int80(362, [fd as u64, sa, 16, 0, 0, 0])
         }
+        "read-as-close" => {
+            let fd: u64 = a(1).parse().expect("a descriptor number");
+            int80(3, [0, low.words(&[0]), 0, 0, fd, 0])
+        }
         "socketcall" => {
             const SYS_SOCKET: u64 = 1;
             const SYS_CONNECT: u64 = 3;
@@ -39,7 +45,9 @@ fn main() {
             int80(102, [SYS_CONNECT, words, 0, 0, 0, 0])
         }
         _ => {
-            eprintln!("usage: int80 open|open-high PATH | connect|socketcall IP PORT");
+            eprintln!(
+                "usage: int80 open|open-high PATH | connect|socketcall IP PORT | read-as-close FD"
+            );
             std::process::exit(2);
         }
     };

@@ -311,6 +311,20 @@ pub fn process_report(pid: u32) -> String {
     report
 }
 
+/// `agent/examples/NAME`, built by `cargo test` beside the test binaries.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let tool = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(tool.is_file(), "{} is not built", tool.display());
+    tool
+}
+
 /// `ev["event"][field]` shortcuts for trace output.
 pub fn kind(v: &Value) -> &str {
     v["event"]["kind"].as_str().unwrap_or("")

@@ -1084,14 +1084,9 @@ impl Sensor {
                 }
             }
         }
-        // Every wanted number is checked for the 32-bit entry, where it is another call (ia32
-        // `fork` is 2, x86_64 `open`), so that no 32-bit call is read as a 64-bit one; and so
-        // is the 32-bit number of each wanted call.
-        for spec in want.iter_mut() {
-            if spec.flags & spec_flags::INTERESTED != 0 {
-                spec.flags |= spec_flags::COMPAT_CHECK;
-            }
-        }
+        // The 32-bit number of each wanted call is checked for the 32-bit entry before its
+        // arguments are read. (A wanted 64-bit number made through that entry is another call,
+        // i386 `fork` for x86_64 `open`: the kernel drops it once the task is at hand.)
         for (n32, to) in compat_table() {
             let wanted = match to {
                 agent_common::COMPAT_SOCKETCALL => (1..=20).any(|call| {
