@@ -283,6 +283,11 @@ pub mod trunc {
 /// arguments, 32-bit words in user memory. `COMPAT_NR` maps it to this marker.
 pub const COMPAT_SOCKETCALL: u32 = u32::MAX;
 
+/// Set in a `COMPAT_NR` entry whose i386 call takes its arguments otherwise than the x86_64
+/// call it is (the old `mmap`, `select`...): profiles judge it by name, the sensor does not
+/// decode it.
+pub const COMPAT_PROFILE_ONLY: u32 = 1 << 31;
+
 /// The 64-bit syscall a `socketcall` operation (`call`, from 1) stands for, and how many
 /// argument words the kernel reads for it (`nargs` in net/socket.c); `None` for an unknown
 /// call, which the kernel refuses.

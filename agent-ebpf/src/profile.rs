@@ -12,9 +12,9 @@
 //! everything the process would do with its result.
 
 use agent_common::{
-    ArgRules, COMPAT_SOCKETCALL, EventKind, MAX_ARG_CONDS, MAX_ARG_RULES, MAX_PROFILE_SLOTS,
-    MAX_SYSCALL_NR, NO_SLOT, ProfileEvent, action, arg_op, args_key, counter, scope_flags,
-    socketcall, taken, verdict, verdict_index,
+    ArgRules, COMPAT_PROFILE_ONLY, COMPAT_SOCKETCALL, EventKind, MAX_ARG_CONDS, MAX_ARG_RULES,
+    MAX_PROFILE_SLOTS, MAX_SYSCALL_NR, NO_SLOT, ProfileEvent, action, arg_op, args_key, counter,
+    scope_flags, socketcall, taken, verdict, verdict_index,
 };
 use aya_ebpf::{
     helpers::{
@@ -50,17 +50,23 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
         // call stands for falls in the row's last entry, with the numbers no profile names.
         // Judged by its own number, `int $0x80` was a way around every profile (ia32 `open`
         // is 5, which an allow list naming `fstat` let through).
+        // One whose arguments are laid out otherwise meets the strictest of its argument
+        // rules, as a request whose arguments are not read does.
         let args = Probed::compat_args(regs, cfg);
-        let (nr, args) = match COMPAT_NR.get(nr as u32 & (MAX_SYSCALL_NR - 1)).copied() {
-            _ if nr >= MAX_SYSCALL_NR as u64 => (nr, args),
+        let (nr, args, known) = match COMPAT_NR.get(nr as u32 & (MAX_SYSCALL_NR - 1)).copied() {
+            _ if nr >= MAX_SYSCALL_NR as u64 => (nr, args, true),
             Some(COMPAT_SOCKETCALL) => match socketcall(args[0]) {
-                Some((to, words)) => (to as u64, socket_args(args[1], words)),
-                None => (MAX_SYSCALL_NR as u64, args),
+                Some((to, words)) => (to as u64, socket_args(args[1], words), true),
+                None => (MAX_SYSCALL_NR as u64, args, true),
             },
-            Some(to) if to != 0 => (to as u64 - 1, args),
-            _ => (MAX_SYSCALL_NR as u64, args),
+            Some(to) if to != 0 => (
+                (to & !COMPAT_PROFILE_ONLY) as u64 - 1,
+                args,
+                to & COMPAT_PROFILE_ONLY == 0,
+            ),
+            _ => (MAX_SYSCALL_NR as u64, args, true),
         };
-        judge_in(scope, nr, || args, true, 0);
+        judge_in(scope, nr, || args, known, 0);
     } else {
         judge_in(scope, nr, || read_args(regs, cfg), true, 0);
     }

@@ -21,8 +21,8 @@
 //! did not produce a descriptor (unlink, rename, chmod...).
 
 use agent_common::{
-    COMPAT_SOCKETCALL, DATA_MAX, DIRFD_CWD, EventKind, KernelConfig, MAX_SYSCALL_NR,
-    SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec, capture, counter, kpath,
+    COMPAT_PROFILE_ONLY, COMPAT_SOCKETCALL, DATA_MAX, DIRFD_CWD, EventKind, KernelConfig,
+    MAX_SYSCALL_NR, SYSCALL_DATA_OFFSET, SyscallEvent, SyscallSpec, capture, counter, kpath,
     open_filter as open_filter_abi, ring, socketcall, spec_flags, trunc,
 };
 use aya_ebpf::{
@@ -104,7 +104,7 @@ fn compat_call<A: Access>(
         ev.args = w.map(|v| v as u64);
         return Some(spec);
     }
-    if to == 0 {
+    if to == 0 || to & COMPAT_PROFILE_ONLY != 0 {
         return None;
     }
     let spec = spec_for(to as u64 - 1)?;

@@ -1094,6 +1094,7 @@ impl Sensor {
                         want[nr as usize].flags & spec_flags::INTERESTED != 0
                     })
                 }),
+                to if to & agent_common::COMPAT_PROFILE_ONLY != 0 => false,
                 to => want[to as usize - 1].flags & spec_flags::INTERESTED != 0,
             };
             if wanted {
@@ -1332,13 +1333,24 @@ where
     T::try_from(map).map_err(|source| SensorError::Map { map: name, source })
 }
 
-/// `COMPAT_NR`'s entries: each ia32 number the sensor knows (`syscalls::IA32`) and the x86_64
-/// number it stands for plus one, and `socketcall`'s marker.
+/// `COMPAT_NR`'s entries: each i386 number that is an x86_64 call
+/// (`osprey_model::syscalls::IA32`) and that call's number plus one, with
+/// `COMPAT_PROFILE_ONLY` where its arguments are laid out otherwise; and `socketcall`'s marker.
 fn compat_table() -> impl Iterator<Item = (u32, u32)> {
-    syscalls::IA32
-        .iter()
-        .filter_map(|&(n32, name)| Some((n32, syscalls::by_name(name)?.nr + 1)))
-        .chain([(syscalls::IA32_SOCKETCALL, agent_common::COMPAT_SOCKETCALL)])
+    use osprey_model::syscalls::{IA32, IA32_SOCKETCALL, number};
+    IA32.iter()
+        .filter_map(|&(n32, name, same)| {
+            let to = number(name)? + 1;
+            Some((
+                n32,
+                if same {
+                    to
+                } else {
+                    to | agent_common::COMPAT_PROFILE_ONLY
+                },
+            ))
+        })
+        .chain([(IA32_SOCKETCALL, agent_common::COMPAT_SOCKETCALL)])
 }
 
 /// Loads and attaches `program`, a BTF tracepoint form of `sys_exit` (`sys_exit_btf`: its

@@ -205,132 +205,6 @@ pub fn by_name(name: &str) -> Option<&'static SyscallDef> {
     SYSCALLS.iter().find(|s| s.name == name)
 }
 
-/// The 32-bit (ia32) syscalls that are one of [`SYSCALLS`] under another number: the ia32
-/// number and the x86_64 name (arch/x86/entry/syscalls/syscall_32.tbl). Any x86_64 process can
-/// make them with `int $0x80`, so each is captured, and judged by profiles, as the call it is.
-/// The 16-bit id calls (`setuid`, `chown`...) are the same calls with smaller ids; `mmap2`
-/// takes its offset in pages and `truncate64` its length in two registers (neither read by a
-/// rule). `socketcall` (102) is decided in the kernel by its first argument
-/// (`agent_common::socketcall`). Left out: `oldumount` (22, no flags register) is `umount2`
-/// with flags 0, and the old `mmap` (90) takes its arguments in memory; both are listed, the
-/// first as `umount2`, the second not at all, so a rule on `mmap` does not see it.
-pub const IA32: &[(u32, &str)] = &[
-    (5, "open"),
-    (6, "close"),
-    (8, "creat"),
-    (9, "link"),
-    (10, "unlink"),
-    (11, "execve"),
-    (12, "chdir"),
-    (14, "mknod"),
-    (15, "chmod"),
-    (16, "lchown"),
-    (21, "mount"),
-    (22, "umount2"),
-    (23, "setuid"),
-    (26, "ptrace"),
-    (30, "utime"),
-    (37, "kill"),
-    (38, "rename"),
-    (41, "dup"),
-    (46, "setgid"),
-    (52, "umount2"),
-    (55, "fcntl"),
-    (61, "chroot"),
-    (63, "dup2"),
-    (70, "setreuid"),
-    (71, "setregid"),
-    (83, "symlink"),
-    (92, "truncate"),
-    (93, "ftruncate"),
-    (94, "fchmod"),
-    (95, "fchown"),
-    (120, "clone"),
-    (125, "mprotect"),
-    (128, "init_module"),
-    (129, "delete_module"),
-    (133, "fchdir"),
-    (136, "personality"),
-    (164, "setresuid"),
-    (170, "setresgid"),
-    (172, "prctl"),
-    (182, "chown"),
-    (185, "capset"),
-    (192, "mmap"),
-    (193, "truncate"),
-    (194, "ftruncate"),
-    (198, "lchown"),
-    (203, "setreuid"),
-    (204, "setregid"),
-    (207, "fchown"),
-    (208, "setresuid"),
-    (210, "setresgid"),
-    (212, "chown"),
-    (213, "setuid"),
-    (214, "setgid"),
-    (217, "pivot_root"),
-    (221, "fcntl"),
-    (226, "setxattr"),
-    (227, "lsetxattr"),
-    (228, "fsetxattr"),
-    (235, "removexattr"),
-    (236, "lremovexattr"),
-    (237, "fremovexattr"),
-    (238, "tkill"),
-    (270, "tgkill"),
-    (271, "utimes"),
-    (283, "kexec_load"),
-    (295, "openat"),
-    (297, "mknodat"),
-    (298, "fchownat"),
-    (299, "futimesat"),
-    (301, "unlinkat"),
-    (302, "renameat"),
-    (303, "linkat"),
-    (304, "symlinkat"),
-    (306, "fchmodat"),
-    (310, "unshare"),
-    (313, "splice"),
-    (315, "tee"),
-    (320, "utimensat"),
-    (330, "dup3"),
-    (342, "open_by_handle_at"),
-    (346, "setns"),
-    (347, "process_vm_readv"),
-    (348, "process_vm_writev"),
-    (350, "finit_module"),
-    (353, "renameat2"),
-    (356, "memfd_create"),
-    (357, "bpf"),
-    (358, "execveat"),
-    (359, "socket"),
-    (361, "bind"),
-    (362, "connect"),
-    (363, "listen"),
-    (364, "accept4"),
-    (369, "sendto"),
-    (370, "sendmsg"),
-    (371, "recvfrom"),
-    (372, "recvmsg"),
-    (374, "userfaultfd"),
-    (380, "pkey_mprotect"),
-    (412, "utimensat"),
-    (425, "io_uring_setup"),
-    (429, "move_mount"),
-    (430, "fsopen"),
-    (431, "fsconfig"),
-    (432, "fsmount"),
-    (434, "pidfd_open"),
-    (435, "clone3"),
-    (436, "close_range"),
-    (437, "openat2"),
-    (438, "pidfd_getfd"),
-    (452, "fchmodat2"),
-];
-
-/// The ia32 `socketcall` number.
-pub const IA32_SOCKETCALL: u32 = 102;
-
 /// Looks a syscall up by number.
 pub fn by_nr(nr: u32) -> Option<&'static SyscallDef> {
     decoding(nr).map(|(def, _)| def)
@@ -763,45 +637,37 @@ mod tests {
     }
 
     #[test]
-    fn ia32_numbers_name_known_calls_once_each_and_leave_socketcall_to_the_kernel() {
-        let mut seen = std::collections::BTreeSet::new();
-        for &(n32, name) in IA32 {
-            assert!(by_name(name).is_some(), "{name} is not in SYSCALLS");
-            assert!(seen.insert(n32), "ia32 {n32} listed twice");
-            assert!(
-                n32 < agent_common::MAX_SYSCALL_NR,
-                "ia32 {n32} past the table"
-            );
-            assert_ne!(n32, IA32_SOCKETCALL);
-        }
-        // A few that an attacker would reach for, against syscall_32.tbl.
-        for (n32, name) in [
-            (5, "open"),
-            (11, "execve"),
-            (295, "openat"),
-            (362, "connect"),
-        ] {
-            assert!(IA32.contains(&(n32, name)), "ia32 {n32} is {name}");
-        }
-        // The socketcall operations the table knows stand for their x86_64 numbers.
+    fn socketcall_operations_stand_for_their_x86_64_calls() {
+        // Every operation of net/socket.c's socketcall, and how many words it copies.
         let ops = [
-            (1, "socket"),
-            (2, "bind"),
-            (3, "connect"),
-            (4, "listen"),
-            (5, "accept"),
-            (9, "sendto"),
-            (10, "recvfrom"),
-            (11, "sendto"),
-            (12, "recvfrom"),
-            (16, "sendmsg"),
-            (17, "recvmsg"),
-            (18, "accept4"),
+            (1, "socket", 3),
+            (2, "bind", 3),
+            (3, "connect", 3),
+            (4, "listen", 2),
+            (5, "accept", 3),
+            (6, "getsockname", 3),
+            (7, "getpeername", 3),
+            (8, "socketpair", 4),
+            (9, "sendto", 4),
+            (10, "recvfrom", 4),
+            (11, "sendto", 6),
+            (12, "recvfrom", 6),
+            (13, "shutdown", 2),
+            (14, "setsockopt", 5),
+            (15, "getsockopt", 5),
+            (16, "sendmsg", 3),
+            (17, "recvmsg", 3),
+            (18, "accept4", 4),
+            (19, "recvmmsg", 5),
+            (20, "sendmmsg", 4),
         ];
-        for (call, name) in ops {
-            let (nr, words) = agent_common::socketcall(call).expect("a known operation");
-            assert_eq!(by_name(name).unwrap().nr, nr, "socketcall {call} is {name}");
-            assert!((2..=6).contains(&words));
+        for (call, name, n) in ops {
+            let nr = osprey_model::syscalls::number(name).unwrap();
+            assert_eq!(
+                agent_common::socketcall(call),
+                Some((nr, n)),
+                "{call} is {name}"
+            );
         }
         assert_eq!(agent_common::socketcall(0), None);
         assert_eq!(agent_common::socketcall(21), None);

@@ -2,7 +2,9 @@
 
 mod errno;
 pub mod flags;
+mod ia32;
 mod numbers;
 
 pub use errno::errno_name;
+pub use ia32::{IA32, IA32_SOCKETCALL};
 pub use numbers::{SYSCALL_NUMBERS, name, number};
