@@ -103,6 +103,22 @@ fn evasion_openat_relative_to_a_directory_fd() {
 }
 
 #[test]
+fn evasion_syscall_number_with_junk_in_the_upper_half_of_rax() {
+    // The kernel runs the call named by eax, the low half of rax (an `int` since Linux 5.13):
+    // rax = 1 << 32 | 2 is open. The sensor read the whole register, a number past every table,
+    // and the read of /etc/shadow raised nothing.
+    let mut agent = agent();
+    bash_ok(
+        r#"perl -e 'my $p = "/etc/shadow"; my $fd = syscall(4294967298, $p, 0);
+        die "open: $!" if $fd < 0;' osprey-highnr"#,
+    );
+    let a = alert(&mut agent, "Read sensitive file", |v| {
+        field(v, "proc.cmdline").ends_with("osprey-highnr")
+    });
+    check(&a, "Warning", &[], &[("fd.name", "/etc/shadow")]);
+}
+
+#[test]
 fn evasion_flood_decoys_do_not_hide_the_real_read() {
     let mut agent = agent();
     // On the host: one process reads /etc/gshadow six times (five alerts and a summary), then

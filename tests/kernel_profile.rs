@@ -391,6 +391,51 @@ fn kernel_profile_judges_calls_through_the_32_bit_entry_as_the_calls_they_are() 
     }
 }
 
+/// The syscall number is the low 32 bits of rax, as the kernel runs it: socket with junk in
+/// rax's upper half is judged as socket (it was a number no profile names, so a profile's
+/// `socket` verdict was a rule any process could step around).
+#[test]
+fn kernel_profile_judges_a_syscall_number_by_its_low_half() {
+    let _t = turn();
+    let dir = Dir::new("nrwidth");
+    let rules = dir.join("p.yaml");
+    std::fs::write(
+        &rules,
+        "- profile: no-sockets\n  scope: host\n  default: allow\n  syscalls:\n    - names: [socket]\n      action: alert\n",
+    )
+    .unwrap();
+    let mut agent = agent_with(&rules);
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import ctypes, sys\n\
+             libc = ctypes.CDLL(None, use_errno=True)\n\
+             libc.syscall.restype = ctypes.c_long\n\
+             L = ctypes.c_long\n\
+             assert libc.syscall(L(int(sys.argv[1])), L(2), L(1), L(0)) >= 0\n",
+            &((1u64 << 32) | 41).to_string(),
+            "osprey-nrwidth",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let seen = agent.collect_for(Duration::from_secs(4));
+    let ours: Vec<&Value> = profile_alerts(seen, "no-sockets")
+        .into_iter()
+        .filter(|v| {
+            v["output_fields"]["proc.cmdline"]
+                .as_str()
+                .is_some_and(|c| c.contains("osprey-nrwidth"))
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "the socket judged as socket: {ours:?}");
+    assert_eq!(
+        ours[0]["output_fields"]["evt.type"], "socket",
+        "{}",
+        ours[0]
+    );
+}
+
 /// A condition on an `int` argument holds whatever the register's upper half says: the kernel
 /// reads the low 32 bits of socket's family, so socket(AF_PACKET | 1 << 32, ...) makes the
 /// same packet socket as socket(AF_PACKET, ...), and the profile judges both. On the host, with

@@ -117,7 +117,9 @@ fn compat_call<A: Access>(
 /// entry (a kill must come before the syscall's effect); capture waits for the exit.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
-    let nr: u64 = ctx.arg(1);
+    // The low 32 bits, which the kernel runs (see `Access::nr`): a number with junk in rax's
+    // upper half is the call of its low half, not one no profile names.
+    let nr = ctx.arg::<u64>(1) as u32 as u64;
     profile::check(&ctx, nr);
     0
 }

@@ -121,7 +121,10 @@ pub trait Access: Copy {
     /// The 32-bit entry's six arguments in `regs`, each its low 32 bits: what the kernel's
     /// ia32 wrappers pass on, whatever a 64-bit process left in the upper halves.
     fn compat_args(regs: u64, cfg: &KernelConfig) -> [u64; 6];
-    /// The syscall number in `regs` (`orig_ax` on x86_64).
+    /// The syscall number in `regs`: the low 32 bits of `orig_ax` on x86_64, which is what the
+    /// kernel runs (since Linux 5.13 it takes the number as an `int`, so `rax = 1 << 32 | 2`
+    /// opens a file); read whole, that number was past every table and the open went unseen.
+    /// (Before 5.13 such a number fails with ENOSYS, and the record says so.)
     fn nr(regs: u64, cfg: &KernelConfig) -> u64;
     /// The six argument registers in `regs`.
     fn args(regs: u64, cfg: &KernelConfig) -> [u64; 6];
@@ -209,7 +212,7 @@ impl Access for Probed {
     }
     #[inline(always)]
     fn nr(regs: u64, cfg: &KernelConfig) -> u64 {
-        read_kernel(regs, cfg.regs_nr)
+        read_kernel::<u32>(regs, cfg.regs_nr) as u64
     }
     #[inline(always)]
     fn args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
@@ -299,7 +302,8 @@ impl Access for Typed {
     }
     #[inline(always)]
     fn nr(regs: u64, cfg: &KernelConfig) -> u64 {
-        load(regs, cfg.regs_nr)
+        // The low half of the member (little-endian): a 32-bit load inside it.
+        load::<u32>(regs, cfg.regs_nr) as u64
     }
     #[inline(always)]
     fn args(regs: u64, cfg: &KernelConfig) -> [u64; 6] {
