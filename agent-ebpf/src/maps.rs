@@ -14,9 +14,10 @@ use aya_ebpf::{
 #[map]
 pub static SYSCALL_SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 
-/// The 64-bit syscall each 32-bit (ia32) syscall number stands for, plus one (0: none the
-/// sensor knows; `agent_common::COMPAT_SOCKETCALL`: decided by its first argument); written by
-/// userspace at load. A `SYSCALL_SPECS` entry flagged `spec_flags::COMPAT_CHECK` sends the
+/// The 64-bit syscall each 32-bit (ia32) syscall number stands for, plus one (0: none x86_64
+/// has; `agent_common::COMPAT_SOCKETCALL`: decided by its first argument; with
+/// `agent_common::COMPAT_PROFILE_ONLY`: judged by profiles, not decoded); written by userspace
+/// at load. A `SYSCALL_SPECS` entry flagged `spec_flags::COMPAT_CHECK` sends the
 /// 32-bit entry's calls of that number here.
 #[map]
 pub static COMPAT_NR: Array<u32> = Array::with_max_entries(MAX_SYSCALL_NR, 0);

@@ -17,10 +17,7 @@ use agent_common::{
     scope_flags, socketcall, taken, verdict, verdict_index,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-        generated::{bpf_probe_read_user, bpf_send_signal},
-    },
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, generated::bpf_send_signal},
     programs::RawTracePointContext,
 };
 
@@ -29,7 +26,7 @@ use crate::{
         COMPAT_NR, PROFILE_ARGS, PROFILE_RECORD, PROFILE_SCOPE, PROFILE_VERDICTS, config, count,
     },
     output::emit,
-    task::{Access, Probed, fill_header, read_args, with_pid_view},
+    task::{Access, Probed, fill_header, read_args, socketcall_args, with_pid_view},
 };
 
 const SIGKILL: u32 = 9;
@@ -46,17 +43,21 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
     let scope = (cgroup, scope.slot, scope.flags);
     let cfg = config();
     if Probed::compat(cfg) {
-        // A call through the 32-bit entry is judged as the 64-bit call it is; one no 64-bit
-        // call stands for falls in the row's last entry, with the numbers no profile names.
-        // Judged by its own number, `int $0x80` was a way around every profile (ia32 `open`
-        // is 5, which an allow list naming `fstat` let through).
-        // One whose arguments are laid out otherwise meets the strictest of its argument
-        // rules, as a request whose arguments are not read does.
+        // A call through the 32-bit entry is judged as the 64-bit call it is (judged by its
+        // own number, `int $0x80` was a way around every profile: ia32 `open` is 5, which an
+        // allow list naming `fstat` let through). One no 64-bit call stands for falls in the
+        // row's last entry, with the numbers no profile names; one whose arguments are laid
+        // out otherwise meets the strictest of its argument rules, as a request whose
+        // arguments are not read does.
         let args = Probed::compat_args(regs, cfg);
         let (nr, args, known) = match COMPAT_NR.get(nr as u32 & (MAX_SYSCALL_NR - 1)).copied() {
             _ if nr >= MAX_SYSCALL_NR as u64 => (nr, args, true),
             Some(COMPAT_SOCKETCALL) => match socketcall(args[0]) {
-                Some((to, words)) => (to as u64, socket_args(args[1], words), true),
+                Some((to, words)) => (
+                    to as u64,
+                    socketcall_args(args[1], words).unwrap_or([0; 6]),
+                    true,
+                ),
                 None => (MAX_SYSCALL_NR as u64, args, true),
             },
             Some(to) if to != 0 => (
@@ -70,20 +71,6 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
     } else {
         judge_in(scope, nr, || read_args(regs, cfg), true, 0);
     }
-}
-
-/// The argument words (`words` of them) a 32-bit `socketcall` points at, zero-extended; zeros
-/// where they cannot be read.
-#[inline(always)]
-fn socket_args(at: u64, words: u32) -> [u64; 6] {
-    let mut w = [0u32; 6];
-    let size = words * 4;
-    let size = if size > 24 { 24 } else { size };
-    // SAFETY: at most 24 bytes into `w`; the helper checks the user address.
-    if unsafe { bpf_probe_read_user(w.as_mut_ptr().cast(), size, at as *const _) } < 0 {
-        w = [0; 6];
-    }
-    w.map(|v| v as u64)
 }
 
 /// Judges an io_uring request as the syscall `nr` it stands for, with the syscall's

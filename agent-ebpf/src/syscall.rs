@@ -37,7 +37,7 @@ use crate::{
     output::{Lane, emit_in},
     path::{file_of_fd, walk},
     profile,
-    task::{Access, Cast, Current, Obj, Probed, Typed, fill_header_of},
+    task::{Access, Cast, Current, Obj, Probed, Typed, fill_header_of, socketcall_args},
 };
 
 /// The most argv strings captured for execve/execveat; more set `trunc::ARGS`.
@@ -76,9 +76,8 @@ fn entry_for(nr: u64) -> Option<&'static SyscallSpec> {
 /// `ev.args` set to the 64-bit call's number and arguments. Without this such a call was read
 /// as the 64-bit call of the same number (ia32 `open` is 5, x86_64 `fstat`), and an open of
 /// /etc/shadow went unseen. `socketcall` is the operation its first argument names, with the
-/// argument words its second points at, as many as the kernel copies for that operation (a
-/// longer read could fault where the kernel's did not). `None` for a call no 64-bit call
-/// stands for, or one nobody wants.
+/// argument words its second points at ([`socketcall_args`]). `None` for a call no 64-bit call
+/// stands for, one whose arguments are laid out otherwise, or one nobody wants.
 #[inline(always)]
 fn compat_call<A: Access>(
     ev: &mut SyscallEvent,
@@ -91,17 +90,11 @@ fn compat_call<A: Access>(
     if to == COMPAT_SOCKETCALL {
         let (nr, words) = socketcall(args[0])?;
         let spec = spec_for(nr as u64)?;
-        let mut w = [0u32; 6];
-        let size = words * 4;
-        let size = if size > 24 { 24 } else { size };
-        // SAFETY: at most 24 bytes into `w`; the helper checks the user address.
-        let r = unsafe { bpf_probe_read_user(w.as_mut_ptr().cast(), size, args[1] as *const _) };
-        if r < 0 {
-            ev.flags |= trunc::FAULT;
-            w = [0; 6];
-        }
         ev.nr = nr;
-        ev.args = w.map(|v| v as u64);
+        ev.args = socketcall_args(args[1], words).unwrap_or_else(|| {
+            ev.flags |= trunc::FAULT;
+            [0; 6]
+        });
         return Some(spec);
     }
     if to == 0 || to & COMPAT_PROFILE_ONLY != 0 {

@@ -14,7 +14,10 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-        generated::{bpf_get_current_comm, bpf_get_current_task_btf, bpf_probe_read_kernel},
+        generated::{
+            bpf_get_current_comm, bpf_get_current_task_btf, bpf_probe_read_kernel,
+            bpf_probe_read_user,
+        },
     },
     macros::map,
     maps::PerCpuArray,
@@ -85,6 +88,22 @@ pub fn read_kernel<T: Copy>(base: u64, off: u32) -> T {
         );
         v.assume_init()
     }
+}
+
+/// The argument words (`words` of them, at most six) of a 32-bit `socketcall`, which its
+/// second argument points at in user memory, zero-extended; `None` when they cannot be read.
+/// Exactly as many as the kernel copies for the operation: a longer read could fault where the
+/// kernel's did not, and lose the call.
+#[inline(always)]
+pub fn socketcall_args(at: u64, words: u32) -> Option<[u64; 6]> {
+    let mut w = [0u32; 6];
+    let size = words * 4;
+    let size = if size > 24 { 24 } else { size };
+    // SAFETY: at most 24 bytes into `w`; the helper checks the user address.
+    if unsafe { bpf_probe_read_user(w.as_mut_ptr().cast(), size, at as *const _) } < 0 {
+        return None;
+    }
+    Some(w.map(|v| v as u64))
 }
 
 /// A file system object the kernel holds: the (vfsmount, dentry) pair of a `struct path`.
