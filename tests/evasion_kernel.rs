@@ -317,28 +317,9 @@ fn evasion_binary_named_runc_in_a_container_is_not_the_runtime() {
     check(&a, "Error", &["T1611"], &[("evt.arg.type", "tmpfs")]);
 }
 
-/// agent/examples/uring: one file or network operation through an io_uring ring (built by
-/// `cargo test` beside this test binary).
+/// agent/examples/uring: one file or network operation through an io_uring ring.
 fn uring(args: &[&str]) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let tool = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/uring");
-    assert!(tool.is_file(), "{} is not built", tool.display());
-    let out = std::process::Command::new(&tool)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "uring {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::run_example("uring", args)
 }
 
 /// A rule that shows every operation the test's ring tool submitted, with the fields rules use.
@@ -481,18 +462,7 @@ fn evasion_io_uring_operations_read_as_the_syscalls_they_stand_for() {
 
 /// agent/examples/int80: one call, or two, through the 32-bit entry.
 fn int80(args: &[&str]) -> String {
-    let tool = support::example("int80");
-    let out = std::process::Command::new(&tool)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "int80 {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::run_example("int80", args)
 }
 
 /// Every connect the test's tool makes, with the fields a network rule reads.

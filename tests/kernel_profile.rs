@@ -89,6 +89,29 @@ impl Drop for Dir {
     }
 }
 
+/// [`podman`] on the host's network, without seccomp, with agent/examples/`tool` (built beside
+/// this test binary) at /ex/`tool` and the host's libraries it links.
+fn podman_with_example(name: &str, tool: &str, script: &str) -> Output {
+    let ex = example(tool);
+    let mount = format!("{}:/ex/{tool}:ro", ex.display());
+    podman(
+        name,
+        &[
+            "--network",
+            "host",
+            "--security-opt",
+            "seccomp=unconfined",
+            "-v",
+            &mount,
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+        ],
+        script,
+    )
+}
+
 fn agent_with(rules: &Path) -> Agent {
     Agent::start(
         &["run", "--json", "--rules", rules.to_str().unwrap()],
@@ -250,35 +273,10 @@ fn kernel_profile_judges_io_uring_requests_as_the_syscalls_they_stand_for() {
         ),
     )
     .unwrap();
-    // agent/examples/uring, built beside this test binary, and the libraries it links.
-    let examples = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples");
-    assert!(
-        examples.join("uring").is_file(),
-        "{} has no uring",
-        examples.display()
-    );
-    let mount = format!("{}:/ex:ro", examples.display());
     let mut agent = agent_with(&rules);
-    let out = podman(
+    let out = podman_with_example(
         &cname,
-        &[
-            "--network",
-            "host",
-            "--security-opt",
-            "seccomp=unconfined",
-            "-v",
-            &mount,
-            "-v",
-            "/lib:/lib:ro",
-            "-v",
-            "/lib64:/lib64:ro",
-        ],
+        "uring",
         &format!(
             "sleep 1; /ex/uring connect 127.0.0.1 {port}; echo ring=$?; \
              /ex/uring --sqpoll connect 127.0.0.1 {port}; echo sqpoll=$?; \
@@ -340,34 +338,10 @@ fn kernel_profile_judges_calls_through_the_32_bit_entry_as_the_calls_they_are() 
         ),
     )
     .unwrap();
-    let examples = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples");
-    assert!(
-        examples.join("int80").is_file(),
-        "{} has no int80",
-        examples.display()
-    );
-    let mount = format!("{}:/ex:ro", examples.display());
     let mut agent = agent_with(&rules);
-    let out = podman(
+    let out = podman_with_example(
         &cname,
-        &[
-            "--network",
-            "host",
-            "--security-opt",
-            "seccomp=unconfined",
-            "-v",
-            &mount,
-            "-v",
-            "/lib:/lib:ro",
-            "-v",
-            "/lib64:/lib64:ro",
-        ],
+        "int80",
         &format!(
             "sleep 1; /ex/int80 connect 127.0.0.1 {port}; echo direct=$?; \
              /ex/int80 socketcall 127.0.0.1 {port}; echo socketcall=$?"

@@ -325,6 +325,18 @@ pub fn example(name: &str) -> std::path::PathBuf {
     tool
 }
 
+/// Runs [`example`] `name` with `args`; asserts it exits 0 and returns its stdout.
+pub fn run_example(name: &str, args: &[&str]) -> String {
+    let out = Command::new(example(name)).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `ev["event"][field]` shortcuts for trace output.
 pub fn kind(v: &Value) -> &str {
     v["event"]["kind"].as_str().unwrap_or("")
