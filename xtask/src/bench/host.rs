@@ -411,6 +411,9 @@ pub struct Machine {
     /// Other `osprey` processes running at the start (other people's agents and tests): their
     /// programs sit on the same hooks and are in every figure, "no agent" included.
     pub other_agents: usize,
+    /// `kernel.bpf_stats_enabled` as the bench found it (it turns it off for every row but
+    /// the kernel-cost rows, and puts it back at the end).
+    pub bpf_stats_found: bool,
 }
 
 pub fn machine(root: &Path) -> Machine {
@@ -441,6 +444,46 @@ pub fn machine(root: &Path) -> Machine {
         load: load_average(),
         commit,
         other_agents: other_agents(),
+        bpf_stats_found: BpfStats::enabled(),
+    }
+}
+
+/// `kernel.bpf_stats_enabled`: while it is on, the kernel reads the clock before and after
+/// every run of every BPF program, which costs more than an empty program's whole dispatch on
+/// these VMs (getppid under the empty hook: 181 ns with it off, 248 with it on). A benchmark
+/// that found it on, left by a by-hand measurement or another tool, would charge that to the
+/// agent in every wall-time row.
+pub struct BpfStats {
+    found: bool,
+}
+
+impl BpfStats {
+    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    pub fn enabled() -> bool {
+        std::fs::read_to_string(Self::PATH).is_ok_and(|s| s.trim() == "1")
+    }
+
+    pub fn set(on: bool) -> Result<()> {
+        std::fs::write(Self::PATH, if on { "1" } else { "0" }).with_context(|| {
+            format!(
+                "{} kernel.bpf_stats_enabled",
+                if on { "enabling" } else { "disabling" }
+            )
+        })
+    }
+
+    /// Turns the statistics off until the guard is dropped, which puts back what it found.
+    pub fn off() -> Result<Self> {
+        let found = Self::enabled();
+        Self::set(false)?;
+        Ok(Self { found })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = Self::set(self.found);
     }
 }
 

@@ -91,8 +91,17 @@ pub fn render(r: &Results, notes: &str) -> String {
          the start: {}; at the end: {}. Other `osprey` processes running at the start: {} \
          (their programs sit on the same hooks, so they are in every column, \"no agent\" \
          included). The cores are shared with other work, so read small differences as \
-         noise.\n",
-        m.kernel, m.cores, m.cpu_model, m.memory_mib, m.load, r.load_end, m.other_agents
+         noise. `kernel.bpf_stats_enabled` was {} at the start; the bench keeps it off for \
+         every row but the kernel-cost rows (while on, every program run pays two clock \
+         reads).\n",
+        m.kernel,
+        m.cores,
+        m.cpu_model,
+        m.memory_mib,
+        m.load,
+        r.load_end,
+        m.other_agents,
+        if m.bpf_stats_found { "on" } else { "off" }
     );
     let _ = writeln!(
         o,
