@@ -322,8 +322,9 @@ fn kernel_profile_judges_io_uring_requests_as_the_syscalls_they_stand_for() {
 
 /// Calls through the 32-bit entry (`int $0x80`, agent/examples/int80) are judged as the 64-bit
 /// calls they are: ia32's own connect (362) and socketcall's SYS_CONNECT meet the profile's
-/// `connect`. Judged by their own numbers they were calls no profile named (362 is past
-/// x86_64's table; socketcall's 102 is x86_64's getuid): a way around every profile.
+/// `connect`, ipc's SHMGET its `shmget`. Judged by their own numbers they were calls no
+/// profile named (362 is past x86_64's table; socketcall's 102 is x86_64's getuid, ipc's 117
+/// x86_64's setresuid): a way around every profile.
 #[test]
 fn kernel_profile_judges_calls_through_the_32_bit_entry_as_the_calls_they_are() {
     let _t = turn();
@@ -334,7 +335,7 @@ fn kernel_profile_judges_calls_through_the_32_bit_entry_as_the_calls_they_are() 
     std::fs::write(
         &rules,
         format!(
-            "- profile: no-connect\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [connect]\n      action: kill\n"
+            "- profile: no-connect\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [connect, shmget]\n      action: kill\n"
         ),
     )
     .unwrap();
@@ -344,23 +345,30 @@ fn kernel_profile_judges_calls_through_the_32_bit_entry_as_the_calls_they_are() 
         "int80",
         &format!(
             "sleep 1; /ex/int80 connect 127.0.0.1 {port}; echo direct=$?; \
-             /ex/int80 socketcall 127.0.0.1 {port}; echo socketcall=$?"
+             /ex/int80 socketcall 127.0.0.1 {port}; echo socketcall=$?; \
+             /ex/int80 shmget; echo ipc=$?"
         ),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("direct=137") && stdout.contains("socketcall=137"),
-        "both died by SIGKILL: {out:?}"
+        stdout.contains("direct=137")
+            && stdout.contains("socketcall=137")
+            && stdout.contains("ipc=137"),
+        "all three died by SIGKILL: {out:?}"
     );
-    for how in ["connect 127", "socketcall"] {
-        let a = agent.expect("a kill verdict on a 32-bit connect", WAIT, |v| {
+    for (how, call) in [
+        ("connect 127", "connect"),
+        ("socketcall", "connect"),
+        ("shmget", "shmget"),
+    ] {
+        let a = agent.expect("a kill verdict on a 32-bit call", WAIT, |v| {
             v["rule"] == "Syscall profile no-connect"
                 && v["output_fields"]["proc.cmdline"]
                     .as_str()
                     .is_some_and(|c| c.contains(how))
         });
         let f = &a["output_fields"];
-        assert_eq!(f["evt.type"], "connect", "{a}");
+        assert_eq!(f["evt.type"], call, "{a}");
         assert_eq!(f["profile.action_taken"], "killed", "{a}");
     }
 }

@@ -288,6 +288,41 @@ pub const COMPAT_SOCKETCALL: u32 = u32::MAX;
 /// decode it.
 pub const COMPAT_PROFILE_ONLY: u32 = 1 << 31;
 
+/// The 32-bit (ia32) `ipc` number's marker in `COMPAT_NR`: one syscall for every System V IPC
+/// call, its first argument saying which (`SHMGET`...), the call's arguments in the others.
+/// Profiles judge it as the call it stands for ([`ipc`]); the sensor does not decode it
+/// (the marker has [`COMPAT_PROFILE_ONLY`] set).
+pub const COMPAT_IPC: u32 = u32::MAX - 1;
+
+/// The x86_64 syscall an i386 `ipc` call stands for, from ipc's six arguments (`call`,
+/// `first`, `second`, `third`, `ptr`, `fifth`), with that syscall's arguments as the kernel
+/// passes them on (`compat_ksys_ipc` in ipc/syscall.c), and whether they are all known: not
+/// where the kernel reads one from user memory (`semctl`'s fourth, an old-style `msgrcv`'s
+/// buffer and type). `None` for a call the kernel refuses. `call`'s upper half is a version;
+/// `msgctl`, `semctl` and `shmctl` take their command as the i386 call does, `IPC_64` (0x100)
+/// and all.
+#[inline(always)]
+pub const fn ipc(a: [u64; 6]) -> Option<(u32, [u64; 6], bool)> {
+    let [call, first, second, third, ptr, fifth] = a;
+    let old_style = call >> 16 == 0;
+    // x86_64 numbers.
+    Some(match call & 0xffff {
+        1 => (65, [first, ptr, second, 0, 0, 0], true), // semop
+        2 => (64, [first, second, third, 0, 0, 0], true), // semget
+        3 => (66, [first, second, third, 0, 0, 0], false), // semctl
+        4 => (220, [first, ptr, second, fifth, 0, 0], true), // semtimedop
+        11 => (69, [first, ptr, second, third, 0, 0], true), // msgsnd
+        12 => (70, [first, ptr, second, fifth, third, 0], !old_style), // msgrcv
+        13 => (68, [first, second, 0, 0, 0, 0], true),  // msgget
+        14 => (71, [first, second, ptr, 0, 0, 0], true), // msgctl
+        21 => (30, [first, ptr, second, 0, 0, 0], true), // shmat
+        22 => (67, [ptr, 0, 0, 0, 0, 0], true),         // shmdt
+        23 => (29, [first, second, third, 0, 0, 0], true), // shmget
+        24 => (31, [first, second, ptr, 0, 0, 0], true), // shmctl
+        _ => return None,
+    })
+}
+
 /// The 64-bit syscall a `socketcall` operation (`call`, from 1) stands for, and how many
 /// argument words the kernel reads for it (`nargs` in net/socket.c); `None` for an unknown
 /// call, which the kernel refuses.

@@ -12,9 +12,9 @@
 //! everything the process would do with its result.
 
 use agent_common::{
-    ArgRules, COMPAT_PROFILE_ONLY, COMPAT_SOCKETCALL, EventKind, MAX_ARG_CONDS, MAX_ARG_RULES,
-    MAX_PROFILE_SLOTS, MAX_SYSCALL_NR, NO_SLOT, ProfileEvent, action, arg_op, args_key, counter,
-    scope_flags, socketcall, taken, verdict, verdict_index,
+    ArgRules, COMPAT_IPC, COMPAT_PROFILE_ONLY, COMPAT_SOCKETCALL, EventKind, MAX_ARG_CONDS,
+    MAX_ARG_RULES, MAX_PROFILE_SLOTS, MAX_SYSCALL_NR, NO_SLOT, ProfileEvent, action, arg_op,
+    args_key, counter, ipc, scope_flags, socketcall, taken, verdict, verdict_index,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, generated::bpf_send_signal},
@@ -58,6 +58,11 @@ pub fn check(ctx: &RawTracePointContext, nr: u64) {
                     socketcall_args(args[1], words).unwrap_or([0; 6]),
                     true,
                 ),
+                None => (MAX_SYSCALL_NR as u64, args, true),
+            },
+            // System V IPC through one number: `shmget` made so was a call no profile names.
+            Some(COMPAT_IPC) => match ipc(args) {
+                Some((to, args, known)) => (to as u64, args, known),
                 None => (MAX_SYSCALL_NR as u64, args, true),
             },
             Some(to) if to != 0 => (

@@ -12,6 +12,8 @@
 //!                             with its arguments in memory
 //! int80 read-as-close FD      ia32 read (3) of 0 bytes from stdin with FD in rdi: 3 is
 //!                             x86_64's close, whose descriptor argument is rdi
+//! int80 shmget                a private 4 KiB System V segment made through ipc (117,
+//!                             SHMGET), then removed the same way (SHMCTL, IPC_RMID)
 //! ```
 //!
 //! Pointers passed to the 32-bit entry must be below 4 GiB: everything it reads is in a page
@@ -44,9 +46,20 @@ fn main() {
             let words = low.words(&[fd as u32, sa as u32, 16]);
             int80(102, [SYS_CONNECT, words, 0, 0, 0, 0])
         }
+        "shmget" => {
+            const SHMGET: u64 = 23;
+            const SHMCTL: u64 = 24;
+            const IPC_CREAT_0600: u64 = 0o1000 | 0o600;
+            let id = int80(117, [SHMGET, 0, 4096, IPC_CREAT_0600, 0, 0]);
+            check("shmget", id);
+            const IPC_RMID: u64 = 0;
+            check("shmctl", int80(117, [SHMCTL, id as u64, IPC_RMID, 0, 0, 0]));
+            id
+        }
         _ => {
             eprintln!(
-                "usage: int80 open|open-high PATH | connect|socketcall IP PORT | read-as-close FD"
+                "usage: int80 open|open-high PATH | connect|socketcall IP PORT | read-as-close FD \
+                 | shmget"
             );
             std::process::exit(2);
         }

@@ -1335,9 +1335,10 @@ where
 
 /// `COMPAT_NR`'s entries: each i386 number that is an x86_64 call
 /// (`osprey_model::syscalls::IA32`) and that call's number plus one, with
-/// `COMPAT_PROFILE_ONLY` where its arguments are laid out otherwise; and `socketcall`'s marker.
+/// `COMPAT_PROFILE_ONLY` where its arguments are laid out otherwise; and the markers of
+/// `socketcall` and `ipc`.
 fn compat_table() -> impl Iterator<Item = (u32, u32)> {
-    use osprey_model::syscalls::{IA32, IA32_SOCKETCALL, number};
+    use osprey_model::syscalls::{IA32, IA32_IPC, IA32_SOCKETCALL, number};
     IA32.iter()
         .filter_map(|&(n32, name, same)| {
             let to = number(name)? + 1;
@@ -1350,7 +1351,10 @@ fn compat_table() -> impl Iterator<Item = (u32, u32)> {
                 },
             ))
         })
-        .chain([(IA32_SOCKETCALL, agent_common::COMPAT_SOCKETCALL)])
+        .chain([
+            (IA32_SOCKETCALL, agent_common::COMPAT_SOCKETCALL),
+            (IA32_IPC, agent_common::COMPAT_IPC),
+        ])
 }
 
 /// Loads and attaches `program`, a BTF tracepoint form of `sys_exit` (`sys_exit_btf`: its

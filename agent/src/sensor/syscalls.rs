@@ -674,6 +674,40 @@ mod tests {
     }
 
     #[test]
+    fn ipc_calls_stand_for_their_x86_64_calls_with_their_arguments_moved() {
+        // ipc(call, first, second, third, ptr, fifth) as compat_ksys_ipc passes them on.
+        let (first, second, third, ptr, fifth) = (10, 20, 30, 40, 50);
+        let ipc = |call| agent_common::ipc([call, first, second, third, ptr, fifth]);
+        let calls = [
+            (1, "semop", [first, ptr, second, 0, 0, 0], true),
+            (2, "semget", [first, second, third, 0, 0, 0], true),
+            (3, "semctl", [first, second, third, 0, 0, 0], false),
+            (4, "semtimedop", [first, ptr, second, fifth, 0, 0], true),
+            (11, "msgsnd", [first, ptr, second, third, 0, 0], true),
+            (12, "msgrcv", [first, ptr, second, fifth, third, 0], false),
+            (
+                1 << 16 | 12,
+                "msgrcv",
+                [first, ptr, second, fifth, third, 0],
+                true,
+            ),
+            (13, "msgget", [first, second, 0, 0, 0, 0], true),
+            (14, "msgctl", [first, second, ptr, 0, 0, 0], true),
+            (21, "shmat", [first, ptr, second, 0, 0, 0], true),
+            (22, "shmdt", [ptr, 0, 0, 0, 0, 0], true),
+            (23, "shmget", [first, second, third, 0, 0, 0], true),
+            (24, "shmctl", [first, second, ptr, 0, 0, 0], true),
+        ];
+        for (call, name, args, known) in calls {
+            let nr = osprey_model::syscalls::number(name).unwrap();
+            assert_eq!(ipc(call), Some((nr, args, known)), "{call:#x} is {name}");
+        }
+        for refused in [0, 5, 10, 15, 20, 25] {
+            assert_eq!(ipc(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
     fn kernel_resolution_plans() {
         let openat = by_name("openat").unwrap().spec();
         assert_ne!(openat.flags & spec_flags::RET_FD, 0);

@@ -11,7 +11,7 @@
 //! `*_time64` forms under their x86_64 names; the numbers from 424 on, which every
 //! architecture shares. Not here, so that profiles judge them as calls they do not name:
 //! `socketcall` (102, decided by its first argument: `agent_common::socketcall`), `ipc` (117,
-//! the same for System V IPC), `stime`, `nice`, `signal`, `sgetmask`, `ssetmask` and `bdflush`,
+//! the same for System V IPC: `agent_common::ipc`, judged by profiles only), `stime`, `nice`, `signal`, `sgetmask`, `ssetmask` and `bdflush`,
 //! which x86_64 does not have.
 
 /// `(i386 number, x86_64 name, same argument registers)`, ordered by number.
@@ -452,6 +452,9 @@ pub static IA32: &[(u32, &str, bool)] = &[
 /// The i386 `socketcall` number.
 pub const IA32_SOCKETCALL: u32 = 102;
 
+/// The i386 `ipc` number: every System V IPC call, its first argument saying which.
+pub const IA32_IPC: u32 = 117;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +469,7 @@ mod tests {
             );
             assert!(last < Some(n32), "{n32} out of order or twice");
             assert_ne!(n32, IA32_SOCKETCALL);
+            assert_ne!(n32, IA32_IPC);
             last = Some(n32);
         }
         // Some an attacker would reach for, against syscall_32.tbl.

@@ -6,5 +6,5 @@ mod ia32;
 mod numbers;
 
 pub use errno::errno_name;
-pub use ia32::{IA32, IA32_SOCKETCALL};
+pub use ia32::{IA32, IA32_IPC, IA32_SOCKETCALL};
 pub use numbers::{SYSCALL_NUMBERS, name, number};
