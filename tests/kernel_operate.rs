@@ -803,3 +803,37 @@ fn kernel_a_stalled_stdout_loses_only_its_own_alerts_and_counts_them() {
         "stdout's losses counted: {stdout_lost} of {alerts}"
     );
 }
+
+/// `kernel.bpf_stats_enabled` left on (a measurement, a monitoring tool) costs every BPF
+/// program on the node two clock reads per run, which reads as the agent's overhead: the agent
+/// names it when it starts, and says nothing when it is off.
+#[test]
+fn kernel_agent_names_bpf_statistics_left_on() {
+    require_root();
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(STATS, self.0.trim());
+        }
+    }
+    let _restore = Restore(std::fs::read_to_string(STATS).unwrap());
+    let dir = temp_dir("bpf-stats");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        open_rule("Stats marker", "fd.name = /nonexistent/osprey"),
+    )
+    .unwrap();
+    for on in [true, false] {
+        std::fs::write(STATS, if on { "1" } else { "0" }).unwrap();
+        let (agent, _) = filter_agent(&rules);
+        let log = agent.stderr();
+        assert_eq!(
+            log.contains("kernel.bpf_stats_enabled is on"),
+            on,
+            "statistics {}: {log}",
+            if on { "on" } else { "off" }
+        );
+    }
+}
