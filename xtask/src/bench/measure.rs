@@ -732,8 +732,10 @@ pub fn kernel_cost(bins: &Bins) -> Result<KernelCost> {
         })
     })();
     // Off again for the rows after this one; the bench's guard puts back what it found.
-    BpfStats::set(false)?;
-    result
+    let off = BpfStats::set(false);
+    let cost = result?;
+    off?;
+    Ok(cost)
 }
 
 /// Syscalls per kernel-cost loop.
