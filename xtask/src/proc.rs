@@ -108,6 +108,13 @@ fn stop_tree(root: u32, grace: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
     signal(&descendants(root), libc::SIGKILL);
+    // A killed process is gone once the kernel has run its exit, not when kill(2) returns:
+    // wait for that (bounded: one in uninterruptible sleep dies only when it wakes), so that
+    // what this returns to finds nothing of the tree left running.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !descendants(root).is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Sends `sig` to each of `pids`.
