@@ -806,7 +806,8 @@ fn kernel_a_stalled_stdout_loses_only_its_own_alerts_and_counts_them() {
 
 /// `kernel.bpf_stats_enabled` left on (a measurement, a monitoring tool) costs every BPF
 /// program on the node two clock reads per run, which reads as the agent's overhead: the agent
-/// names it when it starts, and says nothing when it is off.
+/// names it when it starts, and says nothing when it is off; its metrics follow the setting
+/// while it runs.
 #[test]
 fn kernel_agent_names_bpf_statistics_left_on() {
     require_root();
@@ -827,7 +828,7 @@ fn kernel_agent_names_bpf_statistics_left_on() {
     .unwrap();
     for on in [true, false] {
         std::fs::write(STATS, if on { "1" } else { "0" }).unwrap();
-        let (agent, _) = filter_agent(&rules);
+        let (agent, port) = filter_agent(&rules);
         let log = agent.stderr();
         assert_eq!(
             log.contains("kernel.bpf_stats_enabled is on"),
@@ -835,5 +836,15 @@ fn kernel_agent_names_bpf_statistics_left_on() {
             "statistics {}: {log}",
             if on { "on" } else { "off" }
         );
+        // Turned the other way while the agent runs: the gauge follows.
+        for now in [on, !on] {
+            std::fs::write(STATS, if now { "1" } else { "0" }).unwrap();
+            let want = format!("osprey_kernel_bpf_stats_enabled {}", u8::from(now));
+            let deadline = Instant::now() + WAIT;
+            while !http_get(port, "/metrics").is_some_and(|(_, body)| body.contains(&want)) {
+                assert!(Instant::now() < deadline, "the metrics never said {want}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
     }
 }

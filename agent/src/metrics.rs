@@ -58,6 +58,7 @@ pub struct Metrics {
     pub alerts: Family<Labels, Counter>,
     process_table_size: Gauge,
     process_table_evictions: Counter,
+    bpf_stats_enabled: Gauge,
     fd_table_size: Gauge,
     fd_table_evictions: Counter,
     /// `/proc/PID/fd` look-ups for descriptors the fd table had not seen made, by result
@@ -123,6 +124,7 @@ impl Metrics {
             alerts: Family::default(),
             process_table_size: Gauge::default(),
             process_table_evictions: Counter::default(),
+            bpf_stats_enabled: Gauge::default(),
             fd_table_size: Gauge::default(),
             fd_table_evictions: Counter::default(),
             fd_table_procfs_lookups: Family::default(),
@@ -203,6 +205,12 @@ impl Metrics {
             "process_table_size",
             "Processes in the process table",
             m.process_table_size.clone(),
+        );
+        r.register(
+            "kernel_bpf_stats_enabled",
+            "1 while kernel.bpf_stats_enabled is on: every BPF program on the node, the \
+             agent's included, then reads the clock twice per run",
+            m.bpf_stats_enabled.clone(),
         );
         r.register(
             "process_table_evictions",
@@ -512,6 +520,11 @@ impl Metrics {
         self.alerts
             .get_or_create(&labels("priority", priority))
             .inc();
+    }
+
+    /// Whether `kernel.bpf_stats_enabled` is on, as last looked at.
+    pub fn bpf_stats(&self, on: bool) {
+        self.bpf_stats_enabled.set(i64::from(on));
     }
 
     pub fn queue_drop(&self, queue: &str, n: u64) {

@@ -262,6 +262,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
                 let lost = losses.update(&sensor.cgroup_losses(), |s| who(&containers, s));
                 metrics.container_losses(&lost);
                 metrics.sync_containers(containers.stats());
+                metrics.bpf_stats(crate::sensor::bpf_stats_enabled());
                 pipeline.tick(boot_time_ns() + boot_clock_ns());
                 continue;
             }

@@ -1324,14 +1324,20 @@ fn log_features(report: &KernelReport) {
 /// nobody chose that would read as the agent's, so the agent says so when it starts. (A tool
 /// holding a `BPF_ENABLE_STATS` descriptor turns them on without the sysctl showing it.)
 fn warn_if_bpf_stats() {
-    if std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
-    {
+    if bpf_stats_enabled() {
         tracing::warn!(
             "kernel.bpf_stats_enabled is on: every BPF program on this node, the agent's \
              included, reads the clock twice per run (about 70 ns a syscall on a 2-vCPU VM); \
              `sysctl -w kernel.bpf_stats_enabled=0` unless something is measuring"
         );
     }
+}
+
+/// Whether `kernel.bpf_stats_enabled` is on (read each time: anything with the privilege can
+/// turn it on or off while the agent runs). The metrics show it as
+/// `osprey_kernel_bpf_stats_enabled`.
+pub fn bpf_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
 }
 
 /// The number on the line `name:` of a `/proc/PID/fdinfo` file (`name:\tvalue`).
