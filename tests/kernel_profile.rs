@@ -335,7 +335,7 @@ fn kernel_profile_judges_calls_through_the_32_bit_entry_as_the_calls_they_are() 
     std::fs::write(
         &rules,
         format!(
-            "- profile: no-connect\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [connect, shmget]\n      action: kill\n"
+            "- profile: no-connect-no-shm\n  scope:\n    container: {cname}\n  default: allow\n  syscalls:\n    - names: [connect, shmget]\n      action: kill\n"
         ),
     )
     .unwrap();
@@ -362,7 +362,7 @@ fn kernel_profile_judges_calls_through_the_32_bit_entry_as_the_calls_they_are() 
         ("shmget", "shmget"),
     ] {
         let a = agent.expect("a kill verdict on a 32-bit call", WAIT, |v| {
-            v["rule"] == "Syscall profile no-connect"
+            v["rule"] == "Syscall profile no-connect-no-shm"
                 && v["output_fields"]["proc.cmdline"]
                     .as_str()
                     .is_some_and(|c| c.contains(how))

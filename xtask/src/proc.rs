@@ -103,17 +103,19 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// sends SIGKILL to those left (and any they started meanwhile).
 fn stop_tree(root: u32, grace: Duration) {
     signal(&descendants(root), libc::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && !descendants(root).is_empty() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_gone(root, grace);
     signal(&descendants(root), libc::SIGKILL);
     // A killed process is gone once the kernel has run its exit, not when kill(2) returns:
     // wait for that (bounded: one in uninterruptible sleep dies only when it wakes), so that
     // what this returns to finds nothing of the tree left running.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    wait_gone(root, Duration::from_secs(5));
+}
+
+/// Waits up to `limit` for every process below `root` to be gone.
+fn wait_gone(root: u32, limit: Duration) {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline && !descendants(root).is_empty() {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
