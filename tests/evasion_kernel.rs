@@ -488,6 +488,13 @@ fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
     std::fs::write(&rules, CONNECT_RULE).unwrap();
     let mut agent = agent_with_extra(&rules);
     let from_tool = |v: &serde_json::Value| field(v, "proc.name") == "int80";
+    // The agent found the entry on, and kept the one program that sees its calls (the
+    // per-syscall events skip them: the next test).
+    let log = agent.stderr();
+    assert!(
+        log.contains("sys_exit not attached per syscall: the kernel's 32-bit syscall entry is on"),
+        "{log}"
+    );
 
     int80(&["open", "/etc/shadow"]);
     let a = alert(&mut agent, "Read sensitive file", from_tool);
@@ -526,4 +533,30 @@ fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
         &[],
         &[("fd.sip", "127.0.0.1"), ("fd.sport", &port.to_string())],
     );
+}
+
+/// Why `kernel_syscall_events: auto` attaches per syscall only where the 32-bit entry is off:
+/// the kernel's `syscalls:sys_exit_NAME` events skip every call made through it. Forced on
+/// here (`always`), an `int $0x80` open of /etc/shadow raises nothing, while a 64-bit open of
+/// /etc/gshadow made after it alerts.
+#[test]
+fn evasion_calls_through_the_32_bit_entry_skip_per_syscall_events() {
+    let mut agent = support::Agent::start(
+        &["run", "--json", "--kernel-syscall-events", "always"],
+        "osprey is running",
+    );
+    let from_tool = |v: &serde_json::Value| field(v, "proc.name") == "int80";
+    assert!(agent.stderr().contains("go unseen"), "{}", agent.stderr());
+    int80(&["open", "/etc/shadow"]);
+    let out = support::output_within(
+        std::process::Command::new("head").args(["-c0", "/etc/gshadow"]),
+        std::time::Duration::from_secs(10),
+    );
+    assert!(out.status.success());
+    alert(&mut agent, "Read sensitive file", |v| {
+        field(v, "fd.name") == "/etc/gshadow" && field(v, "proc.name") == "head"
+    });
+    none_seen(&mut agent, "the 32-bit open of /etc/shadow", |v| {
+        from_tool(v)
+    });
 }

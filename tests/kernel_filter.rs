@@ -7,7 +7,7 @@ mod support;
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
-use osprey::sensor::{Sensor, SensorConfig, Share};
+use osprey::sensor::{Sensor, SensorConfig, Share, events::ExitEvents};
 use osprey_model::event::{Event, EventKind};
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -38,21 +38,41 @@ async fn read_until(
     }
 }
 
+/// The interest set in both forms of `sys_exit`: the one program on `raw_syscalls` that
+/// looks each syscall up, and one attachment per wanted syscall's own event (forced on here,
+/// where the 32-bit entry is on: nothing in this test goes through it).
 #[tokio::test]
 async fn kernel_syscalls_outside_the_interest_set_produce_no_event() {
     support::require_root();
-    let dir = std::env::temp_dir().join(format!("osprey-filter-{}", std::process::id()));
+    outside_the_interest_set(ExitEvents::Off).await;
+    outside_the_interest_set(ExitEvents::Always).await;
+}
+
+/// How many BPF links this process holds: one per tracepoint attachment.
+fn links() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy() == "anon_inode:bpf_link")
+        .count()
+}
+
+async fn outside_the_interest_set(form: ExitEvents) {
+    let dir = std::env::temp_dir().join(format!("osprey-filter-{}-{form:?}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let victim = dir.join("victim");
     let marker = dir.join("marker");
     std::fs::write(&victim, b"x").unwrap();
     std::fs::write(&marker, b"x").unwrap();
 
+    let before = links();
     let mut sensor = Sensor::start(&SensorConfig {
         syscalls: names(&["openat"]),
+        exit_events: form,
         ..Default::default()
     })
     .unwrap();
+    let attached = links() - before;
     let mut reader = sensor.reader().unwrap();
     // rm unlinks the victim (not of interest), then cat opens the marker (of interest).
     let script = format!("rm -f {} && cat {}", victim.display(), marker.display());
@@ -107,6 +127,44 @@ async fn kernel_syscalls_outside_the_interest_set_produce_no_event() {
     assert!(
         matches!(&seen.last().unwrap().kind, EventKind::Syscall(sc) if sc.name == "unlinkat"),
         "unlinkat seen after widening the interest set"
+    );
+    // Per syscall, widening attached unlinkat's event; the raw form attaches nothing more.
+    let per_syscall = usize::from(form == ExitEvents::Always);
+    assert_eq!(links() - before, attached + per_syscall, "{form:?}");
+
+    // Narrowing it: openat's event goes, and an open is no longer seen while an unlink is.
+    sensor.set_interest(&names(&["unlinkat"])).unwrap();
+    assert_eq!(links() - before, attached, "{form:?}");
+    // What was captured before (the node's other processes open files too) is read first.
+    read_until(&mut reader, Duration::from_millis(500), |_| false).await;
+    std::fs::write(&victim, b"x").unwrap();
+    let script = format!("cat {} && rm {}", marker.display(), victim.display());
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let seen = read_until(&mut reader, Duration::from_secs(10), |ev| {
+        matches!(&ev.kind, EventKind::Syscall(sc) if sc.name == "unlinkat" && sc.args.iter().any(|a| {
+            matches!(&a.value, osprey_model::event::ArgValue::Path { raw, .. } if *raw == victim_s)
+        }))
+    })
+    .await;
+    assert!(
+        matches!(&seen.last().unwrap().kind, EventKind::Syscall(sc) if sc.name == "unlinkat"),
+        "{form:?}: unlinkat seen after narrowing the interest set"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|ev| matches!(&ev.kind, EventKind::Syscall(sc) if sc.name == "openat")),
+        "{form:?}: no openat after narrowing the interest set"
+    );
+    drop(sensor);
+    assert_eq!(
+        links(),
+        before,
+        "{form:?}: every attachment gone with the sensor"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -362,9 +362,9 @@ fn kernel_since(since: (u32, u32)) -> bool {
     version >= since && std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
 }
 
-/// The three ways `sys_exit` reads kernel memory (plain loads in its BTF tracepoint form, the
-/// path walks' objects too through casts where the kernel has `bpf_rdonly_cast`, helper calls
-/// in its raw form) give the same record: credentials and capabilities of a process that
+/// The ways `sys_exit` reads kernel memory (plain loads in its BTF tracepoint form, the path
+/// walks' objects too through casts where the kernel has `bpf_rdonly_cast`, helper calls in
+/// its raw form), and its per-syscall form in both of its own ways, give the same record: credentials and capabilities of a process that
 /// dropped them, its comm, cgroup and mount namespace, a file opened through a descriptor
 /// table too big to be the one embedded in `files_struct`, a file on another mount, and a
 /// relative path that failed, resolved from the working directory the kernel holds. Each form
@@ -397,24 +397,53 @@ fn kernel_typed_and_helper_reads_agree() {
             m.ino()
         });
     let mut records = Vec::new();
+    const OFF: &str = "--kernel-syscall-events=off";
+    const PER_SYSCALL: &str = "--kernel-syscall-events=always";
     for (form, says, since, args) in [
         (
             "BTF tracepoint with casts",
             "sys_exit attached as a BTF tracepoint with casts",
             (6, 2),
-            vec!["trace", "--event", "openat"],
+            vec!["trace", "--event", "openat", OFF],
         ),
         (
             "BTF tracepoint",
             "sys_exit attached as a BTF tracepoint:",
             (5, 11),
-            vec!["trace", "--event", "openat", "--no-kernel-btf-casts"],
+            vec!["trace", "--event", "openat", OFF, "--no-kernel-btf-casts"],
         ),
         (
             "raw tracepoint",
             "sys_exit attached as a raw tracepoint",
             (0, 0),
-            vec!["trace", "--event", "openat", "--no-kernel-btf-tracepoint"],
+            vec![
+                "trace",
+                "--event",
+                "openat",
+                OFF,
+                "--no-kernel-btf-tracepoint",
+            ],
+        ),
+        // Forced per syscall (this host's 32-bit entry may be on; nothing here uses it).
+        (
+            "syscall events with casts",
+            "syscalls wanted: other syscalls run no program; registers, credentials, namespaces, \
+             descriptor table, and path walks read with plain loads, with casts",
+            (6, 2),
+            vec!["trace", "--event", "openat", PER_SYSCALL],
+        ),
+        (
+            "syscall events",
+            "syscalls wanted: other syscalls run no program; path walks with a helper call per \
+             object (no casts: kernel_btf_casts or kernel_btf_tracepoint is off)",
+            (5, 15),
+            vec![
+                "trace",
+                "--event",
+                "openat",
+                PER_SYSCALL,
+                "--no-kernel-btf-casts",
+            ],
         ),
     ] {
         let mut agent = Agent::start(&args, "tracing; Ctrl-C to stop");
@@ -487,7 +516,7 @@ fn kernel_typed_and_helper_reads_agree() {
         );
         records.push((opened, failed, other_mount));
     }
-    // Field by field, the two forms agree (but for times and the process's ids).
+    // Field by field, the forms agree (but for times and the process's ids).
     let pick = |v: &Value| {
         let e = &v["event"];
         json!([

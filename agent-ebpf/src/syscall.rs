@@ -26,9 +26,12 @@ use agent_common::{
     open_filter as open_filter_abi, ring, socketcall, spec_flags, trunc,
 };
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
-    macros::{btf_tracepoint, raw_tracepoint},
-    programs::{BtfTracePointContext, RawTracePointContext},
+    EbpfContext,
+    helpers::generated::{
+        bpf_get_current_task_btf, bpf_probe_read_user, bpf_probe_read_user_str, bpf_task_pt_regs,
+    },
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 
 use crate::{
@@ -285,6 +288,46 @@ pub fn sys_exit_cast(ctx: BtfTracePointContext) -> u32 {
         Ok(()) => 0,
         Err(()) => 1,
     }
+}
+
+/// `syscalls:sys_exit_NAME`, attached once for each syscall a rule wants, where the kernel has
+/// no 32-bit entry (the agent checks; see `agent/src/sensor/events.rs`). The kernel runs it
+/// only for those calls: every other syscall on the node pays a bit test in the kernel's own
+/// code rather than a BPF program's dispatch and table lookup. Those events skip every call
+/// made through the 32-bit entry (`int $0x80`), which is why they are used only where there
+/// is none. The record is `{ common fields, int __syscall_nr, long ret }`: the result is at
+/// offset 16 on every kernel; the registers are the task's saved ones (`bpf_task_pt_regs`,
+/// Linux 5.15), read as the BTF form reads them.
+#[tracepoint]
+pub fn sys_exit_event(ctx: TracePointContext) -> u32 {
+    match try_sys_exit::<Typed>(event_regs(), event_ret(&ctx)) {
+        Ok(()) => 0,
+        Err(()) => 1,
+    }
+}
+
+/// The same, its path walks read through casts ([`Cast`]), loaded first where the agent could
+/// give the casts their type ids.
+#[tracepoint]
+pub fn sys_exit_event_cast(ctx: TracePointContext) -> u32 {
+    match try_sys_exit::<Cast>(event_regs(), event_ret(&ctx)) {
+        Ok(()) => 0,
+        Err(()) => 1,
+    }
+}
+
+/// The current task's saved user registers: a pointer the verifier knows as `struct pt_regs`.
+#[inline(always)]
+fn event_regs() -> u64 {
+    // SAFETY: helpers without preconditions; the task pointer is the verifier-trusted current.
+    unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as u64 }
+}
+
+/// A `sys_exit_NAME` record's result: a direct load from the context (no helper call).
+#[inline(always)]
+fn event_ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: offset 16, 8 bytes, inside every kernel's record; the verifier checks the load.
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const i64).add(2)) }
 }
 
 /// -ERESTARTSYS .. -ERESTART_RESTARTBLOCK: the syscall is restarted after a signal, and its

@@ -120,6 +120,15 @@ kernel_btf_tracepoint: true
 # without it, keeps the helper calls; the agent logs which form it attached.
 kernel_btf_casts: true
 
+# Attach the syscall-exit program to each wanted syscall's own event (syscalls:sys_exit_NAME),
+# so that the syscalls no rule wants run no program at all, where the kernel has no 32-bit
+# syscall entry (those events skip calls made through it): `auto` probes the kernel at start
+# (int $0x80 faults where CONFIG_IA32_EMULATION=n or the boot option ia32_emulation=false is
+# set) and logs which form it attached. `off` always attaches the one program for every
+# syscall. `always` attaches per syscall even where the 32-bit entry is on, leaving calls made
+# through it unseen: for measurements, never for a node.
+kernel_syscall_events: auto
+
 # Most processes kept in the process table (oldest exited ones go first).
 process_table_capacity: 65536
 
@@ -162,6 +171,7 @@ pub struct Config {
     pub kernel_open_filter: bool,
     pub kernel_btf_tracepoint: bool,
     pub kernel_btf_casts: bool,
+    pub kernel_syscall_events: crate::sensor::events::ExitEvents,
     pub process_table_capacity: usize,
     pub fd_table_per_process: usize,
     pub fd_table_total: usize,
@@ -279,6 +289,7 @@ impl Default for Config {
             kernel_open_filter: true,
             kernel_btf_tracepoint: true,
             kernel_btf_casts: true,
+            kernel_syscall_events: crate::sensor::events::ExitEvents::Auto,
             process_table_capacity: 65_536,
             fd_table_per_process: 1024,
             fd_table_total: 262_144,

@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// casts would load (`kernel_btf_casts`).
     #[arg(long)]
     pub no_kernel_btf_casts: bool,
+    /// Attach the syscall-exit program per wanted syscall: auto (where the kernel has no
+    /// 32-bit syscall entry), off, or always (`kernel_syscall_events`).
+    #[arg(long, value_name = "auto|off|always")]
+    pub kernel_syscall_events: Option<crate::sensor::events::ExitEvents>,
     /// Print a line on stderr when this marker is reached (tests wait for it).
     #[arg(long, hide = true, default_value = "osprey is running")]
     pub ready_message: String,
@@ -97,6 +101,9 @@ impl RunArgs {
         }
         if self.no_kernel_btf_casts {
             c.kernel_btf_casts = false;
+        }
+        if let Some(events) = self.kernel_syscall_events {
+            c.kernel_syscall_events = events;
         }
         if self.stream.grpc_insecure_allow_remote {
             anyhow::bail!(

@@ -51,6 +51,9 @@ pub struct TraceArgs {
     /// casts would load, as `run --no-kernel-btf-casts` does.
     #[arg(long)]
     pub no_kernel_btf_casts: bool,
+    /// Attach the syscall-exit program per wanted syscall, as `run --kernel-syscall-events`.
+    #[arg(long, value_name = "auto|off|always", default_value = "auto")]
+    pub kernel_syscall_events: crate::sensor::events::ExitEvents,
 }
 
 pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
         floor: a.floor,
         btf_tracepoint: !a.no_kernel_btf_tracepoint,
         btf_casts: !a.no_kernel_btf_casts,
+        exit_events: a.kernel_syscall_events,
     })
     .await?)
 }

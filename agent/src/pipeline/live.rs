@@ -182,6 +182,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         entry_hook: needs_entry_hook(&profile_defs),
         btf_tracepoint: cfg.kernel_btf_tracepoint,
         btf_casts: cfg.kernel_btf_casts,
+        exit_events: cfg.kernel_syscall_events,
         ..Default::default()
     })?;
     let mut reader = sensor.reader()?;

@@ -38,6 +38,8 @@ pub struct TraceOptions {
     pub btf_tracepoint: bool,
     /// In that form, read path walks' objects through casts where they load.
     pub btf_casts: bool,
+    /// Attach `sys_exit` per wanted syscall (sensor/events.rs).
+    pub exit_events: crate::sensor::events::ExitEvents,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,7 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
         entry_hook: false,
         btf_tracepoint: args.btf_tracepoint,
         btf_casts: args.btf_casts,
+        exit_events: args.exit_events,
         ..Default::default()
     };
     let mut sensor = Sensor::start(&cfg)?;

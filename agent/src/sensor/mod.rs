@@ -8,6 +8,7 @@
 pub mod btf;
 mod casts;
 pub mod decode;
+pub mod events;
 pub mod losses;
 pub mod profile;
 pub mod record;
@@ -114,6 +115,9 @@ pub struct SensorConfig {
     /// In that form, read the objects a path walk reaches through casts where the kernel has
     /// `bpf_rdonly_cast` (sensor/casts.rs).
     pub btf_casts: bool,
+    /// Attach `sys_exit` to each wanted syscall's own event where the kernel has no 32-bit
+    /// syscall entry (sensor/events.rs).
+    pub exit_events: events::ExitEvents,
 }
 
 /// The default share of the ring buffer's reserved room per cgroup: 64 records per millisecond
@@ -134,6 +138,7 @@ impl Default for SensorConfig {
             host_mnt_ns: crate::process::host_mnt_ns(),
             btf_tracepoint: true,
             btf_casts: true,
+            exit_events: events::ExitEvents::Auto,
         }
     }
 }
@@ -242,6 +247,8 @@ pub struct Sensor {
     entry_link: Option<RawTracePointLinkId>,
     /// Where tracefs is mounted (the syscalls' argument types, for profiles).
     tracefs: std::path::PathBuf,
+    /// `sys_exit` on each wanted syscall's event, when attached that way.
+    exit_events: Option<events::Attached>,
 }
 
 /// Checks the effective capabilities the sensor needs and names the missing ones.
@@ -338,6 +345,8 @@ pub struct KernelReport {
     pub sys_exit_typedef: Option<u32>,
     /// The BTF ids `sys_exit_cast` is patched with (sensor/casts.rs), or why there are none.
     pub cast_ids: Result<casts::CastIds, String>,
+    /// What the kernel's 32-bit syscall entry does (sensor/events.rs).
+    pub entry32: events::Entry32,
 }
 
 /// Features whose absence is a documented degradation rather than a reason not to start.
@@ -347,6 +356,7 @@ pub const OPTIONAL_FEATURES: &[&str] = &[
     "io_uring_ops",
     "bpf_loop",
     "bpf_rdonly_cast",
+    "no_ia32_entry",
 ];
 
 /// The environment variable that makes the agent look up another member name instead of one
@@ -672,6 +682,22 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
             ),
         },
     });
+    let entry32 = events::entry32();
+    features.push(Feature {
+        name: "no_ia32_entry",
+        available: entry32 == events::Entry32::Off,
+        detail: match &entry32 {
+            events::Entry32::Off => "the 32-bit syscall entry is off (int $0x80 faults): \
+                                     sys_exit is attached to each wanted syscall's own event, \
+                                     other syscalls run no program"
+                .into(),
+            entry => format!(
+                "the 32-bit syscall entry is {entry}, and the per-syscall events skip its \
+                 calls: sys_exit runs for every syscall (ia32_emulation=false at boot, Linux \
+                 6.7, turns the entry off where no 32-bit program runs)"
+            ),
+        },
+    });
     Ok(KernelReport {
         release,
         uring_submit,
@@ -680,6 +706,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         features,
         sys_exit_typedef,
         cast_ids,
+        entry32,
     })
 }
 
@@ -929,6 +956,7 @@ impl Sensor {
             uring_submit: report.uring_submit,
             entry_link: None,
             tracefs,
+            exit_events: None,
         };
         if !cfg.inert {
             sensor.set_interest(&cfg.syscalls)?;
@@ -943,7 +971,25 @@ impl Sensor {
             (true, None) => Err("no btf_trace_sys_exit in the kernel's BTF".to_string()),
             (true, Some(id)) => Ok(id),
         };
-        sensor.attach(typedef, casts)?;
+        let per_syscall = match cfg.exit_events {
+            events::ExitEvents::Off => Err("kernel_syscall_events is off".to_string()),
+            events::ExitEvents::Always => {
+                tracing::warn!(
+                    "kernel_syscall_events: always: sys_exit is attached to each wanted \
+                     syscall's event whatever the kernel's 32-bit entry does, and calls made \
+                     through it (int $0x80) go unseen; this is for measurements, not nodes"
+                );
+                Ok(())
+            }
+            events::ExitEvents::Auto => match &report.entry32 {
+                events::Entry32::Off => Ok(()),
+                entry => Err(format!(
+                    "the kernel's 32-bit syscall entry is {entry}, and calls through it skip \
+                     those events; booting with ia32_emulation=false (Linux 6.7) turns it off"
+                )),
+            },
+        };
+        sensor.attach(typedef, casts, per_syscall)?;
         sensor.set_entry_hook(cfg.entry_hook)?;
         Ok(sensor)
     }
@@ -955,7 +1001,9 @@ impl Sensor {
         &mut self,
         typedef: Result<u32, String>,
         casts: Result<(), String>,
+        per_syscall: Result<(), String>,
     ) -> Result<(), SensorError> {
+        let wanted = self.wanted();
         let ebpf = &mut self.ebpf;
         // (program, category, tracepoint). io_uring only where the kernel's tracepoints carry
         // the request (uring.rs), completions first, so that a request seen submitted always
@@ -974,32 +1022,47 @@ impl Sensor {
             prog.load().map_err(wrap)?;
             prog.attach(category, tp).map_err(wrap)?;
         }
-        let cast = match (&typedef, casts) {
-            (Ok(id), Ok(())) => attach_typed_sys_exit(ebpf, "sys_exit_cast", *id),
-            (Err(e), _) => Err(e.clone()),
-            (_, Err(e)) => Err(e),
-        };
-        let typed = match (&cast, typedef) {
-            (Ok(()), _) => Ok(()),
-            (Err(_), typedef) => {
-                typedef.and_then(|id| attach_typed_sys_exit(ebpf, "sys_exit_btf", id))
+        // Per syscall where it may be (events.rs), its form with casts first; else, or where
+        // neither loads, one of the `raw_syscalls:sys_exit` forms below.
+        let events = per_syscall.and_then(|()| {
+            let cast = casts.clone().and_then(|()| {
+                events::Attached::load(ebpf, "sys_exit_event_cast", &self.tracefs, wanted.clone())
+            });
+            cast.or_else(|why| {
+                events::Attached::load(ebpf, "sys_exit_event", &self.tracefs, wanted.clone())
+                    .map_err(|e| format!("{e} (with casts: {why})"))
+            })
+        });
+        let typed = match events {
+            Ok((attached, absent)) => {
+                tracing::info!(
+                    "sys_exit attached as syscall events (syscalls:sys_exit_NAME) for the {} \
+                     syscalls wanted{}: other syscalls run no program; {}",
+                    attached.attached(),
+                    if absent.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} not built into this kernel)", absent.join(", "))
+                    },
+                    if attached.program == "sys_exit_event_cast" {
+                        "registers, credentials, namespaces, descriptor table, and path walks \
+                         read with plain loads, with casts"
+                            .to_string()
+                    } else {
+                        format!(
+                            "path walks with a helper call per object (no casts: {})",
+                            casts.as_ref().err().map_or("refused", String::as_str)
+                        )
+                    }
+                );
+                self.exit_events = Some(attached);
+                Ok(())
+            }
+            Err(why) => {
+                tracing::info!("sys_exit not attached per syscall: {why}");
+                Self::attach_sys_exit(ebpf, typedef, casts)
             }
         };
-        match (&cast, &typed) {
-            (Ok(()), _) => tracing::info!(
-                "sys_exit attached as a BTF tracepoint with casts: registers, credentials, \
-                 namespaces, descriptor table, and the files, dentries and mounts of path walks \
-                 read with plain loads"
-            ),
-            (Err(why), Ok(())) => tracing::info!(
-                "sys_exit attached as a BTF tracepoint: registers, credentials, namespaces and \
-                 descriptor table read with plain loads; path walks with a helper call per \
-                 object (no casts: {why})"
-            ),
-            (_, Err(e)) => tracing::info!(
-                "sys_exit attached as a raw tracepoint, every read a helper call ({e})"
-            ),
-        }
         let chunked = attach_chunked_exec(ebpf);
         match &chunked {
             Ok(()) => tracing::info!(
@@ -1031,6 +1094,42 @@ impl Sensor {
             }
         }
         Ok(())
+    }
+
+    /// Attaches `raw_syscalls:sys_exit` as a BTF tracepoint, with casts first; Err (why) when
+    /// neither loads, for the raw tracepoint to be attached.
+    fn attach_sys_exit(
+        ebpf: &mut Ebpf,
+        typedef: Result<u32, String>,
+        casts: Result<(), String>,
+    ) -> Result<(), String> {
+        let cast = match (&typedef, casts) {
+            (Ok(id), Ok(())) => attach_typed_sys_exit(ebpf, "sys_exit_cast", *id),
+            (Err(e), _) => Err(e.clone()),
+            (_, Err(e)) => Err(e),
+        };
+        let typed = match (&cast, typedef) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), typedef) => {
+                typedef.and_then(|id| attach_typed_sys_exit(ebpf, "sys_exit_btf", id))
+            }
+        };
+        match (&cast, &typed) {
+            (Ok(()), _) => tracing::info!(
+                "sys_exit attached as a BTF tracepoint with casts: registers, credentials, \
+                 namespaces, descriptor table, and the files, dentries and mounts of path walks \
+                 read with plain loads"
+            ),
+            (Err(why), Ok(())) => tracing::info!(
+                "sys_exit attached as a BTF tracepoint: registers, credentials, namespaces and \
+                 descriptor table read with plain loads; path walks with a helper call per \
+                 object (no casts: {why})"
+            ),
+            (_, Err(e)) => tracing::info!(
+                "sys_exit attached as a raw tracepoint, every read a helper call ({e})"
+            ),
+        }
+        typed
     }
 
     /// Attaches or detaches `sys_enter`. Attach it before syscall profiles are put in force
@@ -1102,6 +1201,18 @@ impl Sensor {
                 want[n32 as usize].flags |= spec_flags::COMPAT_CHECK;
             }
         }
+        // Per-syscall events: the new calls' events attached before their entries are set,
+        // the old ones' detached after, so no call wanted before and after is missed.
+        let keep = wanted_in(&want);
+        if let Some(attached) = &mut self.exit_events {
+            let absent = attached.add(&mut self.ebpf, keep.iter().copied())?;
+            if !absent.is_empty() {
+                tracing::info!(
+                    "not built into this kernel, so no event to attach to: {}",
+                    absent.join(", ")
+                );
+            }
+        }
         let order = (0..want.len())
             .filter(|&i| want[i].flags != 0)
             .chain((0..want.len()).filter(|&i| want[i].flags == 0));
@@ -1116,7 +1227,15 @@ impl Sensor {
                 self.current[i] = want[i];
             }
         }
+        if let Some(attached) = &mut self.exit_events {
+            attached.retain(&mut self.ebpf, &keep.iter().map(|(nr, _)| *nr).collect())?;
+        }
         Ok(unknown)
+    }
+
+    /// The syscalls captured now, by number and name.
+    fn wanted(&self) -> Vec<(u32, &'static str)> {
+        wanted_in(&self.current)
     }
 
     /// Kernel drop and activity counters, summed over CPUs.
@@ -1311,7 +1430,13 @@ fn log_features(report: &KernelReport) {
         "kernel features"
     );
     for f in report.features.iter().filter(|f| !f.available) {
-        tracing::warn!(feature = f.name, "{}", f.detail);
+        // Most nodes' kernels have the 32-bit entry: nothing is lost with it, the syscall
+        // hook only costs more; said, not warned.
+        if f.name == "no_ia32_entry" {
+            tracing::info!(feature = f.name, "{}", f.detail);
+        } else {
+            tracing::warn!(feature = f.name, "{}", f.detail);
+        }
     }
     for o in &report.offsets {
         tracing::debug!(offset = %o.name, value = o.value, "kernel offset");
@@ -1378,6 +1503,19 @@ fn compat_table() -> impl Iterator<Item = (u32, u32)> {
             (IA32_SOCKETCALL, agent_common::COMPAT_SOCKETCALL),
             (IA32_IPC, agent_common::COMPAT_IPC),
         ])
+}
+
+/// The syscalls `specs` captures (64-bit numbers), by number and name.
+fn wanted_in(specs: &[SyscallSpec]) -> Vec<(u32, &'static str)> {
+    syscalls::SYSCALLS
+        .iter()
+        .filter(|d| {
+            specs
+                .get(d.nr as usize)
+                .is_some_and(|s| s.flags & spec_flags::INTERESTED != 0)
+        })
+        .map(|d| (d.nr, d.name))
+        .collect()
 }
 
 /// Loads and attaches `program`, a BTF tracepoint form of `sys_exit` (`sys_exit_btf`: its
