@@ -34,24 +34,32 @@ pub struct KernelSpec {
     pub suite: &'static str,
     /// The distribution release it ships with, for messages.
     pub distro: &'static str,
+    /// Added to the guest's kernel command line.
+    pub cmdline: &'static str,
 }
 
-/// The matrix: the oldest LTS kernel nodes still run, and Debian's two newer stable kernels.
+/// The matrix: the oldest LTS kernel nodes still run, and Debian's two newer stable kernels,
+/// the newest booted without the 32-bit syscall entry.
 pub const KERNELS: &[KernelSpec] = &[
     KernelSpec {
         label: "5.10",
         suite: "bullseye-security",
         distro: "Debian 11",
+        cmdline: "",
     },
     KernelSpec {
         label: "6.1",
         suite: "bookworm-security",
         distro: "Debian 12",
+        cmdline: "",
     },
     KernelSpec {
         label: "6.12",
         suite: "trixie-security",
         distro: "Debian 13",
+        // Booted without the 32-bit syscall entry (Linux 6.7), the hardening setting: the
+        // agent then attaches sys_exit per syscall, and the matrix runs that form too.
+        cmdline: "ia32_emulation=false",
     },
 ];
 

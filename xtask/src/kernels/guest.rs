@@ -148,46 +148,68 @@ pub struct Form {
     pub program: &'static str,
     /// The start of the line the agent logs about it.
     line: &'static str,
-    /// What that line holds for the newer form.
-    says_newer: &'static str,
+    /// What that line holds for the newer form (any of them).
+    says_newer: &'static [&'static str],
     pub newer: &'static str,
     pub older: &'static str,
     /// The first kernel that must take the newer form.
     since: (u32, u32),
+    /// The newer form is due only where the guest booted without the 32-bit syscall entry.
+    without_ia32: bool,
 }
 
 pub const FORMS: &[Form] = &[
-    // Typed reads need `bpf_get_current_task_btf` (5.11).
+    // Typed reads need `bpf_get_current_task_btf` (5.11); the per-syscall form reads so too.
     Form {
         program: "sys_exit",
-        line: "sys_exit attached as a",
-        says_newer: "as a BTF tracepoint",
-        newer: "BTF tracepoint",
-        older: "raw tracepoint",
+        line: "sys_exit attached as",
+        says_newer: &["as a BTF tracepoint", "as syscall events"],
+        newer: "typed loads",
+        older: "helper calls",
         since: (5, 11),
+        without_ia32: false,
     },
     // Its path walks read by plain loads need `bpf_rdonly_cast` (6.2).
     Form {
         program: "sys_exit walks",
-        line: "sys_exit attached as a",
-        says_newer: "with casts",
+        line: "sys_exit attached as",
+        says_newer: &["with casts"],
         newer: "plain loads through casts",
         older: "a helper call per object",
         since: (6, 2),
+        without_ia32: false,
+    },
+    // Per-syscall events need `bpf_task_pt_regs` (5.15) and a kernel whose 32-bit entry is
+    // off (their calls skip those events).
+    Form {
+        program: "sys_exit hook",
+        line: "sys_exit attached as",
+        says_newer: &["as syscall events"],
+        newer: "per-syscall events",
+        older: "raw_syscalls",
+        since: (5, 15),
+        without_ia32: true,
     },
     // The chunked environment scan needs `bpf_loop` (5.17).
     Form {
         program: "sched_process_exec",
         line: "sched_process_exec reads the environment",
-        says_newer: "in 4 KiB chunks",
+        says_newer: &["in 4 KiB chunks"],
         newer: "environment read in 4 KiB chunks",
         older: "environment read an entry at a time",
         since: (5, 17),
+        without_ia32: false,
     },
 ];
 
 /// Boots `vmlinuz` with `initramfs` and judges the run. `log` receives the whole console.
-pub fn run(qemu: &Path, vmlinuz: &Path, initramfs: &Path, log: &Path) -> Result<Outcome> {
+pub fn run(
+    qemu: &Path,
+    vmlinuz: &Path,
+    initramfs: &Path,
+    cmdline: &str,
+    log: &Path,
+) -> Result<Outcome> {
     let start = Instant::now();
     let mut child = Command::new(qemu)
         .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1G"])
@@ -196,7 +218,8 @@ pub fn run(qemu: &Path, vmlinuz: &Path, initramfs: &Path, log: &Path) -> Result<
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg("-append")
+        .arg(format!("console=ttyS0 panic=-1 quiet {cmdline}").trim_end())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -306,17 +329,35 @@ pub fn judge(console: &[String], seconds: f64) -> Outcome {
         failures.push("the agent did not log the kernel features it found".into());
     }
 
+    // Booted without the 32-bit syscall entry: the agent's probe must have found it off
+    // (`osprey kernel`'s feature line), and only then may it attach per syscall.
+    let no_ia32 = marker(console, "cmdline")
+        .is_some_and(|c| c.split_whitespace().any(|w| w == "ia32_emulation=false"));
+    let probe = kernel_report
+        .lines()
+        .find(|l| l.contains(" no_ia32_entry "))
+        .map(str::trim_start);
+    match probe {
+        Some(l) if l.starts_with("yes") == no_ia32 => {}
+        Some(l) => failures.push(format!(
+            "the 32-bit entry probe disagrees with the boot options ({}): {l}",
+            marker(console, "cmdline").unwrap_or("?")
+        )),
+        None if kernel_report.is_empty() => {}
+        None => failures.push("`osprey kernel` printed no no_ia32_entry line".into()),
+    }
+
     // The form each program took, and why where it is the older one.
     let mut forms = Vec::new();
     for f in FORMS {
         let line = agent_log.iter().find(|l| l.contains(f.line));
         let took = match line {
-            Some(l) if l.contains(f.says_newer) => f.newer,
+            Some(l) if f.says_newer.iter().any(|s| l.contains(s)) => f.newer,
             Some(_) => f.older,
             None => "-",
         };
         if marker(console, "agent-failed").is_none() {
-            let want = if version(&uname) >= f.since {
+            let want = if version(&uname) >= f.since && (no_ia32 || !f.without_ia32) {
                 f.newer
             } else {
                 f.older
@@ -483,7 +524,11 @@ mod tests {
 
     #[test]
     fn a_clean_run_passes_and_a_missing_alert_or_a_warning_fails() {
-        let mut text = String::from("@@uname 5.10.0-46-cloud-amd64\n@@agent-ready 3s\n");
+        let mut text = String::from(
+            "@@uname 5.10.0-46-cloud-amd64\n@@cmdline console=ttyS0 quiet\n@@begin kernel\n\
+             kernel 5.10.0-46-cloud-amd64\n  no  no_ia32_entry       the 32-bit syscall entry \
+             is on\n@@end kernel\n@@agent-ready 3s\n",
+        );
         for e in EXPECTED {
             text.push_str(&format!("@@action {} status={} ok\n", e.action, e.status));
         }
@@ -549,7 +594,7 @@ mod tests {
         // chunks; the older forms there are failures that carry the agent's reason.
         for (program, reason) in [
             (
-                "sys_exit: raw tracepoint on 6.1.0",
+                "sys_exit: helper calls on 6.1.0",
                 "no bpf_get_current_task_btf",
             ),
             (
@@ -578,8 +623,9 @@ mod tests {
         assert_eq!(
             out.forms,
             [
-                ("sys_exit", "BTF tracepoint"),
+                ("sys_exit", "typed loads"),
                 ("sys_exit walks", "a helper call per object"),
+                ("sys_exit hook", "raw_syscalls"),
                 ("sched_process_exec", "environment read in 4 KiB chunks")
             ]
         );
@@ -617,10 +663,57 @@ mod tests {
         assert_eq!(
             ok.forms,
             [
-                ("sys_exit", "raw tracepoint"),
+                ("sys_exit", "helper calls"),
                 ("sys_exit walks", "a helper call per object"),
+                ("sys_exit hook", "raw_syscalls"),
                 ("sched_process_exec", "environment read an entry at a time")
             ]
+        );
+
+        // Booted without the 32-bit entry: the probe must say so, and sys_exit must be
+        // attached per syscall.
+        let no_ia32 = casts.replace(
+            "@@cmdline console=ttyS0 quiet",
+            "@@cmdline console=ttyS0 quiet ia32_emulation=false",
+        );
+        let bad = judge(&lines(&no_ia32), 1.0);
+        assert!(
+            bad.failures
+                .iter()
+                .any(|f| f.contains("probe disagrees") && f.contains("ia32_emulation=false")),
+            "{:?}",
+            bad.failures
+        );
+        assert!(
+            bad.failures
+                .iter()
+                .any(|f| f.contains("sys_exit hook: raw_syscalls on 6.12.0")),
+            "{:?}",
+            bad.failures
+        );
+        let events = no_ia32
+            .replace("  no  no_ia32_entry", "  yes no_ia32_entry")
+            .replace(
+                "attached as a BTF tracepoint with casts",
+                "attached as syscall events (syscalls:sys_exit_NAME) for the 62 syscalls \
+                 wanted: other syscalls run no program; registers ... read with plain loads, \
+                 with casts",
+            );
+        let out = judge(&lines(&events), 1.0);
+        assert_eq!(
+            out.forms[..3],
+            [
+                ("sys_exit", "typed loads"),
+                ("sys_exit walks", "plain loads through casts"),
+                ("sys_exit hook", "per-syscall events"),
+            ]
+        );
+        assert!(
+            !out.failures
+                .iter()
+                .any(|f| f.contains("sys_exit") || f.contains("probe")),
+            "{:?}",
+            out.failures
         );
 
         let warned = text.replace(

@@ -20,6 +20,7 @@ ip link set lo up
 [ -f /etc/osprey/env ] && . /etc/osprey/env
 
 echo "@@uname $(uname -r)"
+echo "@@cmdline $(cat /proc/cmdline)"
 echo "@@begin kernel"
 /osprey kernel 2>&1
 echo "@@end kernel"

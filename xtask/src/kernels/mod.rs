@@ -125,11 +125,18 @@ pub fn run_with(env: &Env, args: &Args) -> Result<()> {
     let mut results = Vec::new();
     for k in &kernels {
         proc::step(format!(
-            "kernel {}: booting {} ({}) in qemu",
-            k.spec.label, k.package, k.spec.distro
+            "kernel {}: booting {} ({}) in qemu{}",
+            k.spec.label,
+            k.package,
+            k.spec.distro,
+            if k.spec.cmdline.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", k.spec.cmdline)
+            }
         ));
         let log = work.join(format!("console-{}.log", k.spec.label));
-        let outcome = guest::run(&qemu, &k.vmlinuz, &initrd, &log)?;
+        let outcome = guest::run(&qemu, &k.vmlinuz, &initrd, k.spec.cmdline, &log)?;
         print_outcome(k, &outcome, &log);
         results.push((k, outcome));
     }
