@@ -34,6 +34,9 @@ pub enum Mode {
     /// No agent, a program of two instructions on `sys_exit` (the `empty_hook` example): what
     /// any program on the syscall hook costs before it does anything.
     EmptyHook,
+    /// No agent, the same program on `syscalls:sys_exit_openat` alone (`empty_hook
+    /// per-syscall`): what the per-syscall events cost a syscall that runs no program.
+    EmptyEvent,
     /// No agent, the capture floor on `sys_exit` (`empty_hook capture`): per `openat`, the
     /// clock, the thread's ids, the path string and a ring-buffer record, nothing else: what
     /// any agent's capture of an open costs on this host before its own design.
@@ -45,6 +48,10 @@ pub enum Mode {
     Floor,
     /// `osprey run` with its embedded default rules.
     Default,
+    /// The same with `sys_exit` attached to each wanted syscall's own event
+    /// (`--kernel-syscall-events always`): what a node whose kernel has no 32-bit syscall
+    /// entry gets (there `auto` chooses it; here the entry is on, and its calls would go unseen).
+    PerSyscall,
     /// The same with the kernel open filter off (`--no-kernel-open-filter`): every open the
     /// rules' event types name is captured, as before the filter.
     DefaultUnfiltered,
@@ -99,6 +106,7 @@ impl Mode {
         match self {
             Mode::None => "no agent",
             Mode::EmptyHook => "empty program on sys_exit (the hook alone)",
+            Mode::EmptyEvent => "empty program on sys_exit_openat (a per-syscall event)",
             Mode::CaptureFloor => "capture floor on sys_exit (clock, ids, path, record)",
             Mode::CaptureFloorWithout(part) => match part {
                 FloorPart::Clock => "capture floor without its clock",
@@ -108,6 +116,7 @@ impl Mode {
             },
             Mode::Floor => "floor (programs attached, inert)",
             Mode::Default => "osprey, default rules",
+            Mode::PerSyscall => "osprey, default rules, sys_exit per syscall",
             Mode::DefaultUnfiltered => "osprey, default rules, open filter off",
             Mode::Falco => "osprey, Falco upstream stable rules",
         }
@@ -116,7 +125,10 @@ impl Mode {
     /// The program the mode runs: the agent, or the empty hook.
     pub fn program(self, bins: &Bins) -> &Path {
         match self {
-            Mode::EmptyHook | Mode::CaptureFloor | Mode::CaptureFloorWithout(_) => &bins.empty_hook,
+            Mode::EmptyHook
+            | Mode::EmptyEvent
+            | Mode::CaptureFloor
+            | Mode::CaptureFloorWithout(_) => &bins.empty_hook,
             _ => &bins.osprey,
         }
     }
@@ -126,12 +138,18 @@ impl Mode {
         match self {
             Mode::None => None,
             Mode::EmptyHook => Some(vec![]),
+            Mode::EmptyEvent => Some(vec!["per-syscall".into()]),
             Mode::CaptureFloor => Some(vec!["capture".into()]),
             Mode::CaptureFloorWithout(part) => {
                 Some(vec!["capture".into(), "without".into(), part.arg().into()])
             }
             Mode::Floor => Some(vec!["trace".into(), "-q".into(), "--floor".into()]),
             Mode::Default => Some(vec!["run".into(), "--no-watch-rules".into()]),
+            Mode::PerSyscall => Some(vec![
+                "run".into(),
+                "--no-watch-rules".into(),
+                "--kernel-syscall-events=always".into(),
+            ]),
             Mode::DefaultUnfiltered => Some(vec![
                 "run".into(),
                 "--no-watch-rules".into(),

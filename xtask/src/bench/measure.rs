@@ -81,8 +81,10 @@ pub fn overhead(bins: &Bins) -> Result<Overhead> {
     let mut modes = vec![
         Mode::None,
         Mode::EmptyHook,
+        Mode::EmptyEvent,
         Mode::Floor,
         Mode::Default,
+        Mode::PerSyscall,
         Mode::DefaultUnfiltered,
     ];
     if bins.falco_rules.is_some() {
