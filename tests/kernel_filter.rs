@@ -10,6 +10,9 @@ use std::{collections::BTreeSet, process::Command, time::Duration};
 use osprey::sensor::{Sensor, SensorConfig, Share, events::ExitEvents};
 use osprey_model::event::{Event, EventKind};
 
+/// The tests that start a sensor take turns: one counts the links this process holds.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn names(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -44,6 +47,7 @@ async fn read_until(
 #[tokio::test]
 async fn kernel_syscalls_outside_the_interest_set_produce_no_event() {
     support::require_root();
+    let _turn = TURN.lock().await;
     outside_the_interest_set(ExitEvents::Off).await;
     outside_the_interest_set(ExitEvents::Always).await;
 }
@@ -172,6 +176,7 @@ async fn outside_the_interest_set(form: ExitEvents) {
 #[tokio::test]
 async fn kernel_full_ring_buffer_counts_drops() {
     support::require_root();
+    let _turn = TURN.lock().await;
     // One page of ring buffer holds a few dozen open events; the child makes 3000.
     let mut sensor = Sensor::start(&SensorConfig {
         syscalls: names(&["openat"]),
