@@ -848,3 +848,90 @@ fn kernel_agent_names_bpf_statistics_left_on() {
         }
     }
 }
+
+/// `osprey_kernel_syscall_events` says how the capture program is attached: 0 on
+/// `raw_syscalls:sys_exit` (`off`), and per syscall (`always`) the number of events the log
+/// names, after a reload that widens the set too.
+#[test]
+fn kernel_metrics_say_how_sys_exit_is_attached() {
+    require_root();
+    let dir = temp_dir("exit-events");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        open_rule("Events marker", "fd.name = /nonexistent/osprey"),
+    )
+    .unwrap();
+    let gauge = |port: u16| {
+        let (_, body) = http_get(port, "/metrics").expect("metrics");
+        metric(&body, "osprey_kernel_syscall_events")
+    };
+    let wait_for = |port: u16, want: f64| {
+        let deadline = Instant::now() + WAIT;
+        while gauge(port) != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "the gauge never said {want}: {:?}",
+                gauge(port)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    for form in ["off", "always"] {
+        let port = free_port();
+        let metrics = format!("127.0.0.1:{port}");
+        let mut agent = Agent::start(
+            &[
+                "run",
+                "--json",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--metrics",
+                &metrics,
+                "--kernel-syscall-events",
+                form,
+            ],
+            "osprey is running",
+        );
+        if form == "off" {
+            wait_for(port, 0.0);
+            continue;
+        }
+        let attached = |log: &str, nth: usize| -> f64 {
+            let line = log
+                .lines()
+                .filter(|l| l.contains("sys_exit attached as syscall events"))
+                .nth(nth)
+                .unwrap_or_else(|| panic!("no per-syscall line: {log}"));
+            let n = line
+                .split("for the ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next());
+            n.and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{line}"))
+        };
+        let before = attached(&agent.stderr(), 0);
+        wait_for(port, before);
+        // A rule on fchmodat, which nothing else here wants: one event more after the reload.
+        std::fs::write(
+            dir.join("rules.yaml"),
+            format!(
+                "{}\n- rule: Chmod marker\n  desc: test\n  condition: evt.type = fchmodat and \
+                 proc.name = osprey-nothing\n  output: x\n  priority: NOTICE\n",
+                open_rule("Events marker", "fd.name = /nonexistent/osprey")
+            ),
+        )
+        .unwrap();
+        wait_for_reload(&mut agent, "no reload");
+        let deadline = Instant::now() + WAIT;
+        while gauge(port) == Some(before) {
+            assert!(Instant::now() < deadline, "the gauge stayed at {before}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            gauge(port) > Some(before),
+            "{:?} after the reload",
+            gauge(port)
+        );
+    }
+}

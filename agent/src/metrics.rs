@@ -59,6 +59,7 @@ pub struct Metrics {
     process_table_size: Gauge,
     process_table_evictions: Counter,
     bpf_stats_enabled: Gauge,
+    syscall_events: Gauge,
     fd_table_size: Gauge,
     fd_table_evictions: Counter,
     /// `/proc/PID/fd` look-ups for descriptors the fd table had not seen made, by result
@@ -125,6 +126,7 @@ impl Metrics {
             process_table_size: Gauge::default(),
             process_table_evictions: Counter::default(),
             bpf_stats_enabled: Gauge::default(),
+            syscall_events: Gauge::default(),
             fd_table_size: Gauge::default(),
             fd_table_evictions: Counter::default(),
             fd_table_procfs_lookups: Family::default(),
@@ -211,6 +213,12 @@ impl Metrics {
             "1 while kernel.bpf_stats_enabled is on: every BPF program on the node, the \
              agent's included, then reads the clock twice per run",
             m.bpf_stats_enabled.clone(),
+        );
+        r.register(
+            "kernel_syscall_events",
+            "Syscalls whose own sys_exit event the capture program is attached to; 0 where it \
+             is attached to raw_syscalls:sys_exit and runs for every syscall",
+            m.syscall_events.clone(),
         );
         r.register(
             "process_table_evictions",
@@ -525,6 +533,11 @@ impl Metrics {
     /// Whether `kernel.bpf_stats_enabled` is on, as last looked at.
     pub fn bpf_stats(&self, on: bool) {
         self.bpf_stats_enabled.set(i64::from(on));
+    }
+
+    /// How many syscalls' own `sys_exit` events the capture program is attached to.
+    pub fn syscall_events(&self, n: usize) {
+        self.syscall_events.set(n as i64);
     }
 
     pub fn queue_drop(&self, queue: &str, n: u64) {

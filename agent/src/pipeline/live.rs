@@ -264,6 +264,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
                 metrics.container_losses(&lost);
                 metrics.sync_containers(containers.stats());
                 metrics.bpf_stats(crate::sensor::bpf_stats_enabled());
+                metrics.syscall_events(sensor.syscall_events());
                 pipeline.tick(boot_time_ns() + boot_clock_ns());
                 continue;
             }

@@ -1156,6 +1156,14 @@ impl Sensor {
         Ok(())
     }
 
+    /// How many syscalls' own `sys_exit` events the capture program is attached to (0 where
+    /// it is attached to `raw_syscalls:sys_exit`).
+    pub fn syscall_events(&self) -> usize {
+        self.exit_events
+            .as_ref()
+            .map_or(0, events::Attached::attached)
+    }
+
     /// Whether `sys_enter` is attached.
     pub fn entry_hook(&self) -> bool {
         self.entry_link.is_some()
