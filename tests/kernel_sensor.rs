@@ -434,7 +434,8 @@ fn kernel_typed_and_helper_reads_agree() {
         ),
         (
             "syscall events",
-            "syscalls wanted: other syscalls run no program; path walks with a helper call per \
+            "syscalls wanted: other syscalls run no program; registers, credentials, namespaces \
+             and descriptor table read with plain loads; path walks with a helper call per \
              object (no casts: kernel_btf_casts or kernel_btf_tracepoint is off)",
             (5, 15),
             vec![

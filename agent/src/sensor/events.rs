@@ -223,8 +223,14 @@ impl Attached {
             tracefs: tracefs.to_path_buf(),
             links: BTreeMap::new(),
         };
-        let absent = this.add(ebpf, wanted).map_err(|e| e.to_string())?;
-        Ok((this, absent))
+        match this.add(ebpf, wanted) {
+            Ok(absent) => Ok((this, absent)),
+            // Attached to none if not to all: the form that replaces it must not run beside.
+            Err(e) => {
+                let _ = this.retain(ebpf, &BTreeSet::new());
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Attaches to the events of those of `wanted` not attached yet; returns the names with

@@ -1028,13 +1028,17 @@ impl Sensor {
             let cast = casts.clone().and_then(|()| {
                 events::Attached::load(ebpf, "sys_exit_event_cast", &self.tracefs, wanted.clone())
             });
-            cast.or_else(|why| {
-                events::Attached::load(ebpf, "sys_exit_event", &self.tracefs, wanted.clone())
-                    .map_err(|e| format!("{e} (with casts: {why})"))
-            })
+            match cast {
+                Ok(done) => Ok((done, None)),
+                Err(why) => {
+                    events::Attached::load(ebpf, "sys_exit_event", &self.tracefs, wanted.clone())
+                        .map(|done| (done, Some(why.clone())))
+                        .map_err(|e| format!("{e} (with casts: {why})"))
+                }
+            }
         });
         let typed = match events {
-            Ok((attached, absent)) => {
+            Ok(((attached, absent), no_casts)) => {
                 tracing::info!(
                     "sys_exit attached as syscall events (syscalls:sys_exit_NAME) for the {} \
                      syscalls wanted{}: other syscalls run no program; {}",
@@ -1044,15 +1048,15 @@ impl Sensor {
                     } else {
                         format!(" ({} not built into this kernel)", absent.join(", "))
                     },
-                    if attached.program == "sys_exit_event_cast" {
-                        "registers, credentials, namespaces, descriptor table, and path walks \
-                         read with plain loads, with casts"
-                            .to_string()
-                    } else {
-                        format!(
-                            "path walks with a helper call per object (no casts: {})",
-                            casts.as_ref().err().map_or("refused", String::as_str)
-                        )
+                    match no_casts {
+                        None => "registers, credentials, namespaces, descriptor table, and path \
+                                 walks read with plain loads, with casts"
+                            .to_string(),
+                        Some(why) => format!(
+                            "registers, credentials, namespaces and descriptor table read with \
+                             plain loads; path walks with a helper call per object (no casts: \
+                             {why})"
+                        ),
                     }
                 );
                 self.exit_events = Some(attached);
