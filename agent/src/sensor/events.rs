@@ -20,10 +20,8 @@ use std::{
 
 use aya::{
     Ebpf,
-    programs::{TracePoint, trace_point::TracePointLinkId},
+    programs::{ProgramError, TracePoint, trace_point::TracePointLinkId},
 };
-
-use super::SensorError;
 
 /// Whether `sys_exit` is attached per syscall (`kernel_syscall_events`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -207,29 +205,29 @@ pub struct Attached {
     links: BTreeMap<u32, TracePointLinkId>,
 }
 
-impl Attached {
-    /// Loads `program` (`sys_exit_event` or `sys_exit_event_cast`) and attaches it to the event
-    /// of each of `wanted`; the verifier's verdict or the failed attach as the error.
-    pub fn load<'a>(
-        ebpf: &mut Ebpf,
+/// Why the per-syscall form could not follow the wanted set.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// A wanted syscall has no event to attach to (see [`plan`]).
+    #[error("{0}")]
+    Plan(String),
+    #[error("no tracepoint program {0} in the object")]
+    NoProgram(&'static str),
+    #[error("attaching or detaching program {program} failed: {source}")]
+    Program {
         program: &'static str,
-        tracefs: &Path,
-        wanted: impl IntoIterator<Item = (u32, &'a str)>,
-    ) -> Result<(Self, Vec<&'a str>), String> {
-        let prog = tracepoint(ebpf, program).map_err(|e| e.to_string())?;
-        prog.load().map_err(|e| super::verifier_error(&e))?;
-        let mut this = Self {
+        #[source]
+        source: ProgramError,
+    },
+}
+
+impl Attached {
+    /// `program` (`sys_exit_event` or `sys_exit_event_cast`), loaded, attached to nothing yet.
+    pub fn new(program: &'static str, tracefs: &Path) -> Self {
+        Self {
             program,
             tracefs: tracefs.to_path_buf(),
             links: BTreeMap::new(),
-        };
-        match this.add(ebpf, wanted) {
-            Ok(absent) => Ok((this, absent)),
-            // Attached to none if not to all: the form that replaces it must not run beside.
-            Err(e) => {
-                let _ = this.retain(ebpf, &BTreeSet::new());
-                Err(e.to_string())
-            }
         }
     }
 
@@ -239,24 +237,24 @@ impl Attached {
         &mut self,
         ebpf: &mut Ebpf,
         wanted: impl IntoIterator<Item = (u32, &'a str)>,
-    ) -> Result<Vec<&'a str>, SensorError> {
+    ) -> Result<Vec<&'a str>, AttachError> {
         let new = wanted
             .into_iter()
             .filter(|(nr, _)| !self.links.contains_key(nr));
-        let Plan { events, absent } = plan(&self.tracefs, new).map_err(SensorError::Tracefs)?;
+        let Plan { events, absent } = plan(&self.tracefs, new).map_err(AttachError::Plan)?;
         let program = self.program;
         let prog = tracepoint(ebpf, program)?;
         for (nr, event) in events {
             let link = prog
                 .attach("syscalls", &event)
-                .map_err(|source| SensorError::Program { program, source })?;
+                .map_err(|source| AttachError::Program { program, source })?;
             self.links.insert(nr, link);
         }
         Ok(absent)
     }
 
     /// Detaches from the events of the syscalls not in `keep`.
-    pub fn retain(&mut self, ebpf: &mut Ebpf, keep: &BTreeSet<u32>) -> Result<(), SensorError> {
+    pub fn retain(&mut self, ebpf: &mut Ebpf, keep: &BTreeSet<u32>) -> Result<(), AttachError> {
         let program = self.program;
         let prog = tracepoint(ebpf, program)?;
         let gone: Vec<u32> = self
@@ -268,7 +266,7 @@ impl Attached {
         for nr in gone {
             if let Some(link) = self.links.remove(&nr) {
                 prog.detach(link)
-                    .map_err(|source| SensorError::Program { program, source })?;
+                    .map_err(|source| AttachError::Program { program, source })?;
             }
         }
         Ok(())
@@ -280,10 +278,13 @@ impl Attached {
     }
 }
 
-fn tracepoint<'e>(ebpf: &'e mut Ebpf, program: &str) -> Result<&'e mut TracePoint, SensorError> {
+fn tracepoint<'e>(
+    ebpf: &'e mut Ebpf,
+    program: &'static str,
+) -> Result<&'e mut TracePoint, AttachError> {
     ebpf.program_mut(program)
         .and_then(|p| p.try_into().ok())
-        .ok_or(SensorError::NoObject)
+        .ok_or(AttachError::NoProgram(program))
 }
 
 /// `__x64_sys_NAME` symbols of a `/proc/kallsyms` text: NAME and the symbol's type letter.

@@ -54,6 +54,8 @@ pub enum SensorError {
     Tracefs(String),
     #[error("this kernel lacks what Osprey cannot run without: {0}")]
     MissingFeature(String),
+    #[error("sys_exit per syscall: {0}")]
+    ExitEvents(#[from] events::AttachError),
     #[error(
         "this osprey binary was built without its kernel programs (AYA_BUILD_SKIP was set); \
          rebuild with `cargo xtask run`"
@@ -1026,12 +1028,12 @@ impl Sensor {
         // neither loads, one of the `raw_syscalls:sys_exit` forms below.
         let events = per_syscall.and_then(|()| {
             let cast = casts.clone().and_then(|()| {
-                events::Attached::load(ebpf, "sys_exit_event_cast", &self.tracefs, wanted.clone())
+                attach_exit_events(ebpf, "sys_exit_event_cast", &self.tracefs, wanted.clone())
             });
             match cast {
                 Ok(done) => Ok((done, None)),
                 Err(why) => {
-                    events::Attached::load(ebpf, "sys_exit_event", &self.tracefs, wanted.clone())
+                    attach_exit_events(ebpf, "sys_exit_event", &self.tracefs, wanted.clone())
                         .map(|done| (done, Some(why.clone())))
                         .map_err(|e| format!("{e} (with casts: {why})"))
                 }
@@ -1515,6 +1517,30 @@ fn compat_table() -> impl Iterator<Item = (u32, u32)> {
             (IA32_SOCKETCALL, agent_common::COMPAT_SOCKETCALL),
             (IA32_IPC, agent_common::COMPAT_IPC),
         ])
+}
+
+/// Loads `program` (`sys_exit_event` or `sys_exit_event_cast`) and attaches it to the event of
+/// each of `wanted`; the verifier's verdict or the failed attach as the error. It is attached
+/// to none if not to all: the form that replaces it must not run beside it.
+fn attach_exit_events<'a>(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    tracefs: &Path,
+    wanted: impl IntoIterator<Item = (u32, &'a str)>,
+) -> Result<(events::Attached, Vec<&'a str>), String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| format!("no {program} in the object"))?;
+    prog.load().map_err(|e| verifier_error(&e))?;
+    let mut attached = events::Attached::new(program, tracefs);
+    match attached.add(ebpf, wanted) {
+        Ok(absent) => Ok((attached, absent)),
+        Err(e) => {
+            let _ = attached.retain(ebpf, &BTreeSet::new());
+            Err(e.to_string())
+        }
+    }
 }
 
 /// The syscalls `specs` captures (64-bit numbers), by number and name.
