@@ -197,6 +197,13 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         .bootstrap("/proc".as_ref())
         .map_err(io("reading /proc"))?;
     let cgroup_mount = start_profiles(&mut sensor, &mut pipeline, &profile_defs, &hostname)?;
+    // Handlers in place before the agent says it runs: a signal sent on that line (what a
+    // script or a test waits for) was otherwise met by the default action, or lost where the
+    // agent was started with SIGINT ignored (a background job of a shell script).
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?;
     tracing::info!(kernel = sensor.kernel(), "{ready_message}");
 
     let mut batch = Vec::with_capacity(crate::sensor::BATCH_MAX);
@@ -206,16 +213,11 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
     let mut check = tokio::time::interval(Duration::from_secs(10));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut watch = tokio::time::interval(Duration::from_secs(2));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?;
     loop {
         metrics.heartbeat();
         let mut reload = false;
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => reload = true,
             _ = watch.tick(), if cfg.watch_rules => {

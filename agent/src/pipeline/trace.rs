@@ -165,6 +165,10 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
     let n = enrich
         .bootstrap(std::path::Path::new("/proc"))
         .map_err(io("reading /proc"))?;
+    // Handlers in place before the line that says it traces (see pipeline/live.rs).
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?;
     tracing::info!(
         processes = n,
         kernel = sensor.kernel(),
@@ -192,15 +196,11 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
     let mut next_stats = stats_every.map(|d| Instant::now() + d);
     let mut printed = 0u64;
     let mut batch = Vec::with_capacity(1024);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(io("SIGTERM handler"))?;
 
     'outer: loop {
         let tick = tokio::time::sleep(Duration::from_millis(200));
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick => {}
             _ = tokio::time::sleep(enrich.poll_in()), if enrich.is_holding() => {}
