@@ -253,7 +253,11 @@ impl Attached {
         Ok(absent)
     }
 
-    /// Detaches from the events of the syscalls not in `keep`.
+    /// Detaches from the events of the syscalls not in `keep`, all at once: the kernel waits
+    /// out an RCU grace period (tasks-trace, SRCU and classic) for each event it unregisters,
+    /// about 90 ms on the benchmark host, so one after another 62 events took 5.5 s (an
+    /// agent's stop; a reload that drops syscalls blocked the event loop as long). Each link is
+    /// dropped on a thread of its own and the waits overlap; returns when all are gone.
     pub fn retain(&mut self, ebpf: &mut Ebpf, keep: &BTreeSet<u32>) -> Result<(), AttachError> {
         let program = self.program;
         let prog = tracepoint(ebpf, program)?;
@@ -263,12 +267,20 @@ impl Attached {
             .filter(|nr| !keep.contains(nr))
             .copied()
             .collect();
+        let mut owned = Vec::with_capacity(gone.len());
         for nr in gone {
             if let Some(link) = self.links.remove(&nr) {
-                prog.detach(link)
-                    .map_err(|source| AttachError::Program { program, source })?;
+                owned.push(
+                    prog.take_link(link)
+                        .map_err(|source| AttachError::Program { program, source })?,
+                );
             }
         }
+        std::thread::scope(|s| {
+            for link in owned {
+                s.spawn(move || drop(link));
+            }
+        });
         Ok(())
     }
 

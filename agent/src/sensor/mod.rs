@@ -253,6 +253,16 @@ pub struct Sensor {
     exit_events: Option<events::Attached>,
 }
 
+impl Drop for Sensor {
+    /// The per-syscall events detached together (events.rs, `Attached::retain`) before the
+    /// object drops its other links one by one.
+    fn drop(&mut self) {
+        if let Some(attached) = &mut self.exit_events {
+            let _ = attached.retain(&mut self.ebpf, &BTreeSet::new());
+        }
+    }
+}
+
 /// Checks the effective capabilities the sensor needs and names the missing ones.
 fn check_capabilities() -> Result<(), SensorError> {
     const NEEDED: &[(u32, &str)] = &[(39, "CAP_BPF"), (38, "CAP_PERFMON")];
