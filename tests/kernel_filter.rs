@@ -52,6 +52,13 @@ async fn kernel_syscalls_outside_the_interest_set_produce_no_event() {
     outside_the_interest_set(ExitEvents::Always).await;
 }
 
+/// Whether `ev` is an `unlinkat` of `path`.
+fn unlink_of(ev: &Event, path: &str) -> bool {
+    matches!(&ev.kind, EventKind::Syscall(sc) if sc.name == "unlinkat" && sc.args.iter().any(|a| {
+        matches!(&a.value, osprey_model::event::ArgValue::Path { raw, .. } if *raw == path)
+    }))
+}
+
 /// How many BPF links this process holds: one per tracepoint attachment.
 fn links() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -123,9 +130,7 @@ async fn outside_the_interest_set(form: ExitEvents) {
     Command::new("rm").arg(&victim).status().unwrap();
     let victim_s = victim.to_str().unwrap().to_string();
     let seen = read_until(&mut reader, Duration::from_secs(10), |ev| {
-        matches!(&ev.kind, EventKind::Syscall(sc) if sc.name == "unlinkat" && sc.args.iter().any(|a| {
-            matches!(&a.value, osprey_model::event::ArgValue::Path { raw, .. } if *raw == victim_s)
-        }))
+        unlink_of(ev, &victim_s)
     })
     .await;
     assert!(
@@ -149,9 +154,7 @@ async fn outside_the_interest_set(form: ExitEvents) {
         .status()
         .unwrap();
     let seen = read_until(&mut reader, Duration::from_secs(10), |ev| {
-        matches!(&ev.kind, EventKind::Syscall(sc) if sc.name == "unlinkat" && sc.args.iter().any(|a| {
-            matches!(&a.value, osprey_model::event::ArgValue::Path { raw, .. } if *raw == victim_s)
-        }))
+        unlink_of(ev, &victim_s)
     })
     .await;
     assert!(

@@ -37,20 +37,24 @@ fn marker_rule(name: &str, marker: &std::path::Path) -> String {
 /// The agent on the rules in `rules` with its metrics on a port of its own, for
 /// `passed_over` to read.
 fn filter_agent(rules: &std::path::Path) -> (Agent, u16) {
+    filter_agent_with(rules, &[])
+}
+
+/// [`filter_agent`] with more arguments.
+fn filter_agent_with(rules: &std::path::Path, more: &[&str]) -> (Agent, u16) {
     let port = free_port();
     let metrics = format!("127.0.0.1:{port}");
-    let agent = Agent::start(
-        &[
-            "run",
-            "--json",
-            "--no-flood-control",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--metrics",
-            &metrics,
-        ],
-        "osprey is running",
-    );
+    let mut args = vec![
+        "run",
+        "--json",
+        "--no-flood-control",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--metrics",
+        &metrics,
+    ];
+    args.extend_from_slice(more);
+    let agent = Agent::start(&args, "osprey is running");
     (agent, port)
 }
 
@@ -857,81 +861,50 @@ fn kernel_metrics_say_how_sys_exit_is_attached() {
     require_root();
     let dir = temp_dir("exit-events");
     let rules = dir.join("rules.yaml");
-    std::fs::write(
-        &rules,
-        open_rule("Events marker", "fd.name = /nonexistent/osprey"),
-    )
-    .unwrap();
+    let marker = open_rule("Events marker", "fd.name = /nonexistent/osprey");
+    std::fs::write(&rules, &marker).unwrap();
     let gauge = |port: u16| {
         let (_, body) = http_get(port, "/metrics").expect("metrics");
         metric(&body, "osprey_kernel_syscall_events")
     };
-    let wait_for = |port: u16, want: f64| {
+    let wait_until = |port: u16, what: &str, done: &dyn Fn(Option<f64>) -> bool| {
         let deadline = Instant::now() + WAIT;
-        while gauge(port) != Some(want) {
-            assert!(
-                Instant::now() < deadline,
-                "the gauge never said {want}: {:?}",
-                gauge(port)
-            );
+        while !done(gauge(port)) {
+            assert!(Instant::now() < deadline, "{what}: {:?}", gauge(port));
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    for form in ["off", "always"] {
-        let port = free_port();
-        let metrics = format!("127.0.0.1:{port}");
-        let mut agent = Agent::start(
-            &[
-                "run",
-                "--json",
-                "--rules",
-                rules.to_str().unwrap(),
-                "--metrics",
-                &metrics,
-                "--kernel-syscall-events",
-                form,
-            ],
-            "osprey is running",
-        );
-        if form == "off" {
-            wait_for(port, 0.0);
-            continue;
-        }
-        let attached = |log: &str, nth: usize| -> f64 {
-            let line = log
-                .lines()
-                .filter(|l| l.contains("sys_exit attached as syscall events"))
-                .nth(nth)
-                .unwrap_or_else(|| panic!("no per-syscall line: {log}"));
-            let n = line
-                .split("for the ")
-                .nth(1)
-                .and_then(|r| r.split(' ').next());
-            n.and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{line}"))
-        };
-        let before = attached(&agent.stderr(), 0);
-        wait_for(port, before);
-        // A rule on fchmodat, which nothing else here wants: one event more after the reload.
-        std::fs::write(
-            dir.join("rules.yaml"),
-            format!(
-                "{}\n- rule: Chmod marker\n  desc: test\n  condition: evt.type = fchmodat and \
-                 proc.name = osprey-nothing\n  output: x\n  priority: NOTICE\n",
-                open_rule("Events marker", "fd.name = /nonexistent/osprey")
-            ),
-        )
-        .unwrap();
-        wait_for_reload(&mut agent, "no reload");
-        let deadline = Instant::now() + WAIT;
-        while gauge(port) == Some(before) {
-            assert!(Instant::now() < deadline, "the gauge stayed at {before}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert!(
-            gauge(port) > Some(before),
-            "{:?} after the reload",
-            gauge(port)
-        );
+    {
+        let (_off, port) = filter_agent_with(&rules, &["--kernel-syscall-events", "off"]);
+        wait_until(port, "the gauge never said 0", &|g| g == Some(0.0));
     }
+
+    let (mut agent, port) = filter_agent_with(&rules, &["--kernel-syscall-events", "always"]);
+    let log = agent.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("sys_exit attached as syscall events"))
+        .unwrap_or_else(|| panic!("no per-syscall line: {log}"));
+    let before: f64 = line
+        .split("for the ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    wait_until(port, "the gauge never said what the log did", &|g| {
+        g == Some(before)
+    });
+    // A rule on fchmodat, which nothing else here wants: one event more after the reload.
+    std::fs::write(
+        &rules,
+        format!(
+            "{marker}\n- rule: Chmod marker\n  desc: test\n  condition: evt.type = fchmodat \
+             and proc.name = osprey-nothing\n  output: x\n  priority: NOTICE\n"
+        ),
+    )
+    .unwrap();
+    wait_for_reload(&mut agent, "no reload");
+    wait_until(port, "the gauge did not grow after the reload", &|g| {
+        g > Some(before)
+    });
 }

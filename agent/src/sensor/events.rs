@@ -134,7 +134,7 @@ pub fn entry32() -> Entry32 {
 const EVENT_NAMES: &[(&str, &str)] = &[("umount2", "umount")];
 
 /// The name of `name`'s `syscalls:sys_exit_*` event.
-pub fn event_name(name: &str) -> String {
+fn event_name(name: &str) -> String {
     let base = EVENT_NAMES
         .iter()
         .find(|(ours, _)| *ours == name)
@@ -144,17 +144,17 @@ pub fn event_name(name: &str) -> String {
 
 /// What to attach for a set of wanted syscalls.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan<'a> {
+struct Plan<'a> {
     /// (number, event) of each syscall with an event.
-    pub events: Vec<(u32, String)>,
+    events: Vec<(u32, String)>,
     /// The names this kernel does not build in (their number runs `sys_ni_syscall`, which
     /// fails with ENOSYS before anything happens, and has no event): they need none.
-    pub absent: Vec<&'a str>,
+    absent: Vec<&'a str>,
 }
 
 /// The events to attach for `wanted` (number, name). Err names a syscall the kernel builds in
 /// but has no event for: the per-syscall form would not see it.
-pub fn plan<'a>(
+fn plan<'a>(
     tracefs: &Path,
     wanted: impl IntoIterator<Item = (u32, &'a str)>,
 ) -> Result<Plan<'a>, String> {

@@ -1015,7 +1015,7 @@ impl Sensor {
         casts: Result<(), String>,
         per_syscall: Result<(), String>,
     ) -> Result<(), SensorError> {
-        let wanted = self.wanted();
+        let wanted = wanted_in(&self.current);
         let ebpf = &mut self.ebpf;
         // (program, category, tracepoint). io_uring only where the kernel's tracepoints carry
         // the request (uring.rs), completions first, so that a request seen submitted always
@@ -1038,15 +1038,23 @@ impl Sensor {
         // neither loads, one of the `raw_syscalls:sys_exit` forms below.
         let events = per_syscall.and_then(|()| {
             let cast = casts.clone().and_then(|()| {
-                attach_exit_events(ebpf, "sys_exit_event_cast", &self.tracefs, wanted.clone())
+                attach_exit_events(
+                    ebpf,
+                    "sys_exit_event_cast",
+                    &self.tracefs,
+                    wanted.iter().copied(),
+                )
             });
             match cast {
                 Ok(done) => Ok((done, None)),
-                Err(why) => {
-                    attach_exit_events(ebpf, "sys_exit_event", &self.tracefs, wanted.clone())
-                        .map(|done| (done, Some(why.clone())))
-                        .map_err(|e| format!("{e} (with casts: {why})"))
-                }
+                Err(why) => attach_exit_events(
+                    ebpf,
+                    "sys_exit_event",
+                    &self.tracefs,
+                    wanted.iter().copied(),
+                )
+                .map(|done| (done, Some(why.clone())))
+                .map_err(|e| format!("{e} (with casts: {why})")),
             }
         });
         let typed = match events {
@@ -1255,11 +1263,6 @@ impl Sensor {
             attached.retain(&mut self.ebpf, &keep.iter().map(|(nr, _)| *nr).collect())?;
         }
         Ok(unknown)
-    }
-
-    /// The syscalls captured now, by number and name.
-    fn wanted(&self) -> Vec<(u32, &'static str)> {
-        wanted_in(&self.current)
     }
 
     /// Kernel drop and activity counters, summed over CPUs.
