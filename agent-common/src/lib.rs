@@ -543,6 +543,10 @@ pub mod kpath {
     pub const OUTSIDE_ROOT: u32 = 1 << 11;
     /// A kernel pointer on the way read as zero: the path is partial.
     pub const BROKEN: u32 = 1 << 12;
+    /// The object's file type, `i_mode >> 12` (`stdio::S_IFREG`, `S_IFDIR`...), in these bits:
+    /// what `/proc/PID/fd` would need a `stat` for. 0 for an anonymous inode, which has none.
+    pub const TYPE_SHIFT: u32 = 16;
+    pub const TYPE_MASK: u32 = 0xf << TYPE_SHIFT;
 }
 
 /// Byte offset of `data` in a [`SyscallEvent`]; a record is `SYSCALL_DATA_OFFSET + sum(cap_len)`.
@@ -1323,7 +1327,7 @@ pub mod span {
     /// `dentry`, the walk's first: d_parent, d_name.name, d_inode, d_hash.pprev, d_name.len
     /// and the first `INLINE_NAME` bytes of the short name stored inside it.
     pub const DENTRY: usize = 7;
-    /// `inode`: i_ino, i_sb.
+    /// `inode`: i_ino, i_sb, i_mode.
     pub const INODE: usize = 8;
     /// `mm_struct`: arg_start, arg_end.
     pub const MM_ARGS: usize = 9;
@@ -1443,8 +1447,8 @@ impl KernelConfig {
         ]
     }
 
-    pub const fn inode_words(&self) -> [u32; 2] {
-        [self.inode_ino, self.inode_sb]
+    pub const fn inode_words(&self) -> [u32; 3] {
+        [self.inode_ino, self.inode_sb, self.inode_mode]
     }
 
     pub const fn mm_args_words(&self) -> [u32; 4] {

@@ -301,8 +301,9 @@ pub fn walk<A: Access>(
         )
     };
     // After the walk, so that the verifier enters the loop in one state.
-    let [ino, sb] = A::inode(inode, cfg);
+    let [ino, sb, mode] = A::inode(inode, cfg);
     out.ino = ino;
+    out.flags |= ((mode as u32 >> 12) & 0xf) << kpath::TYPE_SHIFT;
     out.magic = A::sb_magic(sb, cfg);
     // d_unlinked(): unhashed and not a root.
     if pprev == 0 && leaf_parent != obj.dentry {

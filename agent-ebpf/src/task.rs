@@ -193,9 +193,10 @@ pub trait Access: Copy {
     fn dentry_parent(dentry: u64, cfg: &KernelConfig) -> u64 {
         read_kernel(dentry, cfg.dentry_parent)
     }
-    /// An inode's number and super block.
+    /// An inode's number, super block and mode (the word at `i_mode`: the mode in its low
+    /// 16 bits).
     #[inline(always)]
-    fn inode(inode: u64, cfg: &KernelConfig) -> [u64; 2] {
+    fn inode(inode: u64, cfg: &KernelConfig) -> [u64; 3] {
         read_words(inode, cfg.spans[span::INODE], cfg.inode_words())
     }
     /// A super block's magic number.
@@ -542,7 +543,7 @@ impl Access for Cast {
         at(dentry, cfg.dentry_parent)
     }
     #[inline(always)]
-    fn inode(inode: u64, cfg: &KernelConfig) -> [u64; 2] {
+    fn inode(inode: u64, cfg: &KernelConfig) -> [u64; 3] {
         cfg.inode_words().map(|off| at(inode, off))
     }
     #[inline(always)]

@@ -4,7 +4,8 @@
 //! captured open's cost: `enoent` (an open that fails: captured, no file to walk) and `deep`
 //! (open+close of a file eight directories below /tmp: a longer walk). `watched` opens
 //! /etc/passwd, a file below a directory the default rules watch: the kernel's open filter
-//! judges it on its names and captures it.
+//! judges it on its names and captures it. `mmap` maps and unmaps an anonymous read-write
+//! page: a call the W^X rule names, which the kernel passes over on its protection bits.
 //!
 //! `cargo run --release --example syscall_loop -- open 1000000`
 
@@ -35,6 +36,17 @@ fn main() {
             "open" | "enoent" | "deep" | "watched" => unsafe {
                 let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
                 libc::close(fd);
+            },
+            "mmap" => unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                libc::munmap(p, 4096);
             },
             _ => unsafe {
                 libc::getppid();

@@ -163,6 +163,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         syscalls = interest.len(),
         "rules loaded"
     );
+    tracing::debug!(syscalls = ?interest, "syscalls the rules want");
     stream.set_rules_loaded(pipeline.engine().rules().len());
     if let Some(e) = rules_error {
         pipeline.internal_alert(

@@ -617,6 +617,7 @@ fn kernel_file_into(
         deleted,
         truncated: flags & partial != 0,
         outside_root: flags & kpath::OUTSIDE_ROOT != 0,
+        file_type: ((flags & kpath::TYPE_MASK) >> kpath::TYPE_SHIFT) as u8,
     }
 }
 

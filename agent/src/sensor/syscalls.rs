@@ -138,6 +138,10 @@ impl SyscallDef {
             "open" | "openat" | "openat2" | "creat" | "open_by_handle_at" | "memfd_create" => {
                 flags |= spec_flags::RET_FD;
             }
+            // The new descriptor's file, not the old one's: another thread may put something
+            // else on the old number before the exit's walk, never on the new one without a
+            // syscall of its own (the fd table takes a dup onto stdio from this record).
+            "dup" | "dup2" | "dup3" => flags |= spec_flags::RET_FD,
             "clone" | "clone3" | "fork" | "vfork" => flags |= spec_flags::PARENT_ONLY,
             "execve" | "execveat" => flags |= spec_flags::EXEC,
             _ => {}

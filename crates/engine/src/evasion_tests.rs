@@ -266,6 +266,7 @@ fn a_padded_path_to_a_walked_file_is_not_marked_cut() {
             deleted: false,
             truncated: false,
             outside_root: false,
+            file_type: 8,
         });
     }
     assert_eq!(field(&e, "fd.name"), "/etc/shadow");

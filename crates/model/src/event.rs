@@ -167,6 +167,15 @@ pub struct KernelFile {
     /// descriptor); `path` is then its path within its own file system.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outside_root: bool,
+    /// The inode's file type, `S_IFMT >> 12` (8 a regular file, 4 a directory, 1 a FIFO,
+    /// 2 a character device, 12 a socket...); 0 when the record does not say, and for an
+    /// anonymous inode, which has none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub file_type: u8,
+}
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -116,6 +116,26 @@ fn dup2(old: i64, new: i64) -> Event {
     )
 }
 
+/// `dup2(old, new)` whose record carries the file the kernel found behind `new` at its exit.
+fn dup2_with_file(old: i64, new: i64, path: &str, fs_magic: u32, file_type: u8) -> Event {
+    let mut e = dup2(old, new);
+    if let EventKind::Syscall(sc) = &mut e.kind {
+        sc.file = Some(KernelFile {
+            of: KernelFileOf::Returned,
+            path: path.into(),
+            fs_magic,
+            ino: 77,
+            deleted: false,
+            truncated: false,
+            outside_root: false,
+            file_type,
+        });
+    }
+    e
+}
+
+const EXT4: u32 = 0xef53;
+
 fn close(fd: i64) -> Event {
     sc("close", 0, vec![("fd", ArgValue::Fd(fd))])
 }
@@ -494,4 +514,147 @@ fn stdio_at_exec_is_the_kernels_and_replaces_stale_entries() {
             name: String::new()
         })
     );
+}
+
+#[test]
+fn a_dup_onto_stdio_takes_the_kernel_s_file_without_proc() {
+    // A shell's `> out.c`, `> /dev/null`, `| wc`: the opens were passed over by the kernel's
+    // filter, so the table never saw fd 3; the dup's own record says what it is. /proc is
+    // left alone (the fake one says something else, and nothing is read from it).
+    let root = FakeProc::new("kfile");
+    root.fd(1, "socket:[1]");
+    root.fd(2, "socket:[1]");
+    let mut t = table(&root.0);
+    t.observe(&dup2_with_file(3, 1, "/work/src/f1.c", EXT4, 8));
+    let one = t.get(PID, 1).unwrap();
+    assert_eq!((one.kind, &*one.path), (FdKind::File, "/work/src/f1.c"));
+    t.observe(&dup2_with_file(4, 2, "/dev/null", 0x1021994, 2));
+    assert_eq!(
+        t.get(PID, 2).unwrap().kind,
+        FdKind::File,
+        "a character device"
+    );
+    t.observe(&dup2_with_file(
+        5,
+        1,
+        "pipe:[77]",
+        KernelFile::PIPEFS_MAGIC,
+        1,
+    ));
+    let one = t.get(PID, 1).unwrap();
+    assert_eq!((one.kind, &*one.path), (FdKind::Pipe, "pipe:[77]"));
+    t.observe(&dup2_with_file(
+        6,
+        0,
+        "/tmp/fifo",
+        KernelFile::TMPFS_MAGIC,
+        1,
+    ));
+    let zero = t.get(PID, 0).unwrap();
+    assert_eq!(
+        (zero.kind, &*zero.path),
+        (FdKind::Pipe, "/tmp/fifo"),
+        "a named FIFO"
+    );
+    t.observe(&dup2_with_file(7, 0, "/srv", EXT4, 4));
+    assert_eq!(t.get(PID, 0).unwrap().kind, FdKind::Directory);
+    assert_eq!(t.directory(PID, 0), Some("/srv"));
+    t.observe(&dup2_with_file(
+        8,
+        2,
+        "/memfd:stage (deleted)",
+        KernelFile::TMPFS_MAGIC,
+        8,
+    ));
+    let two = t.get(PID, 2).unwrap();
+    assert_eq!((two.kind, &*two.path), (FdKind::Memfd, "memfd:stage"));
+    assert_eq!(t.stats().procfs_lookups, 0);
+}
+
+#[test]
+fn a_socket_dup_onto_stdio_still_reads_proc_for_its_ends() {
+    // The reverse shell's case: the kernel says "a socket", but its ends are in /proc/net.
+    let root = FakeProc::new("ksock");
+    root.net("tcp", TCP_999);
+    root.fd(0, "socket:[999]");
+    let mut t = table(&root.0);
+    t.observe(&dup2_with_file(
+        3,
+        0,
+        "socket:[999]",
+        KernelFile::SOCKFS_MAGIC,
+        12,
+    ));
+    let zero = t.get(PID, 0).unwrap();
+    assert_eq!(zero.kind, FdKind::Ipv4, "{zero:?}");
+    assert_eq!(zero.remote, Some((Ipv4Addr::new(10, 0, 0, 5).into(), 4444)));
+    assert_eq!(t.stats().procfs_lookups, 1);
+}
+
+#[test]
+fn a_kernel_record_that_does_not_say_leaves_it_to_proc() {
+    // No file type (a record from a sensor without it), or a path cut short: /proc decides.
+    let root = FakeProc::new("kpartial");
+    root.fd(1, "pipe:[5]");
+    let mut t = table(&root.0);
+    t.observe(&dup2_with_file(3, 1, "/tmp/x", EXT4, 0));
+    assert_eq!(t.get(PID, 1).unwrap().kind, FdKind::Pipe);
+    let mut cut = dup2_with_file(3, 1, "/.../deep/x", EXT4, 8);
+    if let EventKind::Syscall(sc) = &mut cut.kind {
+        sc.file.as_mut().unwrap().truncated = true;
+    }
+    t.observe(&cut);
+    assert_eq!(t.get(PID, 1).unwrap().kind, FdKind::Pipe);
+    assert_eq!(t.stats().procfs_lookups, 2);
+}
+
+#[test]
+fn a_dup_above_stdio_of_an_unknown_fd_takes_the_kernel_s_file() {
+    // `fcntl(fd, F_DUPFD, 10)` and `dup(fd)` of a descriptor the table never saw: the kernel's
+    // record first, the budgeted /proc read not spent.
+    let root = FakeProc::new("kdupfd");
+    let mut t = table(&root.0);
+    let mut e = dup2_with_file(4, 10, "/var/log/app.log", EXT4, 8);
+    if let EventKind::Syscall(sc) = &mut e.kind {
+        sc.name = Cow::Borrowed("dup");
+        sc.args = vec![Arg {
+            name: Cow::Borrowed("fildes"),
+            value: ArgValue::Fd(4),
+        }];
+    }
+    let old = t.observe(&e).unwrap();
+    assert_eq!((old.num, &*old.path), (4, "/var/log/app.log"));
+    assert_eq!(&*t.get(PID, 10).unwrap().path, "/var/log/app.log");
+    assert_eq!(t.stats().procfs_lookups, 0);
+}
+
+#[test]
+fn an_old_descriptor_s_file_does_not_decide_what_stdio_is() {
+    // fcntl(F_DUPFD) onto a free 0 carries the file behind its argument, which another thread
+    // may have replaced between the call and the kernel's walk: /proc decides.
+    let root = FakeProc::new("kfdarg");
+    root.net("tcp", TCP_999);
+    root.fd(0, "socket:[999]");
+    let mut t = table(&root.0);
+    let mut e = dup2_with_file(3, 0, "pipe:[5]", KernelFile::PIPEFS_MAGIC, 1);
+    if let EventKind::Syscall(sc) = &mut e.kind {
+        sc.name = Cow::Borrowed("fcntl");
+        sc.args = vec![
+            Arg {
+                name: Cow::Borrowed("fd"),
+                value: ArgValue::Fd(3),
+            },
+            Arg {
+                name: Cow::Borrowed("cmd"),
+                value: ArgValue::Enum {
+                    raw: F_DUPFD,
+                    name: None,
+                },
+            },
+        ];
+        sc.file.as_mut().unwrap().of = KernelFileOf::FdArg;
+    }
+    t.observe(&e);
+    assert_eq!(t.get(PID, 0).unwrap().kind, FdKind::Ipv4);
+    assert_eq!(t.stats().procfs_lookups, 1);
 }

@@ -481,14 +481,13 @@ fn fd_info(sc: &Syscall) -> FdInfo<'_> {
         }
     }
     // The file behind the syscall's descriptor argument, as the kernel holds it (fchmod,
-    // ftruncate, fsetxattr, fchown, dup2's old descriptor...).
-    // A socket's name and family are not in its file (the fd table has its addresses); a
-    // pipe's and a file's are.
-    if let Some(f) = sc
-        .file
-        .as_ref()
-        .filter(|f| f.of == KernelFileOf::FdArg && !f.is_socket())
-    {
+    // ftruncate, fsetxattr, fchown...), or behind the one a dup returned, which is its old
+    // descriptor's file. A socket's name and family are not in its file (the fd table has its
+    // addresses); a pipe's and a file's are.
+    let dup = matches!(&*sc.name, "dup" | "dup2" | "dup3");
+    if let Some(f) = sc.file.as_ref().filter(|f| {
+        (f.of == KernelFileOf::FdArg || dup && f.of == KernelFileOf::Returned) && !f.is_socket()
+    }) {
         if fd.name.is_none() {
             fd.name = Some(Cow::Borrowed(f.path.as_str()));
         }
