@@ -388,11 +388,6 @@ pub struct SyscallEvent {
     pub data: [u8; DATA_BUF],
 }
 
-/// A ring-buffer reader that said (the `READER` map) it looks within this many nanoseconds
-/// is not woken by the kernel programs (agent-ebpf/src/output.rs); userspace polls at least
-/// this often while events flow (agent/src/sensor/mod.rs).
-pub const LOOKS_SOON_NS: u64 = 2_000_000;
-
 /// io_uring requests (agent-ebpf/src/uring.rs) travel as the syscall they stand for
 /// (`IORING_OP_OPENAT` as `openat`...), in two records: the submission, with the arguments
 /// and the captures (paths from the kernel's own copy), and the completion, with the result and
@@ -1262,6 +1257,10 @@ pub struct KernelConfig {
     /// The node's mount namespace (pid 1's; 0: unknown). Its processes in the v2 root each have
     /// a share (`SHARE_KEY_HOST_PROCESS`) rather than one for all of them.
     pub host_mnt_ns: u32,
+    /// A ring-buffer reader that said (the `READER` map) it looks within this many
+    /// microseconds is not woken by the kernel programs (agent-ebpf/src/output.rs); userspace
+    /// polls at least this often while events flow (agent/src/sensor/mod.rs).
+    pub looks_soon_us: u32,
 
     /// For each group of fields the programs read together (`span::*`), the bytes that hold
     /// them all, read with one probe read; see `Span`. Filled by `KernelConfig::fill_spans`.

@@ -38,9 +38,7 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use agent_common::{
-    CgroupShare, EventHeader, LOOKS_SOON_NS, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS, counter,
-};
+use agent_common::{CgroupShare, EventHeader, SHARE_KEY_HOST_PROCESS, SHARE_KEY_MNT_NS, counter};
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     macros::map,
@@ -311,12 +309,12 @@ fn add(n: &mut u64) {
 /// event, paid inside the traced task's syscall as a self-interrupt (an APIC write: a VM exit
 /// on a virtual machine, measured at tens of microseconds on ours). So a record wakes the
 /// reader only when the reader will not look soon by itself: when it said (`READER`) that its
-/// next look is more than `LOOKS_SOON_NS` away, the node having been quiet, and then at most
-/// once a millisecond; or when it is the record that takes the backlog past `WAKEUP_BYTES`,
-/// so that a burst is read before the ring fills. While events flow the reader looks every
-/// millisecond and is never woken: a build's light but steady flow (a few records a
-/// millisecond) woke it every millisecond under the rule before, about half of the programs'
-/// time in that build.
+/// next look is more than `KernelConfig::looks_soon_us` away, the node having been quiet,
+/// and then at most once a millisecond; or when it is the record that takes the backlog past
+/// `WAKEUP_BYTES`, so that a burst is read before the ring fills. While events flow the reader
+/// looks that often by itself and is never woken: a build's light but steady flow (a few
+/// records a millisecond) woke it every millisecond under the rule before, about half of the
+/// programs' time in that build.
 #[inline(always)]
 fn wakeup_flags(now: u64, waiting: u64, size: u64, bytes: u64) -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -332,7 +330,7 @@ fn wakeup_flags(now: u64, waiting: u64, size: u64, bytes: u64) -> u64 {
     }
     // A reader that has not said when it looks (0) is treated as asleep.
     let next_look = READER.get(0).copied().unwrap_or(0);
-    if next_look != 0 && next_look <= now + LOOKS_SOON_NS {
+    if next_look != 0 && next_look <= now + config().looks_soon_us as u64 * 1000 {
         return BPF_RB_NO_WAKEUP;
     }
     let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {

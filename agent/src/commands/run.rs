@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, env = "OSPREY_RING_BUFFER_SIZE")]
     pub ring_buffer_size: Option<u32>,
+    /// How often, in microseconds, the ring buffer is read while events flow: the longest an
+    /// event waits (`ring_buffer_poll_us`, 500 to 50000).
+    #[arg(long, env = "OSPREY_RING_BUFFER_POLL_US")]
+    pub ring_buffer_poll_us: Option<u32>,
     /// Serve /healthz, /readyz and Prometheus /metrics on this address (e.g. 0.0.0.0:9090).
     #[arg(long, env = "OSPREY_METRICS")]
     pub metrics: Option<std::net::SocketAddr>,
@@ -78,6 +82,9 @@ impl RunArgs {
         if let Some(n) = self.ring_buffer_size {
             c.ring_buffer_bytes = n;
         }
+        if let Some(us) = self.ring_buffer_poll_us {
+            c.ring_buffer_poll_us = us;
+        }
         if self.metrics.is_some() {
             c.metrics = self.metrics;
         }
@@ -111,6 +118,7 @@ impl RunArgs {
             );
         }
         self.stream.apply(&mut c.grpc);
+        c.check().map_err(anyhow::Error::msg)?;
         Ok(c)
     }
 }

@@ -32,6 +32,11 @@ pub struct TraceArgs {
     /// Ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub ring_buffer_size: u32,
+    /// How often, in microseconds, the ring buffer is read while events flow, as `run
+    /// --ring-buffer-poll-us` (500 to 50000).
+    #[arg(long, default_value_t = crate::sensor::DEFAULT_POLL.as_micros() as u32,
+          value_parser = clap::value_parser!(u32).range(500..=50_000))]
+    pub ring_buffer_poll_us: u32,
     /// Print counters (events, drops, process table) on stderr every N seconds and at the end.
     #[arg(long)]
     pub stats: Option<f64>,
@@ -66,6 +71,7 @@ pub async fn run(a: TraceArgs) -> anyhow::Result<()> {
         count: a.count,
         duration: a.duration,
         ring_buffer_size: a.ring_buffer_size,
+        poll: std::time::Duration::from_micros(a.ring_buffer_poll_us.into()),
         stats: a.stats,
         read_delay_ms: a.read_delay_ms,
         floor: a.floor,

@@ -184,6 +184,7 @@ pub async fn run(cfg: Config, ready_message: &str) -> Result<(), LiveError> {
         btf_tracepoint: cfg.kernel_btf_tracepoint,
         btf_casts: cfg.kernel_btf_casts,
         exit_events: cfg.kernel_syscall_events,
+        poll: cfg.ring_buffer_poll(),
         ..Default::default()
     })?;
     let mut reader = sensor.reader()?;

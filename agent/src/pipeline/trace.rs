@@ -31,6 +31,8 @@ pub struct TraceOptions {
     pub count: Option<u64>,
     pub duration: Option<f64>,
     pub ring_buffer_size: u32,
+    /// The reader's interval while events flow (`SensorConfig::poll`).
+    pub poll: std::time::Duration,
     pub stats: Option<f64>,
     pub read_delay_ms: u64,
     pub floor: bool,
@@ -150,6 +152,7 @@ pub async fn run(args: TraceOptions) -> Result<(), TraceError> {
         btf_tracepoint: args.btf_tracepoint,
         btf_casts: args.btf_casts,
         exit_events: args.exit_events,
+        poll: args.poll,
         ..Default::default()
     };
     let mut sensor = Sensor::start(&cfg)?;

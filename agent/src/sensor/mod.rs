@@ -120,7 +120,23 @@ pub struct SensorConfig {
     /// Attach `sys_exit` to each wanted syscall's own event where the kernel has no 32-bit
     /// syscall entry (sensor/events.rs).
     pub exit_events: events::ExitEvents,
+    /// How often the reader looks at the ring buffer while events flow (see [`EventReader`]):
+    /// the longest a record waits to be read, and the window within which the kernel
+    /// programs leave the reader asleep.
+    pub poll: std::time::Duration,
 }
+
+/// [`SensorConfig::poll`] by default (`ring_buffer_poll_us`). Every look wakes the reader's
+/// CPU; on this project's VMs a CPU woken every 1.75 ms cost a serial build on the other CPU
+/// 4% (a process doing nothing but sleep 1.75 ms: 1.04x; 2.5 ms: 1.01x; 3.5 ms: 1.01x), and
+/// the agent's looks were most of its build overhead. 3.5 ms is the alerts' latency budget
+/// for it: p99 about 3.8 ms, under the 5 ms goal (docs/benchmarks.md).
+pub const DEFAULT_POLL: std::time::Duration = std::time::Duration::from_micros(3_500);
+
+/// The [`SensorConfig::poll`] values accepted: a look at most every half millisecond (each
+/// costs the reader tens of microseconds on a VM), and at least every 50 ms.
+pub const POLL_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_micros(500)..=std::time::Duration::from_millis(50);
 
 /// The default share of the ring buffer's reserved room per cgroup: 64 records per millisecond
 /// (64,000/s, a quarter of what the agent reads with the default rules), far more than a
@@ -141,6 +157,7 @@ impl Default for SensorConfig {
             btf_tracepoint: true,
             btf_casts: true,
             exit_events: events::ExitEvents::Auto,
+            poll: DEFAULT_POLL,
         }
     }
 }
@@ -251,6 +268,8 @@ pub struct Sensor {
     tracefs: std::path::PathBuf,
     /// `sys_exit` on each wanted syscall's event, when attached that way.
     exit_events: Option<events::Attached>,
+    /// The reader's steady interval ([`SensorConfig::poll`], within [`POLL_RANGE`]).
+    poll: std::time::Duration,
 }
 
 impl Drop for Sensor {
@@ -881,6 +900,8 @@ impl Sensor {
         }
         kcfg.cgroup_share = cfg.cgroup_share;
         kcfg.host_mnt_ns = cfg.host_mnt_ns;
+        let poll = cfg.poll.clamp(*POLL_RANGE.start(), *POLL_RANGE.end());
+        kcfg.looks_soon_us = (poll + TIMER_SLACK).as_micros() as u32;
         kcfg.ring_bytes = cfg.ring_buffer_bytes;
         raise_memlock();
 
@@ -969,6 +990,7 @@ impl Sensor {
             entry_link: None,
             tracefs,
             exit_events: None,
+            poll,
         };
         if !cfg.inert {
             sensor.set_interest(&cfg.syscalls)?;
@@ -1427,7 +1449,8 @@ impl Sensor {
         Ok(EventReader {
             ring,
             decoder: Decoder::new(crate::process::boot_time_ns()),
-            poll: POLL_MIN,
+            poll: self.poll,
+            poll_min: self.poll,
             empty: 0,
             timer: wakeup::PollTimer::new().map_err(SensorError::Io)?,
             next_look: self.next_look.take(),
@@ -1698,17 +1721,6 @@ fn verifier_error(e: &aya::programs::ProgramError) -> String {
 /// How late the reader may look after its timer fired (being scheduled), added to the time it
 /// says it will look.
 const TIMER_SLACK: std::time::Duration = std::time::Duration::from_micros(250);
-/// How often the reader looks at the ring buffer unasked while events flow and for
-/// `STEADY_LOOKS` empty looks after: as seldom as the kernel programs still count as looking
-/// soon (`agent_common::LOOKS_SOON_NS`, two milliseconds, less the slack: they never wake a
-/// reader that looks within it; `wakeup_flags` in agent-ebpf/src/output.rs). Then it backs
-/// off, doubling, to `POLL_MAX`, and a lone event after a quiet spell wakes it. A wake-up is a
-/// self-interrupt inside the traced task's syscall; a look costs the reader alone, about
-/// 40 µs of its CPU on a virtual machine (a timer, a sleep and a wake-up), so that a trickle of
-/// events kept the reader at about a thousand looks a second when it looked every
-/// millisecond: 1.75 ms is 43% fewer (docs/benchmarks.md).
-const POLL_MIN: std::time::Duration =
-    std::time::Duration::from_nanos(agent_common::LOOKS_SOON_NS - TIMER_SLACK.as_nanos() as u64);
 /// The longest the reader sleeps. On a quiet node a record wakes it, so looks this far apart
 /// cost nothing in latency but for one case: a record whose program read `READER` while the
 /// reader was still awake, and wrote it after the reader's last look before sleeping (a
@@ -1716,14 +1728,19 @@ const POLL_MIN: std::time::Duration =
 /// bounds how late such a record is read. At 8 ms, the looks of an idle agent were about 125
 /// a second, 1.2-1.4% of a core on this VM, taken from whatever the node was running.
 const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(100);
-/// Empty looks every `POLL_MIN` before the reader backs off: a flow with gaps shorter than
-/// this (a build's processes starting one after another) is read without wake-ups.
+/// Empty looks at the steady interval before the reader backs off: a flow with gaps shorter
+/// than this (a build's processes starting one after another) is read without wake-ups.
 const STEADY_LOOKS: u32 = 8;
 
-/// The poll after an empty look, the `empty`-th in a row.
-fn backed_off(poll: std::time::Duration, empty: u32) -> std::time::Duration {
-    if poll == POLL_MIN && empty < STEADY_LOOKS {
-        POLL_MIN
+/// The poll after an empty look, the `empty`-th in a row, for a reader whose steady interval
+/// is `min`.
+fn backed_off(
+    poll: std::time::Duration,
+    empty: u32,
+    min: std::time::Duration,
+) -> std::time::Duration {
+    if poll == min && empty < STEADY_LOOKS {
+        min
     } else {
         (poll * 2).min(POLL_MAX)
     }
@@ -1734,6 +1751,15 @@ pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
     decoder: Decoder,
     poll: std::time::Duration,
+    /// How often it looks while events flow and for `STEADY_LOOKS` empty looks after
+    /// ([`SensorConfig::poll`]): as seldom as the kernel programs still count as looking soon
+    /// (`KernelConfig::looks_soon_us`, this and the timer's slack: they never wake a reader
+    /// that looks within it; `wakeup_flags` in agent-ebpf/src/output.rs). Then it backs off,
+    /// doubling, to `POLL_MAX`, and a lone event after a quiet spell wakes it. A wake-up is a
+    /// self-interrupt inside the traced task's syscall; a look costs the reader alone, about
+    /// 40 µs of its CPU on a virtual machine (a timer, a sleep and a wake-up), and wakes its
+    /// CPU (see [`DEFAULT_POLL`]).
+    poll_min: std::time::Duration,
     /// Empty looks since the last record.
     empty: u32,
     timer: wakeup::PollTimer,
@@ -1753,12 +1779,12 @@ impl EventReader {
     /// Before it sleeps the reader says when it will look again ([`wakeup::NextLook`]); the
     /// kernel programs wake it only when that is more than two milliseconds away (a quiet
     /// spell; at most once a millisecond), or for a backlog (see `wakeup_flags` in
-    /// agent-ebpf); a flow is read by polling ([`POLL_MIN`]). Cancel-safe: events are only
+    /// agent-ebpf); a flow is read by polling ([`SensorConfig::poll`]). Cancel-safe: events are only
     /// added right before it returns.
     pub async fn read_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
         loop {
             if self.drain(out, max) > 0 {
-                self.poll = POLL_MIN;
+                self.poll = self.poll_min;
                 self.empty = 0;
                 return Ok(());
             }
@@ -1781,7 +1807,7 @@ impl EventReader {
                     r?;
                     // Nothing came: look less often once the node is quiet.
                     self.empty = self.empty.saturating_add(1);
-                    self.poll = backed_off(self.poll, self.empty);
+                    self.poll = backed_off(self.poll, self.empty, self.poll_min);
                 }
             }
             // Awake: records written until the next sleep need no wake-up.
@@ -1797,7 +1823,7 @@ impl EventReader {
         if let Some(n) = &self.next_look {
             n.set(crate::process::boot_clock_ns());
         }
-        self.poll = POLL_MIN;
+        self.poll = self.poll_min;
         self.empty = 0;
     }
 
@@ -1828,15 +1854,15 @@ mod tests {
 
     #[test]
     fn the_reader_polls_steadily_then_backs_off() {
-        let mut poll = POLL_MIN;
+        let mut poll = DEFAULT_POLL;
         let mut looks = vec![];
         for empty in 1..=STEADY_LOOKS + 8 {
-            poll = backed_off(poll, empty);
+            poll = backed_off(poll, empty, DEFAULT_POLL);
             looks.push(poll.as_micros());
         }
-        let mut want = vec![1750; STEADY_LOOKS as usize - 1];
+        let mut want = vec![3500; STEADY_LOOKS as usize - 1];
         want.extend([
-            3500, 7000, 14000, 28000, 56000, 100_000, 100_000, 100_000, 100_000,
+            7000, 14000, 28000, 56000, 100_000, 100_000, 100_000, 100_000, 100_000,
         ]);
         assert_eq!(looks, want);
     }
