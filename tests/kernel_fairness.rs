@@ -3,12 +3,15 @@
 //! container's flood against the host's reads, and, on this cgroup-v1 machine where every host
 //! process sits in the v2 root, one host process's flood against another's. Alone in its
 //! binary (and the two tests one at a time): every other test's processes are the host's too,
-//! and a flood beside them would be theirs to share. Root, real eBPF, podman with runc.
+//! and a flood beside them would be theirs to share. The agent runs under a CPU quota, as a
+//! DaemonSet's limits may hold it, so that the floods outpace it on any machine. Root, real
+//! eBPF, podman with runc.
 
 mod rules_support;
 mod support;
 
 use std::{
+    path::{Path, PathBuf},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -60,12 +63,63 @@ fn is_read(v: &serde_json::Value, marker: &str, i: usize) -> bool {
         && field(v, "proc.cmdline").ends_with(&format!("{marker}-{i}"))
 }
 
-/// Starts an agent with its metrics on a free port.
-fn agent() -> (support::Agent, u16) {
+/// Starts an agent with its metrics on a free port, held to a tenth of a CPU once running.
+fn agent() -> (support::Agent, u16, Throttled) {
     let port = support::free_port();
     let metrics = format!("127.0.0.1:{port}");
     let args = ["run", "--json", "--no-flood-control", "--metrics", &metrics];
-    (support::Agent::start(&args, "osprey is running"), port)
+    let agent = support::Agent::start(&args, "osprey is running");
+    let throttled = Throttled::new(agent.pid());
+    (agent, port, throttled)
+}
+
+/// A CPU cgroup holding a process to 10 ms of CPU every 100 ms (cgroup v1's `cpu`
+/// controller, as on this machine, or v2's `cpu.max`). The floods here are shells opening
+/// /dev/null onto their stdin: a dup2 and an fcntl record each, which the agent once read at
+/// about 18k a second (a /proc read for every dup onto stdin) and now reads as fast as two
+/// shells make them; a real node's agent meets a faster flood, or runs under a CPU limit.
+/// Moved back and removed when dropped.
+struct Throttled {
+    dir: PathBuf,
+    parent: PathBuf,
+    pid: u32,
+}
+
+impl Throttled {
+    fn new(pid: u32) -> Throttled {
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let parent = PathBuf::from(if v2 {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/cpu"
+        });
+        let dir = parent.join(format!("osprey-test-throttle-{pid}"));
+        let write = |file: &Path, text: &str| {
+            std::fs::write(file, text)
+                .unwrap_or_else(|e| panic!("writing {text:?} to {}: {e}", file.display()))
+        };
+        if v2 {
+            // The controller enabled for the root's children (already so where systemd runs).
+            let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+cpu");
+        }
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("creating the cgroup {}: {e}", dir.display()));
+        if v2 {
+            write(&dir.join("cpu.max"), "10000 100000");
+        } else {
+            write(&dir.join("cpu.cfs_period_us"), "100000");
+            write(&dir.join("cpu.cfs_quota_us"), "10000");
+        }
+        write(&dir.join("cgroup.procs"), &pid.to_string());
+        Throttled { dir, parent, pid }
+    }
+}
+
+impl Drop for Throttled {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.parent.join("cgroup.procs"), self.pid.to_string());
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 #[test]
@@ -80,7 +134,7 @@ fn a_noisy_container_does_not_blind_the_node() {
     // the sensor): it starts five shells while it floods, and each is reported, from the
     // share's bucket for execs, forks and exits.
     image();
-    let (mut agent, port) = agent();
+    let (mut agent, port, _throttled) = agent();
     let name = format!("osprey-noisy-{}", std::process::id());
     let _ = bash(&format!("podman rm -f -t 0 {name} >/dev/null 2>&1"));
     let marker = format!("/nonexistent/{name}");
@@ -154,7 +208,7 @@ fn a_busy_host_process_does_not_blind_the_others() {
     // crash-looping) spent it, and an admin's read of /etc/shadow meanwhile was lost with the
     // daemon's records. Each host process has a share of its own instead. Two host shells
     // flood here, and the reads by other host processes still alert.
-    let (mut agent, port) = agent();
+    let (mut agent, port, _throttled) = agent();
     let marker = format!("/nonexistent/osprey-busy-host-{}", std::process::id());
     let mut flood = std::process::Command::new("bash")
         .arg("-c")
