@@ -87,6 +87,7 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
     // the kernel-cost rows, which read it.
     let _stats = host::BpfStats::off()?;
     let overhead = measure::overhead(&bins)?;
+    let build = measure::build_closer(&bins)?;
     let load = measure::load(&bins)?;
     let latency = measure::latency(&bins)?;
     let table = measure::process_table(&bins)?;
@@ -105,6 +106,7 @@ fn system_benchmark(env: &Env, machine: host::Machine, started: Instant) -> Resu
         load_end: host::load_average(),
         minutes: started.elapsed().as_secs_f64() / 60.0,
         overhead,
+        build,
         load,
         latency,
         table,

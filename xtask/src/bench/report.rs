@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use super::{
     host::{Machine, Mode},
     measure::{
-        ALERTS, Blinding, KernelCost, Latency, Load, Overhead, REPEATS, ROUNDS, STEP_SECS, Step,
-        WORKLOADS,
+        ALERTS, Blinding, KernelCost, Latency, Load, Overhead, REPEATS, STEP_SECS, Step, WORKLOADS,
     },
 };
 
@@ -19,6 +18,8 @@ pub struct Results {
     pub load_end: String,
     pub minutes: f64,
     pub overhead: Overhead,
+    /// The build again, in more rounds ([`super::measure::build_closer`]).
+    pub build: Overhead,
     pub load: Load,
     pub latency: Latency,
     pub table: (String, String),
@@ -129,12 +130,23 @@ pub fn render(r: &Results, notes: &str) -> String {
             (Some(m), Some(w)) => format!("{:.2}x", ov.ratio(m, none, w).median),
             _ => "not measured".into(),
         };
+        // The build's ratio from its own, longer series where it ran, for `mode`.
+        let build_ratio = |mode: usize| -> Option<(f64, usize)> {
+            let b = &r.build;
+            let m = b.modes.iter().position(|&x| x == ov.modes[mode])?;
+            let n = b.modes.iter().position(|&x| x == Mode::None)?;
+            let v = b.ratio(m, n, 0).median;
+            (!v.is_nan()).then_some((v, b.rounds))
+        };
         if let Some((worst, name)) = worst {
             let _ = writeln!(
                 o,
                 "| overhead ≤ 1.05x no agent, default rules | build {}; worst {worst:.2}x \
                  ({name}); a syscall no rule wants (getppid) {}, the empty program alone {} | {} |",
-                ratio(Some(def), at("build")),
+                build_ratio(def).map_or_else(
+                    || ratio(Some(def), at("build")),
+                    |(v, n)| format!("{v:.2}x ({n} rounds)")
+                ),
                 ratio(Some(def), at("getppid")),
                 ratio(idx(Mode::EmptyHook), at("getppid")),
                 verdict(worst <= 1.05)
@@ -151,14 +163,20 @@ pub fn render(r: &Results, notes: &str) -> String {
             let measured: Vec<(String, bool)> = goals
                 .iter()
                 .filter_map(|&(what, name, goal)| {
-                    let m = ov.ratio(mode, none, at(what)?).median;
+                    let closer = (what == "build").then(|| build_ratio(mode)).flatten();
+                    let m = match closer {
+                        Some((v, _)) => v,
+                        None => ov.ratio(mode, none, at(what)?).median,
+                    };
+                    let rounds = closer.map_or(String::new(), |(_, n)| format!(", {n} rounds"));
                     // Three decimals where two would hide which side of the goal it fell on.
                     let shown = if format!("{m:.2}") == format!("{goal:.2}") {
                         format!("{m:.3}")
                     } else {
                         format!("{m:.2}")
                     };
-                    (!m.is_nan()).then(|| (format!("{name} {shown}x (≤ {goal:.2}x)"), m <= goal))
+                    (!m.is_nan())
+                        .then(|| (format!("{name} {shown}x (≤ {goal:.2}x{rounds})"), m <= goal))
                 })
                 .collect();
             if !measured.is_empty() {
@@ -273,45 +291,16 @@ pub fn render(r: &Results, notes: &str) -> String {
     let _ = writeln!(o, "## 1. Overhead on workloads\n");
     let _ = writeln!(
         o,
-        "Nanoseconds per iteration, median of {ROUNDS} rounds. In each round every workload \
+        "Nanoseconds per iteration, median of {rounds} rounds. In each round every workload \
          runs under every mode back to back (an agent started for it, the workload run \
          {REPEATS} times and the median kept, the agent stopped after), the order of the \
          modes rotating, so that the runs a ratio compares are seconds apart. \
          Ratios are to no agent and to the floor (the same programs attached, returning at \
          their first check: `osprey trace -q --floor`), taken round by round: the median of \
-         the {ROUNDS} rounds' ratios, and in brackets the least and greatest.\n"
+         the {rounds} rounds' ratios, and in brackets the least and greatest.\n",
+        rounds = ov.rounds
     );
-    let _ = write!(o, "| workload (command) |");
-    for mode in &ov.modes {
-        let _ = write!(o, " {} |", mode.label());
-    }
-    let _ = write!(o, "\n|---|");
-    for _ in &ov.modes {
-        let _ = write!(o, "---|");
-    }
-    let _ = writeln!(o);
-    let none = idx(Mode::None);
-    let floor = idx(Mode::Floor);
-    for (w, (name, args)) in WORKLOADS.iter().enumerate() {
-        let _ = write!(o, "| {name} (`workload {}`) |", args.join(" "));
-        for m in 0..ov.modes.len() {
-            let v = ov.median(m, w);
-            let mut cell = format!("{v:.0} ns");
-            let paired = |base: usize| {
-                let r = ov.ratio(m, base, w);
-                format!("{:.2}x ({:.2}–{:.2})", r.median, r.min, r.max)
-            };
-            if let Some(n) = none.filter(|&n| n != m) {
-                let _ = write!(cell, "; {}", paired(n));
-            }
-            let hook = idx(Mode::EmptyHook);
-            if let Some(f) = floor.filter(|&f| f != m && Some(m) != none && Some(m) != hook) {
-                let _ = write!(cell, "; {} floor", paired(f));
-            }
-            let _ = write!(o, " {cell} |");
-        }
-        let _ = writeln!(o);
-    }
+    overhead_table(&mut o, ov);
     let _ = writeln!(
         o,
         "\nAgents: empty program `examples/empty_hook` (two instructions, `r0 = 0; exit`, on \
@@ -330,6 +319,17 @@ pub fn render(r: &Results, notes: &str) -> String {
          −35% (1.54x); 64 ns per enter/exit invocation for the dispatchers alone, 349 ns when \
          tracing.\n"
     );
+    let b = &r.build;
+    let _ = writeln!(o, "### The build, closer\n");
+    let _ = writeln!(
+        o,
+        "The build's goal (1.03x) is inside the spread of {} rounds on this host, so the build \
+         runs again in {} rounds under no agent, the default rules and the per-syscall form \
+         alone, paired the same way; the goals above take the build's ratio from here.\n",
+        ov.rounds, b.rounds
+    );
+    overhead_table(&mut o, b);
+    let _ = writeln!(o);
 
     // 2. Sensor throughput, and CPU.
     let l = &r.load;
@@ -723,6 +723,43 @@ pub fn render(r: &Results, notes: &str) -> String {
 pub fn kept_notes(old: &str) -> &str {
     old.split_once(NOTES_MARKER)
         .map_or("", |(_, n)| n.trim_start_matches(['\n', '\r']))
+}
+
+/// The overhead table of `ov`: each workload under each mode, with its ratios to no agent and
+/// to the floor where they ran.
+fn overhead_table(o: &mut String, ov: &Overhead) {
+    let idx = |mode: Mode| ov.modes.iter().position(|&x| x == mode);
+    let _ = write!(o, "| workload (command) |");
+    for mode in &ov.modes {
+        let _ = write!(o, " {} |", mode.label());
+    }
+    let _ = write!(o, "\n|---|");
+    for _ in &ov.modes {
+        let _ = write!(o, "---|");
+    }
+    let _ = writeln!(o);
+    let none = idx(Mode::None);
+    let floor = idx(Mode::Floor);
+    for (w, (name, args)) in ov.workloads.iter().enumerate() {
+        let _ = write!(o, "| {name} (`workload {}`) |", args.join(" "));
+        for m in 0..ov.modes.len() {
+            let v = ov.median(m, w);
+            let mut cell = format!("{v:.0} ns");
+            let paired = |base: usize| {
+                let r = ov.ratio(m, base, w);
+                format!("{:.2}x ({:.2}–{:.2})", r.median, r.min, r.max)
+            };
+            if let Some(n) = none.filter(|&n| n != m) {
+                let _ = write!(cell, "; {}", paired(n));
+            }
+            let hook = idx(Mode::EmptyHook);
+            if let Some(f) = floor.filter(|&f| f != m && Some(m) != none && Some(m) != hook) {
+                let _ = write!(cell, "; {} floor", paired(f));
+            }
+            let _ = write!(o, " {cell} |");
+        }
+        let _ = writeln!(o);
+    }
 }
 
 #[cfg(test)]
