@@ -538,7 +538,8 @@ impl FdTable {
     }
 
     /// dup family: `new` (the result) becomes a copy of `old`. Returns `old`'s entry.
-    /// `kernel` is the file the kernel found behind `old` at the syscall's exit.
+    /// `kernel` is the file the kernel found at the syscall's exit: behind the descriptor a dup
+    /// returned (`Returned`), or behind `old` (`FdArg`: an fcntl's, or a failed dup's).
     fn dup(
         &mut self,
         tgid: u32,
@@ -560,10 +561,9 @@ impl FdTable {
             // Only the new descriptor's own file: the old number's may have been replaced by
             // another thread between the dup and the walk (an fcntl's record has only that).
             let returned = kernel.filter(|f| f.of == KernelFileOf::Returned);
-            match returned.and_then(|f| entry_from_kernel(new, f)) {
-                Some(e) => Some(e),
-                None => self.stdio_from_procfs(tgid, old, new),
-            }
+            returned
+                .and_then(|f| entry_from_kernel(new, f))
+                .or_else(|| self.stdio_from_procfs(tgid, old, new))
         } else {
             self.lookup_or_kernel(tgid, old, kernel)
         };
