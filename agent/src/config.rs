@@ -408,8 +408,7 @@ impl Config {
     /// What the types alone do not say: values out of their range.
     pub fn check(&self) -> Result<(), String> {
         let range = crate::sensor::POLL_RANGE;
-        let poll = std::time::Duration::from_micros(self.ring_buffer_poll_us.into());
-        if !range.contains(&poll) {
+        if !range.contains(&self.ring_buffer_poll()) {
             return Err(format!(
                 "ring_buffer_poll_us: {} is outside {}-{} (microseconds)",
                 self.ring_buffer_poll_us,

@@ -35,7 +35,9 @@ pub struct TraceArgs {
     /// How often, in microseconds, the ring buffer is read while events flow, as `run
     /// --ring-buffer-poll-us` (500 to 50000).
     #[arg(long, default_value_t = crate::sensor::DEFAULT_POLL.as_micros() as u32,
-          value_parser = clap::value_parser!(u32).range(500..=50_000))]
+          value_parser = clap::value_parser!(u32).range(
+              crate::sensor::POLL_RANGE.start().as_micros() as i64
+                  ..=crate::sensor::POLL_RANGE.end().as_micros() as i64))]
     pub ring_buffer_poll_us: u32,
     /// Print counters (events, drops, process table) on stderr every N seconds and at the end.
     #[arg(long)]

@@ -647,11 +647,13 @@ impl FdTable {
         fd: i64,
         kernel: Option<&KernelFile>,
     ) -> Option<FdEntry> {
-        let known = self.get(tgid, fd).is_some();
-        match kernel.and_then(|f| entry_from_kernel(fd, f)) {
-            Some(e) if !known && fd >= 0 => Some(self.put(tgid, e)),
-            _ => self.lookup(tgid, fd),
+        if fd >= 0
+            && self.get(tgid, fd).is_none()
+            && let Some(e) = kernel.and_then(|f| entry_from_kernel(fd, f))
+        {
+            return Some(self.put(tgid, e));
         }
+        self.lookup(tgid, fd)
     }
 
     /// Reads one descriptor from /proc, if the budget allows.
@@ -918,21 +920,31 @@ fn entry_from_kernel(fd: i64, f: &KernelFile) -> Option<FdEntry> {
     if f.truncated || f.outside_root || f.is_socket() {
         return None;
     }
-    let link = f.path.as_str();
-    let mut e = if f.is_pipe() {
-        FdEntry::new(fd, FdKind::Pipe)
-    } else if link.starts_with("anon_inode:") {
-        FdEntry::new(fd, FdKind::AnonInode)
+    entry_from_name(fd, &f.path, || path_kind(f.file_type.into()))
+}
+
+/// The entry for descriptor `fd` named `link` as `/proc/PID/fd/N` names it (`pipe:[INODE]`,
+/// `/memfd:NAME (deleted)`, `anon_inode:NAME`, a path), a path's kind from `path_kind`, asked
+/// only for a path. None for a socket (its ends are elsewhere) and what it does not know.
+fn entry_from_name(
+    fd: i64,
+    link: &str,
+    path_kind: impl FnOnce() -> Option<FdKind>,
+) -> Option<FdEntry> {
+    let (kind, path) = if link.starts_with("pipe:[") {
+        (FdKind::Pipe, link.into())
     } else if let Some(name) = link.strip_prefix("/memfd:") {
-        let mut e = FdEntry::new(fd, FdKind::Memfd);
-        e.path = format!("memfd:{}", name.strip_suffix(" (deleted)").unwrap_or(name)).into();
-        return Some(e);
+        let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+        (FdKind::Memfd, format!("memfd:{name}").into())
+    } else if link.starts_with("anon_inode:") {
+        (FdKind::AnonInode, link.into())
     } else if link.starts_with('/') {
-        FdEntry::new(fd, path_kind(u32::from(f.file_type))?)
+        (path_kind()?, link.into())
     } else {
         return None;
     };
-    e.path = link.into();
+    let mut e = FdEntry::new(fd, kind);
+    e.path = path;
     Some(e)
 }
 
@@ -978,27 +990,13 @@ fn entry_from_link(
             }
             None => FdEntry::new(fd, FdKind::Socket),
         }
-    } else if link.starts_with("pipe:[") {
-        let mut e = FdEntry::new(fd, FdKind::Pipe);
-        e.path = link.into();
-        e
-    } else if let Some(name) = link.strip_prefix("/memfd:") {
-        let mut e = FdEntry::new(fd, FdKind::Memfd);
-        e.path = format!("memfd:{}", name.strip_suffix(" (deleted)").unwrap_or(name)).into();
-        e
-    } else if link.starts_with("anon_inode:") {
-        let mut e = FdEntry::new(fd, FdKind::AnonInode);
-        e.path = link.into();
-        e
-    } else if link.starts_with('/') {
-        use std::os::unix::fs::MetadataExt as _;
-        let file_type =
-            std::fs::metadata(root.join(format!("{pid}/fd/{fd}"))).map_or(0, |m| m.mode() >> 12);
-        let mut e = FdEntry::new(fd, path_kind(file_type).unwrap_or(FdKind::File));
-        e.path = link.into();
-        e
     } else {
-        return None;
+        entry_from_name(fd, link, || {
+            use std::os::unix::fs::MetadataExt as _;
+            let file_type = std::fs::metadata(root.join(format!("{pid}/fd/{fd}")))
+                .map_or(0, |m| m.mode() >> 12);
+            Some(path_kind(file_type).unwrap_or(FdKind::File))
+        })?
     };
     e.from_procfs = true;
     Some(e)

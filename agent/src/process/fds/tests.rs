@@ -116,12 +116,12 @@ fn dup2(old: i64, new: i64) -> Event {
     )
 }
 
-/// `dup2(old, new)` whose record carries the file the kernel found behind `new` at its exit.
-fn dup2_with_file(old: i64, new: i64, path: &str, fs_magic: u32, file_type: u8) -> Event {
-    let mut e = dup2(old, new);
+/// `e` with the file the kernel found at its exit: behind the descriptor it returned
+/// (`Returned`) or behind its argument (`FdArg`).
+fn with_file(mut e: Event, of: KernelFileOf, path: &str, fs_magic: u32, file_type: u8) -> Event {
     if let EventKind::Syscall(sc) = &mut e.kind {
         sc.file = Some(KernelFile {
-            of: KernelFileOf::Returned,
+            of,
             path: path.into(),
             fs_magic,
             ino: 77,
@@ -132,6 +132,17 @@ fn dup2_with_file(old: i64, new: i64, path: &str, fs_magic: u32, file_type: u8) 
         });
     }
     e
+}
+
+/// `dup2(old, new)` whose record carries the file the kernel found behind `new` at its exit.
+fn dup2_with_file(old: i64, new: i64, path: &str, fs_magic: u32, file_type: u8) -> Event {
+    with_file(
+        dup2(old, new),
+        KernelFileOf::Returned,
+        path,
+        fs_magic,
+        file_type,
+    )
 }
 
 const EXT4: u32 = 0xef53;
@@ -614,14 +625,8 @@ fn a_dup_above_stdio_of_an_unknown_fd_takes_the_kernel_s_file() {
     // record first, the budgeted /proc read not spent.
     let root = FakeProc::new("kdupfd");
     let mut t = table(&root.0);
-    let mut e = dup2_with_file(4, 10, "/var/log/app.log", EXT4, 8);
-    if let EventKind::Syscall(sc) = &mut e.kind {
-        sc.name = Cow::Borrowed("dup");
-        sc.args = vec![Arg {
-            name: Cow::Borrowed("fildes"),
-            value: ArgValue::Fd(4),
-        }];
-    }
+    let dup = sc("dup", 10, vec![("fildes", ArgValue::Fd(4))]);
+    let e = with_file(dup, KernelFileOf::Returned, "/var/log/app.log", EXT4, 8);
     let old = t.observe(&e).unwrap();
     assert_eq!((old.num, &*old.path), (4, "/var/log/app.log"));
     assert_eq!(&*t.get(PID, 10).unwrap().path, "/var/log/app.log");
@@ -636,25 +641,28 @@ fn an_old_descriptor_s_file_does_not_decide_what_stdio_is() {
     root.net("tcp", TCP_999);
     root.fd(0, "socket:[999]");
     let mut t = table(&root.0);
-    let mut e = dup2_with_file(3, 0, "pipe:[5]", KernelFile::PIPEFS_MAGIC, 1);
-    if let EventKind::Syscall(sc) = &mut e.kind {
-        sc.name = Cow::Borrowed("fcntl");
-        sc.args = vec![
-            Arg {
-                name: Cow::Borrowed("fd"),
-                value: ArgValue::Fd(3),
-            },
-            Arg {
-                name: Cow::Borrowed("cmd"),
-                value: ArgValue::Enum {
+    let fcntl = sc(
+        "fcntl",
+        0,
+        vec![
+            ("fd", ArgValue::Fd(3)),
+            (
+                "cmd",
+                ArgValue::Enum {
                     raw: F_DUPFD,
                     name: None,
                 },
-            },
-        ];
-        sc.file.as_mut().unwrap().of = KernelFileOf::FdArg;
-    }
-    t.observe(&e);
+            ),
+            ("arg", ArgValue::Int(0)),
+        ],
+    );
+    t.observe(&with_file(
+        fcntl,
+        KernelFileOf::FdArg,
+        "pipe:[5]",
+        KernelFile::PIPEFS_MAGIC,
+        1,
+    ));
     assert_eq!(t.get(PID, 0).unwrap().kind, FdKind::Ipv4);
     assert_eq!(t.stats().procfs_lookups, 1);
 }

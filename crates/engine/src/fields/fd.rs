@@ -11,7 +11,7 @@
 use std::{borrow::Cow, net::IpAddr};
 
 use osprey_model::{
-    event::{ArgValue, KernelFileOf, SockAddr, Syscall},
+    event::{ArgValue, KernelFile, KernelFileOf, SockAddr, Syscall},
     fd::FdEntry,
 };
 
@@ -480,14 +480,16 @@ fn fd_info(sc: &Syscall) -> FdInfo<'_> {
             fd.num = sc.arg("fd").and_then(ArgValue::as_i64);
         }
     }
-    // The file behind the syscall's descriptor argument, as the kernel holds it (fchmod,
-    // ftruncate, fsetxattr, fchown...), or behind the one a dup returned, which is its old
-    // descriptor's file. A socket's name and family are not in its file (the fd table has its
-    // addresses); a pipe's and a file's are.
-    let dup = matches!(&*sc.name, "dup" | "dup2" | "dup3");
-    if let Some(f) = sc.file.as_ref().filter(|f| {
-        (f.of == KernelFileOf::FdArg || dup && f.of == KernelFileOf::Returned) && !f.is_socket()
-    }) {
+    // The file behind the descriptor `fd.num` names, as the kernel holds it: the syscall's
+    // descriptor argument (fchmod, ftruncate, fsetxattr, fchown...), or the descriptor it
+    // returned (a dup's). A socket's name and family are not in its file (the fd table has
+    // its addresses); a pipe's and a file's are.
+    let of_num = |f: &&KernelFile| match f.of {
+        KernelFileOf::FdArg => true,
+        KernelFileOf::Returned => ret_fd.is_some() && fd.num == ret_fd,
+        _ => false,
+    };
+    if let Some(f) = sc.file.as_ref().filter(|f| of_num(f) && !f.is_socket()) {
         if fd.name.is_none() {
             fd.name = Some(Cow::Borrowed(f.path.as_str()));
         }
