@@ -140,6 +140,8 @@ pub struct Outcome {
     pub kernel_report: String,
     /// The form each of `FORMS` took (its `newer` or `older`, or "-"), in that order.
     pub forms: Vec<(&'static str, &'static str)>,
+    /// The kernel's crash report, where the console holds one (see [`crash`]).
+    pub crash: Vec<String>,
     pub failures: Vec<String>,
 }
 
@@ -302,9 +304,76 @@ fn marker<'a>(console: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
+/// The lines that open a kernel crash report on the console.
+const CRASH_STARTS: &[&str] = &[
+    "Oops:",
+    "BUG:",
+    "kernel BUG at",
+    "general protection fault",
+    "Kernel panic",
+];
+
+/// The kernel's own crash report wherever it is on the console (a panic is printed straight to
+/// the serial line, between or inside the guest's sections): from its first line to the end of
+/// the panic, at most 60 lines, and the last `@@` marker before it, which says what the guest was
+/// doing. A run that fails this way in CI leaves only this in the log.
+fn crash(console: &[String]) -> Option<(Vec<String>, &str)> {
+    let start = console
+        .iter()
+        .position(|l| CRASH_STARTS.iter().any(|s| l.contains(s)))?;
+    let lines: Vec<String> = console[start..]
+        .iter()
+        .take(60)
+        .take_while(|l| !l.starts_with("@@"))
+        .map(|l| l.trim_end().to_string())
+        .collect();
+    let end = lines
+        .iter()
+        .position(|l| l.contains("---[ end Kernel panic"))
+        .map_or(lines.len(), |i| i + 1);
+    let during = console[..start]
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("@@"))
+        .map_or("the boot", String::as_str);
+    Some((lines[..end].to_vec(), during))
+}
+
+/// The words of a crash report a reader needs first: what, where, in whom.
+fn crash_summary(report: &[String]) -> String {
+    let strip = |l: &str| -> String {
+        // `[   16.61] Oops: int3: 0000 [#1] ...` without its timestamp.
+        match l.trim_start().strip_prefix('[') {
+            Some(rest) => rest
+                .split_once("] ")
+                .map_or(l, |(_, r)| r)
+                .trim()
+                .to_string(),
+            None => l.trim().to_string(),
+        }
+    };
+    let first = report.first().map(|l| strip(l)).unwrap_or_default();
+    let pick = |key: &str| report.iter().map(|l| strip(l)).find(|l| l.starts_with(key));
+    [Some(first), pick("RIP:"), pick("CPU:")]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 /// Judges a guest's console output.
 pub fn judge(console: &[String], seconds: f64) -> Outcome {
     let mut failures = Vec::new();
+    let crash = match crash(console) {
+        Some((report, during)) => {
+            failures.push(format!(
+                "the guest kernel crashed after `{during}`: {}",
+                crash_summary(&report)
+            ));
+            report
+        }
+        None => Vec::new(),
+    };
     let uname = marker(console, "uname").unwrap_or("?").to_string();
     let kernel_report = section(console, "kernel").join("\n");
     let agent_log = section(console, "agent");
@@ -510,6 +579,7 @@ pub fn judge(console: &[String], seconds: f64) -> Outcome {
         alerts_seen,
         kernel_report,
         forms,
+        crash,
         failures,
     }
 }
@@ -746,5 +816,30 @@ mod tests {
         let out = judge(&lines(text), 1.0);
         assert_eq!(out.failures.len(), 1, "{:?}", out.failures);
         assert!(out.failures[0].contains("`task_struct` has no member `cred_x`"));
+    }
+
+    #[test]
+    fn a_kernel_crash_between_sections_is_reported_with_what_the_guest_was_doing() {
+        let text = "@@uname 6.12.118+deb13-cloud-amd64\n@@begin metrics\n\
+                    osprey_events_total{kind=\"exec\"} 9\n@@end metrics\n\
+                    [   16.614889] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n\
+                    [   16.614990] CPU: 1 UID: 0 PID: 97 Comm: tokio-runtime-w Not tainted 6.12.118\n\
+                    [   16.615001] RIP: 0010:syscall_exit_to_user_mode_prepare+0xd7/0x170\n\
+                    [   16.615100] Call Trace:\n\
+                    [   16.616000] Kernel panic - not syncing: Fatal exception in interrupt\n\
+                    [   16.616100] ---[ end Kernel panic - not syncing: Fatal exception in interrupt ]---\n\
+                    [   16.616200] reboot: trailing line\n";
+        let out = judge(&lines(text), 1.0);
+        assert_eq!(
+            out.failures[0],
+            "the guest kernel crashed after `@@end metrics`: Oops: int3: 0000 [#1] PREEMPT SMP \
+             NOPTI | RIP: 0010:syscall_exit_to_user_mode_prepare+0xd7/0x170 | CPU: 1 UID: 0 \
+             PID: 97 Comm: tokio-runtime-w Not tainted 6.12.118"
+        );
+        // The report runs from its first line to the end of the panic.
+        assert_eq!(out.crash.len(), 6, "{:?}", out.crash);
+        assert!(out.crash[5].contains("---[ end Kernel panic"));
+        // A clean console has none.
+        assert!(crash(&lines("@@uname 6.1.0\n[0.1] hello\n@@done\n")).is_none());
     }
 }

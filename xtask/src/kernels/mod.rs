@@ -193,7 +193,22 @@ fn print_outcome(k: &fetch::Kernel, o: &guest::Outcome, log: &Path) {
         for f in &o.failures {
             println!("FAIL kernel {}: {f}", k.spec.label);
         }
-        println!("(whole console: {})", log.display());
+        if !o.crash.is_empty() {
+            println!("the guest kernel's crash report:");
+            for l in &o.crash {
+                println!("  {l}");
+            }
+        }
+        // A rerun overwrites the console; the failing one is kept beside it.
+        let kept = log.with_extension("failed.log");
+        match std::fs::copy(log, &kept) {
+            Ok(_) => println!(
+                "(whole console: {}, kept as {})",
+                log.display(),
+                kept.display()
+            ),
+            Err(_) => println!("(whole console: {})", log.display()),
+        }
     }
 }
 
