@@ -149,11 +149,12 @@ pub fn record(args: RecordOptions) -> Result<(), RecordError> {
     let mut waiting_said = false;
     let stop = tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            tokio::pin!(ctrl_c);
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .map_err(RecordError::Signal)?;
+            // Both handlers are installed here, before the first scan: `ctrl_c()` would
+            // install its own only when first polled, and a Ctrl-C before that would end the
+            // process without writing what was recorded.
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut int = signal(SignalKind::interrupt()).map_err(RecordError::Signal)?;
+            let mut term = signal(SignalKind::terminate()).map_err(RecordError::Signal)?;
             // New cgroups of the container (a container started late, a nested cgroup) are
             // picked up at this pace; what they do before is not recorded.
             let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -187,7 +188,7 @@ pub fn record(args: RecordOptions) -> Result<(), RecordError> {
                     return Ok::<bool, RecordError>(false);
                 }
                 tokio::select! {
-                    _ = &mut ctrl_c => return Ok(true),
+                    _ = int.recv() => return Ok(true),
                     _ = term.recv() => return Ok(true),
                     _ = tick.tick() => {}
                     _ = tokio::time::sleep(deadline - now) => {}

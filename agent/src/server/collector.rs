@@ -50,10 +50,17 @@ pub enum CollectorError {
         #[source]
         source: std::io::Error,
     },
+    #[error("installing the SIGINT/SIGTERM handlers: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// Runs the collector until SIGINT or SIGTERM.
 pub async fn run(opts: CollectorOptions) -> Result<(), CollectorError> {
+    // Installed first, not when the server first polls its shutdown future: a signal during
+    // start-up stops the collector the same way.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).map_err(CollectorError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(CollectorError::Signal)?;
     let metrics = Arc::new(Metrics::new());
     // The gRPC listener first: a collector that may not serve (no mTLS off loopback) says so
     // before anything else.
@@ -112,18 +119,10 @@ pub async fn run(opts: CollectorOptions) -> Result<(), CollectorError> {
         "{}",
         opts.ready_message
     );
-    let shutdown = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    let shutdown = async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
     };
     service::serve(listener, &opts.tls, svc, shutdown).await?;
