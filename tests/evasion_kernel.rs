@@ -465,16 +465,8 @@ fn int80(args: &[&str]) -> String {
     support::run_example("int80", args)
 }
 
-/// Every connect the test's tool makes, with the fields a network rule reads.
-const CONNECT_RULE: &str = r#"
-- rule: Connect through the 32-bit entry (test)
-  desc: every connect agent/examples/int80 made
-  condition: evt.type = connect and proc.name = int80
-  output: >
-    connect fd=%fd.name sip=%fd.sip sport=%fd.sport res=%evt.res proc=%proc.name
-    ia32=%evt.is_ia32 cmd=%proc.cmdline
-  priority: NOTICE
-"#;
+/// The default rule on calls made through the 32-bit entry from 64-bit code.
+const FROM_64: &str = "Syscall through the 32-bit entry from 64-bit code";
 
 #[test]
 fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
@@ -483,10 +475,7 @@ fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
     // calls and saw an fstat: /etc/shadow was read without an alert. Now the 32-bit entry's
     // calls are translated in the kernel, to the call, the arguments and, for socketcall, the
     // operation and the argument words in memory.
-    let d = TempDir::new("ev-int80");
-    let rules = d.join("connect.yaml");
-    std::fs::write(&rules, CONNECT_RULE).unwrap();
-    let mut agent = agent_with_extra(&rules);
+    let mut agent = agent();
     let from_tool = |v: &serde_json::Value| field(v, "proc.name") == "int80";
     // The agent found the entry on, and kept the one program that sees its calls (the
     // per-syscall events skip them: the next test).
@@ -496,6 +485,7 @@ fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
         "{log}"
     );
 
+    // A rule on the call wins over the rule on the way it was made (the first match).
     int80(&["open", "/etc/shadow"]);
     let a = alert(&mut agent, "Read sensitive file", from_tool);
     check(&a, "Warning", &["T1003.008"], &[("fd.name", "/etc/shadow")]);
@@ -506,32 +496,129 @@ fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
     });
     check(&a, "Warning", &[], &[("fd.nameraw", "/etc/gshadow")]);
 
-    // Network calls: i386's own socket and connect, and the same through socketcall.
+    // Network calls no other rule wants: i386's own socket and connect, and the same through
+    // socketcall, each read as the connect it is, and reported as made from 64-bit code.
+    for how in ["connect", "socketcall"] {
+        let port = loopback_listener();
+        int80(&[how, "127.0.0.1", &port.to_string()]);
+        let a = alert(&mut agent, FROM_64, |v| {
+            from_tool(v)
+                && field(v, "evt.type") == "connect"
+                && field(v, "proc.cmdline").contains(&format!("{how} "))
+        });
+        check(&a, "Warning", &["T1211"], &[("evt.res", "SUCCESS")]);
+        assert!(
+            field(&a, "fd.name").ends_with(&format!("127.0.0.1:{port}")),
+            "{a}"
+        );
+    }
+}
+
+/// A 32-bit program with no libraries (an i386 ELF written here, 148 bytes): `socket` and
+/// `connect` to 127.0.0.1:`port` through `int $0x80`, then `exit` with connect's result.
+fn i386_connect_program(port: u16) -> Vec<u8> {
+    const BASE: u32 = 0x0804_8000;
+    const CODE: u32 = 52 + 32; // after the ELF header and the one program header
+    let mut code: Vec<u8> = Vec::new();
+    code.extend([0xb8, 0x67, 0x01, 0, 0]); // mov eax, 359 (socket)
+    code.extend([0xbb, 2, 0, 0, 0]); // mov ebx, AF_INET
+    code.extend([0xb9, 1, 0, 0, 0]); // mov ecx, SOCK_STREAM
+    code.extend([0x31, 0xd2]); // xor edx, edx
+    code.extend([0xcd, 0x80]); // int 0x80
+    code.extend([0x89, 0xc3]); // mov ebx, eax (the socket)
+    code.extend([0xb8, 0x6a, 0x01, 0, 0]); // mov eax, 362 (connect)
+    let sockaddr_at = code.len() + 1; // mov ecx, &sockaddr: patched below
+    code.extend([0xb9, 0, 0, 0, 0]);
+    code.extend([0xba, 16, 0, 0, 0]); // mov edx, 16
+    code.extend([0xcd, 0x80]); // int 0x80
+    code.extend([0x89, 0xc3]); // mov ebx, eax (connect's result)
+    code.extend([0xb8, 1, 0, 0, 0]); // mov eax, 1 (exit)
+    code.extend([0xcd, 0x80]); // int 0x80
+    while !code.len().is_multiple_of(4) {
+        code.push(0x90);
+    }
+    let sockaddr = BASE + CODE + code.len() as u32;
+    code[sockaddr_at..sockaddr_at + 4].copy_from_slice(&sockaddr.to_le_bytes());
+    code.extend(2u16.to_le_bytes()); // sin_family AF_INET
+    code.extend(port.to_be_bytes());
+    code.extend([127, 0, 0, 1]);
+    code.extend([0; 8]);
+    let size = CODE + code.len() as u32;
+    let mut elf: Vec<u8> = Vec::new();
+    elf.extend([0x7f, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // 32-bit, LSB
+    elf.extend(2u16.to_le_bytes()); // ET_EXEC
+    elf.extend(3u16.to_le_bytes()); // EM_386
+    elf.extend(1u32.to_le_bytes()); // version
+    elf.extend((BASE + CODE).to_le_bytes()); // entry
+    elf.extend(52u32.to_le_bytes()); // program headers
+    elf.extend(0u32.to_le_bytes()); // no section headers
+    elf.extend(0u32.to_le_bytes()); // flags
+    for half in [52u16, 32, 1, 40, 0, 0] {
+        // header size, program header size and count, section header size, count, names
+        elf.extend(half.to_le_bytes());
+    }
+    for word in [1, 0, BASE, BASE, size, size, 5, 0x1000] {
+        // PT_LOAD of the whole file at BASE, read and execute
+        elf.extend(word.to_le_bytes());
+    }
+    assert_eq!(elf.len() as u32, CODE);
+    elf.extend(code);
+    elf
+}
+
+/// What a 32-bit program does through the entry is not an x86_64 program's `int $0x80`: the
+/// rule on calls from 64-bit code stays quiet for it, and the call is still the call it is.
+#[test]
+fn evasion_a_32_bit_programs_calls_are_not_reported_as_made_from_64_bit_code() {
+    let d = TempDir::new("ev-i386");
+    let rules = d.join("i386.yaml");
+    std::fs::write(
+        &rules,
+        r#"
+- rule: Connect by the 32-bit test program (test)
+  desc: every connect of the i386 program the test writes
+  condition: evt.type = connect and proc.name = conn32
+  output: >
+    connect fd=%fd.name res=%evt.res ia32=%evt.is_ia32 from64=%evt.is_ia32_from_64bit
+    proc=%proc.name
+  priority: NOTICE
+"#,
+    )
+    .unwrap();
+    let mut agent = agent_with_extra(&rules);
     let port = loopback_listener();
-    int80(&["connect", "127.0.0.1", &port.to_string()]);
-    let a = alert(&mut agent, "Connect through the 32-bit entry (test)", |v| {
-        from_tool(v) && field(v, "proc.cmdline").contains(" connect ")
-    });
+    let program = d.join("conn32");
+    std::fs::write(&program, i386_connect_program(port)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = support::output_within(
+        &mut std::process::Command::new(&program),
+        std::time::Duration::from_secs(10),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the i386 connect failed: {out:?}"
+    );
+    // The test's rule comes after the default ones: its alert says none of them matched.
+    let a = alert(
+        &mut agent,
+        "Connect by the 32-bit test program (test)",
+        |v| field(v, "proc.name") == "conn32",
+    );
     check(
         &a,
         "Notice",
         &[],
         &[
-            ("fd.sip", "127.0.0.1"),
-            ("fd.sport", &port.to_string()),
             ("evt.is_ia32", "true"),
+            ("evt.is_ia32_from_64bit", "false"),
+            ("evt.res", "SUCCESS"),
         ],
     );
-    let port = loopback_listener();
-    int80(&["socketcall", "127.0.0.1", &port.to_string()]);
-    let a = alert(&mut agent, "Connect through the 32-bit entry (test)", |v| {
-        from_tool(v) && field(v, "proc.cmdline").contains("socketcall")
-    });
-    check(
-        &a,
-        "Notice",
-        &[],
-        &[("fd.sip", "127.0.0.1"), ("fd.sport", &port.to_string())],
+    assert!(
+        field(&a, "fd.name").ends_with(&format!("127.0.0.1:{port}")),
+        "{a}"
     );
 }
 

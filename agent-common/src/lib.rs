@@ -276,6 +276,9 @@ pub mod trunc {
     /// Not a truncation: the call came through the 32-bit entry (`int $0x80`, or a 32-bit
     /// program); `nr` and `args` are the 64-bit call it is (see [`COMPAT_SOCKETCALL`]).
     pub const COMPAT: u32 = 1 << 5;
+    /// With [`COMPAT`]: the call was made by code running in 64-bit mode (its code segment was
+    /// the 64-bit one), i.e. `int $0x80` in an x86_64 program, not a 32-bit program's call.
+    pub const COMPAT_FROM_64: u32 = 1 << 6;
 }
 
 /// The 32-bit (ia32) `socketcall` number: one syscall for every socket operation, its first
@@ -1119,6 +1122,12 @@ pub struct KernelConfig {
     /// has no such entry.
     pub task_compat: u32,
     pub compat_status: u32,
+    /// Offset in `struct pt_regs` of the user code segment (`cs`), and the selector of 64-bit
+    /// user code (`__USER_CS`, 0x33 on x86_64): a call through the 32-bit entry made from
+    /// code running in 64-bit mode (`int $0x80` in an x86_64 program) is flagged
+    /// [`trunc::COMPAT_FROM_64`]; a 32-bit program's code runs in `__USER32_CS`.
+    pub regs_cs: u32,
+    pub user64_cs: u32,
     /// `struct linux_binprm`: the path given to exec (`filename`) and the one whose file was
     /// loaded last (`interp`: the same pointer unless an interpreter was loaded for it).
     pub bprm_filename: u32,

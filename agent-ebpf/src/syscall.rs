@@ -40,7 +40,9 @@ use crate::{
     output::{Lane, emit_in},
     path::{file_of_fd, walk},
     profile,
-    task::{Access, Cast, Current, Obj, Probed, Typed, fill_header_of, socketcall_args},
+    task::{
+        Access, Cast, Current, Obj, Probed, Typed, fill_header_of, read_kernel, socketcall_args,
+    },
 };
 
 /// The most argv strings captured for execve/execveat; more set `trunc::ARGS`.
@@ -353,7 +355,13 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
     // The task's entry is asked here only for a number whose 32-bit call is wanted; for the
     // others, below, where the task is at hand.
     let spec = if entry.flags & spec_flags::COMPAT_CHECK != 0 && A::compat(cfg) {
-        ev.flags = trunc::COMPAT;
+        // Which mode the calling code ran in: `int $0x80` in an x86_64 program, or a 32-bit
+        // program. A helper read, on this rare path only.
+        ev.flags = if read_kernel::<u16>(regs, cfg.regs_cs) as u32 == cfg.user64_cs {
+            trunc::COMPAT | trunc::COMPAT_FROM_64
+        } else {
+            trunc::COMPAT
+        };
         compat_call::<A>(ev, regs, A::nr(regs, cfg), cfg).ok_or(())?
     } else if entry.flags & spec_flags::INTERESTED != 0 {
         ev.flags = 0;
@@ -371,7 +379,13 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
     }
     // An open no loaded rule can match ends here, on its class, or once the names of the file
     // it returned are judged; so does an mprotect or fcntl no rule wants, on its class.
-    let verdict = open_filter::verdict(spec, ret, &ev.args);
+    // Except a 32-bit call from 64-bit code, which the filter's derivation takes as one no
+    // event it judges is (`evt.is_ia32_from_64bit` is false there): a rule may name it alone.
+    let verdict = if ev.flags & trunc::COMPAT_FROM_64 != 0 {
+        open_filter_abi::PASS
+    } else {
+        open_filter::verdict(spec, ret, &ev.args)
+    };
     if verdict == open_filter_abi::DROP {
         open_filter::filtered(spec);
         return Ok(());

@@ -100,6 +100,7 @@ fn cat_shadow_as(cat: u32, ts: u64) -> Vec<Event> {
                 ],
                 truncated: false,
                 ia32: false,
+                ia32_from_64bit: false,
                 latency_ns: 1000,
                 file: None,
                 io_uring: None,

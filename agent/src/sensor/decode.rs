@@ -547,6 +547,8 @@ fn syscall(rec: &[u8], spare: &mut Spare) -> Result<Syscall, DecodeError> {
         args,
         truncated: flags & (trunc::CAPTURE0 | trunc::CAPTURE1 | trunc::CAPTURE2 | trunc::ARGS) != 0,
         ia32: flags & trunc::COMPAT != 0,
+        ia32_from_64bit: flags & (trunc::COMPAT | trunc::COMPAT_FROM_64)
+            == trunc::COMPAT | trunc::COMPAT_FROM_64,
         latency_ns: 0,
         file,
         io_uring: (ring_bits != 0).then(|| IoUring {
@@ -814,6 +816,26 @@ mod tests {
             EventKind::Syscall(sc) => sc,
             other => panic!("not a syscall: {other:?}"),
         }
+    }
+
+    /// The kernel flags a call through the 32-bit entry, and one made from 64-bit code; the
+    /// second alone (a record no kernel writes) is not a 32-bit call.
+    #[test]
+    fn a_32_bit_call_says_whether_64_bit_code_made_it() {
+        let with_flags = |flags: u32| {
+            let mut rec = syscall_record(2, 3, [1, 0, 0, 0, 0, 0], &[b"/etc/shadow"]);
+            let at = std::mem::offset_of!(SyscallEvent, flags);
+            rec[at..at + 4].copy_from_slice(&flags.to_ne_bytes());
+            let sc = decode_syscall(&rec);
+            (sc.ia32, sc.ia32_from_64bit)
+        };
+        assert_eq!(with_flags(0), (false, false));
+        assert_eq!(with_flags(trunc::COMPAT), (true, false));
+        assert_eq!(
+            with_flags(trunc::COMPAT | trunc::COMPAT_FROM_64),
+            (true, true)
+        );
+        assert_eq!(with_flags(trunc::COMPAT_FROM_64), (false, false));
     }
 
     #[test]

@@ -468,6 +468,9 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
     // (`TS_COMPAT` in `thread_info.status`, which `in_ia32_syscall()` tests).
     #[cfg(target_arch = "x86_64")]
     let (compat_regs, compat_status) = (["bx", "cx", "dx", "si", "di", "bp"], 0x0002);
+    // `__USER_CS`: GDT entry 6, privilege level 3; 32-bit code runs in `__USER32_CS` (0x23).
+    #[cfg(target_arch = "x86_64")]
+    let user64_cs = 0x33;
     let mut regs_compat_args = [0u32; 6];
     for (i, r) in compat_regs.iter().enumerate() {
         regs_compat_args[i] = m("pt_regs", r)?;
@@ -521,6 +524,8 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         regs_compat_args,
         task_compat: m("task_struct", "thread_info.status")?,
         compat_status,
+        regs_cs: m("pt_regs", "cs")?,
+        user64_cs,
         bprm_filename: m("linux_binprm", "filename")?,
         bprm_interp: m("linux_binprm", "interp")?,
         exit_group_dead: exit_group_dead.unwrap_or(u32::MAX),

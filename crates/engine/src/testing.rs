@@ -97,6 +97,7 @@ impl Scene {
             args,
             truncated: false,
             ia32: false,
+            ia32_from_64bit: false,
             latency_ns: self.latency_ns,
             file: None,
             io_uring: None,

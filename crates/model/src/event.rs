@@ -278,6 +278,10 @@ pub struct Syscall {
     /// program); `name`, `nr` and `args` are the x86_64 call it is.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ia32: bool,
+    /// With `ia32`: the calling code ran in 64-bit mode (`int $0x80` in an x86_64 program),
+    /// not in a 32-bit program.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ia32_from_64bit: bool,
     /// Nanoseconds the syscall took, entry to exit; 0 when not measured (the sensor keeps no
     /// state between a syscall's entry and exit).
     pub latency_ns: u64,

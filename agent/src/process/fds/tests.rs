@@ -35,6 +35,7 @@ fn sc(name: &'static str, ret: i64, args: Vec<(&'static str, ArgValue)>) -> Even
                 .collect(),
             truncated: false,
             ia32: false,
+            ia32_from_64bit: false,
             latency_ns: 0,
             file: None,
             io_uring: None,

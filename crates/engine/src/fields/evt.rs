@@ -142,6 +142,12 @@ pub(super) const FIELDS: &[FieldDef] = &[
         |c, _| Some(Val::Bool(c.sc.is_some_and(|sc| sc.ia32))),
     ),
     FieldDef::new(
+        "evt.is_ia32_from_64bit",
+        T::Bool,
+        "Osprey: the syscall came through the 32-bit entry from code running in 64-bit mode (the user code segment at the call was the 64-bit one): `int $0x80` in an x86_64 program, not a call of a 32-bit program. Calls a rule captures only.",
+        |c, _| Some(Val::Bool(c.sc.is_some_and(|sc| sc.ia32_from_64bit))),
+    ),
+    FieldDef::new(
         "evt.io_uring_op",
         T::Charbuf,
         "Osprey: the io_uring opcode of an operation a ring submitted, without IORING_OP_ (OPENAT, OPENAT2, CONNECT, ACCEPT, SOCKET, SEND, RECV, SENDMSG, RECVMSG, SPLICE, TEE, UNLINKAT, RENAMEAT); unset for a syscall. A request on a registered file, or one whose result went into a registered slot, leaves the fd.* fields unset: those numbers are not the process's descriptors.",

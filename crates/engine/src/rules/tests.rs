@@ -557,3 +557,26 @@ fn container_mount_fields_answer_falcos_no_mount() {
     let e = ROOT.execve(p, vec![]);
     assert!(hits(&[("a", src)], &e).is_empty());
 }
+
+/// The rule on calls through the 32-bit entry from 64-bit code names exactly the calls the
+/// other default rules want: one more would be captured for it alone, one fewer unwatched.
+#[test]
+fn the_rule_on_32_bit_calls_from_64_bit_code_watches_what_the_others_want() {
+    let res = super::load_files(&[crate::testing::default_rules()]);
+    assert!(res.is_ok(), "{}", cli::render_results(&res, false));
+    let name = "Syscall through the 32-bit entry from 64-bit code";
+    let mut others = std::collections::BTreeSet::new();
+    let mut its = None;
+    for r in res.ruleset.rules.iter().filter(|r| r.enabled) {
+        let types = r
+            .evttypes
+            .clone()
+            .expect("every default rule names its calls");
+        if r.name == name {
+            its = Some(types);
+        } else {
+            others.extend(types);
+        }
+    }
+    assert_eq!(its.expect("the rule is a default rule"), others);
+}
