@@ -69,6 +69,8 @@ if [ -n "$AGENT" ]; then
     act ld_preload sh -c 'i=0; while [ $i -lt 300 ]; do export "SVC${i}_SERVICE_HOST=10.96.1.$i"; i=$((i + 1)); done; LD_PRELOAD=/tmp/matrix.so /bin/busybox true'
     # /etc/shadow opened through an io_uring ring: no openat syscall at all.
     act io_uring_read /uring open /etc/shadow
+    # An x86_64 program's `int $0x80` open (killed where the kernel has no 32-bit entry).
+    act ia32_from_64 /int80 open /proc/version
     # Alerts are judged within milliseconds; a few seconds cover a slow emulated CPU.
     sleep 3
     echo "@@begin metrics"

@@ -83,7 +83,9 @@ pub fn run_with(env: &Env, args: &Args) -> Result<()> {
             .collect::<Result<_>>()?
     };
 
-    proc::step("kernel matrix: building osprey and the actions and uring examples (release)");
+    proc::step(
+        "kernel matrix: building osprey and the actions, uring and int80 examples (release)",
+    );
     proc::run(
         // The default members, as `cargo test --release` builds them: the same features, so
         // after the tests this is a no-op.
@@ -96,8 +98,10 @@ pub fn run_with(env: &Env, args: &Args) -> Result<()> {
             "actions",
             "--example",
             "uring",
+            "--example",
+            "int80",
         ]),
-        "cargo build --release --bin osprey --example actions --example uring",
+        "cargo build --release --bin osprey --example actions --example uring --example int80",
     )?;
     let release = env.target_dir().join("release");
 
@@ -283,6 +287,7 @@ fn build_initramfs(
     t.binary_with_libs("/osprey", &release.join("osprey"))?;
     t.binary_with_libs("/actions", &release.join("examples/actions"))?;
     t.binary_with_libs("/uring", &release.join("examples/uring"))?;
+    t.binary_with_libs("/int80", &release.join("examples/int80"))?;
     t.copy(
         "/etc/osprey/osprey_rules.yaml",
         &root.join("rules/osprey_rules.yaml"),
