@@ -341,6 +341,22 @@ pub struct Prefilter {
     /// How many candidates.
     len: usize,
     fields: Box<[FieldIndex]>,
+    /// The candidates that need a call through the 32-bit entry (`evt.is_ia32 = true` or
+    /// `evt.is_ia32_from_64bit = true`, which implies it): ruled out for every other event by
+    /// one test of the event, not by a field probe each.
+    ia32_only: Box<[u64]>,
+}
+
+/// The boolean fields true only of a call through the 32-bit entry.
+const IA32_FIELDS: [&str; 2] = ["evt.is_ia32", "evt.is_ia32_from_64bit"];
+
+/// Whether `need` requires one of [`IA32_FIELDS`] to be true.
+fn needs_ia32(need: &Need) -> bool {
+    need.0.iter().any(|(f, keys)| {
+        IA32_FIELDS.contains(&f.name())
+            && keys.len() == 1
+            && keys.contains(&(Part::First, Box::from("true")))
+    })
 }
 
 impl Prefilter {
@@ -352,8 +368,18 @@ impl Prefilter {
     pub fn new<'n>(conditions: impl IntoIterator<Item = &'n Node>) -> Self {
         let needs: Vec<Need> = conditions.into_iter().map(Node::need).collect();
         let words = needs.len().div_ceil(64);
+        let mut ia32_only = vec![0u64; words];
+        for (i, need) in needs.iter().enumerate() {
+            if needs_ia32(need) {
+                ia32_only[i / 64] |= 1 << (i % 64);
+            }
+        }
         let mut fields: Vec<(FieldRef, usize)> = Vec::new();
-        for (f, _) in needs.iter().flat_map(|n| &n.0) {
+        for (f, _) in needs
+            .iter()
+            .flat_map(|n| &n.0)
+            .filter(|(f, _)| !IA32_FIELDS.contains(&f.name()))
+        {
             match fields.iter_mut().find(|(g, _)| g == f) {
                 Some((_, count)) => *count += 1,
                 None => fields.push((f.clone(), 1)),
@@ -409,6 +435,7 @@ impl Prefilter {
         Self {
             len: needs.len(),
             fields,
+            ia32_only: ia32_only.into_boxed_slice(),
         }
     }
 
@@ -417,12 +444,16 @@ impl Prefilter {
     #[inline]
     pub fn for_each_possible(&self, ctx: &Ctx<'_>, mut each: impl FnMut(usize) -> bool) {
         let n = self.len;
+        let ia32 = ctx.sc.is_some_and(|sc| sc.ia32 || sc.ia32_from_64bit);
         for w in 0..n.div_ceil(64) {
             let mut word = if w == n / 64 {
                 (1u64 << (n % 64)) - 1
             } else {
                 u64::MAX
             };
+            if !ia32 {
+                word &= !self.ia32_only[w];
+            }
             for ix in &*self.fields {
                 // A field none of the candidates left constrains is not worth its probe.
                 if word & !ix.free[w] != 0 {

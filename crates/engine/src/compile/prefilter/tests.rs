@@ -58,6 +58,11 @@ const CONDITIONS: &[&str] = &[
     "(fd.name = /etc/shadow or fd.name startswith /var/) and proc.name in (cat, bash)",
     "fd.name = /etc/shadow and fd.name = /etc/passwd",
     "fd.name contains shadow",
+    "evt.is_ia32 = true",
+    "evt.is_ia32_from_64bit = true",
+    "evt.is_ia32_from_64bit = true and fd.name startswith /etc/",
+    "evt.is_ia32 = false",
+    "evt.is_ia32 != true",
     "fd.name endswith shadow",
     "fd.name icontains SHADOW",
     "fd.name contains allof (etc, shadow)",
@@ -228,7 +233,21 @@ fn events() -> Vec<Enriched> {
         }
         out.push(open("cat", p, false, -2));
     }
+    for p in ["/etc/shadow", "/dev/null"] {
+        for from_64bit in [false, true] {
+            out.push(ia32(open("cat", p, false, 3), from_64bit));
+        }
+    }
     out
+}
+
+/// `en` made through the 32-bit entry, by 64-bit code or not.
+fn ia32(mut en: Enriched, from_64bit: bool) -> Enriched {
+    if let EventKind::Syscall(sc) = &mut en.event.kind {
+        sc.ia32 = true;
+        sc.ia32_from_64bit = from_64bit;
+    }
+    en
 }
 
 /// The candidates the prefilter leaves for `en`, and those whose condition holds.
@@ -566,4 +585,37 @@ fn the_rulesets_never_lose_a_match_to_the_prefilter() {
             source.display()
         );
     }
+}
+
+/// The rules on calls through the 32-bit entry are ruled out for every other call by one test
+/// of the event, and left for such a call.
+#[test]
+fn a_64_bit_call_skips_the_rules_on_32_bit_calls() {
+    let e = engine();
+    let c = |c: &str| CONDITIONS.iter().position(|x| *x == c).unwrap();
+    let (any, from_64, from_64_etc, not_ia32) = (
+        c("evt.is_ia32 = true"),
+        c("evt.is_ia32_from_64bit = true"),
+        c("evt.is_ia32_from_64bit = true and fd.name startswith /etc/"),
+        c("evt.is_ia32 = false"),
+    );
+    let (possible, matching) = possible_and_matching(&e, &open("cat", "/etc/shadow", false, 3));
+    for i in [any, from_64, from_64_etc] {
+        assert!(!possible.contains(&i), "{} left", CONDITIONS[i]);
+    }
+    assert!(matching.contains(&not_ia32));
+    let shadow = |from_64bit| {
+        possible_and_matching(&e, &ia32(open("cat", "/etc/shadow", false, 3), from_64bit))
+    };
+    let (possible, matching) = shadow(true);
+    for i in [any, from_64, from_64_etc] {
+        assert!(
+            possible.contains(&i) && matching.contains(&i),
+            "{}",
+            CONDITIONS[i]
+        );
+    }
+    let (possible, matching) = shadow(false);
+    assert!(matching.contains(&any) && !matching.contains(&from_64));
+    assert!(possible.contains(&any));
 }
