@@ -465,8 +465,8 @@ fn int80(args: &[&str]) -> String {
     support::run_example("int80", args)
 }
 
-/// The default rule on calls made through the 32-bit entry from 64-bit code.
-const FROM_64: &str = "Syscall through the 32-bit entry from 64-bit code";
+/// The default rule on calls a 64-bit program makes through the 32-bit entry.
+const BY_64: &str = "Syscall through the 32-bit entry by a 64-bit program";
 
 #[test]
 fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
@@ -501,17 +501,39 @@ fn evasion_calls_through_the_32_bit_entry_are_the_calls_they_are() {
     for how in ["connect", "socketcall"] {
         let port = loopback_listener();
         int80(&[how, "127.0.0.1", &port.to_string()]);
-        let a = alert(&mut agent, FROM_64, |v| {
+        let a = alert(&mut agent, BY_64, |v| {
             from_tool(v)
                 && field(v, "evt.type") == "connect"
                 && field(v, "proc.cmdline").contains(&format!("{how} "))
         });
-        check(&a, "Warning", &["T1211"], &[("evt.res", "SUCCESS")]);
+        check(
+            &a,
+            "Warning",
+            &["T1211"],
+            &[("evt.res", "SUCCESS"), ("evt.is_ia32_from_64bit", "true")],
+        );
         assert!(
             field(&a, "fd.name").ends_with(&format!("127.0.0.1:{port}")),
             "{a}"
         );
     }
+
+    // The program switches its code to 32-bit mode first (a far return to segment 0x23), so
+    // the call comes from 32-bit code: still a 64-bit program's.
+    int80(&["compat-open", "/etc/hostname"]);
+    let a = alert(&mut agent, BY_64, |v| {
+        from_tool(v) && field(v, "proc.cmdline").contains("compat-open")
+    });
+    check(
+        &a,
+        "Warning",
+        &[],
+        &[
+            ("evt.type", "open"),
+            ("fd.name", "/etc/hostname"),
+            ("evt.is_ia32_from_64bit", "false"),
+        ],
+    );
 }
 
 /// A 32-bit program with no libraries (an i386 ELF written here, 148 bytes): `socket` and
@@ -567,9 +589,9 @@ fn i386_connect_program(port: u16) -> Vec<u8> {
 }
 
 /// What a 32-bit program does through the entry is not an x86_64 program's `int $0x80`: the
-/// rule on calls from 64-bit code stays quiet for it, and the call is still the call it is.
+/// rule on 64-bit programs stays quiet for it, and the call is still the call it is.
 #[test]
-fn evasion_a_32_bit_programs_calls_are_not_reported_as_made_from_64_bit_code() {
+fn evasion_a_32_bit_programs_calls_are_not_reported_as_a_64_bit_programs() {
     let d = TempDir::new("ev-i386");
     let rules = d.join("i386.yaml");
     std::fs::write(
@@ -580,7 +602,7 @@ fn evasion_a_32_bit_programs_calls_are_not_reported_as_made_from_64_bit_code() {
   condition: evt.type = connect and proc.name = conn32
   output: >
     connect fd=%fd.name res=%evt.res ia32=%evt.is_ia32 from64=%evt.is_ia32_from_64bit
-    proc=%proc.name
+    elf32=%proc.is_exe_32bit proc=%proc.name
   priority: NOTICE
 "#,
     )
@@ -613,6 +635,7 @@ fn evasion_a_32_bit_programs_calls_are_not_reported_as_made_from_64_bit_code() {
         &[
             ("evt.is_ia32", "true"),
             ("evt.is_ia32_from_64bit", "false"),
+            ("proc.is_exe_32bit", "true"),
             ("evt.res", "SUCCESS"),
         ],
     );

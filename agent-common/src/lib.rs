@@ -227,6 +227,9 @@ pub mod exe_flags {
     /// handler): the executable is the interpreter, and the path given to exec its script.
     /// From the kernel's own record of the exec (`bprm->interp`), which argv cannot forge.
     pub const INTERPRETED: u32 = 32;
+    /// The file exec loaded is a 32-bit ELF (`EI_CLASS` of the header the kernel read into
+    /// `bprm->buf`): a 32-bit program, whose calls through the 32-bit entry are its own.
+    pub const ELF32: u32 = 64;
 }
 
 /// `EventKind::Fork`.
@@ -1132,6 +1135,8 @@ pub struct KernelConfig {
     /// loaded last (`interp`: the same pointer unless an interpreter was loaded for it).
     pub bprm_filename: u32,
     pub bprm_interp: u32,
+    /// `struct linux_binprm`: the first bytes of the file exec loaded last (`buf`).
+    pub bprm_buf: u32,
     /// `sched_process_exit` record: offset of `bool group_dead`, or `u32::MAX` on kernels
     /// whose record lacks it (before 6.x the field did not exist).
     pub exit_group_dead: u32,

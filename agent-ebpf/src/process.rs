@@ -415,6 +415,13 @@ fn try_sched_process_exec<const LOOP: bool>(ctx: &RawTracePointContext) -> Resul
     } else {
         0
     };
+    // `buf` holds the header of the file exec loaded last (a script's interpreter, not the
+    // script; a dynamic program's own, not its loader's): `EI_CLASS` 1 is a 32-bit ELF.
+    if read_kernel::<u32>(bprm, cfg.bprm_buf) == u32::from_le_bytes(*b"\x7fELF")
+        && read_kernel::<u8>(bprm, cfg.bprm_buf + 4) == 1
+    {
+        ev.exe_flags |= exe_flags::ELF32;
+    }
     // SAFETY: the destination is inside `data`; the helper bounds the copy by its size.
     let n = unsafe {
         bpf_probe_read_kernel_str(

@@ -379,9 +379,10 @@ fn try_sys_exit<A: Access>(regs: u64, ret: i64) -> Result<(), ()> {
     }
     // An open no loaded rule can match ends here, on its class, or once the names of the file
     // it returned are judged; so does an mprotect or fcntl no rule wants, on its class.
-    // Except a 32-bit call from 64-bit code, which the filter's derivation takes as one no
-    // event it judges is (`evt.is_ia32_from_64bit` is false there): a rule may name it alone.
-    let verdict = if ev.flags & trunc::COMPAT_FROM_64 != 0 {
+    // Except a call through the 32-bit entry, which the filter's derivation takes as one no
+    // event it judges is (`evt.is_ia32` and `evt.is_ia32_from_64bit` are false there): a rule
+    // may name such calls alone.
+    let verdict = if ev.flags & trunc::COMPAT != 0 {
         open_filter_abi::PASS
     } else {
         open_filter::verdict(spec, ret, &ev.args)

@@ -349,6 +349,7 @@ impl ProcessTable {
                 p.exec_env = exec.env.clone();
                 p.exe_name = exec.exe_name.clone();
                 p.interpreted = exec.interpreted;
+                p.exe_elf32 = exec.elf32;
                 p.exe_layer = exec.exe_layer;
                 p.exe_mount = exec.exe_mount;
                 p.cgroup = exec.cgroup.clone();
@@ -398,6 +399,7 @@ impl ProcessTable {
                     loginuid: parent.loginuid,
                     exe_name: parent.exe_name.clone(),
                     interpreted: parent.interpreted,
+                    exe_elf32: parent.exe_elf32,
                     exe_layer: parent.exe_layer,
                     exe_mount: parent.exe_mount,
                     exec_env: parent.exec_env.clone(),

@@ -120,6 +120,16 @@ fn is_cgroup2(mount: &str) -> bool {
 }
 
 /// Reads one process; `None` when it vanished meanwhile or is a kernel thread we can't read.
+/// Whether `exe` (`/proc/PID/exe`) is a 32-bit ELF, from its header; false when unreadable
+/// (a process that exited, a kernel thread).
+fn elf32(exe: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 5];
+    fs::File::open(exe)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head[..4] == *b"\x7fELF" && head[4] == 1)
+}
+
 pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Process> {
     let dir = proc_root.join(pid.to_string());
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
@@ -183,6 +193,7 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
     Some(Process {
         exe_name,
         interpreted,
+        exe_elf32: elf32(&dir.join("exe")),
         pid,
         ppid,
         comm,
@@ -217,6 +228,8 @@ pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Pr
 mod tests {
     use std::{os::unix::fs::PermissionsExt, path::Path, process::Command, time::Duration};
 
+    use super::elf32;
+
     /// Runs `cmd`, waits (bounded) until its comm is `comm` and its argv is in place (exec
     /// sets the name before the new image's argv), and reads it from /proc.
     fn found(cmd: &mut Command, comm: &str) -> super::Process {
@@ -249,6 +262,22 @@ mod tests {
         // The same interpreter run by its own name, the script its argument: a shell.
         let p = found(Command::new("/bin/sh").arg(&script), "sh");
         assert!(!p.interpreted, "{p:?}");
+        assert!(!p.exe_elf32, "/bin/sh is a 64-bit program: {p:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_32_bit_elf_is_told_by_its_header() {
+        let dir = std::env::temp_dir().join(format!("osprey-procfs-elf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (e32, e64, text) = (dir.join("e32"), dir.join("e64"), dir.join("text"));
+        std::fs::write(&e32, b"\x7fELF\x01\x01\x01\0").unwrap();
+        std::fs::write(&e64, b"\x7fELF\x02\x01\x01\0").unwrap();
+        std::fs::write(&text, b"#!/bin/sh\n").unwrap();
+        assert!(elf32(&e32));
+        assert!(!elf32(&e64));
+        assert!(!elf32(&text));
+        assert!(!elf32(&dir.join("gone")));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -162,6 +162,27 @@ fn fork_exec_exit_lifecycle() {
     assert!(t.get(11).is_none(), "gone after the grace period");
 }
 
+/// A 32-bit program stays one in its forked children, and stops being one at the next exec of
+/// a 64-bit program.
+#[test]
+fn the_executables_class_follows_exec_and_fork() {
+    let mut t = table();
+    let mut old = exec("/opt/old/app32", &["app32"]);
+    if let EventKind::Exec(e) = &mut old {
+        e.elf32 = true;
+    }
+    t.observe(ev(10, 1, old));
+    assert!(t.get(10).unwrap().exe_elf32);
+    t.observe(ev(10, 2, fork(11)));
+    assert!(
+        t.get(11).unwrap().exe_elf32,
+        "a forked child runs its parent's image"
+    );
+    t.observe(ev(11, 3, exec("/bin/sh", &["sh"])));
+    assert!(!t.get(11).unwrap().exe_elf32);
+    assert!(t.get(10).unwrap().exe_elf32);
+}
+
 #[test]
 fn ancestors_are_reused_until_the_table_changes() {
     let mut t = table();

@@ -426,6 +426,7 @@ impl Decoder {
             args_truncated: flags & (trunc::ARGS | trunc::CAPTURE0) != 0,
             exe_name,
             interpreted: exe_flags & exe_flags::INTERPRETED != 0,
+            elf32: exe_flags & exe_flags::ELF32 != 0,
             exe_layer: (exe_flags & exe_flags::OVERLAY != 0).then_some(ExeLayer {
                 upper: exe_flags & exe_flags::UPPER != 0,
                 lower: exe_flags & exe_flags::LOWER != 0,
@@ -1153,7 +1154,8 @@ mod tests {
         ev.data[path.len()..path.len() + args.len()].copy_from_slice(args);
         ev.filename_len = path.len() as u32;
         ev.args_len = args.len() as u32;
-        ev.exe_flags = exe_flags::OVERLAY | exe_flags::UPPER | exe_flags::OTHER_MOUNT;
+        ev.exe_flags =
+            exe_flags::OVERLAY | exe_flags::UPPER | exe_flags::OTHER_MOUNT | exe_flags::ELF32;
         ev.exe_name[..4].copy_from_slice(b"env\0");
         ev.cgroup_name[..8].copy_from_slice(b"libpod-x");
         ev.cgroup_parent[..6].copy_from_slice(b"parent");
@@ -1177,6 +1179,7 @@ mod tests {
         assert_eq!(exec.args, vec!["env", "-i", "true"]);
         assert_eq!(exec.exe_name, "env");
         assert!(!exec.interpreted);
+        assert!(exec.elf32);
         assert_eq!(exec.cgroup, "parent/libpod-x");
         assert_eq!(exec.stdio, [Some(FdKind::Ipv4), Some(FdKind::Pipe), None]);
         // Every kind the kernel's codes map to: a terminal or /dev/null is a file, an eventfd

@@ -528,6 +528,7 @@ pub fn kernel_report(btf_path: &Path, tracefs: &Path) -> Result<KernelReport, Se
         user64_cs,
         bprm_filename: m("linux_binprm", "filename")?,
         bprm_interp: m("linux_binprm", "interp")?,
+        bprm_buf: m("linux_binprm", "buf")?,
         exit_group_dead: exit_group_dead.unwrap_or(u32::MAX),
         task_cgroups: m("task_struct", "cgroups")?,
         css_set_dfl_cgrp: m("css_set", "dfl_cgrp")?,

@@ -118,6 +118,9 @@ pub struct Exec {
     /// executable is the interpreter. The kernel's own record (`bprm->interp`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interpreted: bool,
+    /// The file exec loaded (the interpreter, for a script) is a 32-bit ELF.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub elf32: bool,
     /// Where the executable sits when it is on overlayfs (a container's root file system).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_layer: Option<ExeLayer>,

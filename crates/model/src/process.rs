@@ -70,6 +70,10 @@ pub struct Process {
     /// the interpreter, `exe_requested` the script.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interpreted: bool,
+    /// The executable is a 32-bit ELF: a 32-bit program, whose calls through the 32-bit
+    /// entry are its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exe_elf32: bool,
     /// Overlay layers of the executable, when it is on overlayfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_layer: Option<ExeLayer>,

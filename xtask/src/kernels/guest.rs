@@ -131,7 +131,7 @@ pub const EXPECTED: &[Expect] = &[
     // it is, made from 64-bit code.
     Expect {
         action: "ia32_from_64",
-        rule: "Syscall through the 32-bit entry from 64-bit code",
+        rule: "Syscall through the 32-bit entry by a 64-bit program",
         output_has: Some("syscall=open"),
         status: 0,
         since: None,

@@ -13,7 +13,7 @@
 //! Sound by construction: a condition is evaluated in three values (true, false, unknown),
 //! where only what the class fixes is known (`evt.type`, `evt.is_open_read`/`write`, the
 //! class's flags by name, `fd.num`, `evt.res`, `evt.rawres`, `evt.failed`, and
-//! `evt.is_ia32_from_64bit`, false for every call the kernel judges) and every other
+//! `evt.is_ia32` and `evt.is_ia32_from_64bit`, false for every call the kernel judges) and every other
 //! check is unknown. A class is dropped only when every candidate's condition is false for it
 //! whatever the unknown checks say; the path names come from checks every true evaluation
 //! needs (the branches of an `or` united, one conjunct of an `and` chosen), so a path with none
@@ -278,9 +278,9 @@ impl<'t> Known<'t> {
         match f.name() {
             "evt.type" => return fixed(Val::Str(self.ty.into())),
             "evt.failed" => return fixed(Val::Bool(!self.ok)),
-            // The kernel judges no call made through the 32-bit entry from 64-bit code: it
-            // passes them all (agent-ebpf syscall.rs), so none of the calls judged here is one.
-            "evt.is_ia32_from_64bit" => return fixed(Val::Bool(false)),
+            // The kernel judges no call made through the 32-bit entry: it passes them all
+            // (agent-ebpf syscall.rs), so none of the calls judged here is one.
+            "evt.is_ia32" | "evt.is_ia32_from_64bit" => return fixed(Val::Bool(false)),
             "evt.res" if self.ok => return fixed(Val::Str("SUCCESS".into())),
             "evt.res" => {
                 return match test {

@@ -266,6 +266,14 @@ pub(super) const FIELDS: &[FieldDef] = &[
         |c, _| c.process().map(|p| Val::Bool(p.exe_from_memfd())),
     ),
     FieldDef::new(
+        "proc.is_exe_32bit",
+        T::Bool,
+        "Osprey: the executable is a 32-bit ELF (the class of the header the kernel read at \
+         exec; for a script, its interpreter's): a 32-bit program, which makes its calls \
+         through the 32-bit entry as a matter of course.",
+        |c, _| c.process().map(|p| Val::Bool(p.exe_elf32)),
+    ),
+    FieldDef::new(
         "proc.is_exe_upper_layer",
         T::Bool,
         "The executable is in the overlayfs upper layer: written or copied up after the \

@@ -564,7 +564,7 @@ fn container_mount_fields_answer_falcos_no_mount() {
 fn the_rule_on_32_bit_calls_from_64_bit_code_watches_what_the_others_want() {
     let res = super::load_files(&[crate::testing::default_rules()]);
     assert!(res.is_ok(), "{}", cli::render_results(&res, false));
-    let name = "Syscall through the 32-bit entry from 64-bit code";
+    let name = "Syscall through the 32-bit entry by a 64-bit program";
     let mut others = std::collections::BTreeSet::new();
     let mut its = None;
     for r in res.ruleset.rules.iter().filter(|r| r.enabled) {

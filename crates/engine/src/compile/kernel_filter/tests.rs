@@ -557,16 +557,20 @@ fn the_rules_filters_capture_every_call_they_match() {
     assert!(matched > 50, "{matched}");
 }
 
-/// The kernel passes every call made through the 32-bit entry from 64-bit code without judging
-/// it, so a rule that needs one constrains none of the calls it judges: the default rule on
-/// them names opens and mprotects without capturing every 64-bit one.
+/// The kernel passes every call made through the 32-bit entry without judging it, so a rule
+/// that needs one constrains none of the calls it judges: the default rule on them names opens
+/// and mprotects without capturing every 64-bit one.
 #[test]
 fn a_rule_on_32_bit_calls_from_64_bit_code_keeps_no_class() {
-    let f = engine(&["evt.is_ia32_from_64bit = true and evt.type in (openat, mprotect)"])
-        .kernel_filter();
-    for ok in [true, false] {
-        for flags in [0, O_WRONLY | O_TRUNC] {
-            assert_eq!(verdict(&f, "openat", ok, flags), Verdict::Drop);
+    for cond in [
+        "evt.is_ia32_from_64bit = true and evt.type in (openat, mprotect)",
+        "evt.is_ia32 = true and proc.is_exe_32bit = false and evt.type in (openat, mprotect)",
+    ] {
+        let f = engine(&[cond]).kernel_filter();
+        for ok in [true, false] {
+            for flags in [0, O_WRONLY | O_TRUNC] {
+                assert_eq!(verdict(&f, "openat", ok, flags), Verdict::Drop, "{cond}");
+            }
         }
     }
     // Without the check, the same rule keeps them all.

@@ -63,6 +63,7 @@ const CONDITIONS: &[&str] = &[
     "evt.is_ia32_from_64bit = true and fd.name startswith /etc/",
     "evt.is_ia32 = false",
     "evt.is_ia32 != true",
+    "evt.is_ia32 = true and (evt.is_ia32_from_64bit = true or proc.is_exe_32bit = false)",
     "fd.name endswith shadow",
     "fd.name icontains SHADOW",
     "fd.name contains allof (etc, shadow)",
@@ -593,14 +594,16 @@ fn the_rulesets_never_lose_a_match_to_the_prefilter() {
 fn a_64_bit_call_skips_the_rules_on_32_bit_calls() {
     let e = engine();
     let c = |c: &str| CONDITIONS.iter().position(|x| *x == c).unwrap();
-    let (any, from_64, from_64_etc, not_ia32) = (
+    let (any, from_64, from_64_etc, not_ia32, default_rule) = (
         c("evt.is_ia32 = true"),
         c("evt.is_ia32_from_64bit = true"),
         c("evt.is_ia32_from_64bit = true and fd.name startswith /etc/"),
         c("evt.is_ia32 = false"),
+        // The default rule's shape.
+        c("evt.is_ia32 = true and (evt.is_ia32_from_64bit = true or proc.is_exe_32bit = false)"),
     );
     let (possible, matching) = possible_and_matching(&e, &open("cat", "/etc/shadow", false, 3));
-    for i in [any, from_64, from_64_etc] {
+    for i in [any, from_64, from_64_etc, default_rule] {
         assert!(!possible.contains(&i), "{} left", CONDITIONS[i]);
     }
     assert!(matching.contains(&not_ia32));
@@ -608,7 +611,7 @@ fn a_64_bit_call_skips_the_rules_on_32_bit_calls() {
         possible_and_matching(&e, &ia32(open("cat", "/etc/shadow", false, 3), from_64bit))
     };
     let (possible, matching) = shadow(true);
-    for i in [any, from_64, from_64_etc] {
+    for i in [any, from_64, from_64_etc, default_rule] {
         assert!(
             possible.contains(&i) && matching.contains(&i),
             "{}",
