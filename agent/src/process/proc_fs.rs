@@ -119,7 +119,6 @@ fn is_cgroup2(mount: &str) -> bool {
     r == 0 && st.f_type as u64 == 0x6367_7270
 }
 
-/// Reads one process; `None` when it vanished meanwhile or is a kernel thread we can't read.
 /// Whether `exe` (`/proc/PID/exe`) is a 32-bit ELF, from its header; false when unreadable
 /// (a process that exited, a kernel thread).
 fn elf32(exe: &Path) -> bool {
@@ -130,6 +129,7 @@ fn elf32(exe: &Path) -> bool {
         .is_ok_and(|()| head[..4] == *b"\x7fELF" && head[4] == 1)
 }
 
+/// Reads one process; `None` when it vanished meanwhile or is a kernel thread we can't read.
 pub fn read_process(proc_root: &Path, pid: u32, _boot_wall_ns: u64) -> Option<Process> {
     let dir = proc_root.join(pid.to_string());
     let stat = fs::read_to_string(dir.join("stat")).ok()?;

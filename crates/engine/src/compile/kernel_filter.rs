@@ -13,8 +13,8 @@
 //! Sound by construction: a condition is evaluated in three values (true, false, unknown),
 //! where only what the class fixes is known (`evt.type`, `evt.is_open_read`/`write`, the
 //! class's flags by name, `fd.num`, `evt.res`, `evt.rawres`, `evt.failed`, and
-//! `evt.is_ia32` and `evt.is_ia32_from_64bit`, false for every call the kernel judges) and every other
-//! check is unknown. A class is dropped only when every candidate's condition is false for it
+//! `evt.is_ia32` and `evt.is_ia32_from_64bit`, false for every call the kernel judges) and
+//! every other check is unknown. A class is dropped only when every candidate's condition is false for it
 //! whatever the unknown checks say; the path names come from checks every true evaluation
 //! needs (the branches of an `or` united, one conjunct of an `and` chosen), so a path with none
 //! of them makes the condition false. A check the derivation does not understand constrains
